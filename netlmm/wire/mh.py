@@ -1,0 +1,850 @@
+"""
+The Mobility Header (RFC 6275 section 6.1) and the messages and mobility
+options that Proxy Mobile IPv6 signalling uses.
+
+Messages and options are immutable values that check their ranges when built.
+L{encodeMessage} lays the options out with the alignment each one asks for and
+pads the header to a multiple of 8 octets; L{decodeMessage} reads a header
+inside the bounds its Header Len field declares and raises only
+L{DecodeError}.
+
+Addresses are L{ipaddress.IPv6Address}; identifiers and authenticators are
+L{bytes}. This module imports nothing from Twisted.
+"""
+
+import struct
+from collections import namedtuple
+from ipaddress import IPv6Address
+
+from netlmm.wire.checksum import mhChecksum
+from netlmm.wire.errors import DecodeError, EncodeError
+
+IPPROTO_MH = 135
+IPPROTO_NONE = 59
+
+# MH types (RFC 6275 section 6.1.2 and the IANA registry).
+MH_BRR = 0
+MH_BU = 5
+MH_BA = 6
+MH_BE = 7
+
+# Binding Update flags (16-bit word, RFC 6275 6.1.7, RFC 5213 8.1).
+BU_A = 0x8000
+BU_H = 0x4000
+BU_L = 0x2000
+BU_K = 0x1000
+BU_M = 0x0800
+BU_R = 0x0400
+BU_P = 0x0200
+
+# Binding Acknowledgement flags (8 bits, RFC 6275 6.1.8, RFC 5213 8.2).
+BA_K = 0x80
+BA_R = 0x40
+BA_P = 0x20
+
+# Binding Error status (RFC 6275 6.1.9).
+BE_UNKNOWN_HOA = 1
+BE_UNKNOWN_MH_TYPE = 2
+
+# Mobile Node Identifier subtype (RFC 4283).
+MNID_NAI = 1
+
+#: Lifetime field unit, seconds.
+LIFETIME_UNIT = 4
+MAX_LIFETIME_UNITS = 0xFFFF
+
+
+class Status:
+    """Binding Acknowledgement status codes (RFC 6275, 4285, 5213)."""
+
+    ACCEPTED = 0
+    ACCEPTED_PREFIX_DISCOVERY = 1
+    UNSPECIFIED = 128
+    ADMINISTRATIVELY_PROHIBITED = 129
+    INSUFFICIENT_RESOURCES = 130
+    HOME_REGISTRATION_NOT_SUPPORTED = 131
+    NOT_HOME_SUBNET = 132
+    NOT_HOME_AGENT_FOR_MN = 133
+    DAD_FAILED = 134
+    SEQUENCE_OUT_OF_WINDOW = 135
+    REGISTRATION_TYPE_CHANGE_DISALLOWED = 139
+    MIPV6_ID_MISMATCH = 144
+    MIPV6_MESG_ID_REQD = 145
+    MIPV6_AUTH_FAIL = 146
+    PROXY_REG_NOT_ENABLED = 152
+    NOT_LMA_FOR_THIS_MN = 153
+    MAG_NOT_AUTHORIZED_FOR_PROXY_REG = 154
+    NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX = 155
+    TIMESTAMP_MISMATCH = 156
+    TIMESTAMP_LOWER_THAN_PREV_ACCEPTED = 157
+    MISSING_HOME_NETWORK_PREFIX_OPTION = 158
+    BCE_PBU_PREFIX_SET_DO_NOT_MATCH = 159
+    MISSING_MN_IDENTIFIER_OPTION = 160
+    MISSING_HANDOFF_INDICATOR_OPTION = 161
+    MISSING_ACCESS_TECH_TYPE_OPTION = 162
+
+    @classmethod
+    def name(cls, code):
+        """The symbolic name of a status code, or its number as text."""
+        for key, value in vars(cls).items():
+            if value == code and key.isupper():
+                return key
+        return str(code)
+
+
+_UNSPECIFIED = IPv6Address("::")
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _u8(name, value):
+    if type(value) is not int or not 0 <= value <= 0xFF:
+        raise EncodeError(f"{name} must be an integer 0..255, not {value!r}")
+    return value
+
+
+def _u16(name, value):
+    if type(value) is not int or not 0 <= value <= 0xFFFF:
+        raise EncodeError(f"{name} must be an integer 0..65535, not {value!r}")
+    return value
+
+
+def _u32(name, value):
+    if type(value) is not int or not 0 <= value <= 0xFFFFFFFF:
+        raise EncodeError(f"{name} must be an integer 0..2**32-1, not {value!r}")
+    return value
+
+
+def _u64(name, value):
+    if type(value) is not int or not 0 <= value < 1 << 64:
+        raise EncodeError(f"{name} must be an integer 0..2**64-1, not {value!r}")
+    return value
+
+
+def _addr(name, value):
+    if isinstance(value, IPv6Address):
+        return value
+    try:
+        return IPv6Address(value)
+    except (ValueError, TypeError) as e:
+        raise EncodeError(f"{name} must be an IPv6 address, not {value!r}") from e
+
+
+def _octets(name, value, minimum=0, maximum=255):
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise EncodeError(f"{name} must be bytes, not {type(value).__name__}")
+    value = bytes(value)
+    if not minimum <= len(value) <= maximum:
+        raise EncodeError(
+            f"{name} must be {minimum}..{maximum} octets long, not {len(value)}"
+        )
+    return value
+
+
+def _packed(address):
+    """16 octets of an address given as IPv6Address, text or bytes."""
+    if isinstance(address, (bytes, bytearray)) and len(address) == 16:
+        return bytes(address)
+    return IPv6Address(address).packed
+
+
+class _Value:
+    """
+    Equality and hashing by type and fields, for the tuple-based values below
+    (two options with the same fields but different types must not be equal).
+    """
+
+    __slots__ = ()
+
+    def __eq__(self, other):
+        return type(self) is type(other) and tuple.__eq__(self, other)
+
+    def __ne__(self, other):
+        return not self.__eq__(other)
+
+    def __hash__(self):
+        return hash((type(self), tuple.__hash__(self)))
+
+
+# ---------------------------------------------------------------- options
+
+
+class MobilityOption(_Value):
+    """
+    Base of the mobility options. C{TYPE} is the option type; C{ALIGN} is the
+    alignment requirement (x, y) meaning the type octet must sit at an offset
+    x*n + y from the start of the Mobility Header.
+    """
+
+    __slots__ = ()
+    TYPE = None
+    ALIGN = (1, 0)
+    #: True for an option that must end the message (RFC 4285 section 5).
+    LAST = False
+
+    def body(self):
+        """The option data (without type and length octets)."""
+        raise NotImplementedError
+
+    @classmethod
+    def fromBody(cls, body):
+        """Build the option from its data; raise L{DecodeError} if invalid."""
+        raise NotImplementedError
+
+
+def _fixedLength(cls, body, length):
+    if len(body) != length:
+        raise DecodeError(
+            f"{cls.__name__} option: length {len(body)}, expected {length}"
+        )
+
+
+class BindingRefreshAdvice(MobilityOption, namedtuple("_BRA", "interval")):
+    """Refresh interval in 4-second units (RFC 6275 6.2.4)."""
+
+    __slots__ = ()
+    TYPE = 2
+    ALIGN = (2, 0)
+
+    def __new__(cls, interval):
+        return tuple.__new__(cls, (_u16("refresh interval", interval),))
+
+    def body(self):
+        return struct.pack("!H", self.interval)
+
+    @classmethod
+    def fromBody(cls, body):
+        _fixedLength(cls, body, 2)
+        return tuple.__new__(cls, struct.unpack("!H", body))
+
+
+class AlternateCareOfAddress(MobilityOption, namedtuple("_ACoA", "address")):
+    """The care-of address to bind, here the MAG's address (RFC 6275 6.2.5)."""
+
+    __slots__ = ()
+    TYPE = 3
+    ALIGN = (8, 6)
+
+    def __new__(cls, address):
+        return tuple.__new__(cls, (_addr("alternate care-of address", address),))
+
+    def body(self):
+        return self.address.packed
+
+    @classmethod
+    def fromBody(cls, body):
+        _fixedLength(cls, body, 16)
+        return tuple.__new__(cls, (IPv6Address(body),))
+
+
+class BindingAuthorizationData(
+    MobilityOption, namedtuple("_BAD", "authenticator")
+):
+    """Return-routability authenticator (RFC 6275 6.2.7); carried, not used."""
+
+    __slots__ = ()
+    TYPE = 5
+    ALIGN = (8, 2)
+
+    def __new__(cls, authenticator):
+        return tuple.__new__(
+            cls, (_octets("authenticator", authenticator),)
+        )
+
+    def body(self):
+        return self.authenticator
+
+    @classmethod
+    def fromBody(cls, body):
+        return tuple.__new__(cls, (bytes(body),))
+
+
+class MobileNodeIdentifier(
+    MobilityOption, namedtuple("_MNID", "identifier subtype")
+):
+    """The mobile's identifier, by default an NAI (RFC 4283)."""
+
+    __slots__ = ()
+    TYPE = 8
+
+    def __new__(cls, identifier, subtype=MNID_NAI):
+        return tuple.__new__(
+            cls,
+            (
+                _octets("MN identifier", identifier, 1, 254),
+                _u8("MN identifier subtype", subtype),
+            ),
+        )
+
+    def body(self):
+        return bytes((self.subtype,)) + self.identifier
+
+    @classmethod
+    def fromBody(cls, body):
+        if len(body) < 2:
+            raise DecodeError(
+                f"MobileNodeIdentifier option: length {len(body)}, expected at least 2"
+            )
+        return tuple.__new__(cls, (bytes(body[1:]), body[0]))
+
+
+class MobilityMessageAuthentication(
+    MobilityOption, namedtuple("_MMA", "subtype spi authenticator")
+):
+    """
+    RFC 4285 authentication option: subtype (1 MN-HA, 2 MN-AAA), SPI and
+    authenticator. It must be the last option of the message.
+    """
+
+    __slots__ = ()
+    TYPE = 9
+    ALIGN = (4, 1)
+    LAST = True
+    MN_HA = 1
+    MN_AAA = 2
+
+    def __new__(cls, subtype, spi, authenticator):
+        return tuple.__new__(
+            cls,
+            (
+                _u8("authentication subtype", subtype),
+                _u32("SPI", spi),
+                _octets("authenticator", authenticator, 0, 250),
+            ),
+        )
+
+    def body(self):
+        return struct.pack("!BI", self.subtype, self.spi) + self.authenticator
+
+    @classmethod
+    def fromBody(cls, body):
+        if len(body) < 5:
+            raise DecodeError(
+                f"MobilityMessageAuthentication option: length {len(body)}, "
+                "expected at least 5"
+            )
+        subtype, spi = struct.unpack_from("!BI", body)
+        return tuple.__new__(cls, (subtype, spi, bytes(body[5:])))
+
+
+class MobilityMessageReplayProtection(
+    MobilityOption, namedtuple("_MMRP", "timestamp")
+):
+    """RFC 4285 replay protection: a 64-bit NTP-format timestamp."""
+
+    __slots__ = ()
+    TYPE = 10
+    ALIGN = (8, 2)
+
+    def __new__(cls, timestamp):
+        return tuple.__new__(cls, (_u64("replay timestamp", timestamp),))
+
+    def body(self):
+        return struct.pack("!Q", self.timestamp)
+
+    @classmethod
+    def fromBody(cls, body):
+        _fixedLength(cls, body, 8)
+        return tuple.__new__(cls, struct.unpack("!Q", body))
+
+
+class HomeNetworkPrefix(
+    MobilityOption, namedtuple("_HNP", "prefix prefixLength")
+):
+    """
+    A home network prefix (RFC 5213 8.3). netlmm carries the pHoA in it with
+    prefix length 128; the all-zero prefix asks the LMA to assign one.
+    """
+
+    __slots__ = ()
+    TYPE = 22
+    ALIGN = (8, 4)
+
+    def __new__(cls, prefix, prefixLength=128):
+        prefixLength = _u8("prefix length", prefixLength)
+        if prefixLength > 128:
+            raise EncodeError(f"prefix length must be 0..128, not {prefixLength}")
+        return tuple.__new__(cls, (_addr("home network prefix", prefix), prefixLength))
+
+    def body(self):
+        return bytes((0, self.prefixLength)) + self.prefix.packed
+
+    @classmethod
+    def fromBody(cls, body):
+        _fixedLength(cls, body, 18)
+        if body[1] > 128:
+            raise DecodeError(f"HomeNetworkPrefix option: prefix length {body[1]}")
+        return tuple.__new__(cls, (IPv6Address(bytes(body[2:])), body[1]))
+
+    @property
+    def unspecified(self):
+        """True when the prefix is all zeros (an assignment request)."""
+        return self.prefix == _UNSPECIFIED
+
+
+class _OneOctetOption(MobilityOption):
+    """Layout shared by options whose body is a reserved octet and a value."""
+
+    __slots__ = ()
+
+    def __new__(cls, value):
+        return tuple.__new__(cls, (_u8(cls.__name__, value),))
+
+    def body(self):
+        return bytes((0, self.value))
+
+    @classmethod
+    def fromBody(cls, body):
+        _fixedLength(cls, body, 2)
+        return tuple.__new__(cls, (body[1],))
+
+
+class HandoffIndicator(_OneOctetOption, namedtuple("_HI", "value")):
+    """Handoff Indicator (RFC 5213 8.4); values 1..5."""
+
+    __slots__ = ()
+    TYPE = 23
+    ATTACHMENT_OVER_NEW_INTERFACE = 1
+    HANDOFF_BETWEEN_DIFFERENT_INTERFACES = 2
+    HANDOFF_BETWEEN_MAGS_SAME_INTERFACE = 3
+    UNKNOWN = 4
+    NOT_CHANGED = 5
+
+
+class AccessTechnologyType(_OneOctetOption, namedtuple("_ATT", "value")):
+    """Access Technology Type (RFC 5213 8.5)."""
+
+    __slots__ = ()
+    TYPE = 24
+    VIRTUAL = 1
+    PPP = 2
+    ETHERNET = 3
+    WLAN = 4
+    WIMAX = 5
+
+
+class MobileNodeLinkLayerIdentifier(
+    MobilityOption, namedtuple("_MNLLID", "identifier")
+):
+    """The mobile's link-layer identifier, e.g. its MAC (RFC 5213 8.6)."""
+
+    __slots__ = ()
+    TYPE = 25
+    ALIGN = (8, 2)
+
+    def __new__(cls, identifier):
+        return tuple.__new__(
+            cls, (_octets("link-layer identifier", identifier, 1, 253),)
+        )
+
+    def body(self):
+        return b"\x00\x00" + self.identifier
+
+    @classmethod
+    def fromBody(cls, body):
+        if len(body) < 3:
+            raise DecodeError(
+                f"MobileNodeLinkLayerIdentifier option: length {len(body)}, "
+                "expected at least 3"
+            )
+        return tuple.__new__(cls, (bytes(body[2:]),))
+
+
+class LinkLocalAddress(MobilityOption, namedtuple("_LLA", "address")):
+    """The MAG's link-local address on the access link (RFC 5213 8.7)."""
+
+    __slots__ = ()
+    TYPE = 26
+    ALIGN = (8, 6)
+
+    def __new__(cls, address):
+        return tuple.__new__(cls, (_addr("link-local address", address),))
+
+    def body(self):
+        return self.address.packed
+
+    @classmethod
+    def fromBody(cls, body):
+        _fixedLength(cls, body, 16)
+        return tuple.__new__(cls, (IPv6Address(bytes(body)),))
+
+
+class Timestamp(MobilityOption, namedtuple("_TS", "value")):
+    """
+    RFC 5213 8.8 timestamp: 64 bits, the upper 48 seconds since 1970-01-01
+    and the lower 16 fractions of a second (1/65536).
+    """
+
+    __slots__ = ()
+    TYPE = 27
+    ALIGN = (8, 2)
+
+    def __new__(cls, value):
+        return tuple.__new__(cls, (_u64("timestamp", value),))
+
+    @classmethod
+    def fromSeconds(cls, seconds):
+        """A timestamp for a POSIX time in seconds."""
+        return cls(int(round(seconds * 65536)))
+
+    @property
+    def seconds(self):
+        """The timestamp as POSIX seconds (float)."""
+        return self.value / 65536
+
+    def body(self):
+        return struct.pack("!Q", self.value)
+
+    @classmethod
+    def fromBody(cls, body):
+        _fixedLength(cls, body, 8)
+        return tuple.__new__(cls, struct.unpack("!Q", body))
+
+
+class UnknownOption(MobilityOption, namedtuple("_UO", "type data")):
+    """An option netlmm does not know: kept so it re-encodes byte for byte."""
+
+    __slots__ = ()
+
+    def __new__(cls, type, data):
+        type = _u8("option type", type)
+        if type in (0, 1):
+            raise EncodeError("option types 0 and 1 are padding")
+        return tuple.__new__(cls, (type, _octets("option data", data)))
+
+    @property
+    def TYPE(self):  # noqa: N802 - mirrors the class attribute of known options
+        return self.type
+
+    def body(self):
+        return self.data
+
+
+OPTION_TYPES = {
+    cls.TYPE: cls
+    for cls in (
+        BindingRefreshAdvice,
+        AlternateCareOfAddress,
+        BindingAuthorizationData,
+        MobileNodeIdentifier,
+        MobilityMessageAuthentication,
+        MobilityMessageReplayProtection,
+        HomeNetworkPrefix,
+        HandoffIndicator,
+        AccessTechnologyType,
+        MobileNodeLinkLayerIdentifier,
+        LinkLocalAddress,
+        Timestamp,
+    )
+}
+
+
+# ---------------------------------------------------------------- messages
+
+
+class MobilityMessage(_Value):
+    """Base of the Mobility Header messages; C{MH_TYPE} is the MH type."""
+
+    __slots__ = ()
+    MH_TYPE = None
+    #: Octets of fixed message data after the 6-octet MH header.
+    FIXED = 0
+
+    def fixed(self):
+        """The fixed message data between the checksum and the options."""
+        raise NotImplementedError
+
+    def option(self, optionType):
+        """The first option of class C{optionType}, or None."""
+        for o in self.options:
+            if type(o) is optionType:
+                return o
+        return None
+
+
+def _options(options):
+    options = tuple(options)
+    for o in options:
+        if not isinstance(o, MobilityOption):
+            raise EncodeError(f"not a mobility option: {o!r}")
+    for o in options[:-1]:
+        if o.LAST:
+            raise EncodeError(f"{type(o).__name__} must be the last option")
+    return options
+
+
+class BindingRefreshRequest(MobilityMessage, namedtuple("_BRR", "options")):
+    """Binding Refresh Request (MH type 0, RFC 6275 6.1.2)."""
+
+    __slots__ = ()
+    MH_TYPE = MH_BRR
+    FIXED = 2
+
+    def __new__(cls, options=()):
+        return tuple.__new__(cls, (_options(options),))
+
+    def fixed(self):
+        return b"\x00\x00"
+
+    @classmethod
+    def _fromFixed(cls, fixed, options):
+        return tuple.__new__(cls, (options,))
+
+
+class BindingUpdate(
+    MobilityMessage, namedtuple("_BU", "sequence flags lifetime options")
+):
+    """
+    Binding Update (MH type 5, RFC 6275 6.1.7); with the P flag a Proxy
+    Binding Update (RFC 5213). C{lifetime} is in units of 4 seconds; 0
+    deregisters.
+    """
+
+    __slots__ = ()
+    MH_TYPE = MH_BU
+    FIXED = 6
+
+    def __new__(cls, sequence, flags=BU_A | BU_H | BU_P, lifetime=0, options=()):
+        return tuple.__new__(
+            cls,
+            (
+                _u16("sequence number", sequence),
+                _u16("flags", flags),
+                _u16("lifetime", lifetime),
+                _options(options),
+            ),
+        )
+
+    def fixed(self):
+        return struct.pack("!HHH", self.sequence, self.flags, self.lifetime)
+
+    @classmethod
+    def _fromFixed(cls, fixed, options):
+        return tuple.__new__(cls, struct.unpack("!HHH", fixed) + (options,))
+
+    @property
+    def lifetimeSeconds(self):
+        """The requested lifetime in seconds."""
+        return self.lifetime * LIFETIME_UNIT
+
+    @property
+    def proxy(self):
+        """True for a Proxy Binding Update (P flag)."""
+        return bool(self.flags & BU_P)
+
+
+class BindingAcknowledgement(
+    MobilityMessage,
+    namedtuple("_BA", "status flags sequence lifetime options"),
+):
+    """
+    Binding Acknowledgement (MH type 6, RFC 6275 6.1.8); C{lifetime} is the
+    granted lifetime in units of 4 seconds.
+    """
+
+    __slots__ = ()
+    MH_TYPE = MH_BA
+    FIXED = 6
+
+    def __new__(cls, status, flags=0, sequence=0, lifetime=0, options=()):
+        return tuple.__new__(
+            cls,
+            (
+                _u8("status", status),
+                _u8("flags", flags),
+                _u16("sequence number", sequence),
+                _u16("lifetime", lifetime),
+                _options(options),
+            ),
+        )
+
+    def fixed(self):
+        return struct.pack(
+            "!BBHH", self.status, self.flags, self.sequence, self.lifetime
+        )
+
+    @classmethod
+    def _fromFixed(cls, fixed, options):
+        return tuple.__new__(cls, struct.unpack("!BBHH", fixed) + (options,))
+
+    @property
+    def accepted(self):
+        """True when the status is below 128."""
+        return self.status < 128
+
+    @property
+    def lifetimeSeconds(self):
+        """The granted lifetime in seconds."""
+        return self.lifetime * LIFETIME_UNIT
+
+
+class BindingError(
+    MobilityMessage, namedtuple("_BE", "status homeAddress options")
+):
+    """Binding Error (MH type 7, RFC 6275 6.1.9)."""
+
+    __slots__ = ()
+    MH_TYPE = MH_BE
+    FIXED = 18
+
+    def __new__(cls, status, homeAddress=_UNSPECIFIED, options=()):
+        return tuple.__new__(
+            cls,
+            (
+                _u8("status", status),
+                _addr("home address", homeAddress),
+                _options(options),
+            ),
+        )
+
+    def fixed(self):
+        return bytes((self.status, 0)) + self.homeAddress.packed
+
+    @classmethod
+    def _fromFixed(cls, fixed, options):
+        return tuple.__new__(cls, (fixed[0], IPv6Address(bytes(fixed[2:])), options))
+
+
+class UnknownMessage(MobilityMessage, namedtuple("_UM", "mhType data")):
+    """
+    A Mobility Header of a type netlmm does not process: the message data
+    after the checksum, kept so the receiver can answer with a Binding Error.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, mhType, data):
+        return tuple.__new__(cls, (_u8("MH type", mhType), _octets("data", data, 0, 2042)))
+
+    @property
+    def MH_TYPE(self):  # noqa: N802
+        return self.mhType
+
+    options = ()
+
+    def fixed(self):
+        return self.data
+
+
+MESSAGE_TYPES = {
+    cls.MH_TYPE: cls
+    for cls in (BindingRefreshRequest, BindingUpdate, BindingAcknowledgement, BindingError)
+}
+
+
+# ---------------------------------------------------------------- codec
+
+
+def _pad(out, count):
+    if count == 1:
+        out.append(b"\x00")
+    elif count > 1:
+        out.append(bytes((1, count - 2)) + bytes(count - 2))
+
+
+def encodeMessage(message, source=None, destination=None):
+    """
+    The Mobility Header for C{message}. With C{source} and C{destination}
+    (the IPv6 addresses of the packet) the checksum is computed; without them
+    it is left zero for the kernel to fill (raw sockets, IPV6_CHECKSUM).
+    """
+    if not isinstance(message, MobilityMessage):
+        raise EncodeError(f"not a mobility message: {message!r}")
+    out = [b"", message.fixed()]
+    pos = 6 + len(out[1])
+    for option in message.options:
+        body = option.body()
+        if len(body) > 255:
+            raise EncodeError(
+                f"{type(option).__name__} option data is {len(body)} octets; at most 255 fit"
+            )
+        x, y = option.ALIGN
+        pad = (y - pos) % x
+        if option.LAST:
+            # The last option must end the header on an 8-octet boundary
+            # with no padding after it.
+            while (pos + pad + 2 + len(body)) % 8:
+                pad += x
+        _pad(out, pad)
+        pos += pad
+        out.append(bytes((option.TYPE, len(body))))
+        out.append(body)
+        pos += 2 + len(body)
+    _pad(out, (-pos) % 8)
+    pos += (-pos) % 8
+    if pos > 2048:
+        raise EncodeError(f"message is {pos} octets; at most 2048 fit in Header Len")
+    out[0] = struct.pack("!BBBBH", IPPROTO_NONE, pos // 8 - 1, message.MH_TYPE, 0, 0)
+    data = b"".join(out)
+    if source is not None and destination is not None:
+        checksum = mhChecksum(_packed(source), _packed(destination), data)
+        data = data[:4] + struct.pack("!H", checksum) + data[6:]
+    return data
+
+
+def decodeOptions(data, start):
+    """
+    The mobility options in C{data} from offset C{start} to its end, padding
+    left out. Unknown types become L{UnknownOption}.
+    """
+    options = []
+    pos = start
+    end = len(data)
+    while pos < end:
+        kind = data[pos]
+        if kind == 0:
+            pos += 1
+            continue
+        if pos + 2 > end:
+            raise DecodeError(f"option at offset {pos}: truncated option header")
+        length = data[pos + 1]
+        bodyEnd = pos + 2 + length
+        if bodyEnd > end:
+            raise DecodeError(
+                f"option type {kind} at offset {pos}: length {length} runs past the header"
+            )
+        if kind != 1:
+            body = data[pos + 2:bodyEnd]
+            cls = OPTION_TYPES.get(kind)
+            if cls is None:
+                options.append(tuple.__new__(UnknownOption, (kind, bytes(body))))
+            else:
+                options.append(cls.fromBody(body))
+        pos = bodyEnd
+    return tuple(options)
+
+
+def decodeMessage(data, source=None, destination=None):
+    """
+    Decode one Mobility Header. With C{source} and C{destination} the
+    checksum is verified. Raises only L{DecodeError}.
+    """
+    data = bytes(data)
+    if len(data) < 8:
+        raise DecodeError(f"Mobility Header is {len(data)} octets; at least 8 needed")
+    proto, hdrLen, mhType = data[0], data[1], data[2]
+    declared = (hdrLen + 1) * 8
+    if declared != len(data):
+        raise DecodeError(
+            f"Header Len says {declared} octets but {len(data)} were received"
+        )
+    if proto != IPPROTO_NONE:
+        raise DecodeError(f"Payload Proto is {proto}, expected {IPPROTO_NONE}")
+    if source is not None and destination is not None:
+        if mhChecksum(_packed(source), _packed(destination), data) != 0:
+            raise DecodeError("Mobility Header checksum is wrong")
+    cls = MESSAGE_TYPES.get(mhType)
+    if cls is None:
+        return tuple.__new__(UnknownMessage, (mhType, data[6:]))
+    if 6 + cls.FIXED > len(data):
+        raise DecodeError(
+            f"{cls.__name__} needs {6 + cls.FIXED} octets, header is {len(data)}"
+        )
+    fixed = data[6:6 + cls.FIXED]
+    return cls._fromFixed(fixed, decodeOptions(data, 6 + cls.FIXED))
+
+
+def checksumValid(data, source, destination):
+    """True when C{data} (a whole Mobility Header) has a correct checksum."""
+    return mhChecksum(_packed(source), _packed(destination), data) == 0
