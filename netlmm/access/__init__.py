@@ -1,0 +1,23 @@
+"""The MAG's access link: attachment events and detectors."""
+
+from collections import namedtuple
+from ipaddress import IPv6Address
+
+
+class AttachmentEvent(namedtuple("AttachmentEvent", "mnId phoa linkLayer")):
+    """
+    A mobile appeared on the access link. C{mnId} is its identifier (bytes,
+    an NAI or the link-layer address); C{phoa} is its address when the
+    detector already knows it (context transfer, configuration), else None;
+    C{linkLayer} its link-layer address when known.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, mnId, phoa=None, linkLayer=None):
+        if isinstance(mnId, str):
+            mnId = mnId.encode("utf-8")
+        if not isinstance(mnId, bytes) or not 1 <= len(mnId) <= 253:
+            raise ValueError(f"MN identifier must be 1..253 octets, not {mnId!r}")
+        return super().__new__(cls, mnId, None if phoa is None else IPv6Address(phoa),
+                               linkLayer)

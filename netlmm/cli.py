@@ -1,0 +1,32 @@
+"""The `netlmm` command: `netlmm demo` and friends."""
+
+import argparse
+import sys
+
+
+def main(argv=None):
+    """Dispatch the sub-commands."""
+    parser = argparse.ArgumentParser(
+        prog="netlmm",
+        description="Network-based localized mobility management "
+                    "(draft-singh-netlmm-protocol-02). The daemons run under twistd: "
+                    "twistd -n netlmm-lma|netlmm-pmip|netlmm-mag --config FILE.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("demo", help="run an LMA, a PMIP client and two MAGs on loopback "
+                   "and move a simulated mobile between them")
+    ctl = sub.add_parser("mag-ctl", help="tell a running MAG (attachment detector "
+                         "'control') that a mobile attached or detached")
+    ctl.add_argument("--socket", required=True, help="the MAG's control socket path")
+    ctl.add_argument("words", nargs="+", help="attach MNID [PHOA] | detach MNID | list")
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        from netlmm import demo
+        return demo.main()
+    if args.command == "mag-ctl":
+        from netlmm.access.control import clientMain
+        return clientMain(args.socket, args.words)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

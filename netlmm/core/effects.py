@@ -1,0 +1,82 @@
+"""
+What a role core asks its adapter to do. Cores return lists of these from
+every input; the Twisted services carry them out.
+"""
+
+from collections import namedtuple
+
+
+class SendMH(namedtuple("SendMH", "message destination")):
+    """Send a Mobility Header message to an IPv6 address (LMA or PMIP client)."""
+
+    __slots__ = ()
+
+
+class Notify(namedtuple("Notify", "notification mag")):
+    """PMIP client: send a Notification to the MAG whose address is C{mag}."""
+
+    __slots__ = ()
+
+
+class SendControl(namedtuple("SendControl", "message")):
+    """MAG: send a Trigger or Detach to this MAG's PMIP client."""
+
+    __slots__ = ()
+
+
+class RouteAdd(namedtuple("RouteAdd", "phoa pcoa")):
+    """LMA data plane: tunnel traffic for C{phoa} to the MAG at C{pcoa}."""
+
+    __slots__ = ()
+
+
+class RouteMove(namedtuple("RouteMove", "phoa old new")):
+    """LMA data plane: the tunnel for C{phoa} moves from C{old} to C{new}."""
+
+    __slots__ = ()
+
+
+class RouteRemove(namedtuple("RouteRemove", "phoa pcoa")):
+    """LMA data plane: stop tunnelling C{phoa}."""
+
+    __slots__ = ()
+
+
+class TunnelUp(namedtuple("TunnelUp", "mnId phoa lma")):
+    """MAG data plane: forward C{phoa}'s traffic through the tunnel to C{lma}."""
+
+    __slots__ = ()
+
+
+class TunnelDown(namedtuple("TunnelDown", "mnId phoa lma")):
+    """MAG data plane: stop forwarding for C{phoa}."""
+
+    __slots__ = ()
+
+
+class Bound(namedtuple("Bound", "mnId phoa")):
+    """MAG: the mobile is bound; the address strategy may now answer it."""
+
+    __slots__ = ()
+
+
+class Unbound(namedtuple("Unbound", "mnId phoa result reason")):
+    """
+    MAG: the mobile is not (or no longer) bound through this MAG; C{result}
+    is the Notification result code or None for a local reason.
+    """
+
+    __slots__ = ()
+
+
+class InvalidInput(Exception):
+    """
+    An input that is not valid in the state it arrived in. Cores raise it
+    before changing anything; adapters log it and answer where they can.
+    """
+
+    def __init__(self, what, state, reason=""):
+        self.what = what
+        self.state = state
+        self.reason = reason
+        super().__init__(f"{what} is not valid in state {state}" + (f": {reason}" if reason else ""))

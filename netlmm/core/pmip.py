@@ -1,0 +1,465 @@
+"""
+The PMIP client (draft section 4.7), sans-IO.
+
+It keeps a cache MN identifier -> (pHoA, pCoA, sequence, state) and turns the
+MAGs' Triggers and Detaches into Proxy Binding Updates to the LMA, and the
+LMA's acknowledgements into Notifications. Because the PMIP client for a
+mobile stays fixed while it moves, the sequence numbers live here and never
+travel between gateways (section 4.2).
+
+Each mobile is one explicit state machine (see L{TRANSITIONS}):
+
+    (none) --trigger--> REGISTERING --PBAck ok--> BOUND
+    BOUND --trigger--> HANDING_OVER --PBAck ok--> BOUND
+    BOUND --refresh due--> REFRESHING --PBAck ok--> BOUND
+    BOUND --detach--> DETACH_PENDING --delay--> DEREGISTERING --PBAck--> (none)
+
+An input that the table does not allow raises L{InvalidInput}.
+"""
+
+import heapq
+import itertools
+import random
+from ipaddress import IPv6Address
+
+from netlmm.core.effects import InvalidInput, Notify, SendMH
+from netlmm.wire import mh
+from netlmm.wire.control import Detach, Notification, Result, Trigger
+
+_ZERO = IPv6Address("::")
+
+REGISTERING = "REGISTERING"
+BOUND = "BOUND"
+HANDING_OVER = "HANDING_OVER"
+REFRESHING = "REFRESHING"
+DETACH_PENDING = "DETACH_PENDING"
+DEREGISTERING = "DEREGISTERING"
+
+#: (state, input) -> the state the input leads to (before the outcome of the
+#: PBU it may send is known). None stands for "no entry".
+TRANSITIONS = {
+    (None, "trigger"): REGISTERING,
+    (REGISTERING, "trigger"): REGISTERING,
+    (BOUND, "trigger"): HANDING_OVER,
+    (HANDING_OVER, "trigger"): HANDING_OVER,
+    (REFRESHING, "trigger"): HANDING_OVER,
+    (DETACH_PENDING, "trigger"): HANDING_OVER,
+    (DEREGISTERING, "trigger"): REGISTERING,
+    (REGISTERING, "detach"): DETACH_PENDING,
+    (BOUND, "detach"): DETACH_PENDING,
+    (HANDING_OVER, "detach"): DETACH_PENDING,
+    (REFRESHING, "detach"): DETACH_PENDING,
+    (BOUND, "refresh"): REFRESHING,
+    (DETACH_PENDING, "deregister"): DEREGISTERING,
+    (REGISTERING, "pback"): BOUND,
+    (HANDING_OVER, "pback"): BOUND,
+    (REFRESHING, "pback"): BOUND,
+    (DEREGISTERING, "pback"): None,
+}
+
+
+class _Pending:
+    """A PBU waiting for its acknowledgement."""
+
+    __slots__ = ("kind", "pcoa", "transaction", "mag", "sequences", "timeout",
+                 "resendAt", "resyncs", "lifetime")
+
+    def __init__(self, kind, pcoa, transaction, mag, lifetime):
+        self.kind = kind
+        self.pcoa = pcoa
+        self.transaction = transaction
+        self.mag = mag
+        self.lifetime = lifetime
+        self.sequences = []
+        self.timeout = 0.0
+        self.resendAt = 0.0
+        self.resyncs = 0
+
+
+class Mobile:
+    """The PMIP client's cache entry for one mobile."""
+
+    __slots__ = ("mnId", "phoa", "pcoa", "mag", "sequence", "state", "pending",
+                 "lifetime", "refreshAt", "expiry", "detachAt", "detach")
+
+    def __init__(self, mnId, sequence):
+        self.mnId = mnId
+        self.phoa = None
+        #: The MAG address the LMA has bound, or None.
+        self.pcoa = None
+        #: The MAG that triggered last (the mobile's current MAG).
+        self.mag = None
+        self.sequence = sequence
+        self.state = None
+        self.pending = None
+        self.lifetime = 0
+        self.refreshAt = None
+        self.expiry = None
+        self.detachAt = None
+        #: (transaction, mag) of a Detach waiting for its answer.
+        self.detach = None
+
+    def __repr__(self):
+        return (f"Mobile({self.mnId!r}, phoa={self.phoa}, pcoa={self.pcoa}, "
+                f"state={self.state}, seq={self.sequence})")
+
+
+class PmipCore:
+    """
+    @param lmaAddress: where PBUs go.
+    @param lifetime: the lifetime asked for, seconds (granted may be less).
+    @param initialTimeout: first retransmission timeout (RFC 6275
+        INITIAL_BINDACK_TIMEOUT, 1 s); it doubles up to C{maxTimeout}
+        (MAX_BINDACK_TIMEOUT, 32 s), after which the PBU is given up.
+    @param refreshRatio: refresh when this share of the granted lifetime has
+        passed (or earlier, if the LMA's Binding Refresh Advice says so).
+    @param detachDelay: how long to wait after a Detach before deregistering,
+        so a mobile that reappears at another MAG keeps its binding.
+    @param rng: a L{random.Random} for the initial sequence numbers.
+    """
+
+    def __init__(self, lmaAddress, lifetime=3600, initialTimeout=1.0,
+                 maxTimeout=32.0, refreshRatio=0.8, detachDelay=1.5,
+                 rng=None, log=None):
+        self.lmaAddress = IPv6Address(lmaAddress)
+        if not 4 <= lifetime <= mh.MAX_LIFETIME_UNITS * mh.LIFETIME_UNIT:
+            raise ValueError(f"lifetime must be 4..262140 seconds, not {lifetime}")
+        if not 0 < initialTimeout <= maxTimeout:
+            raise ValueError("need 0 < initialTimeout <= maxTimeout")
+        if not 0 < refreshRatio < 1:
+            raise ValueError("refreshRatio must be between 0 and 1")
+        if detachDelay < 0:
+            raise ValueError("detachDelay must not be negative")
+        self.lifetime = lifetime
+        self.initialTimeout = initialTimeout
+        self.maxTimeout = maxTimeout
+        self.refreshRatio = refreshRatio
+        self.detachDelay = detachDelay
+        self._rng = rng or random.Random()
+        self._log = log
+        self.mobiles = {}
+        self._byPhoa = {}
+        # (due, tiebreak, mnId): a lazy heap; an entry is live while the
+        # mobile's own due time still equals it.
+        self._timers = []
+        self._tiebreak = itertools.count()
+
+    # ------------------------------------------------------------ queries
+
+    def mobile(self, mnId):
+        """The cache entry for C{mnId}, or None."""
+        return self.mobiles.get(mnId)
+
+    def nextTimer(self):
+        """The earliest time a retransmission, refresh or deregistration is due."""
+        heap = self._timers
+        while heap:
+            due, _, mnId = heap[0]
+            m = self.mobiles.get(mnId)
+            if m is not None and _due(m) == due:
+                return due
+            heapq.heappop(heap)
+        return None
+
+    # ------------------------------------------------------------ inputs
+
+    def receiveTrigger(self, trigger, now):
+        """A MAG reports C{trigger.mnId} attached at C{trigger.magAddress}."""
+        m = self.mobiles.get(trigger.mnId)
+        state = None if m is None else m.state
+        nextState = self._step(state, "trigger")
+        mag = trigger.magAddress
+        if m is not None and trigger.phoa is not None and m.phoa is not None \
+                and trigger.phoa != m.phoa:
+            self._say("trigger for {mnId} names {got}, cache has {cached}",
+                      mnId=_show(trigger.mnId), got=trigger.phoa, cached=m.phoa)
+            return [Notify(Notification(trigger.transaction, Result.PHOA_MISMATCH,
+                                        trigger.mnId, m.phoa), mag)]
+        if trigger.phoa is not None and trigger.phoa != _ZERO:
+            other = self._byPhoa.get(trigger.phoa)
+            if other is not None and other is not m:
+                self._say("{phoa} of {mnId} is already used by {other}",
+                          phoa=trigger.phoa, mnId=_show(trigger.mnId),
+                          other=_show(other.mnId))
+                return [Notify(Notification(trigger.transaction,
+                                            Result.ADDRESS_CONFLICT,
+                                            trigger.mnId, trigger.phoa), mag)]
+        effects = []
+        if m is None:
+            m = Mobile(trigger.mnId, self._rng.randrange(0x10000))
+            self.mobiles[m.mnId] = m
+            if trigger.phoa is not None and trigger.phoa != _ZERO:
+                m.phoa = trigger.phoa
+                self._byPhoa[m.phoa] = m
+        else:
+            effects.extend(self._supersede(m, mag))
+            if state == DEREGISTERING:
+                # The deregistration may already have removed the binding:
+                # register afresh, with the MN identifier.
+                m.pcoa = None
+            if m.phoa is None and trigger.phoa is not None and trigger.phoa != _ZERO:
+                m.phoa = trigger.phoa
+                self._byPhoa[m.phoa] = m
+        m.mag = mag
+        m.detachAt = None
+        m.state = nextState
+        kind = "attach" if m.pcoa is None else (
+            "handoff" if m.pcoa != mag else "reattach")
+        pending = _Pending(kind, mag, trigger.transaction, mag, self.lifetime)
+        effects.extend(self._start(m, pending, now))
+        self._reschedule(m)
+        return effects
+
+    def receiveDetach(self, detach, now):
+        """A MAG reports C{detach.mnId} gone from C{detach.magAddress}."""
+        m = self.mobiles.get(detach.mnId)
+        mag = detach.magAddress
+        if m is None:
+            return [Notify(Notification(detach.transaction, Result.UNKNOWN_MN,
+                                        detach.mnId), mag)]
+        if m.mag != mag:
+            # The mobile has moved on: this MAG only needs to clean up.
+            return [Notify(Notification(detach.transaction, Result.MOVED,
+                                        m.mnId, m.phoa), mag)]
+        nextState = self._step(m.state, "detach")
+        effects = self._supersede(m, None)
+        m.pending = None
+        if m.pcoa is None:
+            # Nothing bound yet: forget the mobile at once.
+            self._forget(m)
+            return effects + [Notify(Notification(detach.transaction,
+                                                  Result.SUCCESS, m.mnId), mag)]
+        m.state = nextState
+        m.detach = (detach.transaction, mag)
+        m.detachAt = now + self.detachDelay
+        m.refreshAt = None
+        self._reschedule(m)
+        return effects
+
+    def receiveMH(self, message, raw, source, now):
+        """
+        A Mobility Header message from C{source}; C{raw} is its bytes as
+        received (forwarded to the MAG in the Notification's container).
+        """
+        if type(message) is mh.BindingError:
+            self._say("Binding Error {status} from {source}", status=message.status,
+                      source=source)
+            return []
+        if type(message) is not mh.BindingAcknowledgement:
+            self._say("{kind} from {source} is not for a PMIP client; dropped",
+                      kind=type(message).__name__, source=source)
+            return []
+        if IPv6Address(source) != self.lmaAddress:
+            self._say("PBAck from {source}, which is not the LMA; dropped",
+                      source=source)
+            return []
+        m = self._matchAck(message)
+        if m is None:
+            self._say("PBAck seq {seq} matches no pending PBU; dropped",
+                      seq=message.sequence)
+            return []
+        effects = self._ack(m, message, raw, now)
+        self._reschedule(m)
+        return effects
+
+    def handleTimer(self, now):
+        """Retransmit, give up, refresh and deregister as due at C{now}."""
+        effects = []
+        heap = self._timers
+        while heap and heap[0][0] <= now:
+            due, _, mnId = heapq.heappop(heap)
+            m = self.mobiles.get(mnId)
+            if m is None or _due(m) != due:
+                continue
+            p = m.pending
+            if p is not None and p.resendAt <= now:
+                effects.extend(self._retransmit(m, p, now))
+            elif m.detachAt is not None and m.detachAt <= now:
+                m.detachAt = None
+                m.state = self._step(m.state, "deregister")
+                effects.extend(self._start(m, _Pending("deregister", m.pcoa, None, None, 0), now))
+            elif m.state == BOUND and m.refreshAt is not None and m.refreshAt <= now:
+                m.state = self._step(m.state, "refresh")
+                m.refreshAt = None
+                effects.extend(self._start(m, _Pending("refresh", m.pcoa, None, None, self.lifetime), now))
+            self._reschedule(m)
+        return effects
+
+    # ------------------------------------------------------------ internals
+
+    def _say(self, fmt, **kw):
+        if self._log is not None:
+            self._log.info(fmt, **kw)
+
+    def _reschedule(self, m):
+        due = _due(m)
+        if due is not None and self.mobiles.get(m.mnId) is m:
+            heapq.heappush(self._timers, (due, next(self._tiebreak), m.mnId))
+
+    def _step(self, state, what):
+        nextState = TRANSITIONS.get((state, what), "invalid")
+        if nextState == "invalid":
+            raise InvalidInput(what, state)
+        return nextState
+
+    def _supersede(self, m, mag):
+        """Answer the transactions that a new input replaces."""
+        effects = []
+        p = m.pending
+        if p is not None and p.transaction is not None:
+            effects.append(Notify(Notification(p.transaction, Result.SUPERSEDED,
+                                               m.mnId, m.phoa), p.mag))
+        if m.detach is not None:
+            transaction, detachMag = m.detach
+            m.detach = None
+            effects.append(Notify(Notification(transaction, Result.MOVED,
+                                               m.mnId, m.phoa), detachMag))
+        return effects
+
+    def _pbu(self, m, p):
+        options = []
+        phoa = m.phoa if m.phoa is not None else _ZERO
+        options.append(mh.HomeNetworkPrefix(phoa, 128))
+        if p.kind != "deregister":
+            options.append(mh.AlternateCareOfAddress(p.pcoa))
+        if m.pcoa is None:
+            # Initial attachment: the LMA needs the MN identifier (4.1 step 4).
+            options.append(mh.MobileNodeIdentifier(m.mnId))
+        lifetime = p.lifetime // mh.LIFETIME_UNIT
+        return mh.BindingUpdate(m.sequence, mh.BU_A | mh.BU_H | mh.BU_P,
+                                lifetime, options)
+
+    def _start(self, m, p, now):
+        m.pending = p
+        p.timeout = self.initialTimeout
+        return self._send(m, p, now)
+
+    def _send(self, m, p, now):
+        m.sequence = (m.sequence + 1) & 0xFFFF
+        p.sequences.append(m.sequence)
+        p.resendAt = now + p.timeout
+        return [SendMH(self._pbu(m, p), self.lmaAddress)]
+
+    def _retransmit(self, m, p, now):
+        if p.timeout >= self.maxTimeout:
+            self._say("no PBAck for {mnId} after {n} PBUs; giving up",
+                      mnId=_show(m.mnId), n=len(p.sequences))
+            return self._fail(m, p, Result.LMA_UNREACHABLE, None, now)
+        p.timeout = min(p.timeout * 2, self.maxTimeout)
+        return self._send(m, p, now)
+
+    def _matchAck(self, ba):
+        m = None
+        mnIdOpt = ba.option(mh.MobileNodeIdentifier)
+        if mnIdOpt is not None:
+            m = self.mobiles.get(mnIdOpt.identifier)
+        if m is None:
+            hnp = ba.option(mh.HomeNetworkPrefix)
+            if hnp is not None:
+                m = self._byPhoa.get(hnp.prefix)
+        if m is None or m.pending is None:
+            return None
+        if ba.status == mh.Status.SEQUENCE_OUT_OF_WINDOW:
+            # The BA carries the LMA's last accepted number, not ours.
+            return m
+        if ba.sequence not in m.pending.sequences:
+            return None
+        return m
+
+    def _ack(self, m, ba, raw, now):
+        p = m.pending
+        if ba.status == mh.Status.SEQUENCE_OUT_OF_WINDOW and p.resyncs < 3:
+            # The LMA remembers a later number (we restarted): continue after it.
+            p.resyncs += 1
+            m.sequence = ba.sequence
+            self._say("LMA's last sequence for {mnId} is {seq}; resending",
+                      mnId=_show(m.mnId), seq=ba.sequence)
+            p.timeout = self.initialTimeout
+            return self._send(m, p, now)
+        if not ba.accepted:
+            self._say("PBU for {mnId} rejected with {status}", mnId=_show(m.mnId),
+                      status=mh.Status.name(ba.status))
+            return self._fail(m, p, Result.PBACK_REJECTED, raw, now)
+        m.pending = None
+        effects = []
+        if p.kind == "deregister":
+            self._step(m.state, "pback")
+            transaction, mag = m.detach or (None, None)
+            self._forget(m)
+            if transaction is not None:
+                effects.append(Notify(Notification(transaction, Result.SUCCESS,
+                                                   m.mnId, m.phoa, raw), mag))
+            return effects
+        m.state = self._step(m.state, "pback")
+        hnp = ba.option(mh.HomeNetworkPrefix)
+        if m.phoa is None:
+            if hnp is None or hnp.unspecified:
+                self._say("PBAck for {mnId} assigns no pHoA", mnId=_show(m.mnId))
+                return self._fail(m, p, Result.PBACK_REJECTED, raw, now)
+            m.phoa = hnp.prefix
+            self._byPhoa[m.phoa] = m
+        old = m.pcoa
+        m.pcoa = p.pcoa
+        granted = ba.lifetimeSeconds
+        m.lifetime = granted
+        m.expiry = now + granted
+        refresh = granted * self.refreshRatio
+        bra = ba.option(mh.BindingRefreshAdvice)
+        if bra is not None:
+            refresh = min(refresh, bra.interval * mh.LIFETIME_UNIT)
+        m.refreshAt = now + refresh if granted else None
+        if p.transaction is not None:
+            effects.append(Notify(Notification(p.transaction, Result.SUCCESS,
+                                               m.mnId, m.phoa, raw), p.mag))
+        if old is not None and old != m.pcoa:
+            effects.append(Notify(Notification(0, Result.MOVED, m.mnId, m.phoa),
+                                  old))
+        return effects
+
+    def _fail(self, m, p, result, raw, now):
+        m.pending = None
+        effects = []
+        if p.transaction is not None:
+            effects.append(Notify(Notification(p.transaction, result, m.mnId,
+                                               m.phoa, raw), p.mag))
+        if p.kind in ("attach",) or m.pcoa is None:
+            self._forget(m)
+        elif p.kind in ("refresh",):
+            effects.append(Notify(Notification(0, Result.BINDING_LOST, m.mnId,
+                                               m.phoa, raw), m.pcoa))
+            self._forget(m)
+        elif p.kind == "deregister":
+            transaction, mag = m.detach or (None, None)
+            if transaction is not None:
+                effects.append(Notify(Notification(transaction, result, m.mnId,
+                                                   m.phoa, raw), mag))
+            self._forget(m)
+        else:
+            # A failed handoff or re-attachment: the old binding stands.
+            m.state = BOUND
+            m.mag = m.pcoa
+            if m.refreshAt is None:
+                m.refreshAt = now
+        return effects
+
+    def _forget(self, m):
+        self.mobiles.pop(m.mnId, None)
+        if m.phoa is not None and self._byPhoa.get(m.phoa) is m:
+            del self._byPhoa[m.phoa]
+        m.state = None
+        m.detach = None
+
+
+def _due(m):
+    """The time of the one timer that matters in the mobile's state."""
+    if m.pending is not None:
+        return m.pending.resendAt
+    if m.detachAt is not None:
+        return m.detachAt
+    if m.state == BOUND:
+        return m.refreshAt
+    return None
+
+
+def _show(mnId):
+    return mnId.decode("utf-8", "replace")

@@ -1,0 +1,57 @@
+"""A data plane that only remembers: for tests, the demo, and dry runs."""
+
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from netlmm.interfaces import IDataPlane
+
+
+@implementer(IDataPlane)
+class MemoryDataPlane:
+    """
+    Keeps the routes (LMA: pHoA -> pCoA) and tunnels (MAG: pHoA -> LMA) it
+    was asked for in dictionaries, and a list of every change in C{changes}.
+    """
+
+    name = "memory"
+    log = Logger()
+
+    def __init__(self):
+        self.routes = {}
+        self.tunnels = {}
+        self.changes = []
+        self.running = False
+
+    @classmethod
+    def fromConfig(cls, table, **context):
+        """No options."""
+        table.finish()
+        return cls()
+
+    def start(self):
+        self.running = True
+
+    def stop(self):
+        self.running = False
+        self.routes.clear()
+        self.tunnels.clear()
+
+    def addRoute(self, phoa, pcoa):
+        self.routes[phoa] = pcoa
+        self.changes.append(("add", phoa, pcoa))
+
+    def moveRoute(self, phoa, old, new):
+        self.routes[phoa] = new
+        self.changes.append(("move", phoa, old, new))
+
+    def removeRoute(self, phoa, pcoa):
+        self.routes.pop(phoa, None)
+        self.changes.append(("remove", phoa, pcoa))
+
+    def tunnelUp(self, mnId, phoa, lma):
+        self.tunnels[phoa] = lma
+        self.changes.append(("up", phoa, lma))
+
+    def tunnelDown(self, mnId, phoa, lma):
+        self.tunnels.pop(phoa, None)
+        self.changes.append(("down", phoa, lma))

@@ -1,0 +1,100 @@
+"""
+Every interface of netlmm, in one place: what a plugin (address-assignment
+strategy, attachment detector, data plane) must provide, and what the
+daemons offer to it.
+"""
+
+from zope.interface import Attribute, Interface
+
+
+class IAddressAssignment(Interface):
+    """
+    How a MAG learns (or has assigned) a mobile's pHoA (draft 4.1 step 2,
+    Appendix A, Appendix B). One instance serves one MAG.
+
+    The strategy is told of attachments and calls
+    C{mag.addressReady(mnId, phoa, mode)} when the Trigger can go: at once
+    (static, LMA-assigned) or later (when a DHCP relay sees the server's
+    Reply, or DAD snooping sees the mobile's Neighbor Solicitation).
+    """
+
+    name = Attribute("The name that selects this strategy in the MAG config.")
+
+    def start(mag):
+        """
+        Begin serving. C{mag} provides L{IMagControl}. May return a Deferred.
+        """
+
+    def stop():
+        """Stop serving and release what start() took. May return a Deferred."""
+
+    def attached(event):
+        """A mobile attached; C{event} is an L{netlmm.access.AttachmentEvent}."""
+
+    def bound(mnId, phoa):
+        """The mobile is bound at the LMA with C{phoa} (answer it now)."""
+
+    def unbound(mnId, phoa, reason):
+        """The mobile is not bound through this MAG any more (or never was)."""
+
+
+class IMagControl(Interface):
+    """What a MAG service offers to its strategy and attachment detector."""
+
+    address = Attribute("The MAG's data-plane address (the pCoA), IPv6Address.")
+
+    def addressReady(mnId, phoa, mode):
+        """Trigger the PMIP client for C{mnId} with C{phoa} (None: LMA-assigned)."""
+
+    def attached(event):
+        """A mobile appeared on the access link (L{AttachmentEvent})."""
+
+    def detached(mnId):
+        """A mobile left the access link."""
+
+
+class IAttachmentDetector(Interface):
+    """
+    Tells a MAG when mobiles attach and detach: link events, Router
+    Solicitation snooping, or an operator's commands.
+    """
+
+    name = Attribute("The name that selects this detector in the MAG config.")
+
+    def start(mag):
+        """Begin reporting to C{mag} (an L{IMagControl}). May return a Deferred."""
+
+    def stop():
+        """Stop reporting. May return a Deferred."""
+
+
+class IDataPlane(Interface):
+    """
+    Moves the mobiles' packets: at the LMA a route per pHoA towards the MAG's
+    address; at a MAG the tunnel to the LMA for the mobiles it serves. Every
+    method may return a Deferred; blocking work must not run on the reactor
+    thread.
+    """
+
+    name = Attribute("The name that selects this data plane in the config.")
+
+    def start():
+        """Prepare (and reconcile leftovers of an earlier run)."""
+
+    def stop():
+        """Remove everything this data plane installed."""
+
+    def addRoute(phoa, pcoa):
+        """LMA: tunnel traffic for C{phoa} to the MAG at C{pcoa}."""
+
+    def moveRoute(phoa, old, new):
+        """LMA: the tunnel for C{phoa} now ends at C{new} instead of C{old}."""
+
+    def removeRoute(phoa, pcoa):
+        """LMA: stop tunnelling traffic for C{phoa}."""
+
+    def tunnelUp(mnId, phoa, lma):
+        """MAG: carry C{phoa}'s traffic through the tunnel with C{lma}."""
+
+    def tunnelDown(mnId, phoa, lma):
+        """MAG: stop carrying C{phoa}'s traffic."""

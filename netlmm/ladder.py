@@ -1,0 +1,101 @@
+"""
+A ladder diagram of the messages actually exchanged, in the style of the
+draft's Figures 2 and 3: one line per message with lanes for each node.
+"""
+
+from netlmm.wire import mh
+from netlmm.wire.control import AddressMode, Detach, Notification, Result, Trigger
+
+
+def _mn(mnId):
+    return mnId.decode("utf-8", "replace") if mnId is not None else "-"
+
+
+def describe(message):
+    """A message's name and key fields, for one line of a ladder."""
+    kind = type(message)
+    if kind is mh.BindingUpdate:
+        hnp = message.option(mh.HomeNetworkPrefix)
+        acoa = message.option(mh.AlternateCareOfAddress)
+        mnId = message.option(mh.MobileNodeIdentifier)
+        phoa = "-" if hnp is None else ("::(assign)" if hnp.unspecified else str(hnp.prefix))
+        text = (f"PBU seq={message.sequence} pHoA={phoa} "
+                f"pCoA={acoa.address if acoa else '-'} lifetime={message.lifetimeSeconds}s")
+        if message.lifetime == 0:
+            text += " (deregistration)"
+        if mnId is not None:
+            text += f" MN-ID={_mn(mnId.identifier)}"
+        return text
+    if kind is mh.BindingAcknowledgement:
+        hnp = message.option(mh.HomeNetworkPrefix)
+        return (f"PBAck seq={message.sequence} status={message.status} "
+                f"({mh.Status.name(message.status)}) pHoA={hnp.prefix if hnp else '-'} "
+                f"lifetime={message.lifetimeSeconds}s")
+    if kind is mh.BindingError:
+        return f"Binding Error status={message.status}"
+    if kind is Trigger:
+        return (f"Trigger txn={message.transaction} MN={_mn(message.mnId)} "
+                f"pHoA={message.phoa or '-'} pCoA={message.magAddress} "
+                f"mode={AddressMode.NAMES.get(message.mode, message.mode)}")
+    if kind is Detach:
+        return f"Detach txn={message.transaction} MN={_mn(message.mnId)} pCoA={message.magAddress}"
+    if kind is Notification:
+        text = (f"Notification txn={message.transaction} "
+                f"result={Result.NAMES.get(message.result, message.result)} "
+                f"pHoA={message.phoa or '-'}")
+        if message.pback is not None:
+            text += " [PBAck in container]"
+        return text
+    return kind.__name__
+
+
+class Ladder:
+    """
+    Collects messages as C{observer} callbacks of the role services and
+    renders them. C{names} maps a peer (an address, or (address, port)) to
+    the lane it belongs to.
+    """
+
+    def __init__(self, lanes, start, clock):
+        self.lanes = list(lanes)
+        self.names = {}
+        self.start = start
+        self.clock = clock
+        self.rows = []
+
+    def observer(self, role, direction, message, peer):
+        """The callable to hand to the services (records what they send)."""
+        if direction != "sent":
+            return
+        self.rows.append((self.clock.seconds() - self.start, role,
+                          self.names.get(peer, str(peer)), describe(message)))
+
+    def note(self, sender, receiver, text):
+        """Record an event that is not a protocol message (the simulated MN)."""
+        self.rows.append((self.clock.seconds() - self.start, sender, receiver, text))
+
+    def render(self):
+        """The diagram as lines."""
+        width = max(8, max(len(n) for n in self.lanes) + 2)
+        centres = {n: 9 + i * width + width // 2 for i, n in enumerate(self.lanes)}
+        total = 9 + len(self.lanes) * width
+        head = " time(s) ".ljust(9)
+        for n in self.lanes:
+            head += n.center(width)
+        lines = [head.rstrip()]
+        for t, sender, receiver, text in self.rows:
+            row = [" "] * total
+            for c in centres.values():
+                row[c] = "|"
+            a, b = centres.get(sender), centres.get(receiver)
+            if a is not None and b is not None and a != b:
+                lo, hi = min(a, b), max(a, b)
+                for i in range(lo + 1, hi):
+                    row[i] = "-"
+                if b > a:
+                    row[b - 1] = ">"
+                else:
+                    row[b + 1] = "<"
+            stamp = f"{t:8.3f} "
+            lines.append(stamp + "".join(row[9:]).rstrip().ljust(total - 9) + "  " + text)
+        return lines

@@ -1,0 +1,92 @@
+"""What the three role services share: feeding a core and driving its timer."""
+
+from twisted.application.service import MultiService
+from twisted.internet.defer import maybeDeferred
+from twisted.logger import Logger
+
+from netlmm.core.effects import InvalidInput
+
+
+class RoleService(MultiService):
+    """
+    A service around a sans-IO core. Every input goes through L{feed}, which
+    runs the core, carries out the effects it returns and re-arms the one
+    C{callLater} that drives the core's timers.
+
+    @param observer: optional callable C{(role, direction, message, peer)}
+        told of every message this role sends or receives.
+    """
+
+    log = Logger()
+
+    def __init__(self, reactor, core, observer=None):
+        super().__init__()
+        self.reactor = reactor
+        self.core = core
+        self.observer = observer
+        self._timer = None
+        self.invalidInputs = 0
+
+    def feed(self, method, *args):
+        """
+        Run C{method(*args, now)} on the core and carry out its effects. An
+        input not valid in its state is logged and counted; the caller gets
+        the L{InvalidInput} back to answer it.
+        """
+        try:
+            effects = method(*args, self.reactor.seconds())
+        except InvalidInput as e:
+            self.invalidInputs += 1
+            self.log.warn("{role}: {error}", role=self.name, error=e)
+            self._rearm()
+            return e
+        self.execute(effects)
+        self._rearm()
+        return None
+
+    def execute(self, effects):
+        """Carry out the core's effects (each role its own)."""
+        raise NotImplementedError
+
+    def observe(self, direction, message, peer):
+        """Tell the observer, if any, of a message."""
+        if self.observer is not None:
+            self.observer(self.name, direction, message, peer)
+
+    def _rearm(self):
+        when = self.core.nextTimer()
+        timer = self._timer
+        if when is None or not self.running:
+            if timer is not None and timer.active():
+                timer.cancel()
+            self._timer = None
+            return
+        delay = max(0.0, when - self.reactor.seconds())
+        if timer is not None and timer.active():
+            if timer.getTime() == self.reactor.seconds() + delay:
+                return
+            timer.reset(delay)
+        else:
+            self._timer = self.reactor.callLater(delay, self._fire)
+
+    def _fire(self):
+        self._timer = None
+        self.feed(self.core.handleTimer)
+
+    def dataPlaneCall(self, method, *args):
+        """Call a data-plane method and log, not raise, its failure."""
+        d = maybeDeferred(method, *args)
+        d.addErrback(lambda f: self.log.failure(
+            "{role}: data plane {call} failed", f, role=self.name,
+            call=method.__name__))
+        return d
+
+    def startService(self):
+        super().startService()
+        self._rearm()
+
+    def stopService(self):
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        return super().stopService()

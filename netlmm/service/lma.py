@@ -1,0 +1,80 @@
+"""The LMA daemon: Mobility Header socket + L{LmaCore} + data plane."""
+
+from twisted.internet.defer import maybeDeferred
+
+from netlmm.core.effects import RouteAdd, RouteMove, RouteRemove, SendMH
+from netlmm.service.base import RoleService
+from netlmm.transport.mh import MHPort
+
+
+class LmaService(RoleService):
+    """
+    Answers Proxy Binding Updates on C{listen} = (address, port) over
+    C{transport} ("udp" or "raw") and drives C{dataplane}.
+    """
+
+    def __init__(self, reactor, core, listen, transport, dataplane, observer=None,
+                 name="LMA"):
+        super().__init__(reactor, core, observer)
+        self.setName(name)
+        self.dataplane = dataplane
+        self.port = MHPort(reactor, self._received, listen[0], listen[1], transport,
+                           observer=self.observe if observer else None)
+        self._replyTo = None
+
+    def startService(self):
+        d = maybeDeferred(self.dataplane.start)
+
+        def listen(_):
+            self.port.startListening()
+            self.log.info("LMA listening for Mobility Headers over {kind} on "
+                          "[{address}]:{port}, home prefix {prefix}",
+                          kind=self.port.kind, address=self.port.address,
+                          port=self.port.port, prefix=self.core.homePrefix)
+            RoleService.startService(self)
+        return d.addCallback(listen)
+
+    def stopService(self):
+        self.port.stopListening()
+        d = maybeDeferred(RoleService.stopService, self)
+        return d.addCallback(lambda _: self.dataplane.stop())
+
+    def _received(self, message, raw, source, now):
+        self._replyTo = source
+        try:
+            self.feed(self.core.receive, message, source[0])
+        finally:
+            self._replyTo = None
+
+    def execute(self, effects):
+        for e in effects:
+            kind = type(e)
+            if kind is SendMH:
+                port = None
+                if self._replyTo is not None and self._replyTo[0] == e.destination:
+                    port = self._replyTo[1]
+                self.port.send(e.message, e.destination, port)
+            elif kind is RouteAdd:
+                self.dataPlaneCall(self.dataplane.addRoute, e.phoa, e.pcoa)
+            elif kind is RouteMove:
+                self.dataPlaneCall(self.dataplane.moveRoute, e.phoa, e.old, e.new)
+            elif kind is RouteRemove:
+                self.dataPlaneCall(self.dataplane.removeRoute, e.phoa, e.pcoa)
+
+    def bindingTable(self, now=None):
+        """The binding cache as text lines, one binding a line."""
+        now = self.reactor.seconds() if now is None else now
+        return formatBindings(self.core, now)
+
+
+def formatBindings(core, now):
+    """Lines describing an L{LmaCore}'s binding cache."""
+    rows = [("pHoA", "MN identifier", "pCoA", "seq", "lifetime", "expires in")]
+    for b in sorted(core.bindings.values(), key=lambda b: int(b.phoa)):
+        rows.append((str(b.phoa), b.mnId.decode("utf-8", "replace"), str(b.pcoa),
+                     str(b.sequence), f"{b.lifetime} s", f"{max(0, b.expiry - now):.0f} s"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    if len(rows) == 1:
+        lines.append("(empty)")
+    return lines

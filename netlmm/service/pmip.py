@@ -1,0 +1,144 @@
+"""The PMIP client daemon: MAG-facing stream server + L{PmipCore} + MH socket."""
+
+from ipaddress import IPv6Network
+
+from twisted.internet import endpoints
+from twisted.internet.defer import maybeDeferred
+
+from netlmm.core.effects import Notify, SendMH
+from netlmm.service.base import RoleService
+from netlmm.transport.control import ControlFactory
+from netlmm.transport.mh import MHPort
+from netlmm.wire.control import Detach, Notification, Result, Trigger
+
+
+class _MagFacing(ControlFactory):
+    """Accepts MAG connections for a L{PmipService}."""
+
+    def __init__(self, service):
+        super().__init__()
+        self.service = service
+
+    def connectionMade(self, proto):
+        self.service.magConnected(proto)
+
+    def connectionLost(self, proto, reason):
+        self.service.magDisconnected(proto)
+
+    def messageReceived(self, message, proto):
+        self.service.controlReceived(message, proto)
+
+
+class PmipService(RoleService):
+    """
+    @param listen: (address, port) where MAGs connect (TCP).
+    @param mhBind: (address, port) of the Mobility Header socket towards the LMA.
+    @param lmaPort: the LMA's MH port (UDP).
+    @param allowedMags: networks MAG connections may come from.
+    """
+
+    def __init__(self, reactor, core, listen, mhBind, transport, lmaPort,
+                 allowedMags, observer=None, name="PMIP client"):
+        super().__init__(reactor, core, observer)
+        self.setName(name)
+        self.listen = listen
+        self.lmaPort = lmaPort
+        self.allowedMags = tuple(IPv6Network(n) for n in allowedMags)
+        self.port = MHPort(reactor, self._mhReceived, mhBind[0], mhBind[1], transport,
+                           observer=self.observe if observer else None)
+        self.factory = _MagFacing(self)
+        self.listening = None
+        self._mags = {}
+        self.connections = set()
+
+    def startService(self):
+        self.port.startListening()
+        endpoint = endpoints.TCP6ServerEndpoint(self.reactor, self.listen[1],
+                                                interface=str(self.listen[0]))
+        d = endpoint.listen(self.factory)
+
+        def listening(port):
+            self.listening = port
+            self.log.info("PMIP client: MAGs connect to [{address}]:{port}; PBUs go "
+                          "to [{lma}]:{lmaPort} over {kind}",
+                          address=self.listen[0], port=port.getHost().port,
+                          lma=self.core.lmaAddress, lmaPort=self.lmaPort,
+                          kind=self.port.kind)
+            RoleService.startService(self)
+        d.addCallback(listening)
+        d.addErrback(self._cannotListen)
+        return d
+
+    def _cannotListen(self, failure):
+        self.port.stopListening()
+        return failure
+
+    def stopService(self):
+        self.port.stopListening()
+        for proto in list(self.connections):
+            proto.transport.loseConnection()
+        d = maybeDeferred(RoleService.stopService, self)
+        if self.listening is not None:
+            d.addCallback(lambda _: self.listening.stopListening())
+        return d
+
+    # ------------------------------------------------------------ MAG side
+
+    def magConnected(self, proto):
+        address = proto.peer[0]
+        if not any(address in n for n in self.allowedMags):
+            self.log.warn("PMIP client: refused MAG connection from {peer}: "
+                          "not in allowed_mags", peer=proto.describe())
+            proto.transport.loseConnection()
+            return
+        self.connections.add(proto)
+        self.log.info("PMIP client: MAG connected from {peer}", peer=proto.describe())
+
+    def magDisconnected(self, proto):
+        self.connections.discard(proto)
+        for mag, p in list(self._mags.items()):
+            if p is proto:
+                del self._mags[mag]
+
+    def controlReceived(self, message, proto):
+        if proto not in self.connections:
+            return
+        self.observe("received", message, proto.peer)
+        kind = type(message)
+        if kind is Trigger:
+            self._mags[message.magAddress] = proto
+            problem = self.feed(self.core.receiveTrigger, message)
+        elif kind is Detach:
+            self._mags[message.magAddress] = proto
+            problem = self.feed(self.core.receiveDetach, message)
+        else:
+            self.log.warn("PMIP client: a MAG sent a {kind}; only Trigger and "
+                          "Detach are for a PMIP client", kind=kind.__name__)
+            return
+        if problem is not None:
+            self._sendTo(proto, Notification(message.transaction, Result.MALFORMED,
+                                             message.mnId), message.magAddress)
+
+    def _sendTo(self, proto, notification, peer):
+        if proto.send(notification):
+            self.observe("sent", notification, peer)
+
+    # ------------------------------------------------------------ LMA side
+
+    def _mhReceived(self, message, raw, source, now):
+        self.feed(self.core.receiveMH, message, raw, source[0])
+
+    def execute(self, effects):
+        for e in effects:
+            kind = type(e)
+            if kind is SendMH:
+                self.port.send(e.message, e.destination, self.lmaPort)
+            elif kind is Notify:
+                proto = self._mags.get(e.mag)
+                if proto is None:
+                    self.log.warn("PMIP client: MAG {mag} is not connected; "
+                                  "Notification {result} for transaction {txn} dropped",
+                                  mag=e.mag, result=Result.NAMES.get(e.notification.result),
+                                  txn=e.notification.transaction)
+                    continue
+                self._sendTo(proto, e.notification, e.mag)

@@ -1,0 +1,181 @@
+"""
+Mobility Header transports: MH over UDP (port 5436, the encapsulation RFC
+5844 uses) and MH over raw IPv6 sockets (protocol 135, needs CAP_NET_RAW).
+
+Both read with C{recvmsg} and IPV6_PKTINFO, so the receiver knows the
+destination address the packet was sent to: over UDP the Mobility Header
+checksum (computed over the IPv6 pseudo-header, as if MH were carried
+natively) is checked against it. Over raw sockets the kernel computes and
+checks the checksum itself.
+
+A datagram that does not decode is logged with the peer's address, counted
+and dropped; it never raises into the reactor.
+"""
+
+import errno
+import socket
+import struct
+from ipaddress import IPv6Address
+
+from twisted.internet.interfaces import IReadDescriptor
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from netlmm.wire import DecodeError, mh
+
+MH_UDP_PORT = 5436
+_PKTINFO = struct.Struct("16sI")
+_BATCH = 64
+
+
+@implementer(IReadDescriptor)
+class MHPort:
+    """
+    One socket that sends and receives Mobility Header messages.
+
+    @param handler: called as C{handler(message, raw, source, now)} for each
+        valid message; C{source} is (IPv6Address, port) (port 0 for raw).
+    @param kind: C{"udp"} or C{"raw"}.
+    @param observer: optional callable C{(direction, message, peer)} told of
+        every message sent and received (for ladders and tracing).
+    """
+
+    log = Logger()
+
+    def __init__(self, reactor, handler, address, port=MH_UDP_PORT, kind="udp",
+                 observer=None):
+        if kind not in ("udp", "raw"):
+            raise ValueError(f"MH transport must be 'udp' or 'raw', not {kind!r}")
+        self.reactor = reactor
+        self.handler = handler
+        self.address = IPv6Address(address)
+        self.port = port
+        self.kind = kind
+        self.observer = observer
+        self.socket = None
+        self._sources = {}
+        self.counters = {"received": 0, "sent": 0, "malformed": 0, "dropped": 0}
+
+    # ------------------------------------------------------------ lifecycle
+
+    def startListening(self):
+        """Open and bind the socket and start reading."""
+        if self.kind == "udp":
+            s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        else:
+            s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, mh.IPPROTO_MH)
+        try:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            s.bind((str(self.address), self.port if self.kind == "udp" else 0))
+            s.setblocking(False)
+        except OSError:
+            s.close()
+            raise
+        self.socket = s
+        if self.kind == "udp":
+            self.port = s.getsockname()[1]
+        self.reactor.addReader(self)
+
+    def stopListening(self):
+        """Stop reading and close the socket."""
+        if self.socket is not None:
+            self.reactor.removeReader(self)
+            self.socket.close()
+            self.socket = None
+
+    # ------------------------------------------------------------ IReadDescriptor
+
+    def fileno(self):
+        return self.socket.fileno() if self.socket is not None else -1
+
+    def logPrefix(self):
+        return f"MH/{self.kind}"
+
+    def connectionLost(self, reason):
+        self.stopListening()
+
+    def doRead(self):
+        recvmsg = self.socket.recvmsg
+        space = socket.CMSG_SPACE(_PKTINFO.size)
+        now = self.reactor.seconds()
+        for _ in range(_BATCH):
+            try:
+                data, ancillary, flags, addr = recvmsg(2048, space)
+            except BlockingIOError:
+                return
+            except OSError as e:
+                # ICMP errors surface as ECONNREFUSED and friends on the next
+                # read: note them and go on.
+                self.log.debug("MH socket error {err}", err=e)
+                if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+                    return
+                continue
+            destination = self.address
+            for level, kind, value in ancillary:
+                if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO:
+                    destination = IPv6Address(value[:16])
+            self._datagram(data, addr, destination, now)
+
+    def _datagram(self, data, addr, destination, now):
+        self.counters["received"] += 1
+        source = IPv6Address(addr[0].partition("%")[0])
+        try:
+            if self.kind == "udp":
+                message = mh.decodeMessage(data, source, destination)
+            else:
+                message = mh.decodeMessage(data)
+        except DecodeError as e:
+            self.counters["malformed"] += 1
+            self.log.warn("malformed Mobility Header from [{source}]:{port}: {error}",
+                          source=source, port=addr[1], error=e)
+            return
+        if self.observer is not None:
+            self.observer("received", message, (source, addr[1]))
+        try:
+            self.handler(message, data, (source, addr[1]), now)
+        except Exception:
+            self.log.failure("handling {kind} from [{source}]:{port}",
+                             kind=type(message).__name__, source=source, port=addr[1])
+
+    # ------------------------------------------------------------ sending
+
+    def _sourceFor(self, destination):
+        """The address the kernel uses to reach C{destination}."""
+        if not self.address.is_unspecified:
+            return self.address
+        source = self._sources.get(destination)
+        if source is None:
+            probe = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            try:
+                probe.connect((str(destination), 9))
+                source = IPv6Address(probe.getsockname()[0].partition("%")[0])
+            finally:
+                probe.close()
+            self._sources[destination] = source
+        return source
+
+    def send(self, message, destination, port=None):
+        """Encode C{message} and send it to C{destination} (IPv6Address)."""
+        destination = IPv6Address(destination)
+        if self.kind == "udp":
+            data = mh.encodeMessage(message, self._sourceFor(destination), destination)
+            target = (str(destination), MH_UDP_PORT if port is None else port)
+        else:
+            data = mh.encodeMessage(message)
+            target = (str(destination), 0)
+        self.sendRaw(data, target)
+        if self.observer is not None:
+            self.observer("sent", message, (destination, target[1]))
+
+    def sendRaw(self, data, target):
+        """Send bytes as they are; a full socket buffer drops and counts."""
+        try:
+            self.socket.sendto(data, target)
+            self.counters["sent"] += 1
+        except (BlockingIOError, OSError) as e:
+            self.counters["dropped"] += 1
+            self.log.warn("cannot send to [{host}]:{port}: {error}",
+                          host=target[0], port=target[1], error=e)
