@@ -21,3 +21,23 @@ class AttachmentEvent(namedtuple("AttachmentEvent", "mnId phoa linkLayer")):
             raise ValueError(f"MN identifier must be 1..253 octets, not {mnId!r}")
         return super().__new__(cls, mnId, None if phoa is None else IPv6Address(phoa),
                                linkLayer)
+
+
+def _detectors():
+    from netlmm.registry import Registry
+    registry = Registry("attachment detector")
+    from netlmm.access.control import ControlDetector
+    registry.register(ControlDetector.name, ControlDetector.fromConfig)
+    return registry
+
+
+#: Attachment detectors by name (the MAG config's [mag.attachment] detector).
+detectors = None
+
+
+def getDetectors():
+    """The registry of attachment detectors."""
+    global detectors
+    if detectors is None:
+        detectors = _detectors()
+    return detectors

@@ -1,0 +1,129 @@
+"""
+The 'control' attachment detector: an operator (or a script, or a test) tells
+the MAG over a local UNIX socket that a mobile attached or left. One command
+per connection; the MAG closes it after the reply:
+
+    attach MNID [PHOA]   ->  ok attached MNID
+    detach MNID          ->  ok detached MNID
+    list                 ->  ok N  then one line per mobile: MNID STATE PHOA
+
+`netlmm mag-ctl --socket PATH attach mn1@example.net` is the client.
+"""
+
+import os
+import socket
+import sys
+
+from twisted.internet import endpoints
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.protocols.basic import LineOnlyReceiver
+from zope.interface import implementer
+
+from netlmm.access import AttachmentEvent
+from netlmm.interfaces import IAttachmentDetector
+
+
+class _CommandProtocol(LineOnlyReceiver):
+    delimiter = b"\n"
+    MAX_LENGTH = 1024
+
+    def lineReceived(self, line):
+        words = line.decode("utf-8", "replace").split()
+        try:
+            reply = self.factory.detector.command(words)
+        except ValueError as e:
+            reply = [f"error {e}"]
+        for r in reply:
+            self.sendLine(r.encode("utf-8"))
+        # One command per connection keeps clients trivial.
+        self.transport.loseConnection()
+
+
+@implementer(IAttachmentDetector)
+class ControlDetector:
+    """Attachments and detachments commanded over a UNIX socket at C{path}."""
+
+    name = "control"
+    log = Logger()
+
+    def __init__(self, reactor, path):
+        self.reactor = reactor
+        self.path = path
+        self.mag = None
+        self.port = None
+
+    @classmethod
+    def fromConfig(cls, table, reactor, **context):
+        """Options: C{socket}, the path of the UNIX socket (required)."""
+        path = table.string("socket", required=True)
+        table.finish()
+        return cls(reactor, path)
+
+    def start(self, mag):
+        self.mag = mag
+        if os.path.exists(self.path):
+            # A socket left by a daemon that did not stop cleanly.
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(self.path)
+            except OSError:
+                os.unlink(self.path)
+            else:
+                raise RuntimeError(f"{self.path}: another MAG is listening there")
+            finally:
+                probe.close()
+        factory = Factory.forProtocol(_CommandProtocol)
+        factory.detector = self
+        d = endpoints.UNIXServerEndpoint(self.reactor, self.path, mode=0o600).listen(factory)
+
+        def listening(port):
+            self.port = port
+            self.log.info("control detector: commands on {path}", path=self.path)
+        return d.addCallback(listening)
+
+    def stop(self):
+        if self.port is not None:
+            port, self.port = self.port, None
+            return port.stopListening()
+
+    def command(self, words):
+        """Run one command; returns the reply lines."""
+        if not words:
+            raise ValueError("empty command; expected attach, detach or list")
+        verb, args = words[0], words[1:]
+        if verb == "attach" and len(args) in (1, 2):
+            event = AttachmentEvent(args[0], args[1] if len(args) == 2 else None)
+            self.mag.attached(event)
+            return [f"ok attached {args[0]}"]
+        if verb == "detach" and len(args) == 1:
+            self.mag.detached(args[0].encode("utf-8"))
+            return [f"ok detached {args[0]}"]
+        if verb == "list" and not args:
+            rows = [f"{a.mnId.decode('utf-8', 'replace')} {a.state} {a.phoa or '-'}"
+                    for a in self.mag.core.attachments.values()]
+            return [f"ok {len(rows)}"] + rows
+        raise ValueError(f"cannot parse {' '.join(words)!r}; expected "
+                         "'attach MNID [PHOA]', 'detach MNID' or 'list'")
+
+
+def clientMain(path, words):
+    """`netlmm mag-ctl`: send one command and print the reply."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    try:
+        s.connect(path)
+    except OSError as e:
+        print(f"netlmm mag-ctl: cannot connect to {path}: {e.strerror}", file=sys.stderr)
+        return 1
+    with s:
+        s.sendall(" ".join(words).encode("utf-8") + b"\n")
+        data = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    text = data.decode("utf-8", "replace")
+    sys.stdout.write(text)
+    return 0 if text.startswith("ok") else 1

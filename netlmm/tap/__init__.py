@@ -1,0 +1,1 @@
+"""twistd entry points: one Options class and makeService() per role."""

@@ -1,0 +1,51 @@
+"""What the three tap modules share: --config handling and error reporting."""
+
+from twisted.python import usage
+
+from netlmm.config import ConfigError, Table, loadToml
+
+
+class RoleOptions(usage.Options):
+    """
+    Base of the roles' options: C{--config FILE}, read and validated in
+    postOptions so a bad file stops twistd before it forks, with an error that
+    names the key. Subclasses set C{section} and implement C{build(table)}.
+    """
+
+    section = None
+    optParameters = [
+        ["config", "c", None, "The role's TOML configuration file (required)."],
+    ]
+
+    #: The config keys, shown verbatim after the options in --help.
+    configHelp = ""
+
+    def getUsage(self, width=None):
+        # usage.Options re-wraps longdesc; the key list must keep its layout.
+        return super().getUsage(width) + "\n" + self.configHelp.strip("\n") + "\n"
+
+    def postOptions(self):
+        path = self["config"]
+        if path is None:
+            raise usage.UsageError("--config FILE is required")
+        try:
+            document = Table(loadToml(path), "")
+            table = document.table(self.section, required=True)
+            self.built = self.build(table)
+            table.finish()
+            document.finish()
+        except ConfigError as e:
+            raise usage.UsageError(f"{path}: {e}") from None
+        except (ValueError, OSError) as e:
+            raise usage.UsageError(f"{path}: {e}") from None
+
+    def build(self, table):
+        """Validate the role's table; return what makeService needs."""
+        raise NotImplementedError
+
+
+def sub(table, key, nameKey, registry, **context):
+    """Build the plugin named by C{[table.key] nameKey = "..."}."""
+    t = table.table(key)
+    name = t.string(nameKey, required=True)
+    return registry.create(name, t, f"{t.where}.{nameKey}", **context)

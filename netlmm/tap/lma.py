@@ -1,0 +1,64 @@
+"""twistd netlmm-lma: the Local Mobility Anchor."""
+
+from netlmm.config import ConfigError
+from netlmm.core.lma import AddressPool, LmaCore
+from netlmm.dataplane import dataplanes
+from netlmm.tap.common import RoleOptions, sub
+
+
+class Options(RoleOptions):
+    synopsis = "--config lma.toml"
+    longdesc = """Run the Local Mobility Anchor: answer Proxy Binding Updates from the
+PMIP clients and tunnel each mobile's traffic to its current MAG."""
+    configHelp = """
+The [lma] table of the config file:
+  listen          '[address]:port' for Mobility Headers (default '[::1]:5436')
+  transport       'udp' (MH over UDP) or 'raw' (IPv6 protocol 135, root; port 0)
+  home_prefix     the LMD's prefix; pHoAs outside it are refused (required)
+  max_lifetime    longest binding lifetime granted, seconds, 4..262140 (3600)
+  allowed_clients PMIP client addresses/prefixes allowed to send PBUs (required)
+  [lma.pool]      first, last: addresses for LMA-assigned pHoAs (Appendix A);
+                  leave the table out to refuse assignment requests
+  [lma.dataplane] kind = 'memory' (more data planes come as plugins)
+See etc/netlmm/lma.toml for a commented example."""
+    section = "lma"
+
+    def build(self, table):
+        listen = table.endpoint("listen", "[::1]:5436")
+        transport = table.string("transport", "udp", choices=("udp", "raw"))
+        if transport == "raw" and listen[1] != 0:
+            raise ConfigError("lma.listen: with transport 'raw' the port must be 0 "
+                              "(raw Mobility Header sockets have no ports)")
+        prefix = table.network("home_prefix", required=True)
+        maxLifetime = table.number("max_lifetime", 3600, minimum=4, maximum=262140,
+                                   integer=True)
+        clients = table.networks("allowed_clients", required=True)
+        poolTable = table.table("pool")
+        pool = None
+        if poolTable.data:
+            first = poolTable.address("first", required=True)
+            last = poolTable.address("last", required=True)
+            poolTable.finish()
+            for key, address in (("first", first), ("last", last)):
+                if address not in prefix:
+                    raise ConfigError(f"lma.pool.{key}: {address} is outside "
+                                      f"home_prefix {prefix}")
+            if int(last) < int(first):
+                raise ConfigError(f"lma.pool: last {last} comes before first {first}")
+            pool = AddressPool(first, last)
+        from twisted.internet import reactor
+        dataplane = sub(table, "dataplane", "kind", dataplanes, reactor=reactor,
+                        role="lma")
+        return dict(listen=listen, transport=transport, dataplane=dataplane,
+                    core=dict(homePrefix=prefix, authorizedClients=clients,
+                              maxLifetime=maxLifetime, pool=pool))
+
+
+def makeService(options):
+    """The LMA service described by the validated options."""
+    from twisted.internet import reactor
+    from twisted.logger import Logger
+    from netlmm.service.lma import LmaService
+    b = options.built
+    core = LmaCore(log=Logger(namespace="netlmm.lma"), **b["core"])
+    return LmaService(reactor, core, b["listen"], b["transport"], b["dataplane"])

@@ -1,0 +1,54 @@
+"""twistd netlmm-mag: a Mobile Access Gateway."""
+
+from netlmm.access import getDetectors
+from netlmm.assignment import strategies
+from netlmm.core.mag import MagCore
+from netlmm.dataplane import dataplanes
+from netlmm.tap.common import RoleOptions, sub
+
+
+class Options(RoleOptions):
+    synopsis = "--config mag.toml"
+    longdesc = """Run a Mobile Access Gateway: learn which mobiles are on the access link,
+trigger their PMIP client, and terminate the tunnel from the LMA."""
+    configHelp = """
+The [mag] table of the config file:
+  name                  a name for the logs ('MAG')
+  address               this MAG's data-plane address, the pCoA (required)
+  lma_address           the LMA's tunnel address (required)
+  pmip                  '[address]:port' of the PMIP client ('[::1]:5437')
+  notification_timeout  seconds to wait for a Notification (70)
+  [mag.assignment]      strategy = 'lma-assigned' | 'static' (required);
+                        static takes [mag.assignment.addresses] MNID = "pHoA"
+  [mag.attachment]      detector = 'control' with socket = PATH (required):
+                        `netlmm mag-ctl --socket PATH attach MNID [PHOA]`
+  [mag.dataplane]       kind = 'memory'
+See etc/netlmm/mag.toml for a commented example."""
+    section = "mag"
+
+    def build(self, table):
+        from twisted.internet import reactor
+        name = table.string("name", "MAG")
+        address = table.address("address", required=True)
+        lma = table.address("lma_address", required=True)
+        pmip = table.endpoint("pmip", "[::1]:5437")
+        timeout = table.number("notification_timeout", 70, minimum=1, maximum=3600)
+        strategy = sub(table, "assignment", "strategy", strategies, reactor=reactor)
+        detector = sub(table, "attachment", "detector", getDetectors(), reactor=reactor)
+        dataplane = sub(table, "dataplane", "kind", dataplanes, reactor=reactor,
+                        role="mag")
+        return dict(name=name, pmip=pmip, strategy=strategy, detector=detector,
+                    dataplane=dataplane,
+                    core=dict(address=address, lmaAddress=lma,
+                              notificationTimeout=timeout))
+
+
+def makeService(options):
+    """The MAG service described by the validated options."""
+    from twisted.internet import reactor
+    from twisted.logger import Logger
+    from netlmm.service.mag import MagService
+    b = options.built
+    core = MagCore(log=Logger(namespace="netlmm.mag"), **b["core"])
+    return MagService(reactor, core, b["pmip"], b["strategy"], b["dataplane"],
+                      detector=b["detector"], name=b["name"])

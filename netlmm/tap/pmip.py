@@ -1,0 +1,61 @@
+"""twistd netlmm-pmip: the PMIP client."""
+
+from netlmm.core.pmip import PmipCore
+from netlmm.tap.common import RoleOptions
+
+
+class Options(RoleOptions):
+    synopsis = "--config pmip.toml"
+    longdesc = """Run a PMIP client: take Triggers from MAGs, send Proxy Binding Updates
+to the LMA on the mobiles' behalf, and answer the MAGs with Notifications."""
+    configHelp = """
+The [pmip] table of the config file:
+  listen        '[address]:port' where MAGs connect over TCP ('[::1]:5437')
+  lma           '[address]:port' of the LMA's Mobility Header socket (required)
+  mh_bind       '[address]:port' of this client's MH socket ('[::1]:0')
+  transport     'udp' or 'raw' (IPv6 protocol 135, root; ports 0) ('udp')
+  lifetime      binding lifetime asked for, seconds, 4..262140 (3600)
+  allowed_mags  MAG addresses/prefixes allowed to connect (required)
+  detach_delay  seconds between a Detach and the deregistration, so a mobile
+                that shows up at another MAG keeps its binding (1.5)
+  [pmip.retransmit] initial (1.0) and max (32.0): PBU retransmission timeout,
+                doubled from initial up to max, then the PBU is given up
+See etc/netlmm/pmip.toml for a commented example."""
+    section = "pmip"
+
+    def build(self, table):
+        from netlmm.config import ConfigError
+        listen = table.endpoint("listen", "[::1]:5437")
+        lma = table.endpoint("lma", required=True)
+        mhBind = table.endpoint("mh_bind", "[::1]:0")
+        transport = table.string("transport", "udp", choices=("udp", "raw"))
+        if transport == "raw" and (mhBind[1] or lma[1]):
+            raise ConfigError("pmip.lma / pmip.mh_bind: with transport 'raw' the "
+                              "ports must be 0")
+        lifetime = table.number("lifetime", 3600, minimum=4, maximum=262140,
+                                integer=True)
+        mags = table.networks("allowed_mags", required=True)
+        detachDelay = table.number("detach_delay", 1.5, minimum=0, maximum=3600)
+        rt = table.table("retransmit")
+        initial = rt.number("initial", 1.0, minimum=0.01, maximum=3600)
+        maximum = rt.number("max", 32.0, minimum=0.01, maximum=3600)
+        rt.finish()
+        if maximum < initial:
+            raise ConfigError(f"pmip.retransmit.max ({maximum}) is below "
+                              f"pmip.retransmit.initial ({initial})")
+        return dict(listen=listen, lma=lma, mhBind=mhBind, transport=transport,
+                    allowedMags=mags,
+                    core=dict(lmaAddress=lma[0], lifetime=lifetime,
+                              initialTimeout=initial, maxTimeout=maximum,
+                              detachDelay=detachDelay))
+
+
+def makeService(options):
+    """The PMIP client service described by the validated options."""
+    from twisted.internet import reactor
+    from twisted.logger import Logger
+    from netlmm.service.pmip import PmipService
+    b = options.built
+    core = PmipCore(log=Logger(namespace="netlmm.pmip"), **b["core"])
+    return PmipService(reactor, core, b["listen"], b["mhBind"], b["transport"],
+                       b["lma"][1], b["allowedMags"])
