@@ -37,6 +37,7 @@ OPT_CONTAINER = 3
 OPT_ADDRESS_MODE = 4
 OPT_RESULT = 5
 OPT_MAG_ADDRESS = 6
+_KNOWN_OPTIONS = frozenset(range(OPT_L2_ID, OPT_MAG_ADDRESS + 1))
 
 
 class AddressMode:
@@ -100,7 +101,11 @@ class ExtraOption(_Value, namedtuple("_Extra", "type data")):
     __slots__ = ()
 
     def __new__(cls, type, data):
-        return tuple.__new__(cls, (_u8("option type", type), _octets("option data", data)))
+        type = _u8("option type", type)
+        if type in _KNOWN_OPTIONS:
+            # It would decode as the known option, not as an extra one.
+            raise EncodeError(f"option type {type} is a known option, not an extra")
+        return tuple.__new__(cls, (type, _octets("option data", data)))
 
 
 def _optAddress(name, value):

@@ -427,11 +427,27 @@ class AccessTechnologyType(_OneOctetOption, namedtuple("_ATT", "value")):
 class MobileNodeLinkLayerIdentifier(
     MobilityOption, namedtuple("_MNLLID", "identifier")
 ):
-    """The mobile's link-layer identifier, e.g. its MAC (RFC 5213 8.6)."""
+    """
+    The mobile's link-layer identifier, e.g. its MAC (RFC 5213 8.6).
+
+    RFC 5213 gives this option no fixed alignment: it "MUST be aligned
+    appropriately" for the size of the identifier, by the natural-boundary
+    rule of RFC 6275 6.2. The identifier starts 4 octets after the type
+    octet, so an 8-octet identifier needs 8n+4, a 4-octet one 4n, and any
+    other size 2n (which keeps the 16-bit Reserved field aligned).
+    """
 
     __slots__ = ()
     TYPE = 25
-    ALIGN = (8, 2)
+
+    @property
+    def ALIGN(self):  # noqa: N802 - mirrors the class attribute of other options
+        size = len(self.identifier)
+        if size == 8:
+            return (8, 4)
+        if size == 4:
+            return (4, 0)
+        return (2, 0)
 
     def __new__(cls, identifier):
         return tuple.__new__(
@@ -511,6 +527,11 @@ class UnknownOption(MobilityOption, namedtuple("_UO", "type data")):
         type = _u8("option type", type)
         if type in (0, 1):
             raise EncodeError("option types 0 and 1 are padding")
+        if type in OPTION_TYPES:
+            # It would decode as the known option, not as itself.
+            raise EncodeError(
+                f"option type {type} is {OPTION_TYPES[type].__name__}; use that class"
+            )
         return tuple.__new__(cls, (type, _octets("option data", data)))
 
     @property
@@ -715,7 +736,13 @@ class UnknownMessage(MobilityMessage, namedtuple("_UM", "mhType data")):
     __slots__ = ()
 
     def __new__(cls, mhType, data):
-        return tuple.__new__(cls, (_u8("MH type", mhType), _octets("data", data, 0, 2042)))
+        mhType = _u8("MH type", mhType)
+        if mhType in MESSAGE_TYPES:
+            # It would decode as the known message, not as itself.
+            raise EncodeError(
+                f"MH type {mhType} is {MESSAGE_TYPES[mhType].__name__}; use that class"
+            )
+        return tuple.__new__(cls, (mhType, _octets("data", data, 0, 2042)))
 
     @property
     def MH_TYPE(self):  # noqa: N802
@@ -763,9 +790,18 @@ def encodeMessage(message, source=None, destination=None):
         pad = (y - pos) % x
         if option.LAST:
             # The last option must end the header on an 8-octet boundary
-            # with no padding after it.
-            while (pos + pad + 2 + len(body)) % 8:
+            # with no padding after it. Some lengths can never do that
+            # (4n+1 with an authenticator that is not a multiple of 4
+            # octets); refuse them rather than loop.
+            for _ in range(8):
+                if (pos + pad + 2 + len(body)) % 8 == 0:
+                    break
                 pad += x
+            else:
+                raise EncodeError(
+                    f"{type(option).__name__} with {len(body)} octets of data "
+                    "cannot end the header on an 8-octet boundary"
+                )
         _pad(out, pad)
         pos += pad
         out.append(bytes((option.TYPE, len(body))))
