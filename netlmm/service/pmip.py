@@ -120,8 +120,16 @@ class PmipService(RoleService):
                                              message.mnId), message.magAddress)
 
     def _sendTo(self, proto, notification, peer):
-        if proto.send(notification):
-            self.observe("sent", notification, peer)
+        n = notification
+        if not proto.send(n) and n.pback is not None:
+            # The 8-bit Length cannot hold this PBAck (long MN identifiers):
+            # the result and pHoA still tell the MAG what it must know.
+            self.log.warn("PMIP client: Notification {txn} too long with its "
+                          "container; sent without the PBAck", txn=n.transaction)
+            n = Notification(n.transaction, n.result, n.mnId, n.phoa, None, n.extra)
+            if not proto.send(n):
+                return
+        self.observe("sent", n, peer)
 
     # ------------------------------------------------------------ LMA side
 

@@ -1,0 +1,287 @@
+"""
+The daemons as a user runs them: twistd plugins, shipped example configs,
+config validation errors, --help, and `netlmm mag-ctl`.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from twisted.python import usage
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
+
+from netlmm.tap import lma as lmaTap, mag as magTap, pmip as pmipTap
+
+TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+
+
+def examples():
+    """The repository's etc/netlmm, found from the working directory upwards."""
+    env = os.environ.get("NETLMM_SOURCE")
+    starts = [Path(env)] if env else []
+    starts += [Path.cwd(), *Path.cwd().parents]
+    for start in starts:
+        candidate = start / "etc" / "netlmm"
+        if (candidate / "lma.toml").exists():
+            return candidate
+    raise SkipTest("etc/netlmm not found: run the tests from the source tree (./dev test)")
+
+
+def portFree(port):
+    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    try:
+        s.bind(("::1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+class ConfigValidationTests(SynchronousTestCase):
+    """A bad config stops the daemon with an error naming the key."""
+
+    def write(self, text):
+        path = Path(self.mktemp())
+        path.write_text(text)
+        return str(path)
+
+    def assertRejected(self, options, text, *fragments):
+        with self.assertRaises(usage.UsageError) as cm:
+            options.parseOptions(["--config", self.write(text)])
+        message = str(cm.exception)
+        for fragment in fragments:
+            self.assertIn(fragment, message)
+        return message
+
+    LMA = '''[lma]
+home_prefix = "2001:db8:1::/64"
+allowed_clients = ["::1"]
+[lma.dataplane]
+kind = "memory"
+'''
+
+    def test_lmaMinimalAccepted(self):
+        """The minimal LMA config is accepted, with the documented defaults."""
+        o = lmaTap.Options()
+        o.parseOptions(["--config", self.write(self.LMA)])
+        self.assertEqual(o.built["listen"][1], 5436)
+        self.assertEqual(o.built["core"]["maxLifetime"], 3600)
+        self.assertIsNone(o.built["core"]["pool"])
+
+    def test_missingFile(self):
+        with self.assertRaises(usage.UsageError) as cm:
+            lmaTap.Options().parseOptions(["--config", "/nonexistent/lma.toml"])
+        self.assertIn("no such file", str(cm.exception))
+
+    def test_configRequired(self):
+        with self.assertRaises(usage.UsageError) as cm:
+            lmaTap.Options().parseOptions([])
+        self.assertIn("--config", str(cm.exception))
+
+    def test_invalidToml(self):
+        self.assertRejected(lmaTap.Options(), "[lma\n", "not valid TOML")
+
+    def test_missingSection(self):
+        self.assertRejected(lmaTap.Options(), "[pmip]\n", "lma: missing")
+
+    def test_missingKey(self):
+        self.assertRejected(lmaTap.Options(), '[lma]\nallowed_clients = ["::1"]\n',
+                            "lma.home_prefix: missing")
+
+    def test_typoNamed(self):
+        self.assertRejected(lmaTap.Options(), self.LMA.replace(
+            "[lma.dataplane]", "max_lifetme = 10\n[lma.dataplane]"),
+            "lma.max_lifetme: unknown key", "max_lifetime")
+
+    def test_badAddress(self):
+        self.assertRejected(lmaTap.Options(), self.LMA.replace('["::1"]', '["::1", "nonsense"]'),
+                            "lma.allowed_clients", "nonsense")
+
+    def test_badPrefix(self):
+        self.assertRejected(lmaTap.Options(), self.LMA.replace(
+            "2001:db8:1::/64", "2001:db8:1::1/64"), "lma.home_prefix", "IPv6 prefix")
+
+    def test_badTransport(self):
+        self.assertRejected(lmaTap.Options(), self.LMA.replace(
+            "[lma.dataplane]", 'transport = "tcp"\n[lma.dataplane]'),
+            "lma.transport", "'udp', 'raw'")
+
+    def test_rawNeedsPortZero(self):
+        self.assertRejected(lmaTap.Options(), self.LMA.replace(
+            "[lma.dataplane]", 'transport = "raw"\n[lma.dataplane]'),
+            "lma.listen", "port must be 0")
+
+    def test_lifetimeRange(self):
+        self.assertRejected(lmaTap.Options(), self.LMA.replace(
+            "[lma.dataplane]", 'max_lifetime = 300000\n[lma.dataplane]'),
+            "lma.max_lifetime", "4 to 262140")
+
+    def test_poolOutsidePrefix(self):
+        self.assertRejected(lmaTap.Options(), self.LMA + '[lma.pool]\nfirst = "2001:db8:2::1"\n'
+                            'last = "2001:db8:2::9"\n', "lma.pool.first", "outside")
+
+    def test_poolBackwards(self):
+        self.assertRejected(lmaTap.Options(), self.LMA + '[lma.pool]\nfirst = "2001:db8:1::9"\n'
+                            'last = "2001:db8:1::1"\n', "lma.pool", "before")
+
+    def test_unknownDataPlane(self):
+        self.assertRejected(lmaTap.Options(), self.LMA.replace('"memory"', '"kernel9"'),
+                            "lma.dataplane.kind", "'memory'")
+
+    def test_badEndpoint(self):
+        self.assertRejected(pmipTap.Options(), '[pmip]\nlma = "::1:5436"\nallowed_mags = ["::1"]\n',
+                            "pmip.lma", "[IPv6 address]:port")
+
+    def test_retransmitOrder(self):
+        self.assertRejected(pmipTap.Options(), '[pmip]\nlma = "[::1]:5436"\nallowed_mags = ["::1"]\n'
+                            '[pmip.retransmit]\ninitial = 4.0\nmax = 2.0\n',
+                            "pmip.retransmit.max")
+
+    MAG = '''[mag]
+address = "2001:db8:ff::1"
+lma_address = "::1"
+[mag.assignment]
+strategy = "%s"
+[mag.attachment]
+detector = "control"
+%s
+[mag.dataplane]
+kind = "memory"
+'''
+
+    def test_unknownStrategyListsKnown(self):
+        self.assertRejected(magTap.Options(), self.MAG % ("dhcp9", 'socket = "x.sock"'),
+                            "mag.assignment.strategy", "'lma-assigned'", "'static'")
+
+    def test_detectorNeedsSocket(self):
+        self.assertRejected(magTap.Options(), self.MAG % ("static", ""),
+                            "mag.attachment.socket: missing")
+
+    def test_staticAddresses(self):
+        o = magTap.Options()
+        o.parseOptions(["--config", self.write(
+            (self.MAG % ("static", 'socket = "x.sock"')).replace(
+                "[mag.attachment]", '[mag.assignment.addresses]\n"mn1" = "2001:db8:1::5"\n'
+                                    "[mag.attachment]"))])
+        self.assertEqual(str(o.built["strategy"].addresses[b"mn1"]), "2001:db8:1::5")
+
+    def test_shippedExamplesValid(self):
+        """The example configs in etc/netlmm parse as shipped."""
+        base = examples()
+        for options, name in ((lmaTap.Options(), "lma.toml"), (pmipTap.Options(), "pmip.toml"),
+                              (magTap.Options(), "mag.toml")):
+            options.parseOptions(["--config", str(base / name)])
+
+    def test_helpDocumentsEveryKey(self):
+        """--help names every key that the role reads."""
+        cases = [
+            (lmaTap.Options(), ["listen", "transport", "home_prefix", "max_lifetime",
+                                "allowed_clients", "[lma.pool]", "first", "last",
+                                "[lma.dataplane]", "--config"]),
+            (pmipTap.Options(), ["listen", "lma", "mh_bind", "transport", "lifetime",
+                                 "allowed_mags", "detach_delay", "[pmip.retransmit]",
+                                 "initial", "max", "--config"]),
+            (magTap.Options(), ["name", "address", "lma_address", "pmip",
+                                "notification_timeout", "[mag.assignment]", "strategy",
+                                "[mag.attachment]", "detector", "socket",
+                                "[mag.dataplane]", "--config"]),
+        ]
+        for options, keys in cases:
+            text = str(options)
+            for key in keys:
+                self.assertIn(key, text)
+
+
+class DaemonTests(SynchronousTestCase):
+    """The three daemons under twistd, with the shipped example configs."""
+
+    def setUp(self):
+        self.dir = Path(self.mktemp())
+        self.dir.mkdir()
+        for name in ("lma.toml", "pmip.toml", "mag.toml"):
+            shutil.copy(examples() / name, self.dir / name)
+        self.procs = []
+
+    def tearDown(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+
+    def start(self, role):
+        log = open(self.dir / f"{role}.log", "w")
+        p = subprocess.Popen(TWISTD + ["-n", "--pidfile=", f"netlmm-{role}", "--config",
+                                       f"{role}.toml"], cwd=self.dir, stdout=log,
+                             stderr=subprocess.STDOUT)
+        self.procs.append(p)
+        return p
+
+    def log(self, role):
+        return (self.dir / f"{role}.log").read_text()
+
+    def waitFor(self, predicate, what, timeout=15):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            for p in self.procs:
+                if p.poll() is not None:
+                    self.fail(f"a daemon exited early while waiting for {what}:\n"
+                              + "\n".join(self.log(r) for r in ("lma", "pmip", "mag")
+                                          if (self.dir / f"{r}.log").exists()))
+            time.sleep(0.05)
+        self.fail(f"timed out waiting for {what}")
+
+    def ctl(self, *words):
+        out = subprocess.run([sys.executable, "-m", "netlmm.cli", "mag-ctl", "--socket",
+                              str(self.dir / "netlmm-mag1.sock"), *words],
+                             capture_output=True, text=True, timeout=10)
+        return out.returncode, out.stdout + out.stderr
+
+    def test_shippedConfigsWorkOnLoopback(self):
+        """
+        The daemons start with the shipped configs, a mobile attached with
+        `netlmm mag-ctl` gets bound with an LMA-assigned pHoA, and SIGTERM
+        stops each cleanly.
+        """
+        if not (portFree(5436) and portFree(5437)):
+            raise SkipTest("ports 5436/5437 on ::1 are in use")
+        lma = self.start("lma")
+        self.waitFor(lambda: "LMA listening" in self.log("lma"), "the LMA")
+        pmip = self.start("pmip")
+        self.waitFor(lambda: "MAGs connect to" in self.log("pmip"), "the PMIP client")
+        mag = self.start("mag")
+        self.waitFor(lambda: "connected to PMIP client" in self.log("mag"), "the MAG")
+        code, text = self.ctl("attach", "mn1@example.net")
+        self.assertEqual((code, text.strip()), (0, "ok attached mn1@example.net"))
+        self.waitFor(lambda: "BOUND" in self.ctl("list")[1], "the binding")
+        code, text = self.ctl("list")
+        self.assertIn("mn1@example.net BOUND 2001:db8:1::100", text)
+        self.assertIn("new binding 2001:db8:1::100 -> 2001:db8:ff::1", self.log("lma"))
+        code, text = self.ctl("detach", "mn1@example.net")
+        self.assertEqual(code, 0)
+        self.waitFor(lambda: "deregistered" in self.log("lma"), "the deregistration")
+        code, text = self.ctl("frobnicate")
+        self.assertEqual(code, 1)
+        self.assertIn("expected 'attach MNID [PHOA]'", text)
+        for p, role in ((mag, "mag"), (pmip, "pmip"), (lma, "lma")):
+            p.send_signal(signal.SIGTERM)
+            # twistd re-raises the signal that stopped it once shut down.
+            self.assertIn(p.wait(timeout=10), (0, -signal.SIGTERM))
+            self.assertIn("Server Shut Down.", self.log(role))
+        self.assertFalse((self.dir / "netlmm-mag1.sock").exists())
+
+    def test_badConfigExitsNonZero(self):
+        """twistd exits non-zero and names the key when the config is bad."""
+        (self.dir / "lma.toml").write_text(
+            (self.dir / "lma.toml").read_text().replace('home_prefix = "2001:db8:1::/64"',
+                                                        'home_prefix = "not-a-prefix"'))
+        p = self.start("lma")
+        self.assertNotEqual(p.wait(timeout=30), 0)
+        self.assertIn("lma.home_prefix", self.log("lma"))

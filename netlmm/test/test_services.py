@@ -1,0 +1,301 @@
+"""
+Service-level tests: the role services over real loopback sockets, with the
+real reactor (each test bounded by trial's timeout).
+"""
+
+import io
+import os
+import socket
+from ipaddress import IPv6Address
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.protocol import DatagramProtocol, Protocol, ClientFactory
+from twisted.internet.task import deferLater
+from twisted.trial.unittest import SkipTest, TestCase
+
+from netlmm import demo
+from netlmm.access import AttachmentEvent
+from netlmm.assignment.static import StaticAssignment
+from netlmm.core.lma import AddressPool, LmaCore
+from netlmm.core.mag import MagCore
+from netlmm.core.pmip import PmipCore
+from netlmm.dataplane.memory import MemoryDataPlane
+from netlmm.service.lma import LmaService
+from netlmm.service.mag import MagService
+from netlmm.service.pmip import PmipService
+from netlmm.wire import mh
+from netlmm.wire.control import (
+    AddressMode, Notification, Result, Trigger, decodeControl, encodeControl,
+)
+
+LO = IPv6Address("::1")
+
+
+def until(predicate, timeout=5.0, what="condition"):
+    """Fire when predicate() is true; fail after timeout seconds."""
+    d = Deferred()
+    deadline = reactor.seconds() + timeout
+
+    def check():
+        if predicate():
+            d.callback(None)
+        elif reactor.seconds() > deadline:
+            d.errback(AssertionError(f"timed out waiting for {what}"))
+        else:
+            reactor.callLater(0.005, check)
+    check()
+    return d
+
+
+class UDPProbe(DatagramProtocol):
+    """A test peer that records the datagrams it receives."""
+
+    def __init__(self):
+        self.received = []
+
+    def datagramReceived(self, data, addr):
+        self.received.append((data, addr))
+
+
+def pbu(seq, phoa="::", mag="2001:db8:ff::1", mnId=b"mn1@example.net", lifetime=100):
+    options = [mh.HomeNetworkPrefix(phoa), mh.AlternateCareOfAddress(mag)]
+    if mnId is not None:
+        options.append(mh.MobileNodeIdentifier(mnId))
+    return mh.BindingUpdate(seq, lifetime=lifetime, options=options)
+
+
+class LmaServiceTests(TestCase):
+    """The LMA daemon's socket side: checksums, bad input, replies."""
+
+    timeout = 20
+
+    @inlineCallbacks
+    def setUp(self):
+        self.plane = MemoryDataPlane()
+        self.lma = LmaService(
+            reactor, LmaCore("2001:db8:1::/64", ["::1/128"], 3600,
+                             AddressPool("2001:db8:1::100", "2001:db8:1::1ff")),
+            (LO, 0), "udp", self.plane)
+        yield self.lma.startService()
+        self.addCleanup(self.lma.stopService)
+        self.probe = UDPProbe()
+        self.port = reactor.listenUDP(0, self.probe, interface="::1")
+        self.addCleanup(self.port.stopListening)
+
+    def send(self, data):
+        self.port.write(data, ("::1", self.lma.port.port))
+
+    def reply(self, count=1):
+        return until(lambda: len(self.probe.received) >= count, what="a reply")
+
+    @inlineCallbacks
+    def test_pbuAnsweredWithValidChecksum(self):
+        """A PBU over UDP gets a PBAck whose MH checksum is right."""
+        self.send(mh.encodeMessage(pbu(1), LO, LO))
+        yield self.reply()
+        data, addr = self.probe.received[0]
+        self.assertTrue(mh.checksumValid(data, LO, LO))
+        ba = mh.decodeMessage(data, LO, LO)
+        self.assertEqual(ba.status, 0)
+        self.assertEqual(ba.option(mh.HomeNetworkPrefix).prefix,
+                         IPv6Address("2001:db8:1::100"))
+        self.assertEqual(self.plane.routes,
+                         {IPv6Address("2001:db8:1::100"): IPv6Address("2001:db8:ff::1")})
+
+    @inlineCallbacks
+    def test_badInputDroppedAndCounted(self):
+        """
+        A wrong checksum, a truncated header and garbage are dropped and
+        counted; the daemon still answers the next valid PBU.
+        """
+        good = mh.encodeMessage(pbu(1), LO, LO)
+        bad = bytearray(good)
+        bad[5] ^= 0xFF
+        self.send(bytes(bad))
+        self.send(good[:10])
+        self.send(b"\xff" * 7)
+        self.send(good)
+        yield self.reply()
+        self.assertEqual(len(self.probe.received), 1)
+        self.assertEqual(self.lma.port.counters["malformed"], 3)
+        self.assertEqual(len(self.lma.core.bindings), 1)
+        self.assertEqual(len(self.flushLoggedErrors()), 0)
+
+    @inlineCallbacks
+    def test_unknownTypeGetsBindingError(self):
+        """An unknown MH type is answered with a Binding Error, status 2."""
+        raw = bytearray(mh.encodeMessage(mh.BindingRefreshRequest()))
+        raw[2] = 42
+        self.send(mh.encodeMessage(mh.decodeMessage(bytes(raw)), LO, LO))
+        yield self.reply()
+        be = mh.decodeMessage(self.probe.received[0][0], LO, LO)
+        self.assertIsInstance(be, mh.BindingError)
+        self.assertEqual(be.status, mh.BE_UNKNOWN_MH_TYPE)
+
+
+class RawTransportTests(TestCase):
+    """MH over raw IPv6 sockets (protocol 135): needs root."""
+
+    timeout = 20
+
+    def setUp(self):
+        if os.geteuid() != 0:
+            raise SkipTest("raw IPv6 protocol-135 sockets need root (CI runs this as root)")
+
+    @inlineCallbacks
+    def test_rawPbu(self):
+        """The kernel fills the checksum on send and checks it on receipt."""
+        lma = LmaService(reactor, LmaCore("2001:db8:1::/64", ["::1/128"], 3600,
+                                          AddressPool("2001:db8:1::100", "2001:db8:1::1ff")),
+                         (LO, 0), "raw", MemoryDataPlane())
+        yield lma.startService()
+        self.addCleanup(lma.stopService)
+        s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, mh.IPPROTO_MH)
+        self.addCleanup(s.close)
+        s.setblocking(False)
+        s.sendto(mh.encodeMessage(pbu(7)), ("::1", 0))
+        got = []
+
+        def poll():
+            try:
+                while True:
+                    data = s.recv(2048)
+                    # Our own PBU is looped back to this socket too.
+                    message = mh.decodeMessage(data)
+                    if isinstance(message, mh.BindingAcknowledgement):
+                        got.append((data, message))
+            except BlockingIOError:
+                pass
+            return bool(got)
+        yield until(poll, what="a PBAck over raw MH")
+        data, ba = got[0]
+        self.assertEqual(ba.sequence, 7)
+        self.assertEqual(ba.status, 0)
+        # The kernel computed a checksum that is valid over the pseudo-header.
+        self.assertTrue(mh.checksumValid(data, LO, LO))
+
+
+class PmipServiceTests(TestCase):
+    """The PMIP client's MAG-facing side."""
+
+    timeout = 20
+
+    @inlineCallbacks
+    def startPmip(self, allowed=("::1/128",)):
+        self.lmaProbe = UDPProbe()
+        self.lmaPort = reactor.listenUDP(0, self.lmaProbe, interface="::1")
+        self.addCleanup(self.lmaPort.stopListening)
+        self.pmip = PmipService(reactor, PmipCore(LO), (LO, 0), (LO, 0), "udp",
+                                self.lmaPort.getHost().port, list(allowed))
+        yield self.pmip.startService()
+        self.addCleanup(self.pmip.stopService)
+
+    @inlineCallbacks
+    def connect(self):
+        received = []
+        lost = []
+
+        class Peer(Protocol):
+            def dataReceived(self, data):
+                received.append(data)
+
+            def connectionLost(self, reason):
+                lost.append(reason)
+        factory = ClientFactory.forProtocol(Peer)
+        connected = []
+        factory.buildProtocol = lambda addr: connected.append(Peer()) or connected[-1]
+        connector = reactor.connectTCP("::1", self.pmip.listening.getHost().port, factory)
+        self.addCleanup(connector.disconnect)
+        yield until(lambda: connected and connected[0].transport is not None)
+        return connected[0], received, lost
+
+    @inlineCallbacks
+    def test_refusesMagOutsideAllowed(self):
+        """A MAG connecting from outside allowed_mags is disconnected."""
+        yield self.startPmip(allowed=("2001:db8::/64",))
+        peer, received, lost = yield self.connect()
+        yield until(lambda: lost, what="the refused connection to close")
+        self.assertEqual(self.pmip.connections, set())
+
+    @inlineCallbacks
+    def test_malformedTriggerAnswered(self):
+        """A Trigger without its L2-ID is answered with Notification MALFORMED."""
+        yield self.startPmip()
+        peer, received, lost = yield self.connect()
+        good = encodeControl(Trigger(77, b"mn", "2001:db8:ff::1", None,
+                                     AddressMode.LMA_ASSIGNED))
+        # Drop the L2-ID option (the first option, 2 + 2 octets) and fix Length.
+        broken = bytearray(good[:8] + good[12:])
+        broken[1] = len(broken)
+        peer.transport.write(bytes(broken))
+        yield until(lambda: received, what="a Notification")
+        n = decodeControl(b"".join(received))
+        self.assertEqual((n.transaction, n.result), (77, Result.MALFORMED))
+
+    @inlineCallbacks
+    def test_triggerSendsPbu(self):
+        """A Trigger from an allowed MAG becomes a PBU to the LMA."""
+        yield self.startPmip()
+        peer, received, lost = yield self.connect()
+        peer.transport.write(encodeControl(Trigger(
+            5, b"mn", "2001:db8:ff::1", "2001:db8:1::9", AddressMode.STATIC)))
+        yield until(lambda: self.lmaProbe.received, what="a PBU")
+        data, addr = self.lmaProbe.received[0]
+        bu = mh.decodeMessage(data, LO, LO)
+        self.assertEqual(bu.option(mh.HomeNetworkPrefix).prefix,
+                         IPv6Address("2001:db8:1::9"))
+        self.assertEqual(bu.option(mh.AlternateCareOfAddress).address,
+                         IPv6Address("2001:db8:ff::1"))
+        self.assertEqual(bu.flags, mh.BU_A | mh.BU_H | mh.BU_P)
+
+
+class DomainTests(TestCase):
+    """All three roles together over loopback."""
+
+    timeout = 30
+
+    @inlineCallbacks
+    def test_demoScenario(self):
+        """`netlmm demo`'s scenario completes and prints the ladder."""
+        out = io.StringIO()
+        result = yield demo.run(reactor, out)
+        self.assertEqual(result, 0)
+        text = out.getvalue()
+        for expected in ("Trigger txn=1", "PBU seq=", "pHoA=::(assign)",
+                         "status=0 (ACCEPTED)", "result=moved",
+                         "(deregistration)", "LMA binding cache after handoff to MAG2"):
+            self.assertIn(expected, text)
+        ladder = text.split("\n\n")[0].splitlines()
+        pbus = [line for line in ladder if "PBU seq=" in line]
+        self.assertEqual(len(pbus), 4)
+
+    @inlineCallbacks
+    def test_triggerQueuedUntilPmipIsUp(self):
+        """A MAG started before its PMIP client delivers the Trigger on connect."""
+        lma = LmaService(reactor, LmaCore("2001:db8:1::/64", ["::1/128"]), (LO, 0),
+                         "udp", MemoryDataPlane())
+        yield lma.startService()
+        self.addCleanup(lma.stopService)
+        # Reserve a port for the PMIP client, then free it for the service.
+        s = socket.socket(socket.AF_INET6)
+        s.bind(("::1", 0))
+        pmipPort = s.getsockname()[1]
+        s.close()
+        strategy = StaticAssignment()
+        mag = MagService(reactor, MagCore("2001:db8:ff::1", LO), (LO, pmipPort),
+                         strategy, MemoryDataPlane(), name="MAG1")
+        yield mag.startService()
+        self.addCleanup(mag.stopService)
+        mag.attached(AttachmentEvent(b"mn1", "2001:db8:1::42"))
+        yield deferLater(reactor, 0.2, lambda: None)
+        self.assertEqual(mag.core.attachment(b"mn1").state, "TRIGGERED")
+        pmip = PmipService(reactor, PmipCore(LO), (LO, pmipPort), (LO, 0), "udp",
+                           lma.port.port, ["::1/128"])
+        yield pmip.startService()
+        self.addCleanup(pmip.stopService)
+        yield until(lambda: mag.core.attachment(b"mn1").state == "BOUND", 10,
+                    "the MAG to bind after reconnecting")
+        self.assertEqual(mag.dataplane.tunnels, {IPv6Address("2001:db8:1::42"): LO})
+        self.assertEqual(lma.core.binding("2001:db8:1::42").pcoa,
+                         IPv6Address("2001:db8:ff::1"))
