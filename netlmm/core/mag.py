@@ -112,9 +112,10 @@ class MagCore:
         LMA_ASSIGNED, that the LMA is to assign it): trigger the PMIP client.
         """
         a = self.attachments.get(mnId)
-        a.state = self._step(a, "address")
+        nextState = self._step(a, "address")
         if phoa is None and mode != AddressMode.LMA_ASSIGNED:
             raise InvalidInput("address", a.state, "no pHoA and not LMA-assigned")
+        a.state = nextState
         a.phoa = None if phoa is None else IPv6Address(phoa)
         a.mode = mode
         a.transaction = self._transaction(a)
@@ -154,11 +155,13 @@ class MagCore:
             del self.attachments[a.mnId]
             return [Unbound(a.mnId, a.phoa, n.result, "detached")]
         if n.result == Result.SUCCESS:
-            a.state = self._step(a, "success")
             if n.phoa is None:
                 self._step(a, "failure")
+                effects = self._tunnelDown(a)
                 del self.attachments[a.mnId]
-                return [Unbound(a.mnId, a.phoa, n.result, "Notification without pHoA")]
+                return effects + [Unbound(a.mnId, a.phoa, n.result,
+                                          "Notification without pHoA")]
+            a.state = self._step(a, "success")
             a.phoa = n.phoa
             self._say("MN {mnId} bound with pHoA {phoa}", mnId=_show(a.mnId),
                       phoa=a.phoa)

@@ -1,0 +1,358 @@
+"""
+The three role cores wired together in memory: one LMA, one PMIP client and
+two MAGs, with a tiny loop that carries every message through its codec
+(L{netlmm.wire.mh} with checksums, L{netlmm.wire.control}) and keeps the
+data planes as plain dictionaries. Time only moves when a test moves it.
+
+Also: L{netlmm.core} imports nothing from Twisted.
+"""
+
+import os
+import random
+import subprocess
+import sys
+from collections import deque
+from ipaddress import IPv6Address
+
+from twisted.trial.unittest import SynchronousTestCase
+
+import netlmm
+from netlmm.core import mag as magmod
+from netlmm.core import pmip as pmipmod
+from netlmm.core.effects import (
+    Bound, Notify, RouteAdd, RouteMove, RouteRemove, SendControl, SendMH,
+    TunnelDown, TunnelUp, Unbound,
+)
+from netlmm.core.lma import AddressPool, LmaCore
+from netlmm.core.mag import MagCore
+from netlmm.core.pmip import PmipCore
+from netlmm.wire import control, mh
+from netlmm.wire.control import AddressMode, Detach, Notification, Result, Trigger
+
+LMA = IPv6Address("2001:db8:ffff::1")
+PMIP = IPv6Address("2001:db8:c::1")
+MAG1 = IPv6Address("2001:db8:a::1")
+MAG2 = IPv6Address("2001:db8:b::1")
+POOL_FIRST = IPv6Address("2001:db8:1::100")
+MN = b"mn1@example.net"
+
+
+class Domain:
+    """
+    One local mobility domain in memory. C{dropToPmip} and C{dropToLma}
+    count messages to lose on the way to the PMIP client and to the LMA.
+    """
+
+    def __init__(self, maxLifetime=3600, detachDelay=1.5):
+        self.now = 0.0
+        self.lma = LmaCore("2001:db8:1::/64", ["2001:db8:c::/64"],
+                           maxLifetime=maxLifetime,
+                           pool=AddressPool(POOL_FIRST, "2001:db8:1::1ff"))
+        self.pmip = PmipCore(LMA, lifetime=3600, detachDelay=detachDelay,
+                             rng=random.Random(11))
+        self.mags = {MAG1: MagCore(MAG1, LMA), MAG2: MagCore(MAG2, LMA)}
+        #: The LMA's data plane: pHoA -> pCoA.
+        self.routes = {}
+        #: Each MAG's data plane: the pHoAs it tunnels.
+        self.tunnels = {MAG1: set(), MAG2: set()}
+        #: Every effect any core produced, with who produced it.
+        self.log = []
+        self.dropToPmip = 0
+        self.dropToLma = 0
+        self.dropped = []
+
+    def mag(self, address):
+        return self.mags[address]
+
+    def run(self, origin, effects):
+        """Carry out C{effects} of C{origin} and everything they lead to."""
+        queue = deque((origin, e) for e in effects)
+        while queue:
+            origin, e = queue.popleft()
+            self.log.append((origin, e))
+            for nextOrigin, more in self._deliver(origin, e):
+                queue.extend((nextOrigin, m) for m in more)
+
+    def _deliver(self, origin, e):
+        t = type(e)
+        if t is SendMH:
+            source = PMIP if origin == "pmip" else LMA
+            raw = mh.encodeMessage(e.message, source, e.destination)
+            message = mh.decodeMessage(raw, source, e.destination)
+            if e.destination == LMA:
+                if self.dropToLma:
+                    self.dropToLma -= 1
+                    self.dropped.append(message)
+                    return
+                yield "lma", self.lma.receive(message, source, self.now)
+            elif e.destination == PMIP:
+                if self.dropToPmip:
+                    self.dropToPmip -= 1
+                    self.dropped.append(message)
+                    return
+                yield "pmip", self.pmip.receiveMH(message, raw, source, self.now)
+            else:
+                raise AssertionError(f"MH to nowhere: {e}")
+        elif t is SendControl:
+            assert origin in self.mags, origin
+            message = control.decodeControl(control.encodeControl(e.message))
+            assert message.magAddress == origin
+            if type(message) is Trigger:
+                yield "pmip", self.pmip.receiveTrigger(message, self.now)
+            else:
+                assert type(message) is Detach
+                yield "pmip", self.pmip.receiveDetach(message, self.now)
+        elif t is Notify:
+            assert origin == "pmip"
+            message = control.decodeControl(control.encodeControl(e.notification))
+            yield e.mag, self.mags[e.mag].receiveNotification(message, self.now)
+        elif t is RouteAdd:
+            assert e.phoa not in self.routes, (e, self.routes)
+            self.routes[e.phoa] = e.pcoa
+        elif t is RouteMove:
+            assert self.routes.get(e.phoa) == e.old, (e, self.routes)
+            self.routes[e.phoa] = e.new
+        elif t is RouteRemove:
+            assert self.routes.get(e.phoa) == e.pcoa, (e, self.routes)
+            del self.routes[e.phoa]
+        elif t is TunnelUp:
+            assert e.lma == LMA
+            assert e.phoa not in self.tunnels[origin]
+            self.tunnels[origin].add(e.phoa)
+        elif t is TunnelDown:
+            self.tunnels[origin].remove(e.phoa)
+        elif t in (Bound, Unbound):
+            pass
+        else:
+            raise AssertionError(f"unexpected effect {e!r}")
+
+    # ---------------------------------------------------------- driving
+
+    def attach(self, magAddress, mnId=MN, phoa=None, mode=AddressMode.LMA_ASSIGNED):
+        m = self.mags[magAddress]
+        self.run(magAddress, m.attach(mnId, self.now))
+        self.run(magAddress, m.addressReady(mnId, phoa, mode, self.now))
+
+    def detach(self, magAddress, mnId=MN):
+        self.run(magAddress, self.mags[magAddress].detach(mnId, self.now))
+
+    def advance(self, seconds):
+        """Move time on, firing every timer that falls due on the way."""
+        end = self.now + seconds
+        while True:
+            cores = [("lma", self.lma), ("pmip", self.pmip)] + list(self.mags.items())
+            due = [(c.nextTimer(), name, c) for name, c in cores
+                   if c.nextTimer() is not None and c.nextTimer() <= end]
+            if not due:
+                break
+            when = min(d[0] for d in due)
+            self.now = max(self.now, when)
+            for when_, name, core in due:
+                if when_ == when:
+                    self.run(name, core.handleTimer(self.now))
+        self.now = end
+
+    def since(self, mark):
+        return [e for _, e in self.log[mark:]]
+
+
+class DomainTests(SynchronousTestCase):
+
+    def assertIn_(self, effect, effects):
+        self.assertIn(effect, effects, effects)
+
+    def test_attachHandoffBackDetach(self):
+        """
+        Attach at MAG1 with an LMA-assigned pHoA, hand off to MAG2 (the new
+        MAG triggers first), go back to MAG1 (MAG2 detaches first), leave.
+        """
+        d = Domain()
+        lma, pmip = d.lma, d.pmip
+
+        # Attach at MAG1: the LMA assigns the first pool address.
+        d.attach(MAG1)
+        phoa = POOL_FIRST
+        effects = d.since(0)
+        self.assertIn_(RouteAdd(phoa, MAG1), effects)
+        self.assertIn_(TunnelUp(MN, phoa, LMA), effects)
+        self.assertIn_(Bound(MN, phoa), effects)
+        self.assertEqual(d.routes, {phoa: MAG1})
+        self.assertEqual(d.tunnels, {MAG1: {phoa}, MAG2: set()})
+        b = lma.binding(phoa)
+        self.assertEqual((b.mnId, b.pcoa, b.client), (MN, MAG1, PMIP))
+        m = pmip.mobile(MN)
+        self.assertEqual((m.state, m.phoa, m.pcoa), (pmipmod.BOUND, phoa, MAG1))
+        self.assertEqual(b.sequence, m.sequence)
+        self.assertEqual(d.mag(MAG1).attachment(MN).state, magmod.BOUND)
+        self.assertEqual(lma.pool.inUse, 1)
+        # The PBU asked for assignment and carried the MN identifier.
+        pbus = [e.message for e in effects if type(e) is SendMH and e.destination == LMA]
+        self.assertEqual(len(pbus), 1)
+        self.assertTrue(pbus[0].option(mh.HomeNetworkPrefix).unspecified)
+        self.assertIsNotNone(pbus[0].option(mh.MobileNodeIdentifier))
+
+        # Handoff to MAG2, which learned the pHoA by context transfer.
+        d.advance(30)
+        mark = len(d.log)
+        d.attach(MAG2, phoa=phoa, mode=AddressMode.STATIC)
+        effects = d.since(mark)
+        pbus = [e.message for e in effects if type(e) is SendMH and e.destination == LMA]
+        self.assertEqual(len(pbus), 1)
+        self.assertIsNone(pbus[0].option(mh.MobileNodeIdentifier))
+        self.assertIn_(RouteMove(phoa, MAG1, MAG2), effects)
+        self.assertIn_(Notify(Notification(0, Result.MOVED, MN, phoa), MAG1), effects)
+        self.assertIn_(TunnelDown(MN, phoa, LMA), effects)
+        self.assertIn_(Unbound(MN, phoa, Result.MOVED, "moved"), effects)
+        self.assertEqual(d.routes, {phoa: MAG2})
+        self.assertEqual(d.tunnels, {MAG1: set(), MAG2: {phoa}})
+        self.assertEqual(lma.binding(phoa).pcoa, MAG2)
+        self.assertEqual(pmip.mobile(MN).pcoa, MAG2)
+        self.assertIsNone(d.mag(MAG1).attachment(MN))
+        self.assertEqual(d.mag(MAG2).attachment(MN).state, magmod.BOUND)
+
+        # Back to MAG1: MAG2 sees the mobile leave first, MAG1 triggers
+        # within the detach delay, so no deregistration happens.
+        d.advance(30)
+        mark = len(d.log)
+        d.detach(MAG2)
+        self.assertEqual(d.tunnels[MAG2], set())
+        self.assertEqual(pmip.mobile(MN).state, pmipmod.DETACH_PENDING)
+        self.assertEqual(d.routes, {phoa: MAG2})
+        d.advance(1)
+        d.attach(MAG1, phoa=phoa, mode=AddressMode.STATIC)
+        effects = d.since(mark)
+        self.assertIn_(RouteMove(phoa, MAG2, MAG1), effects)
+        self.assertIn_(Unbound(MN, phoa, Result.MOVED, "detached"), effects)
+        self.assertEqual(d.routes, {phoa: MAG1})
+        self.assertEqual(d.tunnels, {MAG1: {phoa}, MAG2: set()})
+        self.assertIsNone(d.mag(MAG2).attachment(MN))
+        d.advance(5)
+        self.assertEqual([e for e in d.since(mark) if type(e) is RouteRemove], [])
+        self.assertEqual(pmip.mobile(MN).state, pmipmod.BOUND)
+
+        # Leave: after the detach delay the binding is deregistered.
+        mark = len(d.log)
+        d.detach(MAG1)
+        self.assertEqual(d.routes, {phoa: MAG1})
+        d.advance(1.4)
+        self.assertEqual(d.routes, {phoa: MAG1})
+        d.advance(0.2)
+        effects = d.since(mark)
+        self.assertIn_(RouteRemove(phoa, MAG1), effects)
+        self.assertIn_(Unbound(MN, phoa, Result.SUCCESS, "detached"), effects)
+        self.assertEqual(d.routes, {})
+        self.assertEqual(d.tunnels, {MAG1: set(), MAG2: set()})
+        self.assertEqual(lma.bindings, {})
+        self.assertEqual(lma.pool.inUse, 0)
+        self.assertEqual(pmip.mobiles, {})
+        self.assertEqual(d.mags[MAG1].attachments, {})
+        self.assertEqual(d.mags[MAG2].attachments, {})
+        for core in (lma, pmip, d.mags[MAG1], d.mags[MAG2]):
+            self.assertIsNone(core.nextTimer())
+        self.assertEqual(lma.counters["rejected"], 0)
+
+    def test_lostPBAck(self):
+        """
+        The first PBAck is lost; the retransmission a second later (a new
+        sequence number, the same assignment request) completes the binding
+        without a second address.
+        """
+        d = Domain()
+        d.dropToPmip = 1
+        d.attach(MAG1)
+        phoa = POOL_FIRST
+        self.assertEqual(len(d.dropped), 1)
+        self.assertEqual(d.dropped[0].status, mh.Status.ACCEPTED)
+        self.assertEqual(d.routes, {phoa: MAG1})
+        self.assertEqual(d.tunnels[MAG1], set())
+        self.assertEqual(d.pmip.mobile(MN).state, pmipmod.REGISTERING)
+        self.assertEqual(d.mag(MAG1).attachment(MN).state, magmod.TRIGGERED)
+        self.assertEqual(d.pmip.nextTimer(), 1.0)
+
+        mark = len(d.log)
+        d.now = 1.0
+        d.run("pmip", d.pmip.handleTimer(d.now))
+        effects = d.since(mark)
+        pbus = [e.message for e in effects if type(e) is SendMH and e.destination == LMA]
+        self.assertEqual(len(pbus), 1)
+        self.assertTrue(pbus[0].option(mh.HomeNetworkPrefix).unspecified)
+        self.assertIn_(Bound(MN, phoa), effects)
+        self.assertEqual([e for e in d.since(0) if type(e) is RouteAdd],
+                         [RouteAdd(phoa, MAG1)])
+        self.assertEqual(d.routes, {phoa: MAG1})
+        self.assertEqual(d.tunnels[MAG1], {phoa})
+        self.assertEqual(len(d.lma.bindings), 1)
+        self.assertEqual(d.lma.pool.inUse, 1)
+        self.assertEqual(d.lma.binding(phoa).sequence, pbus[0].sequence)
+        m = d.pmip.mobile(MN)
+        self.assertEqual((m.state, m.phoa, m.pending), (pmipmod.BOUND, phoa, None))
+
+    def test_lostPBU(self):
+        """A PBU lost on the way to the LMA is retransmitted too."""
+        d = Domain()
+        d.dropToLma = 1
+        d.attach(MAG1)
+        self.assertEqual(d.routes, {})
+        d.advance(1)
+        self.assertEqual(d.routes, {POOL_FIRST: MAG1})
+        self.assertEqual(d.tunnels[MAG1], {POOL_FIRST})
+
+    def test_lmaUnreachable(self):
+        """No answer at all: the MAG hears LMA_UNREACHABLE before its own timeout."""
+        d = Domain()
+        d.dropToLma = 100
+        d.attach(MAG1)
+        d.advance(63)
+        self.assertEqual(len(d.dropped), 6)
+        unbound = [e for e in d.since(0) if type(e) is Unbound]
+        self.assertEqual(unbound, [Unbound(MN, None, Result.LMA_UNREACHABLE,
+                                           "lma-unreachable")])
+        self.assertEqual(d.pmip.mobiles, {})
+        self.assertEqual(d.mags[MAG1].attachments, {})
+
+    def test_refreshKeepsBindingAlive(self):
+        """
+        With a short granted lifetime the PMIP client refreshes before the
+        LMA's binding runs out, hour after hour.
+        """
+        d = Domain(maxLifetime=400)
+        d.attach(MAG1)
+        d.advance(3 * 3600)
+        self.assertEqual(d.routes, {POOL_FIRST: MAG1})
+        self.assertEqual(d.lma.counters["expired"], 0)
+        self.assertEqual(d.pmip.mobile(MN).state, pmipmod.BOUND)
+        refreshes = [e for e in d.since(0) if type(e) is SendMH and e.destination == LMA]
+        self.assertGreaterEqual(len(refreshes), 3 * 3600 // 400)
+
+    def test_bindingExpiresWithoutRefresh(self):
+        """If every refresh is lost the LMA drops the binding and the MAG hears of it."""
+        d = Domain(maxLifetime=400)
+        d.attach(MAG1)
+        d.dropToLma = 100
+        d.advance(1000)
+        self.assertEqual(d.routes, {})
+        self.assertEqual(d.lma.counters["expired"], 1)
+        self.assertEqual(d.tunnels[MAG1], set())
+        self.assertIn_(Unbound(MN, POOL_FIRST, Result.BINDING_LOST, "binding-lost"),
+                       d.since(0))
+        self.assertEqual(d.pmip.mobiles, {})
+        self.assertEqual(d.lma.pool.inUse, 0)
+
+
+class NoTwistedTests(SynchronousTestCase):
+    """The sans-IO cores and codecs import nothing from Twisted."""
+
+    def test_coreImportsNoTwisted(self):
+        root = os.path.dirname(os.path.dirname(os.path.abspath(netlmm.__file__)))
+        code = (
+            "import sys\n"
+            "import netlmm.core.lma, netlmm.core.pmip, netlmm.core.mag\n"
+            "import netlmm.core.effects, netlmm.core.sequence\n"
+            "import netlmm.wire.mh, netlmm.wire.control\n"
+            "print(','.join(sorted(m for m in sys.modules\n"
+            "    if m == 'twisted' or m.startswith('twisted.'))))\n"
+        )
+        env = dict(os.environ, PYTHONPATH=root)
+        out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env,
+                             capture_output=True, text=True, check=True)
+        self.assertEqual(out.stdout.strip(), "", out.stdout)

@@ -1,0 +1,297 @@
+"""
+Tests for L{netlmm.core.mag}, the Mobile Access Gateway core: attachment,
+Trigger, the Notification that installs the tunnel (draft section 4.9), and
+detachment. Control messages go through the MAG <-> PMIP codec both ways.
+"""
+
+from ipaddress import IPv6Address
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from netlmm.core import mag
+from netlmm.core.effects import (
+    Bound, InvalidInput, SendControl, TunnelDown, TunnelUp, Unbound,
+)
+from netlmm.core.mag import MagCore
+from netlmm.wire import control
+from netlmm.wire.control import AddressMode, Detach, Notification, Result, Trigger
+
+LMA = IPv6Address("2001:db8:ffff::1")
+MAG1 = IPv6Address("2001:db8:a::1")
+PHOA = IPv6Address("2001:db8:1::100")
+MN1 = b"mn1@example.net"
+MN2 = b"mn2@example.net"
+PBACK = b"\x3b\x01\x06\x00\x00\x00\x00\x20\x00\x07\x03\x84\x00\x00\x00\x00"
+
+
+def roundtrip(message):
+    return control.decodeControl(control.encodeControl(message))
+
+
+class MagTestMixin:
+    """Helpers: a MAG and a hand-played PMIP client."""
+
+    def makeMag(self, **kw):
+        return MagCore(MAG1, LMA, **kw)
+
+    def sent(self, effects):
+        """The control message in C{effects}, as the PMIP client decodes it."""
+        sends = [e for e in effects if type(e) is SendControl]
+        self.assertEqual(len(sends), 1, effects)
+        message = sends[0].message
+        self.assertEqual(roundtrip(message), message)
+        return message
+
+    def notify(self, core, notification, now=0):
+        return core.receiveNotification(roundtrip(notification), now)
+
+    def bind(self, core, mnId=MN1, now=0):
+        """Attach, trigger and succeed; returns the Trigger."""
+        core.attach(mnId, now)
+        trigger = self.sent(core.addressReady(mnId, None, AddressMode.LMA_ASSIGNED, now))
+        self.notify(core, Notification(trigger.transaction, Result.SUCCESS, mnId, PHOA,
+                                       PBACK), now)
+        self.assertEqual(core.attachment(mnId).state, mag.BOUND)
+        return trigger
+
+
+class AttachTests(MagTestMixin, SynchronousTestCase):
+
+    def test_attachThenAddress(self):
+        """Attachment waits for an address; the address sends the Trigger."""
+        core = self.makeMag()
+        self.assertEqual(core.attach(MN1, 5), [])
+        self.assertEqual(core.attachment(MN1).state, mag.ATTACHED)
+        self.assertIsNone(core.nextTimer())
+        effects = core.addressReady(MN1, None, AddressMode.LMA_ASSIGNED, 6)
+        self.assertEqual(len(effects), 1)
+        trigger = self.sent(effects)
+        self.assertEqual(trigger, Trigger(trigger.transaction, MN1, MAG1, None,
+                                          AddressMode.LMA_ASSIGNED))
+        self.assertNotEqual(trigger.transaction, 0)
+        a = core.attachment(MN1)
+        self.assertEqual((a.state, a.transaction, a.tunnel),
+                         (mag.TRIGGERED, trigger.transaction, False))
+        self.assertEqual(core.nextTimer(), 6 + 70)
+
+    def test_addressFromDhcp(self):
+        core = self.makeMag()
+        core.attach(MN1, 0)
+        trigger = self.sent(core.addressReady(MN1, str(PHOA), AddressMode.STATEFUL, 0))
+        self.assertEqual((trigger.phoa, trigger.mode), (PHOA, AddressMode.STATEFUL))
+
+    def test_transactionsDiffer(self):
+        core = self.makeMag()
+        core.attach(MN1, 0)
+        core.attach(MN2, 0)
+        t1 = self.sent(core.addressReady(MN1, None, AddressMode.LMA_ASSIGNED, 0))
+        t2 = self.sent(core.addressReady(MN2, None, AddressMode.LMA_ASSIGNED, 0))
+        self.assertNotEqual(t1.transaction, t2.transaction)
+
+    def test_success(self):
+        """A SUCCESS Notification brings the tunnel up and binds the mobile."""
+        core = self.makeMag()
+        core.attach(MN1, 0)
+        trigger = self.sent(core.addressReady(MN1, None, AddressMode.LMA_ASSIGNED, 0))
+        effects = self.notify(core, Notification(trigger.transaction, Result.SUCCESS,
+                                                 MN1, PHOA, PBACK), 1)
+        self.assertEqual(effects, [TunnelUp(MN1, PHOA, LMA), Bound(MN1, PHOA)])
+        a = core.attachment(MN1)
+        self.assertEqual((a.state, a.phoa, a.tunnel, a.transaction),
+                         (mag.BOUND, PHOA, True, None))
+        self.assertIsNone(core.nextTimer())
+
+    def test_failure(self):
+        """A failed Trigger leaves no tunnel and no attachment."""
+        core = self.makeMag()
+        core.attach(MN1, 0)
+        trigger = self.sent(core.addressReady(MN1, None, AddressMode.LMA_ASSIGNED, 0))
+        effects = self.notify(core, Notification(trigger.transaction,
+                                                 Result.PBACK_REJECTED, MN1, None, PBACK))
+        self.assertEqual(effects, [Unbound(MN1, None, Result.PBACK_REJECTED,
+                                           "pback-rejected")])
+        self.assertIsNone(core.attachment(MN1))
+        self.assertIsNone(core.nextTimer())
+
+    def test_successWithoutPhoa(self):
+        """A SUCCESS that names no pHoA cannot bind: the mobile is unbound."""
+        core = self.makeMag()
+        core.attach(MN1, 0)
+        trigger = self.sent(core.addressReady(MN1, None, AddressMode.LMA_ASSIGNED, 0))
+        effects = self.notify(core, Notification(trigger.transaction, Result.SUCCESS, MN1))
+        self.assertEqual(len(effects), 1)
+        self.assertIs(type(effects[0]), Unbound)
+        self.assertEqual(effects[0].mnId, MN1)
+        self.assertIsNone(core.attachment(MN1))
+
+    def test_notificationTimeout(self):
+        core = self.makeMag(notificationTimeout=70)
+        core.attach(MN1, 0)
+        self.sent(core.addressReady(MN1, None, AddressMode.LMA_ASSIGNED, 10))
+        self.assertEqual(core.handleTimer(79.9), [])
+        self.assertEqual(core.handleTimer(80), [Unbound(MN1, None, None, "no Notification")])
+        self.assertIsNone(core.attachment(MN1))
+        self.assertIsNone(core.nextTimer())
+
+    def test_lateNotificationAfterTimeout(self):
+        core = self.makeMag()
+        core.attach(MN1, 0)
+        trigger = self.sent(core.addressReady(MN1, None, AddressMode.LMA_ASSIGNED, 0))
+        core.handleTimer(1000)
+        self.assertRaises(InvalidInput, self.notify, core,
+                          Notification(trigger.transaction, Result.SUCCESS, MN1, PHOA))
+
+    def test_retriggerWhileBound(self):
+        """A new address for a bound mobile keeps the tunnel; success rebinds."""
+        core = self.makeMag()
+        self.bind(core)
+        trigger = self.sent(core.addressReady(MN1, PHOA, AddressMode.STATIC, 5))
+        self.assertEqual(core.attachment(MN1).state, mag.TRIGGERED)
+        effects = self.notify(core, Notification(trigger.transaction, Result.SUCCESS,
+                                                 MN1, PHOA))
+        self.assertEqual(effects, [Bound(MN1, PHOA)])
+
+
+class DetachTests(MagTestMixin, SynchronousTestCase):
+
+    def test_detachBound(self):
+        """Detach takes the tunnel down and tells the PMIP client."""
+        core = self.makeMag()
+        self.bind(core)
+        effects = core.detach(MN1, 20)
+        self.assertEqual(effects[0], TunnelDown(MN1, PHOA, LMA))
+        d = self.sent(effects)
+        self.assertEqual(len(effects), 2)
+        self.assertEqual(d, Detach(d.transaction, MN1, MAG1, PHOA))
+        self.assertEqual(core.attachment(MN1).state, mag.DETACHING)
+        self.assertEqual(core.nextTimer(), 90)
+        effects = self.notify(core, Notification(d.transaction, Result.SUCCESS, MN1, PHOA))
+        self.assertEqual(effects, [Unbound(MN1, PHOA, Result.SUCCESS, "detached")])
+        self.assertIsNone(core.attachment(MN1))
+
+    def test_detachAnsweredMoved(self):
+        core = self.makeMag()
+        self.bind(core)
+        d = self.sent(core.detach(MN1, 20))
+        effects = self.notify(core, Notification(d.transaction, Result.MOVED, MN1, PHOA))
+        self.assertEqual(effects, [Unbound(MN1, PHOA, Result.MOVED, "detached")])
+
+    def test_detachTimeout(self):
+        core = self.makeMag()
+        self.bind(core)
+        self.sent(core.detach(MN1, 20))
+        self.assertEqual(core.handleTimer(90), [Unbound(MN1, PHOA, None, "no Notification")])
+        self.assertIsNone(core.attachment(MN1))
+
+    def test_detachBeforeAddress(self):
+        """A mobile that leaves before the Trigger needs no signalling."""
+        core = self.makeMag()
+        core.attach(MN1, 0)
+        self.assertEqual(core.detach(MN1, 1), [Unbound(MN1, None, None, "detached")])
+        self.assertIsNone(core.attachment(MN1))
+
+    def test_detachWhileTriggered(self):
+        core = self.makeMag()
+        core.attach(MN1, 0)
+        trigger = self.sent(core.addressReady(MN1, None, AddressMode.LMA_ASSIGNED, 0))
+        effects = core.detach(MN1, 1)
+        d = self.sent(effects)
+        self.assertEqual(len(effects), 1)
+        self.assertNotEqual(d.transaction, trigger.transaction)
+        self.assertEqual(core.attachment(MN1).state, mag.DETACHING)
+
+    def test_unsolicitedMoved(self):
+        """The mobile is bound through another MAG now: the tunnel goes."""
+        core = self.makeMag()
+        self.bind(core)
+        effects = self.notify(core, Notification(0, Result.MOVED, MN1, PHOA), 30)
+        self.assertEqual(effects, [TunnelDown(MN1, PHOA, LMA),
+                                   Unbound(MN1, PHOA, Result.MOVED, "moved")])
+        self.assertIsNone(core.attachment(MN1))
+
+    def test_unsolicitedBindingLost(self):
+        core = self.makeMag()
+        self.bind(core)
+        effects = self.notify(core, Notification(0, Result.BINDING_LOST, MN1, PHOA), 30)
+        self.assertEqual(effects, [TunnelDown(MN1, PHOA, LMA),
+                                   Unbound(MN1, PHOA, Result.BINDING_LOST, "binding-lost")])
+
+    def test_unsolicitedForAbsentMobile(self):
+        """A MOVED for a mobile that already left here changes nothing."""
+        core = self.makeMag()
+        self.assertEqual(self.notify(core, Notification(0, Result.MOVED, MN1, PHOA)), [])
+        core.attach(MN1, 0)
+        self.assertEqual(self.notify(core, Notification(0, Result.MOVED, MN1, PHOA)), [])
+        self.assertEqual(core.attachment(MN1).state, mag.ATTACHED)
+
+
+class InvalidInputTests(MagTestMixin, SynchronousTestCase):
+    """Inputs that are illegal in the state they arrive in raise and change nothing."""
+
+    def test_attachTwice(self):
+        core = self.makeMag()
+        core.attach(MN1, 0)
+        before = core.attachment(MN1)
+        exc = self.assertRaises(InvalidInput, core.attach, MN1, 1)
+        self.assertEqual(exc.state, mag.ATTACHED)
+        self.assertIs(core.attachment(MN1), before)
+
+    def test_attachWhileBound(self):
+        core = self.makeMag()
+        self.bind(core)
+        self.assertRaises(InvalidInput, core.attach, MN1, 1)
+        self.assertEqual(core.attachment(MN1).state, mag.BOUND)
+
+    def test_addressBeforeAttach(self):
+        core = self.makeMag()
+        self.assertRaises(InvalidInput, core.addressReady, MN1, PHOA, AddressMode.STATIC, 0)
+        self.assertIsNone(core.attachment(MN1))
+
+    def test_addressTwice(self):
+        core = self.makeMag()
+        core.attach(MN1, 0)
+        core.addressReady(MN1, None, AddressMode.LMA_ASSIGNED, 0)
+        self.assertRaises(InvalidInput, core.addressReady, MN1, PHOA, AddressMode.STATIC, 0)
+
+    def test_noAddressNotLmaAssigned(self):
+        """A missing pHoA is only valid when the LMA is to assign one."""
+        core = self.makeMag()
+        core.attach(MN1, 0)
+        self.assertRaises(InvalidInput, core.addressReady, MN1, None,
+                          AddressMode.STATEFUL, 0)
+        a = core.attachment(MN1)
+        self.assertEqual((a.state, a.transaction), (mag.ATTACHED, None))
+        # The attachment still works.
+        trigger = self.sent(core.addressReady(MN1, PHOA, AddressMode.STATEFUL, 0))
+        self.assertEqual(trigger.phoa, PHOA)
+
+    def test_unknownTransaction(self):
+        core = self.makeMag()
+        self.assertRaises(InvalidInput, self.notify, core,
+                          Notification(1234, Result.SUCCESS, MN1, PHOA))
+
+    def test_staleTransaction(self):
+        """A Notification already answered is not taken twice."""
+        core = self.makeMag()
+        trigger = self.bind(core)
+        self.assertRaises(InvalidInput, self.notify, core,
+                          Notification(trigger.transaction, Result.SUCCESS, MN1, PHOA))
+        self.assertEqual(core.attachment(MN1).state, mag.BOUND)
+
+    def test_unsolicitedNeedsMovedOrLost(self):
+        core = self.makeMag()
+        self.bind(core)
+        self.assertRaises(InvalidInput, self.notify, core,
+                          Notification(0, Result.SUCCESS, MN1, PHOA))
+        self.assertEqual(core.attachment(MN1).state, mag.BOUND)
+
+    def test_detachUnknown(self):
+        core = self.makeMag()
+        self.assertRaises(InvalidInput, core.detach, MN1, 0)
+
+    def test_detachTwice(self):
+        core = self.makeMag()
+        self.bind(core)
+        core.detach(MN1, 1)
+        self.assertRaises(InvalidInput, core.detach, MN1, 2)
+        self.assertEqual(core.attachment(MN1).state, mag.DETACHING)

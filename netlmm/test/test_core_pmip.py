@@ -1,0 +1,584 @@
+"""
+Tests for L{netlmm.core.pmip}, the PMIP client core (draft sections 4.1,
+4.2, 4.7 and Appendix A).
+
+The LMA is played by hand: each test builds the PBAck it wants, encodes it
+and hands the decoded message and its bytes to the core. Time is the C{now}
+argument; nothing here reads a clock.
+"""
+
+import random
+from ipaddress import IPv6Address
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from netlmm.core import pmip
+from netlmm.core.effects import InvalidInput, Notify, SendMH
+from netlmm.core.pmip import PmipCore
+from netlmm.wire import control, mh
+from netlmm.wire.control import AddressMode, Detach, Notification, Result, Trigger
+from netlmm.wire.mh import (
+    BA_P,
+    BU_A,
+    BU_H,
+    BU_P,
+    AlternateCareOfAddress,
+    BindingAcknowledgement,
+    BindingError,
+    BindingRefreshAdvice,
+    BindingUpdate,
+    HomeNetworkPrefix,
+    MobileNodeIdentifier,
+    Status,
+)
+
+LMA = IPv6Address("2001:db8:ffff::1")
+PMIP = IPv6Address("2001:db8:c::1")
+STRANGER = IPv6Address("2001:db8:bad::1")
+MAG1 = IPv6Address("2001:db8:a::1")
+MAG2 = IPv6Address("2001:db8:b::1")
+MAG3 = IPv6Address("2001:db8:d::1")
+PHOA = IPv6Address("2001:db8:1::100")
+OTHER = IPv6Address("2001:db8:1::200")
+ZERO = IPv6Address("::")
+MN1 = b"mn1@example.net"
+MN2 = b"mn2@example.net"
+HOUR = 900
+
+
+def roundtrip(message):
+    """The control message as the other end decodes it."""
+    return control.decodeControl(control.encodeControl(message))
+
+
+class PmipTestMixin:
+    """Helpers: a PMIP client and a hand-played LMA."""
+
+    def makePmip(self, **kw):
+        kw.setdefault("rng", random.Random(4))
+        return PmipCore(LMA, **kw)
+
+    def trigger(self, core, transaction, mag=MAG1, phoa=None, mnId=MN1,
+                mode=AddressMode.LMA_ASSIGNED, now=0):
+        t = roundtrip(Trigger(transaction, mnId, mag, phoa, mode))
+        return core.receiveTrigger(t, now)
+
+    def detach(self, core, transaction, mag=MAG1, phoa=None, mnId=MN1, now=0):
+        return core.receiveDetach(roundtrip(Detach(transaction, mnId, mag, phoa)), now)
+
+    def onlyPBU(self, effects):
+        """The one PBU in C{effects}; it goes to the LMA and encodes."""
+        sends = [e for e in effects if type(e) is SendMH]
+        self.assertEqual(len(sends), 1, effects)
+        self.assertEqual(sends[0].destination, LMA)
+        bu = sends[0].message
+        self.assertIs(type(bu), BindingUpdate)
+        raw = mh.encodeMessage(bu, PMIP, LMA)
+        self.assertEqual(mh.decodeMessage(raw, PMIP, LMA), bu)
+        return bu
+
+    def notifies(self, effects):
+        """C{effects} that are Notifications, checked to survive the codec."""
+        out = [e for e in effects if type(e) is Notify]
+        for e in out:
+            self.assertEqual(roundtrip(e.notification), e.notification)
+        return out
+
+    def ack(self, core, bu, status=Status.ACCEPTED, phoa=PHOA, lifetime=HOUR,
+            bra=None, sequence=None, mnId=None, now=0, source=LMA):
+        """
+        Answer C{bu} as the LMA would; returns (effects, raw PBAck). The
+        LMA echoes the MN identifier option when the PBU carried one.
+        """
+        options = []
+        if bra is None and lifetime and status < 128:
+            bra = lifetime * 3 // 4
+        if bra:
+            options.append(BindingRefreshAdvice(bra))
+        if phoa is not None:
+            options.append(HomeNetworkPrefix(phoa, 128))
+        mnIdOpt = bu.option(MobileNodeIdentifier) if mnId is None else MobileNodeIdentifier(mnId)
+        if mnIdOpt is not None:
+            options.append(mnIdOpt)
+        ba = BindingAcknowledgement(
+            status, BA_P, bu.sequence if sequence is None else sequence,
+            lifetime if status < 128 else 0, options)
+        raw = mh.encodeMessage(ba, source, PMIP)
+        message = mh.decodeMessage(raw, source, PMIP)
+        return core.receiveMH(message, raw, source, now), raw
+
+    def register(self, core, transaction=1, mag=MAG1, mnId=MN1, now=0, **kw):
+        """Trigger and acknowledge an initial attachment; returns the PBU."""
+        bu = self.onlyPBU(self.trigger(core, transaction, mag=mag, mnId=mnId, now=now))
+        effects, raw = self.ack(core, bu, now=now, **kw)
+        self.assertEqual(self.notifies(effects)[0].notification.result, Result.SUCCESS)
+        self.assertEqual(core.mobile(mnId).state, pmip.BOUND)
+        return bu
+
+
+class TriggerTests(PmipTestMixin, SynchronousTestCase):
+    """Section 4.7: a Trigger for a mobile the client does not know."""
+
+    def test_newMobileLmaAssigned(self):
+        """
+        The PBU has A, H and P set, an all-zero Home Network Prefix, the
+        MAG as Alternate CoA and the MN identifier.
+        """
+        core = self.makePmip(lifetime=3600)
+        effects = self.trigger(core, 17)
+        self.assertEqual(len(effects), 1)
+        bu = self.onlyPBU(effects)
+        self.assertEqual(bu.flags, BU_A | BU_H | BU_P)
+        self.assertEqual(bu.flags, 0xC200)
+        self.assertEqual(bu.option(HomeNetworkPrefix), HomeNetworkPrefix(ZERO, 128))
+        self.assertTrue(bu.option(HomeNetworkPrefix).unspecified)
+        self.assertEqual(bu.option(AlternateCareOfAddress), AlternateCareOfAddress(MAG1))
+        self.assertEqual(bu.option(MobileNodeIdentifier), MobileNodeIdentifier(MN1))
+        self.assertEqual(bu.lifetime, HOUR)
+        m = core.mobile(MN1)
+        self.assertEqual(m.state, pmip.REGISTERING)
+        self.assertEqual(m.sequence, bu.sequence)
+        self.assertIsNone(m.phoa)
+        self.assertIsNone(m.pcoa)
+        self.assertEqual(m.mag, MAG1)
+
+    def test_newMobileWithPhoa(self):
+        """A pHoA acquired by DHCP is the Home Network Prefix of the PBU."""
+        core = self.makePmip()
+        bu = self.onlyPBU(self.trigger(core, 1, phoa=PHOA, mode=AddressMode.STATEFUL))
+        self.assertEqual(bu.option(HomeNetworkPrefix), HomeNetworkPrefix(PHOA, 128))
+        self.assertEqual(bu.option(MobileNodeIdentifier), MobileNodeIdentifier(MN1))
+
+    def test_success(self):
+        """
+        A successful PBAck becomes a SUCCESS Notification to the triggering
+        MAG with the trigger's transaction number, the assigned pHoA and
+        the PBAck's bytes as received.
+        """
+        core = self.makePmip()
+        bu = self.onlyPBU(self.trigger(core, 17))
+        effects, raw = self.ack(core, bu, now=0.5)
+        self.assertEqual(effects, [Notify(Notification(17, Result.SUCCESS, MN1, PHOA, raw), MAG1)])
+        self.notifies(effects)
+        self.assertEqual(mh.decodeMessage(effects[0].notification.pback).status, 0)
+        m = core.mobile(MN1)
+        self.assertEqual((m.state, m.phoa, m.pcoa, m.mag, m.pending),
+                         (pmip.BOUND, PHOA, MAG1, MAG1, None))
+        self.assertEqual(m.lifetime, 3600)
+        self.assertEqual(m.expiry, 3600.5)
+
+    def test_successWithoutAssignedPhoa(self):
+        """A PBAck that assigns nothing is a failure for an assignment request."""
+        core = self.makePmip()
+        bu = self.onlyPBU(self.trigger(core, 3))
+        effects, raw = self.ack(core, bu, phoa=None)
+        self.assertEqual(effects, [Notify(Notification(3, Result.PBACK_REJECTED, MN1,
+                                                       None, raw), MAG1)])
+        self.assertIsNone(core.mobile(MN1))
+
+    def test_phoaMismatch(self):
+        """A known MN with another pHoA is an error reported to the MAG."""
+        core = self.makePmip()
+        self.register(core)
+        seq = core.mobile(MN1).sequence
+        effects = self.trigger(core, 9, mag=MAG2, phoa=OTHER, mode=AddressMode.STATIC)
+        self.assertEqual(effects, [Notify(Notification(9, Result.PHOA_MISMATCH, MN1, PHOA),
+                                          MAG2)])
+        m = core.mobile(MN1)
+        self.assertEqual((m.state, m.pcoa, m.mag, m.sequence), (pmip.BOUND, MAG1, MAG1, seq))
+
+    def test_addressConflict(self):
+        """A pHoA another mobile holds is refused."""
+        core = self.makePmip()
+        self.register(core)
+        effects = self.trigger(core, 4, mag=MAG2, mnId=MN2, phoa=PHOA,
+                               mode=AddressMode.STATELESS)
+        self.assertEqual(effects, [Notify(Notification(4, Result.ADDRESS_CONFLICT, MN2, PHOA),
+                                          MAG2)])
+        self.assertIsNone(core.mobile(MN2))
+
+    def test_pbackFromNonLmaDropped(self):
+        core = self.makePmip()
+        bu = self.onlyPBU(self.trigger(core, 1))
+        effects, _ = self.ack(core, bu, source=STRANGER)
+        self.assertEqual(effects, [])
+        self.assertEqual(core.mobile(MN1).state, pmip.REGISTERING)
+        effects, raw = self.ack(core, bu)
+        self.assertEqual(effects[0].notification.result, Result.SUCCESS)
+
+    def test_pbackForUnknownSequenceDropped(self):
+        core = self.makePmip()
+        bu = self.onlyPBU(self.trigger(core, 1))
+        effects, _ = self.ack(core, bu, sequence=(bu.sequence + 5) & 0xFFFF)
+        self.assertEqual(effects, [])
+        self.assertEqual(core.mobile(MN1).state, pmip.REGISTERING)
+
+    def test_otherMessagesDropped(self):
+        core = self.makePmip()
+        self.onlyPBU(self.trigger(core, 1))
+        self.assertEqual(core.receiveMH(BindingError(2), b"", LMA, 0), [])
+        self.assertEqual(core.receiveMH(BindingUpdate(1), b"", LMA, 0), [])
+        self.assertEqual(core.mobile(MN1).state, pmip.REGISTERING)
+
+    def test_rejectedInitialAttach(self):
+        """A PBAck of 128 or more: PBACK_REJECTED with the PBAck, entry forgotten."""
+        core = self.makePmip()
+        bu = self.onlyPBU(self.trigger(core, 5))
+        effects, raw = self.ack(core, bu, status=Status.INSUFFICIENT_RESOURCES, phoa=None)
+        self.assertEqual(effects, [Notify(Notification(5, Result.PBACK_REJECTED, MN1,
+                                                       None, raw), MAG1)])
+        self.assertEqual(mh.decodeMessage(effects[0].notification.pback).status, 130)
+        self.assertIsNone(core.mobile(MN1))
+        self.assertIsNone(core.nextTimer())
+        # The mobile can try again from scratch.
+        bu = self.onlyPBU(self.trigger(core, 6))
+        self.assertIsNotNone(bu.option(MobileNodeIdentifier))
+
+    def test_retriggerSupersedes(self):
+        """A second Trigger before the PBAck answers the first SUPERSEDED."""
+        core = self.makePmip()
+        bu1 = self.onlyPBU(self.trigger(core, 1))
+        effects = self.trigger(core, 2, now=0.2)
+        self.assertEqual(self.notifies(effects),
+                         [Notify(Notification(1, Result.SUPERSEDED, MN1), MAG1)])
+        bu2 = self.onlyPBU(effects)
+        self.assertEqual(bu2.sequence, (bu1.sequence + 1) & 0xFFFF)
+        effects, raw = self.ack(core, bu2)
+        self.assertEqual(effects, [Notify(Notification(2, Result.SUCCESS, MN1, PHOA, raw),
+                                          MAG1)])
+
+    def test_badConfiguration(self):
+        self.assertRaises(ValueError, PmipCore, LMA, lifetime=3)
+        self.assertRaises(ValueError, PmipCore, LMA, initialTimeout=0)
+        self.assertRaises(ValueError, PmipCore, LMA, initialTimeout=4, maxTimeout=2)
+        self.assertRaises(ValueError, PmipCore, LMA, refreshRatio=1)
+        self.assertRaises(ValueError, PmipCore, LMA, detachDelay=-1)
+
+
+class HandoffTests(PmipTestMixin, SynchronousTestCase):
+    """Section 4.2: a Trigger from another MAG for a bound mobile."""
+
+    def test_handoff(self):
+        core = self.makePmip()
+        first = self.register(core, transaction=1)
+        effects = self.trigger(core, 40, mag=MAG2, phoa=PHOA, mode=AddressMode.STATIC,
+                               now=10)
+        bu = self.onlyPBU(effects)
+        self.assertEqual(len(effects), 1)
+        self.assertEqual(bu.sequence, (first.sequence + 1) & 0xFFFF)
+        self.assertEqual(bu.flags, BU_A | BU_H | BU_P)
+        self.assertEqual(bu.option(HomeNetworkPrefix), HomeNetworkPrefix(PHOA, 128))
+        self.assertEqual(bu.option(AlternateCareOfAddress), AlternateCareOfAddress(MAG2))
+        self.assertIsNone(bu.option(MobileNodeIdentifier))
+        self.assertEqual(core.mobile(MN1).state, pmip.HANDING_OVER)
+
+        effects, raw = self.ack(core, bu, now=10.1)
+        self.assertEqual(self.notifies(effects), [
+            Notify(Notification(40, Result.SUCCESS, MN1, PHOA, raw), MAG2),
+            Notify(Notification(0, Result.MOVED, MN1, PHOA), MAG1),
+        ])
+        m = core.mobile(MN1)
+        self.assertEqual((m.state, m.pcoa, m.mag), (pmip.BOUND, MAG2, MAG2))
+
+    def test_handoffWithoutPhoaInTrigger(self):
+        """A MAG that lets the LMA assign may trigger again without a pHoA."""
+        core = self.makePmip()
+        self.register(core)
+        bu = self.onlyPBU(self.trigger(core, 2, mag=MAG2, now=5))
+        self.assertEqual(bu.option(HomeNetworkPrefix).prefix, PHOA)
+        self.assertIsNone(bu.option(MobileNodeIdentifier))
+
+    def test_reattachSameMag(self):
+        """A Trigger from the bound MAG re-registers without a MOVED."""
+        core = self.makePmip()
+        self.register(core)
+        bu = self.onlyPBU(self.trigger(core, 2, now=5))
+        effects, raw = self.ack(core, bu, now=5)
+        self.assertEqual(effects, [Notify(Notification(2, Result.SUCCESS, MN1, PHOA, raw),
+                                          MAG1)])
+
+    def test_failedHandoffOldBindingStands(self):
+        """A rejected handoff leaves the mobile bound at the old MAG."""
+        core = self.makePmip()
+        self.register(core)
+        bu = self.onlyPBU(self.trigger(core, 2, mag=MAG2, now=5))
+        effects, raw = self.ack(core, bu, status=Status.ADMINISTRATIVELY_PROHIBITED, now=5)
+        self.assertEqual(effects, [Notify(Notification(2, Result.PBACK_REJECTED, MN1, PHOA,
+                                                       raw), MAG2)])
+        m = core.mobile(MN1)
+        self.assertEqual((m.state, m.pcoa, m.mag, m.pending), (pmip.BOUND, MAG1, MAG1, None))
+        # The old MAG is still the mobile's MAG: its Detach is taken.
+        self.assertEqual(self.detach(core, 3, now=6), [])
+        self.assertEqual(core.mobile(MN1).state, pmip.DETACH_PENDING)
+
+    def test_handoffGivenUpOldBindingStands(self):
+        core = self.makePmip()
+        self.register(core)
+        self.onlyPBU(self.trigger(core, 2, mag=MAG2, now=100))
+        effects = []
+        while core.mobile(MN1).pending is not None:
+            effects = core.handleTimer(core.nextTimer())
+        self.assertEqual(effects, [Notify(Notification(2, Result.LMA_UNREACHABLE, MN1, PHOA),
+                                          MAG2)])
+        m = core.mobile(MN1)
+        self.assertEqual((m.state, m.pcoa, m.mag), (pmip.BOUND, MAG1, MAG1))
+        self.assertIsNotNone(core.nextTimer())
+
+
+class RetransmissionTests(PmipTestMixin, SynchronousTestCase):
+    """RFC 6275 11.8: 1 s, doubling up to 32 s, then give up."""
+
+    def test_schedule(self):
+        core = self.makePmip()
+        bu = self.onlyPBU(self.trigger(core, 8, now=0))
+        sequences = [bu.sequence]
+        self.assertEqual(core.nextTimer(), 1)
+        self.assertEqual(core.handleTimer(0.999), [])
+        sentAt = [0]
+        for when in (1, 3, 7, 15, 31):
+            self.assertEqual(core.nextTimer(), when)
+            effects = core.handleTimer(when)
+            again = self.onlyPBU(effects)
+            self.assertEqual(len(effects), 1)
+            sequences.append(again.sequence)
+            sentAt.append(when)
+            # The same PBU but for the number.
+            self.assertEqual(again._replace(sequence=bu.sequence), bu)
+        self.assertEqual([b - a for a, b in zip(sentAt, sentAt[1:])], [1, 2, 4, 8, 16])
+        self.assertEqual(sequences,
+                         [(bu.sequence + i) & 0xFFFF for i in range(6)])
+        self.assertEqual(core.nextTimer(), 63)
+        self.assertEqual(core.handleTimer(62.9), [])
+        effects = core.handleTimer(63)
+        self.assertEqual(effects, [Notify(Notification(8, Result.LMA_UNREACHABLE, MN1), MAG1)])
+        self.assertIsNone(core.mobile(MN1))
+        self.assertIsNone(core.nextTimer())
+
+    def test_lateAckForEarlierCopy(self):
+        """The PBAck of an earlier copy completes the registration."""
+        core = self.makePmip()
+        bu = self.onlyPBU(self.trigger(core, 8, now=0))
+        self.onlyPBU(core.handleTimer(1))
+        self.onlyPBU(core.handleTimer(3))
+        effects, raw = self.ack(core, bu, now=3.5)
+        self.assertEqual(effects[0].notification.result, Result.SUCCESS)
+        self.assertIsNone(core.mobile(MN1).pending)
+        # No retransmission is due any more; the next timer is the refresh.
+        self.assertEqual(core.nextTimer(), 3.5 + 675 * 4)
+
+    def test_sequenceWraps(self):
+        core = self.makePmip(rng=random.Random())
+        core._rng.randrange = lambda n: 0xFFFE
+        bu = self.onlyPBU(self.trigger(core, 1))
+        self.assertEqual(bu.sequence, 0xFFFF)
+        self.assertEqual(self.onlyPBU(core.handleTimer(1)).sequence, 0)
+        self.assertEqual(self.onlyPBU(core.handleTimer(3)).sequence, 1)
+
+
+class ResyncTests(PmipTestMixin, SynchronousTestCase):
+    """A 135 answer carries the LMA's last accepted number."""
+
+    def test_resync(self):
+        core = self.makePmip()
+        bu = self.onlyPBU(self.trigger(core, 1, phoa=PHOA, mode=AddressMode.STATIC, now=0))
+        later = (bu.sequence + 1000) & 0xFFFF
+        effects, _ = self.ack(core, bu, status=Status.SEQUENCE_OUT_OF_WINDOW,
+                              sequence=later, now=0.1)
+        again = self.onlyPBU(effects)
+        self.assertEqual(len(effects), 1)
+        self.assertEqual(again.sequence, (later + 1) & 0xFFFF)
+        self.assertEqual(again._replace(sequence=bu.sequence), bu)
+        self.assertEqual(core.nextTimer(), 1.1)
+        effects, raw = self.ack(core, again, now=0.2)
+        self.assertEqual(effects, [Notify(Notification(1, Result.SUCCESS, MN1, PHOA, raw),
+                                          MAG1)])
+
+    def test_resyncGivesUp(self):
+        """After a few 135 answers in a row the PBU counts as rejected."""
+        core = self.makePmip()
+        bu = self.onlyPBU(self.trigger(core, 1))
+        for _ in range(3):
+            effects, _ = self.ack(core, bu, status=Status.SEQUENCE_OUT_OF_WINDOW,
+                                  sequence=0x1234)
+            bu = self.onlyPBU(effects)
+        effects, raw = self.ack(core, bu, status=Status.SEQUENCE_OUT_OF_WINDOW,
+                                sequence=0x1234)
+        self.assertEqual(effects, [Notify(Notification(1, Result.PBACK_REJECTED, MN1,
+                                                       None, raw), MAG1)])
+        self.assertIsNone(core.mobile(MN1))
+
+
+class RefreshTests(PmipTestMixin, SynchronousTestCase):
+    """The binding is refreshed before the granted lifetime ends."""
+
+    def test_refreshAtAdvice(self):
+        core = self.makePmip(lifetime=3600)
+        self.register(core, now=10, lifetime=HOUR, bra=600)
+        self.assertEqual(core.nextTimer(), 10 + 2400)
+        self.assertEqual(core.handleTimer(2409), [])
+        effects = core.handleTimer(2410)
+        bu = self.onlyPBU(effects)
+        self.assertEqual(len(effects), 1)
+        self.assertEqual(bu.lifetime, HOUR)
+        self.assertEqual(bu.option(HomeNetworkPrefix).prefix, PHOA)
+        self.assertEqual(bu.option(AlternateCareOfAddress).address, MAG1)
+        self.assertIsNone(bu.option(MobileNodeIdentifier))
+        self.assertEqual(core.mobile(MN1).state, pmip.REFRESHING)
+        effects, raw = self.ack(core, bu, lifetime=HOUR, bra=600, now=2410.2)
+        self.assertEqual(effects, [])
+        m = core.mobile(MN1)
+        self.assertEqual(m.state, pmip.BOUND)
+        self.assertEqual(core.nextTimer(), 2410.2 + 2400)
+
+    def test_refreshByRatioWithoutAdvice(self):
+        """Without advice the refresh comes at refreshRatio of the granted lifetime."""
+        core = self.makePmip(lifetime=3600, refreshRatio=0.8)
+        bu = self.onlyPBU(self.trigger(core, 1))
+        self.ack(core, bu, lifetime=100, bra=0)
+        self.assertEqual(core.nextTimer(), 320)
+
+    def test_refreshWithinGrantedLifetime(self):
+        """A lifetime shorter than asked for is refreshed before it ends."""
+        core = self.makePmip(lifetime=3600)
+        self.register(core, lifetime=100)
+        due = core.nextTimer()
+        self.assertTrue(0 < due < 400, due)
+        self.assertIsNotNone(self.onlyPBU(core.handleTimer(due)))
+
+    def test_refreshGivenUpLosesBinding(self):
+        core = self.makePmip()
+        self.register(core, lifetime=100)
+        effects = core.handleTimer(core.nextTimer())
+        self.onlyPBU(effects)
+        while core.mobile(MN1) is not None:
+            effects = core.handleTimer(core.nextTimer())
+        self.assertEqual(effects, [Notify(Notification(0, Result.BINDING_LOST, MN1, PHOA),
+                                          MAG1)])
+
+
+class DetachTests(PmipTestMixin, SynchronousTestCase):
+    """Detach: deregistration after C{detachDelay} unless the mobile reappears."""
+
+    def test_detachDeregisters(self):
+        core = self.makePmip(detachDelay=1.5)
+        first = self.register(core, now=0)
+        self.assertEqual(self.detach(core, 70, phoa=PHOA, now=100), [])
+        m = core.mobile(MN1)
+        self.assertEqual(m.state, pmip.DETACH_PENDING)
+        self.assertEqual(core.nextTimer(), 101.5)
+        self.assertEqual(core.handleTimer(101.4), [])
+        effects = core.handleTimer(101.5)
+        bu = self.onlyPBU(effects)
+        self.assertEqual(bu.lifetime, 0)
+        self.assertEqual(bu.sequence, (first.sequence + 1) & 0xFFFF)
+        self.assertEqual(bu.option(HomeNetworkPrefix).prefix, PHOA)
+        self.assertIsNone(bu.option(AlternateCareOfAddress))
+        self.assertIsNone(bu.option(MobileNodeIdentifier))
+        self.assertEqual(m.state, pmip.DEREGISTERING)
+        effects, raw = self.ack(core, bu, lifetime=0, now=101.6)
+        self.assertEqual(effects, [Notify(Notification(70, Result.SUCCESS, MN1, PHOA, raw),
+                                          MAG1)])
+        self.assertIsNone(core.mobile(MN1))
+        self.assertIsNone(core.nextTimer())
+
+    def test_triggerElsewhereCancelsDetach(self):
+        """
+        A Trigger from another MAG within C{detachDelay} answers the Detach
+        MOVED and hands off instead of deregistering.
+        """
+        core = self.makePmip(detachDelay=1.5)
+        self.register(core, now=0)
+        self.detach(core, 70, now=100)
+        effects = self.trigger(core, 5, mag=MAG2, phoa=PHOA, mode=AddressMode.STATIC,
+                               now=101)
+        self.assertEqual(self.notifies(effects),
+                         [Notify(Notification(70, Result.MOVED, MN1, PHOA), MAG1)])
+        bu = self.onlyPBU(effects)
+        self.assertEqual(bu.lifetime, HOUR)
+        self.assertEqual(bu.option(AlternateCareOfAddress).address, MAG2)
+        self.assertEqual(core.mobile(MN1).state, pmip.HANDING_OVER)
+        # When the Detach's delay would have run out, nothing is deregistered.
+        self.assertEqual(core.handleTimer(101.5), [])
+        self.assertEqual(core.nextTimer(), 102)
+        effects, raw = self.ack(core, bu, now=101.6)
+        self.assertEqual(effects[0], Notify(Notification(5, Result.SUCCESS, MN1, PHOA, raw),
+                                            MAG2))
+        self.assertEqual(core.mobile(MN1).state, pmip.BOUND)
+        self.assertEqual(core.mobile(MN1).pcoa, MAG2)
+        self.assertGreater(core.nextTimer(), 1000)
+
+    def test_detachFromOtherMag(self):
+        """A MAG the mobile has left is answered MOVED at once."""
+        core = self.makePmip()
+        self.register(core)
+        effects = self.detach(core, 33, mag=MAG2, now=5)
+        self.assertEqual(effects, [Notify(Notification(33, Result.MOVED, MN1, PHOA), MAG2)])
+        self.notifies(effects)
+        m = core.mobile(MN1)
+        self.assertEqual((m.state, m.detachAt), (pmip.BOUND, None))
+
+    def test_detachUnknown(self):
+        core = self.makePmip()
+        effects = self.detach(core, 33)
+        self.assertEqual(effects, [Notify(Notification(33, Result.UNKNOWN_MN, MN1), MAG1)])
+
+    def test_detachBeforeAnyBinding(self):
+        """A mobile that leaves before its first PBAck is forgotten at once."""
+        core = self.makePmip()
+        self.onlyPBU(self.trigger(core, 1))
+        effects = self.detach(core, 2, now=0.5)
+        self.assertEqual(effects, [
+            Notify(Notification(1, Result.SUPERSEDED, MN1), MAG1),
+            Notify(Notification(2, Result.SUCCESS, MN1), MAG1),
+        ])
+        self.assertIsNone(core.mobile(MN1))
+        self.assertIsNone(core.nextTimer())
+
+    def test_secondDetachInvalid(self):
+        core = self.makePmip()
+        self.register(core)
+        self.detach(core, 2, now=1)
+        exc = self.assertRaises(InvalidInput, self.detach, core, 3, now=1.1)
+        self.assertEqual(exc.state, pmip.DETACH_PENDING)
+        m = core.mobile(MN1)
+        self.assertEqual((m.state, m.detach), (pmip.DETACH_PENDING, (2, MAG1)))
+        self.assertEqual(core.nextTimer(), 2.5)
+
+    def test_detachWhileDeregisteringInvalid(self):
+        core = self.makePmip()
+        self.register(core)
+        self.detach(core, 2, now=1)
+        self.onlyPBU(core.handleTimer(2.5))
+        self.assertRaises(InvalidInput, self.detach, core, 3, now=2.6)
+        self.assertEqual(core.mobile(MN1).state, pmip.DEREGISTERING)
+
+    def test_triggerWhileDeregistering(self):
+        """
+        A Trigger after the deregistration went out registers afresh, with
+        the MN identifier, since the LMA may have dropped the binding.
+        """
+        core = self.makePmip()
+        self.register(core)
+        self.detach(core, 2, now=1)
+        dereg = self.onlyPBU(core.handleTimer(2.5))
+        effects = self.trigger(core, 9, mag=MAG2, now=2.6)
+        self.assertEqual(self.notifies(effects),
+                         [Notify(Notification(2, Result.MOVED, MN1, PHOA), MAG1)])
+        bu = self.onlyPBU(effects)
+        self.assertEqual(bu.sequence, (dereg.sequence + 1) & 0xFFFF)
+        self.assertEqual(bu.option(MobileNodeIdentifier), MobileNodeIdentifier(MN1))
+        self.assertEqual(bu.option(HomeNetworkPrefix).prefix, PHOA)
+        self.assertEqual(core.mobile(MN1).state, pmip.REGISTERING)
+        # The late answer to the deregistration is not taken for this PBU.
+        self.assertEqual(self.ack(core, dereg, lifetime=0, now=2.7)[0], [])
+
+    def test_transitionTable(self):
+        """Only the documented inputs are accepted in each state."""
+        for (state, what), nextState in pmip.TRANSITIONS.items():
+            self.assertIn(state, (None, pmip.REGISTERING, pmip.BOUND, pmip.HANDING_OVER,
+                                  pmip.REFRESHING, pmip.DETACH_PENDING,
+                                  pmip.DEREGISTERING))
+        core = self.makePmip()
+        self.assertRaises(InvalidInput, core._step, pmip.DEREGISTERING, "detach")
+        self.assertRaises(InvalidInput, core._step, None, "detach")
+        self.assertRaises(InvalidInput, core._step, pmip.REGISTERING, "refresh")
