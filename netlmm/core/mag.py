@@ -28,6 +28,7 @@ DETACHING = "DETACHING"
 #: (state, input) -> next state; None stands for "no entry".
 TRANSITIONS = {
     (None, "attach"): ATTACHED,
+    (DETACHING, "attach"): ATTACHED,
     (ATTACHED, "address"): TRIGGERED,
     (TRIGGERED, "success"): BOUND,
     (TRIGGERED, "failure"): None,
@@ -80,6 +81,9 @@ class MagCore:
         self._log = log
         self.attachments = {}
         self._byTransaction = {}
+        # Transactions given up locally (detach while triggered, re-attach
+        # while detaching): their late Notifications are expected, not errors.
+        self._abandoned = {}
         self._nextTransaction = 1
 
     # ------------------------------------------------------------ queries
@@ -98,8 +102,11 @@ class MagCore:
 
     def attach(self, mnId, now):
         """The mobile appeared on the access link (L2 attachment)."""
-        a = self.attachments.get(mnId)
-        self._step(a, "attach")
+        old = self.attachments.get(mnId)
+        self._step(old, "attach")
+        if old is not None:
+            # Back before the Detach was answered: that answer no longer matters.
+            self._forgetTransaction(old)
         a = Attachment(mnId, now)
         a.state = ATTACHED
         self.attachments[mnId] = a
@@ -145,6 +152,10 @@ class MagCore:
         if n.transaction == 0:
             return self._unsolicited(n)
         a = self._byTransaction.pop(n.transaction, None)
+        if a is None and self._abandoned.pop(n.transaction, None) is not None:
+            self._say("late Notification {txn} for an abandoned transaction",
+                      txn=n.transaction)
+            return []
         if a is None:
             raise InvalidInput("Notification", "no such transaction",
                                f"transaction {n.transaction} is not pending")
@@ -214,6 +225,9 @@ class MagCore:
     def _forgetTransaction(self, a):
         if a.transaction is not None:
             self._byTransaction.pop(a.transaction, None)
+            self._abandoned[a.transaction] = a.mnId
+            while len(self._abandoned) > 1024:
+                del self._abandoned[next(iter(self._abandoned))]
             a.transaction = None
             a.deadline = None
 

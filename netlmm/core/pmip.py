@@ -62,7 +62,7 @@ class _Pending:
     """A PBU waiting for its acknowledgement."""
 
     __slots__ = ("kind", "pcoa", "transaction", "mag", "sequences", "timeout",
-                 "resendAt", "resyncs", "lifetime")
+                 "resendAt", "resyncs", "lifetime", "withMnId")
 
     def __init__(self, kind, pcoa, transaction, mag, lifetime):
         self.kind = kind
@@ -74,6 +74,8 @@ class _Pending:
         self.timeout = 0.0
         self.resendAt = 0.0
         self.resyncs = 0
+        #: Name the mobile even though a binding exists (the LMA lost it).
+        self.withMnId = False
 
 
 class Mobile:
@@ -165,6 +167,10 @@ class PmipCore:
 
     def receiveTrigger(self, trigger, now):
         """A MAG reports C{trigger.mnId} attached at C{trigger.magAddress}."""
+        if trigger.phoa == _ZERO:
+            # An all-zero pHoA asks for assignment, like no pHoA at all.
+            trigger = Trigger(trigger.transaction, trigger.mnId, trigger.magAddress,
+                              None, trigger.mode, trigger.extra)
         m = self.mobiles.get(trigger.mnId)
         state = None if m is None else m.state
         nextState = self._step(state, "trigger")
@@ -175,7 +181,7 @@ class PmipCore:
                       mnId=_show(trigger.mnId), got=trigger.phoa, cached=m.phoa)
             return [Notify(Notification(trigger.transaction, Result.PHOA_MISMATCH,
                                         trigger.mnId, m.phoa), mag)]
-        if trigger.phoa is not None and trigger.phoa != _ZERO:
+        if trigger.phoa is not None:
             other = self._byPhoa.get(trigger.phoa)
             if other is not None and other is not m:
                 self._say("{phoa} of {mnId} is already used by {other}",
@@ -188,7 +194,7 @@ class PmipCore:
         if m is None:
             m = Mobile(trigger.mnId, self._rng.randrange(0x10000))
             self.mobiles[m.mnId] = m
-            if trigger.phoa is not None and trigger.phoa != _ZERO:
+            if trigger.phoa is not None:
                 m.phoa = trigger.phoa
                 self._byPhoa[m.phoa] = m
         else:
@@ -197,7 +203,7 @@ class PmipCore:
                 # The deregistration may already have removed the binding:
                 # register afresh, with the MN identifier.
                 m.pcoa = None
-            if m.phoa is None and trigger.phoa is not None and trigger.phoa != _ZERO:
+            if m.phoa is None and trigger.phoa is not None:
                 m.phoa = trigger.phoa
                 self._byPhoa[m.phoa] = m
         m.mag = mag
@@ -223,9 +229,10 @@ class PmipCore:
                                         m.mnId, m.phoa), mag)]
         nextState = self._step(m.state, "detach")
         effects = self._supersede(m, None)
+        sent = m.pending is not None and bool(m.pending.sequences)
         m.pending = None
-        if m.pcoa is None:
-            # Nothing bound yet: forget the mobile at once.
+        if m.pcoa is None and not sent:
+            # No PBU went out: nothing can be bound, forget the mobile at once.
             self._forget(m)
             return effects + [Notify(Notification(detach.transaction,
                                                   Result.SUCCESS, m.mnId), mag)]
@@ -322,7 +329,7 @@ class PmipCore:
         options.append(mh.HomeNetworkPrefix(phoa, 128))
         if p.kind != "deregister":
             options.append(mh.AlternateCareOfAddress(p.pcoa))
-        if m.pcoa is None:
+        if m.pcoa is None or p.withMnId:
             # Initial attachment: the LMA needs the MN identifier (4.1 step 4).
             options.append(mh.MobileNodeIdentifier(m.mnId))
         lifetime = p.lifetime // mh.LIFETIME_UNIT
@@ -376,7 +383,20 @@ class PmipCore:
                       mnId=_show(m.mnId), seq=ba.sequence)
             p.timeout = self.initialTimeout
             return self._send(m, p, now)
-        if not ba.accepted:
+        if (ba.status in (mh.Status.MISSING_MN_IDENTIFIER_OPTION,
+                          mh.Status.NOT_HOME_AGENT_FOR_MN)
+                and p.kind != "deregister" and not p.withMnId):
+            # The LMA has no binding for the pHoA (it restarted, or the
+            # binding expired): register it again, naming the mobile.
+            p.withMnId = True
+            p.timeout = self.initialTimeout
+            self._say("LMA does not know {mnId}'s binding; registering again",
+                      mnId=_show(m.mnId))
+            return self._send(m, p, now)
+        if ba.status == mh.Status.NOT_HOME_AGENT_FOR_MN and p.kind == "deregister":
+            # Nothing to deregister any more: the outcome the MAG wanted.
+            ba = None
+        if ba is not None and not ba.accepted:
             self._say("PBU for {mnId} rejected with {status}", mnId=_show(m.mnId),
                       status=mh.Status.name(ba.status))
             return self._fail(m, p, Result.PBACK_REJECTED, raw, now)
@@ -384,6 +404,7 @@ class PmipCore:
         effects = []
         if p.kind == "deregister":
             self._step(m.state, "pback")
+            self._say("{mnId} deregistered", mnId=_show(m.mnId))
             transaction, mag = m.detach or (None, None)
             self._forget(m)
             if transaction is not None:

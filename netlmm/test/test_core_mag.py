@@ -138,8 +138,22 @@ class AttachTests(MagTestMixin, SynchronousTestCase):
         core.attach(MN1, 0)
         trigger = self.sent(core.addressReady(MN1, None, AddressMode.LMA_ASSIGNED, 0))
         core.handleTimer(1000)
-        self.assertRaises(InvalidInput, self.notify, core,
-                          Notification(trigger.transaction, Result.SUCCESS, MN1, PHOA))
+        # Given up here: the late answer is expected and changes nothing.
+        self.assertEqual(self.notify(core, Notification(trigger.transaction,
+                                                        Result.SUCCESS, MN1, PHOA)), [])
+        self.assertIsNone(core.attachment(MN1))
+
+    def test_reattachWhileDetaching(self):
+        """A mobile back before its Detach is answered can attach again."""
+        core = self.makeMag()
+        self.bind(core)
+        detach = self.sent(core.detach(MN1, 10))
+        self.assertEqual(core.attachment(MN1).state, mag.DETACHING)
+        core.attach(MN1, 10.5)
+        self.assertEqual(core.attachment(MN1).state, mag.ATTACHED)
+        self.assertEqual(self.notify(core, Notification(detach.transaction,
+                                                        Result.SUCCESS, MN1, PHOA)), [])
+        self.assertEqual(core.attachment(MN1).state, mag.ATTACHED)
 
     def test_retriggerWhileBound(self):
         """A new address for a bound mobile keeps the tunnel; success rebinds."""

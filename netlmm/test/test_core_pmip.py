@@ -523,16 +523,45 @@ class DetachTests(PmipTestMixin, SynchronousTestCase):
         self.assertEqual(effects, [Notify(Notification(33, Result.UNKNOWN_MN, MN1), MAG1)])
 
     def test_detachBeforeAnyBinding(self):
-        """A mobile that leaves before its first PBAck is forgotten at once."""
-        core = self.makePmip()
+        """
+        A mobile that leaves before its first PBAck is still deregistered,
+        naming the mobile, since the PBU may have reached the LMA; the LMA's
+        133 (nothing bound) counts as done.
+        """
+        core = self.makePmip(detachDelay=1.5)
         self.onlyPBU(self.trigger(core, 1))
         effects = self.detach(core, 2, now=0.5)
-        self.assertEqual(effects, [
-            Notify(Notification(1, Result.SUPERSEDED, MN1), MAG1),
-            Notify(Notification(2, Result.SUCCESS, MN1), MAG1),
-        ])
+        self.assertEqual(effects, [Notify(Notification(1, Result.SUPERSEDED, MN1), MAG1)])
+        self.assertEqual(core.mobile(MN1).state, pmip.DETACH_PENDING)
+        self.assertEqual(core.nextTimer(), 2.0)
+        dereg = self.onlyPBU(core.handleTimer(2.0))
+        self.assertEqual(dereg.lifetime, 0)
+        self.assertEqual(dereg.option(HomeNetworkPrefix).prefix, ZERO)
+        self.assertEqual(dereg.option(MobileNodeIdentifier).identifier, MN1)
+        effects, raw = self.ack(core, dereg, status=Status.NOT_HOME_AGENT_FOR_MN,
+                                phoa=None, now=2.1)
+        self.assertEqual([e.notification.result for e in self.notifies(effects)],
+                         [Result.SUCCESS])
         self.assertIsNone(core.mobile(MN1))
         self.assertIsNone(core.nextTimer())
+
+    def test_lostBindingReregisters(self):
+        """
+        A handoff PBU answered 160 (the LMA lost the binding: it restarted)
+        is sent again with the MN identifier, and the handoff completes.
+        """
+        core = self.makePmip()
+        self.register(core)
+        bu = self.onlyPBU(self.trigger(core, 2, mag=MAG2, now=10))
+        self.assertIsNone(bu.option(MobileNodeIdentifier))
+        effects, raw = self.ack(core, bu, status=Status.MISSING_MN_IDENTIFIER_OPTION,
+                                now=10.1)
+        again = self.onlyPBU(effects)
+        self.assertEqual(again.option(MobileNodeIdentifier).identifier, MN1)
+        self.assertEqual(again.option(HomeNetworkPrefix).prefix, PHOA)
+        effects, raw = self.ack(core, again, now=10.2)
+        self.assertIn(Result.SUCCESS, [e.notification.result for e in self.notifies(effects)])
+        self.assertEqual(core.mobile(MN1).pcoa, MAG2)
 
     def test_secondDetachInvalid(self):
         core = self.makePmip()
