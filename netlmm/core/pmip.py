@@ -152,6 +152,53 @@ class PmipCore:
         """The cache entry for C{mnId}, or None."""
         return self.mobiles.get(mnId)
 
+    # ------------------------------------------------------------ persistence
+
+    def snapshot(self):
+        """
+        The bound mobiles as plain records (for a state file), so that a
+        restarted client keeps refreshing them. Operations in flight are not
+        kept: their MAGs time out and trigger again.
+        """
+        records = []
+        for m in self.mobiles.values():
+            if m.pcoa is None or m.phoa is None or m.expiry is None:
+                continue
+            records.append({
+                "mn": m.mnId.hex(), "phoa": str(m.phoa), "pcoa": str(m.pcoa),
+                "sequence": m.sequence, "lifetime": m.lifetime,
+                "expiry": m.expiry,
+            })
+        return records
+
+    def restore(self, records, now):
+        """
+        Load records made by L{snapshot}: unexpired bindings come back BOUND
+        and are refreshed at once, which also resynchronises the sequence
+        number with the LMA (status 135) if PBUs went out after the snapshot.
+        Returns the effects (none: the refreshes come from the timer).
+        Raises ValueError naming the bad record.
+        """
+        for i, r in enumerate(records):
+            try:
+                mnId = bytes.fromhex(r["mn"])
+                phoa, pcoa = IPv6Address(r["phoa"]), IPv6Address(r["pcoa"])
+                sequence, lifetime = int(r["sequence"]), int(r["lifetime"])
+                expiry = float(r["expiry"])
+            except (KeyError, TypeError, ValueError) as e:
+                raise ValueError(f"record {i}: {e!r}") from None
+            if expiry <= now or mnId in self.mobiles:
+                continue
+            m = Mobile(mnId, sequence & 0xFFFF)
+            m.phoa, m.pcoa, m.mag = phoa, pcoa, pcoa
+            m.state = BOUND
+            m.lifetime, m.expiry = lifetime, expiry
+            m.refreshAt = now
+            self.mobiles[mnId] = m
+            self._byPhoa[phoa] = m
+            self._reschedule(m)
+        return []
+
     def nextTimer(self):
         """The earliest time a retransmission, refresh or deregistration is due."""
         heap = self._timers

@@ -2,6 +2,7 @@
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import maybeDeferred
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from netlmm.core.effects import InvalidInput
@@ -26,6 +27,39 @@ class RoleService(MultiService):
         self.observer = observer
         self._timer = None
         self.invalidInputs = 0
+        #: A L{netlmm.statefile.StateFile} for what must survive a restart
+        #: (the core's snapshot()/restore()), saved every C{saveInterval} s
+        #: when something changed, and on stop.
+        self.stateFile = None
+        self.saveInterval = 5.0
+        self._dirty = False
+        self._saver = None
+
+    def restoreState(self):
+        """Load the state file, if any, into the core (before serving)."""
+        if self.stateFile is None:
+            return
+        records = self.stateFile.load()
+        try:
+            effects = self.core.restore(records, self.reactor.seconds())
+        except ValueError as e:
+            from netlmm.statefile import StateFileError
+            raise StateFileError(f"{self.stateFile.path}: {e}") from None
+        self.log.info("{role}: restored {n} entries from {path}", role=self.name,
+                      n=len(records), path=self.stateFile.path)
+        self.execute(effects)
+
+    def saveState(self):
+        """Write the core's snapshot if anything changed since the last save."""
+        if self.stateFile is None or not self._dirty:
+            return
+        self._dirty = False
+        try:
+            self.stateFile.save(self.core.snapshot())
+        except OSError as e:
+            self._dirty = True
+            self.log.error("{role}: cannot save state to {path}: {error}",
+                           role=self.name, path=self.stateFile.path, error=e)
 
     def feed(self, method, *args):
         """
@@ -33,6 +67,7 @@ class RoleService(MultiService):
         input not valid in its state is logged and counted; the caller gets
         the L{InvalidInput} back to answer it.
         """
+        self._dirty = True
         try:
             effects = method(*args, self.reactor.seconds())
         except InvalidInput as e:
@@ -84,9 +119,16 @@ class RoleService(MultiService):
     def startService(self):
         super().startService()
         self._rearm()
+        if self.stateFile is not None:
+            self._saver = LoopingCall(self.saveState)
+            self._saver.clock = self.reactor
+            self._saver.start(self.saveInterval, now=False)
 
     def stopService(self):
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+        if self._saver is not None and self._saver.running:
+            self._saver.stop()
+        self.saveState()
         return super().stopService()

@@ -52,6 +52,7 @@ class PmipService(RoleService):
         self.connections = set()
 
     def startService(self):
+        self.restoreState()
         self.port.startListening()
         endpoint = endpoints.TCP6ServerEndpoint(self.reactor, self.listen[1],
                                                 interface=str(self.listen[0]))

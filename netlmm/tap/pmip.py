@@ -18,6 +18,8 @@ The [pmip] table of the config file:
   allowed_mags  MAG addresses/prefixes allowed to connect (required)
   detach_delay  seconds between a Detach and the deregistration, so a mobile
                 that shows up at another MAG keeps its binding (1.5)
+  state_file    where bound mobiles are kept across restarts (JSON, written
+                atomically every 5 s when changed and at stop); unset: none
   [pmip.retransmit] initial (1.0) and max (32.0): PBU retransmission timeout,
                 doubled from initial up to max, then the PBU is given up
 See etc/netlmm/pmip.toml for a commented example."""
@@ -36,6 +38,13 @@ See etc/netlmm/pmip.toml for a commented example."""
                                 integer=True)
         mags = table.networks("allowed_mags", required=True)
         detachDelay = table.number("detach_delay", 1.5, minimum=0, maximum=3600)
+        stateFile = table.string("state_file")
+        if stateFile:
+            from netlmm.statefile import StateFile, StateFileError
+            try:
+                StateFile(stateFile, "pmip-bindings").load()
+            except StateFileError as e:
+                raise ConfigError(f"pmip.state_file: {e}") from None
         rt = table.table("retransmit")
         initial = rt.number("initial", 1.0, minimum=0.01, maximum=3600)
         maximum = rt.number("max", 32.0, minimum=0.01, maximum=3600)
@@ -44,7 +53,7 @@ See etc/netlmm/pmip.toml for a commented example."""
             raise ConfigError(f"pmip.retransmit.max ({maximum}) is below "
                               f"pmip.retransmit.initial ({initial})")
         return dict(listen=listen, lma=lma, mhBind=mhBind, transport=transport,
-                    allowedMags=mags,
+                    allowedMags=mags, stateFile=stateFile,
                     core=dict(lmaAddress=lma[0], lifetime=lifetime,
                               initialTimeout=initial, maxTimeout=maximum,
                               detachDelay=detachDelay))
@@ -57,5 +66,9 @@ def makeService(options):
     from netlmm.service.pmip import PmipService
     b = options.built
     core = PmipCore(log=Logger(namespace="netlmm.pmip"), **b["core"])
-    return PmipService(reactor, core, b["listen"], b["mhBind"], b["transport"],
-                       b["lma"][1], b["allowedMags"])
+    service = PmipService(reactor, core, b["listen"], b["mhBind"], b["transport"],
+                          b["lma"][1], b["allowedMags"])
+    if b["stateFile"]:
+        from netlmm.statefile import StateFile
+        service.stateFile = StateFile(b["stateFile"], "pmip-bindings")
+    return service

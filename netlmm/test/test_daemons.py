@@ -143,6 +143,11 @@ kind = "memory"
                             '[pmip.retransmit]\ninitial = 4.0\nmax = 2.0\n',
                             "pmip.retransmit.max")
 
+    def test_corruptStateFile(self):
+        state = self.write("{broken")
+        self.assertRejected(pmipTap.Options(), '[pmip]\nlma = "[::1]:5436"\nallowed_mags = ["::1"]\n'
+                            f'state_file = "{state}"\n', "pmip.state_file", state)
+
     MAG = '''[mag]
 address = "2001:db8:ff::1"
 lma_address = "::1"

@@ -299,3 +299,60 @@ class DomainTests(TestCase):
         self.assertEqual(mag.dataplane.tunnels, {IPv6Address("2001:db8:1::42"): LO})
         self.assertEqual(lma.core.binding("2001:db8:1::42").pcoa,
                          IPv6Address("2001:db8:ff::1"))
+
+
+class RestartTests(TestCase):
+    """What a restarted daemon keeps."""
+
+    timeout = 30
+
+    @inlineCallbacks
+    def test_pmipClientKeepsBindingsAcrossRestart(self):
+        """
+        A PMIP client with a state file that stops and starts again keeps its
+        bound mobiles and refreshes them at once, so the LMA's bindings
+        neither expire nor need the MAGs to trigger again.
+        """
+        from netlmm.statefile import StateFile
+        lma = LmaService(reactor, LmaCore("2001:db8:1::/64", ["::1/128"]), (LO, 0),
+                         "udp", MemoryDataPlane())
+        yield lma.startService()
+        self.addCleanup(lma.stopService)
+        path = self.mktemp()
+
+        def pmipService(port):
+            service = PmipService(reactor, PmipCore(LO, lifetime=400), (LO, port),
+                                  (LO, 0), "udp", lma.port.port, ["::1/128"])
+            service.stateFile = StateFile(path, "pmip-bindings")
+            return service
+        pmip = pmipService(0)
+        yield pmip.startService()
+        port = pmip.listening.getHost().port
+        mag = MagService(reactor, MagCore("2001:db8:ff::1", LO), (LO, port),
+                         StaticAssignment(), MemoryDataPlane(), name="MAG1")
+        yield mag.startService()
+        self.addCleanup(mag.stopService)
+        yield until(lambda: mag.connection is not None)
+        mag.attached(AttachmentEvent(b"mn1", "2001:db8:1::42"))
+        yield until(lambda: lma.core.binding("2001:db8:1::42") is not None)
+        sequence = lma.core.binding("2001:db8:1::42").sequence
+        yield pmip.stopService()
+        self.assertTrue(os.path.exists(path))
+        again = pmipService(port)
+        yield again.startService()
+        self.addCleanup(again.stopService)
+        m = again.core.mobile(b"mn1")
+        self.assertEqual((m.state is not None, str(m.phoa), str(m.pcoa)),
+                         (True, "2001:db8:1::42", "2001:db8:ff::1"))
+        yield until(lambda: lma.core.binding("2001:db8:1::42").sequence != sequence,
+                    what="the restored binding's refresh")
+        self.assertEqual(again.core.mobile(b"mn1").state, "BOUND")
+
+    def test_corruptStateFileNamed(self):
+        """A state file that is not one refuses to load, naming the file."""
+        from netlmm.statefile import StateFile, StateFileError
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("{not json")
+        e = self.assertRaises(StateFileError, StateFile(path, "pmip-bindings").load)
+        self.assertIn(path, str(e))
