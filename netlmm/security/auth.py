@@ -1,0 +1,220 @@
+"""
+RFC 4285 message authentication of Mobility Headers (the MN-HA
+Mobility Message Authentication option, type 9), without kernel IPsec.
+
+    Authenticator = First(N, HMAC(key, care-of address | home address | MH data))
+
+MH data runs from the first octet of the Mobility Header through the SPI
+field of the authentication option, with the checksum field zero. The
+authentication option is the last option and ends the header (the encoder in
+L{netlmm.wire.mh} aligns it so no padding follows), so the authenticator is
+always the last N octets of the header.
+
+netlmm carries the addresses of a Proxy Binding Update inside the message
+(there is no Home Address destination option, see doc/protocol.md), so the
+two addresses of the formula are taken from the message itself:
+
+  - home address: the address in the Home Network Prefix option; :: when the
+    option is absent or all zeros (an assignment request);
+  - care-of address: the address in the Alternate Care-of Address option;
+    :: when the option is absent (a deregistration, every PBAck).
+
+Both are covered by the MH data anyway; putting them in front keeps the
+input exactly in the form RFC 4285 defines.
+
+Nothing here imports Twisted.
+"""
+
+import hashlib
+import hmac
+import struct
+from collections import namedtuple
+from ipaddress import IPv6Address, IPv6Network
+
+from netlmm.wire import mh
+from netlmm.wire.errors import DecodeError
+from netlmm.wire.mh import MobilityMessageAuthentication as Auth
+
+_ZERO = IPv6Address("::")
+
+#: algorithm name -> (hash constructor, authenticator length in octets).
+#: hmac-sha1-96 is RFC 4285's algorithm (interoperable); hmac-sha256-128 is
+#: the stronger choice, truncated to 128 bits as RFC 4868 does for IPsec: a
+#: 128-bit tag is ample against forgery, and 16 octets keep the option's
+#: 4n+1 alignment ending the header without extra padding.
+ALGORITHMS = {
+    "hmac-sha1-96": (hashlib.sha1, 12),
+    "hmac-sha256-128": (hashlib.sha256, 16),
+}
+
+#: SPIs 0..255 are reserved (RFC 4285 section 5.1).
+MIN_SPI = 256
+
+
+class AuthenticationError(Exception):
+    """A message whose authentication cannot be accepted; the text says why."""
+
+
+class SecurityAssociation(namedtuple(
+        "SecurityAssociation", "spi key algorithm mnId clients mobiles")):
+    """
+    One MN-HA security association.
+
+    @ivar spi: 256..2**32-1.
+    @ivar key: the shared key, bytes.
+    @ivar algorithm: a key of L{ALGORITHMS}.
+    @ivar mnId: the mobile (NAI bytes) of a per-MN SA (draft 4.3), or None
+        for a per-PMIP-client SA.
+    @ivar clients: networks whose PMIP clients may use the SA; empty means
+        any (a per-MN SA obtained from AAA authorizes its holder, Appendix C).
+    @ivar mobiles: for a per-client SA, the mobiles the client may act for;
+        empty means any.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, spi, key, algorithm="hmac-sha1-96", mnId=None, clients=(),
+                mobiles=()):
+        if type(spi) is not int or not MIN_SPI <= spi <= 0xFFFFFFFF:
+            raise ValueError(f"SPI must be an integer {MIN_SPI}..4294967295 "
+                             f"(0..255 are reserved), not {spi!r}")
+        if not isinstance(key, (bytes, bytearray)) or len(key) < 16:
+            raise ValueError("key must be at least 16 octets")
+        if algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, "
+                             f"not {algorithm!r}")
+        if mnId is not None and not isinstance(mnId, bytes):
+            mnId = mnId.encode("utf-8")
+        clients = tuple(IPv6Network(c) for c in clients)
+        mobiles = frozenset(m if isinstance(m, bytes) else m.encode("utf-8")
+                            for m in mobiles)
+        return tuple.__new__(cls, (spi, bytes(key), algorithm, mnId, clients,
+                                   mobiles))
+
+    def __repr__(self):
+        # Never print the key.
+        return (f"SecurityAssociation(spi={self.spi}, algorithm={self.algorithm}, "
+                f"mnId={self.mnId!r}, clients={[str(c) for c in self.clients]})")
+
+    @property
+    def size(self):
+        """The authenticator length in octets."""
+        return ALGORITHMS[self.algorithm][1]
+
+    def allowsClient(self, address):
+        """True when a PMIP client at C{address} may use this SA."""
+        return not self.clients or any(address in n for n in self.clients)
+
+    def allowsMobile(self, mnId):
+        """True when this SA may protect signalling for mobile C{mnId}."""
+        if self.mnId is not None:
+            return mnId == self.mnId
+        return not self.mobiles or mnId in self.mobiles
+
+
+def addresses(message):
+    """The (care-of, home) addresses of C{message} for the authenticator."""
+    coa = hoa = _ZERO
+    for o in message.options:
+        t = type(o)
+        if t is mh.AlternateCareOfAddress:
+            coa = o.address
+        elif t is mh.HomeNetworkPrefix:
+            hoa = o.prefix
+    return coa, hoa
+
+
+def authenticator(sa, coa, hoa, mhData):
+    """RFC 4285: the first N octets of HMAC(key, coa | hoa | MH data)."""
+    digest, size = ALGORITHMS[sa.algorithm]
+    mac = hmac.new(sa.key, IPv6Address(coa).packed + IPv6Address(hoa).packed
+                   + bytes(mhData), digest)
+    return mac.digest()[:size]
+
+
+def _withoutAuth(message):
+    return tuple(o for o in message.options if type(o) is not Auth)
+
+
+def sign(message, sa):
+    """
+    C{message} with an MN-HA authentication option for C{sa} as its last
+    option (replacing any it had). Because L{mh.encodeMessage} is
+    deterministic, encoding the result gives a header whose authenticator
+    is right for those exact octets.
+    """
+    options = _withoutAuth(message)
+    placeholder = Auth(Auth.MN_HA, sa.spi, bytes(sa.size))
+    draft = message._replace(options=options + (placeholder,))
+    data = mh.encodeMessage(draft)
+    mhData = data[:len(data) - sa.size]
+    coa, hoa = addresses(draft)
+    real = Auth(Auth.MN_HA, sa.spi, authenticator(sa, coa, hoa, mhData))
+    return message._replace(options=options + (real,))
+
+
+def encodeSigned(message, sa, source=None, destination=None):
+    """
+    The octets of C{message} signed with C{sa}: encoded with the
+    authentication option last, the authenticator patched in, and then (with
+    C{source} and C{destination}) the checksum computed.
+    """
+    options = _withoutAuth(message)
+    draft = message._replace(
+        options=options + (Auth(Auth.MN_HA, sa.spi, bytes(sa.size)),))
+    data = bytearray(mh.encodeMessage(draft))
+    coa, hoa = addresses(draft)
+    end = len(data) - sa.size
+    data[end:] = authenticator(sa, coa, hoa, bytes(data[:end]))
+    if source is not None and destination is not None:
+        from netlmm.wire.checksum import mhChecksum
+        checksum = mhChecksum(mh._packed(source), mh._packed(destination),
+                              bytes(data))
+        data[4:6] = struct.pack("!H", checksum)
+    return bytes(data)
+
+
+def locate(message, raw):
+    """
+    The authentication option of C{message} (decoded from C{raw}) and the
+    MH data it covers, or raise L{AuthenticationError}: missing, not the
+    last option, not MN-HA, or not ending the header.
+    """
+    auths = [o for o in message.options if type(o) is Auth]
+    if not auths:
+        raise AuthenticationError("no authentication option")
+    option = message.options[-1]
+    if type(option) is not Auth or len(auths) != 1:
+        raise AuthenticationError("the authentication option is not the last option")
+    if option.subtype != Auth.MN_HA:
+        raise AuthenticationError(f"authentication subtype {option.subtype}, "
+                                  "expected 1 (MN-HA)")
+    size = len(option.authenticator)
+    start = len(raw) - size - 7
+    if start < 8 or raw[start] != Auth.TYPE or raw[start + 1] != size + 5:
+        raise AuthenticationError("the authentication option does not end the header")
+    end = len(raw) - size
+    mhData = bytes(raw[:4]) + b"\x00\x00" + bytes(raw[6:end])
+    return option, mhData
+
+
+def verify(message, raw, sa):
+    """
+    Check the authenticator of C{message}, decoded from the octets C{raw},
+    against C{sa}; raise L{AuthenticationError} if it is wrong.
+    """
+    option, mhData = locate(message, raw)
+    if option.spi != sa.spi:
+        raise AuthenticationError(f"SPI {option.spi} is not the SA's {sa.spi}")
+    if len(option.authenticator) != sa.size:
+        raise AuthenticationError(
+            f"authenticator is {len(option.authenticator)} octets, "
+            f"{sa.algorithm} makes {sa.size}")
+    coa, hoa = addresses(message)
+    expected = authenticator(sa, coa, hoa, mhData)
+    if not hmac.compare_digest(expected, option.authenticator):
+        raise AuthenticationError("authenticator is wrong")
+
+
+__all__ = ["ALGORITHMS", "AuthenticationError", "DecodeError", "SecurityAssociation",
+           "addresses", "authenticator", "encodeSigned", "locate", "sign", "verify"]

@@ -1,0 +1,257 @@
+"""
+The two ends of RFC 4285 protection between PMIP client and LMA, as pure
+objects with synchronous key lookups (nothing here imports Twisted):
+
+  - L{PmipGuard} adds the replay option and the authentication option to
+    every PBU and checks each PBAck before the PMIP client core acts on it;
+  - L{LmaGuard} checks each PBU before the LMA core sees it (status 146, 145,
+    144 or 129 when it fails) and signs the LMA's answers.
+
+Order of the options: ... | Replay Protection (10) | Authentication (9), the
+authentication option last (RFC 4285), so the timestamp is covered by the
+authenticator.
+
+Status codes for a PBU that fails (RFC 4285 section 8 / RFC 6275 registry):
+
+  - 146 MIPV6-AUTH-FAIL: no authentication option, not last, unknown SPI,
+    wrong authenticator;
+  - 145 MIPV6-MESG-ID-REQD: authenticated but no replay protection option;
+  - 144 MIPV6-ID-MISMATCH: the timestamp is outside the window or not later
+    than the last accepted one; the answer carries the LMA's own time so
+    the client can correct its clock offset;
+  - 129 administratively prohibited: the SA is valid but not for this PMIP
+    client or not for this mobile.
+
+Answers to PBUs that authenticated are signed with the same SA and echo the
+PBU's timestamp; the PMIP client accepts a PBAck only when it echoes a
+timestamp of a PBU it sent (each at most once), which also stops PBAcks
+from being replayed.
+"""
+
+from collections import deque, namedtuple
+
+from netlmm.security.auth import (
+    AuthenticationError, addresses, locate, sign, verify)
+from netlmm.security.replay import DEFAULT_WINDOW, ReplayWindow, fromNtp, toNtp
+from netlmm.wire import mh
+from netlmm.wire.mh import Status
+
+Auth = mh.MobilityMessageAuthentication
+Replay = mh.MobilityMessageReplayProtection
+
+
+class Verdict(namedtuple("Verdict", "status reason sa timestamp mnId")):
+    """
+    The outcome of checking a PBU: C{status} None when it may go on to the
+    core, else the BA status to answer with. C{sa} is the SA that
+    authenticated it (None when authentication failed).
+    """
+
+    __slots__ = ()
+
+    @property
+    def ok(self):
+        return self.status is None
+
+
+def _mobileOf(message, mobileOf):
+    mnIdOpt = message.option(mh.MobileNodeIdentifier)
+    if mnIdOpt is not None:
+        return mnIdOpt.identifier
+    hnp = message.option(mh.HomeNetworkPrefix)
+    if hnp is not None and not hnp.unspecified and mobileOf is not None:
+        return mobileOf(hnp.prefix)
+    return None
+
+
+def spiOf(message):
+    """The SPI of C{message}'s authentication option, or None."""
+    o = message.option(Auth)
+    return None if o is None else o.spi
+
+
+class LmaGuard:
+    """
+    @param keys: a L{netlmm.security.keystore.KeyStore} (or anything with
+        C{bySpi}).
+    @param window: replay window, seconds.
+    """
+
+    def __init__(self, keys, window=DEFAULT_WINDOW):
+        self.keys = keys
+        self.replay = ReplayWindow(window)
+        self.counters = {"verified": 0, "authFailed": 0, "unauthorized": 0,
+                         "missingReplay": 0, "replayed": 0}
+
+    def check(self, bu, raw, source, now, mobileOf=None):
+        """
+        Check PBU C{bu} decoded from C{raw}, sent by C{source}.
+        C{mobileOf(phoa)} names the mobile bound to a pHoA (or None).
+        """
+        try:
+            option, _ = locate(bu, raw)
+        except AuthenticationError as e:
+            return self._fail(146, str(e), None, None)
+        sa = self.keys.bySpi(option.spi)
+        if sa is None:
+            return self._fail(146, f"unknown SPI {option.spi}", None, None)
+        try:
+            verify(bu, raw, sa)
+        except AuthenticationError as e:
+            return self._fail(146, f"SPI {sa.spi}: {e}", None, None)
+        mnId = _mobileOf(bu, mobileOf)
+        if not sa.allowsClient(source):
+            return self._fail(129, f"SPI {sa.spi} is not for PMIP client {source}",
+                              sa, None, "unauthorized", mnId)
+        if mnId is not None and not sa.allowsMobile(mnId):
+            return self._fail(129, f"SPI {sa.spi} does not cover MN "
+                              f"{mnId.decode('utf-8', 'replace')}", sa, None,
+                              "unauthorized", mnId)
+        replay = bu.option(Replay)
+        if replay is None:
+            return self._fail(145, "no replay protection option", sa, None,
+                              "missingReplay", mnId)
+        why = self.replay.check(sa.spi, replay.timestamp, now)
+        if why is not None:
+            return self._fail(144, why, sa, replay.timestamp, "replayed", mnId)
+        self.replay.accept(sa.spi, replay.timestamp)
+        self.counters["verified"] += 1
+        return Verdict(None, "", sa, replay.timestamp, mnId)
+
+    def _fail(self, status, reason, sa, timestamp, counter="authFailed", mnId=None):
+        self.counters[counter] += 1
+        return Verdict(status, reason, sa, timestamp, mnId)
+
+    def answer(self, ba, verdict, now):
+        """
+        Protect the LMA's answer C{ba} to a PBU that got C{verdict}: echo the
+        timestamp (or, for 144, give the LMA's time) and sign with the SA.
+        Without an SA (authentication failed) the answer goes unsigned.
+        """
+        if verdict.sa is None:
+            return ba
+        if ba.status == Status.MIPV6_ID_MISMATCH or verdict.timestamp is None:
+            timestamp = toNtp(now)
+        else:
+            timestamp = verdict.timestamp
+        options = tuple(o for o in ba.options if type(o) not in (Auth, Replay))
+        return sign(ba._replace(options=options + (Replay(timestamp),)), verdict.sa)
+
+    def rejection(self, bu, verdict, now):
+        """The (protected) PBAck that refuses C{bu} with C{verdict.status}."""
+        options = []
+        hnp = bu.option(mh.HomeNetworkPrefix)
+        if hnp is not None and not hnp.unspecified:
+            options.append(hnp)
+        mnIdOpt = bu.option(mh.MobileNodeIdentifier)
+        if mnIdOpt is not None:
+            options.append(mnIdOpt)
+        ba = mh.BindingAcknowledgement(
+            verdict.status, mh.BA_P if bu.flags & mh.BU_P else 0, bu.sequence, 0,
+            options)
+        return self.answer(ba, verdict, now)
+
+
+#: What L{PmipGuard.accept} may say besides a reason to drop.
+OK = None
+RESYNC = "resync"
+
+
+class PmipGuard:
+    """
+    @param keys: a key store with C{forMobile} and C{bySpi}.
+    @param window: how far a PBAck's timestamp of a 144 answer is trusted
+        to move this client's clock offset, seconds (not enforced beyond
+        the echo check for other answers).
+    """
+
+    def __init__(self, keys, window=DEFAULT_WINDOW, client=None):
+        self.keys = keys
+        self.window = window
+        self.client = client
+        #: LMA clock minus ours, learnt from authenticated 144 answers.
+        self.offset = 0.0
+        self._lastSent = {}
+        self._sent = {}
+        self.counters = {"signed": 0, "noKey": 0, "verified": 0, "dropped": 0,
+                         "resyncs": 0}
+
+    def hasKey(self, mnId):
+        """True when an SA for mobile C{mnId} is at hand."""
+        return self.keys.forMobile(mnId, self.client) is not None
+
+    def protect(self, pbu, mnId, now):
+        """C{pbu} with replay protection and authentication, or None (no SA)."""
+        sa = self.keys.forMobile(mnId, self.client)
+        if sa is None:
+            self.counters["noKey"] += 1
+            return None
+        timestamp = toNtp(now + self.offset)
+        last = self._lastSent.get(sa.spi)
+        if last is not None and timestamp <= last:
+            timestamp = last + 1
+        self._lastSent[sa.spi] = timestamp
+        sent = self._sent.get(mnId)
+        if sent is None:
+            sent = self._sent[mnId] = deque(maxlen=16)
+        sent.append(timestamp)
+        options = tuple(o for o in pbu.options if type(o) not in (Auth, Replay))
+        self.counters["signed"] += 1
+        return sign(pbu._replace(options=options + (Replay(timestamp),)), sa)
+
+    def forget(self, mnId):
+        """Drop what is remembered about C{mnId}'s PBUs."""
+        self._sent.pop(mnId, None)
+
+    def accept(self, ba, raw, mnId, now):
+        """
+        L{OK} when PBAck C{ba} (decoded from C{raw}) is authentic and answers
+        a PBU sent for C{mnId}; L{RESYNC} for an authentic 144 (the clock
+        offset is corrected: send again); otherwise the reason to drop it.
+        """
+        why = self._check(ba, raw, mnId, now)
+        if why is OK:
+            self.counters["verified"] += 1
+        elif why is RESYNC:
+            self.counters["resyncs"] += 1
+        else:
+            self.counters["dropped"] += 1
+        return why
+
+    def _check(self, ba, raw, mnId, now):
+        try:
+            option, _ = locate(ba, raw)
+        except AuthenticationError as e:
+            return f"unauthenticated PBAck: {e}"
+        sa = self.keys.bySpi(option.spi)
+        if sa is None:
+            return f"PBAck with unknown SPI {option.spi}"
+        try:
+            verify(ba, raw, sa)
+        except AuthenticationError as e:
+            return f"PBAck SPI {sa.spi}: {e}"
+        if not sa.allowsMobile(mnId):
+            return f"PBAck signed with SPI {sa.spi}, which is not {mnId!r}'s"
+        replay = ba.option(Replay)
+        if replay is None:
+            return "PBAck without replay protection option"
+        if ba.status == Status.MIPV6_ID_MISMATCH:
+            self.offset = fromNtp(replay.timestamp) - now
+            return RESYNC
+        sent = self._sent.get(mnId)
+        if not sent or replay.timestamp not in sent:
+            return "PBAck timestamp echoes no PBU sent (replayed PBAck?)"
+        sent.remove(replay.timestamp)
+        return OK
+
+
+def describeAuth(message):
+    """'SPI=n' for a message with an authentication option, else None."""
+    option = message.option(Auth)
+    if option is None:
+        return None
+    return f"SPI={option.spi}"
+
+
+__all__ = ["LmaGuard", "PmipGuard", "Verdict", "OK", "RESYNC", "spiOf",
+           "describeAuth", "addresses"]

@@ -1,0 +1,370 @@
+"""
+RFC 4285 authentication, replay protection, key files and the guards.
+
+The test vectors are computed here with the hmac module over Mobility
+Headers assembled octet by octet, not with netlmm's own helpers.
+"""
+
+import hashlib
+import hmac
+import os
+import struct
+from ipaddress import IPv6Address
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from netlmm.security import auth, guard, keystore, replay
+from netlmm.security.auth import SecurityAssociation
+from netlmm.wire import mh
+from netlmm.wire.mh import Status
+
+
+def A(text):
+    return IPv6Address(text).packed
+
+
+KEY1 = bytes(range(1, 21))
+KEY2 = bytes(range(1, 33))
+TS = 0xE9F1A2B300000000
+PHOA = "2001:db8:1::100"
+MAG = "2001:db8:ff::1"
+MN = b"mn1@example.net"
+SA1 = SecurityAssociation(1000, KEY1, "hmac-sha1-96", MN)
+SA2 = SecurityAssociation(1000, KEY2, "hmac-sha256-128", MN)
+
+
+def handPbu(tail):
+    """A PBU (seq 1, A|H|P, 3600 s) up to and including the replay option."""
+    return (bytes([59, 10 if len(tail) == 19 else 11, 5, 0, 0, 0])
+            + struct.pack("!HHH", 1, 0xC200, 900)
+            + bytes([22, 18, 0, 128]) + A(PHOA)          # HNP at 12 (8n+4)
+            + bytes([1, 4, 0, 0, 0, 0])                  # PadN 4
+            + bytes([3, 16]) + A(MAG)                    # ACoA at 38 (8n+6)
+            + bytes([1, 0])                              # PadN 0
+            + bytes([10, 8]) + struct.pack("!Q", TS))    # replay at 58 (8n+2)
+
+
+def pbu():
+    return mh.BindingUpdate(1, mh.BU_A | mh.BU_H | mh.BU_P, 900, [
+        mh.HomeNetworkPrefix(PHOA), mh.AlternateCareOfAddress(MAG),
+        mh.MobilityMessageReplayProtection(TS)])
+
+
+class VectorTests(SynchronousTestCase):
+    """Authenticators against an independent HMAC over hand-built octets."""
+
+    def test_sha1KnownAnswer(self):
+        """HMAC-SHA1-96 over CoA | HoA | MH data (checksum zero, through SPI)."""
+        mhData = (handPbu(b"x" * 19) + b"\x00"                  # Pad1: auth at 69 (4n+1)
+                  + bytes([9, 17, 1]) + struct.pack("!I", 1000))
+        expected = hmac.new(KEY1, A(MAG) + A(PHOA) + mhData, hashlib.sha1).digest()[:12]
+        # Computed once with the hmac module and written down.
+        self.assertEqual(expected.hex(), "13424bb8f6c4e4ca9b3381bc")
+        data = auth.encodeSigned(pbu(), SA1)
+        self.assertEqual(data, mhData + expected)
+        self.assertEqual(len(data), 88)
+        # sign() gives the message whose plain encoding is the same octets.
+        self.assertEqual(mh.encodeMessage(auth.sign(pbu(), SA1)), data)
+        auth.verify(mh.decodeMessage(data), data, SA1)
+
+    def test_sha256(self):
+        """HMAC-SHA-256 truncated to 128 bits, option at 73 (4n+1)."""
+        mhData = (handPbu(b"x" * 23) + bytes([1, 3, 0, 0, 0])
+                  + bytes([9, 21, 1]) + struct.pack("!I", 1000))
+        expected = hmac.new(KEY2, A(MAG) + A(PHOA) + mhData,
+                            hashlib.sha256).digest()[:16]
+        data = auth.encodeSigned(pbu(), SA2)
+        self.assertEqual(data, mhData + expected)
+        self.assertEqual(len(data), 96)
+        auth.verify(mh.decodeMessage(data), data, SA2)
+
+    def test_checksumExcluded(self):
+        """The checksum does not enter the authenticator, and is filled in."""
+        data = auth.encodeSigned(pbu(), SA1, IPv6Address("::1"), IPv6Address("::2"))
+        self.assertNotEqual(data[4:6], b"\x00\x00")
+        message = mh.decodeMessage(data, IPv6Address("::1"), IPv6Address("::2"))
+        auth.verify(message, data, SA1)
+
+    def test_deregistrationAndAssignment(self):
+        """Care-of :: without ACoA, home :: for an assignment request."""
+        bu = mh.BindingUpdate(7, mh.BU_A | mh.BU_H | mh.BU_P, 0, [
+            mh.HomeNetworkPrefix("::"), mh.MobileNodeIdentifier(MN)])
+        data = auth.encodeSigned(bu, SA1)
+        end = len(data) - 12
+        expected = hmac.new(KEY1, bytes(32) + data[:end], hashlib.sha1).digest()[:12]
+        self.assertEqual(data[end:], expected)
+
+    def test_everyBitMatters(self):
+        """Any flipped bit outside the checksum fails verification."""
+        data = auth.encodeSigned(pbu(), SA1)
+        for i in range(len(data)):
+            if i in (4, 5):
+                continue
+            bad = bytearray(data)
+            bad[i] ^= 0x01
+            try:
+                message = mh.decodeMessage(bytes(bad))
+            except mh.DecodeError:
+                continue
+            self.assertRaises(auth.AuthenticationError, auth.verify, message,
+                              bytes(bad), SA1)
+
+    def test_wrongKeyAndMissing(self):
+        data = auth.encodeSigned(pbu(), SA1)
+        other = SecurityAssociation(1000, KEY2, "hmac-sha1-96", MN)
+        self.assertRaises(auth.AuthenticationError, auth.verify,
+                          mh.decodeMessage(data), data, other)
+        plain = mh.encodeMessage(pbu())
+        with self.assertRaises(auth.AuthenticationError) as cm:
+            auth.verify(mh.decodeMessage(plain), plain, SA1)
+        self.assertIn("no authentication option", str(cm.exception))
+
+    def test_notLast(self):
+        """An option after the authentication option is refused."""
+        signed = auth.sign(pbu(), SA1)
+        opts = signed.options
+        # Bypass the constructor's check to build what an attacker might send.
+        data = bytearray(mh.encodeMessage(signed))
+        # Append a PadN-free unknown option after, fixing Header Len.
+        data += bytes([200, 6]) + bytes(6)
+        data[1] += 1
+        message = mh.decodeMessage(bytes(data))
+        self.assertIs(type(message.options[-1]), mh.UnknownOption)
+        self.assertRaises(auth.AuthenticationError, auth.verify, message,
+                          bytes(data), SA1)
+        self.assertEqual(type(opts[-1]), mh.MobilityMessageAuthentication)
+
+    def test_paddingAfter(self):
+        """Padding after the authentication option is refused."""
+        data = bytearray(auth.encodeSigned(pbu(), SA1))
+        data += bytes([1, 6]) + bytes(6)
+        data[1] += 1
+        message = mh.decodeMessage(bytes(data))
+        self.assertRaises(auth.AuthenticationError, auth.verify, message,
+                          bytes(data), SA1)
+
+    def test_reservedSpi(self):
+        self.assertRaises(ValueError, SecurityAssociation, 255, KEY1)
+        self.assertRaises(ValueError, SecurityAssociation, 1000, b"short")
+        self.assertRaises(ValueError, SecurityAssociation, 1000, KEY1, "md5")
+        self.assertNotIn(KEY1.hex(), repr(SA1))
+
+
+class ReplayTests(SynchronousTestCase):
+
+    def test_ntp(self):
+        self.assertEqual(replay.toNtp(0), 2208988800 << 32)
+        self.assertEqual(replay.toNtp(1.5), (2208988801 << 32) + (1 << 31))
+        self.assertAlmostEqual(replay.fromNtp(replay.toNtp(1700000000.25)), 1700000000.25)
+
+    def test_window(self):
+        w = replay.ReplayWindow(7)
+        now = 1700000000.0
+        self.assertIsNone(w.check(1000, replay.toNtp(now + 6.9), now))
+        self.assertIsNotNone(w.check(1000, replay.toNtp(now + 7.1), now))
+        self.assertIsNotNone(w.check(1000, replay.toNtp(now - 7.1), now))
+        w.accept(1000, replay.toNtp(now))
+        self.assertIn("replay", w.check(1000, replay.toNtp(now), now))
+        self.assertIsNone(w.check(1001, replay.toNtp(now), now))
+        self.assertIsNone(w.check(1000, replay.toNtp(now + 0.001), now))
+
+
+class KeyFileTests(SynchronousTestCase):
+
+    def write(self, text, mode=0o600):
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, mode)
+        return path
+
+    GOOD = '''
+[[sa]]
+spi = 1000
+key = "000102030405060708090a0b0c0d0e0f10111213"
+mn = "mn1@example.net"
+
+[[sa]]
+spi = 1001
+algorithm = "hmac-sha256-128"
+key = "000102030405060708090a0b0c0d0e0f000102030405060708090a0b0c0d0e0f"
+mn = "mn1@example.net"
+clients = ["::1"]
+
+[[sa]]
+spi = 2000
+key = "ffeeddccbbaa99887766554433221100ffeeddcc"
+client = "2001:db8::10"
+mobiles = ["mn2@example.net"]
+'''
+
+    def test_load(self):
+        store = keystore.loadKeyFile(self.write(self.GOOD))
+        self.assertEqual(len(store), 3)
+        # Rollover: the last SA listed for a mobile is used for sending.
+        self.assertEqual(store.forMobile(MN).spi, 1001)
+        self.assertEqual(store.bySpi(1000).algorithm, "hmac-sha1-96")
+        self.assertEqual(store.forMobile(b"mn2@example.net").spi, 2000)
+        self.assertIsNone(store.forMobile(b"mn3@example.net"))
+        sa = store.bySpi(2000)
+        self.assertTrue(sa.allowsClient(IPv6Address("2001:db8::10")))
+        self.assertFalse(sa.allowsClient(IPv6Address("2001:db8::11")))
+        self.assertFalse(sa.allowsMobile(b"mn3@example.net"))
+
+    def test_worldReadableRefused(self):
+        path = self.write(self.GOOD, 0o644)
+        with self.assertRaises(keystore.KeyFileError) as cm:
+            keystore.loadKeyFile(path)
+        self.assertIn(path, str(cm.exception))
+        self.assertIn("0644", str(cm.exception))
+
+    def test_groupReadableRefused(self):
+        with self.assertRaises(keystore.KeyFileError) as cm:
+            keystore.loadKeyFile(self.write(self.GOOD, 0o640))
+        self.assertIn("0640", str(cm.exception))
+
+    def test_errorsNameTheEntry(self):
+        cases = [
+            ('[[sa]]\nspi = 5\nkey = "00"\nmn = "x"\n', "sa[0]"),
+            ('[[sa]]\nspi = 1000\nkey = "zz"\nmn = "x"\n', "sa[0].key"),
+            ('[[sa]]\nspi = 1000\nkey = "000102030405060708090a0b0c0d0e0f"\n', "exactly one"),
+            ('[[sa]]\nspi = 1000\nkey = "000102030405060708090a0b0c0d0e0f"\nmn = "x"\n'
+             '[[sa]]\nspi = 1000\nkey = "000102030405060708090a0b0c0d0e0f"\nmn = "y"\n',
+             "appears twice"),
+            ('[[sa]]\nspi = 1000\nkey = "000102030405060708090a0b0c0d0e0f"\nmn = "x"\n'
+             'algorithm = "md5"\n', "sa[0].algorithm"),
+            ('[[sa]]\nspi = 1000\nkey = "000102030405060708090a0b0c0d0e0f"\nmn = "x"\n'
+             'colour = 1\n', "sa[0].colour"),
+        ]
+        for text, fragment in cases:
+            with self.assertRaises(keystore.KeyFileError) as cm:
+                keystore.loadKeyFile(self.write(text))
+            self.assertIn(fragment, str(cm.exception))
+
+    def test_writeRoundTrip(self):
+        path = self.mktemp()
+        keystore.writeKeyFile(path, [SA1, SecurityAssociation(
+            2000, KEY2, "hmac-sha256-128", None, ["::1"], [MN])])
+        self.assertEqual(os.stat(path).st_mode & 0o777, 0o600)
+        store = keystore.loadKeyFile(path)
+        self.assertEqual(store.bySpi(1000), SA1)
+        self.assertEqual(store.bySpi(2000).mobiles, frozenset([MN]))
+
+
+NOW = 1700000000.0
+CLIENT = IPv6Address("::1")
+
+
+class GuardTests(SynchronousTestCase):
+    """PmipGuard and LmaGuard against each other and against attackers."""
+
+    def setUp(self):
+        self.keys = keystore.KeyStore([SA1, SecurityAssociation(
+            1001, KEY2, "hmac-sha256-128", b"mn2@example.net")])
+        self.pmip = guard.PmipGuard(self.keys)
+        self.lma = guard.LmaGuard(self.keys)
+
+    def bu(self, mnId=MN, seq=1):
+        return mh.BindingUpdate(seq, mh.BU_A | mh.BU_H | mh.BU_P, 900, [
+            mh.HomeNetworkPrefix("::"), mh.AlternateCareOfAddress(MAG),
+            mh.MobileNodeIdentifier(mnId)])
+
+    def wire(self, message):
+        data = mh.encodeMessage(message)
+        return mh.decodeMessage(data), data
+
+    def test_roundTrip(self):
+        signed = self.pmip.protect(self.bu(), MN, NOW)
+        message, raw = self.wire(signed)
+        v = self.lma.check(message, raw, CLIENT, NOW + 0.2)
+        self.assertTrue(v.ok, v.reason)
+        self.assertEqual(v.sa, SA1)
+        ba = mh.BindingAcknowledgement(0, mh.BA_P, 1, 900,
+                                       [mh.HomeNetworkPrefix(PHOA), mh.MobileNodeIdentifier(MN)])
+        answer, rawAnswer = self.wire(self.lma.answer(ba, v, NOW + 0.2))
+        self.assertIsNone(self.pmip.accept(answer, rawAnswer, MN, NOW + 0.3))
+        # The same PBAck a second time is a replay.
+        self.assertIn("echoes no PBU", self.pmip.accept(answer, rawAnswer, MN, NOW + 0.4))
+
+    def test_replayedPbu(self):
+        message, raw = self.wire(self.pmip.protect(self.bu(), MN, NOW))
+        self.assertTrue(self.lma.check(message, raw, CLIENT, NOW).ok)
+        v = self.lma.check(message, raw, CLIENT, NOW + 1)
+        self.assertEqual(v.status, Status.MIPV6_ID_MISMATCH)
+        late = self.lma.check(message, raw, CLIENT, NOW + 8)
+        self.assertEqual(late.status, Status.MIPV6_ID_MISMATCH)
+        # The 144 answer carries the LMA's clock, signed; the client resyncs.
+        answer, rawAnswer = self.wire(self.lma.rejection(message, v, NOW + 100))
+        self.assertEqual(self.pmip.accept(answer, rawAnswer, MN, NOW + 1), guard.RESYNC)
+        self.assertAlmostEqual(self.pmip.offset, 99, places=3)
+
+    def test_missingReplay(self):
+        bu = auth.sign(self.bu(), SA1)
+        message, raw = self.wire(bu)
+        self.assertEqual(self.lma.check(message, raw, CLIENT, NOW).status,
+                         Status.MIPV6_MESG_ID_REQD)
+
+    def test_unsigned(self):
+        message, raw = self.wire(self.bu())
+        v = self.lma.check(message, raw, CLIENT, NOW)
+        self.assertEqual(v.status, Status.MIPV6_AUTH_FAIL)
+        self.assertIsNone(v.sa)
+        # The rejection cannot be signed, and a PMIP client drops it.
+        answer, rawAnswer = self.wire(self.lma.rejection(message, v, NOW))
+        self.assertIsNone(answer.option(mh.MobilityMessageAuthentication))
+        self.assertIn("unauthenticated", self.pmip.accept(answer, rawAnswer, MN, NOW))
+
+    def test_unknownSpi(self):
+        sa = SecurityAssociation(4242, KEY1, "hmac-sha1-96", MN)
+        bu = auth.sign(self.bu()._replace(options=self.bu().options + (
+            mh.MobilityMessageReplayProtection(replay.toNtp(NOW)),)), sa)
+        message, raw = self.wire(bu)
+        v = self.lma.check(message, raw, CLIENT, NOW)
+        self.assertEqual((v.status, v.reason), (146, "unknown SPI 4242"))
+
+    def test_misKeyed(self):
+        """Right SPI, wrong key."""
+        sa = SecurityAssociation(1000, KEY2, "hmac-sha1-96", MN)
+        bu = auth.sign(self.bu()._replace(options=self.bu().options + (
+            mh.MobilityMessageReplayProtection(replay.toNtp(NOW)),)), sa)
+        message, raw = self.wire(bu)
+        self.assertEqual(self.lma.check(message, raw, CLIENT, NOW).status, 146)
+
+    def test_otherMobilesKey(self):
+        """mn2's SA cannot move mn1: 129."""
+        signed = self.pmip.protect(self.bu(), b"mn2@example.net", NOW)
+        message, raw = self.wire(signed)
+        v = self.lma.check(message, raw, CLIENT, NOW)
+        self.assertEqual(v.status, Status.ADMINISTRATIVELY_PROHIBITED)
+        self.assertEqual(self.lma.counters["unauthorized"], 1)
+
+    def test_boundPhoaNeedsItsMobilesKey(self):
+        bu = mh.BindingUpdate(2, mh.BU_A | mh.BU_H | mh.BU_P, 900, [
+            mh.HomeNetworkPrefix(PHOA), mh.AlternateCareOfAddress(MAG)])
+        message, raw = self.wire(self.pmip.protect(bu, b"mn2@example.net", NOW))
+        v = self.lma.check(message, raw, CLIENT, NOW, lambda phoa: MN)
+        self.assertEqual(v.status, 129)
+
+    def test_clientNotAllowed(self):
+        keys = keystore.KeyStore([SecurityAssociation(
+            3000, KEY1, "hmac-sha1-96", None, ["2001:db8::10"], [MN])])
+        pmip, lma = guard.PmipGuard(keys), guard.LmaGuard(keys)
+        message, raw = self.wire(pmip.protect(self.bu(), MN, NOW))
+        self.assertTrue(lma.check(message, raw, IPv6Address("2001:db8::10"), NOW).ok)
+        message, raw = self.wire(pmip.protect(self.bu(), MN, NOW + 1))
+        self.assertEqual(lma.check(message, raw, IPv6Address("2001:db8::11"),
+                                   NOW + 1).status, 129)
+        # Per-client SA that does not cover the mobile.
+        self.assertIsNone(pmip.protect(self.bu(b"mn9"), b"mn9", NOW))
+
+    def test_forgedPback(self):
+        message, raw = self.wire(self.pmip.protect(self.bu(), MN, NOW))
+        v = self.lma.check(message, raw, CLIENT, NOW)
+        ba = mh.BindingAcknowledgement(0, mh.BA_P, 1, 900, [mh.MobileNodeIdentifier(MN)])
+        data = bytearray(mh.encodeMessage(self.lma.answer(ba, v, NOW)))
+        data[7] ^= 0x01      # flags
+        self.assertIn("authenticator is wrong",
+                      self.pmip.accept(mh.decodeMessage(bytes(data)), bytes(data), MN, NOW))
+        # Signed by the right SA but for another mobile.
+        self.assertIn("not", self.pmip.accept(
+            *self.wire(self.lma.answer(ba, v, NOW)), b"mn2@example.net", NOW))
