@@ -8,6 +8,8 @@ dataplanes = Registry("data plane")
 def _register():
     from netlmm.dataplane.memory import MemoryDataPlane
     dataplanes.register(MemoryDataPlane.name, MemoryDataPlane.fromConfig)
+    from netlmm.dataplane.seg6 import Seg6DataPlane
+    dataplanes.register(Seg6DataPlane.name, Seg6DataPlane.fromConfig)
 
 
 _register()

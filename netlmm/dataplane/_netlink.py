@@ -1,0 +1,354 @@
+"""
+What the kernel data planes share: a serial runner that keeps netlink work off
+the reactor thread and in order, pyroute2 helpers that tolerate leftovers, and
+the validation of their common config options.
+
+Everything the daemon installs is tagged with one route/rule protocol number
+(C{protocol}, default 213 after RFC 5213), so a restarted daemon can find its
+leftovers and a stopping one can remove exactly what it installed.
+"""
+
+import errno
+import re
+from socket import AF_INET6
+
+from twisted.internet.defer import maybeDeferred
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+
+from netlmm.config import ConfigError
+
+#: Default route and rule protocol tag ("proto 213" in `ip route` / `ip rule`).
+PROTOCOL = 213
+
+#: Priority of the rule that looks up the local table once it is moved from 0.
+LOCAL_PRIORITY = 50
+
+#: Routing tables the kernel reserves (unspec, default, main, local).
+RESERVED_TABLES = (0, 253, 254, 255)
+
+#: seg6 reduced encapsulation: one segment gives plain IPv6-in-IPv6.
+SEG6_IPTUN_MODE_ENCAP_RED = 3
+
+_IFNAME = re.compile(r"^[^\s/:]{1,15}$")
+
+
+class DataPlaneError(Exception):
+    """The kernel refused or lacks something the data plane needs."""
+
+
+def supportReducedEncap():
+    """
+    Teach pyroute2 the seg6 mode name 'encap.red' (value 3). pyroute2 0.9.7
+    knows only 'inline' and 'encap' and silently encodes any other name (and
+    any number) as 'encap', which would put a routing header on the wire.
+    """
+    from pyroute2.netlink.rtnl.rtmsg import rtmsg_base
+    header = rtmsg_base.seg6_encap_info.ipv6_sr_hdr
+    header.encapmodes.setdefault("encap.red", SEG6_IPTUN_MODE_ENCAP_RED)
+    header.r_encapmodes.setdefault(SEG6_IPTUN_MODE_ENCAP_RED, "encap.red")
+    if header.encapmodes["encap.red"] != SEG6_IPTUN_MODE_ENCAP_RED:
+        raise DataPlaneError("pyroute2 maps seg6 mode 'encap.red' to "
+                             f"{header.encapmodes['encap.red']}, expected 3")
+
+
+def defaultNetlink():
+    """A pyroute2 IPRoute in the daemon's own network namespace."""
+    from pyroute2 import IPRoute
+    return IPRoute()
+
+
+class SerialRunner:
+    """
+    Runs blocking callables one at a time, in submission order, on one
+    dedicated thread, and returns Deferreds fired on the reactor thread.
+    pyroute2's synchronous API runs an asyncio loop of its own, so it must
+    never run on the reactor thread.
+    """
+
+    def __init__(self, reactor, name="netlmm-netlink"):
+        self.reactor = reactor
+        self.name = name
+        self._pool = None
+
+    def start(self):
+        from twisted.python.threadpool import ThreadPool
+        if self._pool is None:
+            self._pool = ThreadPool(1, 1, self.name)
+            self._pool.start()
+            self._trigger = self.reactor.addSystemEventTrigger(
+                "during", "shutdown", self.stop)
+
+    def run(self, f, *args, **kw):
+        """C{f(*args, **kw)} on the worker thread, after all earlier calls."""
+        if self._pool is None:
+            self.start()
+        return deferToThreadPool(self.reactor, self._pool, f, *args, **kw)
+
+    def stop(self):
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                self.reactor.removeSystemEventTrigger(self._trigger)
+            except (ValueError, KeyError, TypeError):
+                pass
+            pool.stop()
+
+
+class ImmediateRunner:
+    """Runs calls at once on the caller's thread: for tests with fakes."""
+
+    def start(self):
+        pass
+
+    def run(self, f, *args, **kw):
+        return maybeDeferred(f, *args, **kw)
+
+    def stop(self):
+        pass
+
+
+# ----------------------------------------------------------------- netlink
+
+
+def _code(e):
+    return getattr(e, "code", None)
+
+
+def ignoring(*codes):
+    """Run C{f(*a, **kw)}; swallow a netlink error whose code is in C{codes}."""
+    def call(f, *args, **kw):
+        try:
+            return f(*args, **kw)
+        except Exception as e:
+            if _code(e) in codes:
+                return None
+            raise
+    return call
+
+
+ignoreMissing = ignoring(errno.ENOENT, errno.ESRCH, errno.EADDRNOTAVAIL)
+
+
+def routeTable(msg):
+    """The table of a route message (the header holds only 8 bits of it)."""
+    return msg.get("RTA_TABLE") or msg.get("table")
+
+
+def ruleTable(msg):
+    """The table of a rule message."""
+    return msg.get("FRA_TABLE") or msg.get("table")
+
+
+def ifindex(ipr, name, what):
+    """The index of interface C{name}; C{what} names the config key."""
+    found = ipr.link_lookup(ifname=name)
+    if not found:
+        raise DataPlaneError(f"{what}: no interface named {name!r}")
+    return found[0]
+
+
+def ownRoutes(ipr, protocol):
+    """Every IPv6 route tagged with C{protocol}, in any table."""
+    return [r for r in ipr.route("dump", family=AF_INET6)
+            if r.get("proto") == protocol]
+
+
+def deleteRoute(ipr, msg):
+    """Delete a route as dumped (gone already is fine)."""
+    dst = msg.get("dst") or "::"
+    ignoreMissing(ipr.route, "del", family=AF_INET6,
+                  dst=f"{dst}/{msg.get('dst_len') or 0}",
+                  table=routeTable(msg), proto=msg.get("proto"))
+
+
+def ownRules(ipr, protocol):
+    """Every IPv6 rule tagged with C{protocol}."""
+    return [r for r in ipr.rule("dump", family=AF_INET6)
+            if r.get("FRA_PROTOCOL") == protocol]
+
+
+def ruleSpec(msg):
+    """The keyword arguments that select the dumped rule C{msg}."""
+    spec = dict(family=AF_INET6, priority=msg.get("priority") or 0,
+                table=ruleTable(msg))
+    for key in ("src", "dst"):
+        if msg.get(key):
+            spec[key] = msg.get(key)
+            spec[key + "_len"] = msg.get(key + "_len")
+    if msg.get("ip_proto"):
+        spec["ip_proto"] = msg.get("ip_proto")
+    if msg.get("FRA_PROTOCOL"):
+        spec["protocol"] = msg.get("FRA_PROTOCOL")
+    return spec
+
+
+def deleteRule(ipr, msg):
+    """Delete a rule as dumped (gone already is fine)."""
+    ignoreMissing(ipr.rule, "del", **ruleSpec(msg))
+
+
+def addRule(ipr, **spec):
+    """
+    Add an IPv6 rule unless one with the same selectors (and the same
+    protocol, when C{spec} names one) is present. Returns whether it added.
+    """
+    spec.setdefault("family", AF_INET6)
+    want = _selectors(spec)
+    for r in ipr.rule("dump", family=AF_INET6):
+        have = ruleSpec(r)
+        if _selectors(have) == want and (
+                not spec.get("protocol") or have.get("protocol") == spec["protocol"]):
+            return False
+    ignoring(errno.EEXIST)(ipr.rule, "add", **spec)
+    return True
+
+
+def _selectors(spec):
+    out = [spec.get("priority") or 0, spec.get("table")]
+    for key in ("src", "dst"):
+        if spec.get(key):
+            out += [str(spec[key]), spec.get(key + "_len", 128)]
+        else:
+            out += [None, None]
+    out.append(spec.get("ip_proto") or None)
+    return tuple(out)
+
+
+def moveLocalRule(ipr, priority, protocol):
+    """
+    Make the local table be looked up at C{priority} instead of 0, so that a
+    rule before it can send tunnelled packets addressed to this node to a
+    seg6local route. The new rule is added before the old one goes so local
+    delivery never stops.
+    """
+    addRule(ipr, priority=priority, table=255, protocol=protocol)
+    for r in ipr.rule("dump", family=AF_INET6):
+        if (ruleTable(r) == 255 and not (r.get("priority") or 0)
+                and not r.get("src") and not r.get("dst")):
+            deleteRule(ipr, r)
+
+
+def restoreLocalRule(ipr, protocol):
+    """Put the local table back at priority 0 and drop the moved rule."""
+    addRule(ipr, priority=0, table=255)
+    for r in ownRules(ipr, protocol):
+        if ruleTable(r) == 255:
+            deleteRule(ipr, r)
+
+
+def removeOwn(ipr, protocol, log=None, what="leftover"):
+    """
+    Remove every route and rule tagged with C{protocol}, except the moved
+    local-table rule (L{restoreLocalRule} handles that one). Returns how many
+    were removed.
+    """
+    count = 0
+    for r in ownRules(ipr, protocol):
+        if ruleTable(r) == 255:
+            continue
+        deleteRule(ipr, r)
+        count += 1
+        if log is not None:
+            log.info("removed {what} rule {rule}", what=what, rule=_showRule(r))
+    for r in ownRoutes(ipr, protocol):
+        deleteRoute(ipr, r)
+        count += 1
+        if log is not None:
+            log.info("removed {what} route {dst}/{len} table {table}", what=what,
+                     dst=r.get("dst") or "::", len=r.get("dst_len") or 0,
+                     table=routeTable(r))
+    return count
+
+
+def _showRule(r):
+    parts = [f"pref {r.get('priority') or 0}"]
+    if r.get("src"):
+        parts.append(f"from {r.get('src')}/{r.get('src_len')}")
+    if r.get("dst"):
+        parts.append(f"to {r.get('dst')}/{r.get('dst_len')}")
+    if r.get("ip_proto"):
+        parts.append(f"ipproto {r.get('ip_proto')}")
+    parts.append(f"lookup {ruleTable(r)}")
+    return " ".join(parts)
+
+
+# ------------------------------------------------------------------ config
+
+
+def interfaceName(table, key, required=True):
+    """A network interface name (1 to 15 characters, no '/', ':' or spaces)."""
+    name = table.string(key, required=required)
+    if name is not None and not _IFNAME.match(name):
+        raise ConfigError(f"{table._key(key)}: expected an interface name such as "
+                          f"'eth0' (1 to 15 characters, no '/', ':' or spaces), got {name!r}")
+    return name
+
+
+def routingTable(table, key, default):
+    """A routing table number that is not one the kernel reserves."""
+    value = table.number(key, default, minimum=1, maximum=2**32 - 1, integer=True)
+    if value in RESERVED_TABLES:
+        raise ConfigError(f"{table._key(key)}: table {value} is reserved by the kernel "
+                          "(253 default, 254 main, 255 local); choose another")
+    return value
+
+
+def rulePriority(table, key, default):
+    """An ip rule priority between the local (0) and main (32766) rules."""
+    return table.number(key, default, minimum=1, maximum=32765, integer=True)
+
+
+def routeProtocol(table, key="protocol", default=PROTOCOL):
+    """The tag put on every route and rule (5..255; 0..4 are the kernel's)."""
+    return table.number(key, default, minimum=5, maximum=255, integer=True)
+
+
+def checkRole(role, kind):
+    """The data plane's role, 'lma' or 'mag'."""
+    if role not in ("lma", "mag"):
+        raise ConfigError(f"data plane {kind!r}: role must be 'lma' or 'mag', got {role!r}")
+    return role
+
+
+class NetlinkWork:
+    """
+    Base of the data planes that talk netlink: owns the serial runner and a
+    netlink object made on the worker thread by C{netlink()} (an IPRoute, or
+    a fake with the same methods).
+    """
+
+    log = Logger()
+
+    def __init__(self, reactor=None, netlink=defaultNetlink, runner=None):
+        if runner is None:
+            runner = SerialRunner(reactor)
+        self.runner = runner
+        self._netlinkFactory = netlink
+        self._ipr = None
+
+    def _ipRoute(self):
+        if self._ipr is None:
+            self._ipr = self._netlinkFactory()
+        return self._ipr
+
+    def _do(self, f, *args):
+        """Run C{f(ipr, *args)} on the worker thread, in order."""
+        return self.runner.run(lambda: f(self._ipRoute(), *args))
+
+    def _closeNetlink(self):
+        ipr, self._ipr = self._ipr, None
+        if ipr is not None:
+            ipr.close()
+
+    def _finish(self, d):
+        """After C{d}: close netlink on the worker, then stop the runner."""
+        def close(result):
+            c = self.runner.run(self._closeNetlink)
+            c.addErrback(lambda f: None)
+            return c.addCallback(lambda _: result)
+
+        def stop(result):
+            self.runner.stop()
+            return result
+        return d.addBoth(close).addBoth(stop)

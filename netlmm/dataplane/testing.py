@@ -1,0 +1,190 @@
+"""
+A fake of the pyroute2 IPRoute calls the kernel data planes make, so their
+logic runs in tests without root, a kernel or threads. It keeps routes, rules
+and links as plain dicts with the keys pyroute2 messages answer to in
+C{msg.get(...)}, and raises L{FakeNetlinkError} with the errno the kernel
+would return.
+"""
+
+import errno
+import os
+from ipaddress import IPv6Address
+
+
+class FakeNetlinkError(OSError):
+    """Like pyroute2's NetlinkError: the errno is in C{code}."""
+
+    def __init__(self, code):
+        super().__init__(code, os.strerror(code))
+        self.code = code
+
+
+def _prefix(value):
+    if value is None:
+        return None, 0
+    text = str(value)
+    if "/" in text:
+        address, length = text.split("/")
+        length = int(length)
+    else:
+        address, length = text, 128
+    if length == 0:
+        return None, 0
+    return str(IPv6Address(address)), length
+
+
+class FakeNetlink:
+    """
+    The subset of pyroute2.IPRoute that netlmm's data planes call. Starts
+    with the kernel's three default IPv6 rules and the links in C{links}
+    (name -> index). Every mutating call is appended to C{calls}.
+    """
+
+    def __init__(self, links=("lo", "eth0", "eth1")):
+        self.links = {}
+        for name in links:
+            self._newLink(name, kind=None)
+        self.routes = []
+        self.rules = [
+            dict(priority=None, FRA_TABLE=255, FRA_PROTOCOL=2),
+            dict(priority=32766, FRA_TABLE=254, FRA_PROTOCOL=2),
+            dict(priority=32767, FRA_TABLE=253, FRA_PROTOCOL=2),
+        ]
+        self.addresses = []
+        self.calls = []
+        self.closed = False
+
+    def _newLink(self, name, kind, **data):
+        index = max([l["index"] for l in self.links.values()] + [0]) + 1
+        self.links[name] = dict(index=index, ifname=name, kind=kind, state="down",
+                                mtu=1500, **data)
+        return index
+
+    # ------------------------------------------------------------------ links
+
+    def link_lookup(self, ifname=None, **kw):
+        link = self.links.get(ifname)
+        return [] if link is None else [link["index"]]
+
+    def _byIndex(self, index):
+        for link in self.links.values():
+            if link["index"] == index:
+                return link
+        raise FakeNetlinkError(errno.ENODEV)
+
+    def link(self, command, **kw):
+        self.calls.append(("link", command, kw))
+        if command == "dump":
+            return [dict(l) for l in self.links.values()]
+        if command == "add":
+            name = kw.pop("ifname")
+            if name in self.links:
+                raise FakeNetlinkError(errno.EEXIST)
+            kind = kw.pop("kind", None)
+            self._newLink(name, kind, **kw)
+            return None
+        if command in ("set", "del"):
+            link = self._byIndex(kw.pop("index"))
+            if command == "del":
+                del self.links[link["ifname"]]
+                self.routes = [r for r in self.routes if r.get("oif") != link["index"]]
+            else:
+                link.update(kw)
+            return None
+        raise NotImplementedError(command)
+
+    def get_links(self, *args, **kw):
+        return self.link("dump")
+
+    def addr(self, command, **kw):
+        self.calls.append(("addr", command, kw))
+        entry = dict(index=kw.get("index"), address=str(kw.get("address")),
+                     prefixlen=kw.get("prefixlen", 128))
+        if command == "add":
+            if entry in self.addresses:
+                raise FakeNetlinkError(errno.EEXIST)
+            self.addresses.append(entry)
+        elif command == "del":
+            if entry not in self.addresses:
+                raise FakeNetlinkError(errno.EADDRNOTAVAIL)
+            self.addresses.remove(entry)
+        elif command == "dump":
+            return list(self.addresses)
+
+    # ----------------------------------------------------------------- routes
+
+    def route(self, command, **kw):
+        if command == "dump":
+            return [dict(r) for r in self.routes]
+        self.calls.append(("route", command, kw))
+        dst, length = _prefix(kw.get("dst"))
+        table = kw.get("table") or 254
+        entry = dict(dst=dst, dst_len=length, RTA_TABLE=table, table=min(table, 252)
+                     if table > 255 else table, proto=kw.get("proto") or 3,
+                     oif=kw.get("oif"), encap=kw.get("encap"), family=kw.get("family"))
+        same = [r for r in self.routes
+                if (r["dst"], r["dst_len"], r["RTA_TABLE"]) == (dst, length, table)]
+        if command == "add":
+            if same:
+                raise FakeNetlinkError(errno.EEXIST)
+            self.routes.append(entry)
+        elif command == "replace":
+            for r in same:
+                self.routes.remove(r)
+            self.routes.append(entry)
+        elif command == "del":
+            if kw.get("proto"):
+                same = [r for r in same if r["proto"] == kw["proto"]]
+            if not same:
+                raise FakeNetlinkError(errno.ESRCH)
+            self.routes.remove(same[0])
+        else:
+            raise NotImplementedError(command)
+
+    def findRoutes(self, dst=None, table=254):
+        """The routes to C{dst} (an address or prefix) in C{table}."""
+        d, length = _prefix(dst)
+        return [r for r in self.routes
+                if (r["dst"], r["dst_len"], r["RTA_TABLE"]) == (d, length, table)]
+
+    # ------------------------------------------------------------------ rules
+
+    @staticmethod
+    def _rule(kw):
+        rule = dict(priority=kw.get("priority") or None,
+                    FRA_TABLE=kw.get("table"), FRA_PROTOCOL=kw.get("protocol") or 0)
+        for key in ("src", "dst"):
+            if kw.get(key):
+                rule[key] = str(IPv6Address(kw[key]))
+                rule[key + "_len"] = kw.get(key + "_len", 128)
+        if kw.get("ip_proto"):
+            rule["ip_proto"] = kw["ip_proto"]
+        return rule
+
+    def rule(self, command, **kw):
+        if command == "dump":
+            return [dict(r) for r in self.rules]
+        self.calls.append(("rule", command, kw))
+        want = self._rule(kw)
+        if command == "add":
+            if want in self.rules:
+                raise FakeNetlinkError(errno.EEXIST)
+            self.rules.append(want)
+            self.rules.sort(key=lambda r: r["priority"] or 0)
+        elif command == "del":
+            for r in self.rules:
+                if all(r.get(k) == v for k, v in want.items()
+                       if v or k in ("priority", "FRA_TABLE")) and (
+                        want["FRA_PROTOCOL"] in (0, r["FRA_PROTOCOL"])):
+                    self.rules.remove(r)
+                    return
+            raise FakeNetlinkError(errno.ENOENT)
+        else:
+            raise NotImplementedError(command)
+
+    def findRules(self, **kw):
+        """The rules whose fields include every C{kw} item."""
+        return [r for r in self.rules if all(r.get(k) == v for k, v in kw.items())]
+
+    def close(self):
+        self.closed = True
