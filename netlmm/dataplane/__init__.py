@@ -10,6 +10,8 @@ def _register():
     dataplanes.register(MemoryDataPlane.name, MemoryDataPlane.fromConfig)
     from netlmm.dataplane.seg6 import Seg6DataPlane
     dataplanes.register(Seg6DataPlane.name, Seg6DataPlane.fromConfig)
+    from netlmm.dataplane.userspace import UserspaceDataPlane
+    dataplanes.register(UserspaceDataPlane.name, UserspaceDataPlane.fromConfig)
 
 
 _register()

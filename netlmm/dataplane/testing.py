@@ -188,3 +188,95 @@ class FakeNetlink:
 
     def close(self):
         self.closed = True
+
+
+class FakeTun:
+    """A TUN device in memory: C{incoming} is read, C{written} collects writes."""
+
+    def __init__(self, name, netlink=None):
+        self.name = name
+        self.netlink = netlink
+        self.incoming = []
+        self.written = []
+        self.closed = False
+
+    def fileno(self):
+        return -1
+
+    def read(self):
+        if not self.incoming:
+            raise BlockingIOError(errno.EAGAIN, "empty")
+        return self.incoming.pop(0)
+
+    def write(self, packet):
+        self.written.append(bytes(packet))
+        return len(packet)
+
+    def close(self):
+        # Like the kernel: a TUN device that is not persistent goes, and its
+        # routes with it, when its descriptor is closed.
+        if not self.closed and self.netlink is not None:
+            link = self.netlink.links.pop(self.name, None)
+            if link is not None:
+                self.netlink.routes = [r for r in self.netlink.routes
+                                       if r.get("oif") != link["index"]]
+        self.closed = True
+
+
+class FakeRawSocket:
+    """A raw protocol-41 socket in memory: C{incoming} (inner, source) pairs."""
+
+    def __init__(self, address):
+        self.address = address
+        self.incoming = []
+        self.sent = []
+        self.closed = False
+
+    def fileno(self):
+        return -1
+
+    def recvfrom(self, size):
+        if not self.incoming:
+            raise BlockingIOError(errno.EAGAIN, "empty")
+        packet, source = self.incoming.pop(0)
+        return packet, (str(source), 0, 0, 0)
+
+    def sendto(self, packet, address):
+        self.sent.append((bytes(packet), address))
+        return len(packet)
+
+    def close(self):
+        self.closed = True
+
+
+class FakeSystem:
+    """
+    Opens fake TUN devices (which appear as links in C{netlink}, a
+    L{FakeNetlink}) and fake raw sockets, for the userspace data plane.
+    """
+
+    def __init__(self, netlink):
+        self.netlink = netlink
+        self.tuns = []
+        self.sockets = []
+
+    def openTun(self, name):
+        if name in self.netlink.links:
+            raise FakeNetlinkError(errno.EBUSY)
+        self.netlink._newLink(name, kind="tun")
+        tun = FakeTun(name, self.netlink)
+        self.tuns.append(tun)
+        return tun
+
+    def rawSocket(self, address):
+        s = FakeRawSocket(address)
+        self.sockets.append(s)
+        return s
+
+
+def ipv6Packet(source, destination, payload=b"\x80\x00\x00\x00\x00\x01\x00\x01",
+               nextHeader=58, hopLimit=64):
+    """An IPv6 packet (by default an ICMPv6 echo request, checksum not set)."""
+    return (bytes([0x60, 0, 0, 0]) + len(payload).to_bytes(2, "big")
+            + bytes([nextHeader, hopLimit]) + IPv6Address(source).packed
+            + IPv6Address(destination).packed + payload)
