@@ -18,7 +18,11 @@ def main(argv=None):
                          "'control') that a mobile attached or detached")
     ctl.add_argument("--socket", required=True, help="the MAG's control socket path")
     ctl.add_argument("words", nargs="+", help="attach MNID [PHOA] | detach MNID | list")
+    from netlmm import pki
+    pki.addParser(sub)
     args = parser.parse_args(argv)
+    if args.command == "pki":
+        return pki.main(args, sys.stdout)
     if args.command == "demo":
         from netlmm import demo
         return demo.main()

@@ -22,9 +22,11 @@ from netlmm.ladder import Ladder
 from netlmm.service.lma import LmaService, formatBindings
 from netlmm.service.mag import MagService
 from netlmm.service.pmip import PmipService
+from netlmm.transport.channel import Channel
 
 LOOPBACK = IPv6Address("::1")
 HOME_PREFIX = "2001:db8:1::/64"
+TLS_DOMAIN = "demo.example"
 MAG_ADDRESSES = (IPv6Address("2001:db8:ff::1"), IPv6Address("2001:db8:ff::2"))
 
 
@@ -40,8 +42,14 @@ class Domain:
     """
 
     def __init__(self, reactor, observer=None, magCount=2, detachDelay=0.5,
-                 lifetime=3600):
+                 lifetime=3600, tls=True):
         self.reactor = reactor
+        # The MAG <-> PMIP client channel is mutually authenticated TLS with
+        # certificates from a throwaway CA that lives only in memory.
+        self.ca = None
+        if tls:
+            from netlmm import pki
+            self.ca = pki.makeCA(TLS_DOMAIN, days=1)
         self.lmaPlane = MemoryDataPlane()
         self.lma = LmaService(
             reactor,
@@ -64,7 +72,7 @@ class Domain:
             self.reactor,
             PmipCore(LOOPBACK, lifetime=self.lifetime, detachDelay=self.detachDelay),
             (LOOPBACK, 0), (LOOPBACK, 0), "udp", self.lma.port.port,
-            [f"{LOOPBACK}/128"], self.observer)
+            [f"{LOOPBACK}/128"], self.observer, channel=self._channel("pmip", "pmip1"))
         yield self.pmip.startService()
         pmipPort = self.pmip.listening.getHost().port
         for i in range(self.magCount):
@@ -72,11 +80,32 @@ class Domain:
             mag = MagService(
                 self.reactor, MagCore(MAG_ADDRESSES[i], LOOPBACK),
                 (LOOPBACK, pmipPort), strategy, MemoryDataPlane(),
-                observer=self.observer, name=f"MAG{i + 1}")
+                observer=self.observer, name=f"MAG{i + 1}",
+                channel=self._channel("mag", f"MAG{i + 1}"))
             yield mag.startService()
             self.mags.append(mag)
             self.strategies.append(strategy)
         yield self.connected()
+
+    def _channel(self, role, name):
+        """TLS with a certificate from the throwaway CA; plain TCP without one."""
+        if self.ca is None:
+            return Channel("tcp")
+        from netlmm import pki
+        from netlmm.transport.tls import Credentials
+        cert, key = pki.issue(*self.ca, role, name, days=1)
+        return Channel("tls", Credentials(self.ca[0], cert, key),
+                       "pmip1" if role == "mag" else None)
+
+    def channelNote(self, mag):
+        """How C{mag} is connected to the PMIP client, for the ladder."""
+        proto = mag.connection
+        if proto is None or proto.identity is None:
+            return "plain TCP, unauthenticated"
+        version = proto.transport.getHandle().get_protocol_version_name()
+        own = mag.channel.credentials
+        return (f"{version} mutually authenticated: {mag.name} is {own.role}:{own.name}, "
+                f"peer {proto.identity[0]}:{proto.identity[1]}, CA {TLS_DOMAIN}")
 
     def connected(self):
         """Fires when every MAG has its PMIP client connection."""
@@ -124,6 +153,7 @@ def run(reactor, out=sys.stdout, mnId=b"mn1@example.net"):
         ladder.names[(LOOPBACK, pmip.listening.getHost().port)] = "PMIP client"
         for i, mag in enumerate(domain.mags):
             ladder.names[mag.core.address] = mag.name
+            ladder.note(mag.name, "PMIP client", domain.channelNote(mag))
         mag1, mag2 = domain.mags
         s1, s2 = domain.strategies
         given = {}

@@ -1,13 +1,13 @@
 """The MAG daemon: L{MagCore} + strategy + attachment detector + data plane."""
 
 from twisted.application.internet import ClientService, backoffPolicy
-from twisted.internet import endpoints
 from twisted.internet.defer import maybeDeferred, gatherResults
 from zope.interface import implementer
 
 from netlmm.core.effects import Bound, SendControl, TunnelDown, TunnelUp, Unbound
 from netlmm.interfaces import IMagControl
 from netlmm.service.base import RoleService
+from netlmm.transport.channel import Channel
 from netlmm.transport.control import ControlFactory
 from netlmm.wire.control import Notification
 
@@ -36,21 +36,25 @@ class MagService(RoleService):
     @param strategy: an L{IAddressAssignment}.
     @param detector: an L{IAttachmentDetector}, or None when attachments are
         fed in by code (tests, the demo).
+    @param channel: the L{Channel} to the PMIP client (TLS, TCP, SCTP);
+        plain TCP when None.
     """
 
     def __init__(self, reactor, core, pmip, strategy, dataplane, detector=None,
-                 observer=None, name="MAG"):
+                 observer=None, name="MAG", channel=None):
         super().__init__(reactor, core, observer)
         self.setName(name)
         self.pmip = pmip
         self.strategy = strategy
         self.dataplane = dataplane
         self.detector = detector
+        self.channel = channel if channel is not None else Channel("tcp")
         self.factory = _PmipFacing(self)
+        self.channel.prepare(self.factory, reactor, name, "pmip")
         self.connection = None
         self._queue = []
-        endpoint = endpoints.TCP6ClientEndpoint(reactor, str(pmip[0]), pmip[1],
-                                                timeout=5)
+        endpoint = self.channel.clientEndpoint(reactor, pmip[0], pmip[1],
+                                               expectRole="pmip", timeout=5)
         self.client = ClientService(endpoint, self.factory, backoffPolicy(
             initialDelay=0.5, maxDelay=10.0), clock=reactor)
 
@@ -64,9 +68,10 @@ class MagService(RoleService):
         def started(_):
             self.client.startService()
             RoleService.startService(self)
-            self.log.info("{name}: pCoA {address}, PMIP client [{pmip}]:{port}, "
-                          "LMA {lma}, strategy {strategy}", name=self.name,
+            self.log.info("{name}: pCoA {address}, PMIP client [{pmip}]:{port} over "
+                          "{channel}, LMA {lma}, strategy {strategy}", name=self.name,
                           address=self.core.address, pmip=self.pmip[0], port=self.pmip[1],
+                          channel=self.channel.describe(),
                           lma=self.core.lmaAddress, strategy=self.strategy.name)
             steps = [maybeDeferred(self.strategy.start, self)]
             if self.detector is not None:
@@ -123,6 +128,9 @@ class MagService(RoleService):
             self.log.warn("{name}: lost the PMIP client connection", name=self.name)
 
     def controlReceived(self, message, proto):
+        if proto is not self.connection:
+            # Only the current, authenticated PMIP client connection counts.
+            return
         self.observe("received", message, proto.peer)
         if type(message) is not Notification:
             self.log.warn("{name}: the PMIP client sent a {kind}; only Notifications "

@@ -2,11 +2,11 @@
 
 from ipaddress import IPv6Network
 
-from twisted.internet import endpoints
 from twisted.internet.defer import maybeDeferred
 
 from netlmm.core.effects import Notify, SendMH
 from netlmm.service.base import RoleService
+from netlmm.transport.channel import Channel
 from netlmm.transport.control import ControlFactory
 from netlmm.transport.mh import MHPort
 from netlmm.wire.control import Detach, Notification, Result, Trigger
@@ -35,10 +35,12 @@ class PmipService(RoleService):
     @param mhBind: (address, port) of the Mobility Header socket towards the LMA.
     @param lmaPort: the LMA's MH port (UDP).
     @param allowedMags: networks MAG connections may come from.
+    @param channel: the L{Channel} MAGs connect over (TLS, TCP, SCTP);
+        plain TCP when None.
     """
 
     def __init__(self, reactor, core, listen, mhBind, transport, lmaPort,
-                 allowedMags, observer=None, name="PMIP client"):
+                 allowedMags, observer=None, name="PMIP client", channel=None):
         super().__init__(reactor, core, observer)
         self.setName(name)
         self.listen = listen
@@ -46,7 +48,9 @@ class PmipService(RoleService):
         self.allowedMags = tuple(IPv6Network(n) for n in allowedMags)
         self.port = MHPort(reactor, self._mhReceived, mhBind[0], mhBind[1], transport,
                            observer=self.observe if observer else None)
+        self.channel = channel if channel is not None else Channel("tcp")
         self.factory = _MagFacing(self)
+        self.channel.prepare(self.factory, reactor, "PMIP client", "mag")
         self.listening = None
         self._mags = {}
         self.connections = set()
@@ -54,17 +58,20 @@ class PmipService(RoleService):
     def startService(self):
         self.restoreState()
         self.port.startListening()
-        endpoint = endpoints.TCP6ServerEndpoint(self.reactor, self.listen[1],
-                                                interface=str(self.listen[0]))
-        d = endpoint.listen(self.factory)
+        d = self.channel.listen(self.reactor, self.listen[0], self.listen[1],
+                                self.factory, expectRole="mag")
 
         def listening(port):
             self.listening = port
             self.log.info("PMIP client: MAGs connect to [{address}]:{port}; PBUs go "
-                          "to [{lma}]:{lmaPort} over {kind}",
+                          "to [{lma}]:{lmaPort} over {kind}; MAG channel: {channel}",
                           address=self.listen[0], port=port.getHost().port,
                           lma=self.core.lmaAddress, lmaPort=self.lmaPort,
-                          kind=self.port.kind)
+                          kind=self.port.kind, channel=self.channel.describe())
+            if not self.channel.tls:
+                self.log.warn("PMIP client: the MAG channel is not authenticated "
+                              "(draft 4.9.4 requires it): use [pmip.tls] on any "
+                              "network that is not fully trusted")
             RoleService.startService(self)
         d.addCallback(listening)
         d.addErrback(self._cannotListen)

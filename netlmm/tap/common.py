@@ -1,5 +1,7 @@
 """What the three tap modules share: --config handling and error reporting."""
 
+import os
+
 from twisted.python import usage
 
 from netlmm.config import ConfigError, Table, loadToml
@@ -28,6 +30,8 @@ class RoleOptions(usage.Options):
         path = self["config"]
         if path is None:
             raise usage.UsageError("--config FILE is required")
+        # Relative paths in the file (certificates, keys) are from its directory.
+        self.configDir = os.path.dirname(os.path.abspath(path))
         try:
             document = Table(loadToml(path), "")
             table = document.table(self.section, required=True)

@@ -23,6 +23,19 @@ The [mag] table of the config file:
   [mag.attachment]      detector = 'control' with socket = PATH (required):
                         `netlmm mag-ctl --socket PATH attach MNID [PHOA]`
   [mag.dataplane]       kind = 'memory'
+  [mag.tls]             the channel to the PMIP client (draft 4.9.3/4.9.4);
+                        without this table: plain TCP, unauthenticated.
+                        Paths are relative to this file.
+    transport           'tls' (TLS 1.2+ over TCP), 'sctp+tls' (TLS over SCTP),
+                        or, unauthenticated, 'tcp' or 'sctp' ('tls' when the
+                        table is there)
+    ca                  the domain CA certificate (PEM): only a PMIP client it
+                        issued is accepted
+    certificate         this MAG's certificate (role mag) from that CA
+    key                 its private key (PEM, unencrypted, not readable by others)
+    pmip_name           accept only the PMIP client of this name (any of the
+                        domain's PMIP clients when unset)
+                        Create them with `netlmm pki init` / `netlmm pki issue --role mag`.
 See etc/netlmm/mag.toml for a commented example."""
     section = "mag"
 
@@ -37,8 +50,10 @@ See etc/netlmm/mag.toml for a commented example."""
         detector = sub(table, "attachment", "detector", getDetectors(), reactor=reactor)
         dataplane = sub(table, "dataplane", "kind", dataplanes, reactor=reactor,
                         role="mag")
+        from netlmm.transport.channel import channelFromTable
+        channel = channelFromTable(table, "mag", getattr(self, "configDir", None))
         return dict(name=name, pmip=pmip, strategy=strategy, detector=detector,
-                    dataplane=dataplane,
+                    dataplane=dataplane, channel=channel,
                     core=dict(address=address, lmaAddress=lma,
                               notificationTimeout=timeout))
 
@@ -51,4 +66,4 @@ def makeService(options):
     b = options.built
     core = MagCore(log=Logger(namespace="netlmm.mag"), **b["core"])
     return MagService(reactor, core, b["pmip"], b["strategy"], b["dataplane"],
-                      detector=b["detector"], name=b["name"])
+                      detector=b["detector"], name=b["name"], channel=b["channel"])

@@ -22,6 +22,14 @@ The [pmip] table of the config file:
                 atomically every 5 s when changed and at stop); unset: none
   [pmip.retransmit] initial (1.0) and max (32.0): PBU retransmission timeout,
                 doubled from initial up to max, then the PBU is given up
+  [pmip.tls]    the MAG channel (draft 4.9.3/4.9.4); without this table: plain
+                TCP, unauthenticated. Paths are relative to this file.
+    transport   'tls' (TLS 1.2+ over TCP), 'sctp+tls' (TLS over SCTP), or,
+                unauthenticated, 'tcp' or 'sctp' ('tls' when the table is there)
+    ca          the domain CA certificate (PEM): only MAGs it issued connect
+    certificate this PMIP client's certificate (role pmip) from that CA
+    key         its private key (PEM, unencrypted, not readable by others)
+                Create them with `netlmm pki init` / `netlmm pki issue --role pmip`.
 See etc/netlmm/pmip.toml for a commented example."""
     section = "pmip"
 
@@ -38,6 +46,8 @@ See etc/netlmm/pmip.toml for a commented example."""
                                 integer=True)
         mags = table.networks("allowed_mags", required=True)
         detachDelay = table.number("detach_delay", 1.5, minimum=0, maximum=3600)
+        from netlmm.transport.channel import channelFromTable
+        channel = channelFromTable(table, "pmip", getattr(self, "configDir", None))
         stateFile = table.string("state_file")
         if stateFile:
             from netlmm.statefile import StateFile, StateFileError
@@ -53,7 +63,7 @@ See etc/netlmm/pmip.toml for a commented example."""
             raise ConfigError(f"pmip.retransmit.max ({maximum}) is below "
                               f"pmip.retransmit.initial ({initial})")
         return dict(listen=listen, lma=lma, mhBind=mhBind, transport=transport,
-                    allowedMags=mags, stateFile=stateFile,
+                    allowedMags=mags, stateFile=stateFile, channel=channel,
                     core=dict(lmaAddress=lma[0], lifetime=lifetime,
                               initialTimeout=initial, maxTimeout=maximum,
                               detachDelay=detachDelay))
@@ -67,7 +77,7 @@ def makeService(options):
     b = options.built
     core = PmipCore(log=Logger(namespace="netlmm.pmip"), **b["core"])
     service = PmipService(reactor, core, b["listen"], b["mhBind"], b["transport"],
-                          b["lma"][1], b["allowedMags"])
+                          b["lma"][1], b["allowedMags"], channel=b["channel"])
     if b["stateFile"]:
         from netlmm.statefile import StateFile
         service.stateFile = StateFile(b["stateFile"], "pmip-bindings")

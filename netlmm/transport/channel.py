@@ -1,0 +1,123 @@
+"""
+How a MAG and its PMIP client reach each other: the transport of the
+MAG <-> PMIP client protocol, chosen by name in the config ([pmip.tls] and
+[mag.tls] C{transport}), and the credentials when it is authenticated.
+
+    tls        TLS 1.2+ over TCP, both ends authenticated by the domain CA
+    sctp+tls   the same TLS over an SCTP association (draft 4.9.3 + 4.9.4)
+    sctp       SCTP, unauthenticated (draft 4.9.3; trusted networks only)
+    tcp        TCP, unauthenticated (trusted networks only)
+"""
+
+from twisted.internet import endpoints
+from twisted.protocols.tls import TLSMemoryBIOFactory
+
+from netlmm.config import ConfigError
+from netlmm.pki import ROLES
+
+TRANSPORTS = ("tls", "sctp+tls", "tcp", "sctp")
+
+
+class Channel:
+    """
+    One end's view of the channel: C{transport} (one of L{TRANSPORTS}),
+    its L{netlmm.transport.tls.Credentials} when TLS is on, and for a MAG
+    the PMIP client's expected certificate name (C{peerName}, or None for
+    any PMIP client of the domain).
+    """
+
+    def __init__(self, transport="tcp", credentials=None, peerName=None):
+        if transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {TRANSPORTS}, got {transport!r}")
+        if transport.endswith("tls") != (credentials is not None):
+            raise ValueError(f"transport {transport!r} and credentials disagree")
+        self.transport = transport
+        self.credentials = credentials
+        self.peerName = peerName
+
+    @property
+    def tls(self):
+        return self.credentials is not None
+
+    @property
+    def sctp(self):
+        return self.transport.startswith("sctp")
+
+    def describe(self):
+        """For the logs: 'TLS over TCP as MAG MAG1', 'plain TCP (unauthenticated)'..."""
+        under = "SCTP" if self.sctp else "TCP"
+        if not self.tls:
+            return f"plain {under} (unauthenticated)"
+        return f"TLS over {under}, mutually authenticated as {self.credentials.describe()}"
+
+    def prepare(self, factory, reactor, side, expectRole):
+        """Tell a L{ControlFactory} what its connections run over."""
+        factory.tls = self.tls
+        factory.clock = reactor
+        factory.side = side
+        factory.expected = ROLES[expectRole]
+
+    def serverEndpoint(self, reactor, address, port):
+        if self.sctp:
+            from netlmm.transport.sctp import SCTPServerEndpoint
+            return SCTPServerEndpoint(reactor, port, interface=str(address))
+        return endpoints.TCP6ServerEndpoint(reactor, port, interface=str(address))
+
+    def listen(self, reactor, address, port, factory, expectRole="mag"):
+        """Listen for the peers (MAGs, for a PMIP client): Deferred[IListeningPort]."""
+        if self.tls:
+            factory = TLSMemoryBIOFactory(
+                self.credentials.serverCreator(expectRole, None), False, factory)
+        return self.serverEndpoint(reactor, address, port).listen(factory)
+
+    def clientEndpoint(self, reactor, address, port, expectRole="pmip", timeout=5):
+        """The endpoint a MAG connects to its PMIP client with."""
+        if self.sctp:
+            from netlmm.transport.sctp import SCTPClientEndpoint
+            endpoint = SCTPClientEndpoint(reactor, address, port, timeout=timeout)
+        else:
+            endpoint = endpoints.TCP6ClientEndpoint(reactor, str(address), port,
+                                                    timeout=timeout)
+        if self.tls:
+            endpoint = endpoints.wrapClientTLS(
+                self.credentials.clientCreator(expectRole, self.peerName), endpoint)
+        return endpoint
+
+
+def channelFromTable(table, role, base=None):
+    """
+    The L{Channel} described by a role's C{tls} sub-table (C{[pmip.tls]} or
+    C{[mag.tls]}); without the table, plain TCP. Relative paths are taken
+    from C{base} (the config file's directory).
+    """
+    import os
+    from netlmm.transport.tls import loadCredentials
+    present = "tls" in table.data
+    t = table.table("tls")
+    transport = t.string("transport", "tls" if present else "tcp", choices=TRANSPORTS)
+    keys = ("ca", "certificate", "key")
+    peerName = None
+    if role == "mag":
+        peerName = t.string("pmip_name")
+    if not transport.endswith("tls"):
+        for k in keys + (("pmip_name",) if role == "mag" else ()):
+            if t._get(k, None, False) is not None:
+                raise ConfigError(f"{t.where}.{k}: only used with transport 'tls' or "
+                                  f"'sctp+tls' (transport is {transport!r})")
+        t.finish()
+        return Channel(transport)
+    paths = []
+    for k in keys:
+        value = t.string(k, required=True)
+        if base is not None and not os.path.isabs(value):
+            value = os.path.join(base, value)
+        paths.append(value)
+    if peerName is not None:
+        from netlmm.pki import PkiError, checkName
+        try:
+            checkName(peerName, "pmip_name")
+        except PkiError as e:
+            raise ConfigError(f"{t.where}.pmip_name: {e}") from None
+    credentials = loadCredentials(*paths, role=role, where=t.where)
+    t.finish()
+    return Channel(transport, credentials, peerName)
