@@ -28,6 +28,10 @@ def _detectors():
     registry = Registry("attachment detector")
     from netlmm.access.control import ControlDetector
     registry.register(ControlDetector.name, ControlDetector.fromConfig)
+    from netlmm.access.rs import RsDetector
+    registry.register(RsDetector.name, RsDetector.fromConfig)
+    from netlmm.access.netlink import LinkDetector
+    registry.register(LinkDetector.name, LinkDetector.fromConfig)
     return registry
 
 

@@ -13,6 +13,8 @@ def _register():
     from netlmm.assignment.lma import LmaAssignment
     strategies.register(StaticAssignment.name, StaticAssignment.fromConfig)
     strategies.register(LmaAssignment.name, LmaAssignment.fromConfig)
+    from netlmm.assignment.slaac import SlaacAssignment
+    strategies.register(SlaacAssignment.name, SlaacAssignment.fromConfig)
 
 
 _register()

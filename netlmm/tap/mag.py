@@ -18,10 +18,20 @@ The [mag] table of the config file:
   lma_address           the LMA's tunnel address (required)
   pmip                  '[address]:port' of the PMIP client ('[::1]:5437')
   notification_timeout  seconds to wait for a Notification (70)
-  [mag.assignment]      strategy = 'lma-assigned' | 'static' (required);
-                        static takes [mag.assignment.addresses] MNID = "pHoA"
+  [mag.assignment]      strategy = 'lma-assigned' | 'static' | 'slaac' (required);
+                        static takes [mag.assignment.addresses] MNID = "pHoA";
+                        slaac learns the pHoA from the mobile's DAD (Appendix B)
   [mag.attachment]      detector = 'control' with socket = PATH (required):
-                        `netlmm mag-ctl --socket PATH attach MNID [PHOA]`
+                        `netlmm mag-ctl --socket PATH attach MNID [PHOA]`;
+                        'rs' (Router Solicitations; idle_timeout = 300,
+                        watch_ports = true) or 'link' (bridge port and FDB
+                        events; detach_on_ageing = true); MN id = MAC as text
+  [mag.access]          the access link (for rs, link, slaac): interface
+                        (a bridge, e.g. 'acc0'), prefix (the LMD's /64),
+                        router_lifetime, valid_lifetime (86400),
+                        preferred_lifetime (14400), mtu (1460), hop_limit (64),
+                        ra_interval_min / ra_interval_max (200 / 600 s),
+                        advertise (true); see doc/deployment.md
   [mag.dataplane]       kind = 'memory'
   [mag.tls]             the channel to the PMIP client (draft 4.9.3/4.9.4);
                         without this table: plain TCP, unauthenticated.
@@ -46,8 +56,12 @@ See etc/netlmm/mag.toml for a commented example."""
         lma = table.address("lma_address", required=True)
         pmip = table.endpoint("pmip", "[::1]:5437")
         timeout = table.number("notification_timeout", 70, minimum=1, maximum=3600)
-        strategy = sub(table, "assignment", "strategy", strategies, reactor=reactor)
-        detector = sub(table, "attachment", "detector", getDetectors(), reactor=reactor)
+        from netlmm.access.link import fromConfig as accessFromConfig
+        access = accessFromConfig(table, reactor)
+        strategy = sub(table, "assignment", "strategy", strategies, reactor=reactor,
+                       access=access)
+        detector = sub(table, "attachment", "detector", getDetectors(), reactor=reactor,
+                       access=access)
         dataplane = sub(table, "dataplane", "kind", dataplanes, reactor=reactor,
                         role="mag")
         from netlmm.transport.channel import channelFromTable

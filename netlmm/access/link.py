@@ -1,0 +1,266 @@
+"""
+The MAG's access link: Router Advertisements for the LMD's prefix and the
+sockets that see the mobiles' ND traffic, shared by the 'rs' and 'link'
+attachment detectors and the 'slaac' address-assignment strategy.
+
+Every MAG of a local mobility domain advertises the same prefix (draft
+section 3), so a mobile that hands over keeps its address (section 4.2 step
+1). The RA goes unicast to a soliciting mobile at once, and to all nodes
+every ra_interval_min..ra_interval_max seconds; it carries the prefix in a
+Prefix Information option with the L and A flags (SLAAC), the MAG's MAC,
+and an MTU that leaves room for the 40-octet IPv6-in-IPv6 tunnel header.
+
+The MAG answers Neighbor Solicitations for its own link-local address (the
+default router) through the kernel: the address is configured on the access
+interface, which needs accept_dad=0 so that it is usable before the first RS
+arrives. Nothing here answers a mobile's DAD Neighbor Solicitation: the
+mobile keeps its address across MAGs.
+"""
+
+import errno
+import random
+from collections import namedtuple
+from ipaddress import IPv6Address
+
+from twisted.logger import Logger
+
+from netlmm.config import ConfigError
+from netlmm.wire.errors import DecodeError
+from netlmm.wire.icmpv6 import (
+    ALL_NODES, PIO_AUTONOMOUS, PIO_ONLINK, RS, UNSPECIFIED, MtuOption, PrefixInformation,
+    RouterAdvertisement, RouterSolicitation, SourceLinkLayer, decodeFrame, decodeMessage,
+    encodeMessage,
+)
+
+#: The tunnel's outer IPv6 header.
+TUNNEL_OVERHEAD = 40
+
+
+class AccessConfig(namedtuple("AccessConfig",
+                              "interface prefix routerLifetime validLifetime preferredLifetime "
+                              "mtu minInterval maxInterval hopLimit advertise")):
+    """The [mag.access] table, validated (see L{fromTable})."""
+
+    __slots__ = ()
+
+    @classmethod
+    def fromTable(cls, t):
+        """Validate [mag.access]; errors name the key."""
+        where = t.where
+        interface = t.string("interface", required=True)
+        if not 1 <= len(interface) <= 15 or "/" in interface or " " in interface:
+            raise ConfigError(f"{where}.interface: expected an interface name "
+                              f"(1..15 characters), got {interface!r}")
+        prefix = t.network("prefix", required=True)
+        if prefix.prefixlen != 64:
+            raise ConfigError(f"{where}.prefix: SLAAC on Ethernet needs a /64 "
+                              f"(RFC 4862, RFC 4291), got {prefix}")
+        if prefix.is_link_local or prefix.is_multicast:
+            raise ConfigError(f"{where}.prefix: expected a global or unique-local "
+                              f"prefix, got {prefix}")
+        maxInterval = t.number("ra_interval_max", 600, minimum=0.07, maximum=1800)
+        minInterval = t.number("ra_interval_min", round(0.33 * maxInterval, 3),
+                               minimum=0.03, maximum=1800)
+        if minInterval > 0.75 * maxInterval:
+            raise ConfigError(f"{where}.ra_interval_min: expected at most 0.75 x "
+                              f"ra_interval_max = {0.75 * maxInterval:g}, got {minInterval!r}")
+        routerLifetime = t.number("router_lifetime", min(9000, max(1, round(3 * maxInterval))),
+                                  minimum=0, maximum=9000, integer=True)
+        if routerLifetime and routerLifetime < maxInterval:
+            raise ConfigError(f"{where}.router_lifetime: expected 0 or at least "
+                              f"ra_interval_max ({maxInterval:g}), got {routerLifetime}")
+        valid = t.number("valid_lifetime", 86400, minimum=0, maximum=0xFFFFFFFF, integer=True)
+        preferred = t.number("preferred_lifetime", min(valid, 14400), minimum=0,
+                             maximum=0xFFFFFFFF, integer=True)
+        if preferred > valid:
+            raise ConfigError(f"{where}.preferred_lifetime: expected at most "
+                              f"valid_lifetime ({valid}), got {preferred}")
+        mtu = t.number("mtu", 1500 - TUNNEL_OVERHEAD, minimum=1280, maximum=65535, integer=True)
+        hopLimit = t.number("hop_limit", 64, minimum=0, maximum=255, integer=True)
+        advertise = t.boolean("advertise", True)
+        t.finish()
+        return cls(interface, prefix, routerLifetime, valid, preferred, mtu, minInterval,
+                   maxInterval, hopLimit, advertise)
+
+    def advertisement(self, mac, routerLifetime=None):
+        """The RA this MAG sends, with its C{mac} as the source link-layer address."""
+        options = [PrefixInformation(self.prefix, PIO_ONLINK | PIO_AUTONOMOUS,
+                                     self.validLifetime, self.preferredLifetime),
+                   MtuOption(self.mtu)]
+        if mac is not None:
+            options.insert(0, SourceLinkLayer(mac))
+        return RouterAdvertisement(
+            hopLimit=self.hopLimit,
+            routerLifetime=self.routerLifetime if routerLifetime is None else routerLifetime,
+            options=options)
+
+
+def snoopingOnly(reactor, interface, system=None):
+    """An L{AccessLink} that listens on C{interface} but sends no RA (another router does)."""
+    return AccessLink(reactor, AccessConfig(interface, None, 0, 0, 0, 1280, 1, 1, 64, False),
+                      system)
+
+
+def fromConfig(magTable, reactor, system=None):
+    """The L{AccessLink} that C{[mag.access]} describes, or None without that table."""
+    present = "access" in magTable.data
+    t = magTable.table("access")
+    if not present:
+        return None
+    return AccessLink(reactor, AccessConfig.fromTable(t), system)
+
+
+class AccessLink:
+    """
+    The access link's shared sockets and the Router Advertisement sender.
+    Users (detectors, strategies) call L{start} and L{stop} in pairs; the
+    sockets open with the first start and close with the last stop.
+    Listeners: C{onSolicitation(mac, source)} for each valid RS (C{mac} its
+    Source Link-Layer Address, 6 octets, or None), C{onFrame(frame)} for each
+    ICMPv6 frame a mobile sends (a L{netlmm.wire.icmpv6.Frame}).
+    """
+
+    log = Logger()
+
+    def __init__(self, reactor, config, system=None, rng=None):
+        from netlmm.access.system import System
+        self.reactor = reactor
+        self.config = config
+        self.system = system or System()
+        self.random = rng or random.Random()
+        self.solicitationListeners = []
+        self.frameListeners = []
+        self.mac = None
+        self.ifindex = None
+        self._users = 0
+        self._icmp = None
+        self._packet = None
+        self._timer = None
+        self.sent = 0
+        self.dropped = 0
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self):
+        """Open the sockets (first user) and begin advertising."""
+        from netlmm.access.system import SocketReader
+        self._users += 1
+        if self._users > 1:
+            return
+        iface = self.config.interface
+        try:
+            self.ifindex = self.system.ifindex(iface)
+            self.mac = self.system.linkAddress(iface)
+            icmp = self.system.icmpSocket(iface, (RS,))
+            packet = self.system.packetSocket(iface)
+        except OSError as e:
+            self._users -= 1
+            raise RuntimeError(f"access interface {iface!r}: {e.strerror or e}") from None
+        self._icmp = SocketReader(self.reactor, icmp, self._icmpReceived,
+                                  f"icmpv6({iface})", ancillary=True)
+        self._packet = SocketReader(self.reactor, packet, self._frameReceived,
+                                    f"packet({iface})")
+        self._icmp.startReading()
+        self._packet.startReading()
+        if self.config.advertise:
+            self.log.info("access link {interface}: advertising {prefix} (MTU {mtu}, "
+                          "every {low:g}..{high:g} s)", interface=iface,
+                          prefix=self.config.prefix, mtu=self.config.mtu,
+                          low=self.config.minInterval, high=self.config.maxInterval)
+            self._schedule(0.0)
+
+    def stop(self):
+        """Close the sockets with the last user; a final RA says the router is gone."""
+        if self._users == 0:
+            return
+        self._users -= 1
+        if self._users:
+            return
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        if self.config.advertise:
+            # RFC 4861 6.2.5: a router that stops advertising says so.
+            self.advertise(ALL_NODES, routerLifetime=0)
+        for reader in (self._icmp, self._packet):
+            if reader is not None:
+                reader.stop()
+        self._icmp = self._packet = None
+
+    # ------------------------------------------------------------ advertising
+
+    def _schedule(self, delay=None):
+        if delay is None:
+            delay = self.random.uniform(self.config.minInterval, self.config.maxInterval)
+        self._timer = self.reactor.callLater(delay, self._periodic)
+
+    def _periodic(self):
+        self.advertise(ALL_NODES)
+        self._schedule()
+
+    def advertise(self, destination, routerLifetime=None):
+        """Send the RA to C{destination} (link scope); False when it could not go."""
+        if self._icmp is None or self._icmp.socket is None:
+            return False
+        ra = self.config.advertisement(self.mac, routerLifetime)
+        data = encodeMessage(ra)
+        try:
+            self._icmp.socket.sendto(data, (str(destination), 0, 0, self.ifindex))
+        except OSError as e:
+            # No carrier yet (a bridge without ports) or the link-local still
+            # tentative: the mobile's RS, when it comes, gets its answer.
+            self.dropped += 1
+            level = self.log.debug if e.errno in (errno.EADDRNOTAVAIL, errno.ENETDOWN,
+                                                  errno.ENETUNREACH) else self.log.warn
+            level("access link {interface}: RA to {to} not sent: {error}",
+                  interface=self.config.interface, to=destination, error=e)
+            return False
+        self.sent += 1
+        return True
+
+    # ------------------------------------------------------------ receiving
+
+    def _icmpReceived(self, data, ancillary, address):
+        from netlmm.access.system import ancillaryInfo
+        source = IPv6Address(address[0].split("%")[0])
+        _dst, _index, hopLimit = ancillaryInfo(ancillary)
+        if hopLimit is not None and hopLimit != 255:
+            self.log.debug("RS from {source} with hop limit {hops}; dropped (RFC 4861 6.1.1)",
+                           source=source, hops=hopLimit)
+            return
+        try:
+            rs = decodeMessage(data)
+        except DecodeError as e:
+            self.log.debug("bad ICMPv6 from {source}: {error}", source=source, error=e)
+            return
+        if not isinstance(rs, RouterSolicitation):
+            return
+        mac = rs.sourceLinkLayer
+        if source == UNSPECIFIED and mac is not None:
+            # RFC 4861 6.1.1: an unspecified source must carry no SLLA.
+            return
+        self.solicited(mac, source)
+
+    def solicited(self, mac, source):
+        """A valid RS from C{source} (C{mac} its link-layer address or None)."""
+        for listener in list(self.solicitationListeners):
+            listener(mac, source)
+        if self.config.advertise:
+            # A unicast answer may go at once (RFC 4861 6.2.6 leaves the delay
+            # to multicast answers); the mobile configures without waiting.
+            self.advertise(ALL_NODES if source == UNSPECIFIED else source)
+
+    def _frameReceived(self, data, ancillary, address):
+        from netlmm.access.system import PACKET_OUTGOING
+        if len(address) > 2 and address[2] == PACKET_OUTGOING:
+            return
+        try:
+            frame = decodeFrame(data)
+        except DecodeError as e:
+            self.log.debug("bad frame on {interface}: {error}",
+                           interface=self.config.interface, error=e)
+            return
+        if frame.sourceMac == self.mac:
+            return
+        for listener in list(self.frameListeners):
+            listener(frame)
