@@ -12,6 +12,8 @@ def _register():
     dataplanes.register(Seg6DataPlane.name, Seg6DataPlane.fromConfig)
     from netlmm.dataplane.userspace import UserspaceDataPlane
     dataplanes.register(UserspaceDataPlane.name, UserspaceDataPlane.fromConfig)
+    from netlmm.dataplane.ip6tnl import Ip6tnlDataPlane
+    dataplanes.register(Ip6tnlDataPlane.name, Ip6tnlDataPlane.fromConfig)
 
 
 _register()

@@ -1,0 +1,268 @@
+"""
+The ip6tnl data plane: every operation over a fake netlink object (no root,
+no ip6_tunnel module), and for real in namespaces where the kernel has
+ip6tnl (not the build machines' kernel; run it under kernel-lab:
+`kernel-lab run -- python -m twisted.trial netlmm.test.test_dataplane_ip6tnl`).
+"""
+
+import os
+import subprocess
+
+from twisted.internet import defer
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
+from zope.interface.verify import verifyObject
+
+from netlmm.config import ConfigError, Table
+from netlmm.dataplane import _netlink as nl, dataplanes
+from netlmm.dataplane.ip6tnl import IP6_TNL_F_IGN_ENCAP_LIMIT, Ip6tnlDataPlane
+from netlmm.dataplane.testing import FakeNetlink
+from netlmm.interfaces import IDataPlane
+from netlmm.test import netnslab
+from netlmm.test.test_dataplane_seg6 import CN_ADDR, LMA, MAG, MAG2, PHOA, PHOA2, \
+    buildDomain, netlinkIn
+
+P = nl.PROTOCOL
+
+
+def make(role, fake, **kw):
+    if role == "lma":
+        kw.setdefault("address", LMA)
+    else:
+        kw.setdefault("address", MAG)
+        kw.setdefault("accessInterface", "eth1")
+    return Ip6tnlDataPlane(role, "eth0", netlink=lambda: fake,
+                           runner=nl.ImmediateRunner(), **kw)
+
+
+def tunnels(fake):
+    return {name: link for name, link in fake.links.items() if link["kind"] == "ip6tnl"}
+
+
+class LmaTests(SynchronousTestCase):
+    def setUp(self):
+        self.fake = FakeNetlink()
+        self.plane = make("lma", self.fake)
+        self.successResultOf(self.plane.start())
+
+    def test_interface(self):
+        verifyObject(IDataPlane, self.plane)
+
+    def test_addRoute(self):
+        """The first pHoA of a MAG makes its device; the route goes into it."""
+        self.successResultOf(self.plane.addRoute(PHOA, MAG))
+        [(name, link)] = tunnels(self.fake).items()
+        self.assertEqual(name, "pmip0")
+        self.assertEqual((link["ip6tnl_local"], link["ip6tnl_remote"], link["ip6tnl_proto"],
+                          link["ip6tnl_flags"], link["ip6tnl_link"], link["state"]),
+                         (LMA, MAG, 41, IP6_TNL_F_IGN_ENCAP_LIMIT,
+                          self.fake.links["eth0"]["index"], "up"))
+        [route] = self.fake.findRoutes(PHOA)
+        self.assertEqual((route["oif"], route["proto"]), (link["index"], P))
+
+    def test_sharedDevice(self):
+        self.plane.addRoute(PHOA, MAG)
+        self.plane.addRoute(PHOA2, MAG)
+        self.assertEqual(list(tunnels(self.fake)), ["pmip0"])
+        self.successResultOf(self.plane.removeRoute(PHOA, MAG))
+        self.assertEqual(list(tunnels(self.fake)), ["pmip0"])
+        self.successResultOf(self.plane.removeRoute(PHOA2, MAG))
+        self.assertEqual(tunnels(self.fake), {})
+        self.assertEqual(self.fake.findRoutes(PHOA2), [])
+
+    def test_moveRoute(self):
+        """Handover: a device to the new MAG, the old one goes when unused."""
+        self.plane.addRoute(PHOA, MAG)
+        self.successResultOf(self.plane.moveRoute(PHOA, MAG, MAG2))
+        [(name, link)] = tunnels(self.fake).items()
+        self.assertEqual((name, link["ip6tnl_remote"]), ("pmip1", MAG2))
+        [route] = self.fake.findRoutes(PHOA)
+        self.assertEqual(route["oif"], link["index"])
+
+    def test_moveKeepsShared(self):
+        self.plane.addRoute(PHOA, MAG)
+        self.plane.addRoute(PHOA2, MAG)
+        self.plane.moveRoute(PHOA, MAG, MAG2)
+        self.assertEqual(sorted(tunnels(self.fake)), ["pmip0", "pmip1"])
+
+    def test_addTwiceAndRemoveUnknown(self):
+        self.plane.addRoute(PHOA, MAG)
+        self.successResultOf(self.plane.addRoute(PHOA, MAG))
+        self.assertEqual(len(tunnels(self.fake)), 1)
+        self.assertIsNone(self.plane.removeRoute(PHOA2, MAG))
+
+    def test_mtu(self):
+        plane = make("lma", FakeNetlink(), mtu=1460)
+        plane.start()
+        plane.addRoute(PHOA, MAG)
+        [link] = tunnels(plane._ipr).values()
+        self.assertEqual(link["mtu"], 1460)
+
+    def test_stop(self):
+        self.plane.addRoute(PHOA, MAG)
+        self.plane.addRoute(PHOA2, MAG2)
+        self.successResultOf(self.plane.stop())
+        self.assertEqual(tunnels(self.fake), {})
+        self.assertEqual([r for r in self.fake.routes if r["proto"] == P], [])
+        self.assertTrue(self.fake.closed)
+
+    def test_restart(self):
+        """Leftover devices with the prefix, routes and rules are removed."""
+        self.plane.addRoute(PHOA, MAG)
+        self.fake._newLink("pmip7", kind="ip6tnl")
+        self.fake._newLink("pmipx", kind="ip6tnl")  # not prefix + number: not ours
+        self.fake._newLink("pmip8", kind="veth")  # not a tunnel: not ours
+        self.fake.rule("add", priority=100, src=PHOA2, table=5213, protocol=P)
+        again = make("lma", self.fake)
+        self.successResultOf(again.start())
+        self.assertEqual(sorted(tunnels(self.fake)), ["pmipx"])
+        self.assertIn("pmip8", self.fake.links)
+        self.assertEqual(self.fake.findRules(FRA_PROTOCOL=P), [])
+        self.successResultOf(again.addRoute(PHOA, MAG))
+        self.assertIn("pmip0", tunnels(self.fake))
+
+    def test_missingInterface(self):
+        plane = Ip6tnlDataPlane("lma", "nope0", LMA, netlink=lambda: self.fake,
+                                runner=nl.ImmediateRunner())
+        f = self.failureResultOf(plane.start(), nl.DataPlaneError)
+        self.assertIn("lma.dataplane.interface: no interface named 'nope0'", str(f.value))
+
+
+class MagTests(SynchronousTestCase):
+    def setUp(self):
+        self.fake = FakeNetlink()
+        self.plane = make("mag", self.fake)
+        self.successResultOf(self.plane.start())
+
+    def test_tunnelUp(self):
+        self.successResultOf(self.plane.tunnelUp("mn", PHOA, LMA))
+        [(name, link)] = tunnels(self.fake).items()
+        self.assertEqual((link["ip6tnl_local"], link["ip6tnl_remote"]), (MAG, LMA))
+        [default] = self.fake.findRoutes("::/0", table=5213)
+        self.assertEqual(default["oif"], link["index"])
+        [rule] = self.fake.findRules(src=PHOA)
+        self.assertEqual((rule["priority"], rule["FRA_TABLE"], rule["FRA_PROTOCOL"]),
+                         (100, 5213, P))
+        [host] = self.fake.findRoutes(PHOA)
+        self.assertEqual(host["oif"], self.fake.links["eth1"]["index"])
+
+    def test_tunnelDown(self):
+        self.plane.tunnelUp("mn", PHOA, LMA)
+        self.plane.tunnelUp("mn2", PHOA2, LMA)
+        self.successResultOf(self.plane.tunnelDown("mn", PHOA, LMA))
+        self.assertEqual(len(tunnels(self.fake)), 1)
+        self.assertEqual(self.fake.findRules(src=PHOA), [])
+        self.successResultOf(self.plane.tunnelDown("mn2", PHOA2, LMA))
+        self.assertEqual(tunnels(self.fake), {})
+        self.assertEqual(self.fake.findRoutes("::/0", table=5213), [])
+        self.assertEqual([r for r in self.fake.routes if r["proto"] == P], [])
+        self.assertEqual(self.fake.findRules(FRA_PROTOCOL=P), [])
+
+    def test_otherLma(self):
+        """A pHoA moving to another LMA leaves the first LMA's device."""
+        self.plane.tunnelUp("mn", PHOA, LMA)
+        self.successResultOf(self.plane.tunnelUp("mn", PHOA, "2001:db8:f::99"))
+        [(name, link)] = tunnels(self.fake).items()
+        self.assertEqual(link["ip6tnl_remote"], "2001:db8:f::99")
+        self.assertEqual(len(self.fake.findRules(src=PHOA)), 1)
+
+    def test_stop(self):
+        self.plane.tunnelUp("mn", PHOA, LMA)
+        self.successResultOf(self.plane.stop())
+        self.assertEqual(tunnels(self.fake), {})
+        self.assertEqual(self.fake.findRules(FRA_PROTOCOL=P), [])
+        self.assertEqual([r for r in self.fake.routes if r["proto"] == P], [])
+
+
+class ConfigTests(SynchronousTestCase):
+    def build(self, role, **data):
+        data.setdefault("kind", "ip6tnl")
+        table = Table(data, f"{role}.dataplane")
+        name = table.string("kind", required=True)
+        return dataplanes.create(name, table, f"{role}.dataplane.kind", reactor=None,
+                                 role=role)
+
+    def test_options(self):
+        plane = self.build("mag", interface="eth0", address=MAG, access_interface="eth1",
+                           tunnel_prefix="t6", mtu=1460)
+        self.assertEqual((plane.tunnelPrefix, plane.mtu, plane.uplinkTable),
+                         ("t6", 1460, 5213))
+
+    def test_errors(self):
+        for fragment, role, data in [
+                ("lma.dataplane.interface: missing", "lma", dict(address=LMA)),
+                ("mag.dataplane.access_interface: missing", "mag",
+                 dict(interface="eth0", address=MAG)),
+                ("tunnel_prefix: expected 1 to 10", "lma",
+                 dict(interface="eth0", address=LMA, tunnel_prefix="a-b")),
+                ("mtu: expected a value from 1280", "lma",
+                 dict(interface="eth0", address=LMA, mtu=576)),
+                ("uplink_table: table 255 is reserved", "mag",
+                 dict(interface="eth0", address=MAG, access_interface="eth1",
+                      uplink_table=255))]:
+            e = self.assertRaises(ConfigError, self.build, role, **data)
+            self.assertIn(fragment, str(e))
+
+
+def skipUnlessIp6tnl():
+    """Skip unless this kernel can make an ip6tnl device."""
+    netnslab.skipUnlessNetns()
+    probe = f"nlprobe{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", probe], check=True)
+    try:
+        result = subprocess.run(["ip", "-n", probe, "-6", "tunnel", "add", "t0", "mode",
+                                 "ip6ip6", "local", "::1", "remote", "::2"],
+                                capture_output=True, text=True)
+    finally:
+        subprocess.run(["ip", "netns", "del", probe])
+    if result.returncode != 0:
+        raise SkipTest("this kernel has no ip6tnl (ip6_tunnel module): "
+                       f"{result.stderr.strip()}; run this test under "
+                       "../shared/tools/kernel-lab")
+
+
+class Ip6tnlNetnsTests(TestCase):
+    """CN, LMA, MAG and MN namespaces; ping through ip6ip6 devices."""
+
+    timeout = 300  # under kernel-lab everything is ~16 times slower
+
+    @defer.inlineCallbacks
+    def test_pingThroughTunnel(self):
+        from twisted.internet import reactor
+        skipUnlessIp6tnl()
+        lab = buildDomain(self)
+        lma = Ip6tnlDataPlane("lma", "l0", LMA, reactor=reactor,
+                              netlink=netlinkIn(lab, "lma"))
+        mag = Ip6tnlDataPlane("mag", "m0", MAG, accessInterface="m1", reactor=reactor,
+                              netlink=netlinkIn(lab, "mag"))
+        self.addCleanup(lambda: mag.runner.stop())
+        self.addCleanup(lambda: lma.runner.stop())
+        yield lma.start()
+        yield mag.start()
+        yield lma.addRoute(PHOA, MAG)
+        yield mag.tunnelUp("mn", PHOA, LMA)
+        details = lab.sh("lma", "ip -d link show pmip0").stdout
+        self.assertIn("ip6tnl ip6ip6", details)
+        self.assertIn("encaplimit none", details)
+
+        capture = netnslab.shutil.which("tcpdump") and netnslab.shutil.which("tshark")
+        if capture:
+            path = os.path.abspath(self.mktemp()) + ".pcap"
+            stop = lab.capture("lma", "l0", path)
+        lab.sh("mn", f"ping -6 -c 3 -i 0.2 -W 5 {CN_ADDR}", timeout=60)
+        lab.sh("cn", f"ping -6 -c 3 -i 0.2 -W 5 {PHOA}", timeout=60)
+        if capture:
+            packets = stop()
+            self.assertGreaterEqual(len(packets), 12, packets)
+            for line in packets:
+                nxt, src, dst, routing = (line.split("\t") + ["", "", "", ""])[:4]
+                self.assertEqual((nxt, routing), ("41,58", ""), line)
+
+        yield lma.removeRoute(PHOA, MAG)
+        yield mag.tunnelDown("mn", PHOA, LMA)
+        for role in ("lma", "mag"):
+            state = lab.sh(role, "ip -6 route show table all proto 213; ip -6 rule; "
+                                 "ip link show").stdout
+            self.assertNotIn(PHOA, state)
+            self.assertNotIn("pmip0", state)
+        yield lma.stop()
+        yield mag.stop()
