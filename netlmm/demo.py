@@ -42,8 +42,18 @@ class Domain:
     """
 
     def __init__(self, reactor, observer=None, magCount=2, detachDelay=0.5,
-                 lifetime=3600, tls=True):
+                 lifetime=3600, tls=True, security=True,
+                 mobiles=(b"mn1@example.net",)):
         self.reactor = reactor
+        # PBUs and PBAcks carry RFC 4285 authentication: one per-MN SA per
+        # mobile (draft 4.3), with keys generated in memory for this run.
+        self.keys = None
+        if security:
+            from netlmm.security.auth import SecurityAssociation
+            from netlmm.security.keystore import KeyStore, generateKey
+            self.keys = KeyStore(
+                SecurityAssociation(1000 + i, generateKey(), "hmac-sha1-96", mnId)
+                for i, mnId in enumerate(mobiles))
         # The MAG <-> PMIP client channel is mutually authenticated TLS with
         # certificates from a throwaway CA that lives only in memory.
         self.ca = None
@@ -55,7 +65,8 @@ class Domain:
             reactor,
             LmaCore(HOME_PREFIX, [f"{LOOPBACK}/128"], maxLifetime=3600,
                     pool=AddressPool("2001:db8:1::100", "2001:db8:1::1ff")),
-            (LOOPBACK, 0), "udp", self.lmaPlane, observer)
+            (LOOPBACK, 0), "udp", self.lmaPlane, observer,
+            security=self._guard("lma"))
         self.observer = observer
         self.magCount = magCount
         self.detachDelay = detachDelay
@@ -64,13 +75,20 @@ class Domain:
         self.mags = []
         self.strategies = []
 
+    def _guard(self, role):
+        if self.keys is None:
+            return None
+        from netlmm.security.guard import LmaGuard, PmipGuard
+        return LmaGuard(self.keys) if role == "lma" else PmipGuard(self.keys)
+
     @inlineCallbacks
     def start(self):
         """Start the LMA, then the PMIP client, then the MAGs."""
         yield self.lma.startService()
         self.pmip = PmipService(
             self.reactor,
-            PmipCore(LOOPBACK, lifetime=self.lifetime, detachDelay=self.detachDelay),
+            PmipCore(LOOPBACK, lifetime=self.lifetime, detachDelay=self.detachDelay,
+                     security=self._guard("pmip")),
             (LOOPBACK, 0), (LOOPBACK, 0), "udp", self.lma.port.port,
             [f"{LOOPBACK}/128"], self.observer, channel=self._channel("pmip", "pmip1"))
         yield self.pmip.startService()
@@ -222,6 +240,9 @@ def run(reactor, out=sys.stdout, mnId=b"mn1@example.net"):
                     print("  " + line, file=out)
     counters = lma.core.counters
     print(f"\nLMA counters: {counters}", file=out)
+    if lma.security is not None:
+        print(f"RFC 4285 at the LMA: {lma.security.counters}; at the PMIP client: "
+              f"{pmip.core.security.counters}", file=out)
     return 0
 
 

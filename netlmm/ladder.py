@@ -11,6 +11,12 @@ def _mn(mnId):
     return mnId.decode("utf-8", "replace") if mnId is not None else "-"
 
 
+def _auth(message):
+    """' SPI=n' for a message carrying RFC 4285 authentication."""
+    option = message.option(mh.MobilityMessageAuthentication)
+    return "" if option is None else f" SPI={option.spi}"
+
+
 def describe(message):
     """A message's name and key fields, for one line of a ladder."""
     kind = type(message)
@@ -25,12 +31,12 @@ def describe(message):
             text += " (deregistration)"
         if mnId is not None:
             text += f" MN-ID={_mn(mnId.identifier)}"
-        return text
+        return text + _auth(message)
     if kind is mh.BindingAcknowledgement:
         hnp = message.option(mh.HomeNetworkPrefix)
         return (f"PBAck seq={message.sequence} status={message.status} "
                 f"({mh.Status.name(message.status)}) pHoA={hnp.prefix if hnp else '-'} "
-                f"lifetime={message.lifetimeSeconds}s")
+                f"lifetime={message.lifetimeSeconds}s" + _auth(message))
     if kind is mh.BindingError:
         return f"Binding Error status={message.status}"
     if kind is Trigger:
@@ -62,11 +68,28 @@ class Ladder:
         self.start = start
         self.clock = clock
         self.rows = []
+        self._messages = []
 
     def observer(self, role, direction, message, peer):
-        """The callable to hand to the services (records what they send)."""
+        """
+        The callable to hand to the services: records what they send, and
+        marks a sent message "auth ok" when its receiver reports it
+        "verified" (its RFC 4285 authenticator checked out).
+        """
+        if direction == "verified":
+            for i in range(len(self._messages) - 1, -1, -1):
+                index, sent = self._messages[i]
+                if sent == message:
+                    t, sender, receiver, text = self.rows[index]
+                    self.rows[index] = (t, sender, receiver, text + " auth ok")
+                    del self._messages[i]
+                    break
+            return
         if direction != "sent":
             return
+        if message.__class__ in (mh.BindingUpdate, mh.BindingAcknowledgement):
+            self._messages.append((len(self.rows), message))
+            del self._messages[:-64]
         self.rows.append((self.clock.seconds() - self.start, role,
                           self.names.get(peer, str(peer)), describe(message)))
 

@@ -118,11 +118,16 @@ class PmipCore:
     @param detachDelay: how long to wait after a Detach before deregistering,
         so a mobile that reappears at another MAG keeps its binding.
     @param rng: a L{random.Random} for the initial sequence numbers.
+    @param security: None, or an object with C{protect(pbu, mnId, now)}
+        (the PBU to send, or None when no SA is at hand) and
+        C{accept(pback, raw, mnId, now)} (None to accept, "resync" to send
+        again, else the reason to drop), such as
+        L{netlmm.security.guard.PmipGuard}. It must not do I/O.
     """
 
     def __init__(self, lmaAddress, lifetime=3600, initialTimeout=1.0,
                  maxTimeout=32.0, refreshRatio=0.8, detachDelay=1.5,
-                 rng=None, log=None):
+                 rng=None, log=None, security=None):
         self.lmaAddress = IPv6Address(lmaAddress)
         if not 4 <= lifetime <= mh.MAX_LIFETIME_UNITS * mh.LIFETIME_UNIT:
             raise ValueError(f"lifetime must be 4..262140 seconds, not {lifetime}")
@@ -139,6 +144,9 @@ class PmipCore:
         self.detachDelay = detachDelay
         self._rng = rng or random.Random()
         self._log = log
+        self.security = security
+        #: PBAcks dropped because they failed authentication.
+        self.unauthenticated = 0
         self.mobiles = {}
         self._byPhoa = {}
         # (due, tiebreak, mnId): a lazy heap; an entry is live while the
@@ -312,6 +320,25 @@ class PmipCore:
             self._say("PBAck seq {seq} matches no pending PBU; dropped",
                       seq=message.sequence)
             return []
+        if self.security is not None:
+            why = self.security.accept(message, raw, m.mnId, now)
+            if why is not None:
+                p = m.pending
+                if why == "resync" and p.resyncs < 3:
+                    # The LMA told us its time: resend with a fresh timestamp.
+                    p.resyncs += 1
+                    p.timeout = self.initialTimeout
+                    self._say("LMA refused {mnId}'s timestamp; clock offset "
+                              "corrected, resending", mnId=_show(m.mnId))
+                    effects = self._send(m, p, now)
+                    self._reschedule(m)
+                    return effects
+                # Drop it; the retransmission timer keeps running.
+                self.unauthenticated += 1
+                self._say("PBAck seq {seq} from {source} for {mnId} dropped: {why}",
+                          seq=message.sequence, source=source,
+                          mnId=_show(m.mnId), why=why)
+                return []
         effects = self._ack(m, message, raw, now)
         self._reschedule(m)
         return effects
@@ -392,7 +419,15 @@ class PmipCore:
         m.sequence = (m.sequence + 1) & 0xFFFF
         p.sequences.append(m.sequence)
         p.resendAt = now + p.timeout
-        return [SendMH(self._pbu(m, p), self.lmaAddress)]
+        pbu = self._pbu(m, p)
+        if self.security is not None:
+            pbu = self.security.protect(pbu, m.mnId, now)
+            if pbu is None:
+                # No SA: nothing goes out, and the timer gives up in the end.
+                self._say("no security association for {mnId}; PBU not sent",
+                          mnId=_show(m.mnId))
+                return []
+        return [SendMH(pbu, self.lmaAddress)]
 
     def _retransmit(self, m, p, now):
         if p.timeout >= self.maxTimeout:
@@ -516,6 +551,8 @@ class PmipCore:
             del self._byPhoa[m.phoa]
         m.state = None
         m.detach = None
+        if self.security is not None and hasattr(self.security, "forget"):
+            self.security.forget(m.mnId)
 
 
 def _due(m):

@@ -5,19 +5,25 @@ from twisted.internet.defer import maybeDeferred
 from netlmm.core.effects import RouteAdd, RouteMove, RouteRemove, SendMH
 from netlmm.service.base import RoleService
 from netlmm.transport.mh import MHPort
+from netlmm.wire import mh
 
 
 class LmaService(RoleService):
     """
     Answers Proxy Binding Updates on C{listen} = (address, port) over
     C{transport} ("udp" or "raw") and drives C{dataplane}.
+
+    @param security: None, or a L{netlmm.security.guard.LmaGuard} that checks
+        every PBU before the core sees it and signs the answers.
     """
 
     def __init__(self, reactor, core, listen, transport, dataplane, observer=None,
-                 name="LMA"):
+                 name="LMA", security=None):
         super().__init__(reactor, core, observer)
         self.setName(name)
         self.dataplane = dataplane
+        self.security = security
+        self._verdict = None
         self.port = MHPort(reactor, self._received, listen[0], listen[1], transport,
                            observer=self.observe if observer else None)
         self._replyTo = None
@@ -42,9 +48,31 @@ class LmaService(RoleService):
     def _received(self, message, raw, source, now):
         self._replyTo = source
         try:
+            if self.security is not None and type(message) is mh.BindingUpdate:
+                verdict = self.security.check(message, raw, source[0], now,
+                                              self._mobileOf)
+                if not verdict.ok:
+                    self._refuse(message, source, verdict, now)
+                    return
+                self._verdict = verdict
+                self.observe("verified", message, source)
             self.feed(self.core.receive, message, source[0])
         finally:
             self._replyTo = None
+            self._verdict = None
+
+    def _mobileOf(self, phoa):
+        b = self.core.binding(phoa)
+        return None if b is None else b.mnId
+
+    def _refuse(self, bu, source, verdict, now):
+        """Answer a PBU that failed security checks; nothing else changes."""
+        self.log.warn("LMA: PBU seq {seq} from [{source}]:{port} refused with "
+                      "{status}: {reason}", seq=bu.sequence, source=source[0],
+                      port=source[1], status=mh.Status.name(verdict.status),
+                      reason=verdict.reason)
+        ba = self.security.rejection(bu, verdict, now)
+        self.port.send(ba, source[0], source[1] or None)
 
     def execute(self, effects):
         for e in effects:
@@ -53,7 +81,11 @@ class LmaService(RoleService):
                 port = None
                 if self._replyTo is not None and self._replyTo[0] == e.destination:
                     port = self._replyTo[1]
-                self.port.send(e.message, e.destination, port)
+                message = e.message
+                if self._verdict is not None and type(message) is mh.BindingAcknowledgement:
+                    message = self.security.answer(message, self._verdict,
+                                                   self.reactor.seconds())
+                self.port.send(message, e.destination, port)
             elif kind is RouteAdd:
                 self.dataPlaneCall(self.dataplane.addRoute, e.phoa, e.pcoa)
             elif kind is RouteMove:

@@ -115,6 +115,8 @@ class PmipService(RoleService):
         kind = type(message)
         if kind is Trigger:
             self._mags[message.magAddress] = proto
+            if not self._mayProtect(message, proto):
+                return
             problem = self.feed(self.core.receiveTrigger, message)
         elif kind is Detach:
             self._mags[message.magAddress] = proto
@@ -126,6 +128,22 @@ class PmipService(RoleService):
         if problem is not None:
             self._sendTo(proto, Notification(message.transaction, Result.MALFORMED,
                                              message.mnId), message.magAddress)
+
+    def _mayProtect(self, trigger, proto):
+        """
+        With security on, a mobile needs an SA before its first PBU; a
+        Trigger for a mobile without one is answered 'not-authorized'.
+        """
+        security = self.core.security
+        if security is None or security.hasKey(trigger.mnId):
+            return True
+        self.log.warn("PMIP client: no security association for MN {mnId}; "
+                      "Trigger {txn} from {peer} refused",
+                      mnId=trigger.mnId.decode("utf-8", "replace"),
+                      txn=trigger.transaction, peer=proto.describe())
+        self._sendTo(proto, Notification(trigger.transaction, Result.NOT_AUTHORIZED,
+                                         trigger.mnId), trigger.magAddress)
+        return False
 
     def _sendTo(self, proto, notification, peer):
         n = notification
@@ -142,7 +160,19 @@ class PmipService(RoleService):
     # ------------------------------------------------------------ LMA side
 
     def _mhReceived(self, message, raw, source, now):
+        security = self.core.security
+        if security is None:
+            self.feed(self.core.receiveMH, message, raw, source[0])
+            return
+        verified = security.counters["verified"]
+        dropped = self.core.unauthenticated
         self.feed(self.core.receiveMH, message, raw, source[0])
+        if security.counters["verified"] > verified:
+            self.observe("verified", message, source)
+        elif self.core.unauthenticated > dropped:
+            self.log.warn("PMIP client: PBAck seq {seq} from [{source}]:{port} failed "
+                          "authentication; dropped", seq=message.sequence,
+                          source=source[0], port=source[1])
 
     def execute(self, effects):
         for e in effects:

@@ -20,6 +20,11 @@ The [lma] table of the config file:
   [lma.pool]      first, last: addresses for LMA-assigned pHoAs (Appendix A);
                   leave the table out to refuse assignment requests
   [lma.dataplane] kind = 'memory' (more data planes come as plugins)
+  [lma.security]  message authentication of PBUs/PBAcks (RFC 4285):
+                  mode = 'none' or 'rfc4285' ('none')
+                  keys = key file of [[sa]] entries (spi, algorithm, key, mn or
+                         client), mode 0600; relative to the config file
+                  replay_window = seconds a timestamp may be off (7)
 See etc/netlmm/lma.toml for a commented example."""
     section = "lma"
 
@@ -46,10 +51,13 @@ See etc/netlmm/lma.toml for a commented example."""
             if int(last) < int(first):
                 raise ConfigError(f"lma.pool: last {last} comes before first {first}")
             pool = AddressPool(first, last)
+        from netlmm.security.config import securityConfig
+        security = securityConfig(table, self["config"])
         from twisted.internet import reactor
         dataplane = sub(table, "dataplane", "kind", dataplanes, reactor=reactor,
                         role="lma")
         return dict(listen=listen, transport=transport, dataplane=dataplane,
+                    security=security,
                     core=dict(homePrefix=prefix, authorizedClients=clients,
                               maxLifetime=maxLifetime, pool=pool))
 
@@ -61,4 +69,9 @@ def makeService(options):
     from netlmm.service.lma import LmaService
     b = options.built
     core = LmaCore(log=Logger(namespace="netlmm.lma"), **b["core"])
-    return LmaService(reactor, core, b["listen"], b["transport"], b["dataplane"])
+    guard = None
+    if b["security"] is not None:
+        from netlmm.security.guard import LmaGuard
+        guard = LmaGuard(b["security"]["keys"], b["security"]["window"])
+    return LmaService(reactor, core, b["listen"], b["transport"], b["dataplane"],
+                      security=guard)

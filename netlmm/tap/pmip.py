@@ -22,6 +22,11 @@ The [pmip] table of the config file:
                 atomically every 5 s when changed and at stop); unset: none
   [pmip.retransmit] initial (1.0) and max (32.0): PBU retransmission timeout,
                 doubled from initial up to max, then the PBU is given up
+  [pmip.security] message authentication of PBUs/PBAcks (RFC 4285):
+                mode = 'none' or 'rfc4285' ('none')
+                keys = key file of [[sa]] entries (spi, algorithm, key, mn or
+                       client), mode 0600; relative to the config file
+                replay_window = seconds a timestamp may be off (7)
   [pmip.tls]    the MAG channel (draft 4.9.3/4.9.4); without this table: plain
                 TCP, unauthenticated. Paths are relative to this file.
     transport   'tls' (TLS 1.2+ over TCP), 'sctp+tls' (TLS over SCTP), or,
@@ -46,6 +51,8 @@ See etc/netlmm/pmip.toml for a commented example."""
                                 integer=True)
         mags = table.networks("allowed_mags", required=True)
         detachDelay = table.number("detach_delay", 1.5, minimum=0, maximum=3600)
+        from netlmm.security.config import securityConfig
+        security = securityConfig(table, self["config"])
         from netlmm.transport.channel import channelFromTable
         channel = channelFromTable(table, "pmip", getattr(self, "configDir", None))
         stateFile = table.string("state_file")
@@ -63,7 +70,7 @@ See etc/netlmm/pmip.toml for a commented example."""
             raise ConfigError(f"pmip.retransmit.max ({maximum}) is below "
                               f"pmip.retransmit.initial ({initial})")
         return dict(listen=listen, lma=lma, mhBind=mhBind, transport=transport,
-                    allowedMags=mags, stateFile=stateFile, channel=channel,
+                    allowedMags=mags, security=security, stateFile=stateFile, channel=channel,
                     core=dict(lmaAddress=lma[0], lifetime=lifetime,
                               initialTimeout=initial, maxTimeout=maximum,
                               detachDelay=detachDelay))
@@ -75,7 +82,11 @@ def makeService(options):
     from twisted.logger import Logger
     from netlmm.service.pmip import PmipService
     b = options.built
-    core = PmipCore(log=Logger(namespace="netlmm.pmip"), **b["core"])
+    guard = None
+    if b["security"] is not None:
+        from netlmm.security.guard import PmipGuard
+        guard = PmipGuard(b["security"]["keys"], b["security"]["window"])
+    core = PmipCore(log=Logger(namespace="netlmm.pmip"), security=guard, **b["core"])
     service = PmipService(reactor, core, b["listen"], b["mhBind"], b["transport"],
                           b["lma"][1], b["allowedMags"], channel=b["channel"])
     if b["stateFile"]:

@@ -177,21 +177,46 @@ kind = "memory"
         self.assertEqual(str(o.built["strategy"].addresses[b"mn1"]), "2001:db8:1::5")
 
     def test_shippedExamplesValid(self):
-        """The example configs in etc/netlmm parse as shipped."""
-        base = examples()
+        """
+        The example configs in etc/netlmm parse as shipped, once the key file
+        has mode 0600 (git does not keep modes: the copy here gets it).
+        """
+        base = Path(self.mktemp())
+        base.mkdir()
+        for name in ("lma.toml", "pmip.toml", "mag.toml", "keys.toml"):
+            shutil.copy(examples() / name, base / name)
+        os.chmod(base / "keys.toml", 0o600)
         for options, name in ((lmaTap.Options(), "lma.toml"), (pmipTap.Options(), "pmip.toml"),
                               (magTap.Options(), "mag.toml")):
             options.parseOptions(["--config", str(base / name)])
+            if name != "mag.toml":
+                self.assertIsNotNone(options.built["security"])
+
+    def test_readableKeyFileRefused(self):
+        """A key file group or others can read stops the daemon, naming it."""
+        base = Path(self.mktemp())
+        base.mkdir()
+        shutil.copy(examples() / "lma.toml", base / "lma.toml")
+        shutil.copy(examples() / "keys.toml", base / "keys.toml")
+        os.chmod(base / "keys.toml", 0o644)
+        with self.assertRaises(usage.UsageError) as cm:
+            lmaTap.Options().parseOptions(["--config", str(base / "lma.toml")])
+        message = str(cm.exception)
+        self.assertIn("lma.security.keys", message)
+        self.assertIn(str(base / "keys.toml"), message)
+        self.assertIn("mode 0644", message)
+        self.assertIn("chmod 600", message)
 
     def test_helpDocumentsEveryKey(self):
         """--help names every key that the role reads."""
         cases = [
             (lmaTap.Options(), ["listen", "transport", "home_prefix", "max_lifetime",
                                 "allowed_clients", "[lma.pool]", "first", "last",
-                                "[lma.dataplane]", "--config"]),
+                                "[lma.dataplane]", "[lma.security]", "mode", "keys",
+                                "replay_window", "--config"]),
             (pmipTap.Options(), ["listen", "lma", "mh_bind", "transport", "lifetime",
                                  "allowed_mags", "detach_delay", "[pmip.retransmit]",
-                                 "initial", "max", "--config"]),
+                                 "initial", "max", "[pmip.security]", "replay_window", "--config"]),
             (magTap.Options(), ["name", "address", "lma_address", "pmip",
                                 "notification_timeout", "[mag.assignment]", "strategy",
                                 "[mag.attachment]", "detector", "socket",
@@ -209,8 +234,9 @@ class DaemonTests(SynchronousTestCase):
     def setUp(self):
         self.dir = Path(self.mktemp())
         self.dir.mkdir()
-        for name in ("lma.toml", "pmip.toml", "mag.toml"):
+        for name in ("lma.toml", "pmip.toml", "mag.toml", "keys.toml"):
             shutil.copy(examples() / name, self.dir / name)
+        os.chmod(self.dir / "keys.toml", 0o600)
         self.procs = []
 
     def tearDown(self):
@@ -269,6 +295,9 @@ class DaemonTests(SynchronousTestCase):
         code, text = self.ctl("list")
         self.assertIn("mn1@example.net BOUND 2001:db8:1::100", text)
         self.assertIn("new binding 2001:db8:1::100 -> 2001:db8:ff::1", self.log("lma"))
+        # The shipped configs authenticate PBUs (RFC 4285): nothing was refused.
+        self.assertNotIn("refused with", self.log("lma"))
+        self.assertNotIn("failed authentication", self.log("pmip"))
         code, text = self.ctl("detach", "mn1@example.net")
         self.assertEqual(code, 0)
         self.waitFor(lambda: "deregistered" in self.log("lma"), "the deregistration")
