@@ -276,3 +276,29 @@ class UserspaceNetnsTests(TestCase):
             links = (yield sh(role, "ip link show; ip -6 rule")).stdout
             self.assertNotIn("nltun0", links)
             self.assertNotIn("proto 213", links)
+
+    @defer.inlineCallbacks
+    def test_mixedWithSeg6(self):
+        """A seg6 LMA and a userspace MAG understand each other's packets."""
+        from twisted.internet import reactor
+        from netlmm.dataplane.seg6 import Seg6DataPlane
+        if not os.path.exists("/dev/net/tun"):
+            raise SkipTest("needs /dev/net/tun for the userspace data plane")
+        lab = buildDomain(self)
+        lma = Seg6DataPlane("lma", "l0", LMA, reactor=reactor, netlink=netlinkIn(lab, "lma"))
+        mag = UserspaceDataPlane("mag", MAG, accessInterface="m1", tunName="nltun0",
+                                 mtu=1500, reactor=reactor, system=InNetns(lab, "mag"),
+                                 netlink=netlinkIn(lab, "mag"))
+        started = []
+        self.addCleanup(lambda: defer.gatherResults([p.stop() for p in started]))
+        yield lma.start()
+        started.append(lma)
+        yield mag.start()
+        started.append(mag)
+        yield lma.addRoute(PHOA, MAG)
+        yield mag.tunnelUp("mn", PHOA, LMA)
+        sh = lambda role, cmd: threads.deferToThread(lab.sh, role, cmd)
+        yield sh("mn", f"ping -6 -c 2 -i 0.2 -W 2 {CN_ADDR}")
+        yield sh("cn", f"ping -6 -c 2 -i 0.2 -W 2 {PHOA}")
+        self.assertGreaterEqual(mag.counters["decapsulated"], 4)
+        self.assertGreaterEqual(mag.counters["tunnelled"], 4)
