@@ -171,7 +171,8 @@ class LmaCore:
 
     def receive(self, message, source, now):
         """Process one Mobility Header message from C{source}."""
-        source = IPv6Address(source)
+        if type(source) is not IPv6Address:
+            source = IPv6Address(source)
         if type(message) is mh.BindingUpdate:
             return self._bindingUpdate(message, source, now)
         if type(message) is mh.UnknownMessage:
@@ -204,7 +205,8 @@ class LmaCore:
         if lifetime:
             refresh = lifetime * 3 // 4
             if refresh:
-                options.append(mh.BindingRefreshAdvice(refresh))
+                # lifetime <= 0xFFFF, so refresh is a valid 16-bit interval.
+                options.append(tuple.__new__(mh.BindingRefreshAdvice, (refresh,)))
         if phoa is not None:
             options.append(tuple.__new__(mh.HomeNetworkPrefix, (phoa, 128)))
         if mnId is not None:
@@ -217,7 +219,7 @@ class LmaCore:
             status, mh.BA_P if bu.flags & mh.BU_P else 0,
             bu.sequence if sequence is None else sequence, lifetime,
             tuple(options)))
-        return [SendMH(ba, source)]
+        return [tuple.__new__(SendMH, (ba, source))]
 
     def _reject(self, bu, source, status, why, **kw):
         self._say("PBU seq {seq} from {source} rejected with {status}: " + why,
@@ -304,7 +306,8 @@ class LmaCore:
         lifetime = self._grant(bu)
         pcoa = self._intern(acoa.address)
         effects = []
-        if pcoa != b.pcoa:
+        # pCoAs are interned: the same MAG is usually the same object.
+        if pcoa is not b.pcoa and pcoa != b.pcoa:
             effects.append(RouteMove(phoa, b.pcoa, pcoa))
             self._say("binding for {phoa} moves {old} -> {new}", phoa=phoa,
                       old=b.pcoa, new=pcoa)

@@ -79,8 +79,10 @@ class LmaService(RoleService):
             kind = type(e)
             if kind is SendMH:
                 port = None
-                if self._replyTo is not None and self._replyTo[0] == e.destination:
-                    port = self._replyTo[1]
+                replyTo = self._replyTo
+                if replyTo is not None and (replyTo[0] is e.destination
+                                            or replyTo[0] == e.destination):
+                    port = replyTo[1]
                 message = e.message
                 if self._verdict is not None and type(message) is mh.BindingAcknowledgement:
                     message = self.security.answer(message, self._verdict,

@@ -26,6 +26,8 @@ from netlmm.wire import DecodeError, mh
 MH_UDP_PORT = 5436
 _PKTINFO = struct.Struct("16sI")
 _BATCH = 64
+#: Most peers remembered by the address caches of an L{MHPort}.
+_CACHE = 4096
 
 
 @implementer(IReadDescriptor)
@@ -54,6 +56,11 @@ class MHPort:
         self.observer = observer
         self.socket = None
         self._sources = {}
+        # Peer address text -> IPv6Address and IPv6Address -> (text, packed),
+        # so that the per-datagram path parses and formats each peer's
+        # address once, not every time.
+        self._parsed = {}
+        self._peers = {}
         self.counters = {"received": 0, "sent": 0, "malformed": 0, "dropped": 0}
 
     # ------------------------------------------------------------ lifecycle
@@ -101,6 +108,7 @@ class MHPort:
         recvmsg = self.socket.recvmsg
         space = socket.CMSG_SPACE(_PKTINFO.size)
         now = self.reactor.seconds()
+        address = self.address.packed
         for _ in range(_BATCH):
             try:
                 data, ancillary, flags, addr = recvmsg(2048, space)
@@ -113,18 +121,23 @@ class MHPort:
                 if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
                     return
                 continue
-            destination = self.address
+            destination = address
             for level, kind, value in ancillary:
                 if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO:
-                    destination = IPv6Address(value[:16])
+                    destination = value[:16]
             self._datagram(data, addr, destination, now)
 
     def _datagram(self, data, addr, destination, now):
+        """C{destination}: the address the datagram was sent to, packed."""
         self.counters["received"] += 1
-        source = IPv6Address(addr[0].partition("%")[0])
+        source = self._parsed.get(addr[0])
+        if source is None:
+            source = IPv6Address(addr[0].partition("%")[0])
+            if len(self._parsed) < _CACHE:
+                self._parsed[addr[0]] = source
         try:
             if self.kind == "udp":
-                message = mh.decodeMessage(data, source, destination)
+                message = mh.decodeMessage(data, source.packed, destination)
             else:
                 message = mh.decodeMessage(data)
         except DecodeError as e:
@@ -159,13 +172,20 @@ class MHPort:
 
     def send(self, message, destination, port=None):
         """Encode C{message} and send it to C{destination} (IPv6Address)."""
-        destination = IPv6Address(destination)
+        if type(destination) is not IPv6Address:
+            destination = IPv6Address(destination)
+        peer = self._peers.get(destination)
+        if peer is None:
+            peer = (str(destination), destination.packed)
+            if len(self._peers) < _CACHE:
+                self._peers[destination] = peer
+        text = peer[0]
         if self.kind == "udp":
-            data = mh.encodeMessage(message, self._sourceFor(destination), destination)
-            target = (str(destination), MH_UDP_PORT if port is None else port)
+            data = mh.encodeMessage(message, self._sourceFor(destination).packed, peer[1])
+            target = (text, MH_UDP_PORT if port is None else port)
         else:
             data = mh.encodeMessage(message)
-            target = (str(destination), 0)
+            target = (text, 0)
         self.sendRaw(data, target)
         if self.observer is not None:
             self.observer("sent", message, (destination, target[1]))

@@ -144,6 +144,8 @@ def _octets(name, value, minimum=0, maximum=255):
 
 def _packed(address):
     """16 octets of an address given as IPv6Address, text or bytes."""
+    if type(address) is bytes and len(address) == 16:
+        return address
     if isinstance(address, (bytes, bytearray)) and len(address) == 16:
         return bytes(address)
     return IPv6Address(address).packed
@@ -763,11 +765,21 @@ MESSAGE_TYPES = {
 # ---------------------------------------------------------------- codec
 
 
-def _pad(out, count):
+def _padding(count):
+    """Pad1 or PadN for C{count} octets."""
     if count == 1:
-        out.append(b"\x00")
-    elif count > 1:
-        out.append(bytes((1, count - 2)) + bytes(count - 2))
+        return b"\x00"
+    return bytes((1, count - 2)) + bytes(count - 2)
+
+
+def _pad(out, count):
+    if count:
+        out.append(_PADDING[count] if count < 8 else _padding(count))
+
+
+_PADDING = [b""] + [_padding(n) for n in range(1, 8)]
+_HEADER = struct.Struct("!BBBBH").pack
+_CHECKSUM = struct.Struct("!H").pack
 
 
 def encodeMessage(message, source=None, destination=None):
@@ -802,20 +814,22 @@ def encodeMessage(message, source=None, destination=None):
                     f"{type(option).__name__} with {len(body)} octets of data "
                     "cannot end the header on an 8-octet boundary"
                 )
+        if pad:
+            _pad(out, pad)
+            pos += pad
+        out.append(bytes((option.TYPE, len(body))) + body)
+        pos += 2 + len(body)
+    pad = (-pos) % 8
+    if pad:
         _pad(out, pad)
         pos += pad
-        out.append(bytes((option.TYPE, len(body))))
-        out.append(body)
-        pos += 2 + len(body)
-    _pad(out, (-pos) % 8)
-    pos += (-pos) % 8
     if pos > 2048:
         raise EncodeError(f"message is {pos} octets; at most 2048 fit in Header Len")
-    out[0] = struct.pack("!BBBBH", IPPROTO_NONE, pos // 8 - 1, message.MH_TYPE, 0, 0)
+    out[0] = _HEADER(IPPROTO_NONE, pos // 8 - 1, message.MH_TYPE, 0, 0)
     data = b"".join(out)
     if source is not None and destination is not None:
         checksum = mhChecksum(_packed(source), _packed(destination), data)
-        data = data[:4] + struct.pack("!H", checksum) + data[6:]
+        data = data[:4] + _CHECKSUM(checksum) + data[6:]
     return data
 
 
@@ -825,6 +839,8 @@ def decodeOptions(data, start):
     left out. Unknown types become L{UnknownOption}.
     """
     options = []
+    append = options.append
+    types = OPTION_TYPES
     pos = start
     end = len(data)
     while pos < end:
@@ -842,11 +858,11 @@ def decodeOptions(data, start):
             )
         if kind != 1:
             body = data[pos + 2:bodyEnd]
-            cls = OPTION_TYPES.get(kind)
+            cls = types.get(kind)
             if cls is None:
-                options.append(tuple.__new__(UnknownOption, (kind, bytes(body))))
+                append(tuple.__new__(UnknownOption, (kind, bytes(body))))
             else:
-                options.append(cls.fromBody(body))
+                append(cls.fromBody(body))
         pos = bodyEnd
     return tuple(options)
 
