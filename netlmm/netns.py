@@ -17,6 +17,7 @@ safe to call more than once and after partial failures.
 """
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -361,3 +362,74 @@ class NetnsDomain:
     def stop(self):
         """Stop the daemons and remove the namespaces."""
         self.topology.destroy()
+
+    # ------------------------------------------------------------ scenario steps
+
+    def ping(self, node, target, count=3, interval=0.2):
+        """`ping` from C{node}; the completed process."""
+        return self.topology.exec(node, "ping", "-c", str(count), "-i", str(interval),
+                                  "-W", "2", str(target), check=False)
+
+    def attach(self, mag, timeout=20.0):
+        """
+        Bring the MN's link up at C{mag} and wait until it has its SLAAC
+        address and the LMA binds it there; returns the address.
+        """
+        pcoa = MAG_ADDRESSES[int(mag[-1]) - 1]
+        before = self._bindingsVia(pcoa)
+        self.topology.attachMn(mag)
+        self.waitFor(lambda: self.topology.mnAddress() is not None,
+                     "the MN's SLAAC address", timeout)
+        self.waitFor(lambda: self._bindingsVia(pcoa) > before,
+                     f"the LMA's binding via {mag}", timeout)
+        return self.topology.mnAddress()
+
+    def _bindingsVia(self, pcoa):
+        log = self.log("lma")
+        return len(re.findall(rf"(new binding \S+|moves \S+) -> {re.escape(pcoa)}\b", log))
+
+    def handoff(self, mag, flowInterval=0.01, timeout=20.0):
+        """
+        Move the MN to C{mag} (link down at the old MAG, up at the new one,
+        same MAC) while the CN pings the MN's address every C{flowInterval}
+        seconds; returns dict(interruption=seconds, lost=packets, sent=packets).
+        """
+        phoa = self.topology.mnAddress()
+        flowLog = self.path(f"flow-{time.time():.0f}-{mag}.log")
+        flow = self.topology.start("cn", ["ping", "-D", "-i", str(flowInterval), "-W", "1",
+                                          str(phoa)], flowLog)
+        self.waitFor(lambda: len(parsePing(_read(flowLog))[2]) >= 20,
+                     "the flow before the handoff", 10)
+        started = time.time()
+        self.topology.detachMn()
+        self.attach(mag, timeout)
+        moved = time.time()
+        self.waitFor(lambda: any(s > moved for s in parsePing(_read(flowLog))[2]),
+                     f"the flow to resume through {mag}", timeout)
+        time.sleep(0.5)
+        flow.send_signal(signal.SIGINT)
+        flow.wait(timeout=10)
+        sent, got, stamps = parsePing(_read(flowLog))
+        gaps = [b - a for a, b in zip(stamps, stamps[1:]) if b > started]
+        return dict(interruption=max(gaps), lost=sent - got, sent=sent)
+
+    def detach(self, timeout=20.0):
+        """Take the MN's link away and wait for the deregistration."""
+        phoa = self.topology.mnAddress()
+        before = self.log("lma").count("deregistered")
+        self.topology.detachMn()
+        self.waitFor(lambda: self.log("lma").count("deregistered") > before,
+                     f"the deregistration of {phoa}", timeout)
+
+
+def _read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def parsePing(text):
+    """(transmitted, received, reply timestamps) from `ping -D` output."""
+    stamps = [float(m) for m in re.findall(r"^\[(\d+\.\d+)\] \d+ bytes from", text, re.M)]
+    m = re.search(r"(\d+) packets transmitted, (\d+) received", text)
+    sent, got = (int(m.group(1)), int(m.group(2))) if m else (0, len(stamps))
+    return sent, got, stamps
