@@ -43,7 +43,7 @@ class Domain:
 
     def __init__(self, reactor, observer=None, magCount=2, detachDelay=0.5,
                  lifetime=3600, tls=True, security=True,
-                 mobiles=(b"mn1@example.net",)):
+                 mobiles=(b"mn1@example.net",), lmaKeys=None, pmipKeys=None):
         self.reactor = reactor
         # PBUs and PBAcks carry RFC 4285 authentication: one per-MN SA per
         # mobile (draft 4.3), with keys generated in memory for this run.
@@ -54,6 +54,8 @@ class Domain:
             self.keys = KeyStore(
                 SecurityAssociation(1000 + i, generateKey(), "hmac-sha1-96", mnId)
                 for i, mnId in enumerate(mobiles))
+        # Key stores of their own per role (e.g. keys from AAA), if given.
+        self.roleKeys = {"lma": lmaKeys, "pmip": pmipKeys}
         # The MAG <-> PMIP client channel is mutually authenticated TLS with
         # certificates from a throwaway CA that lives only in memory.
         self.ca = None
@@ -76,10 +78,12 @@ class Domain:
         self.strategies = []
 
     def _guard(self, role):
-        if self.keys is None:
+        keys = self.roleKeys[role] if self.keys is not None else None
+        keys = keys if keys is not None else self.keys
+        if keys is None:
             return None
         from netlmm.security.guard import LmaGuard, PmipGuard
-        return LmaGuard(self.keys) if role == "lma" else PmipGuard(self.keys)
+        return LmaGuard(keys) if role == "lma" else PmipGuard(keys)
 
     @inlineCallbacks
     def start(self):

@@ -16,15 +16,17 @@ def securityConfig(table, configPath):
     mode = t.string("mode", "none", choices=("none", "rfc4285"))
     keys = t.string("keys")
     window = t.number("replay_window", DEFAULT_WINDOW, minimum=0.1, maximum=3600)
+    radius = t.table("radius")
     t.finish()
     if mode == "none":
-        if keys is not None:
+        if keys is not None or radius.data:
             raise ConfigError(f"{t.where}.mode: keys are configured but mode is "
                               "'none'; set mode = 'rfc4285' or remove them")
         return None
     result = dict(window=window, keys=None, radius=None)
-    if keys is None:
-        raise ConfigError(f"{t.where}.keys: missing: mode 'rfc4285' needs a key file")
+    if keys is None and not radius.data:
+        raise ConfigError(f"{t.where}.keys: missing: mode 'rfc4285' needs a key "
+                          f"file or a [{t.where}.radius] table (keys from AAA)")
     if keys is not None:
         path = keys
         if not os.path.isabs(path) and configPath:
@@ -33,4 +35,32 @@ def securityConfig(table, configPath):
             result["keys"] = loadKeyFile(path)
         except KeyFileError as e:
             raise ConfigError(f"{t.where}.keys: {e}") from None
+    if radius.data:
+        from netlmm.security.radius import radiusConfig
+        result["radius"] = radiusConfig(radius)
+        secretFile = result["radius"]["secretFile"]
+        if secretFile is not None:
+            if not os.path.isabs(secretFile) and configPath:
+                secretFile = os.path.join(
+                    os.path.dirname(os.path.abspath(configPath)), secretFile)
+            try:
+                from netlmm.security.keystore import checkPermissions
+                checkPermissions(secretFile)
+                with open(secretFile, "rb") as f:
+                    result["radius"]["secret"] = f.read().strip()
+            except (KeyFileError, OSError) as e:
+                raise ConfigError(f"{radius.where}.secret_file: {e}") from None
     return result
+
+
+def buildKeys(security, reactor):
+    """The key store the guards use: the key file, AAA in front of it, or both."""
+    radius = security.get("radius")
+    if radius is None:
+        return security["keys"]
+    from netlmm.security.radius import AaaKeys, RadiusKeyClient
+    client = RadiusKeyClient(reactor, radius["servers"], radius["secret"],
+                             radius["timeout"], radius["retries"], radius["algorithm"],
+                             radius["nasIdentifier"])
+    static = list(security["keys"]) if security["keys"] is not None else ()
+    return AaaKeys(client, radius["lifetime"], reactor, static)

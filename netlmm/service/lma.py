@@ -45,7 +45,11 @@ class LmaService(RoleService):
         d = maybeDeferred(RoleService.stopService, self)
         return d.addCallback(lambda _: self.dataplane.stop())
 
-    def _received(self, message, raw, source, now):
+    def _received(self, message, raw, source, now, fetched=False):
+        if (not fetched and self.security is not None
+                and type(message) is mh.BindingUpdate
+                and self._mustFetch(message, raw, source)):
+            return
         self._replyTo = source
         try:
             if self.security is not None and type(message) is mh.BindingUpdate:
@@ -60,6 +64,49 @@ class LmaService(RoleService):
         finally:
             self._replyTo = None
             self._verdict = None
+
+    def _mustFetch(self, bu, raw, source):
+        """
+        With keys from AAA (Appendix C): a PBU whose SPI is not cached is held
+        while the mobile's key is fetched, then checked. True when held.
+        """
+        keys = self.security.keys
+        if not hasattr(keys, "fetch"):
+            return False
+        option = bu.option(mh.MobilityMessageAuthentication)
+        if option is None or keys.bySpi(option.spi) is not None:
+            return False
+        mnIdOpt = bu.option(mh.MobileNodeIdentifier)
+        mnId = mnIdOpt.identifier if mnIdOpt is not None else None
+        if mnId is None:
+            hnp = bu.option(mh.HomeNetworkPrefix)
+            if hnp is not None and not hnp.unspecified:
+                mnId = self._mobileOf(hnp.prefix)
+        if mnId is None:
+            return False
+        self._fetchThenCheck(bu, raw, source, mnId)
+        return True
+
+    def _fetchThenCheck(self, bu, raw, source, mnId):
+        from netlmm.security.radius import KeyRejected
+        from netlmm.wire.mh import Status
+
+        def arrived(sa):
+            self.log.info("LMA: AAA gave SPI {spi} for MN {mnId}", spi=sa.spi,
+                          mnId=mnId.decode("utf-8", "replace"))
+            if self.running:
+                self._received(bu, raw, source, self.reactor.seconds(), fetched=True)
+
+        def failed(f):
+            status = (Status.ADMINISTRATIVELY_PROHIBITED if f.check(KeyRejected)
+                      else Status.MIPV6_AUTH_FAIL)
+            self.security.counters["unauthorized" if status == 129 else "authFailed"] += 1
+            from netlmm.security.guard import Verdict
+            if self.running:
+                self._refuse(bu, source, Verdict(status, f"no key from AAA: "
+                                                 f"{f.getErrorMessage()}", None,
+                                                 None, mnId), self.reactor.seconds())
+        self.security.keys.fetch(mnId).addCallbacks(arrived, failed)
 
     def _mobileOf(self, phoa):
         b = self.core.binding(phoa)

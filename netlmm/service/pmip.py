@@ -132,11 +132,42 @@ class PmipService(RoleService):
     def _mayProtect(self, trigger, proto):
         """
         With security on, a mobile needs an SA before its first PBU; a
-        Trigger for a mobile without one is answered 'not-authorized'.
+        Trigger for a mobile without one is answered 'not-authorized'. With
+        keys from AAA (Appendix C) the key is fetched first when none is
+        cached or it has expired, and the Trigger is processed once it came.
         """
         security = self.core.security
-        if security is None or security.hasKey(trigger.mnId):
+        if security is None:
             return True
+        keys = security.keys
+        if hasattr(keys, "fetch") and not keys.fresh(trigger.mnId):
+            d = keys.fetch(trigger.mnId)
+            d.addCallbacks(lambda sa: self._keyArrived(trigger, proto, sa),
+                           lambda f: self._keyFailed(trigger, proto, f))
+            return False
+        if security.hasKey(trigger.mnId):
+            return True
+        self._refuseTrigger(trigger, proto)
+        return False
+
+    def _keyArrived(self, trigger, proto, sa):
+        self.log.info("PMIP client: AAA gave SPI {spi} for MN {mnId}", spi=sa.spi,
+                      mnId=trigger.mnId.decode("utf-8", "replace"))
+        if proto not in self.connections or not self.running:
+            return
+        problem = self.feed(self.core.receiveTrigger, trigger)
+        if problem is not None:
+            self._sendTo(proto, Notification(trigger.transaction, Result.MALFORMED,
+                                             trigger.mnId), trigger.magAddress)
+
+    def _keyFailed(self, trigger, proto, failure):
+        self.log.warn("PMIP client: no key from AAA for MN {mnId}: {error}",
+                      mnId=trigger.mnId.decode("utf-8", "replace"),
+                      error=failure.getErrorMessage())
+        if proto in self.connections:
+            self._refuseTrigger(trigger, proto)
+
+    def _refuseTrigger(self, trigger, proto):
         self.log.warn("PMIP client: no security association for MN {mnId}; "
                       "Trigger {txn} from {peer} refused",
                       mnId=trigger.mnId.decode("utf-8", "replace"),

@@ -25,6 +25,10 @@ The [lma] table of the config file:
                   keys = key file of [[sa]] entries (spi, algorithm, key, mn or
                          client), mode 0600; relative to the config file
                   replay_window = seconds a timestamp may be off (7)
+  [lma.security.radius] keys from AAA (Appendix C, RFC 2865, 3GPP2 MN-HA
+                  attributes): servers = ['[addr]:port', ...] (failover in
+                  order), secret or secret_file (0600), timeout (1.0),
+                  retries (3), key_lifetime (3600), algorithm, nas_identifier
 See etc/netlmm/lma.toml for a commented example."""
     section = "lma"
 
@@ -72,6 +76,7 @@ def makeService(options):
     guard = None
     if b["security"] is not None:
         from netlmm.security.guard import LmaGuard
-        guard = LmaGuard(b["security"]["keys"], b["security"]["window"])
+        from netlmm.security.config import buildKeys
+        guard = LmaGuard(buildKeys(b["security"], reactor), b["security"]["window"])
     return LmaService(reactor, core, b["listen"], b["transport"], b["dataplane"],
                       security=guard)

@@ -27,6 +27,10 @@ The [pmip] table of the config file:
                 keys = key file of [[sa]] entries (spi, algorithm, key, mn or
                        client), mode 0600; relative to the config file
                 replay_window = seconds a timestamp may be off (7)
+  [pmip.security.radius] keys from AAA (Appendix C, RFC 2865, 3GPP2 MN-HA
+                attributes): servers = ['[addr]:port', ...] (failover in
+                order), secret or secret_file (0600), timeout (1.0),
+                retries (3), key_lifetime (3600), algorithm, nas_identifier
   [pmip.tls]    the MAG channel (draft 4.9.3/4.9.4); without this table: plain
                 TCP, unauthenticated. Paths are relative to this file.
     transport   'tls' (TLS 1.2+ over TCP), 'sctp+tls' (TLS over SCTP), or,
@@ -85,7 +89,8 @@ def makeService(options):
     guard = None
     if b["security"] is not None:
         from netlmm.security.guard import PmipGuard
-        guard = PmipGuard(b["security"]["keys"], b["security"]["window"])
+        from netlmm.security.config import buildKeys
+        guard = PmipGuard(buildKeys(b["security"], reactor), b["security"]["window"])
     core = PmipCore(log=Logger(namespace="netlmm.pmip"), security=guard, **b["core"])
     service = PmipService(reactor, core, b["listen"], b["mhBind"], b["transport"],
                           b["lma"][1], b["allowedMags"], channel=b["channel"])

@@ -368,3 +368,60 @@ class GuardTests(SynchronousTestCase):
         # Signed by the right SA but for another mobile.
         self.assertIn("not", self.pmip.accept(
             *self.wire(self.lma.answer(ba, v, NOW)), b"mn2@example.net", NOW))
+
+
+class SecurityConfigTests(SynchronousTestCase):
+    """[lma.security] / [pmip.security] validation."""
+
+    BASE = '''[lma]
+home_prefix = "2001:db8:1::/64"
+allowed_clients = ["::1"]
+[lma.dataplane]
+kind = "memory"
+'''
+
+    def parse(self, extra):
+        from twisted.python import usage
+        from netlmm.tap import lma as lmaTap
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(self.BASE + extra)
+        o = lmaTap.Options()
+        try:
+            o.parseOptions(["--config", path])
+        except usage.UsageError as e:
+            return str(e)
+        return o.built["security"]
+
+    def test_defaultNone(self):
+        self.assertIsNone(self.parse(""))
+
+    def test_needsKeys(self):
+        self.assertIn("lma.security.keys: missing", self.parse(
+            '[lma.security]\nmode = "rfc4285"\n'))
+
+    def test_keysWithModeNone(self):
+        self.assertIn("lma.security.mode", self.parse(
+            '[lma.security]\nmode = "none"\nkeys = "k.toml"\n'))
+
+    def test_badMode(self):
+        self.assertIn("expected one of 'none', 'rfc4285'", self.parse(
+            '[lma.security]\nmode = "ipsec"\n'))
+
+    def test_radius(self):
+        secret = self.mktemp()
+        with open(secret, "w") as f:
+            f.write("s3cret\n")
+        os.chmod(secret, 0o600)
+        built = self.parse('[lma.security]\nmode = "rfc4285"\n[lma.security.radius]\n'
+                           'servers = ["[::1]:1812", "[::1]:1813"]\n'
+                           f'secret_file = "{os.path.abspath(secret)}"\ntimeout = 0.5\n')
+        self.assertEqual(built["radius"]["secret"], b"s3cret")
+        self.assertEqual([p for _, p in built["radius"]["servers"]], [1812, 1813])
+        os.chmod(secret, 0o644)
+        self.assertIn("mode 0644", self.parse(
+            '[lma.security]\nmode = "rfc4285"\n[lma.security.radius]\n'
+            f'servers = ["[::1]:1812"]\nsecret_file = "{os.path.abspath(secret)}"\n'))
+        self.assertIn("secret or secret_file", self.parse(
+            '[lma.security]\nmode = "rfc4285"\n[lma.security.radius]\n'
+            'servers = ["[::1]:1812"]\n'))
