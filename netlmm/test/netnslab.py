@@ -90,7 +90,8 @@ class Lab:
     def capture(self, role, interface, path):
         """
         Start tcpdump on C{interface}, writing C{path}; returns a function
-        that stops it and returns the tshark decoding of the capture as lines
+        C{stop(expect=0)} that waits (a bounded time) for C{expect} packets,
+        stops the capture and returns the tshark decoding of it as lines
         of "ipv6.nxt<TAB>ipv6.src<TAB>ipv6.dst<TAB>ipv6.routing.type" per
         ICMPv6 echo request or reply.
         """
@@ -102,16 +103,24 @@ class Lab:
         if b"listening" not in line:
             raise AssertionError(f"tcpdump did not start: {line!r}")
 
-        def stop():
-            time.sleep(0.2)
-            os.killpg(p.pid, signal.SIGINT)
-            p.wait(timeout=5)
+        def decode():
             out = subprocess.run(
                 ["tshark", "-r", path, "-Y", "icmpv6.type == 128 or icmpv6.type == 129",
                  "-T", "fields", "-e", "ipv6.nxt",
                  "-e", "ipv6.src", "-e", "ipv6.dst", "-e", "ipv6.routing.type"],
-                capture_output=True, text=True, timeout=30)
+                capture_output=True, text=True, timeout=60)
             return [line for line in out.stdout.splitlines() if line.strip()]
+
+        def stop(expect=0, wait=15.0):
+            # tcpdump may lag behind on a slow machine (kernel-lab emulates
+            # the CPU): wait until the expected packets are in the file.
+            deadline = time.monotonic() + wait
+            time.sleep(0.2)
+            while len(decode()) < expect and time.monotonic() < deadline:
+                time.sleep(0.3)
+            os.killpg(p.pid, signal.SIGINT)
+            p.wait(timeout=10)
+            return decode()
         return stop
 
     def inNetns(self, role, f, *args):

@@ -251,7 +251,7 @@ class Ip6tnlNetnsTests(TestCase):
         lab.sh("mn", f"ping -6 -c 3 -i 0.2 -W 5 {CN_ADDR}", timeout=60)
         lab.sh("cn", f"ping -6 -c 3 -i 0.2 -W 5 {PHOA}", timeout=60)
         if capture:
-            packets = stop()
+            packets = stop(12)
             self.assertGreaterEqual(len(packets), 12, packets)
             for line in packets:
                 nxt, src, dst, routing = (line.split("\t") + ["", "", "", ""])[:4]

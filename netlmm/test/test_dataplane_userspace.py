@@ -252,7 +252,7 @@ class UserspaceNetnsTests(TestCase):
         yield sh("mn", f"ping -6 -c 3 -i 0.2 -W 2 {CN_ADDR}")
         yield sh("cn", f"ping -6 -c 3 -i 0.2 -W 2 {PHOA}")
         yield sh("mn", f"ping -6 -c 1 -W 2 -s 1452 -M do {CN_ADDR}")
-        packets = yield threads.deferToThread(stop)
+        packets = yield threads.deferToThread(stop, 14)
         self.assertGreaterEqual(len(packets), 14, packets)
         for line in packets:
             nxt, src, dst, routing = (line.split("\t") + ["", "", "", ""])[:4]
