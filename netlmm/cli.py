@@ -12,8 +12,13 @@ def main(argv=None):
                     "(draft-singh-netlmm-protocol-02). The daemons run under twistd: "
                     "twistd -n netlmm-lma|netlmm-pmip|netlmm-mag --config FILE.")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="run an LMA, a PMIP client and two MAGs on loopback "
-                   "and move a simulated mobile between them")
+    demo = sub.add_parser("demo", help="run an LMA, a PMIP client and two MAGs on "
+                          "loopback and move a simulated mobile between them")
+    demo.add_argument("--netns", action="store_true",
+                      help="(root) run the daemons in network namespaces with a real "
+                           "Linux mobile and a correspondent, and measure a handoff")
+    demo.add_argument("--dataplane", default="seg6", choices=("seg6", "userspace"),
+                      help="with --netns: the data plane (default seg6)")
     ctl = sub.add_parser("mag-ctl", help="tell a running MAG (attachment detector "
                          "'control') that a mobile attached or detached")
     ctl.add_argument("--socket", required=True, help="the MAG's control socket path")
@@ -23,6 +28,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.command == "pki":
         return pki.main(args, sys.stdout)
+    if args.command == "demo" and args.netns:
+        from netlmm import demo_netns
+        return demo_netns.run(dataplane=args.dataplane)
     if args.command == "demo":
         from netlmm import demo
         return demo.main()

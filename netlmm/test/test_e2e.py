@@ -98,3 +98,23 @@ class UserspaceEndToEndTests(_EndToEnd, SynchronousTestCase):
     """With the TUN + raw protocol-41 data plane."""
 
     dataplane = "userspace"
+
+
+class DemoNetnsTests(SynchronousTestCase):
+    """`netlmm demo --netns` as a user runs it."""
+
+    def test_demo(self):
+        """It exits 0 and draws the signalling it captured on the wire."""
+        reason = netns.canRun()
+        if reason:
+            raise SkipTest(reason)
+        import io
+        from netlmm import demo_netns
+        out = io.StringIO()
+        self.assertEqual(demo_netns.run(out, "seg6", self.mktemp()), 0, out.getvalue())
+        text = out.getvalue()
+        for expected in ("mode=stateless", "PBU seq=", "status=0 (ACCEPTED)",
+                         "result=moved", "(deregistration)", "Handoff MAG1 -> MAG2: interruption"):
+            self.assertIn(expected, text)
+        # Attachment, handoff and deregistration: three PBUs on the wire.
+        self.assertEqual(text.count("PBU seq="), 3, text)
