@@ -69,11 +69,11 @@ class MHPort:
         """Open and bind the socket and start reading."""
         if self.kind == "udp":
             s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         else:
             s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, mh.IPPROTO_MH)
         try:
-            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if self.kind == "udp":
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
             s.bind((str(self.address), self.port if self.kind == "udp" else 0))
