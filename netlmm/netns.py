@@ -57,6 +57,18 @@ def run(*args, check=True, timeout=20, input=None):
     return p
 
 
+def codeEnvironment():
+    """
+    The environment for child processes, with PYTHONPATH leading to the
+    netlmm this process runs, so daemons run the same code as their caller.
+    """
+    import netlmm
+    env = dict(os.environ)
+    here = os.path.dirname(os.path.dirname(os.path.abspath(netlmm.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [here, env.get("PYTHONPATH")]))
+    return env
+
+
 def eui64(prefix, mac):
     """The SLAAC (EUI-64) address a host with C{mac} forms in a /64."""
     octets = [int(x, 16) for x in mac.split(":")]
@@ -201,7 +213,7 @@ class Topology:
         """Start a long-running process in C{node}; it is killed by destroy()."""
         f = open(log, "w")
         p = subprocess.Popen(["ip", "netns", "exec", self.ns(node)] + list(args),
-                             stdout=f, stderr=subprocess.STDOUT)
+                             stdout=f, stderr=subprocess.STDOUT, env=codeEnvironment())
         self.processes.append((p, f))
         return p
 

@@ -25,6 +25,7 @@ L{Seg6DataPlane.start} removes what an earlier run left, L{Seg6DataPlane.stop}
 removes everything and puts the local rule back at 0.
 """
 
+import subprocess
 from ipaddress import IPv6Address
 from socket import AF_INET6
 
@@ -77,6 +78,22 @@ def readCommonOptions(table, role, kind):
     return o
 
 
+def setTunnelSource(address):
+    """
+    Set this network namespace's seg6 tunnel source (`ip sr tunsrc set`);
+    pyroute2 has no SEG6 generic-netlink family, so iproute2 does it.
+    """
+    try:
+        subprocess.run(["ip", "sr", "tunsrc", "set", address], check=True,
+                       capture_output=True, text=True, timeout=10)
+    except FileNotFoundError:
+        raise RuntimeError("seg6 data plane: iproute2's 'ip' is needed to set the "
+                           "tunnel source address") from None
+    except subprocess.CalledProcessError as e:
+        raise RuntimeError(f"seg6 data plane: 'ip sr tunsrc set {address}' failed: "
+                           f"{e.stderr.strip()}") from None
+
+
 @implementer(IDataPlane)
 class Seg6DataPlane(nl.NetlinkWork):
     """
@@ -95,8 +112,14 @@ class Seg6DataPlane(nl.NetlinkWork):
     def __init__(self, role, interface, address, accessInterface=None,
                  decapTable=5214, decapPriority=10, localPriority=nl.LOCAL_PRIORITY,
                  uplinkTable=5213, uplinkPriority=100, protocol=nl.PROTOCOL,
-                 reactor=None, netlink=nl.defaultNetlink, runner=None):
+                 reactor=None, netlink=nl.defaultNetlink, runner=None,
+                 tunnelSource=None):
         super().__init__(reactor, netlink, runner)
+        if tunnelSource is None and netlink is nl.defaultNetlink:
+            tunnelSource = setTunnelSource
+        #: Sets the outer source address of seg6 encapsulation (called on the
+        #: worker thread); None leaves it to the kernel's source selection.
+        self._tunnelSource = tunnelSource
         if role == "mag" and accessInterface is None:
             raise ValueError("a MAG data plane needs an access interface")
         self.role = role
@@ -137,6 +160,11 @@ class Seg6DataPlane(nl.NetlinkWork):
         if self.role == "mag":
             self._access = nl.ifindex(ipr, self.accessInterface,
                                       "mag.dataplane.access_interface")
+        if self._tunnelSource is not None:
+            # The outer source must be the tunnel end point (the pCoA or the
+            # LMA address), not whatever the core interface has: ip6tnl peers
+            # match the pair of end points.
+            self._tunnelSource(str(self.address))
         removed = nl.removeOwn(ipr, self.protocol, self.log)
         if removed:
             self.log.info("seg6: removed {count} routes and rules left by an earlier run",
@@ -163,6 +191,8 @@ class Seg6DataPlane(nl.NetlinkWork):
     def _stop(self, ipr):
         nl.removeOwn(ipr, self.protocol)
         nl.restoreLocalRule(ipr, self.protocol)
+        if self._tunnelSource is not None:
+            self._tunnelSource("::")
 
     # ----------------------------------------------------------------- LMA
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from twisted.python import usage
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
+from netlmm.netns import codeEnvironment
 from netlmm.tap import lma as lmaTap, mag as magTap, pmip as pmipTap
 
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
@@ -249,7 +250,7 @@ class DaemonTests(SynchronousTestCase):
         log = open(self.dir / f"{role}.log", "w")
         p = subprocess.Popen(TWISTD + ["-n", "--pidfile=", f"netlmm-{role}", "--config",
                                        f"{role}.toml"], cwd=self.dir, stdout=log,
-                             stderr=subprocess.STDOUT)
+                             stderr=subprocess.STDOUT, env=codeEnvironment())
         self.procs.append(p)
         return p
 
@@ -272,7 +273,8 @@ class DaemonTests(SynchronousTestCase):
     def ctl(self, *words):
         out = subprocess.run([sys.executable, "-m", "netlmm.cli", "mag-ctl", "--socket",
                               str(self.dir / "netlmm-mag1.sock"), *words],
-                             capture_output=True, text=True, timeout=10)
+                             capture_output=True, text=True, timeout=10,
+                             env=codeEnvironment())
         return out.returncode, out.stdout + out.stderr
 
     def test_shippedConfigsWorkOnLoopback(self):

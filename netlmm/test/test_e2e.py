@@ -58,10 +58,10 @@ class _EndToEnd:
         capture.wait(timeout=15)
         wire = open(d.path("tcpdump.log")).read()
         # Outer header between the tunnel end points, inner packet of the flow.
-        self.assertRegex(wire, r"IP6 \S+ > 2001:db8:ffff::1: IP6 2001:db8:1::ff:fe00:aa01 "
-                               r"> 2001:db8:c::2")
-        self.assertRegex(wire, r"IP6 \S+ > 2001:db8:ffff::11: IP6 2001:db8:c::2 "
-                               r"> 2001:db8:1::ff:fe00:aa01")
+        self.assertRegex(wire, r"IP6 2001:db8:ffff::11 > 2001:db8:ffff::1: "
+                               r"IP6 2001:db8:1::ff:fe00:aa01 > 2001:db8:c::2")
+        self.assertRegex(wire, r"IP6 2001:db8:ffff::1 > 2001:db8:ffff::11: "
+                               r"IP6 2001:db8:c::2 > 2001:db8:1::ff:fe00:aa01")
 
         # 2 and 3. L2 handoff under a 10 ms ping flow: the MN keeps its address.
         result = d.handoff("mag2")
