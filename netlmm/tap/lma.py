@@ -19,7 +19,10 @@ The [lma] table of the config file:
   allowed_clients PMIP client addresses/prefixes allowed to send PBUs (required)
   [lma.pool]      first, last: addresses for LMA-assigned pHoAs (Appendix A);
                   leave the table out to refuse assignment requests
-  [lma.dataplane] kind = 'memory' (more data planes come as plugins)
+  [lma.dataplane] kind = 'seg6' | 'ip6tnl' | 'userspace' | 'memory'; the
+                  kernel ones take address (the LMA's tunnel address),
+                  interface (core side), tables and priorities;
+                  see doc/deployment.md
   [lma.security]  message authentication of PBUs/PBAcks (RFC 4285):
                   mode = 'none' or 'rfc4285' ('none')
                   keys = key file of [[sa]] entries (spi, algorithm, key, mn or

@@ -32,7 +32,10 @@ The [mag] table of the config file:
                         preferred_lifetime (14400), mtu (1460), hop_limit (64),
                         ra_interval_min / ra_interval_max (200 / 600 s),
                         advertise (true); see doc/deployment.md
-  [mag.dataplane]       kind = 'memory'
+  [mag.dataplane]       kind = 'seg6' | 'ip6tnl' | 'userspace' | 'memory';
+                        the kernel ones take address (= mag.address),
+                        interface (core side), access_interface, tables and
+                        priorities; see doc/deployment.md
   [mag.tls]             the channel to the PMIP client (draft 4.9.3/4.9.4);
                         without this table: plain TCP, unauthenticated.
                         Paths are relative to this file.
@@ -64,6 +67,12 @@ See etc/netlmm/mag.toml for a commented example."""
                        access=access)
         dataplane = sub(table, "dataplane", "kind", dataplanes, reactor=reactor,
                         role="mag")
+        planeAddress = getattr(dataplane, "address", None)
+        if planeAddress is not None and planeAddress != address:
+            from netlmm.config import ConfigError
+            raise ConfigError(
+                f"mag.dataplane.address ({planeAddress}) must be mag.address ({address}): "
+                "the tunnel ends at the pCoA the PMIP client binds")
         from netlmm.transport.channel import channelFromTable
         channel = channelFromTable(table, "mag", getattr(self, "configDir", None))
         return dict(name=name, pmip=pmip, strategy=strategy, detector=detector,

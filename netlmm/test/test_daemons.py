@@ -169,6 +169,13 @@ kind = "memory"
         self.assertRejected(magTap.Options(), self.MAG % ("static", ""),
                             "mag.attachment.socket: missing")
 
+    def test_dataplaneAddressMustBePcoa(self):
+        """A MAG's data plane must end the tunnel at the MAG's own address."""
+        self.assertRejected(magTap.Options(), (self.MAG % ("static", 'socket = "x.sock"')).replace(
+            'kind = "memory"', 'kind = "userspace"\naddress = "2001:db8:ff::99"\n'
+                               'access_interface = "acc0"'),
+            "mag.dataplane.address", "must be mag.address")
+
     def test_staticAddresses(self):
         o = magTap.Options()
         o.parseOptions(["--config", self.write(
