@@ -311,6 +311,32 @@ def checkRole(role, kind):
     return role
 
 
+def readEndpointOptions(table, role, kind, interface=True):
+    """
+    The options every kernel data plane reads, validated: the role, the core
+    C{interface} (when the kind has one), the node's tunnel C{address}, and
+    C{access_interface} (required at a MAG, refused at the LMA).
+    """
+    o = dict(role=checkRole(role, kind))
+    if interface:
+        o["interface"] = interfaceName(table, "interface")
+    o["address"] = table.address("address", required=True)
+    access = interfaceName(table, "access_interface", required=(o["role"] == "mag"))
+    if o["role"] == "lma" and access is not None:
+        raise ConfigError(f"{table._key('access_interface')}: only a MAG has an "
+                          "access interface; leave it out at the LMA")
+    o["accessInterface"] = access
+    return o
+
+
+def readUplinkOptions(table, o):
+    """At a MAG: C{uplink_table} and C{uplink_priority} into C{o}."""
+    if o["role"] == "mag":
+        o["uplinkTable"] = routingTable(table, "uplink_table", 5213)
+        o["uplinkPriority"] = rulePriority(table, "uplink_priority", 100)
+    return o
+
+
 class NetlinkWork:
     """
     Base of the data planes that talk netlink: owns the serial runner and a

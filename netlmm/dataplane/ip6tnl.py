@@ -81,24 +81,14 @@ class Ip6tnlDataPlane(nl.NetlinkWork):
     @classmethod
     def fromConfig(cls, table, reactor=None, role=None, **context):
         """Build from the [lma.dataplane] / [mag.dataplane] table."""
-        role = nl.checkRole(role, cls.name)
-        o = dict(role=role)
-        o["interface"] = nl.interfaceName(table, "interface")
-        o["address"] = table.address("address", required=True)
-        access = nl.interfaceName(table, "access_interface", required=(role == "mag"))
-        if role == "lma" and access is not None:
-            raise ConfigError(f"{table._key('access_interface')}: only a MAG has an "
-                              "access interface; leave it out at the LMA")
-        o["accessInterface"] = access
+        o = nl.readEndpointOptions(table, role, cls.name)
         prefix = table.string("tunnel_prefix", "pmip")
         if not prefix.isalnum() or not 1 <= len(prefix) <= 10:
             raise ConfigError(f"{table._key('tunnel_prefix')}: expected 1 to 10 letters "
                               f"or digits (device names are prefix + number), got {prefix!r}")
         o["tunnelPrefix"] = prefix
         o["mtu"] = table.number("mtu", None, minimum=1280, maximum=65535, integer=True)
-        if role == "mag":
-            o["uplinkTable"] = nl.routingTable(table, "uplink_table", 5213)
-            o["uplinkPriority"] = nl.rulePriority(table, "uplink_priority", 100)
+        nl.readUplinkOptions(table, o)
         o["protocol"] = nl.routeProtocol(table)
         table.finish()
         return cls(reactor=reactor, **o)

@@ -46,15 +46,7 @@ def readCommonOptions(table, role, kind):
     C{decap_priority}, C{local_priority}, C{uplink_table} and
     C{uplink_priority} (MAG only), C{protocol}.
     """
-    role = nl.checkRole(role, kind)
-    o = dict(role=role)
-    o["interface"] = nl.interfaceName(table, "interface")
-    o["address"] = table.address("address", required=True)
-    access = nl.interfaceName(table, "access_interface", required=(role == "mag"))
-    if role == "lma" and access is not None:
-        raise ConfigError(f"{table._key('access_interface')}: only a MAG has an access "
-                          "interface; leave it out at the LMA")
-    o["accessInterface"] = access
+    o = nl.readEndpointOptions(table, role, kind)
     o["decapTable"] = nl.routingTable(table, "decap_table", 5214)
     o["decapPriority"] = nl.rulePriority(table, "decap_priority", 10)
     o["localPriority"] = nl.rulePriority(table, "local_priority", nl.LOCAL_PRIORITY)
@@ -63,9 +55,8 @@ def readCommonOptions(table, role, kind):
             f"{table._key('decap_priority')}: must be lower than local_priority "
             f"({o['localPriority']}), or tunnelled packets are delivered to the local "
             f"stack before they can be decapsulated; got {o['decapPriority']}")
-    if role == "mag":
-        o["uplinkTable"] = nl.routingTable(table, "uplink_table", 5213)
-        o["uplinkPriority"] = nl.rulePriority(table, "uplink_priority", 100)
+    nl.readUplinkOptions(table, o)
+    if o["role"] == "mag":
         if o["uplinkPriority"] <= o["localPriority"]:
             raise ConfigError(
                 f"{table._key('uplink_priority')}: must be higher than local_priority "

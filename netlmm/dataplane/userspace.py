@@ -28,7 +28,6 @@ from twisted.internet.interfaces import IReadDescriptor
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from netlmm.config import ConfigError
 from netlmm.dataplane import _netlink as nl
 from netlmm.interfaces import IDataPlane
 
@@ -164,19 +163,10 @@ class UserspaceDataPlane(nl.NetlinkWork):
     @classmethod
     def fromConfig(cls, table, reactor=None, role=None, **context):
         """Build from the [lma.dataplane] / [mag.dataplane] table."""
-        role = nl.checkRole(role, cls.name)
-        o = dict(role=role)
-        o["address"] = table.address("address", required=True)
-        access = nl.interfaceName(table, "access_interface", required=(role == "mag"))
-        if role == "lma" and access is not None:
-            raise ConfigError(f"{table._key('access_interface')}: only a MAG has an "
-                              "access interface; leave it out at the LMA")
-        o["accessInterface"] = access
+        o = nl.readEndpointOptions(table, role, cls.name, interface=False)
         o["tunName"] = nl.interfaceName(table, "tun_name", required=False) or "netlmm0"
         o["mtu"] = table.number("mtu", 1460, minimum=1280, maximum=65535, integer=True)
-        if role == "mag":
-            o["uplinkTable"] = nl.routingTable(table, "uplink_table", 5213)
-            o["uplinkPriority"] = nl.rulePriority(table, "uplink_priority", 100)
+        nl.readUplinkOptions(table, o)
         o["protocol"] = nl.routeProtocol(table)
         table.finish()
         return cls(reactor=reactor, **o)
