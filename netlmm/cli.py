@@ -23,6 +23,8 @@ def main(argv=None):
                          "'control') that a mobile attached or detached")
     ctl.add_argument("--socket", required=True, help="the MAG's control socket path")
     ctl.add_argument("words", nargs="+", help="attach MNID [PHOA] | detach MNID | list")
+    sub.add_parser("plugins", help="list the installed address-assignment strategies, "
+                   "attachment detectors and data planes (plugins) with their modules")
     from netlmm import pki
     pki.addParser(sub)
     args = parser.parse_args(argv)
@@ -34,6 +36,9 @@ def main(argv=None):
     if args.command == "demo":
         from netlmm import demo
         return demo.main()
+    if args.command == "plugins":
+        from netlmm.registry import describe
+        return describe(sys.stdout)
     if args.command == "mag-ctl":
         from netlmm.access.control import clientMain
         return clientMain(args.socket, args.words)

@@ -4,6 +4,7 @@ strategy, attachment detector, data plane) must provide, and what the
 daemons offer to it.
 """
 
+from twisted.plugin import IPlugin
 from zope.interface import Attribute, Interface
 
 
@@ -98,3 +99,58 @@ class IDataPlane(Interface):
 
     def tunnelDown(mnId, phoa, lma):
         """MAG: stop carrying C{phoa}'s traffic."""
+
+
+class IPartFactory(IPlugin):
+    """
+    A plugin that builds one kind of pluggable part from its config table.
+    Plugins are found with L{twisted.plugin.getPlugins} in the package
+    C{netlmm.plugins}: a module-level object there that provides one of the
+    three interfaces below (they extend L{IPlugin}, which is how Twisted's
+    plugin cache recognises a plugin) is available by its C{name}. See
+    doc/plugins.md.
+    """
+
+    name = Attribute(
+        "The name that selects the part in the config (str). Two plugins of "
+        "the same kind may not claim the same name.")
+
+    description = Attribute("One line saying what the part is, for `netlmm plugins`.")
+
+    module = Attribute(
+        "The dotted name of the module that implements the part, for "
+        "`netlmm plugins` and error messages.")
+
+    def fromConfig(table, **context):
+        """
+        Build the part. C{table} is a L{netlmm.config.Table} of the part's
+        config table (C{[mag.assignment]}, ...): read options with its typed
+        getters and call C{table.finish()} so unknown keys are reported; raise
+        L{netlmm.config.ConfigError} naming the key for a bad value.
+        C{context} holds what the daemon offers (see each interface); accept
+        and ignore keywords you do not use, new ones may be added.
+        """
+
+
+class IAddressAssignmentFactory(IPartFactory):
+    """
+    Builds an L{IAddressAssignment} for a MAG, selected by
+    C{[mag.assignment] strategy = NAME}. Context: C{reactor}, and C{access}
+    (the MAG's access link, L{netlmm.access.link.AccessLink}, or None when the config
+    has no C{[mag.access]}).
+    """
+
+
+class IAttachmentDetectorFactory(IPartFactory):
+    """
+    Builds an L{IAttachmentDetector} for a MAG, selected by
+    C{[mag.attachment] detector = NAME}. Context: C{reactor}, C{access}.
+    """
+
+
+class IDataPlaneFactory(IPartFactory):
+    """
+    Builds an L{IDataPlane}, selected by C{[mag.dataplane] kind = NAME} or
+    C{[lma.dataplane] kind = NAME}. Context: C{reactor}, C{role}
+    (C{"mag"} or C{"lma"}).
+    """

@@ -24,14 +24,12 @@ class AttachmentEvent(namedtuple("AttachmentEvent", "mnId phoa linkLayer")):
 
 
 def _detectors():
+    # Filled from the plugins (netlmm's own are in netlmm/plugins/netlmm_parts.py);
+    # registry.register() here still works for a detector registered directly.
+    from netlmm.interfaces import IAttachmentDetector, IAttachmentDetectorFactory
     from netlmm.registry import Registry
-    registry = Registry("attachment detector")
-    from netlmm.access.control import ControlDetector
-    registry.register(ControlDetector.name, ControlDetector.fromConfig)
-    from netlmm.access.rs import RsDetector
-    registry.register(RsDetector.name, RsDetector.fromConfig)
-    from netlmm.access.netlink import LinkDetector
-    registry.register(LinkDetector.name, LinkDetector.fromConfig)
+    registry = Registry("attachment detector", IAttachmentDetectorFactory,
+                        IAttachmentDetector)
     return registry
 
 

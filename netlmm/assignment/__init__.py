@@ -3,18 +3,19 @@ Address-assignment strategies (L{netlmm.interfaces.IAddressAssignment}),
 selected by name in the MAG config's C{[mag.assignment]} table.
 """
 
+from netlmm.interfaces import IAddressAssignment, IAddressAssignmentFactory
 from netlmm.registry import Registry
 
-strategies = Registry("address-assignment strategy")
+#: Filled from the plugins (netlmm's own are in netlmm/plugins/netlmm_parts.py).
+strategies = Registry("address-assignment strategy", IAddressAssignmentFactory,
+                      IAddressAssignment)
 
 
 def _register():
-    from netlmm.assignment.static import StaticAssignment
-    from netlmm.assignment.lma import LmaAssignment
-    strategies.register(StaticAssignment.name, StaticAssignment.fromConfig)
-    strategies.register(LmaAssignment.name, LmaAssignment.fromConfig)
-    from netlmm.assignment.slaac import SlaacAssignment
-    strategies.register(SlaacAssignment.name, SlaacAssignment.fromConfig)
+    """
+    Strategies registered directly, besides the plugins: still accepted, but
+    a new strategy is best declared in netlmm/plugins/netlmm_parts.py.
+    """
 
 
 _register()

@@ -1,0 +1,38 @@
+"""netlmm's own strategies, attachment detectors and data planes, as plugins."""
+
+from netlmm.registry import (
+    AddressAssignmentPlugin, AttachmentDetectorPlugin, DataPlanePlugin,
+)
+
+static = AddressAssignmentPlugin(
+    "static", "netlmm.assignment.static", "StaticAssignment.fromConfig",
+    "pHoA from the attachment or a configured MN identifier -> address table")
+lmaAssigned = AddressAssignmentPlugin(
+    "lma-assigned", "netlmm.assignment.lma", "LmaAssignment.fromConfig",
+    "the LMA assigns the pHoA from its pool (draft Appendix A)")
+slaac = AddressAssignmentPlugin(
+    "slaac", "netlmm.assignment.slaac", "SlaacAssignment.fromConfig",
+    "the mobile's SLAAC address, learned from its DAD (draft Appendix B)")
+
+control = AttachmentDetectorPlugin(
+    "control", "netlmm.access.control", "ControlDetector.fromConfig",
+    "attach/detach commanded over a UNIX socket (`netlmm mag-ctl`)")
+rs = AttachmentDetectorPlugin(
+    "rs", "netlmm.access.rs", "RsDetector.fromConfig",
+    "attachments from Router Solicitations, detachments by idle time")
+link = AttachmentDetectorPlugin(
+    "link", "netlmm.access.netlink", "LinkDetector.fromConfig",
+    "the access bridge's port and FDB events")
+
+memory = DataPlanePlugin(
+    "memory", "netlmm.dataplane.memory", "MemoryDataPlane.fromConfig",
+    "records routes and tunnels in memory, moves no packets (tests, demo)")
+seg6 = DataPlanePlugin(
+    "seg6", "netlmm.dataplane.seg6", "Seg6DataPlane.fromConfig",
+    "kernel IPv6-in-IPv6 with seg6 lightweight tunnels")
+ip6tnl = DataPlanePlugin(
+    "ip6tnl", "netlmm.dataplane.ip6tnl", "Ip6tnlDataPlane.fromConfig",
+    "kernel ip6tnl tunnel devices")
+userspace = DataPlanePlugin(
+    "userspace", "netlmm.dataplane.userspace", "UserspaceDataPlane.fromConfig",
+    "IPv6-in-IPv6 through the daemon over a TUN device")
