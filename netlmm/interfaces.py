@@ -38,6 +38,21 @@ class IAddressAssignment(Interface):
     def unbound(mnId, phoa, reason):
         """The mobile is not bound through this MAG any more (or never was)."""
 
+    # Optional: a strategy may also provide
+    #
+    #   def addressConflict(mnId, phoa):
+    #       """
+    #       The PMIP client found C{phoa}, which the mobile configured itself
+    #       (stateless mode), used by another mobile (Appendix B: Notification
+    #       'address-conflict'). The mobile stays attached: defend the address
+    #       on the access link so the mobile picks another, and call
+    #       C{mag.addressReady} again with the new one.
+    #       """
+    #
+    # A strategy without it gets unbound(mnId, phoa, "address-conflict")
+    # instead (it is not part of the interface, so that strategies written
+    # before it still validate).
+
 
 class IMagControl(Interface):
     """What a MAG service offers to its strategy and attachment detector."""

@@ -218,6 +218,29 @@ class AccessLink:
         self.sent += 1
         return True
 
+    def defend(self, target):
+        """
+        Send a Neighbor Advertisement for C{target} to all nodes (Override
+        flag, the MAG's MAC as Target Link-Layer Address), so that a mobile
+        whose DAD has C{target} tentative marks it duplicate (RFC 4862 5.4.4)
+        and configures another: the MAG's answer to an address conflict the
+        PMIP clients found (Appendix B). False when it could not go.
+        """
+        from netlmm.wire.icmpv6 import NA_OVERRIDE, NeighborAdvertisement, TargetLinkLayer
+        if self._icmp is None or self._icmp.socket is None:
+            return False
+        options = [TargetLinkLayer(self.mac)] if self.mac is not None else []
+        data = encodeMessage(NeighborAdvertisement(NA_OVERRIDE, target, options))
+        try:
+            self._icmp.socket.sendto(data, (str(ALL_NODES), 0, 0, self.ifindex))
+        except OSError as e:
+            self.log.warn("access link {interface}: NA defending {target} not sent: "
+                          "{error}", interface=self.config.interface, target=target, error=e)
+            return False
+        self.log.info("access link {interface}: defended {target} (NA to all nodes)",
+                      interface=self.config.interface, target=target)
+        return True
+
     # ------------------------------------------------------------ receiving
 
     def _icmpReceived(self, data, ancillary, address):

@@ -12,8 +12,14 @@ packet it sends from an address of the prefix. The MAG then triggers the PMIP
 client with the stateless flag, which asks the PMIP client for the
 uniqueness check of Appendix B.
 
-The MAG never answers the mobile's DAD: the mobile keeps its address on
-every MAG of the domain (section 4.2 step 1).
+The MAG never answers the mobile's DAD for an address the PMIP client
+accepts: the mobile keeps its address on every MAG of the domain (section
+4.2 step 1). When the PMIP client (or one of its peers) finds the address
+used by another mobile, the MAG hears 'address-conflict' and L{addressConflict}
+defends the address with a Neighbor Advertisement for the tentative target:
+the mobile's kernel marks it duplicate (dadfailed) and, with stable-privacy
+addresses (RFC 7217, Linux addr_gen_mode=2/3 and idgen_retries), configures
+another one, whose DAD is learned and triggered like the first.
 
 The mobile is matched to its attachment by MAC: the MN identifier is the MAC
 as text 'aa:bb:cc:dd:ee:ff', as the 'rs' and 'link' detectors name it (an
@@ -59,6 +65,10 @@ class SlaacAssignment:
         self.learned = OrderedDict()
         #: MAC -> how that address was learned: 'dad' or 'traffic'.
         self.learnedBy = {}
+        #: MN identifier -> addresses found used by another mobile.
+        self.conflicts = {}
+        #: How many Neighbor Advertisements defended an address.
+        self.defended = 0
 
     @classmethod
     def fromConfig(cls, table, reactor=None, access=None, system=None, **context):
@@ -108,6 +118,7 @@ class SlaacAssignment:
             return
         self.attachedMobiles[event.mnId] = mac
         self.reported.pop(event.mnId, None)
+        self.conflicts.pop(event.mnId, None)
         address = event.phoa or self.learned.get(mac)
         if address is not None and address in self.prefix:
             self._report(event.mnId, address)
@@ -118,6 +129,27 @@ class SlaacAssignment:
     def unbound(self, mnId, phoa, reason):
         self.attachedMobiles.pop(mnId, None)
         self.reported.pop(mnId, None)
+        self.conflicts.pop(mnId, None)
+
+    def addressConflict(self, mnId, phoa):
+        """
+        Another mobile has C{phoa}: defend it on the link and wait for the
+        mobile's next address (the attachment stays).
+        """
+        self.reported.pop(mnId, None)
+        self.conflicts.setdefault(mnId, set()).add(phoa)
+        mac = self.attachedMobiles.get(mnId)
+        if mac is not None and self.learned.get(mac) == phoa:
+            del self.learned[mac]
+            self.learnedBy.pop(mac, None)
+        self.log.warn("slaac strategy: {phoa} of {mnId} is another mobile's; "
+                      "defending it so that the mobile picks another",
+                      phoa=phoa, mnId=mnId.decode("utf-8", "replace"))
+        self._defend(phoa)
+
+    def _defend(self, phoa):
+        if self.link.defend(phoa):
+            self.defended += 1
 
     # ------------------------------------------------------------ snooping
 
@@ -155,6 +187,10 @@ class SlaacAssignment:
                 self._report(mnId, address)
 
     def _report(self, mnId, address):
+        if address in self.conflicts.get(mnId, ()):
+            # Still probing the address it may not have: defend it again.
+            self._defend(address)
+            return
         previous = self.reported.get(mnId)
         if previous == address:
             return

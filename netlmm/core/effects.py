@@ -24,6 +24,25 @@ class SendControl(namedtuple("SendControl", "message")):
     __slots__ = ()
 
 
+class AskPeers(namedtuple("AskPeers", "request peers")):
+    """
+    PMIP client: send the L{netlmm.wire.control.ConflictRequest} C{request}
+    to each of C{peers} (the other PMIP clients, as configured) and feed
+    their answers back (Appendix B).
+    """
+
+    __slots__ = ()
+
+
+class AddressConflict(namedtuple("AddressConflict", "mnId phoa")):
+    """
+    MAG: the PMIP client found C{phoa} used by another mobile; defend it on
+    the access link so that the mobile configures another (Appendix B).
+    """
+
+    __slots__ = ()
+
+
 class RouteAdd(namedtuple("RouteAdd", "phoa pcoa")):
     """LMA data plane: tunnel traffic for C{phoa} to the MAG at C{pcoa}."""
 

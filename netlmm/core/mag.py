@@ -5,6 +5,12 @@ Trigger to bound, and detachment.
     (none) --attach--> ATTACHED --address--> TRIGGERED --Notification ok--> BOUND
     BOUND --detach--> DETACHING --Notification--> (none)
     BOUND --Notification MOVED / BINDING_LOST--> (none)
+    TRIGGERED --Notification ADDRESS_CONFLICT--> ATTACHED
+
+On ADDRESS_CONFLICT (Appendix B) the mobile stays attached: the MAG defends
+the address on the access link (the L{AddressConflict} effect goes to the
+strategy), the mobile configures another one, and the strategy calls
+L{MagCore.addressReady} again with it.
 
 Tunnel state is installed only after a successful Notification (section
 4.9). How the mobile's pHoA is learned is the address-assignment strategy's
@@ -15,7 +21,7 @@ is to assign it).
 from ipaddress import IPv6Address
 
 from netlmm.core.effects import (
-    Bound, InvalidInput, SendControl, TunnelDown, TunnelUp, Unbound,
+    AddressConflict, Bound, InvalidInput, SendControl, TunnelDown, TunnelUp, Unbound,
 )
 from netlmm.wire import control
 from netlmm.wire.control import AddressMode, Detach, Result, Trigger
@@ -32,6 +38,7 @@ TRANSITIONS = {
     (ATTACHED, "address"): TRIGGERED,
     (TRIGGERED, "success"): BOUND,
     (TRIGGERED, "failure"): None,
+    (TRIGGERED, "conflict"): ATTACHED,
     (TRIGGERED, "timeout"): None,
     (ATTACHED, "detach"): None,
     (TRIGGERED, "detach"): DETACHING,
@@ -182,6 +189,13 @@ class MagCore:
                 effects.append(TunnelUp(a.mnId, a.phoa, self.lmaAddress))
             effects.append(Bound(a.mnId, a.phoa))
             return effects
+        if n.result == Result.ADDRESS_CONFLICT and a.phoa is not None:
+            a.state = self._step(a, "conflict")
+            effects = self._tunnelDown(a)
+            self._say("pHoA {phoa} of {mnId} is used by another mobile; defending it",
+                      phoa=a.phoa, mnId=_show(a.mnId))
+            phoa, a.phoa = a.phoa, None
+            return effects + [AddressConflict(a.mnId, phoa)]
         self._step(a, "failure")
         effects = self._tunnelDown(a)
         del self.attachments[a.mnId]

@@ -10,11 +10,23 @@ travel between gateways (section 4.2).
 Each mobile is one explicit state machine (see L{TRANSITIONS}):
 
     (none) --trigger--> REGISTERING --PBAck ok--> BOUND
+    (none) --SLAAC trigger, peers--> AWAITING_PEERS --no conflict--> REGISTERING
+    AWAITING_PEERS --a peer reports a conflict--> (none)
     BOUND --trigger--> HANDING_OVER --PBAck ok--> BOUND
     BOUND --refresh due--> REFRESHING --PBAck ok--> BOUND
     BOUND --detach--> DETACH_PENDING --delay--> DEREGISTERING --PBAck--> (none)
 
 An input that the table does not allow raises L{InvalidInput}.
+
+With other PMIP clients in the domain (C{peers}), a Trigger with a pHoA the
+mobile configured itself (stateless mode, Appendix B) is first checked with
+all of them: the core returns an L{AskPeers} effect with a Conflict
+Detection Request and waits (AWAITING_PEERS) for their Responses, given to
+L{PmipCore.receiveConflictResponse}. A conflict answers the MAG with
+ADDRESS_CONFLICT and no PBU goes out; when every peer said "no conflict",
+or C{peerTimeout} passed (a silent peer does not block the mobile: the
+LMA's own DAD still catches a duplicate within one LMA), the PBU goes.
+Peers' requests are answered from the cache by L{PmipCore.answerConflict}.
 """
 
 import heapq
@@ -22,9 +34,12 @@ import itertools
 import random
 from ipaddress import IPv6Address
 
-from netlmm.core.effects import InvalidInput, Notify, SendMH
+from netlmm.core.effects import AskPeers, InvalidInput, Notify, SendMH
 from netlmm.wire import mh
-from netlmm.wire.control import Detach, Notification, Result, Trigger
+from netlmm.wire.control import (
+    AddressMode, Conflict, ConflictRequest, ConflictResponse, Detach, Notification,
+    Result, Trigger,
+)
 
 _ZERO = IPv6Address("::")
 
@@ -34,6 +49,7 @@ HANDING_OVER = "HANDING_OVER"
 REFRESHING = "REFRESHING"
 DETACH_PENDING = "DETACH_PENDING"
 DEREGISTERING = "DEREGISTERING"
+AWAITING_PEERS = "AWAITING_PEERS"
 
 #: (state, input) -> the state the input leads to (before the outcome of the
 #: PBU it may send is known). None stands for "no entry".
@@ -55,7 +71,29 @@ TRANSITIONS = {
     (HANDING_OVER, "pback"): BOUND,
     (REFRESHING, "pback"): BOUND,
     (DEREGISTERING, "pback"): None,
+    (None, "check"): AWAITING_PEERS,
+    (AWAITING_PEERS, "trigger"): AWAITING_PEERS,
+    (AWAITING_PEERS, "unique"): REGISTERING,
+    (AWAITING_PEERS, "conflict"): None,
+    (AWAITING_PEERS, "detach"): None,
 }
+
+
+class _Check:
+    """A Conflict Detection Request waiting for the peers' answers."""
+
+    __slots__ = ("transaction", "mag", "request", "waiting", "deadline", "silent")
+
+    def __init__(self, transaction, mag, request, peers, deadline):
+        #: The Trigger's transaction and MAG, answered at the end.
+        self.transaction = transaction
+        self.mag = mag
+        #: The request's own transaction number.
+        self.request = request
+        self.waiting = set(peers)
+        self.deadline = deadline
+        #: Peers that could not be asked or did not answer.
+        self.silent = set()
 
 
 class _Pending:
@@ -82,7 +120,7 @@ class Mobile:
     """The PMIP client's cache entry for one mobile."""
 
     __slots__ = ("mnId", "phoa", "pcoa", "mag", "sequence", "state", "pending",
-                 "lifetime", "refreshAt", "expiry", "detachAt", "detach")
+                 "lifetime", "refreshAt", "expiry", "detachAt", "detach", "check")
 
     def __init__(self, mnId, sequence):
         self.mnId = mnId
@@ -100,6 +138,8 @@ class Mobile:
         self.detachAt = None
         #: (transaction, mag) of a Detach waiting for its answer.
         self.detach = None
+        #: The L{_Check} with the peers in state AWAITING_PEERS.
+        self.check = None
 
     def __repr__(self):
         return (f"Mobile({self.mnId!r}, phoa={self.phoa}, pcoa={self.pcoa}, "
@@ -123,11 +163,16 @@ class PmipCore:
         C{accept(pback, raw, mnId, now)} (None to accept, "resync" to send
         again, else the reason to drop), such as
         L{netlmm.security.guard.PmipGuard}. It must not do I/O.
+    @param peers: the other PMIP clients of the domain, asked before a
+        stateless pHoA is bound (opaque keys, such as (address, port),
+        that come back in L{AskPeers} and go to L{receiveConflictResponse}).
+    @param peerTimeout: how long to wait for the peers' answers; then the
+        PBU goes anyway.
     """
 
     def __init__(self, lmaAddress, lifetime=3600, initialTimeout=1.0,
                  maxTimeout=32.0, refreshRatio=0.8, detachDelay=1.5,
-                 rng=None, log=None, security=None):
+                 rng=None, log=None, security=None, peers=(), peerTimeout=1.0):
         self.lmaAddress = IPv6Address(lmaAddress)
         if not 4 <= lifetime <= mh.MAX_LIFETIME_UNITS * mh.LIFETIME_UNIT:
             raise ValueError(f"lifetime must be 4..262140 seconds, not {lifetime}")
@@ -145,6 +190,17 @@ class PmipCore:
         self._rng = rng or random.Random()
         self._log = log
         self.security = security
+        self.peers = tuple(peers)
+        if peerTimeout <= 0:
+            raise ValueError("peerTimeout must be positive")
+        self.peerTimeout = peerTimeout
+        #: Conflict Detection Request transaction -> MN identifier.
+        self._checks = {}
+        self._nextRequest = 1
+        #: How many stateless Triggers the peers were asked about, how many
+        #: found a conflict, and how many went on with a silent peer.
+        self.conflictCounters = {"asked": 0, "conflicts": 0, "silent": 0,
+                                 "answered": 0}
         #: PBAcks dropped because they failed authentication.
         self.unauthenticated = 0
         self.mobiles = {}
@@ -245,6 +301,17 @@ class PmipCore:
                 return [Notify(Notification(trigger.transaction,
                                             Result.ADDRESS_CONFLICT,
                                             trigger.mnId, trigger.phoa), mag)]
+        if state == AWAITING_PEERS:
+            # Still asking the peers: the newer Trigger is answered instead.
+            c = m.check
+            effects = [Notify(Notification(c.transaction, Result.SUPERSEDED,
+                                           m.mnId, m.phoa), c.mag)]
+            c.transaction, c.mag = trigger.transaction, mag
+            m.mag = mag
+            return effects
+        if m is None and self.peers and trigger.phoa is not None \
+                and trigger.mode == AddressMode.STATELESS:
+            return self._askPeers(trigger, now)
         effects = []
         if m is None:
             m = Mobile(trigger.mnId, self._rng.randrange(0x10000))
@@ -270,6 +337,59 @@ class PmipCore:
         effects.extend(self._start(m, pending, now))
         self._reschedule(m)
         return effects
+
+    def receiveConflictResponse(self, peer, response, now):
+        """A peer's L{ConflictResponse} to one of our requests."""
+        m = self._checking(response.transaction, peer)
+        if m is None:
+            self._say("Conflict Detection Response {txn} from {peer} answers no "
+                      "pending request; dropped", txn=response.transaction, peer=peer)
+            return []
+        c = m.check
+        if response.result == Conflict.CONFLICT_DETECTED:
+            self._step(m.state, "conflict")
+            self.conflictCounters["conflicts"] += 1
+            self._say("peer {peer}: {phoa} of {mnId} is used by another mobile; "
+                      "address conflict", peer=peer, phoa=m.phoa, mnId=_show(m.mnId))
+            self._forget(m)
+            return [Notify(Notification(c.transaction, Result.ADDRESS_CONFLICT,
+                                        m.mnId, response.phoa), c.mag)]
+        c.waiting.discard(peer)
+        if c.waiting:
+            return []
+        return self._unique(m, now)
+
+    def peerFailed(self, transaction, peer, now):
+        """The request C{transaction} could not reach C{peer} (not connected)."""
+        m = self._checking(transaction, peer)
+        if m is None:
+            return []
+        c = m.check
+        c.waiting.discard(peer)
+        c.silent.add(peer)
+        if c.waiting:
+            return []
+        return self._unique(m, now)
+
+    def answerConflict(self, request, now=None):
+        """
+        The L{ConflictResponse} to a peer's L{ConflictRequest}: conflict
+        when another mobile here has (or is checking) that pHoA. Two clients
+        checking the same address at once both hold it AWAITING_PEERS; the
+        mobile with the lower MN identifier keeps it, so exactly one of them
+        hears "conflict".
+        """
+        other = self._byPhoa.get(request.phoa)
+        conflict = other is not None and other.mnId != request.mnId
+        if conflict and other.state == AWAITING_PEERS and request.mnId < other.mnId:
+            conflict = False
+        self.conflictCounters["answered"] += 1
+        result = Conflict.CONFLICT_DETECTED if conflict else Conflict.NO_CONFLICT
+        if conflict:
+            self._say("peer asks about {phoa} for {mnId}: used here by {other}",
+                      phoa=request.phoa, mnId=_show(request.mnId),
+                      other=_show(other.mnId))
+        return ConflictResponse(request.transaction, result, request.mnId, request.phoa)
 
     def receiveDetach(self, detach, now):
         """A MAG reports C{detach.mnId} gone from C{detach.magAddress}."""
@@ -355,6 +475,11 @@ class PmipCore:
             p = m.pending
             if p is not None and p.resendAt <= now:
                 effects.extend(self._retransmit(m, p, now))
+            elif m.check is not None and m.check.deadline <= now:
+                c = m.check
+                c.silent |= c.waiting
+                c.waiting.clear()
+                effects.extend(self._unique(m, now))
             elif m.detachAt is not None and m.detachAt <= now:
                 m.detachAt = None
                 m.state = self._step(m.state, "deregister")
@@ -383,9 +508,58 @@ class PmipCore:
             raise InvalidInput(what, state)
         return nextState
 
+    def _askPeers(self, trigger, now):
+        m = Mobile(trigger.mnId, self._rng.randrange(0x10000))
+        m.state = self._step(None, "check")
+        m.phoa = trigger.phoa
+        m.mag = trigger.magAddress
+        self.mobiles[m.mnId] = m
+        self._byPhoa[m.phoa] = m
+        request = self._nextRequest
+        self._nextRequest = request % 0xFFFFFFFF + 1
+        m.check = _Check(trigger.transaction, trigger.magAddress, request, self.peers,
+                         now + self.peerTimeout)
+        self._checks[request] = m.mnId
+        self.conflictCounters["asked"] += 1
+        self._say("asking {n} peer(s) whether {phoa} of {mnId} is unique",
+                  n=len(self.peers), phoa=m.phoa, mnId=_show(m.mnId))
+        self._reschedule(m)
+        return [AskPeers(ConflictRequest(request, m.mnId, m.phoa), self.peers)]
+
+    def _checking(self, transaction, peer):
+        """The mobile whose check waits for C{peer}'s answer to C{transaction}."""
+        m = self.mobiles.get(self._checks.get(transaction))
+        if m is None or m.check is None or m.check.request != transaction \
+                or peer not in m.check.waiting:
+            return None
+        return m
+
+    def _unique(self, m, now):
+        """No peer objected (or some were silent): send the PBU."""
+        c = m.check
+        m.check = None
+        self._checks.pop(c.request, None)
+        m.state = self._step(m.state, "unique")
+        if c.silent:
+            self.conflictCounters["silent"] += 1
+            self._say("peer(s) {peers} did not answer about {phoa} within {t:g} s; "
+                      "registering {mnId} anyway (the LMA's DAD still applies)",
+                      peers=", ".join(sorted(str(p) for p in c.silent)), phoa=m.phoa,
+                      t=self.peerTimeout, mnId=_show(m.mnId))
+        pending = _Pending("attach", c.mag, c.transaction, c.mag, self.lifetime)
+        effects = self._start(m, pending, now)
+        self._reschedule(m)
+        return effects
+
     def _supersede(self, m, mag):
         """Answer the transactions that a new input replaces."""
         effects = []
+        if m.check is not None:
+            c = m.check
+            m.check = None
+            self._checks.pop(c.request, None)
+            effects.append(Notify(Notification(c.transaction, Result.SUPERSEDED,
+                                               m.mnId, m.phoa), c.mag))
         p = m.pending
         if p is not None and p.transaction is not None:
             effects.append(Notify(Notification(p.transaction, Result.SUPERSEDED,
@@ -551,6 +725,9 @@ class PmipCore:
             del self._byPhoa[m.phoa]
         m.state = None
         m.detach = None
+        if m.check is not None:
+            self._checks.pop(m.check.request, None)
+            m.check = None
         if self.security is not None and hasattr(self.security, "forget"):
             self.security.forget(m.mnId)
 
@@ -559,6 +736,8 @@ def _due(m):
     """The time of the one timer that matters in the mobile's state."""
     if m.pending is not None:
         return m.pending.resendAt
+    if m.check is not None:
+        return m.check.deadline
     if m.detachAt is not None:
         return m.detachAt
     if m.state == BOUND:

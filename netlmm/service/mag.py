@@ -1,10 +1,13 @@
 """The MAG daemon: L{MagCore} + strategy + attachment detector + data plane."""
 
+from ipaddress import IPv6Address
+
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import maybeDeferred, gatherResults
 from zope.interface import implementer
 
-from netlmm.core.effects import Bound, SendControl, TunnelDown, TunnelUp, Unbound
+from netlmm.core.selection import ClientSelector
+from netlmm.core.effects import AddressConflict, Bound, SendControl, TunnelDown, TunnelUp, Unbound
 from netlmm.interfaces import IMagControl
 from netlmm.service.base import RoleService
 from netlmm.transport.channel import Channel
@@ -13,26 +16,49 @@ from netlmm.wire.control import Notification
 
 
 class _PmipFacing(ControlFactory):
-    """The MAG's connection to its PMIP client."""
+    """The MAG's connection to one PMIP client."""
 
-    def __init__(self, service):
+    def __init__(self, service, upstream=None):
         super().__init__()
         self.service = service
+        self.upstream = upstream
 
     def connectionMade(self, proto):
-        self.service.pmipConnected(proto)
+        self.service.pmipConnected(proto, self.upstream)
 
     def connectionLost(self, proto, reason):
-        self.service.pmipDisconnected(proto, reason)
+        self.service.pmipDisconnected(proto, reason, self.upstream)
 
     def messageReceived(self, message, proto):
         self.service.controlReceived(message, proto)
 
 
+class _Upstream:
+    """
+    One PMIP client as a MAG sees it: its endpoint, the reconnecting
+    ClientService, the current connection and what waits for it.
+    """
+
+    def __init__(self, service, endpoint):
+        self.endpoint = endpoint
+        self.factory = _PmipFacing(service, self)
+        self.connection = None
+        self.queue = []
+        self.client = None
+
+    def describe(self):
+        return f"[{self.endpoint[0]}]:{self.endpoint[1]}"
+
+
 @implementer(IMagControl)
 class MagService(RoleService):
     """
-    @param pmip: (address, port) of the PMIP client's stream listener.
+    @param pmip: (address, port) of the PMIP client's stream listener, or a
+        list of them when the domain has several PMIP clients: each mobile
+        then goes to the one L{ClientSelector} chooses from its MN
+        identifier (the same on every MAG), one channel per client.
+    @param pmipMap: optional mapping MN identifier (bytes) -> (address,
+        port) that overrides the hash for the mobiles it names.
     @param strategy: an L{IAddressAssignment}.
     @param detector: an L{IAttachmentDetector}, or None when attachments are
         fed in by code (tests, the demo).
@@ -41,22 +67,49 @@ class MagService(RoleService):
     """
 
     def __init__(self, reactor, core, pmip, strategy, dataplane, detector=None,
-                 observer=None, name="MAG", channel=None):
+                 observer=None, name="MAG", channel=None, pmipMap=None):
         super().__init__(reactor, core, observer)
         self.setName(name)
-        self.pmip = pmip
+        clients = list(pmip) if pmip and isinstance(pmip[0], (tuple, list)) else [pmip]
+        clients = [(IPv6Address(a), int(p)) for a, p in clients]
+        #: The first configured PMIP client (the only one in most domains).
+        self.pmip = clients[0]
+        self.selector = ClientSelector(clients, pmipMap)
         self.strategy = strategy
         self.dataplane = dataplane
         self.detector = detector
         self.channel = channel if channel is not None else Channel("tcp")
-        self.factory = _PmipFacing(self)
-        self.channel.prepare(self.factory, reactor, name, "pmip")
-        self.connection = None
-        self._queue = []
-        endpoint = self.channel.clientEndpoint(reactor, pmip[0], pmip[1],
-                                               expectRole="pmip", timeout=5)
-        self.client = ClientService(endpoint, self.factory, backoffPolicy(
-            initialDelay=0.5, maxDelay=10.0), clock=reactor)
+        #: (address, port) -> L{_Upstream}, in the configured order.
+        self.upstreams = {}
+        for c in clients:
+            if c in self.upstreams:
+                continue
+            up = _Upstream(self, c)
+            self.channel.prepare(up.factory, reactor, name, "pmip")
+            endpoint = self.channel.clientEndpoint(reactor, c[0], c[1],
+                                                   expectRole="pmip", timeout=5)
+            up.client = ClientService(endpoint, up.factory, backoffPolicy(
+                initialDelay=0.5, maxDelay=10.0), clock=reactor)
+            self.upstreams[c] = up
+        self._first = self.upstreams[self.pmip]
+
+    # The single-client attributes, kept for code written before there could
+    # be several PMIP clients: they are the first client's.
+    @property
+    def factory(self):
+        return self._first.factory
+
+    @property
+    def client(self):
+        return self._first.client
+
+    @property
+    def connection(self):
+        return self._first.connection
+
+    def upstreamFor(self, mnId):
+        """The L{_Upstream} (PMIP client) that serves C{mnId}."""
+        return self.upstreams[self.selector.choose(mnId)]
 
     @property
     def address(self):
@@ -66,11 +119,13 @@ class MagService(RoleService):
         d = maybeDeferred(self.dataplane.start)
 
         def started(_):
-            self.client.startService()
+            for up in self.upstreams.values():
+                up.client.startService()
             RoleService.startService(self)
-            self.log.info("{name}: pCoA {address}, PMIP client [{pmip}]:{port} over "
+            self.log.info("{name}: pCoA {address}, PMIP client {pmip} over "
                           "{channel}, LMA {lma}, strategy {strategy}", name=self.name,
-                          address=self.core.address, pmip=self.pmip[0], port=self.pmip[1],
+                          address=self.core.address,
+                          pmip=", ".join(up.describe() for up in self.upstreams.values()),
                           channel=self.channel.describe(),
                           lma=self.core.lmaAddress, strategy=self.strategy.name)
             steps = [maybeDeferred(self.strategy.start, self)]
@@ -83,7 +138,8 @@ class MagService(RoleService):
         steps = [maybeDeferred(self.strategy.stop)]
         if self.detector is not None:
             steps.append(maybeDeferred(self.detector.stop))
-        steps.append(self.client.stopService())
+        for up in self.upstreams.values():
+            steps.append(up.client.stopService())
         d = gatherResults(steps)
         d.addCallback(lambda _: RoleService.stopService(self))
         d.addCallback(lambda _: self.dataplane.stop())
@@ -114,22 +170,25 @@ class MagService(RoleService):
 
     # ------------------------------------------------------------ PMIP side
 
-    def pmipConnected(self, proto):
-        self.connection = proto
+    def pmipConnected(self, proto, upstream=None):
+        up = upstream or self._first
+        up.connection = proto
         self.log.info("{name}: connected to PMIP client {peer}", name=self.name,
                       peer=proto.describe())
-        queued, self._queue = self._queue, []
+        queued, up.queue = up.queue, []
         for message in queued:
-            self._send(message)
+            self._send(message, up)
 
-    def pmipDisconnected(self, proto, reason):
-        if self.connection is proto:
-            self.connection = None
-            self.log.warn("{name}: lost the PMIP client connection", name=self.name)
+    def pmipDisconnected(self, proto, reason, upstream=None):
+        up = upstream or self._first
+        if up.connection is proto:
+            up.connection = None
+            self.log.warn("{name}: lost the PMIP client connection {peer}",
+                          name=self.name, peer=up.describe())
 
     def controlReceived(self, message, proto):
-        if proto is not self.connection:
-            # Only the current, authenticated PMIP client connection counts.
+        if not any(proto is up.connection for up in self.upstreams.values()):
+            # Only a current, authenticated PMIP client connection counts.
             return
         self.observe("received", message, proto.peer)
         if type(message) is not Notification:
@@ -138,12 +197,13 @@ class MagService(RoleService):
             return
         self.feed(self.core.receiveNotification, message)
 
-    def _send(self, message):
-        if self.connection is None:
-            self._queue.append(message)
+    def _send(self, message, upstream=None):
+        up = upstream or self.upstreamFor(message.mnId)
+        if up.connection is None:
+            up.queue.append(message)
             return
-        if self.connection.send(message):
-            self.observe("sent", message, self.pmip)
+        if up.connection.send(message):
+            self.observe("sent", message, up.endpoint)
 
     def execute(self, effects):
         for e in effects:
@@ -158,6 +218,12 @@ class MagService(RoleService):
                 self.strategy.bound(e.mnId, e.phoa)
             elif kind is Unbound:
                 self.strategy.unbound(e.mnId, e.phoa, e.reason)
+            elif kind is AddressConflict:
+                hook = getattr(self.strategy, "addressConflict", None)
+                if hook is not None:
+                    hook(e.mnId, e.phoa)
+                else:
+                    self.strategy.unbound(e.mnId, e.phoa, "address-conflict")
 
 
 def _show(mnId):

@@ -2,14 +2,17 @@
 
 from ipaddress import IPv6Network
 
+from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import maybeDeferred
 
-from netlmm.core.effects import Notify, SendMH
+from netlmm.core.effects import AskPeers, Notify, SendMH
 from netlmm.service.base import RoleService
 from netlmm.transport.channel import Channel
 from netlmm.transport.control import ControlFactory
 from netlmm.transport.mh import MHPort
-from netlmm.wire.control import Detach, Notification, Result, Trigger
+from netlmm.wire.control import (
+    ConflictRequest, ConflictResponse, Detach, Notification, Result, Trigger,
+)
 
 
 class _MagFacing(ControlFactory):
@@ -29,6 +32,29 @@ class _MagFacing(ControlFactory):
         self.service.controlReceived(message, proto)
 
 
+class _PeerFacing(ControlFactory):
+    """Conflict detection with the other PMIP clients (Appendix B), both ways."""
+
+    side = "PMIP client"
+    expected = "PMIP client (peer)"
+
+    def __init__(self, service, peer=None):
+        super().__init__()
+        self.service = service
+        #: The configured peer this outgoing connection goes to; None for
+        #: the listener that answers the peers.
+        self.peer = peer
+
+    def connectionMade(self, proto):
+        self.service.peerConnected(proto, self.peer)
+
+    def connectionLost(self, proto, reason):
+        self.service.peerDisconnected(proto, self.peer)
+
+    def messageReceived(self, message, proto):
+        self.service.peerMessage(message, proto, self.peer)
+
+
 class PmipService(RoleService):
     """
     @param listen: (address, port) where MAGs connect (TCP).
@@ -37,10 +63,18 @@ class PmipService(RoleService):
     @param allowedMags: networks MAG connections may come from.
     @param channel: the L{Channel} MAGs connect over (TLS, TCP, SCTP);
         plain TCP when None.
+    @param peers: the other PMIP clients' conflict-detection listeners,
+        (address, port) pairs; the core's C{peers} must be their
+        '[address]:port' texts (L{peerKey}).
+    @param peerListen: (address, port) where this client answers its peers'
+        Conflict Detection Requests (plain TCP), or None.
+    @param allowedPeers: networks peer connections may come from (the
+        peers' addresses when None).
     """
 
     def __init__(self, reactor, core, listen, mhBind, transport, lmaPort,
-                 allowedMags, observer=None, name="PMIP client", channel=None):
+                 allowedMags, observer=None, name="PMIP client", channel=None,
+                 peers=(), peerListen=None, allowedPeers=None):
         super().__init__(reactor, core, observer)
         self.setName(name)
         self.listen = listen
@@ -54,6 +88,25 @@ class PmipService(RoleService):
         self.listening = None
         self._mags = {}
         self.connections = set()
+        self.peerListen = peerListen
+        self.peerListening = None
+        if allowedPeers is None:
+            allowedPeers = [IPv6Network(f"{a}/128") for a, _ in peers]
+        self.allowedPeers = tuple(IPv6Network(n) for n in allowedPeers)
+        self.peerServer = _PeerFacing(self)
+        self.peerServer.clock = reactor
+        #: '[address]:port' -> (ClientService, factory) towards each peer.
+        self.peerClients = {}
+        #: '[address]:port' -> the current connection to that peer.
+        self.peerConnections = {}
+        self.peerAnswering = set()
+        for address, port in peers:
+            key = peerKey((address, port))
+            factory = _PeerFacing(self, key)
+            factory.clock = reactor
+            endpoint = Channel("tcp").clientEndpoint(reactor, address, port, timeout=5)
+            self.peerClients[key] = ClientService(endpoint, factory, backoffPolicy(
+                initialDelay=0.5, maxDelay=10.0), clock=reactor)
 
     def startService(self):
         self.restoreState()
@@ -73,6 +126,20 @@ class PmipService(RoleService):
                               "(draft 4.9.4 requires it): use [pmip.tls] on any "
                               "network that is not fully trusted")
             RoleService.startService(self)
+            for client in self.peerClients.values():
+                client.startService()
+            if self.peerListen is None:
+                return None
+            return Channel("tcp").listen(self.reactor, self.peerListen[0],
+                                         self.peerListen[1], self.peerServer
+                                         ).addCallback(peerListening)
+
+        def peerListening(port):
+            self.peerListening = port
+            self.log.info("PMIP client: peers ask for conflict detection at "
+                          "[{address}]:{port}; asking {peers}",
+                          address=self.peerListen[0], port=port.getHost().port,
+                          peers=", ".join(self.peerClients) or "none")
         d.addCallback(listening)
         d.addErrback(self._cannotListen)
         return d
@@ -83,12 +150,66 @@ class PmipService(RoleService):
 
     def stopService(self):
         self.port.stopListening()
-        for proto in list(self.connections):
+        for proto in list(self.connections) + list(self.peerAnswering):
             proto.transport.loseConnection()
         d = maybeDeferred(RoleService.stopService, self)
         if self.listening is not None:
             d.addCallback(lambda _: self.listening.stopListening())
+        for client in self.peerClients.values():
+            d.addCallback(lambda _, c=client: c.stopService())
+        if self.peerListening is not None:
+            d.addCallback(lambda _: self.peerListening.stopListening())
         return d
+
+    # ------------------------------------------------------------ peers (Appendix B)
+
+    def peerConnected(self, proto, peer):
+        if peer is not None:
+            self.peerConnections[peer] = proto
+            self.log.info("PMIP client: connected to peer {peer}", peer=peer)
+            return
+        address = proto.peer[0]
+        if not any(address in n for n in self.allowedPeers):
+            self.log.warn("PMIP client: refused peer connection from {peer}: not a "
+                          "configured peer", peer=proto.describe())
+            proto.transport.loseConnection()
+            return
+        self.peerAnswering.add(proto)
+
+    def peerDisconnected(self, proto, peer):
+        if peer is not None:
+            if self.peerConnections.get(peer) is proto:
+                del self.peerConnections[peer]
+                self.log.warn("PMIP client: lost the connection to peer {peer}", peer=peer)
+            return
+        self.peerAnswering.discard(proto)
+
+    def peerMessage(self, message, proto, peer):
+        kind = type(message)
+        if peer is None and kind is ConflictRequest and proto in self.peerAnswering:
+            self.observe("received", message, proto.peer)
+            response = self.core.answerConflict(message, self.reactor.seconds())
+            if proto.send(response):
+                self.observe("sent", response, proto.peer)
+        elif peer is not None and kind is ConflictResponse \
+                and self.peerConnections.get(peer) is proto:
+            self.observe("received", message, proto.peer)
+            self.feed(self.core.receiveConflictResponse, peer, message)
+        else:
+            self.log.warn("PMIP client: unexpected {kind} on a peer connection "
+                          "{peer}; dropped", kind=kind.__name__, peer=proto.describe())
+
+    def _askPeers(self, effect):
+        request = effect.request
+        for peer in effect.peers:
+            proto = self.peerConnections.get(peer)
+            if proto is not None and proto.send(request):
+                self.observe("sent", request, proto.peer)
+                continue
+            self.log.warn("PMIP client: peer {peer} is not connected; it cannot "
+                          "check {phoa}", peer=peer, phoa=request.phoa)
+            self.reactor.callLater(0, self.feed, self.core.peerFailed,
+                                   request.transaction, peer)
 
     # ------------------------------------------------------------ MAG side
 
@@ -210,6 +331,8 @@ class PmipService(RoleService):
             kind = type(e)
             if kind is SendMH:
                 self.port.send(e.message, e.destination, self.lmaPort)
+            elif kind is AskPeers:
+                self._askPeers(e)
             elif kind is Notify:
                 proto = self._mags.get(e.mag)
                 if proto is None:
@@ -219,3 +342,9 @@ class PmipService(RoleService):
                                   txn=e.notification.transaction)
                     continue
                 self._sendTo(proto, e.notification, e.mag)
+
+
+def peerKey(endpoint):
+    """(address, port) -> '[address]:port', how the core names a peer."""
+    from netlmm.core.selection import endpointText
+    return endpointText(endpoint)

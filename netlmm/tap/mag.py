@@ -17,6 +17,12 @@ The [mag] table of the config file:
   address               this MAG's data-plane address, the pCoA (required)
   lma_address           the LMA's tunnel address (required)
   pmip                  '[address]:port' of the PMIP client ('[::1]:5437')
+  pmip_clients          several PMIP clients in the domain (instead of pmip):
+                        ['[a]:p', ...]; a mobile's client is chosen from its
+                        MN identifier (SHA-256 modulo the sorted list), the
+                        same on every MAG: give every MAG the same list
+  [mag.pmip_map]        MNID = '[a]:p': explicit choices that win over the
+                        hash (each must be one of pmip_clients / pmip)
   notification_timeout  seconds to wait for a Notification (70)
   [mag.assignment]      strategy = 'lma-assigned' | 'static' | 'slaac' (required);
                         static takes [mag.assignment.addresses] MNID = "pHoA";
@@ -57,7 +63,8 @@ See etc/netlmm/mag.toml for a commented example."""
         name = table.string("name", "MAG")
         address = table.address("address", required=True)
         lma = table.address("lma_address", required=True)
-        pmip = table.endpoint("pmip", "[::1]:5437")
+        pmip = pmipClients(table)
+        pmipMap = pmipMapFromTable(table, pmip)
         timeout = table.number("notification_timeout", 70, minimum=1, maximum=3600)
         from netlmm.access.link import fromConfig as accessFromConfig
         access = accessFromConfig(table, reactor)
@@ -75,7 +82,7 @@ See etc/netlmm/mag.toml for a commented example."""
                 "the tunnel ends at the pCoA the PMIP client binds")
         from netlmm.transport.channel import channelFromTable
         channel = channelFromTable(table, "mag", getattr(self, "configDir", None))
-        return dict(name=name, pmip=pmip, strategy=strategy, detector=detector,
+        return dict(name=name, pmip=pmip, pmipMap=pmipMap, strategy=strategy, detector=detector,
                     dataplane=dataplane, channel=channel,
                     core=dict(address=address, lmaAddress=lma,
                               notificationTimeout=timeout))
@@ -89,4 +96,47 @@ def makeService(options):
     b = options.built
     core = MagCore(log=Logger(namespace="netlmm.mag"), **b["core"])
     return MagService(reactor, core, b["pmip"], b["strategy"], b["dataplane"],
-                      detector=b["detector"], name=b["name"], channel=b["channel"])
+                      detector=b["detector"], name=b["name"], channel=b["channel"],
+                      pmipMap=b.get("pmipMap"))
+
+
+def pmipClients(table):
+    """
+    The PMIP clients of [mag]: C{pmip = '[a]:p'} (one) or C{pmip_clients =
+    ['[a]:p', ...]} (several); a list of (address, port).
+    """
+    from netlmm.config import ConfigError, parseEndpoint
+    many = table._get("pmip_clients", None, False)
+    if many is None:
+        return [table.endpoint("pmip", "[::1]:5437")]
+    where = table._key("pmip_clients")
+    if table._get("pmip", None, False) is not None:
+        raise ConfigError(f"{where}: give either pmip or pmip_clients, not both")
+    if not isinstance(many, list) or not many or not all(isinstance(v, str) for v in many):
+        raise ConfigError(f"{where}: expected a non-empty list of '[address]:port', "
+                          f"got {many!r}")
+    clients = []
+    for v in many:
+        e = parseEndpoint(v, where)
+        if e in clients:
+            raise ConfigError(f"{where}: {v} is listed twice")
+        clients.append(e)
+    return clients
+
+
+def pmipMapFromTable(table, clients):
+    """C{[mag.pmip_map]} MNID = '[a]:p' as {bytes: (address, port)}, or None."""
+    from netlmm.config import ConfigError
+    if "pmip_map" not in table.data:
+        table._get("pmip_map", None, False)
+        return None
+    t = table.table("pmip_map")
+    result = {}
+    for mnId in list(t.data):
+        endpoint = t.endpoint(mnId, required=True)
+        if endpoint not in clients:
+            raise ConfigError(f"{t.where}.{mnId}: [{endpoint[0]}]:{endpoint[1]} is not one "
+                              "of the PMIP clients (pmip / pmip_clients)")
+        result[mnId.encode("utf-8")] = endpoint
+    t.finish()
+    return result

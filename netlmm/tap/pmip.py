@@ -20,6 +20,15 @@ The [pmip] table of the config file:
                 that shows up at another MAG keeps its binding (1.5)
   state_file    where bound mobiles are kept across restarts (JSON, written
                 atomically every 5 s when changed and at stop); unset: none
+  peers         the other PMIP clients of the domain, ['[addr]:port', ...] of
+                their peer_listen: a pHoA the mobile configured itself
+                (SLAAC) is checked with all of them before the PBU
+                (Appendix B; conflict -> 'address-conflict' to the MAG)
+  peer_listen   '[address]:port' where peers' conflict checks are answered,
+                plain TCP ('[listen address]:5438' when peers are set)
+  peer_timeout  seconds to wait for the peers; a silent peer does not block
+                the mobile, the PBU goes and the LMA's DAD applies (1.0)
+  allowed_peers networks peer connections may come from (the peers' addresses)
   [pmip.retransmit] initial (1.0) and max (32.0): PBU retransmission timeout,
                 doubled from initial up to max, then the PBU is given up
   [pmip.security] message authentication of PBUs/PBAcks (RFC 4285):
@@ -66,6 +75,12 @@ See etc/netlmm/pmip.toml for a commented example."""
                 StateFile(stateFile, "pmip-bindings").load()
             except StateFileError as e:
                 raise ConfigError(f"pmip.state_file: {e}") from None
+        peers = peerEndpoints(table, "peers")
+        peerListen = table.endpoint("peer_listen")
+        if peerListen is None and peers:
+            peerListen = (listen[0], 5438)
+        peerTimeout = table.number("peer_timeout", 1.0, minimum=0.01, maximum=60)
+        allowedPeers = table.networks("allowed_peers")
         rt = table.table("retransmit")
         initial = rt.number("initial", 1.0, minimum=0.01, maximum=3600)
         maximum = rt.number("max", 32.0, minimum=0.01, maximum=3600)
@@ -75,7 +90,8 @@ See etc/netlmm/pmip.toml for a commented example."""
                               f"pmip.retransmit.initial ({initial})")
         return dict(listen=listen, lma=lma, mhBind=mhBind, transport=transport,
                     allowedMags=mags, security=security, stateFile=stateFile, channel=channel,
-                    core=dict(lmaAddress=lma[0], lifetime=lifetime,
+                    peers=peers, peerListen=peerListen, allowedPeers=allowedPeers,
+                    core=dict(lmaAddress=lma[0], lifetime=lifetime, peerTimeout=peerTimeout,
                               initialTimeout=initial, maxTimeout=maximum,
                               detachDelay=detachDelay))
 
@@ -91,10 +107,31 @@ def makeService(options):
         from netlmm.security.guard import PmipGuard
         from netlmm.security.config import buildKeys
         guard = PmipGuard(buildKeys(b["security"], reactor), b["security"]["window"])
-    core = PmipCore(log=Logger(namespace="netlmm.pmip"), security=guard, **b["core"])
+    from netlmm.service.pmip import peerKey
+    peers = b.get("peers", ())
+    core = PmipCore(log=Logger(namespace="netlmm.pmip"), security=guard,
+                    peers=[peerKey(p) for p in peers], **b["core"])
     service = PmipService(reactor, core, b["listen"], b["mhBind"], b["transport"],
-                          b["lma"][1], b["allowedMags"], channel=b["channel"])
+                          b["lma"][1], b["allowedMags"], channel=b["channel"],
+                          peers=peers, peerListen=b.get("peerListen"),
+                          allowedPeers=b.get("allowedPeers"))
     if b["stateFile"]:
         from netlmm.statefile import StateFile
         service.stateFile = StateFile(b["stateFile"], "pmip-bindings")
     return service
+
+
+def peerEndpoints(table, key):
+    """A list of '[address]:port' as (address, port) pairs (empty when absent)."""
+    from netlmm.config import ConfigError, parseEndpoint
+    value = table._get(key, [], False)
+    where = table._key(key)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}: expected a list of '[address]:port', got {value!r}")
+    result = []
+    for v in value:
+        e = parseEndpoint(v, where)
+        if e in result:
+            raise ConfigError(f"{where}: {v} is listed twice")
+        result.append(e)
+    return result

@@ -606,7 +606,7 @@ class DetachTests(PmipTestMixin, SynchronousTestCase):
         for (state, what), nextState in pmip.TRANSITIONS.items():
             self.assertIn(state, (None, pmip.REGISTERING, pmip.BOUND, pmip.HANDING_OVER,
                                   pmip.REFRESHING, pmip.DETACH_PENDING,
-                                  pmip.DEREGISTERING))
+                                  pmip.DEREGISTERING, pmip.AWAITING_PEERS))
         core = self.makePmip()
         self.assertRaises(InvalidInput, core._step, pmip.DEREGISTERING, "detach")
         self.assertRaises(InvalidInput, core._step, None, "detach")

@@ -172,7 +172,7 @@ MALFORMED = [
     ("version 2", "02 0b 4000 00000005 05 01 05", "version 2"),
     ("version 7", "02 0b e000 00000005 05 01 05", "version 7"),
     ("message type 0", "00 0b 2000 00000005 05 01 05", "unknown message type 0"),
-    ("message type 4", "04 0b 2000 00000005 05 01 05", "unknown message type 4"),
+    ("message type 6", "06 0b 2000 00000005 05 01 05", "unknown message type 6"),
     ("Notification without result", f"02 0d 2000 00000005 01 03 {MN1_HEX}", "result"),
     ("Notification with an empty L2-ID", "02 0d 2000 00000005 05 01 00 01 00", "L2-ID"),
     (

@@ -14,7 +14,7 @@ from zope.interface import implementer
 from netlmm.wire import DecodeError, EncodeError
 from netlmm.wire.control import (
     HEADER, Notification, Result, decodeControl, encodeControl, peekLength,
-    transactionOf, NOTIFICATION,
+    transactionOf, NOTIFICATION, CONFLICT_RESPONSE,
 )
 
 
@@ -125,7 +125,8 @@ class ControlProtocol(Protocol):
             self.factory.counters["malformed"] += 1
             self.log.warn("malformed message from {peer}: {error}",
                           peer=self.describe(), error=e)
-            if len(frame) >= HEADER and frame[0] != NOTIFICATION:
+            if len(frame) >= HEADER and frame[0] not in (NOTIFICATION,
+                                                         CONFLICT_RESPONSE):
                 self.send(Notification(transactionOf(frame), Result.MALFORMED))
             return
         self.factory.counters["received"] += 1

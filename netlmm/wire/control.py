@@ -29,6 +29,10 @@ MAX_LENGTH = 0xFF
 TRIGGER = 1
 NOTIFICATION = 2
 DETACH = 3
+#: Between PMIP clients (Appendix B): is this pHoA used by another mobile?
+CONFLICT_REQUEST = 4
+CONFLICT_RESPONSE = 5
+_TYPES = (TRIGGER, NOTIFICATION, DETACH, CONFLICT_REQUEST, CONFLICT_RESPONSE)
 
 # Option types (assigned by netlmm; the draft leaves them open).
 OPT_L2_ID = 1
@@ -86,6 +90,15 @@ class Result:
         6: "moved", 7: "not-authorized", 8: "superseded", 9: "unknown-mn",
         10: "binding-lost",
     }
+
+
+class Conflict:
+    """The result of a Conflict Detection Response (option 5)."""
+
+    NO_CONFLICT = 0
+    CONFLICT_DETECTED = 1
+
+    NAMES = {0: "no-conflict", 1: "conflict-detected"}
 
 
 class ControlMessage(_Value):
@@ -190,6 +203,50 @@ class Notification(
         ))
 
 
+class ConflictRequest(
+    ControlMessage,
+    namedtuple("_ConflictRequest", "transaction mnId phoa extra"),
+):
+    """
+    PMIP client -> its peers (Appendix B): mobile C{mnId} has configured
+    C{phoa} itself (SLAAC); does another mobile use it?
+    """
+
+    __slots__ = ()
+    TYPE = CONFLICT_REQUEST
+
+    def __new__(cls, transaction, mnId, phoa, extra=()):
+        return tuple.__new__(cls, (
+            _u32("transaction number", transaction),
+            _octets("MN identifier", mnId, 1, 253),
+            _addr("pHoA", phoa),
+            _extras(extra),
+        ))
+
+
+class ConflictResponse(
+    ControlMessage,
+    namedtuple("_ConflictResponse", "transaction result mnId phoa extra"),
+):
+    """
+    A peer's answer to the L{ConflictRequest} with the same transaction:
+    C{result} is L{Conflict}.NO_CONFLICT or CONFLICT_DETECTED; C{mnId} and
+    C{phoa} repeat the request's.
+    """
+
+    __slots__ = ()
+    TYPE = CONFLICT_RESPONSE
+
+    def __new__(cls, transaction, result, mnId, phoa, extra=()):
+        return tuple.__new__(cls, (
+            _u32("transaction number", transaction),
+            _u8("result", result),
+            _octets("MN identifier", mnId, 1, 253),
+            _addr("pHoA", phoa),
+            _extras(extra),
+        ))
+
+
 def _opt(kind, data):
     if len(data) > 255:
         raise EncodeError(f"option {kind} data is {len(data)} octets; at most 255 fit")
@@ -206,6 +263,13 @@ def encodeControl(message):
             parts.append(_opt(OPT_IP_ADDRESS, message.phoa.packed))
         if isinstance(message, Trigger):
             parts.append(_opt(OPT_ADDRESS_MODE, bytes((message.mode,))))
+    elif isinstance(message, ConflictRequest):
+        parts.append(_opt(OPT_L2_ID, message.mnId))
+        parts.append(_opt(OPT_IP_ADDRESS, message.phoa.packed))
+    elif isinstance(message, ConflictResponse):
+        parts.append(_opt(OPT_RESULT, bytes((message.result,))))
+        parts.append(_opt(OPT_L2_ID, message.mnId))
+        parts.append(_opt(OPT_IP_ADDRESS, message.phoa.packed))
     elif isinstance(message, Notification):
         parts.append(_opt(OPT_RESULT, bytes((message.result,))))
         if message.mnId is not None:
@@ -263,7 +327,7 @@ def decodeControl(data):
     version = verword >> 13
     if version != VERSION:
         raise DecodeError(f"version {version} is not supported (only {VERSION})")
-    if kind not in (TRIGGER, NOTIFICATION, DETACH):
+    if kind not in _TYPES:
         raise DecodeError(f"unknown message type {kind}")
     fields = {}
     extra = []
@@ -299,6 +363,20 @@ def decodeControl(data):
         return tuple.__new__(Notification, (
             transaction, fields[OPT_RESULT], mnId, fields.get(OPT_IP_ADDRESS),
             fields.get(OPT_CONTAINER), extra))
+    if kind in (CONFLICT_REQUEST, CONFLICT_RESPONSE):
+        name = "Conflict Detection " + ("Request" if kind == CONFLICT_REQUEST else "Response")
+        if not fields.get(OPT_L2_ID):
+            raise DecodeError(f"{name} without an L2-ID (MN identifier) option")
+        if OPT_IP_ADDRESS not in fields:
+            raise DecodeError(f"{name} without an IP address (pHoA) option")
+        if kind == CONFLICT_REQUEST:
+            return tuple.__new__(ConflictRequest, (
+                transaction, fields[OPT_L2_ID], fields[OPT_IP_ADDRESS], extra))
+        if OPT_RESULT not in fields:
+            raise DecodeError(f"{name} without a result option")
+        return tuple.__new__(ConflictResponse, (
+            transaction, fields[OPT_RESULT], fields[OPT_L2_ID],
+            fields[OPT_IP_ADDRESS], extra))
     name = "Trigger" if kind == TRIGGER else "Detach"
     if not fields.get(OPT_L2_ID):
         raise DecodeError(f"{name} without an L2-ID (MN identifier) option")
