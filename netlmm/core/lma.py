@@ -130,6 +130,43 @@ class LmaCore:
             "expired": 0, "bindingErrors": 0, "unexpected": 0,
         }
 
+    # ------------------------------------------------------------ persistence
+
+    def snapshot(self):
+        """The binding cache as plain records, for a state file."""
+        return [{
+            "phoa": str(b.phoa), "mn": b.mnId.hex(), "pcoa": str(b.pcoa),
+            "sequence": b.sequence, "lifetime": b.lifetime, "expiry": b.expiry,
+            "client": str(b.client), "pooled": b.pooled,
+        } for b in self.bindings.values()]
+
+    def restore(self, records, now):
+        """
+        Load records made by L{snapshot}; the unexpired bindings come back
+        with their sequence numbers and pool addresses. Returns the RouteAdd
+        effects that put them back into the data plane. Raises ValueError
+        naming the bad record.
+        """
+        effects = []
+        for i, r in enumerate(records):
+            try:
+                phoa, pcoa = IPv6Address(r["phoa"]), IPv6Address(r["pcoa"])
+                mnId = bytes.fromhex(r["mn"])
+                b = Binding(phoa, mnId, self._intern(pcoa), int(r["sequence"]) & 0xFFFF,
+                            int(r["lifetime"]), float(r["expiry"]),
+                            IPv6Address(r["client"]), bool(r["pooled"]))
+            except (KeyError, TypeError, ValueError) as e:
+                raise ValueError(f"record {i}: {e!r}") from None
+            if b.expiry <= now or phoa in self.bindings or mnId in self._byMnId:
+                continue
+            self.bindings[phoa] = b
+            self._byMnId[mnId] = phoa
+            if b.pooled and self.pool is not None and phoa in self.pool:
+                self.pool.reserve(phoa)
+            heapq.heappush(self._expiries, (b.expiry, phoa))
+            effects.append(RouteAdd(phoa, b.pcoa))
+        return effects
+
     # ------------------------------------------------------------ queries
 
     def binding(self, phoa):

@@ -32,6 +32,7 @@ class LmaService(RoleService):
         d = maybeDeferred(self.dataplane.start)
 
         def listen(_):
+            self.restoreState()
             self.port.startListening()
             self.log.info("LMA listening for Mobility Headers over {kind} on "
                           "[{address}]:{port}, home prefix {prefix}",

@@ -17,6 +17,9 @@ The [lma] table of the config file:
   home_prefix     the LMD's prefix; pHoAs outside it are refused (required)
   max_lifetime    longest binding lifetime granted, seconds, 4..262140 (3600)
   allowed_clients PMIP client addresses/prefixes allowed to send PBUs (required)
+  state_file      where the binding cache is kept across restarts (JSON,
+                  written atomically when changed and at stop); unset: none
+  state_interval  seconds between state-file writes while bindings change (30)
   [lma.pool]      first, last: addresses for LMA-assigned pHoAs (Appendix A);
                   leave the table out to refuse assignment requests
   [lma.dataplane] kind = 'seg6' | 'ip6tnl' | 'userspace' | 'memory'; the
@@ -45,6 +48,14 @@ See etc/netlmm/lma.toml for a commented example."""
         maxLifetime = table.number("max_lifetime", 3600, minimum=4, maximum=262140,
                                    integer=True)
         clients = table.networks("allowed_clients", required=True)
+        stateFile = table.string("state_file")
+        stateInterval = table.number("state_interval", 30, minimum=1, maximum=3600)
+        if stateFile:
+            from netlmm.statefile import StateFile, StateFileError
+            try:
+                StateFile(stateFile, "lma-bindings").load()
+            except StateFileError as e:
+                raise ConfigError(f"lma.state_file: {e}") from None
         poolTable = table.table("pool")
         pool = None
         if poolTable.data:
@@ -64,7 +75,7 @@ See etc/netlmm/lma.toml for a commented example."""
         dataplane = sub(table, "dataplane", "kind", dataplanes, reactor=reactor,
                         role="lma")
         return dict(listen=listen, transport=transport, dataplane=dataplane,
-                    security=security,
+                    security=security, stateFile=stateFile, stateInterval=stateInterval,
                     core=dict(homePrefix=prefix, authorizedClients=clients,
                               maxLifetime=maxLifetime, pool=pool))
 
@@ -81,5 +92,10 @@ def makeService(options):
         from netlmm.security.guard import LmaGuard
         from netlmm.security.config import buildKeys
         guard = LmaGuard(buildKeys(b["security"], reactor), b["security"]["window"])
-    return LmaService(reactor, core, b["listen"], b["transport"], b["dataplane"],
-                      security=guard)
+    service = LmaService(reactor, core, b["listen"], b["transport"], b["dataplane"],
+                         security=guard)
+    if b["stateFile"]:
+        from netlmm.statefile import StateFile
+        service.stateFile = StateFile(b["stateFile"], "lma-bindings")
+        service.saveInterval = b["stateInterval"]
+    return service

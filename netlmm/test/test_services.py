@@ -356,3 +356,53 @@ class RestartTests(TestCase):
             f.write("{not json")
         e = self.assertRaises(StateFileError, StateFile(path, "pmip-bindings").load)
         self.assertIn(path, str(e))
+
+
+class LmaRestartTests(TestCase):
+    """The LMA's binding cache across a restart."""
+
+    timeout = 30
+
+    @inlineCallbacks
+    def test_lmaKeepsBindingsAcrossRestart(self):
+        """
+        A restarted LMA with a state file has its bindings (sequence numbers
+        and pool addresses included) and puts their routes back, so the next
+        refresh is accepted and no assigned address is handed out twice.
+        """
+        from netlmm.statefile import StateFile
+        path = self.mktemp()
+
+        def lmaService():
+            plane = MemoryDataPlane()
+            service = LmaService(
+                reactor, LmaCore("2001:db8:1::/64", ["::1/128"], 3600,
+                                 AddressPool("2001:db8:1::100", "2001:db8:1::1ff")),
+                (LO, 0), "udp", plane)
+            service.stateFile = StateFile(path, "lma-bindings")
+            return service, plane
+        lma, plane = lmaService()
+        yield lma.startService()
+        probe = UDPProbe()
+        port = reactor.listenUDP(0, probe, interface="::1")
+        self.addCleanup(port.stopListening)
+        port.write(mh.encodeMessage(pbu(10), LO, LO), ("::1", lma.port.port))
+        yield until(lambda: probe.received, what="the PBAck")
+        yield lma.stopService()
+        again, plane = lmaService()
+        yield again.startService()
+        self.addCleanup(again.stopService)
+        b = again.core.binding("2001:db8:1::100")
+        self.assertEqual((b.mnId, b.sequence, str(b.pcoa)),
+                         (b"mn1@example.net", 10, "2001:db8:ff::1"))
+        yield until(lambda: plane.routes, what="the restored route")
+        self.assertEqual(plane.routes, {IPv6Address("2001:db8:1::100"):
+                                        IPv6Address("2001:db8:ff::1")})
+        # The restored pool does not hand the address out again.
+        self.assertEqual(str(again.core.pool.allocate()), "2001:db8:1::101")
+        # A replayed old sequence number is still refused.
+        port.write(mh.encodeMessage(pbu(10, phoa="2001:db8:1::100", mnId=None), LO, LO),
+                   ("::1", again.port.port))
+        yield until(lambda: len(probe.received) == 2, what="the second PBAck")
+        self.assertEqual(mh.decodeMessage(probe.received[1][0]).status,
+                         mh.Status.SEQUENCE_OUT_OF_WINDOW)
