@@ -250,7 +250,7 @@ max_lifetime = 3600
 allowed_clients = ["{pmip}"]
 [lma.dataplane]
 {lmaPlane}
-"""
+{lmaExtra}"""
 
 _PMIP_TOML = """[pmip]
 listen = "[{pmip}]:5437"
@@ -270,11 +270,11 @@ pmip = "[{pmip}]:5437"
 interface = "acc0"
 prefix = "{prefix}"
 ra_interval_max = 10
-[mag.attachment]
+{accessExtra}[mag.attachment]
 detector = "rs"
 idle_timeout = 0
 [mag.assignment]
-strategy = "slaac"
+{assignment}
 [mag.dataplane]
 {magPlane}
 """
@@ -296,7 +296,14 @@ class NetnsDomain:
     and the chosen data plane (C{"seg6"} or C{"userspace"}).
     """
 
-    def __init__(self, workdir, dataplane="seg6", prefix=None, detachDelay=5.0):
+    def __init__(self, workdir, dataplane="seg6", prefix=None, detachDelay=5.0,
+                 assignment='strategy = "slaac"', accessExtra="", lmaExtra=""):
+        # assignment: the [mag.assignment] table's body (TOML lines);
+        # accessExtra: more [mag.access] lines (each ending in a newline);
+        # lmaExtra: more LMA config (whole tables, e.g. [lma.pool]).
+        self.lmaExtra = lmaExtra
+        self.assignment = assignment
+        self.accessExtra = accessExtra
         self.workdir = str(workdir)
         self.dataplane = dataplane
         self.detachDelay = detachDelay
@@ -340,14 +347,15 @@ class NetnsDomain:
                       detachDelay=self.detachDelay)
         files = {
             "lma.toml": _LMA_TOML.format(lmaPlane=_plane(self.dataplane, "lma",
-                                                          LMA_ADDRESS, "m1"), **common),
+                                                          LMA_ADDRESS, "m1"),
+                                         lmaExtra=self.lmaExtra, **common),
             "pmip.toml": _PMIP_TOML.format(**common),
         }
         for i in (1, 2):
             files[f"mag{i}.toml"] = _MAG_TOML.format(
                 name=f"MAG{i}", address=MAG_ADDRESSES[i - 1],
                 magPlane=_plane(self.dataplane, "mag", MAG_ADDRESSES[i - 1], "core0"),
-                **common)
+                assignment=self.assignment, accessExtra=self.accessExtra, **common)
         for name, text in files.items():
             with open(self.path(name), "w") as f:
                 f.write(text)

@@ -27,9 +27,9 @@ from twisted.logger import Logger
 from netlmm.config import ConfigError
 from netlmm.wire.errors import DecodeError
 from netlmm.wire.icmpv6 import (
-    ALL_NODES, PIO_AUTONOMOUS, PIO_ONLINK, RS, UNSPECIFIED, MtuOption, PrefixInformation,
-    RouterAdvertisement, RouterSolicitation, SourceLinkLayer, decodeFrame, decodeMessage,
-    encodeMessage,
+    ALL_NODES, PIO_AUTONOMOUS, PIO_ONLINK, RA_MANAGED, RA_OTHER, RS, UNSPECIFIED, MtuOption,
+    PrefixInformation, RouterAdvertisement, RouterSolicitation, SourceLinkLayer, decodeFrame,
+    decodeMessage, encodeMessage,
 )
 
 #: The tunnel's outer IPv6 header.
@@ -38,8 +38,15 @@ TUNNEL_OVERHEAD = 40
 
 class AccessConfig(namedtuple("AccessConfig",
                               "interface prefix routerLifetime validLifetime preferredLifetime "
-                              "mtu minInterval maxInterval hopLimit advertise")):
-    """The [mag.access] table, validated (see L{fromTable})."""
+                              "mtu minInterval maxInterval hopLimit advertise "
+                              "managed other autonomous",
+                              defaults=(False, False, True))):
+    """
+    The [mag.access] table, validated (see L{fromTable}). C{managed} and
+    C{other} are the RA's M and O flags (DHCPv6, RFC 4861 4.2); C{autonomous}
+    the prefix's A flag: false for the DHCPv6 strategies, so that the mobile
+    takes its address from DHCPv6 and does not configure one by SLAAC.
+    """
 
     __slots__ = ()
 
@@ -78,19 +85,27 @@ class AccessConfig(namedtuple("AccessConfig",
         mtu = t.number("mtu", 1500 - TUNNEL_OVERHEAD, minimum=1280, maximum=65535, integer=True)
         hopLimit = t.number("hop_limit", 64, minimum=0, maximum=255, integer=True)
         advertise = t.boolean("advertise", True)
+        managed = t.boolean("managed", False)
+        other = t.boolean("other", False)
+        autonomous = t.boolean("autonomous", not managed)
+        if not (managed or other or autonomous):
+            raise ConfigError(f"{where}.autonomous: with managed and other false the "
+                              "mobiles get no address; set one of them")
         t.finish()
         return cls(interface, prefix, routerLifetime, valid, preferred, mtu, minInterval,
-                   maxInterval, hopLimit, advertise)
+                   maxInterval, hopLimit, advertise, managed, other, autonomous)
 
     def advertisement(self, mac, routerLifetime=None):
         """The RA this MAG sends, with its C{mac} as the source link-layer address."""
-        options = [PrefixInformation(self.prefix, PIO_ONLINK | PIO_AUTONOMOUS,
+        options = [PrefixInformation(self.prefix,
+                                     PIO_ONLINK | (PIO_AUTONOMOUS if self.autonomous else 0),
                                      self.validLifetime, self.preferredLifetime),
                    MtuOption(self.mtu)]
         if mac is not None:
             options.insert(0, SourceLinkLayer(mac))
         return RouterAdvertisement(
             hopLimit=self.hopLimit,
+            flags=(RA_MANAGED if self.managed else 0) | (RA_OTHER if self.other else 0),
             routerLifetime=self.routerLifetime if routerLifetime is None else routerLifetime,
             options=options)
 
