@@ -223,8 +223,10 @@ def _dropinsOf(package):
     failures = []
 
     def observe(event):
-        if "log_failure" in event:
-            failures.append(event["log_failure"])
+        # getCache logs with the legacy log.err(): the key is "failure".
+        failure = event.get("log_failure") or event.get("failure")
+        if failure is not None:
+            failures.append(failure)
 
     globalLogPublisher.addObserver(observe)
     try:
@@ -243,11 +245,15 @@ def _dropinsOf(package):
 
 def _reason(failures, path):
     """The error of the failure that happened in the module at C{path}."""
-    stem = path.rsplit(".", 1)[0]
+    import os
+
+    def stem(name):
+        return os.path.realpath(name).rsplit(".", 1)[0]
+    wanted = stem(path)
     for failure in failures:
         files = [frame[1] for frame in failure.frames]
         files.append(getattr(failure.value, "filename", None) or "")
-        if any(f and f.rsplit(".", 1)[0] == stem for f in files):
+        if any(f and stem(f) == wanted for f in files):
             return f"{failure.type.__name__}: {failure.getErrorMessage()}"
     return "import failed (see the log)"
 

@@ -48,6 +48,16 @@ class RoleOptions(usage.Options):
         raise NotImplementedError
 
 
+def listPlugins(registry):
+    """
+    Print the installed parts of C{registry} (a L{netlmm.registry.Registry})
+    as `netlmm plugins` does, and exit: for C{--list-strategies} and the like.
+    """
+    import sys
+    from netlmm.registry import describe
+    raise SystemExit(describe(sys.stdout, only=registry))
+
+
 def sub(table, key, nameKey, registry, **context):
     """Build the plugin named by C{[table.key] nameKey = "..."}."""
     t = table.table(key)

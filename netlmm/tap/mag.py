@@ -58,6 +58,11 @@ The [mag] table of the config file:
 See etc/netlmm/mag.toml for a commented example."""
     section = "mag"
 
+    def opt_list_strategies(self):
+        """List the installed address-assignment strategies (plugins) and exit."""
+        from netlmm.tap.common import listPlugins
+        listPlugins(strategies)
+
     def build(self, table):
         from twisted.internet import reactor
         name = table.string("name", "MAG")

@@ -1,0 +1,1 @@
+"""netlmm-example-strategy: an example third-party netlmm plugin."""
