@@ -677,6 +677,9 @@ class PmipCore:
             self._byPhoa[m.phoa] = m
         old = m.pcoa
         m.pcoa = p.pcoa
+        if p.kind != "refresh":
+            self._say("{mnId} bound: {phoa} via {pcoa} ({kind})", mnId=_show(m.mnId),
+                      phoa=m.phoa, pcoa=m.pcoa, kind=p.kind)
         granted = ba.lifetimeSeconds
         m.lifetime = granted
         m.expiry = now + granted
