@@ -16,8 +16,6 @@ def _register():
     Strategies registered directly, besides the plugins: still accepted, but
     a new strategy is best declared in netlmm/plugins/netlmm_parts.py.
     """
-    from netlmm.assignment.dhcp import DhcpRelayAssignment
-    strategies.register(DhcpRelayAssignment.name, DhcpRelayAssignment.fromConfig)
 
 
 _register()

@@ -29,7 +29,7 @@ from netlmm.registry import PluginConflict, Registry, describe
 
 
 BUILTINS = {
-    "address-assignment strategy": ("lma-assigned", "slaac", "static"),
+    "address-assignment strategy": ("dhcp-relay", "lma-assigned", "slaac", "static"),
     "attachment detector": ("control", "link", "rs"),
     "data plane": ("ip6tnl", "memory", "seg6", "userspace"),
 }
@@ -50,7 +50,8 @@ class BuiltinTests(SynchronousTestCase):
                 self.assertEqual(entry.plugin, "netlmm.plugins.netlmm_parts")
                 self.assertTrue(entry.description)
                 plugin = getattr(importlib.import_module(entry.plugin),
-                                 {"lma-assigned": "lmaAssigned"}.get(name, name))
+                                 {"lma-assigned": "lmaAssigned",
+                                  "dhcp-relay": "dhcpRelay"}.get(name, name))
                 cls = getattr(importlib.import_module(plugin.module),
                               plugin.factory.split(".")[0])
                 self.assertEqual(cls.name, name)
