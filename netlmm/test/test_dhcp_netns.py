@@ -48,7 +48,7 @@ class _Dhcp:
     def startDomain(self, assignment, lmaExtra=""):
         self.domain = NetnsDomain(os.path.abspath(self.mktemp()), "seg6",
                                   prefix=f"nld{os.getpid() % 1000}{int(time.time()) % 1000}",
-                                  detachDelay=2.0, assignment=assignment,
+                                  detachDelay=10.0, assignment=assignment,
                                   accessExtra=DHCP_ACCESS, lmaExtra=lmaExtra)
         self.addCleanup(self.domain.stop)
         self.domain.start()
