@@ -24,9 +24,16 @@ The [mag] table of the config file:
   [mag.pmip_map]        MNID = '[a]:p': explicit choices that win over the
                         hash (each must be one of pmip_clients / pmip)
   notification_timeout  seconds to wait for a Notification (70)
-  [mag.assignment]      strategy = 'lma-assigned' | 'static' | 'slaac' (required);
+  [mag.assignment]      strategy = 'lma-assigned' | 'static' | 'slaac' |
+                        'dhcp-relay' (required; `netlmm plugins` lists more):
                         static takes [mag.assignment.addresses] MNID = "pHoA";
-                        slaac learns the pHoA from the mobile's DAD (Appendix B)
+                        slaac learns the pHoA from the mobile's DAD (Appendix B);
+                        dhcp-relay relays DHCPv6 to server = ADDRESS (server_port,
+                        link_address, interface_id, timeout) and binds the
+                        leased address; lma-assigned answers the mobile's
+                        DHCPv6 itself with the LMA's address when the access
+                        link is configured (dhcp, preferred_lifetime,
+                        valid_lifetime)
   [mag.attachment]      detector = 'control' with socket = PATH (required):
                         `netlmm mag-ctl --socket PATH attach MNID [PHOA]`;
                         'rs' (Router Solicitations; idle_timeout = 300,
@@ -36,6 +43,8 @@ The [mag] table of the config file:
                         (a bridge, e.g. 'acc0'), prefix (the LMD's /64),
                         router_lifetime, valid_lifetime (86400),
                         preferred_lifetime (14400), mtu (1460), hop_limit (64),
+                        managed / other (RA M and O flags, false),
+                        autonomous (PIO A flag, true unless managed),
                         ra_interval_min / ra_interval_max (200 / 600 s),
                         advertise (true); see doc/deployment.md
   [mag.dataplane]       kind = 'seg6' | 'ip6tnl' | 'userspace' | 'memory';

@@ -219,14 +219,18 @@ kind = "memory"
         """--help names every key that the role reads."""
         cases = [
             (lmaTap.Options(), ["listen", "transport", "home_prefix", "max_lifetime",
-                                "allowed_clients", "[lma.pool]", "first", "last",
+                                "allowed_clients", "state_file", "state_interval",
+                                "[lma.pool]", "first", "last", "[lma.security]",
                                 "[lma.dataplane]", "[lma.security]", "mode", "keys",
                                 "replay_window", "--config"]),
             (pmipTap.Options(), ["listen", "lma", "mh_bind", "transport", "lifetime",
-                                 "allowed_mags", "detach_delay", "[pmip.retransmit]",
+                                 "allowed_mags", "detach_delay", "state_file", "peers",
+                                 "peer_listen", "peer_timeout", "[pmip.retransmit]",
                                  "initial", "max", "[pmip.security]", "replay_window", "--config"]),
             (magTap.Options(), ["name", "address", "lma_address", "pmip",
-                                "notification_timeout", "[mag.assignment]", "strategy",
+                                "notification_timeout", "pmip_clients", "[mag.pmip_map]",
+                                "[mag.assignment]", "strategy", "dhcp-relay",
+                                "[mag.access]", "managed", "autonomous",
                                 "[mag.attachment]", "detector", "socket",
                                 "[mag.dataplane]", "--config"]),
         ]
