@@ -21,6 +21,9 @@ The [mag] table of the config file:
                         ['[a]:p', ...]; a mobile's client is chosen from its
                         MN identifier (SHA-256 modulo the sorted list), the
                         same on every MAG: give every MAG the same list
+  [mag.pmip_client]     run a PMIP client in this MAG's process (draft 4.2,
+                        co-located): the keys of `twistd netlmm-pmip --help`;
+                        its listen must be one of pmip / pmip_clients
   [mag.pmip_map]        MNID = '[a]:p': explicit choices that win over the
                         hash (each must be one of pmip_clients / pmip)
   notification_timeout  seconds to wait for a Notification (70)
@@ -72,6 +75,31 @@ See etc/netlmm/mag.toml for a commented example."""
         from netlmm.tap.common import listPlugins
         listPlugins(strategies)
 
+    def _colocated(self, table, clients):
+        """
+        A PMIP client run in this MAG's process (draft 4.2): the options of
+        `twistd netlmm-pmip` in [mag.pmip_client]; None without that table.
+        """
+        if "pmip_client" not in table.data:
+            table._get("pmip_client", None, False)
+            return None
+        from netlmm.config import ConfigError
+        from netlmm.tap import pmip as pmipTap
+        sub = table.table("pmip_client")
+        options = pmipTap.Options()
+        options["config"] = self["config"]
+        options.configDir = getattr(self, "configDir", None)
+        built = options.build(sub)
+        sub.finish()
+        listen = built["listen"]
+        if not any(port == listen[1] and (address == listen[0] or listen[0].is_unspecified)
+                   for address, port in clients):
+            raise ConfigError(
+                f"mag.pmip_client.listen [{listen[0]}]:{listen[1]} is not one of this "
+                "MAG's PMIP clients (mag.pmip / mag.pmip_clients): list it there, as every "
+                "MAG of the domain does, so the mobiles it anchors keep it")
+        return built
+
     def build(self, table):
         from twisted.internet import reactor
         name = table.string("name", "MAG")
@@ -96,8 +124,9 @@ See etc/netlmm/mag.toml for a commented example."""
                 "the tunnel ends at the pCoA the PMIP client binds")
         from netlmm.transport.channel import channelFromTable
         channel = channelFromTable(table, "mag", getattr(self, "configDir", None))
+        colocated = self._colocated(table, pmip)
         return dict(name=name, pmip=pmip, pmipMap=pmipMap, strategy=strategy, detector=detector,
-                    dataplane=dataplane, channel=channel,
+                    dataplane=dataplane, channel=channel, colocated=colocated,
                     core=dict(address=address, lmaAddress=lma,
                               notificationTimeout=timeout))
 
@@ -109,9 +138,18 @@ def makeService(options):
     from netlmm.service.mag import MagService
     b = options.built
     core = MagCore(log=Logger(namespace="netlmm.mag"), **b["core"])
-    return MagService(reactor, core, b["pmip"], b["strategy"], b["dataplane"],
-                      detector=b["detector"], name=b["name"], channel=b["channel"],
-                      pmipMap=b.get("pmipMap"))
+    mag = MagService(reactor, core, b["pmip"], b["strategy"], b["dataplane"],
+                     detector=b["detector"], name=b["name"], channel=b["channel"],
+                     pmipMap=b.get("pmipMap"))
+    if not b.get("colocated"):
+        return mag
+    # The co-located PMIP client starts first, so the MAG finds it listening.
+    from twisted.application.service import MultiService
+    from netlmm.tap import pmip as pmipTap
+    both = MultiService()
+    pmipTap.serviceFromBuilt(b["colocated"]).setServiceParent(both)
+    mag.setServiceParent(both)
+    return both
 
 
 def pmipClients(table):

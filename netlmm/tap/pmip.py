@@ -98,10 +98,14 @@ See etc/netlmm/pmip.toml for a commented example."""
 
 def makeService(options):
     """The PMIP client service described by the validated options."""
+    return serviceFromBuilt(options.built)
+
+
+def serviceFromBuilt(b):
+    """The PMIP client service for what L{Options.build} returned."""
     from twisted.internet import reactor
     from twisted.logger import Logger
     from netlmm.service.pmip import PmipService
-    b = options.built
     guard = None
     if b["security"] is not None:
         from netlmm.security.guard import PmipGuard

@@ -34,14 +34,19 @@ def examples():
 
 
 def portFree(port):
-    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-    try:
-        s.bind(("::1", port))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
+    """True when the daemons could bind [::1]:port (UDP for the LMA, TCP listen)."""
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        s = socket.socket(socket.AF_INET6, kind)
+        if kind == socket.SOCK_STREAM:
+            # As Twisted's listenTCP does: connections in TIME_WAIT do not count.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("::1", port))
+        except OSError:
+            return False
+        finally:
+            s.close()
+    return True
 
 
 class ConfigValidationTests(SynchronousTestCase):
@@ -175,6 +180,14 @@ kind = "memory"
             'kind = "memory"', 'kind = "userspace"\naddress = "2001:db8:ff::99"\n'
                                'access_interface = "acc0"'),
             "mag.dataplane.address", "must be mag.address")
+
+    def test_colocatedListenMustBeAClient(self):
+        """A co-located PMIP client the MAG would not use is a config error."""
+        text = (self.MAG % ("static", 'socket = "x.sock"')) + (
+            '[mag.pmip_client]\nlisten = "[::1]:6000"\nlma = "[::1]:5436"\n'
+            'allowed_mags = ["::1"]\n')
+        self.assertRejected(magTap.Options(), text, "mag.pmip_client.listen",
+                            "not one of this MAG's PMIP clients")
 
     def test_staticAddresses(self):
         o = magTap.Options()
@@ -323,6 +336,26 @@ class DaemonTests(SynchronousTestCase):
             self.assertIn(p.wait(timeout=10), (0, -signal.SIGTERM))
             self.assertIn("Server Shut Down.", self.log(role))
         self.assertFalse((self.dir / "netlmm-mag1.sock").exists())
+
+    def test_colocatedPmipClient(self):
+        """
+        A MAG with [mag.pmip_client] runs the PMIP client in its own process
+        (draft 4.2): with only the LMA and that MAG running, a mobile is bound.
+        """
+        if not (portFree(5436) and portFree(5437)):
+            raise SkipTest("ports 5436/5437 on ::1 are in use")
+        pmipText = (self.dir / "pmip.toml").read_text().replace("[pmip", "[mag.pmip_client")
+        with open(self.dir / "mag.toml", "a") as f:
+            f.write("\n" + pmipText)
+        self.start("lma")
+        self.waitFor(lambda: "LMA listening" in self.log("lma"), "the LMA")
+        self.start("mag")
+        self.waitFor(lambda: "connected to PMIP client" in self.log("mag"), "the MAG")
+        self.assertIn("MAGs connect to", self.log("mag"))
+        code, text = self.ctl("attach", "mn1@example.net")
+        self.assertEqual(code, 0, text)
+        self.waitFor(lambda: "BOUND" in self.ctl("list")[1], "the binding")
+        self.assertIn("new binding 2001:db8:1::100 -> 2001:db8:ff::1", self.log("lma"))
 
     def test_badConfigExitsNonZero(self):
         """twistd exits non-zero and names the key when the config is bad."""
