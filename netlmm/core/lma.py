@@ -10,6 +10,7 @@ identifier only when the pHoA is not bound yet (section 4.2 step 3).
 """
 
 import heapq
+from collections import deque
 from ipaddress import IPv6Address, IPv6Network
 
 from netlmm.core.effects import RouteAdd, RouteMove, RouteRemove, SendMH
@@ -17,7 +18,6 @@ from netlmm.core.sequence import seqGreater
 from netlmm.wire import mh
 from netlmm.wire.mh import Status
 
-_UNSPECIFIED = IPv6Address("::")
 
 
 class Binding:
@@ -122,6 +122,12 @@ class LmaCore:
         self._log = log
         self.bindings = {}
         self._byMnId = {}
+        # Pending expiries as (time, key). Bindings with the same granted
+        # lifetime are scheduled in time order, so one FIFO per lifetime
+        # stays sorted at O(1) a refresh; a time out of order (a clock that
+        # went back) goes to the heap. Entries of refreshed bindings are
+        # skipped when they come up.
+        self._fifos = {}
         self._expiries = []
         self._authorized = {}
         self._pcoas = {}
@@ -157,13 +163,14 @@ class LmaCore:
                             IPv6Address(r["client"]), bool(r["pooled"]))
             except (KeyError, TypeError, ValueError) as e:
                 raise ValueError(f"record {i}: {e!r}") from None
-            if b.expiry <= now or phoa in self.bindings or mnId in self._byMnId:
+            key = int(phoa)
+            if b.expiry <= now or key in self.bindings or mnId in self._byMnId:
                 continue
-            self.bindings[phoa] = b
-            self._byMnId[mnId] = phoa
+            self.bindings[key] = b
+            self._byMnId[mnId] = b
             if b.pooled and self.pool is not None and phoa in self.pool:
                 self.pool.reserve(phoa)
-            heapq.heappush(self._expiries, (b.expiry, phoa))
+            self._push(b.lifetime, b.expiry, key)
             effects.append(RouteAdd(phoa, b.pcoa))
         return effects
 
@@ -171,38 +178,55 @@ class LmaCore:
 
     def binding(self, phoa):
         """The binding for C{phoa}, or None."""
-        return self.bindings.get(IPv6Address(phoa))
+        return self.bindings.get(int(IPv6Address(phoa)))
 
     def bindingFor(self, mnId):
         """The binding of mobile C{mnId}, or None."""
-        phoa = self._byMnId.get(mnId)
-        return None if phoa is None else self.bindings[phoa]
+        return self._byMnId.get(mnId)
 
     def nextTimer(self):
         """When L{handleTimer} must next run, or None."""
+        bindings = self.bindings
+        best = None
+        for fifo in self._fifos.values():
+            while fifo:
+                expiry, key = fifo[0]
+                b = bindings.get(key)
+                if b is not None and b.expiry == expiry:
+                    if best is None or expiry < best:
+                        best = expiry
+                    break
+                fifo.popleft()
         heap = self._expiries
         while heap:
-            expiry, phoa = heap[0]
-            b = self.bindings.get(phoa)
+            expiry, key = heap[0]
+            b = bindings.get(key)
             if b is not None and b.expiry == expiry:
-                return expiry
+                if best is None or expiry < best:
+                    best = expiry
+                break
             heapq.heappop(heap)
-        return None
+        return best
 
     # ------------------------------------------------------------ inputs
 
     def handleTimer(self, now):
         """Remove the bindings whose lifetime has run out."""
         effects = []
+        due = []
+        for fifo in self._fifos.values():
+            while fifo and fifo[0][0] <= now:
+                due.append(fifo.popleft())
         heap = self._expiries
         while heap and heap[0][0] <= now:
-            expiry, phoa = heapq.heappop(heap)
-            b = self.bindings.get(phoa)
+            due.append(heapq.heappop(heap))
+        for expiry, key in sorted(due):
+            b = self.bindings.get(key)
             if b is not None and b.expiry == expiry:
                 self._remove(b)
                 self.counters["expired"] += 1
-                effects.append(RouteRemove(phoa, b.pcoa))
-                self._say("binding for {phoa} (MN {mnId}) expired", phoa=phoa,
+                effects.append(RouteRemove(b.phoa, b.pcoa))
+                self._say("binding for {phoa} (MN {mnId}) expired", phoa=b.phoa,
                           mnId=_show(b.mnId))
         return effects
 
@@ -229,11 +253,13 @@ class LmaCore:
             self._log.info(fmt, **kw)
 
     def _isAuthorized(self, source):
-        ok = self._authorized.get(source)
+        # Keyed by the address's integer: IPv6Address hashes through hex().
+        key = int(source)
+        ok = self._authorized.get(key)
         if ok is None:
             ok = any(source in n for n in self.authorizedClients)
             if len(self._authorized) < 4096:
-                self._authorized[source] = ok
+                self._authorized[key] = ok
         return ok
 
     def _reply(self, bu, source, status, sequence=None, phoa=None, mnId=None,
@@ -289,25 +315,30 @@ class LmaCore:
         mnId = None if mnIdOpt is None else mnIdOpt.identifier
         dereg = bu.lifetime == 0
         phoa = hnp.prefix
-        if phoa == _UNSPECIFIED:
+        # The binding cache is keyed by the address's integer (cheap to hash).
+        key = int(phoa)
+        if key == 0:
             if mnId is None:
                 return self._reject(bu, source, Status.MISSING_MN_IDENTIFIER_OPTION,
                                     "an assignment request needs the MN identifier")
-            phoa = self._byMnId.get(mnId)
-            if phoa is None:
+            bound = self._byMnId.get(mnId)
+            if bound is None:
                 if dereg:
                     return self._reject(bu, source, Status.NOT_HOME_AGENT_FOR_MN,
                                         "deregistration of an unknown MN")
                 return self._assign(bu, source, now, mnIdOpt, acoa)
+            phoa = bound.phoa
+            key = int(phoa)
         elif hnp.prefixLength != 128:
             return self._reject(bu, source, Status.NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX,
                                 "prefix length {plen}: only /128 pHoAs are bound",
                                 plen=hnp.prefixLength)
-        elif phoa not in self.homePrefix:
+        b = self.bindings.get(key)
+        if b is None and phoa not in self.homePrefix:
+            # Checked only before a binding is made: every bound pHoA passed it.
             return self._reject(bu, source, Status.NOT_HOME_SUBNET,
                                 "{phoa} is outside {prefix}", phoa=phoa,
                                 prefix=self.homePrefix)
-        b = self.bindings.get(phoa)
         if b is None:
             if dereg:
                 return self._reject(bu, source, Status.NOT_HOME_AGENT_FOR_MN,
@@ -318,7 +349,7 @@ class LmaCore:
                                     phoa=phoa)
             if mnId in self._byMnId:
                 return self._reject(bu, source, Status.BCE_PBU_PREFIX_SET_DO_NOT_MATCH,
-                                    "MN is bound to {other}", other=self._byMnId[mnId])
+                                    "MN is bound to {other}", other=self._byMnId[mnId].phoa)
             if acoa is None:
                 return self._reject(bu, source, Status.UNSPECIFIED,
                                     "no Alternate Care-of Address option")
@@ -362,11 +393,20 @@ class LmaCore:
 
     def _intern(self, address):
         # Many bindings share a few MAG addresses: keep one object per MAG.
-        return self._pcoas.setdefault(address, address)
+        return self._pcoas.setdefault(int(address), address)
 
     def _schedule(self, b, now):
         b.expiry = now + b.lifetime
-        heapq.heappush(self._expiries, (b.expiry, b.phoa))
+        self._push(b.lifetime, b.expiry, int(b.phoa))
+
+    def _push(self, lifetime, expiry, key):
+        fifo = self._fifos.get(lifetime)
+        if fifo is None:
+            fifo = self._fifos[lifetime] = deque()
+        if fifo and fifo[-1][0] > expiry:
+            heapq.heappush(self._expiries, (expiry, key))
+        else:
+            fifo.append((expiry, key))
 
     def _assign(self, bu, source, now, mnIdOpt, acoa):
         if acoa is None:
@@ -391,8 +431,8 @@ class LmaCore:
             pooled = True
         b = Binding(phoa, mnIdOpt.identifier, pcoa, bu.sequence,
                     lifetime * mh.LIFETIME_UNIT, 0, source, pooled)
-        self.bindings[phoa] = b
-        self._byMnId[b.mnId] = phoa
+        self.bindings[int(phoa)] = b
+        self._byMnId[b.mnId] = b
         self._schedule(b, now)
         self._say("new binding {phoa} -> {pcoa} for MN {mnId}", phoa=phoa,
                   pcoa=pcoa, mnId=_show(b.mnId))
@@ -401,8 +441,8 @@ class LmaCore:
             lifetime=lifetime)
 
     def _remove(self, b):
-        del self.bindings[b.phoa]
-        if self._byMnId.get(b.mnId) == b.phoa:
+        del self.bindings[int(b.phoa)]
+        if self._byMnId.get(b.mnId) is b:
             del self._byMnId[b.mnId]
         if b.pooled and self.pool is not None:
             self.pool.release(b.phoa)

@@ -96,13 +96,16 @@ class RoleService(MultiService):
                 timer.cancel()
             self._timer = None
             return
-        delay = max(0.0, when - self.reactor.seconds())
         if timer is not None and timer.active():
-            if timer.getTime() == self.reactor.seconds() + delay:
+            if timer.getTime() <= when:
+                # Firing early is harmless (the core finds nothing due and
+                # the timer is armed again), and leaving it alone keeps this
+                # off the per-message path.
                 return
-            timer.reset(delay)
+            timer.reset(max(0.0, when - self.reactor.seconds()))
         else:
-            self._timer = self.reactor.callLater(delay, self._fire)
+            self._timer = self.reactor.callLater(max(0.0, when - self.reactor.seconds()),
+                                                 self._fire)
 
     def _fire(self):
         self._timer = None

@@ -130,14 +130,16 @@ class MHPort:
     def _datagram(self, data, addr, destination, now):
         """C{destination}: the address the datagram was sent to, packed."""
         self.counters["received"] += 1
-        source = self._parsed.get(addr[0])
-        if source is None:
-            source = IPv6Address(addr[0].partition("%")[0])
+        parsed = self._parsed.get(addr[0])
+        if parsed is None:
+            parsed = IPv6Address(addr[0].partition("%")[0])
+            parsed = (parsed, parsed.packed)
             if len(self._parsed) < _CACHE:
-                self._parsed[addr[0]] = source
+                self._parsed[addr[0]] = parsed
+        source = parsed[0]
         try:
             if self.kind == "udp":
-                message = mh.decodeMessage(data, source.packed, destination)
+                message = mh.decodeMessage(data, parsed[1], destination)
             else:
                 message = mh.decodeMessage(data)
         except DecodeError as e:
@@ -174,14 +176,19 @@ class MHPort:
         """Encode C{message} and send it to C{destination} (IPv6Address)."""
         if type(destination) is not IPv6Address:
             destination = IPv6Address(destination)
-        peer = self._peers.get(destination)
+        # Keyed by the integer: IPv6Address hashes through hex(). The entry
+        # holds what each send needs: the text, and both packed addresses.
+        key = int(destination)
+        peer = self._peers.get(key)
         if peer is None:
-            peer = (str(destination), destination.packed)
+            source = self._sourceFor(destination) if self.kind == "udp" else None
+            peer = (str(destination), destination.packed,
+                    None if source is None else source.packed)
             if len(self._peers) < _CACHE:
-                self._peers[destination] = peer
+                self._peers[key] = peer
         text = peer[0]
         if self.kind == "udp":
-            data = mh.encodeMessage(message, self._sourceFor(destination).packed, peer[1])
+            data = mh.encodeMessage(message, peer[2], peer[1])
             target = (text, MH_UDP_PORT if port is None else port)
         else:
             data = mh.encodeMessage(message)

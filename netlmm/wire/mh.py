@@ -236,7 +236,8 @@ class AlternateCareOfAddress(MobilityOption, namedtuple("_ACoA", "address")):
 
     @classmethod
     def fromBody(cls, body):
-        _fixedLength(cls, body, 16)
+        if len(body) != 16:
+            _fixedLength(cls, body, 16)
         return tuple.__new__(cls, (IPv6Address(body),))
 
 
@@ -374,7 +375,8 @@ class HomeNetworkPrefix(
 
     @classmethod
     def fromBody(cls, body):
-        _fixedLength(cls, body, 18)
+        if len(body) != 18:
+            _fixedLength(cls, body, 18)
         if body[1] > 128:
             raise DecodeError(f"HomeNetworkPrefix option: prefix length {body[1]}")
         return tuple.__new__(cls, (IPv6Address(bytes(body[2:])), body[1]))
