@@ -14,6 +14,7 @@ import subprocess
 import time
 
 from twisted.internet import reactor
+from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import SkipTest, TestCase
@@ -153,6 +154,33 @@ class FreeRadius:
         self.start()
 
 
+class _SlowProxy(DatagramProtocol):
+    """Holds each request C{delay} seconds before passing it to C{server}."""
+
+    def __init__(self, server, delay):
+        self.server = server
+        self.delay = delay
+        self.client = None
+        self.pending = []
+
+    def datagramReceived(self, data, addr):
+        if addr[:2] == self.server:
+            if self.client is not None:
+                self.transport.write(data, self.client)
+            return
+        self.client = addr[:2]
+        self.pending.append(reactor.callLater(self.delay, self._forward, data))
+
+    def _forward(self, data):
+        if self.transport is not None:
+            self.transport.write(data, self.server)
+
+    def stopProtocol(self):
+        for call in self.pending:
+            if call.active():
+                call.cancel()
+
+
 class RadiusTestCase(TestCase):
     timeout = 30
 
@@ -203,6 +231,21 @@ class RadiusClientTests(RadiusTestCase):
         self.assertEqual(c.counters["failovers"], 1)
         self.assertEqual(c.counters["retransmissions"], 1)
         self.assertGreaterEqual(reactor.seconds() - start, 0.35)
+
+    @inlineCallbacks
+    def test_slowServer(self):
+        """
+        A server slower than the timeout: the client retransmits (same
+        Identifier and Authenticator, RFC 2865) and takes the late answer.
+        """
+        proxy = _SlowProxy(("::1", self.server.port), delay=0.35)
+        port = reactor.listenUDP(0, proxy, interface="::1")
+        self.addCleanup(port.stopListening)
+        c = self.client([("::1", port.getHost().port)], timeout=0.2, retries=3)
+        sa = yield c.fetch(MN)
+        self.assertEqual(sa.spi, 1000)
+        self.assertGreaterEqual(c.counters["retransmissions"], 1)
+        self.assertEqual(c.counters.get("failovers", 0), 0)
 
     @inlineCallbacks
     def test_allDown(self):
