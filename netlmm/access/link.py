@@ -39,8 +39,8 @@ TUNNEL_OVERHEAD = 40
 class AccessConfig(namedtuple("AccessConfig",
                               "interface prefix routerLifetime validLifetime preferredLifetime "
                               "mtu minInterval maxInterval hopLimit advertise "
-                              "managed other autonomous",
-                              defaults=(False, False, True))):
+                              "managed other autonomous neighborRetrans",
+                              defaults=(False, False, True, 200))):
     """
     The [mag.access] table, validated (see L{fromTable}). C{managed} and
     C{other} are the RA's M and O flags (DHCPv6, RFC 4861 4.2); C{autonomous}
@@ -91,9 +91,15 @@ class AccessConfig(namedtuple("AccessConfig",
         if not (managed or other or autonomous):
             raise ConfigError(f"{where}.autonomous: with managed and other false the "
                               "mobiles get no address; set one of them")
+        # How soon the MAG asks again for a mobile's link-layer address. A
+        # mobile that just arrived ignores Neighbor Solicitations while its
+        # address is tentative (its DAD, 1 s); with the kernel's 1 s between
+        # probes, downlink traffic can wait up to a further second after it.
+        retrans = t.number("neighbor_retrans_ms", 200, minimum=0, maximum=10000,
+                           integer=True)
         t.finish()
         return cls(interface, prefix, routerLifetime, valid, preferred, mtu, minInterval,
-                   maxInterval, hopLimit, advertise, managed, other, autonomous)
+                   maxInterval, hopLimit, advertise, managed, other, autonomous, retrans)
 
     def advertisement(self, mac, routerLifetime=None):
         """The RA this MAG sends, with its C{mac} as the source link-layer address."""
@@ -177,6 +183,13 @@ class AccessLink:
                                     f"packet({iface})")
         self._icmp.startReading()
         self._packet.startReading()
+        retrans = self.config.neighborRetrans
+        if retrans and hasattr(self.system, "setNeighborRetrans"):
+            try:
+                self.system.setNeighborRetrans(iface, retrans)
+            except OSError as e:
+                self.log.warn("access link {interface}: cannot set neighbor_retrans_ms: "
+                              "{error}", interface=iface, error=e)
         if self.config.advertise:
             self.log.info("access link {interface}: advertising {prefix} (MTU {mtu}, "
                           "every {low:g}..{high:g} s)", interface=iface,
@@ -212,6 +225,29 @@ class AccessLink:
     def _periodic(self):
         self.advertise(ALL_NODES)
         self._schedule()
+
+    #: Seconds after a new port comes up at which it gets an RA: at once, and
+    #: twice more in case the mobile's IPv6 was not ready for the first
+    #: (RFC 6275 7.5 lets mobility routers advertise this often).
+    NEW_PORT_ADVERTISEMENTS = (0.0, 0.2, 0.5)
+
+    def newPort(self):
+        """
+        A mobile's link just came up on the bridge: advertise at once, so it
+        forms its address while its link-local address is still in DAD
+        instead of waiting for that DAD and its own Router Solicitation.
+        """
+        if not self.config.advertise:
+            return
+        for delay in self.NEW_PORT_ADVERTISEMENTS:
+            if delay:
+                self.reactor.callLater(delay, self._advertiseIfRunning)
+            else:
+                self.advertise(ALL_NODES)
+
+    def _advertiseIfRunning(self):
+        if self._users:
+            self.advertise(ALL_NODES)
 
     def advertise(self, destination, routerLifetime=None):
         """Send the RA to C{destination} (link scope); False when it could not go."""

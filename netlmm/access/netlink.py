@@ -45,13 +45,14 @@ class BridgeWatcher:
     log = Logger()
 
     def __init__(self, reactor, system, interface, learned=None, forgotten=None,
-                 portGone=None):
+                 portGone=None, portUp=None):
         self.reactor = reactor
         self.system = system
         self.interface = interface
         self.learned = learned or (lambda mac, port: None)
         self.forgotten = forgotten or (lambda mac, port: None)
         self.portGone = portGone or (lambda port, macs: None)
+        self.portUp = portUp or (lambda port: None)
         self.bridge = None
         self.isBridge = False
         #: ifindex -> name of the bridge's ports that are up.
@@ -155,6 +156,9 @@ class BridgeWatcher:
             if index not in self.ports:
                 self.ports[index] = name
                 self.log.debug("{interface}: port {port} up", interface=self.interface, port=name)
+                if self._ready is None:
+                    # Not during the initial dump: only ports that come up now.
+                    self.portUp(index)
         elif index in self.ports and msg["family"] == socket.AF_UNSPEC or deleted:
             self._portGone(index)
 

@@ -76,7 +76,8 @@ class RsDetector:
             return succeed(None)
         from netlmm.access.netlink import BridgeWatcher
         self.watcher = BridgeWatcher(self.reactor, self.link.system, self.link.config.interface,
-                                     portGone=self._portGone)
+                                     portGone=self._portGone,
+                                     portUp=lambda port: self.link.newPort())
 
         def failed(f):
             # Not a bridge: the idle timeout alone detaches.

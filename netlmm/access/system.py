@@ -106,6 +106,12 @@ class System:
         with inNamespace(self.netns):
             return socket.if_nametoindex(interface)
 
+    def setNeighborRetrans(self, interface, milliseconds):
+        """Set C{interface}'s IPv6 neighbor-discovery retransmit time."""
+        with inNamespace(self.netns):
+            with open(f"/proc/sys/net/ipv6/neigh/{interface}/retrans_time_ms", "w") as f:
+                f.write(str(int(milliseconds)))
+
     def linkAddress(self, interface):
         """C{interface}'s MAC address (6 octets), read with an AF_PACKET socket."""
         with inNamespace(self.netns):

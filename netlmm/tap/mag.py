@@ -49,7 +49,8 @@ The [mag] table of the config file:
                         managed / other (RA M and O flags, false),
                         autonomous (PIO A flag, true unless managed),
                         ra_interval_min / ra_interval_max (200 / 600 s),
-                        advertise (true); see doc/deployment.md
+                        advertise (true), neighbor_retrans_ms (200);
+                        see doc/deployment.md
   [mag.dataplane]       kind = 'seg6' | 'ip6tnl' | 'userspace' | 'memory';
                         the kernel ones take address (= mag.address),
                         interface (core side), access_interface, tables and

@@ -114,6 +114,35 @@ class AccessLinkTests(SynchronousTestCase):
         self.assertEqual((pio.prefix, pio.flags, pio.validLifetime, pio.preferredLifetime),
                          (PREFIX, 0xC0, 86400, 14400))
 
+    def test_newPortAdvertises(self):
+        """A mobile's new bridge port gets an RA at once, not at the next RS."""
+        self.reactor.advance(0)
+        before = len(self.icmp.sent)
+        self.link.newPort()
+        self.assertEqual(len(self.icmp.sent), before + 1)
+        ra, to = self.sentRAs()[-1]
+        self.assertIsInstance(ra, RouterAdvertisement)
+        self.assertEqual(to, ("ff02::1", 0, 0, 7))
+        # Twice more within half a second, in case the first came too early.
+        self.reactor.advance(0.5)
+        self.assertEqual(len(self.icmp.sent), before + 3)
+        self.link.stop()
+        sent = len(self.icmp.sent)
+        self.link.newPort()
+        self.reactor.advance(1)
+        self.assertEqual(len(self.icmp.sent), sent)
+
+    def test_neighborRetransSet(self):
+        """The access interface's ND retransmit time is set at start (200 ms)."""
+        calls = []
+        system = FakeSystem()
+        system.setNeighborRetrans = lambda iface, ms: calls.append((iface, ms))
+        AccessLink(MemoryReactorClock(), config(), system).start()
+        self.assertEqual(calls, [("acc0", 200)])
+        calls.clear()
+        AccessLink(MemoryReactorClock(), config(neighborRetrans=0), system).start()
+        self.assertEqual(calls, [])
+
     def test_unicastAnswer(self):
         """An RS gets a unicast RA at once; listeners hear of it with the SLLA."""
         heard = []
@@ -262,8 +291,9 @@ class ConfigTests(SynchronousTestCase):
     def test_defaults(self):
         c = self.access()
         self.assertEqual((c.mtu, c.routerLifetime, c.validLifetime, c.preferredLifetime,
-                          c.maxInterval, c.minInterval, c.hopLimit, c.advertise),
-                         (1460, 1800, 86400, 14400, 600, 198.0, 64, True))
+                          c.maxInterval, c.minInterval, c.hopLimit, c.advertise,
+                          c.neighborRetrans),
+                         (1460, 1800, 86400, 14400, 600, 198.0, 64, True, 200))
 
     def test_errorsNameTheKey(self):
         cases = [
@@ -277,6 +307,7 @@ class ConfigTests(SynchronousTestCase):
             ({"ra_interval_max": 100, "router_lifetime": 50}, "mag.access.router_lifetime"),
             ({"valid_lifetime": 10, "preferred_lifetime": 20}, "mag.access.preferred_lifetime"),
             ({"hop_limit": 300}, "mag.access.hop_limit"),
+            ({"neighbor_retrans_ms": -1}, "mag.access.neighbor_retrans_ms"),
             ({"bogus": 1}, "mag.access.bogus"),
         ]
         for change, key in cases:

@@ -21,8 +21,8 @@ class _EndToEnd:
 
     dataplane = None
     #: The longest interruption accepted across a handoff, seconds. Most of
-    #: it is the mobile's own DAD on its new link (1 s) and its first RS.
-    maxInterruption = 5.0
+    #: it is the mobile's own DAD of its address on the new link (1 s).
+    maxInterruption = 2.5
 
     def setUp(self):
         reason = netns.canRun()
