@@ -209,10 +209,12 @@ class LinkDetector:
     name = "link"
     log = Logger()
 
-    def __init__(self, reactor, interface, system=None, detachOnAgeing=True):
+    def __init__(self, reactor, interface, system=None, detachOnAgeing=True, access=None):
         from netlmm.access.system import System
         self.reactor = reactor
         self.interface = interface
+        #: The access link, when this MAG advertises: new ports get an RA at once.
+        self.access = access
         self.system = system or System()
         self.detachOnAgeing = detachOnAgeing
         self.mag = None
@@ -226,16 +228,20 @@ class LinkDetector:
         ageing = table.boolean("detach_on_ageing", True)
         table.finish()
         return cls(reactor, interface, system=system or (access.system if access else None),
-                   detachOnAgeing=ageing)
+                   detachOnAgeing=ageing, access=access)
 
     def start(self, mag):
         self.mag = mag
         self.watcher = BridgeWatcher(self.reactor, self.system, self.interface,
                                      learned=self._learned, forgotten=self._forgotten,
-                                     portGone=self._portGone)
+                                     portGone=self._portGone, portUp=self._portUp)
         self.log.info("link detector: watching the ports of bridge {interface}",
                       interface=self.interface)
         return self.watcher.start()
+
+    def _portUp(self, port):
+        if self.access is not None:
+            self.access.newPort()
 
     def stop(self):
         if self.watcher is not None:
