@@ -123,6 +123,27 @@ class Table:
             return None
         return parseEndpoint(value, self._key(key))
 
+    def endpoints(self, key, required=False, nonEmpty=False):
+        """
+        A list of '[addr]:port' as (IPv6Address, port) pairs, none listed
+        twice; [] when absent (None when absent and C{nonEmpty}).
+        """
+        value = self._get(key, None, required)
+        if value is None:
+            return None if nonEmpty else []
+        where = self._key(key)
+        if (not isinstance(value, list) or (nonEmpty and not value)
+                or not all(isinstance(v, str) for v in value)):
+            what = "a non-empty list" if nonEmpty else "a list"
+            raise ConfigError(f"{where}: expected {what} of '[address]:port', got {value!r}")
+        result = []
+        for v in value:
+            e = parseEndpoint(v, where)
+            if e in result:
+                raise ConfigError(f"{where}: {v} is listed twice")
+            result.append(e)
+        return result
+
     def finish(self):
         """Refuse keys that were never read."""
         unknown = sorted(set(self.data) - self._seen)

@@ -158,23 +158,13 @@ def pmipClients(table):
     The PMIP clients of [mag]: C{pmip = '[a]:p'} (one) or C{pmip_clients =
     ['[a]:p', ...]} (several); a list of (address, port).
     """
-    from netlmm.config import ConfigError, parseEndpoint
-    many = table._get("pmip_clients", None, False)
-    if many is None:
+    from netlmm.config import ConfigError
+    if "pmip_clients" not in table.data:
         return [table.endpoint("pmip", "[::1]:5437")]
-    where = table._key("pmip_clients")
     if table._get("pmip", None, False) is not None:
-        raise ConfigError(f"{where}: give either pmip or pmip_clients, not both")
-    if not isinstance(many, list) or not many or not all(isinstance(v, str) for v in many):
-        raise ConfigError(f"{where}: expected a non-empty list of '[address]:port', "
-                          f"got {many!r}")
-    clients = []
-    for v in many:
-        e = parseEndpoint(v, where)
-        if e in clients:
-            raise ConfigError(f"{where}: {v} is listed twice")
-        clients.append(e)
-    return clients
+        raise ConfigError(f"{table._key('pmip_clients')}: give either pmip or "
+                          "pmip_clients, not both")
+    return table.endpoints("pmip_clients", nonEmpty=True)
 
 
 def pmipMapFromTable(table, clients):

@@ -75,7 +75,7 @@ See etc/netlmm/pmip.toml for a commented example."""
                 StateFile(stateFile, "pmip-bindings").load()
             except StateFileError as e:
                 raise ConfigError(f"pmip.state_file: {e}") from None
-        peers = peerEndpoints(table, "peers")
+        peers = table.endpoints("peers")
         peerListen = table.endpoint("peer_listen")
         if peerListen is None and peers:
             peerListen = (listen[0], 5438)
@@ -123,19 +123,3 @@ def serviceFromBuilt(b):
         from netlmm.statefile import StateFile
         service.stateFile = StateFile(b["stateFile"], "pmip-bindings")
     return service
-
-
-def peerEndpoints(table, key):
-    """A list of '[address]:port' as (address, port) pairs (empty when absent)."""
-    from netlmm.config import ConfigError, parseEndpoint
-    value = table._get(key, [], False)
-    where = table._key(key)
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{where}: expected a list of '[address]:port', got {value!r}")
-    result = []
-    for v in value:
-        e = parseEndpoint(v, where)
-        if e in result:
-            raise ConfigError(f"{where}: {v} is listed twice")
-        result.append(e)
-    return result
