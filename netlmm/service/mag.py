@@ -93,15 +93,10 @@ class MagService(RoleService):
             self.upstreams[c] = up
         self._first = self.upstreams[self.pmip]
 
-    # The single-client attributes, kept for code written before there could
-    # be several PMIP clients: they are the first client's.
+    # The first PMIP client's channel, for code (the demo, tests) that has one.
     @property
     def factory(self):
         return self._first.factory
-
-    @property
-    def client(self):
-        return self._first.client
 
     @property
     def connection(self):
