@@ -42,8 +42,9 @@ class StateFile:
         """Replace the file's content with C{records}."""
         directory = os.path.dirname(os.path.abspath(self.path))
         tmp = os.path.join(directory, f".{os.path.basename(self.path)}.{os.getpid()}.tmp")
+        # Addresses in the records are written as their text (default=str).
         data = json.dumps({"format": FORMAT, "kind": self.kind, "records": records},
-                          separators=(",", ":")).encode()
+                          separators=(",", ":"), default=str).encode()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.write(fd, data)

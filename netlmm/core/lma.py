@@ -139,11 +139,14 @@ class LmaCore:
     # ------------------------------------------------------------ persistence
 
     def snapshot(self):
-        """The binding cache as plain records, for a state file."""
+        """
+        The binding cache as records of immutable values (addresses stay
+        IPv6Address: the state file writes them as text), for a state file.
+        """
         return [{
-            "phoa": str(b.phoa), "mn": b.mnId.hex(), "pcoa": str(b.pcoa),
+            "phoa": b.phoa, "mn": b.mnId.hex(), "pcoa": b.pcoa,
             "sequence": b.sequence, "lifetime": b.lifetime, "expiry": b.expiry,
-            "client": str(b.client), "pooled": b.pooled,
+            "client": b.client, "pooled": b.pooled,
         } for b in self.bindings.values()]
 
     def restore(self, records, now):

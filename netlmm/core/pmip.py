@@ -229,7 +229,7 @@ class PmipCore:
             if m.pcoa is None or m.phoa is None or m.expiry is None:
                 continue
             records.append({
-                "mn": m.mnId.hex(), "phoa": str(m.phoa), "pcoa": str(m.pcoa),
+                "mn": m.mnId.hex(), "phoa": m.phoa, "pcoa": m.pcoa,
                 "sequence": m.sequence, "lifetime": m.lifetime,
                 "expiry": m.expiry,
             })

@@ -3,6 +3,7 @@
 from twisted.application.service import MultiService
 from twisted.internet.defer import maybeDeferred
 from twisted.internet.task import LoopingCall
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from netlmm.core.effects import InvalidInput
@@ -34,6 +35,7 @@ class RoleService(MultiService):
         self.saveInterval = 5.0
         self._dirty = False
         self._saver = None
+        self._saving = None
 
     def restoreState(self):
         """Load the state file, if any, into the core (before serving)."""
@@ -49,17 +51,41 @@ class RoleService(MultiService):
                       n=len(records), path=self.stateFile.path)
         self.execute(effects)
 
-    def saveState(self):
-        """Write the core's snapshot if anything changed since the last save."""
-        if self.stateFile is None or not self._dirty:
-            return
+    def saveState(self, blocking=False):
+        """
+        Write the core's snapshot if anything changed since the last save.
+        The snapshot is taken here, on the reactor thread (records of
+        immutable values); encoding and writing it, which for many bindings
+        takes a while and an fsync, happen in the reactor's thread pool
+        unless C{blocking} (at stop). Returns a Deferred when writing.
+        """
+        if self.stateFile is None or not self._dirty or self._saving is not None:
+            return self._saving
         self._dirty = False
-        try:
-            self.stateFile.save(self.core.snapshot())
-        except OSError as e:
-            self._dirty = True
-            self.log.error("{role}: cannot save state to {path}: {error}",
-                           role=self.name, path=self.stateFile.path, error=e)
+        records = self.core.snapshot()
+        pool = getattr(self.reactor, "getThreadPool", None)
+        if blocking or pool is None:
+            try:
+                self.stateFile.save(records)
+            except OSError as e:
+                self._saveFailed(e)
+            return None
+        d = deferToThreadPool(self.reactor, pool(), self.stateFile.save, records)
+        self._saving = d
+
+        def done(result):
+            self._saving = None
+            return None
+
+        def failed(f):
+            self._saving = None
+            self._saveFailed(f.value)
+        return d.addCallbacks(done, failed)
+
+    def _saveFailed(self, error):
+        self._dirty = True
+        self.log.error("{role}: cannot save state to {path}: {error}",
+                       role=self.name, path=self.stateFile.path, error=error)
 
     def feed(self, method, *args):
         """
@@ -133,5 +159,8 @@ class RoleService(MultiService):
         self._timer = None
         if self._saver is not None and self._saver.running:
             self._saver.stop()
-        self.saveState()
-        return super().stopService()
+        # Let a save in progress finish, then write the final state.
+        d = maybeDeferred(lambda: self._saving)
+        d.addCallback(lambda _: self.saveState(blocking=True))
+        d.addCallback(lambda _: super(RoleService, self).stopService())
+        return d
