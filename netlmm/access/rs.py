@@ -2,7 +2,10 @@
 The 'rs' attachment detector: Router Solicitation snooping.
 
 A mobile that comes up on a link solicits a router; the Source Link-Layer
-Address option of its RS is its L2 identifier. The MN identifier netlmm uses
+Address option of its RS is its L2 identifier. A mobile that starts
+duplicate address detection (an NS from ::) before its first RS, having
+formed its address from the RA a new port gets at once, is attached then,
+by the Ethernet source of that NS. The MN identifier netlmm uses
 is that MAC as lower-case text, 'aa:bb:cc:dd:ee:ff' (the bytes of that text
 in the Trigger's MN identifier), so that every MAG of the domain names the
 mobile the same way and the 'slaac' strategy matches it by MAC.
@@ -19,7 +22,7 @@ from zope.interface import implementer
 
 from netlmm.access import AttachmentEvent
 from netlmm.interfaces import IAttachmentDetector
-from netlmm.wire.icmpv6 import macText
+from netlmm.wire.icmpv6 import IPPROTO_ICMPV6, NS, UNSPECIFIED, macText
 
 
 def mnIdOf(mac):
@@ -108,16 +111,25 @@ class RsDetector:
         if mnId in self.mobiles:
             self._heard(mnId)
             return
+        self._attach(mnId, mac, f"solicited from {source}")
+
+    def _attach(self, mnId, mac, how):
         self.mobiles[mnId] = None
         self._heard(mnId)
-        self.log.info("rs detector: {mnId} solicited from {source}",
-                      mnId=mnId.decode("ascii"), source=source)
+        self.log.info("rs detector: {mnId} {how}", mnId=mnId.decode("ascii"), how=how)
         self.mag.attached(AttachmentEvent(mnId, linkLayer=macText(mac)))
 
     def _frame(self, frame):
         mnId = mnIdOf(frame.sourceMac)
         if mnId in self.mobiles:
             self._heard(mnId)
+        elif (frame.source == UNSPECIFIED and frame.nextHeader == IPPROTO_ICMPV6
+              and frame.payload[:1] == bytes((NS,))):
+            # Duplicate address detection: a mobile configuring an address on
+            # this link. Since new ports get an RA at once, that can come
+            # before its first RS (which waits for its link-local DAD), and the
+            # address's DAD must not end before the MAG can bind or defend it.
+            self._attach(mnId, frame.sourceMac, "began DAD")
 
     def _heard(self, mnId):
         if self.idleTimeout is None:

@@ -239,9 +239,20 @@ class DetectorAndStrategyTests(SynchronousTestCase):
         self.assertEqual(self.strategy.learnedBy[MN], "traffic")
 
     def test_otherMobileNotConfused(self):
+        """Another mobile's DAD is that mobile's: it attaches, MN is untouched."""
         self.solicit()
         self.frame("::", NeighborSolicitation("2001:db8:1::99"), mac=b"\x02" * 6)
-        self.assertEqual(self.mag.kinds("addressReady"), [])
+        other = mnIdOf(b"\x02" * 6)
+        self.assertEqual(self.mag.kinds("addressReady"),
+                         [("addressReady", other, IPv6Address("2001:db8:1::99"),
+                           AddressMode.STATELESS)])
+
+    def test_dadAttachesBeforeAnyRs(self):
+        """A mobile's DAD NS attaches it when no RS came first (early RA)."""
+        self.frame("::", NeighborSolicitation(MN_ADDRESS))
+        self.assertEqual(self.mag.kinds("attached")[0][1], self.mnId)
+        self.assertEqual(self.mag.kinds("addressReady"),
+                         [("addressReady", self.mnId, MN_ADDRESS, AddressMode.STATELESS)])
 
     def test_idleDetach(self):
         """Silence for idle_timeout detaches; any frame from the mobile resets the clock."""
