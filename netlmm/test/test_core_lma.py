@@ -489,6 +489,22 @@ class ValidationTests(LmaTestMixin, SynchronousTestCase):
                             Status.MISSING_HOME_NETWORK_PREFIX_OPTION, 1)
         self.assertEqual(lma.bindings, {})
 
+    def test_malformedHomeNetworkPrefix(self):
+        """
+        A PBU whose HNP option is malformed (prefix length 129) still
+        reaches the LMA (it decodes, with a MalformedOption) and is answered
+        158 like a missing one; nothing is bound.
+        """
+        lma = self.makeLma()
+        raw = bytearray(mh.encodeMessage(pbu(1)))
+        assert raw[12:14] == b"\x16\x12"
+        raw[15] = 129
+        message = mh.decodeMessage(bytes(raw))
+        self.assertEqual(len(message.malformed(HomeNetworkPrefix)), 1)
+        effects = lma.receive(message, PMIP, 0)
+        self.assertRejected(effects, Status.MISSING_HOME_NETWORK_PREFIX_OPTION, 1)
+        self.assertEqual(lma.bindings, {})
+
     def test_missingHFlag(self):
         lma = self.makeLma()
         ba = self.assertRejected(self.send(lma, pbu(1, flags=BU_A | BU_P), 0),

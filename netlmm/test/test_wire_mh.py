@@ -2,8 +2,9 @@
 Tests for L{netlmm.wire.mh}, the Mobility Header codec.
 
 The known-values table holds octets written out by hand from the layouts in
-RFC 6275 (sections 6.1 and 6.2), RFC 4283, RFC 4285 and RFC 5213 (section
-8), not produced by the encoder; each entry is checked in both directions.
+RFC 6275 (sections 6.1 and 6.2), RFC 4283, RFC 4285, RFC 5213 (section 8)
+and RFC 5844 (section 3.3), not produced by the encoder; each entry is
+checked in both directions.
 Scapy and, when installed, tshark serve as independent decoders.
 """
 
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import unittest
-from ipaddress import IPv6Address
+from ipaddress import IPv4Address, IPv6Address
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -43,7 +44,12 @@ from netlmm.wire.mh import (
     BindingUpdate,
     HandoffIndicator,
     HomeNetworkPrefix,
+    IPv4DefaultRouterAddress,
+    IPv4DhcpSupportMode,
+    IPv4HomeAddressReply,
+    IPv4HomeAddressRequest,
     LinkLocalAddress,
+    MalformedOption,
     MobileNodeIdentifier,
     MobileNodeLinkLayerIdentifier,
     MobilityMessageAuthentication,
@@ -271,6 +277,68 @@ KNOWN = [
         f"3b 02 07 00 0000  01 00 {A1_HEX}",
     ),
     (
+        "PBU for an IPv4 mobile (RFC 5844): MN-ID at 12, PadN 3, IPv4 Home"
+        " Address Request (4n) at 20 asking for 0.0.0.0, DHCP Support Mode"
+        " (no alignment) at 28",
+        BindingUpdate(
+            11,
+            BU_A | BU_P,
+            0x0096,
+            [
+                MobileNodeIdentifier(b"ab"),
+                IPv4HomeAddressRequest(),
+                IPv4DhcpSupportMode(False),
+            ],
+        ),
+        "3b 03 05 00 0000  000b 8200 0096  08 03 01 6162  01 01 00"
+        "  24 06 0000 00000000  27 02 0000",
+    ),
+    (
+        "IPv4 Home Address Request for 198.51.100.7/32: Prefix-len 32 is"
+        " the top 6 bits of the first octet (0x80), 10 reserved bits zero",
+        BindingUpdate(
+            12,
+            BU_A | BU_P,
+            1,
+            [
+                HandoffIndicator(HandoffIndicator.NOT_CHANGED),
+                IPv4HomeAddressRequest("198.51.100.7", 32),
+            ],
+        ),
+        "3b 02 05 00 0000  000c 8200 0001  17 02 00 05  24 06 8000 c6336407",
+    ),
+    (
+        "PBA with IPv4 Home Address Reply (4n): status 0, Pref-len 24 in the"
+        " top 6 bits (0x60); Default-Router Address (4n); DHCP Support Mode"
+        " with S set (the last bit)",
+        BindingAcknowledgement(
+            0,
+            BA_P,
+            11,
+            0x0096,
+            [
+                IPv4HomeAddressReply(0, "192.0.2.10", 24),
+                IPv4DefaultRouterAddress("192.0.2.1"),
+                IPv4DhcpSupportMode(True),
+            ],
+        ),
+        "3b 03 06 00 0000  00 20 000b 0096  25 06 00 60 c000020a"
+        "  26 06 0000 c0000201  27 02 0001",
+    ),
+    (
+        "PBA status 170 (NOT_AUTHORIZED_FOR_IPV4_MOBILITY_SERVICE) with a"
+        " Reply of status 132 (no dynamic assignment), PadN 2 to 24",
+        BindingAcknowledgement(
+            Status.NOT_AUTHORIZED_FOR_IPV4_MOBILITY_SERVICE,
+            BA_P,
+            13,
+            0,
+            [IPv4HomeAddressReply(
+                IPv4HomeAddressReply.DYNAMIC_IPV4_HOME_ADDRESS_ASSIGNMENT_NOT_AVAILABLE)],
+        ),
+        "3b 02 06 00 0000  aa 20 000d 0000  25 06 84 00 00000000  01 02 0000",
+    ),
+    (
         "an unknown option type (28, Restart Counter) is kept as it came",
         BindingUpdate(10, PROXY, 0, [UnknownOption(28, h("00000007"))]),
         "3b 02 05 00 0000  000a c200 0000  1c 04 00000007  01 04 00000000",
@@ -295,6 +363,31 @@ DECODE_ONLY = [
         "PadN with non-zero content is still padding",
         "3b 01 05 00 0000  0001 c200 0064  01 02 ffff",
         BindingUpdate(1, PROXY, 0x0064),
+    ),
+    (
+        "options packed with no alignment padding and a run of Pad1 to the"
+        " end (as OPMIP sends them): HNP at 17 instead of 8n+4",
+        "3b 04 05 00 0000  0001 8200 000f  08 03 01 6162"
+        "  16 12 00 40 20010db8 00010000 00000000 00000000  00 00 00",
+        BindingUpdate(
+            1, BU_A | BU_P, 0x000F,
+            [MobileNodeIdentifier(b"ab"), HomeNetworkPrefix("2001:db8:1::", 64)],
+        ),
+    ),
+    (
+        "RFC 5844 reserved bits are ignored on receipt: Request, Reply,"
+        " Default-Router and DHCP Support Mode with every reserved bit set",
+        "3b 04 06 00 0000  00 20 000b 0096  24 06 63ff c6336407"
+        "  25 06 00 63 c000020a  26 06 ffff c0000201  27 02 fffe",
+        BindingAcknowledgement(
+            0, BA_P, 11, 0x0096,
+            [
+                IPv4HomeAddressRequest("198.51.100.7", 24),
+                IPv4HomeAddressReply(0, "192.0.2.10", 24),
+                IPv4DefaultRouterAddress("192.0.2.1"),
+                IPv4DhcpSupportMode(False),
+            ],
+        ),
     ),
     (
         "reserved octet and BU reserved flag bits are carried, not rejected",
@@ -331,45 +424,132 @@ MALFORMED = [
         "3b 01 05 00 0000 0001 c200 0064 00 00 00 08",
         "truncated option header",
     ),
+]
+
+
+def malformed(kind, data, reason):
+    """The L{MalformedOption} the decoder must give for these octets."""
+    return MalformedOption(kind, h(data), reason)
+
+
+# Known options whose data is not valid (CONTRACTS.md section 3): the message
+# still decodes, and the option comes back as a MalformedOption with the
+# exact reason. (description, octets, message).
+MALFORMED_OPTIONS = [
     (
         "ACoA with 14 octets of data",
         "3b 03 05 00 0000 0003 c200 0000 01 02 0000 03 0e" + "00" * 14,
-        "AlternateCareOfAddress",
+        BindingUpdate(3, PROXY, 0, [malformed(
+            3, "00" * 14, "AlternateCareOfAddress option: length 14, expected 16")]),
     ),
     (
-        "BRA with 1 octet of data",
+        "BRA with 1 octet of data, then five Pad1",
         "3b 01 00 00 0000 0000 02 01 00 00 00 00 00 00",
-        "BindingRefreshAdvice",
+        BindingRefreshRequest([malformed(
+            2, "00", "BindingRefreshAdvice option: length 1, expected 2")]),
     ),
     (
         "HNP with prefix length 129",
         f"3b 03 05 00 0000 0004 c200 0096 16 12 00 81 {ZERO_HEX}",
-        "prefix length 129",
+        BindingUpdate(4, PROXY, 0x0096, [malformed(
+            22, "00 81" + ZERO_HEX, "HomeNetworkPrefix option: prefix length 129")]),
     ),
     (
-        "MN-ID without an identifier",
+        "HNP with 17 octets (the prefix cut short)",
+        "3b 03 05 00 0000 0004 c200 0096 16 11 00 40" + "00" * 15 + "00",
+        BindingUpdate(4, PROXY, 0x0096, [malformed(
+            22, "00 40" + "00" * 15, "HomeNetworkPrefix option: length 17, expected 18")]),
+    ),
+    (
+        "MN-ID without an identifier (subtype only)",
         "3b 01 05 00 0000 0001 c200 0064 08 01 01 00",
-        "MobileNodeIdentifier",
+        BindingUpdate(1, PROXY, 0x0064, [malformed(
+            8, "01", "MobileNodeIdentifier option: length 1, expected at least 2")]),
     ),
     (
         "link-layer identifier with no octets",
         "3b 01 05 00 0000 0001 c200 0064 19 02 0000",
-        "MobileNodeLinkLayerIdentifier",
+        BindingUpdate(1, PROXY, 0x0064, [malformed(
+            25, "0000",
+            "MobileNodeLinkLayerIdentifier option: length 2, expected at least 3")]),
     ),
     (
         "authentication option without a full SPI",
         "3b 01 05 00 0000 0001 c200 0064 09 02 01 00",
-        "MobilityMessageAuthentication",
+        BindingUpdate(1, PROXY, 0x0064, [malformed(
+            9, "0100",
+            "MobilityMessageAuthentication option: length 2, expected at least 5")]),
     ),
     (
         "Handoff Indicator with 3 octets",
         "3b 02 05 00 0000 0001 c200 0064 17 03 000000 01 05 0000000000",
-        "HandoffIndicator",
+        BindingUpdate(1, PROXY, 0x0064, [malformed(
+            23, "000000", "HandoffIndicator option: length 3, expected 2")]),
     ),
     (
         "Timestamp with 4 octets",
         "3b 02 05 00 0000 0001 c200 0064 1b 04 00000000 01 04 00000000",
-        "Timestamp",
+        BindingUpdate(1, PROXY, 0x0064, [malformed(
+            27, "00000000", "Timestamp option: length 4, expected 8")]),
+    ),
+    (
+        "IPv4 Home Address Request truncated to 5 octets",
+        "3b 02 05 00 0000 0001 8200 0064 24 05 0000 0a0000 01 03 000000",
+        BindingUpdate(1, BU_A | BU_P, 0x0064, [malformed(
+            36, "0000 0a0000", "IPv4HomeAddressRequest option: length 5, expected 6")]),
+    ),
+    (
+        "IPv4 Home Address Request oversized to 7 octets",
+        "3b 02 05 00 0000 0001 8200 0064 24 07 0000 0a000001 ff 01 01 00",
+        BindingUpdate(1, BU_A | BU_P, 0x0064, [malformed(
+            36, "0000 0a000001 ff", "IPv4HomeAddressRequest option: length 7, expected 6")]),
+    ),
+    (
+        "IPv4 Home Address Request with Prefix-len 33",
+        "3b 02 05 00 0000 0001 8200 0064 24 06 8400 0a000001 01 02 0000",
+        BindingUpdate(1, BU_A | BU_P, 0x0064, [malformed(
+            36, "8400 0a000001", "IPv4HomeAddressRequest option: prefix length 33")]),
+    ),
+    (
+        "IPv4 Home Address Reply with Pref-len 63",
+        "3b 02 06 00 0000 00 20 0001 0064 25 06 00 fc c000020a 01 02 0000",
+        BindingAcknowledgement(0, BA_P, 1, 0x0064, [malformed(
+            37, "00 fc c000020a", "IPv4HomeAddressReply option: prefix length 63")]),
+    ),
+    (
+        "IPv4 Home Address Reply truncated to 4 octets",
+        "3b 02 06 00 0000 00 20 0001 0064 25 04 00 60 c000 01 04 00000000",
+        BindingAcknowledgement(0, BA_P, 1, 0x0064, [malformed(
+            37, "00 60 c000", "IPv4HomeAddressReply option: length 4, expected 6")]),
+    ),
+    (
+        "IPv4 Default-Router Address without its reserved field",
+        "3b 02 06 00 0000 00 20 0001 0064 26 04 c0000201 01 04 00000000",
+        BindingAcknowledgement(0, BA_P, 1, 0x0064, [malformed(
+            38, "c0000201", "IPv4DefaultRouterAddress option: length 4, expected 6")]),
+    ),
+    (
+        "IPv4 DHCP Support Mode with 1 octet",
+        "3b 01 06 00 0000 00 20 0001 0064 27 01 01 00",
+        BindingAcknowledgement(0, BA_P, 1, 0x0064, [malformed(
+            39, "01", "IPv4DhcpSupportMode option: length 1, expected 2")]),
+    ),
+    (
+        "IPv4 DHCP Support Mode with 3 octets",
+        "3b 02 06 00 0000 00 20 0001 0064 27 03 000001 01 05 0000000000",
+        BindingAcknowledgement(0, BA_P, 1, 0x0064, [malformed(
+            39, "000001", "IPv4DhcpSupportMode option: length 3, expected 2")]),
+    ),
+    (
+        "a malformed option keeps its place among valid ones",
+        f"3b 09 05 00 0000 0002 c200 0096 16 12 00 80 {A1_HEX}"
+        f" 03 0f {A2_HEX[:-2]} 00"
+        " 08 10 01 6d6e3140 6578616d 706c652e 6e6574 01 0a" + "00" * 10,
+        BindingUpdate(2, PROXY, 0x0096, [
+            HomeNetworkPrefix(A1),
+            malformed(3, A2_HEX[:-2], "AlternateCareOfAddress option: length 15, expected 16"),
+            MobileNodeIdentifier(b"mn1@example.net"),
+        ]),
     ),
 ]
 
@@ -479,6 +659,31 @@ class KnownValuesTests(SynchronousTestCase):
                 decodeMessage(h(octets))
             self.assertIn(reason, str(caught.exception), description)
 
+    def test_malformedOptions(self):
+        """
+        A known option whose data is invalid decodes to a MalformedOption
+        with the exact reason, in its place among the other options; the
+        message itself decodes. Re-encoded, its octets come back unchanged.
+        """
+        for description, octets, message in MALFORMED_OPTIONS:
+            decoded = decodeMessage(h(octets))
+            self.assertEqual(decoded, message, description)
+            bad = decoded.malformed()
+            self.assertEqual(len(bad), 1, description)
+            self.assertIs(decoded.malformed(bad[0].kind)[0], bad[0], description)
+            self.assertEqual(decoded.option(bad[0].kind), None, description)
+            again = encodeMessage(decoded)
+            self.assertIn(bytes((bad[0].type, len(bad[0].data))) + bad[0].data, again,
+                          description)
+            self.assertEqual(decodeMessage(again), message, description)
+
+    def test_malformedOfAnotherKind(self):
+        """C{malformed(cls)} only names options that should have been C{cls}."""
+        message = decodeMessage(h(MALFORMED_OPTIONS[0][1]))
+        self.assertEqual(message.malformed(HomeNetworkPrefix), ())
+        self.assertEqual(len(message.malformed(AlternateCareOfAddress)), 1)
+        self.assertEqual(BindingUpdate(1).malformed(), ())
+
     def test_flagMasks(self):
         """The flag masks sit where RFC 6275 6.1.7/6.1.8 and RFC 5213 put them."""
         self.assertEqual(
@@ -509,8 +714,43 @@ class KnownValuesTests(SynchronousTestCase):
                 "MobileNodeLinkLayerIdentifier": 25,
                 "LinkLocalAddress": 26,
                 "Timestamp": 27,
+                "IPv4HomeAddressRequest": 36,
+                "IPv4HomeAddressReply": 37,
+                "IPv4DefaultRouterAddress": 38,
+                "IPv4DhcpSupportMode": 39,
             },
         )
+
+    def test_statusNumbers(self):
+        """
+        RFC 5213 and RFC 5844 status values as IANA lists them (and
+        Wireshark's dissector names them); the IPv4 Home Address Reply's
+        own status values of RFC 5844 3.3.2.
+        """
+        self.assertEqual(
+            {name: getattr(Status, name) for name in (
+                "PROXY_REG_NOT_ENABLED", "MISSING_ACCESS_TECH_TYPE_OPTION",
+                "NOT_AUTHORIZED_FOR_IPV4_MOBILITY_SERVICE",
+                "NOT_AUTHORIZED_FOR_IPV4_HOME_ADDRESS",
+                "NOT_AUTHORIZED_FOR_IPV6_MOBILITY_SERVICE",
+                "MULTIPLE_IPV4_HOME_ADDRESS_ASSIGNMENT_NOT_SUPPORTED")},
+            {"PROXY_REG_NOT_ENABLED": 152, "MISSING_ACCESS_TECH_TYPE_OPTION": 162,
+             "NOT_AUTHORIZED_FOR_IPV4_MOBILITY_SERVICE": 170,
+             "NOT_AUTHORIZED_FOR_IPV4_HOME_ADDRESS": 171,
+             "NOT_AUTHORIZED_FOR_IPV6_MOBILITY_SERVICE": 172,
+             "MULTIPLE_IPV4_HOME_ADDRESS_ASSIGNMENT_NOT_SUPPORTED": 173},
+        )
+        r = IPv4HomeAddressReply
+        self.assertEqual(
+            [r.SUCCESS, r.UNSPECIFIED, r.ADMINISTRATIVELY_PROHIBITED,
+             r.INCORRECT_IPV4_HOME_ADDRESS, r.INVALID_IPV4_ADDRESS,
+             r.DYNAMIC_IPV4_HOME_ADDRESS_ASSIGNMENT_NOT_AVAILABLE],
+            [0, 128, 129, 130, 131, 132],
+        )
+        self.assertTrue(r(0).accepted)
+        self.assertFalse(r(128).accepted)
+        self.assertTrue(IPv4HomeAddressRequest().unspecified)
+        self.assertFalse(IPv4HomeAddressRequest("10.0.0.1", 32).unspecified)
 
     def test_helpers(self):
         """Lifetimes are 4-second units; status below 128 is acceptance."""
@@ -627,17 +867,92 @@ class TruncationTests(SynchronousTestCase):
     def test_everyPrefixWithConsistentHeaderLen(self):
         """
         Cut on an 8-octet boundary with Header Len rewritten to match, so the
-        inner option parser sees the cut: the result is a message or
-        DecodeError, never another exception.
+        inner parser sees the cut. The outcome is exactly what the layout
+        read straight from the octets predicts: a cut inside the fixed part
+        or through an option raises DecodeError naming it; a cut between
+        options gives the message with the options before the cut.
         """
         for description, message, octets in KNOWN:
             data = h(octets)
             for end in range(8, len(data), 8):
                 cut = data[:1] + bytes((end // 8 - 1,)) + data[2:end]
-                try:
-                    decodeMessage(cut)
-                except DecodeError:
-                    pass
+                what = f"{description}: cut at {end}"
+                expected = cutOutcome(message, data, end)
+                if isinstance(expected, str):
+                    with self.assertRaises(DecodeError, msg=what) as caught:
+                        decodeMessage(cut)
+                    self.assertIn(expected, str(caught.exception), what)
+                else:
+                    self.assertEqual(decodeMessage(cut), expected, what)
+
+    def test_cutOutcomesCovered(self):
+        """The cuts above reach every kind of outcome (the test proves something)."""
+        seen = set()
+        for description, message, octets in KNOWN:
+            data = h(octets)
+            for end in range(8, len(data), 8):
+                outcome = cutOutcome(message, data, end)
+                seen.add(outcome if isinstance(outcome, str) else "message")
+        self.assertEqual(seen, {"message", "runs past the header", "needs 12", "needs 24"})
+
+
+def cutOutcome(message, data, end):
+    """
+    What decoding C{data} cut to C{end} octets must give: the text of the
+    DecodeError, or the message with the options that lie before the cut.
+    """
+    if type(message) is UnknownMessage:
+        return UnknownMessage(message.mhType, data[6:end])
+    if end < 6 + message.FIXED:
+        return f"needs {6 + message.FIXED}"
+    kept = 0
+    for offset, kind, length in walkOptions(data, 6 + message.FIXED):
+        if offset >= end:
+            break
+        if kind == 0:
+            continue
+        if offset + 2 > end:
+            return "truncated option header"
+        if offset + 2 + length > end:
+            return "runs past the header"
+        if kind != 1:
+            kept += 1
+    return message._replace(options=message.options[:kept])
+
+
+def referenceOutcome(data, addresses=()):
+    """
+    What L{decodeMessage} must make of C{data}, worked out with a second,
+    plain reader of RFC 6275 6.1: the text of the DecodeError, or
+    (message class, MH type, the option types in order, padding left out).
+    """
+    if len(data) < 8:
+        return "at least 8"
+    if (data[1] + 1) * 8 != len(data):
+        return "Header Len"
+    if data[0] != 59:
+        return "Payload Proto"
+    if addresses and referenceChecksum(*addresses, data) != 0:
+        return "checksum is wrong"
+    cls = mh.MESSAGE_TYPES.get(data[2])
+    if cls is None:
+        return (UnknownMessage, data[2], ())
+    if 6 + cls.FIXED > len(data):
+        return f"needs {6 + cls.FIXED}"
+    kinds = []
+    pos = 6 + cls.FIXED
+    while pos < len(data):
+        if data[pos] == 0:
+            pos += 1
+            continue
+        if pos + 2 > len(data):
+            return "truncated option header"
+        if pos + 2 + data[pos + 1] > len(data):
+            return "runs past the header"
+        if data[pos] != 1:
+            kinds.append(data[pos])
+        pos += 2 + data[pos + 1]
+    return (cls, data[2], tuple(kinds))
 
 
 # ---------------------------------------------------------------- generated
@@ -647,6 +962,7 @@ u16 = st.integers(0, 0xFFFF)
 u32 = st.integers(0, 0xFFFFFFFF)
 u64 = st.integers(0, (1 << 64) - 1)
 addresses = st.binary(min_size=16, max_size=16).map(IPv6Address)
+addresses4 = st.binary(min_size=4, max_size=4).map(IPv4Address)
 
 options = st.one_of(
     st.builds(BindingRefreshAdvice, u16),
@@ -660,6 +976,17 @@ options = st.one_of(
     st.builds(MobileNodeLinkLayerIdentifier, st.binary(min_size=1, max_size=20)),
     st.builds(LinkLocalAddress, addresses),
     st.builds(Timestamp, u64),
+    st.builds(IPv4HomeAddressRequest, addresses4, st.integers(0, 32)),
+    st.builds(IPv4HomeAddressReply, u8, addresses4, st.integers(0, 32)),
+    st.builds(IPv4DefaultRouterAddress, addresses4),
+    st.builds(IPv4DhcpSupportMode, st.booleans()),
+    st.builds(
+        MalformedOption,
+        st.just(HomeNetworkPrefix.TYPE),
+        st.binary(max_size=17),
+        st.just("HomeNetworkPrefix option: too short"),
+    ).map(lambda o: o._replace(
+        reason=f"HomeNetworkPrefix option: length {len(o.data)}, expected 18")),
     st.builds(
         UnknownOption,
         st.integers(2, 255).filter(lambda t: t not in mh.OPTION_TYPES),
@@ -753,27 +1080,54 @@ class GeneratedTests(SynchronousTestCase):
         self.assertEqual(decodeMessage(data), message)
         self.assertWellFormed(message, data)
 
+    def assertOutcome(self, data, addresses=()):
+        """
+        C{data} decodes exactly as L{referenceOutcome} says: the same
+        DecodeError, or a message of that type whose options have those
+        types, each the option class, an UnknownOption (unknown type) or a
+        MalformedOption (known type, invalid data: its reason says why).
+        Returns the message, or None.
+        """
+        expected = referenceOutcome(data, addresses)
+        if isinstance(expected, str):
+            with self.assertRaises(DecodeError) as caught:
+                decodeMessage(data, *addresses)
+            self.assertIn(expected, str(caught.exception))
+            return None
+        message = decodeMessage(data, *addresses)
+        cls, mhType, kinds = expected
+        self.assertIs(type(message), cls)
+        self.assertEqual(message.MH_TYPE, mhType)
+        self.assertEqual(tuple(o.TYPE for o in message.options), kinds)
+        for o in message.options:
+            known = mh.OPTION_TYPES.get(o.TYPE)
+            if known is None:
+                self.assertIs(type(o), UnknownOption)
+            elif type(o) is MalformedOption:
+                with self.assertRaises(DecodeError) as caught:
+                    known.fromBody(o.data)
+                self.assertEqual(o.reason, str(caught.exception))
+            else:
+                self.assertIs(type(o), known)
+        return message
+
     @EXAMPLES
     @given(st.binary(max_size=300))
     def test_randomOctets(self, data):
-        """Random octets give a message or DecodeError, nothing else."""
-        for addresses in ((), (MAG, LMA)):
-            try:
-                decodeMessage(data, *addresses)
-            except DecodeError:
-                pass
+        """Random octets give exactly the outcome the reference reader predicts."""
+        self.assertOutcome(data)
+        self.assertOutcome(data, (MAG, LMA))
 
     @EXAMPLES
     @given(framedHeaders())
     def test_randomMessageData(self, data):
         """
         Random message data behind a valid header reaches the option parser:
-        it gives a message or DecodeError. A message that decodes and can be
-        encoded again decodes to itself.
+        the outcome is exactly the reference reader's. A message that decodes
+        and can be encoded again decodes to itself.
         """
-        try:
-            message = decodeMessage(data)
-        except DecodeError:
+        message = self.assertOutcome(data)
+        if message is None:
             return
         try:
             again = encodeMessage(message)
@@ -781,6 +1135,23 @@ class GeneratedTests(SynchronousTestCase):
             # e.g. an authentication option that is not last, received as is
             return
         self.assertEqual(decodeMessage(again), message)
+
+    @EXAMPLES
+    @given(st.sampled_from(sorted(mh.OPTION_TYPES)), st.binary(max_size=40))
+    def test_knownOptionAnyData(self, kind, body):
+        """
+        Any data under a known option type decodes to that option or to a
+        MalformedOption that re-encodes byte for byte; never an error.
+        """
+        data = bytes.fromhex("0001 c200 0000") + bytes((kind, len(body))) + body
+        data += padding((-len(data) - 6) % 8)
+        data = bytes((59, (len(data) + 6) // 8 - 1, 5, 0, 0, 0)) + data
+        (option,) = decodeMessage(data).options
+        if type(option) is MalformedOption:
+            self.assertEqual((option.type, option.data), (kind, body))
+            self.assertEqual(encodeMessage(decodeMessage(data)), data)
+        else:
+            self.assertIs(type(option), mh.OPTION_TYPES[kind])
 
     @EXAMPLES
     @given(st.integers(2, 255).filter(lambda t: t not in mh.OPTION_TYPES),
@@ -894,6 +1265,20 @@ class ConstructorTests(SynchronousTestCase):
         self.assertRefused(LinkLocalAddress, "fe80::1::2")
         self.assertRefused(Timestamp, -1)
         self.assertRefused(Timestamp, 1 << 64)
+        self.assertRefused(IPv4HomeAddressRequest, "2001:db8::1")
+        self.assertRefused(IPv4HomeAddressRequest, "10.0.0.1", 33)
+        self.assertRefused(IPv4HomeAddressRequest, "10.0.0.1", -1)
+        self.assertRefused(IPv4HomeAddressRequest, "10.0.0.0/8")
+        self.assertRefused(IPv4HomeAddressReply, 256)
+        self.assertRefused(IPv4HomeAddressReply, 0, "10.0.0.1", 40)
+        self.assertRefused(IPv4HomeAddressReply, 0, "not an address")
+        self.assertRefused(IPv4DefaultRouterAddress, "::1")
+        self.assertRefused(IPv4DhcpSupportMode, 1)
+        self.assertRefused(IPv4DhcpSupportMode, None)
+        self.assertRefused(MalformedOption, 200, b"", "unknown type")
+        self.assertRefused(MalformedOption, 0, b"", "padding")
+        self.assertRefused(MalformedOption, 22, b"x" * 256, "too long")
+        self.assertRefused(MalformedOption, 22, b"", None)
         self.assertRefused(UnknownOption, 0, b"")
         self.assertRefused(UnknownOption, 1, b"")
         self.assertRefused(UnknownOption, 256, b"")
@@ -1270,6 +1655,78 @@ class TsharkTests(SynchronousTestCase):
         "_ws.malformed",
     ]
 
+    def decode(self, messages, fields):
+        """
+        tshark's reading of C{messages} ((message, source, destination)
+        each), one dict of C{fields} per packet.
+        """
+        directory = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, directory)
+        path = os.path.join(directory, "pmip.pcap")
+        with open(path, "wb") as f:
+            f.write(_pcap([_ipv6(src, dst, encodeMessage(m, src, dst))
+                           for m, src, dst in messages]))
+        command = [_TSHARK, "-n", "-r", path, "-T", "fields", "-E", "separator=|",
+                   "-E", "occurrence=a", "-E", "aggregator=,"]
+        for field in fields:
+            command += ["-e", field]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        rows = [dict(zip(fields, line.split("|")))
+                for line in result.stdout.splitlines() if line.strip()]
+        self.assertEqual(len(rows), len(messages), result.stdout)
+        return rows
+
+    def test_ipv4Options(self):
+        """
+        The RFC 5844 options field by field: Prefix-len in the top 6 bits,
+        the addresses, the Reply's status, the S flag; no expert warning
+        (tshark warns on wrong option lengths).
+        """
+        fields = ["mip6.mhtype", "mip6.ipv4ha.preflen", "mip6.ipv4ha.ha",
+                  "mip6.ipv4aa.sts", "mip6.ipv4dra.dra", "mip6.ipv4dsm.s_flag",
+                  "mip6.mnid.identifier", "_ws.expert.message", "_ws.malformed"]
+        pbu = BindingUpdate(3, BU_A | BU_P, 10, [
+            MobileNodeIdentifier(b"mn1@example.net"),
+            IPv4HomeAddressRequest("198.51.100.7", 24),
+            IPv4DhcpSupportMode(True),
+        ])
+        pba = BindingAcknowledgement(0, BA_P, 3, 10, [
+            MobileNodeIdentifier(b"mn1@example.net"),
+            IPv4HomeAddressReply(IPv4HomeAddressReply.INCORRECT_IPV4_HOME_ADDRESS,
+                                 "192.0.2.10", 30),
+            IPv4DefaultRouterAddress("192.0.2.1"),
+            IPv4DhcpSupportMode(False),
+        ])
+        bu, ba = self.decode([(pbu, MAG, LMA), (pba, LMA, MAG)], fields)
+        self.assertEqual(
+            (bu["mip6.mhtype"], bu["mip6.ipv4ha.preflen"], bu["mip6.ipv4ha.ha"],
+             bu["mip6.ipv4dsm.s_flag"], bu["mip6.mnid.identifier"]),
+            ("5", "24", "198.51.100.7", "1", "mn1@example.net"))
+        self.assertEqual(
+            (ba["mip6.mhtype"], ba["mip6.ipv4aa.sts"], ba["mip6.ipv4ha.preflen"],
+             ba["mip6.ipv4ha.ha"], ba["mip6.ipv4dra.dra"], ba["mip6.ipv4dsm.s_flag"]),
+            ("6", "130", "30", "192.0.2.10", "192.0.2.1", "0"))
+        for row in (bu, ba):
+            self.assertEqual((row["_ws.expert.message"], row["_ws.malformed"]), ("", ""))
+
+    def test_malformedIsMalformedForTsharkToo(self):
+        """
+        What our decoder calls a MalformedOption (a Request of 5 octets),
+        tshark flags too, so the reference and we agree on what is broken.
+        """
+        raw = h(MALFORMED_OPTIONS[9][1])
+        self.assertIs(type(decodeMessage(raw).options[0]), MalformedOption)
+        directory = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, directory)
+        path = os.path.join(directory, "bad.pcap")
+        with open(path, "wb") as f:
+            f.write(_pcap([_ipv6(MAG, LMA, raw)]))
+        result = subprocess.run(
+            [_TSHARK, "-n", "-r", path, "-T", "fields", "-e", "_ws.expert.message"],
+            capture_output=True, text=True, timeout=120)
+        self.assertIn("should be 6", result.stdout)
+
     def test_pbuAndPback(self):
         pbu = BindingUpdate(
             0x0102, PROXY, 0x0096,
@@ -1284,22 +1741,7 @@ class TsharkTests(SynchronousTestCase):
             Status.NOT_LMA_FOR_THIS_MN, BA_P, 0x0102, 0x0040, [HomeNetworkPrefix(A1)]
         )
         first = encodeMessage(pbu, MAG, LMA)
-        second = encodeMessage(pback, LMA, MAG)
-        directory = tempfile.mkdtemp()
-        self.addCleanup(shutil.rmtree, directory)
-        path = os.path.join(directory, "pmip.pcap")
-        with open(path, "wb") as f:
-            f.write(_pcap([_ipv6(MAG, LMA, first), _ipv6(LMA, MAG, second)]))
-        command = [_TSHARK, "-n", "-r", path, "-T", "fields", "-E", "separator=|",
-                   "-E", "occurrence=a", "-E", "aggregator=,"]
-        for field in self.FIELDS:
-            command += ["-e", field]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
-        self.assertEqual(result.returncode, 0, result.stderr)
-        rows = [dict(zip(self.FIELDS, line.split("|")))
-                for line in result.stdout.splitlines() if line.strip()]
-        self.assertEqual(len(rows), 2, result.stdout)
-        bu, ba = rows
+        bu, ba = self.decode([(pbu, MAG, LMA), (pback, LMA, MAG)], self.FIELDS)
 
         def true(value):
             return value in ("1", "True", "true")

@@ -8,13 +8,20 @@ pads the header to a multiple of 8 octets; L{decodeMessage} reads a header
 inside the bounds its Header Len field declares and raises only
 L{DecodeError}.
 
-Addresses are L{ipaddress.IPv6Address}; identifiers and authenticators are
-L{bytes}. This module imports nothing from Twisted.
+Decoding is lenient about option bodies: a known option whose data does not
+follow its layout (a wrong length, a prefix length out of range) decodes to
+a L{MalformedOption} kept in the message's options, so the receiver can
+still match the message and answer as the RFCs say. Only a broken header,
+fixed part or option layout (an option running past the end) raises.
+
+Addresses are L{ipaddress.IPv6Address} (L{ipaddress.IPv4Address} in the RFC
+5844 options); identifiers and authenticators are L{bytes}. This module
+imports nothing from Twisted.
 """
 
 import struct
 from collections import namedtuple
-from ipaddress import IPv6Address
+from ipaddress import IPv4Address, IPv6Address
 
 from netlmm.wire.checksum import mhChecksum
 from netlmm.wire.errors import DecodeError, EncodeError
@@ -55,7 +62,7 @@ MAX_LIFETIME_UNITS = 0xFFFF
 
 
 class Status:
-    """Binding Acknowledgement status codes (RFC 6275, 4285, 5213)."""
+    """Binding Acknowledgement status codes (RFC 6275, 4285, 5213, 5844)."""
 
     ACCEPTED = 0
     ACCEPTED_PREFIX_DISCOVERY = 1
@@ -82,6 +89,10 @@ class Status:
     MISSING_MN_IDENTIFIER_OPTION = 160
     MISSING_HANDOFF_INDICATOR_OPTION = 161
     MISSING_ACCESS_TECH_TYPE_OPTION = 162
+    NOT_AUTHORIZED_FOR_IPV4_MOBILITY_SERVICE = 170
+    NOT_AUTHORIZED_FOR_IPV4_HOME_ADDRESS = 171
+    NOT_AUTHORIZED_FOR_IPV6_MOBILITY_SERVICE = 172
+    MULTIPLE_IPV4_HOME_ADDRESS_ASSIGNMENT_NOT_SUPPORTED = 173
 
     @classmethod
     def name(cls, code):
@@ -93,6 +104,7 @@ class Status:
 
 
 _UNSPECIFIED = IPv6Address("::")
+_UNSPECIFIED4 = IPv4Address("0.0.0.0")
 
 
 # ---------------------------------------------------------------- helpers
@@ -129,6 +141,21 @@ def _addr(name, value):
         return IPv6Address(value)
     except (ValueError, TypeError) as e:
         raise EncodeError(f"{name} must be an IPv6 address, not {value!r}") from e
+
+
+def _addr4(name, value):
+    if isinstance(value, IPv4Address):
+        return value
+    try:
+        return IPv4Address(value)
+    except (ValueError, TypeError) as e:
+        raise EncodeError(f"{name} must be an IPv4 address, not {value!r}") from e
+
+
+def _ipv4PrefixLength(value):
+    if type(value) is not int or not 0 <= value <= 32:
+        raise EncodeError(f"IPv4 prefix length must be an integer 0..32, not {value!r}")
+    return value
 
 
 def _octets(name, value, minimum=0, maximum=255):
@@ -522,6 +549,129 @@ class Timestamp(MobilityOption, namedtuple("_TS", "value")):
         return tuple.__new__(cls, struct.unpack("!Q", body))
 
 
+class IPv4HomeAddressRequest(
+    MobilityOption, namedtuple("_V4HAReq", "address prefixLength")
+):
+    """
+    The MAG asks for an IPv4 home address for the mobile (RFC 5844 3.3.1):
+    Prefix-len (6 bits) and 10 reserved bits, then the address; 0.0.0.0
+    asks the LMA to assign one. Alignment 4n, so the address is 4-aligned.
+    """
+
+    __slots__ = ()
+    TYPE = 36
+    ALIGN = (4, 0)
+
+    def __new__(cls, address=_UNSPECIFIED4, prefixLength=0):
+        return tuple.__new__(cls, (_addr4("IPv4 home address", address),
+                                   _ipv4PrefixLength(prefixLength)))
+
+    def body(self):
+        return struct.pack("!H", self.prefixLength << 10) + self.address.packed
+
+    @classmethod
+    def fromBody(cls, body):
+        _fixedLength(cls, body, 6)
+        # The 10 reserved bits are ignored on receipt (RFC 5844 3.3.1).
+        prefixLength = body[0] >> 2
+        if prefixLength > 32:
+            raise DecodeError(f"IPv4HomeAddressRequest option: prefix length {prefixLength}")
+        return tuple.__new__(cls, (IPv4Address(bytes(body[2:])), prefixLength))
+
+    @property
+    def unspecified(self):
+        """True for 0.0.0.0: the LMA is to assign the address."""
+        return self.address == _UNSPECIFIED4
+
+
+class IPv4HomeAddressReply(
+    MobilityOption, namedtuple("_V4HARep", "status address prefixLength")
+):
+    """
+    The LMA's answer to an IPv4 Home Address Request (RFC 5844 3.3.2):
+    Status (8), Pref-len (6 bits) and 2 reserved bits, then the assigned
+    address. Status below 128 is success. Alignment 4n.
+    """
+
+    __slots__ = ()
+    TYPE = 37
+    ALIGN = (4, 0)
+    SUCCESS = 0
+    UNSPECIFIED = 128
+    ADMINISTRATIVELY_PROHIBITED = 129
+    INCORRECT_IPV4_HOME_ADDRESS = 130
+    INVALID_IPV4_ADDRESS = 131
+    DYNAMIC_IPV4_HOME_ADDRESS_ASSIGNMENT_NOT_AVAILABLE = 132
+
+    def __new__(cls, status, address=_UNSPECIFIED4, prefixLength=0):
+        return tuple.__new__(cls, (_u8("IPv4 home address reply status", status),
+                                   _addr4("IPv4 home address", address),
+                                   _ipv4PrefixLength(prefixLength)))
+
+    def body(self):
+        return bytes((self.status, self.prefixLength << 2)) + self.address.packed
+
+    @classmethod
+    def fromBody(cls, body):
+        _fixedLength(cls, body, 6)
+        prefixLength = body[1] >> 2
+        if prefixLength > 32:
+            raise DecodeError(f"IPv4HomeAddressReply option: prefix length {prefixLength}")
+        return tuple.__new__(cls, (body[0], IPv4Address(bytes(body[2:])), prefixLength))
+
+    @property
+    def accepted(self):
+        """True when the status is below 128."""
+        return self.status < 128
+
+
+class IPv4DefaultRouterAddress(MobilityOption, namedtuple("_V4DRA", "address")):
+    """
+    The mobile's IPv4 default router (RFC 5844 3.3.3): 16 reserved bits,
+    then the address. Alignment 4n.
+    """
+
+    __slots__ = ()
+    TYPE = 38
+    ALIGN = (4, 0)
+
+    def __new__(cls, address):
+        return tuple.__new__(cls, (_addr4("IPv4 default-router address", address),))
+
+    def body(self):
+        return b"\x00\x00" + self.address.packed
+
+    @classmethod
+    def fromBody(cls, body):
+        _fixedLength(cls, body, 6)
+        return tuple.__new__(cls, (IPv4Address(bytes(body[2:])),))
+
+
+class IPv4DhcpSupportMode(MobilityOption, namedtuple("_V4DSM", "server")):
+    """
+    Whether the MAG serves the mobile's DHCPv4 (S flag set) or relays it
+    (RFC 5844 3.3.4): 15 reserved bits and the S flag, the last bit. No
+    alignment requirement.
+    """
+
+    __slots__ = ()
+    TYPE = 39
+    S = 0x0001
+
+    def __new__(cls, server):
+        if type(server) is not bool:
+            raise EncodeError(f"DHCP support mode: server must be True or False, not {server!r}")
+        return tuple.__new__(cls, (server,))
+
+    def body(self):
+        return struct.pack("!H", self.S if self.server else 0)
+
+    @classmethod
+    def fromBody(cls, body):
+        _fixedLength(cls, body, 2)
+        return tuple.__new__(cls, (bool(body[1] & cls.S),))
+
+
 class UnknownOption(MobilityOption, namedtuple("_UO", "type data")):
     """An option netlmm does not know: kept so it re-encodes byte for byte."""
 
@@ -546,6 +696,38 @@ class UnknownOption(MobilityOption, namedtuple("_UO", "type data")):
         return self.data
 
 
+class MalformedOption(MobilityOption, namedtuple("_MO", "type data reason")):
+    """
+    A known option whose data does not follow its layout (a wrong length, a
+    value out of range), with the decoder's C{reason}. It stays among the
+    message's options, so the receiver can still match the message and
+    answer as the RFCs say; receivers check for it where an option matters
+    to them (L{MobilityMessage.malformed}). It re-encodes byte for byte.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, type, data, reason):
+        type = _u8("option type", type)
+        if type not in OPTION_TYPES:
+            raise EncodeError(f"option type {type} is not a known option; use UnknownOption")
+        if not isinstance(reason, str):
+            raise EncodeError(f"reason must be text, not {reason!r}")
+        return tuple.__new__(cls, (type, _octets("option data", data), reason))
+
+    @property
+    def TYPE(self):  # noqa: N802 - mirrors the class attribute of known options
+        return self.type
+
+    @property
+    def kind(self):
+        """The option class this should have been."""
+        return OPTION_TYPES[self.type]
+
+    def body(self):
+        return self.data
+
+
 OPTION_TYPES = {
     cls.TYPE: cls
     for cls in (
@@ -561,6 +743,10 @@ OPTION_TYPES = {
         MobileNodeLinkLayerIdentifier,
         LinkLocalAddress,
         Timestamp,
+        IPv4HomeAddressRequest,
+        IPv4HomeAddressReply,
+        IPv4DefaultRouterAddress,
+        IPv4DhcpSupportMode,
     )
 }
 
@@ -586,6 +772,14 @@ class MobilityMessage(_Value):
             if type(o) is optionType:
                 return o
         return None
+
+    def malformed(self, optionType=None):
+        """
+        The L{MalformedOption}s of this message: all of them, or those that
+        should have been of class C{optionType}.
+        """
+        return tuple(o for o in self.options if type(o) is MalformedOption
+                     and (optionType is None or o.type == optionType.TYPE))
 
 
 def _options(options):
@@ -838,7 +1032,9 @@ def encodeMessage(message, source=None, destination=None):
 def decodeOptions(data, start):
     """
     The mobility options in C{data} from offset C{start} to its end, padding
-    left out. Unknown types become L{UnknownOption}.
+    left out. Unknown types become L{UnknownOption}, known ones whose data
+    is not valid L{MalformedOption}. Raises L{DecodeError} only when the
+    layout is broken (an option runs past the end).
     """
     options = []
     append = options.append
@@ -864,7 +1060,10 @@ def decodeOptions(data, start):
             if cls is None:
                 append(tuple.__new__(UnknownOption, (kind, bytes(body))))
             else:
-                append(cls.fromBody(body))
+                try:
+                    append(cls.fromBody(body))
+                except DecodeError as e:
+                    append(tuple.__new__(MalformedOption, (kind, bytes(body), str(e))))
         pos = bodyEnd
     return tuple(options)
 
@@ -872,7 +1071,8 @@ def decodeOptions(data, start):
 def decodeMessage(data, source=None, destination=None):
     """
     Decode one Mobility Header. With C{source} and C{destination} the
-    checksum is verified. Raises only L{DecodeError}.
+    checksum is verified. Raises only L{DecodeError}: a known option with
+    invalid data does not, it decodes to a L{MalformedOption}.
     """
     data = bytes(data)
     if len(data) < 8:
