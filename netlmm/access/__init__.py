@@ -3,11 +3,14 @@
 from collections import namedtuple
 from ipaddress import IPv6Address
 
+from netlmm.wire.control import mnIdProblem, showMnId
+
 
 class AttachmentEvent(namedtuple("AttachmentEvent", "mnId phoa linkLayer")):
     """
     A mobile appeared on the access link. C{mnId} is its identifier (bytes,
-    an NAI or the link-layer address); C{phoa} is its address when the
+    an NAI or the link-layer address as text; L{mnIdProblem} says which are
+    refused); C{phoa} is its address when the
     detector already knows it (context transfer, configuration), else None;
     C{linkLayer} its link-layer address when known.
     """
@@ -16,11 +19,16 @@ class AttachmentEvent(namedtuple("AttachmentEvent", "mnId phoa linkLayer")):
 
     def __new__(cls, mnId, phoa=None, linkLayer=None):
         if isinstance(mnId, str):
-            mnId = mnId.encode("utf-8")
-        if not isinstance(mnId, bytes) or not 1 <= len(mnId) <= 253:
-            raise ValueError(f"MN identifier must be 1..253 octets, not {mnId!r}")
-        return super().__new__(cls, mnId, None if phoa is None else IPv6Address(phoa),
-                               linkLayer)
+            mnId = mnId.encode("utf-8", "surrogateescape")
+        problem = mnIdProblem(mnId)
+        if problem is not None:
+            raise ValueError(f"MN identifier {showMnId(mnId)} {problem}")
+        if phoa is not None:
+            try:
+                phoa = IPv6Address(phoa)
+            except ValueError:
+                raise ValueError(f"pHoA {phoa!r} is not an IPv6 address") from None
+        return super().__new__(cls, mnId, phoa, linkLayer)
 
 
 def _detectors():

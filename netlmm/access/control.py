@@ -11,6 +11,7 @@ per connection; the MAG closes it after the reply:
 """
 
 import os
+import re
 import socket
 import sys
 
@@ -22,6 +23,7 @@ from zope.interface import implementer
 
 from netlmm.access import AttachmentEvent
 from netlmm.interfaces import IAttachmentDetector
+from netlmm.wire.control import mnIdProblem, showMnId
 
 
 class _CommandProtocol(LineOnlyReceiver):
@@ -29,15 +31,29 @@ class _CommandProtocol(LineOnlyReceiver):
     MAX_LENGTH = 1024
 
     def lineReceived(self, line):
-        words = line.decode("utf-8", "replace").split()
         try:
-            reply = self.factory.detector.command(words)
+            reply = self.factory.detector.command(_words(line))
         except ValueError as e:
+            self.factory.detector.log.warn("control detector: refused {command!r}: {error}",
+                                           command=line[:100], error=e)
             reply = [f"error {e}"]
         for r in reply:
             self.sendLine(r.encode("utf-8"))
         # One command per connection keeps clients trivial.
         self.transport.loseConnection()
+
+
+def _words(line):
+    """
+    The words of a command line; its octets must be UTF-8 (identifiers are).
+    Only spaces and tabs separate words: other characters str.split() takes
+    for white space (U+0085, U+001C...) stay in the word, to be refused.
+    """
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"the command is not valid UTF-8 (octet {e.start})") from None
+    return [w for w in re.split(r"[ \t\r]+", text) if w]
 
 
 @implementer(IAttachmentDetector)
@@ -97,7 +113,11 @@ class ControlDetector:
             self.mag.attached(event)
             return [f"ok attached {args[0]}"]
         if verb == "detach" and len(args) == 1:
-            self.mag.detached(args[0].encode("utf-8"))
+            mnId = args[0].encode("utf-8")
+            problem = mnIdProblem(mnId)
+            if problem is not None:
+                raise ValueError(f"MN identifier {showMnId(mnId)} {problem}")
+            self.mag.detached(mnId)
             return [f"ok detached {args[0]}"]
         if verb == "list" and not args:
             rows = [f"{a.mnId.decode('utf-8', 'replace')} {a.state} {a.phoa or '-'}"

@@ -280,8 +280,13 @@ class PmipCore:
         """A MAG reports C{trigger.mnId} attached at C{trigger.magAddress}."""
         if trigger.phoa == _ZERO:
             # An all-zero pHoA asks for assignment, like no pHoA at all.
-            trigger = Trigger(trigger.transaction, trigger.mnId, trigger.magAddress,
-                              None, trigger.mode, trigger.extra)
+            trigger = trigger._replace(phoa=None)
+        if trigger.mode == AddressMode.PREFIX:
+            self._say("Trigger {txn} for {mnId} asks for a per-MN prefix, which "
+                      "this PMIP client does not support yet", txn=trigger.transaction,
+                      mnId=_show(trigger.mnId))
+            return [Notify(Notification(trigger.transaction, Result.MALFORMED,
+                                        trigger.mnId), trigger.magAddress)]
         m = self.mobiles.get(trigger.mnId)
         state = None if m is None else m.state
         nextState = self._step(state, "trigger")
