@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """
 Handoff interruption with real hosts (root): the end-to-end namespace domain
-(netlmm.netns), the real daemons, a stock-Linux mobile using SLAAC, and a CN
+(netlmm.lab.domain), the real daemons, a stock-Linux mobile using SLAAC, and a CN
 pinging the mobile every 10 ms. The mobile hands off N times between MAG1 and
 MAG2; for each data plane the script prints the median and the worst
-interruption (longest gap between echo replies) and the packets lost.
+interruption (longest gap between echo replies) and the packets lost. A data
+plane this kernel cannot run is left out with the reason.
 
     sudo python bench/handoff.py              # 20 handoffs, seg6 and userspace
     sudo python bench/handoff.py --handoffs 5 --dataplane seg6
@@ -18,13 +19,13 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from netlmm import netns  # noqa: E402
+from netlmm.lab import kernel  # noqa: E402
+from netlmm.lab.domain import NetnsDomain, dataPlaneMissing  # noqa: E402
 
 
 def measure(dataplane, handoffs, interval):
     """Interruptions (s) and losses of C{handoffs} handoffs."""
-    domain = netns.NetnsDomain(tempfile.mkdtemp(prefix=f"bench-{dataplane}-"), dataplane,
-                               prefix=f"nlb{os.getpid() % 10000}")
+    domain = NetnsDomain(tempfile.mkdtemp(prefix=f"bench-{dataplane}-"), dataplane)
     results = []
     try:
         domain.start()
@@ -48,11 +49,15 @@ def main():
     parser.add_argument("--interval", type=float, default=0.01, help="ping interval, s")
     parser.add_argument("--dataplane", action="append", choices=("seg6", "userspace"))
     args = parser.parse_args()
-    reason = netns.canRun()
+    reason = kernel.needsRoot()
     if reason:
         sys.exit(f"bench/handoff.py: {reason}")
     summary = []
     for plane in args.dataplane or ["seg6", "userspace"]:
+        reason = dataPlaneMissing(plane)
+        if reason:
+            summary.append(f"{plane:9s} not measured: this kernel has {reason}")
+            continue
         results = measure(plane, args.handoffs, args.interval)
         gaps = [r["interruption"] * 1000 for r in results]
         lost = [r["lost"] for r in results]

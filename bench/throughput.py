@@ -4,7 +4,8 @@ Data-plane throughput with real hosts (root): TCP from the CN to the mobile
 through the LMA and MAG1, with the seg6 and userspace data planes, next to
 plain kernel routing (host routes, no tunnel) between the same namespaces,
 measured in the same run with the same sender and receiver; prints each rate
-and its ratio to plain routing.
+and its ratio to plain routing. A data plane this kernel cannot run is left
+out with the reason.
 
     sudo python bench/throughput.py                 # 3 rounds of 3 s each
     sudo python bench/throughput.py --seconds 5 --rounds 5
@@ -20,8 +21,10 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from netlmm import netns  # noqa: E402
-from netlmm.netns import CN_ADDRESS, HOME_PREFIX, MN_MAC, eui64  # noqa: E402
+from netlmm.lab import eui64, kernel  # noqa: E402
+from netlmm.lab.domain import (  # noqa: E402
+    HOME_PREFIX, MN_MAC, NetnsDomain, Topology, dataPlaneMissing,
+)
 
 PORT = 5999
 RECEIVER = """
@@ -64,10 +67,10 @@ def transfer(topology, target, seconds):
 
 def plain(workdir, seconds, rounds):
     """Plain kernel routing: the same namespaces, host routes, no tunnel."""
-    t = netns.Topology(f"nlp{os.getpid() % 10000}")
+    t = Topology()
     t.build()
     try:
-        t.attachMn("mag1")
+        t.mn.attach("mag1")
         phoa = eui64(HOME_PREFIX, MN_MAC)
         t.exec("mn", "sysctl", "-qw", "net.ipv6.conf.eth0.accept_ra=0")
         t.exec("mn", "ip", "link", "set", "eth0", "mtu", "1460")
@@ -85,8 +88,7 @@ def plain(workdir, seconds, rounds):
 
 def tunnelled(dataplane, workdir, seconds, rounds):
     """The netlmm domain with C{dataplane}."""
-    domain = netns.NetnsDomain(os.path.join(workdir, dataplane), dataplane,
-                               prefix=f"nlt{os.getpid() % 10000}")
+    domain = NetnsDomain(os.path.join(workdir, dataplane), dataplane)
     try:
         domain.start()
         phoa = domain.attach("mag1")
@@ -101,12 +103,17 @@ def main():
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    reason = netns.canRun()
+    reason = kernel.needsRoot()
     if reason:
         sys.exit(f"bench/throughput.py: {reason}")
     workdir = tempfile.mkdtemp(prefix="bench-throughput-")
     rates = {"plain routing": plain(workdir, args.seconds, args.rounds)}
+    skipped = []
     for plane in ("seg6", "userspace"):
+        reason = dataPlaneMissing(plane)
+        if reason:
+            skipped.append(f"  {plane:14s} not measured: this kernel has {reason}")
+            continue
         rates[plane] = tunnelled(plane, workdir, args.seconds, args.rounds)
     base = statistics.median(rates["plain routing"])
     print(f"\nTCP CN -> MN, {args.rounds} rounds of {args.seconds:g} s, median "
@@ -115,6 +122,8 @@ def main():
         m = statistics.median(values)
         print(f"  {name:14s} {m / 1e6:9.1f} Mbit/s   ratio {m / base:5.3f}   "
               f"(rounds: {', '.join(f'{v / 1e6:.0f}' for v in values)})")
+    for line in skipped:
+        print(line)
 
 
 if __name__ == "__main__":

@@ -17,8 +17,9 @@ def main(argv=None):
     demo.add_argument("--netns", action="store_true",
                       help="(root) run the daemons in network namespaces with a real "
                            "Linux mobile and a correspondent, and measure a handoff")
-    demo.add_argument("--dataplane", default="seg6", choices=("seg6", "userspace"),
-                      help="with --netns: the data plane (default seg6)")
+    demo.add_argument("--dataplane", default=None, choices=("seg6", "userspace"),
+                      help="with --netns: the data plane (default: seg6 where the kernel "
+                           "has seg6 lightweight tunnels, else userspace)")
     ctl = sub.add_parser("mag-ctl", help="tell a running MAG (attachment detector "
                          "'control') that a mobile attached or detached")
     ctl.add_argument("--socket", required=True, help="the MAG's control socket path")

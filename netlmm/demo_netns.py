@@ -8,13 +8,18 @@ LMA's namespace (everything passes there) and drawn as a ladder; then the
 measured interruption, and everything is cleaned up.
 """
 
+import signal
 import sys
 import tempfile
 import time
 
-from netlmm import netns
+from netlmm.lab import kernel
+from netlmm.lab.domain import (
+    CN_ADDRESS, DATAPLANES, LMA_ADDRESS, MAG_ADDRESSES, PMIP_ADDRESS, NetnsDomain,
+    bestDataPlane, dataPlaneMissing,
+)
+from netlmm.lab.netns import CommandFailed
 from netlmm.ladder import Ladder, describe
-from netlmm.netns import CN_ADDRESS, MAG_ADDRESSES, NetnsDomain
 from netlmm.pcap import readPcap, signalling
 
 
@@ -28,7 +33,7 @@ class _Clock:
 
 def names():
     """Address -> lane of the namespaces' nodes."""
-    table = {netns.LMA_ADDRESS: "LMA", netns.PMIP_ADDRESS: "PMIP client",
+    table = {LMA_ADDRESS: "LMA", PMIP_ADDRESS: "PMIP client",
              "2001:db8:b::1": "LMA"}
     for i, address in enumerate(MAG_ADDRESSES):
         table[address] = f"MAG{i + 1}"
@@ -36,11 +41,34 @@ def names():
     return table
 
 
-def run(out=sys.stdout, dataplane="seg6", workdir=None):
-    """Run the scenario; returns the exit status."""
-    reason = netns.canRun()
+def chooseDataPlane(dataplane):
+    """
+    C{dataplane}, or the best this kernel has when None; raises
+    L{CommandFailed} saying what the kernel lacks for it.
+    """
+    if dataplane is None:
+        return bestDataPlane()
+    reason = dataPlaneMissing(dataplane)
     if reason:
-        print(f"netlmm demo --netns: {reason}", file=sys.stderr)
+        others = [n for n, _ in DATAPLANES if n != dataplane and dataPlaneMissing(n) is None]
+        hint = f"; try --dataplane {others[0]}" if others else ""
+        raise CommandFailed(f"the {dataplane} data plane cannot run here: this kernel has "
+                            f"{reason}{hint}")
+    return dataplane
+
+
+def run(out=sys.stdout, dataplane=None, workdir=None):
+    """
+    Run the scenario with C{dataplane} (the best this kernel has when None);
+    returns the exit status.
+    """
+    try:
+        reason = kernel.needsRoot()
+        if reason:
+            raise CommandFailed(reason)
+        dataplane = chooseDataPlane(dataplane)
+    except CommandFailed as e:
+        print(f"netlmm demo --netns: {e}", file=sys.stderr)
         return 2
     workdir = workdir or tempfile.mkdtemp(prefix="netlmm-demo-")
     domain = NetnsDomain(workdir, dataplane)
@@ -53,8 +81,9 @@ def run(out=sys.stdout, dataplane="seg6", workdir=None):
     try:
         domain.start()
         capture = domain.topology.start(
-            "lma", ["tcpdump", "-n", "-U", "--immediate-mode", "-i", "pm0", "-w", domain.path("signalling.pcap"),
-                    "udp port 5436 or tcp port 5437"], domain.path("tcpdump.log"))
+            "lma", ["tcpdump", "-n", "-U", "--immediate-mode", "-i", "pm0", "-w",
+                    domain.path("signalling.pcap"), "udp port 5436 or tcp port 5437"],
+            domain.path("tcpdump.log"))
         time.sleep(0.5)
         start = time.time()
         note("MN", "MAG1", "1. L2 attachment (link up), RS")
@@ -66,13 +95,12 @@ def run(out=sys.stdout, dataplane="seg6", workdir=None):
         result = domain.handoff("mag2")
         note("MAG2", "MN", f"measured: flow interrupted {result['interruption']:.3f} s, "
              f"{result['lost']} of {result['sent']} packets lost")
-        same = domain.topology.mnAddress() == phoa
+        same = domain.topology.mn.address() == phoa
         note("MN", "MAG2", f"the MN kept {phoa}: {'yes' if same else 'NO'}")
         note("MN", "MAG2", "3. L2 detachment (link down)")
         domain.detach()
         time.sleep(0.5)
-        capture.terminate()
-        capture.wait(timeout=5)
+        domain.topology.stop(capture, sig=signal.SIGTERM)
         lanes = names()
         ladder = Ladder(["MN", "MAG1", "MAG2", "PMIP client", "LMA"], start, _Clock(start))
         rows = [(t, s, r, text) for t, s, r, text in notes]
@@ -90,7 +118,7 @@ def run(out=sys.stdout, dataplane="seg6", workdir=None):
             print("demo FAILED: traffic or address continuity broken", file=sys.stderr)
             return 1
         return 0
-    except netns.CommandFailed as e:
+    except CommandFailed as e:
         print(f"demo FAILED: {e}", file=sys.stderr)
         return 1
     finally:

@@ -23,7 +23,7 @@ from netlmm.assignment import strategies
 from netlmm.assignment.slaac import SlaacAssignment
 from netlmm.config import ConfigError, Table
 from netlmm.interfaces import IAddressAssignment, IAttachmentDetector
-from netlmm.test.test_access_netns import RecordingMag
+from netlmm.lab.fakes import FakeAccessSystem, RecordingMag
 from netlmm.wire.control import AddressMode
 from netlmm.wire.icmpv6 import (
     NeighborSolicitation, RouterAdvertisement, RouterSolicitation, SourceLinkLayer,
@@ -31,47 +31,9 @@ from netlmm.wire.icmpv6 import (
 )
 
 PREFIX = IPv6Network("2001:db8:1::/64")
-OWN_MAC = bytes.fromhex("020000000101")
+OWN_MAC = FakeAccessSystem().mac
 MN = bytes.fromhex("02000000aa01")
 MN_ADDRESS = IPv6Address("2001:db8:1::ff:fe00:aa01")
-
-
-class FakeSocket:
-    def __init__(self):
-        self.sent = []
-        self.closed = False
-        self.fail = None
-
-    def fileno(self):
-        return 1000
-
-    def sendto(self, data, address):
-        if self.fail is not None:
-            raise self.fail
-        self.sent.append((data, address))
-
-    def close(self):
-        self.closed = True
-
-
-class FakeSystem:
-    """The L{netlmm.access.system.System} methods, over fake sockets."""
-
-    def __init__(self):
-        self.sockets = []
-
-    def ifindex(self, interface):
-        return 7
-
-    def linkAddress(self, interface):
-        return OWN_MAC
-
-    def _socket(self, *args):
-        s = FakeSocket()
-        self.sockets.append(s)
-        return s
-
-    icmpSocket = packetSocket = netlinkSocket = _socket
 
 
 def config(**kw):
@@ -89,7 +51,7 @@ def hopLimit(n):
 class AccessLinkTests(SynchronousTestCase):
     def setUp(self):
         self.reactor = MemoryReactorClock()
-        self.system = FakeSystem()
+        self.system = FakeAccessSystem()
         self.link = AccessLink(self.reactor, config(), self.system)
         self.link.start()
         self.icmp = self.system.sockets[0]
@@ -135,7 +97,7 @@ class AccessLinkTests(SynchronousTestCase):
     def test_neighborRetransSet(self):
         """The access interface's ND retransmit time is set at start (200 ms)."""
         calls = []
-        system = FakeSystem()
+        system = FakeAccessSystem()
         system.setNeighborRetrans = lambda iface, ms: calls.append((iface, ms))
         AccessLink(MemoryReactorClock(), config(), system).start()
         self.assertEqual(calls, [("acc0", 200)])
@@ -187,7 +149,7 @@ class AccessLinkTests(SynchronousTestCase):
 class DetectorAndStrategyTests(SynchronousTestCase):
     def setUp(self):
         self.reactor = MemoryReactorClock()
-        self.link = AccessLink(self.reactor, config(), FakeSystem())
+        self.link = AccessLink(self.reactor, config(), FakeAccessSystem())
         self.mag = RecordingMag()
         self.strategy = self.mag.strategy = SlaacAssignment(self.link, PREFIX)
         self.detector = RsDetector(self.reactor, self.link, idleTimeout=30, watchPorts=False)
@@ -398,7 +360,7 @@ idle_timeout = 60
 
     def test_eventMac(self):
         """The strategy matches by the event's link-layer address or a MAC-text MN id."""
-        link = AccessLink(MemoryReactorClock(), config(), FakeSystem())
+        link = AccessLink(MemoryReactorClock(), config(), FakeAccessSystem())
         s = SlaacAssignment(link, PREFIX)
         mag = RecordingMag()
         s.start(mag)

@@ -15,7 +15,7 @@ from pathlib import Path
 from twisted.python import usage
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from netlmm.netns import codeEnvironment
+from netlmm.lab.netns import codeEnvironment
 from netlmm.tap import lma as lmaTap, mag as magTap, pmip as pmipTap
 
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]

@@ -1,25 +1,25 @@
 """
 The ip6tnl data plane: every operation over a fake netlink object (no root,
 no ip6_tunnel module), and for real in namespaces where the kernel has
-ip6tnl (not the build machines' kernel; run it under kernel-lab:
-`kernel-lab run -- python -m twisted.trial netlmm.test.test_dataplane_ip6tnl`).
+ip6tnl (not the build machines' kernel: there `./dev test` runs it under
+kernel-lab).
 """
 
 import os
-import subprocess
 
 from twisted.internet import defer
-from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from netlmm.config import ConfigError, Table
 from netlmm.dataplane import _netlink as nl, dataplanes
 from netlmm.dataplane.ip6tnl import IP6_TNL_F_IGN_ENCAP_LIMIT, Ip6tnlDataPlane
-from netlmm.dataplane.testing import FakeNetlink
+from netlmm.lab.fakes import FakeNetlink
 from netlmm.interfaces import IDataPlane
-from netlmm.test import netnslab
+from netlmm.lab import timeScale
+from netlmm.lab.capture import skipUnlessCapture
 from netlmm.test.test_dataplane_seg6 import CN_ADDR, LMA, MAG, MAG2, PHOA, PHOA2, \
-    buildDomain, netlinkIn
+    buildDomain, echoes
 
 P = nl.PROTOCOL
 
@@ -203,37 +203,19 @@ class ConfigTests(SynchronousTestCase):
             self.assertIn(fragment, str(e))
 
 
-def skipUnlessIp6tnl():
-    """Skip unless this kernel can make an ip6tnl device."""
-    netnslab.skipUnlessNetns()
-    probe = f"nlprobe{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", probe], check=True)
-    try:
-        result = subprocess.run(["ip", "-n", probe, "-6", "tunnel", "add", "t0", "mode",
-                                 "ip6ip6", "local", "::1", "remote", "::2"],
-                                capture_output=True, text=True)
-    finally:
-        subprocess.run(["ip", "netns", "del", probe])
-    if result.returncode != 0:
-        raise SkipTest("this kernel has no ip6tnl (ip6_tunnel module): "
-                       f"{result.stderr.strip()}; run this test under "
-                       "../shared/tools/kernel-lab")
-
-
 class Ip6tnlNetnsTests(TestCase):
     """CN, LMA, MAG and MN namespaces; ping through ip6ip6 devices."""
 
-    timeout = 300  # under kernel-lab everything is ~16 times slower
+    timeout = 60 * timeScale()
 
     @defer.inlineCallbacks
     def test_pingThroughTunnel(self):
         from twisted.internet import reactor
-        skipUnlessIp6tnl()
-        lab = buildDomain(self)
-        lma = Ip6tnlDataPlane("lma", "l0", LMA, reactor=reactor,
-                              netlink=netlinkIn(lab, "lma"))
+        skipUnlessCapture()
+        lab = buildDomain(self, needs=("ip6tnl",))
+        lma = Ip6tnlDataPlane("lma", "l0", LMA, reactor=reactor, netlink=lab.netlink("lma"))
         mag = Ip6tnlDataPlane("mag", "m0", MAG, accessInterface="m1", reactor=reactor,
-                              netlink=netlinkIn(lab, "mag"))
+                              netlink=lab.netlink("mag"))
         self.addCleanup(lambda: mag.runner.stop())
         self.addCleanup(lambda: lma.runner.stop())
         yield lma.start()
@@ -244,18 +226,13 @@ class Ip6tnlNetnsTests(TestCase):
         self.assertIn("ip6tnl ip6ip6", details)
         self.assertIn("encaplimit none", details)
 
-        capture = netnslab.shutil.which("tcpdump") and netnslab.shutil.which("tshark")
-        if capture:
-            path = os.path.abspath(self.mktemp()) + ".pcap"
-            stop = lab.capture("lma", "l0", path)
-        lab.sh("mn", f"ping -6 -c 3 -i 0.2 -W 5 {CN_ADDR}", timeout=60)
-        lab.sh("cn", f"ping -6 -c 3 -i 0.2 -W 5 {PHOA}", timeout=60)
-        if capture:
-            packets = stop(12)
-            self.assertGreaterEqual(len(packets), 12, packets)
-            for line in packets:
-                nxt, src, dst, routing = (line.split("\t") + ["", "", "", ""])[:4]
-                self.assertEqual((nxt, routing), ("41,58", ""), line)
+        capture = lab.capture("lma", "l0", os.path.abspath(self.mktemp()) + ".pcap")
+        lab.sh("mn", f"ping -6 -c 3 -i 0.2 -W 5 {CN_ADDR}")
+        lab.sh("cn", f"ping -6 -c 3 -i 0.2 -W 5 {PHOA}")
+        packets = echoes(capture, 12)
+        self.assertGreaterEqual(len(packets), 12, packets)
+        for nxt, src, dst, routing in packets:
+            self.assertEqual((nxt, routing), ("41,58", ""), (nxt, src, dst, routing))
 
         yield lma.removeRoute(PHOA, MAG)
         yield mag.tunnelDown("mn", PHOA, LMA)

@@ -12,9 +12,10 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from netlmm.config import ConfigError, Table
 from netlmm.dataplane import _netlink as nl, dataplanes
 from netlmm.dataplane.seg6 import Seg6DataPlane
-from netlmm.dataplane.testing import FakeNetlink
+from netlmm.lab.fakes import FakeNetlink
 from netlmm.interfaces import IDataPlane
-from netlmm.test import netnslab
+from netlmm.lab import Lab, timeScale
+from netlmm.lab.capture import ECHO
 from zope.interface.verify import verifyObject
 
 LMA, MAG, MAG2 = "2001:db8:f::1", "2001:db8:f::2", "2001:db8:f::3"
@@ -300,14 +301,15 @@ class ConfigTests(SynchronousTestCase):
 CN_ADDR, LMA_CN = "2001:db8:c::1", "2001:db8:c::2"
 
 
-def buildDomain(test):
+def buildDomain(test, needs=()):
     """
     Four namespaces: CN -- LMA ==(l0/m0, MTU 1600)== MAG -- MN, with the MN
-    holding PHOA and routing by the MAG's link-local fe80::1. Returns the lab.
+    holding PHOA and routing by the MAG's link-local fe80::1; the test skips
+    unless the kernel has C{needs}. Returns the lab.
     """
-    lab = netnslab.Lab(test)
+    lab = Lab(test, needs=needs)
     for role in ("cn", "lma", "mag", "mn"):
-        lab.netns(role, forwarding=role in ("lma", "mag"))
+        lab.add(role, router=role in ("lma", "mag"))
     lab.link("cn", "c0", "lma", "l1")
     lab.link("lma", "l0", "mag", "m0", mtu=1600)
     lab.link("mag", "m1", "mn", "n0")
@@ -322,26 +324,24 @@ def buildDomain(test):
     return lab
 
 
-def netlinkIn(lab, role):
-    def factory():
-        from pyroute2 import IPRoute
-        return IPRoute(netns=lab.name(role))
-    return factory
+def echoes(capture, expect):
+    """Stop C{capture} after C{expect} echoes; (next headers, src, dst, routing type) each."""
+    capture.stop(expect, ECHO)
+    return capture.fields(ECHO, "ipv6.nxt", "ipv6.src", "ipv6.dst", "ipv6.routing.type")
 
 
 class Seg6NetnsTests(TestCase):
     """CN, LMA, MAG and MN namespaces; ping through the seg6 tunnel."""
 
-    timeout = 60
+    timeout = 60 * timeScale()
 
     @defer.inlineCallbacks
     def test_pingThroughTunnel(self):
         from twisted.internet import reactor
-        lab = buildDomain(self)
-        lma = Seg6DataPlane("lma", "l0", LMA, reactor=reactor,
-                            netlink=netlinkIn(lab, "lma"))
+        lab = buildDomain(self, needs=("seg6",))
+        lma = Seg6DataPlane("lma", "l0", LMA, reactor=reactor, netlink=lab.netlink("lma"))
         mag = Seg6DataPlane("mag", "m0", MAG, accessInterface="m1", reactor=reactor,
-                            netlink=netlinkIn(lab, "mag"))
+                            netlink=lab.netlink("mag"))
         self.addCleanup(lambda: mag.runner.stop())
         self.addCleanup(lambda: lma.runner.stop())
         yield lma.start()
@@ -357,15 +357,15 @@ class Seg6NetnsTests(TestCase):
         self.assertIn("encap seg6 mode encap.red segs 1 [ 2001:db8:f::2 ]", routes)
 
         path = os.path.abspath(self.mktemp()) + ".pcap"
-        stop = lab.capture("lma", "l0", path)
+        capture = lab.capture("lma", "l0", path)
         lab.sh("mn", f"ping -6 -c 3 -i 0.2 -W 2 {CN_ADDR}")
         lab.sh("cn", f"ping -6 -c 3 -i 0.2 -W 2 {PHOA}")
         # a full-size inner packet fits the 1600-octet transport link
         lab.sh("mn", f"ping -6 -c 1 -W 2 -s 1452 -M do {CN_ADDR}")
-        packets = stop(14)
+        packets = echoes(capture, 14)
         self.assertGreaterEqual(len(packets), 14, packets)
         for line in packets:
-            nxt, src, dst, routing = (line.split("\t") + ["", "", "", ""])[:4]
+            nxt, src, dst, routing = line
             # outer next header 41 (IPv6), inner 58 (ICMPv6): no routing header
             self.assertEqual(nxt, "41,58", line)
             self.assertEqual(routing, "", line)
@@ -393,20 +393,18 @@ class Seg6NetnsTests(TestCase):
     def test_restartOverLeftovers(self):
         """A data plane killed without stop() leaves state; the next one cleans it."""
         from twisted.internet import reactor
-        lab = netnslab.Lab(self)
-        lab.netns("lma", forwarding=True)
-        lab.netns("mag")
+        lab = Lab(self, needs=("seg6",))
+        lab.add("lma", router=True)
+        lab.add("mag")
         lab.link("lma", "l0", "mag", "m0", mtu=1600)
-        lab.sh("lma", f"ip addr add {LMA}/64 dev l0 nodad")
-        first = Seg6DataPlane("lma", "l0", LMA, reactor=reactor,
-                              netlink=netlinkIn(lab, "lma"))
+        lab.addr("lma", "l0", f"{LMA}/64")
+        first = Seg6DataPlane("lma", "l0", LMA, reactor=reactor, netlink=lab.netlink("lma"))
         self.addCleanup(lambda: first.runner.stop())
         yield first.start()
         yield first.addRoute(PHOA, MAG)
         first.runner.stop()  # "killed": nothing removed
 
-        second = Seg6DataPlane("lma", "l0", LMA, reactor=reactor,
-                               netlink=netlinkIn(lab, "lma"))
+        second = Seg6DataPlane("lma", "l0", LMA, reactor=reactor, netlink=lab.netlink("lma"))
         self.addCleanup(lambda: second.runner.stop())
         yield second.start()
         state = lab.sh("lma", "ip -6 route show table all proto 213").stdout

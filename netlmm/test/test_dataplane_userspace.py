@@ -7,17 +7,17 @@ import os
 
 from twisted.internet import defer, threads
 from twisted.internet.testing import MemoryReactor
-from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from netlmm.config import ConfigError, Table
 from netlmm.dataplane import _netlink as nl, dataplanes
-from netlmm.dataplane.testing import FakeNetlink, FakeSystem, ipv6Packet
 from netlmm.dataplane.userspace import LinuxSystem, UserspaceDataPlane
 from netlmm.interfaces import IDataPlane
-from netlmm.test import netnslab
+from netlmm.lab import timeScale
+from netlmm.lab.fakes import FakeNetlink, FakeTunnelSystem, ipv6Packet
 from netlmm.test.test_dataplane_seg6 import CN_ADDR, LMA, MAG, MAG2, PHOA, PHOA2, \
-    buildDomain, netlinkIn
+    buildDomain, echoes
 
 P = nl.PROTOCOL
 CN = "2001:db8:c::1"
@@ -29,7 +29,7 @@ def make(role, fake, reactor, **kw):
     else:
         kw.setdefault("address", MAG)
         kw.setdefault("accessInterface", "eth1")
-    system = FakeSystem(fake)
+    system = FakeTunnelSystem(fake)
     plane = UserspaceDataPlane(role, reactor=reactor, system=system,
                                netlink=lambda: fake, runner=nl.ImmediateRunner(), **kw)
     return plane, system
@@ -224,19 +224,17 @@ class InNetns:
 class UserspaceNetnsTests(TestCase):
     """CN, LMA, MAG and MN namespaces; ping through the daemon's tunnel."""
 
-    timeout = 60
+    timeout = 60 * timeScale()
 
     @defer.inlineCallbacks
     def test_pingThroughTunnel(self):
         from twisted.internet import reactor
-        if not os.path.exists("/dev/net/tun"):
-            raise SkipTest("needs /dev/net/tun for the userspace data plane")
-        lab = buildDomain(self)
+        lab = buildDomain(self, needs=("tun",))
         lma = UserspaceDataPlane("lma", LMA, tunName="nltun0", mtu=1500, reactor=reactor,
-                                 system=InNetns(lab, "lma"), netlink=netlinkIn(lab, "lma"))
+                                 system=InNetns(lab, "lma"), netlink=lab.netlink("lma"))
         mag = UserspaceDataPlane("mag", MAG, accessInterface="m1", tunName="nltun0",
                                  mtu=1500, reactor=reactor, system=InNetns(lab, "mag"),
-                                 netlink=netlinkIn(lab, "mag"))
+                                 netlink=lab.netlink("mag"))
         started = []
         self.addCleanup(lambda: defer.gatherResults([p.stop() for p in started]))
         yield lma.start()
@@ -247,15 +245,14 @@ class UserspaceNetnsTests(TestCase):
         yield mag.tunnelUp("mn", PHOA, LMA)
 
         sh = lambda role, cmd, check=True: threads.deferToThread(lab.sh, role, cmd, check)
-        path = os.path.abspath(self.mktemp()) + ".pcap"
-        stop = lab.capture("lma", "l0", path)
+        capture = lab.capture("lma", "l0", os.path.abspath(self.mktemp()) + ".pcap")
         yield sh("mn", f"ping -6 -c 3 -i 0.2 -W 2 {CN_ADDR}")
         yield sh("cn", f"ping -6 -c 3 -i 0.2 -W 2 {PHOA}")
         yield sh("mn", f"ping -6 -c 1 -W 2 -s 1452 -M do {CN_ADDR}")
-        packets = yield threads.deferToThread(stop, 14)
+        packets = yield threads.deferToThread(echoes, capture, 14)
         self.assertGreaterEqual(len(packets), 14, packets)
         for line in packets:
-            nxt, src, dst, routing = (line.split("\t") + ["", "", "", ""])[:4]
+            nxt, src, dst, routing = line
             self.assertEqual((nxt, routing), ("41,58", ""), line)
             self.assertIn(src.split(",")[0], (LMA, MAG), line)
         self.assertGreaterEqual(lma.counters["tunnelled"], 4)
@@ -282,13 +279,11 @@ class UserspaceNetnsTests(TestCase):
         """A seg6 LMA and a userspace MAG understand each other's packets."""
         from twisted.internet import reactor
         from netlmm.dataplane.seg6 import Seg6DataPlane
-        if not os.path.exists("/dev/net/tun"):
-            raise SkipTest("needs /dev/net/tun for the userspace data plane")
-        lab = buildDomain(self)
-        lma = Seg6DataPlane("lma", "l0", LMA, reactor=reactor, netlink=netlinkIn(lab, "lma"))
+        lab = buildDomain(self, needs=("tun", "seg6"))
+        lma = Seg6DataPlane("lma", "l0", LMA, reactor=reactor, netlink=lab.netlink("lma"))
         mag = UserspaceDataPlane("mag", MAG, accessInterface="m1", tunName="nltun0",
                                  mtu=1500, reactor=reactor, system=InNetns(lab, "mag"),
-                                 netlink=netlinkIn(lab, "mag"))
+                                 netlink=lab.netlink("mag"))
         started = []
         self.addCleanup(lambda: defer.gatherResults([p.stop() for p in started]))
         yield lma.start()

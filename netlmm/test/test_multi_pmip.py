@@ -24,8 +24,8 @@ from netlmm.core.effects import AddressConflict, AskPeers, Notify, SendControl, 
 from netlmm.core.mag import MagCore
 from netlmm.core.pmip import PmipCore
 from netlmm.core.selection import ClientSelector, endpointText
-from netlmm.test.test_access import MN, MN_ADDRESS, PREFIX, FakeSystem, config
-from netlmm.test.test_access_netns import RecordingMag
+from netlmm.lab.fakes import FakeAccessSystem, RecordingMag
+from netlmm.test.test_access import MN, MN_ADDRESS, PREFIX, config
 from netlmm.wire import control
 from netlmm.wire.control import (
     AddressMode, Conflict, ConflictRequest, ConflictResponse, Notification, Result,
@@ -303,7 +303,7 @@ class DefendTests(SynchronousTestCase):
 
     def setUp(self):
         self.reactor = MemoryReactorClock()
-        self.system = FakeSystem()
+        self.system = FakeAccessSystem()
         self.link = AccessLink(self.reactor, config(advertise=False), self.system)
         self.mag = RecordingMag()
         self.strategy = self.mag.strategy = SlaacAssignment(self.link, PREFIX)
@@ -356,7 +356,7 @@ class ServiceTests(TestCase):
     @inlineCallbacks
     def startPmips(self, count=2, peers=True):
         from netlmm.service.pmip import PmipService, peerKey
-        from netlmm.test.test_services import UDPProbe
+        from netlmm.lab.fakes import UDPProbe
         LO = IPv6Address("::1")
         self.lmaProbe = UDPProbe()
         lmaPort = reactor.listenUDP(0, self.lmaProbe, interface="::1")
@@ -374,14 +374,14 @@ class ServiceTests(TestCase):
             self.addCleanup(service.stopService)
             self.pmips.append(service)
         if peers:
-            from netlmm.test.test_services import until
+            from netlmm.lab.wait import until
             yield until(lambda: all(len(p.peerConnections) == count - 1 for p in self.pmips),
                         what="the peers to connect")
 
     @inlineCallbacks
     def test_peerConflict(self):
         """A Trigger at PMIP1 for an address PMIP2 holds: ADDRESS_CONFLICT, no PBU."""
-        from netlmm.test.test_services import until
+        from netlmm.lab.wait import until
         from netlmm.assignment.static import StaticAssignment
         from netlmm.dataplane.memory import MemoryDataPlane
         from netlmm.service.mag import MagService
@@ -422,7 +422,7 @@ class ServiceTests(TestCase):
     @inlineCallbacks
     def test_spreadOverClients(self):
         """One MAG, two PMIP clients: each mobile goes to its hashed client only."""
-        from netlmm.test.test_services import until
+        from netlmm.lab.wait import until
         from netlmm.assignment.lma import LmaAssignment
         from netlmm.dataplane.memory import MemoryDataPlane
         from netlmm.service.mag import MagService

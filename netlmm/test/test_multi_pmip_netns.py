@@ -8,23 +8,24 @@ over the two clients by the MAGs' stable choice (sections 4.2, 4.5).
            | | \\--- MAG2 ==acc0== mobiles
         PMIP1 PMIP2
 
-The fixture is built here on L{netlmm.netns.Topology} (extra namespaces for
-the second PMIP client and the mobiles), leaving the shared one untouched.
+The fixture is built here on L{netlmm.lab.domain.Topology} (extra namespaces
+for the second PMIP client and the mobiles), leaving the shared one untouched,
+with the best data plane this kernel has.
 """
 
 import os
 import re
-import time
 from ipaddress import IPv6Address
 
-from twisted.trial.unittest import SkipTest, SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase
 
-from netlmm import netns
 from netlmm.core.selection import ClientSelector
-from netlmm.netns import (
-    CN_ADDRESS, HOME_PREFIX, LMA_ADDRESS, MAG_ADDRESSES, PMIP_ADDRESS, CommandFailed,
-    Topology, eui64, run,
+from netlmm.lab import Mobile, eui64
+from netlmm.lab.domain import (
+    CN_ADDRESS, HOME_PREFIX, LMA_ADDRESS, MAG_ADDRESSES, PMIP_ADDRESS, Topology,
+    dataPlaneConfig, pickDataPlane,
 )
+from netlmm.lab.wait import waitFor
 
 PMIP2_ADDRESS = "2001:db8:b2::2"
 PMIPS = (PMIP_ADDRESS, PMIP2_ADDRESS)
@@ -36,9 +37,7 @@ home_prefix = "{prefix}"
 max_lifetime = 3600
 allowed_clients = ["{pmip1}", "{pmip2}"]
 [lma.dataplane]
-kind = "seg6"
-address = "{lma}"
-interface = "m1"
+{plane}
 """
 
 _PMIP = """[pmip]
@@ -66,10 +65,7 @@ idle_timeout = 0
 [mag.assignment]
 strategy = "slaac"
 [mag.dataplane]
-kind = "seg6"
-address = "{address}"
-interface = "core0"
-access_interface = "acc0"
+{plane}
 """
 
 
@@ -89,66 +85,24 @@ def macsFor(client, count, start=0x10):
 class TwoClientTopology(Topology):
     """The shared topology plus a second PMIP client and several mobiles."""
 
-    def __init__(self, prefix, mobiles):
-        super().__init__(prefix)
+    def __init__(self, testCase, mobiles, needs):
+        super().__init__(testCase=testCase, needs=needs)
         #: node -> (MAC, sysctls)
-        self.mobiles = mobiles
-        self.at = {}
-        self._ports = 0
+        self.settings = mobiles
+        self.mobiles = {node: Mobile(self, node, mac) for node, (mac, _) in mobiles.items()}
 
     def _build(self):
         super()._build()
-        self._addNamespace("pmip2", router=True)
-        self._link("pmip2", "eth0", "lma", "pm2")
-        self._addr("pmip2", "eth0", f"{PMIP2_ADDRESS}/64")
-        self._addr("lma", "pm2", "2001:db8:b2::1/64")
+        self.add("pmip2", router=True)
+        self.link("pmip2", "eth0", "lma", "pm2")
+        self.addr("pmip2", "eth0", f"{PMIP2_ADDRESS}/64")
+        self.addr("lma", "pm2", "2001:db8:b2::1/64")
         self.exec("pmip2", "ip", "-6", "route", "add", "default", "via", "2001:db8:b2::1")
-        for node, (mac, settings) in self.mobiles.items():
-            if node != "mn":
-                self._addNamespace(node, router=False)
-            self._sysctl(node, "net.ipv6.conf.default.accept_ra=1",
-                         "net.ipv6.conf.default.autoconf=1",
-                         "net.ipv6.conf.default.router_solicitation_delay=0",
-                         "net.ipv6.conf.default.router_solicitation_interval=1",
-                         "net.ipv6.conf.default.dad_transmits=1", *settings)
-
-    def attach(self, node, mag):
-        """A link for mobile C{node} into C{mag}'s access bridge (its own MAC)."""
-        self._ports += 1
-        port = f"p{self._ports}"
-        tmp = f"{self.prefix}q{self._ports}"[:15]
-        run("ip", "link", "add", tmp, "type", "veth", "peer", "name", f"{tmp}p"[:15])
-        run("ip", "link", "set", tmp, "netns", self.ns(node))
-        run("ip", "link", "set", f"{tmp}p"[:15], "netns", self.ns(mag))
-        self.exec(mag, "ip", "link", "set", f"{tmp}p"[:15], "name", port)
-        self.exec(mag, "ip", "link", "set", port, "master", "acc0", "up")
-        self.exec(node, "ip", "link", "set", tmp, "name", "eth0")
-        self.exec(node, "ip", "link", "set", "eth0", "address", self.mobiles[node][0])
-        self.exec(node, "ip", "link", "set", "eth0", "up")
-        self.at[node] = (mag, port)
-
-    def detach(self, node):
-        mag, port = self.at.pop(node)
-        self.exec(mag, "ip", "link", "del", port, check=False)
-
-    def addresses(self, node):
-        """The mobile's global addresses: [(address, flags)]."""
-        out = self.exec(node, "ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope",
-                        "global", check=False).stdout
-        result = []
-        for line in out.splitlines():
-            words = line.split()
-            if "inet6" in words:
-                result.append((IPv6Address(words[words.index("inet6") + 1].split("/")[0]),
-                               set(words)))
-        return result
-
-    def address(self, node):
-        """The usable global address (not tentative, not dadfailed), or None."""
-        for a, flags in self.addresses(node):
-            if not flags & {"tentative", "dadfailed"}:
-                return a
-        return None
+        for node, (mac, settings) in self.settings.items():
+            if node == "mn":
+                self.sysctl(node, *settings)
+            else:
+                self.mobile(node, *settings)
 
 
 class _TwoClients:
@@ -157,24 +111,24 @@ class _TwoClients:
     mobiles = None
 
     def setUp(self):
-        reason = netns.canRun()
-        if reason:
-            raise SkipTest(reason)
-        self.workdir = self.mktemp()
+        plane, needs = pickDataPlane()
+        self.workdir = os.path.abspath(self.mktemp())
         os.makedirs(self.workdir)
-        self.t = TwoClientTopology(f"nlp{os.getpid() % 1000}{int(time.time()) % 1000}",
-                                   self.mobiles)
-        self.addCleanup(self.t.destroy)
+        self.t = TwoClientTopology(self, self.mobiles, needs=(needs,))
         self.t.build()
         files = {"lma": _LMA, "pmip": _PMIP, "pmip2": _PMIP, "mag1": _MAG, "mag2": _MAG}
         common = dict(lma=LMA_ADDRESS, prefix=HOME_PREFIX, pmip1=PMIPS[0], pmip2=PMIPS[1])
         for node, template in files.items():
             extra = {}
+            if node == "lma":
+                extra = dict(plane=dataPlaneConfig(plane, "lma", LMA_ADDRESS, "m1"))
             if node.startswith("pmip"):
                 me = PMIPS[0] if node == "pmip" else PMIPS[1]
                 extra = dict(me=me, peer=PMIPS[1] if node == "pmip" else PMIPS[0])
             if node.startswith("mag"):
-                extra = dict(name=node.upper(), address=MAG_ADDRESSES[int(node[-1]) - 1])
+                address = MAG_ADDRESSES[int(node[-1]) - 1]
+                extra = dict(name=node.upper(), address=address,
+                             plane=dataPlaneConfig(plane, "mag", address, "core0"))
             with open(self.path(f"{node}.toml"), "w") as f:
                 f.write(template.format(**common, **extra))
         role = {"lma": "lma", "pmip": "pmip", "pmip2": "pmip", "mag1": "mag", "mag2": "mag"}
@@ -205,16 +159,9 @@ class _TwoClients:
                          for n in ("lma", "pmip", "pmip2", "mag1", "mag2"))
 
     def waitFor(self, predicate, what, timeout=15.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            for p, _ in self.t.processes:
-                if p.poll() is not None:
-                    raise CommandFailed(f"a daemon exited while waiting for {what}\n"
-                                        + self.logs())
-            time.sleep(0.05)
-        raise CommandFailed(f"timed out after {timeout} s waiting for {what}\n" + self.logs())
+        waitFor(predicate, what, timeout,
+                alive=lambda: all(p.poll() is None for p, _ in self.t.processes),
+                details=self.logs)
 
     def bound(self, phoa, mag):
         pcoa = MAG_ADDRESSES[int(mag[-1]) - 1]
@@ -240,28 +187,28 @@ class ConflictTests(_TwoClients, SynchronousTestCase):
     mobiles = {"mn": (_A, _STABLE), "mnb": (_B, _STABLE)}
 
     def test_conflictBetweenClients(self):
-        t = self.t
-        t.attach("mn", "mag1")
-        self.waitFor(lambda: t.address("mn") is not None, "mobile A's address")
-        first = t.address("mn")
+        a, b = self.t.mobiles["mn"], self.t.mobiles["mnb"]
+        a.attach("mag1")
+        self.waitFor(lambda: a.address() is not None, "mobile A's address")
+        first = a.address()
         self.waitFor(lambda: self.bound(first, "mag1"), "mobile A's binding")
         self.assertIn(f"{_A} bound: {first}", self.log("pmip"))
         # Mobile B forms the same address at MAG2; its client (PMIP2) asks PMIP1.
-        t.attach("mnb", "mag2")
+        b.attach("mag2")
         self.waitFor(lambda: f"defended {first}" in self.log("mag2"),
                      "MAG2 to defend the address")
         # The kernel marks it dadfailed and, as a SLAAC address, removes it.
-        self.assertNotEqual(t.address("mnb"), first)
+        self.assertNotEqual(b.address(), first)
         self.assertIn(f"used here by {_A}", self.log("pmip"))
         self.assertIn("address conflict", self.log("pmip2"))
         # The kernel forms another address (idgen_retries); that one is bound.
-        self.waitFor(lambda: t.address("mnb") is not None, "mobile B's next address", 20)
-        second = t.address("mnb")
+        self.waitFor(lambda: b.address() is not None, "mobile B's next address", 20)
+        second = b.address()
         self.assertNotEqual(second, first)
         self.waitFor(lambda: self.bound(second, "mag2"), "mobile B's binding")
         self.assertIn(f"{_B} bound: {second}", self.log("pmip2"))
         self.assertFalse(self.bound(first, "mag2"))
-        self.assertNotIn(first, [a for a, f in t.addresses("mnb")])
+        self.assertNotIn(first, b.addresses(usable=False))
         # Both reach the CN, each with its own address.
         self.waitFor(lambda: self.ping("mn", CN_ADDRESS, 1) == 0, "A -> CN", 10)
         self.waitFor(lambda: self.ping("mnb", CN_ADDRESS, 1) == 0, "B -> CN", 10)
@@ -282,28 +229,30 @@ class SpreadTests(_TwoClients, SynchronousTestCase):
         t = self.t
         nodes = list(self.mobiles)
         for i, node in enumerate(nodes):
-            t.attach(node, "mag1" if i % 2 == 0 else "mag2")
+            t.mobiles[node].attach("mag1" if i % 2 == 0 else "mag2")
         phoas = {node: eui64(HOME_PREFIX, self.mobiles[node][0]) for node in nodes}
         for i, node in enumerate(nodes):
             self.waitFor(lambda n=node, m="mag1" if i % 2 == 0 else "mag2":
                          self.bound(phoas[n], m), f"{node}'s binding")
-        # Each PMIP client bound its two mobiles and no other.
-        for client, log in ((0, self.log("pmip")), (1, self.log("pmip2"))):
-            for node in nodes:
-                mine = node in nodes[2 * client:2 * client + 2]
-                mac = self.mobiles[node][0]
-                self.assertEqual(f"{mac} bound: {phoas[node]}" in log, mine, (node, client))
+        # Each PMIP client bound its two mobiles (it logs that once the PBA
+        # is in, after the LMA's log) and no other.
+        for client, name in ((0, "pmip"), (1, "pmip2")):
+            for node in nodes[2 * client:2 * client + 2]:
+                line = f"{self.mobiles[node][0]} bound: {phoas[node]}"
+                self.waitFor(lambda: line in self.log(name), f"{name}: {line}")
+            for node in nodes[:2 * client] + nodes[2 * client + 2:]:
+                self.assertNotIn(f"{self.mobiles[node][0]} bound:", self.log(name))
         # The PBUs came from the chosen client.
         lma = self.log("lma")
         self.assertEqual(len(re.findall(r"new binding", lma)), 4)
         # Hand one mobile of each client over: the same client sends the PBU.
         for node, client in (("mn", "pmip"), ("mnc", "pmip2")):
-            t.detach(node)
-            t.attach(node, "mag2")
+            t.mobiles[node].detach()
+            t.mobiles[node].attach("mag2")
             self.waitFor(lambda n=node: self.bound(phoas[n], "mag2"), f"{node}'s handoff")
             mac = self.mobiles[node][0]
-            self.assertIn(f"{mac} bound: {phoas[node]} via {MAG_ADDRESSES[1]} (handoff)",
-                          self.log(client))
+            line = f"{mac} bound: {phoas[node]} via {MAG_ADDRESSES[1]} (handoff)"
+            self.waitFor(lambda: line in self.log(client), f"{client}: {line}")
             other = "pmip2" if client == "pmip" else "pmip"
             self.assertNotIn(mac, self.log(other))
         for node in nodes:

@@ -22,7 +22,7 @@ from twisted.trial.unittest import SkipTest, TestCase
 from netlmm import demo
 from netlmm.access import AttachmentEvent
 from netlmm.security.radius import AaaKeys, AAAUnavailable, KeyRejected, RadiusKeyClient
-from netlmm.test.test_services import until
+from netlmm.lab.wait import until
 
 FREERADIUS = shutil.which("freeradius") or shutil.which("radiusd")
 SECRET = b"netlmm-test-secret"

@@ -2,10 +2,9 @@
 SCTP for the MAG <-> PMIP client channel (draft 4.9.3).
 
 Two levels: the socket set-up and the endpoints against fakes (run
-everywhere), and the real thing over loopback (needs a kernel with SCTP; this
-project's build host has none, so CI runs this module under kernel-lab:
-`../shared/tools/kernel-lab run -- python3 -m twisted.trial netlmm.test.test_sctp`,
-see ./dev). The real tests skip with the reason on a kernel without SCTP.
+everywhere), and the real thing over loopback (needs a kernel with SCTP). On a
+kernel without SCTP the real tests skip with the reason, and `./dev test`
+runs them under kernel-lab (see netlmm.lab.kernel).
 """
 
 import errno
@@ -19,9 +18,10 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.error import ConnectError, ConnectingCancelledError, TimeoutError
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
-from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from netlmm.access import AttachmentEvent
+from netlmm.lab import require, timeScale
 from netlmm.transport import sctp
 from netlmm.transport.channel import Channel
 
@@ -218,12 +218,6 @@ SCTP_RCVINFO = 3        # its cmsg type
 SCTP_UNORDERED = 1
 
 
-def needSctp():
-    reason = sctp.sctpUnavailable()
-    if reason is not None:
-        raise SkipTest(reason + " (CI runs this module under kernel-lab, see ./dev)")
-
-
 def recvWithInfo(sock):
     """One SCTP message and its (stream, flags, ppid)."""
     data, ancillary, flags, address = sock.recvmsg(4096, socket.CMSG_SPACE(64))
@@ -238,10 +232,10 @@ def recvWithInfo(sock):
 class RealSctpTests(TestCase):
     """Over a real kernel's SCTP on loopback."""
 
-    timeout = 300
+    timeout = 30 * timeScale()
 
     def setUp(self):
-        needSctp()
+        require(self, "sctp")
 
     @inlineCallbacks
     def domain(self, channel):
@@ -267,9 +261,9 @@ class RealSctpTests(TestCase):
                          MemoryDataPlane(), name="MAG1", channel=channel("mag"))
         yield mag.startService()
         self.addCleanup(mag.stopService)
-        from netlmm.test.test_services import until
+        from netlmm.lab.wait import until
         mag.attached(AttachmentEvent(b"mn1", "2001:db8:1::42"))
-        yield until(lambda: mag.core.attachment(b"mn1").state == "BOUND", 60,
+        yield until(lambda: mag.core.attachment(b"mn1").state == "BOUND", 20,
                     "the MAG to bind over SCTP")
         self.assertEqual(lma.core.binding("2001:db8:1::42").pcoa,
                          IPv6Address("2001:db8:ff::1"))
@@ -303,7 +297,8 @@ class RealSctpTests(TestCase):
     @inlineCallbacks
     def test_pmipSendsPpidOnStreamZeroInOrder(self):
         """The PMIP client's Notification: stream 0, ordered, PPID 'PMIP'."""
-        from netlmm.test.test_services import UDPProbe, until
+        from netlmm.lab.fakes import UDPProbe
+        from netlmm.lab.wait import until
         from netlmm.core.pmip import PmipCore
         from netlmm.service.pmip import PmipService
         from netlmm.wire.control import Result, decodeControl, encodeControl, Trigger, \
@@ -324,7 +319,7 @@ class RealSctpTests(TestCase):
         broken = bytearray(good[:8] + good[12:])   # no L2-ID: MALFORMED
         broken[1] = len(broken)
         raw.send(bytes(broken))
-        yield until(lambda: pmip.factory.counters["malformed"], 60, "the Trigger")
+        yield until(lambda: pmip.factory.counters["malformed"], 20, "the Trigger")
         data, (sid, flags, ppid) = yield deferToThread(recvWithInfo, raw)
         n = decodeControl(data)
         self.assertEqual((n.transaction, n.result), (77, Result.MALFORMED))

@@ -20,7 +20,8 @@ from netlmm.security.auth import SecurityAssociation
 from netlmm.security.guard import LmaGuard
 from netlmm.security.keystore import KeyStore
 from netlmm.service.lma import LmaService
-from netlmm.test.test_services import UDPProbe, until
+from netlmm.lab.fakes import UDPProbe
+from netlmm.lab.wait import until
 from netlmm.transport.mh import MHPort
 from netlmm.wire import mh
 from netlmm.wire.checksum import mhChecksum

@@ -9,8 +9,8 @@ import socket
 from ipaddress import IPv6Address
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.internet.protocol import DatagramProtocol, Protocol, ClientFactory
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.protocol import Protocol, ClientFactory
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import SkipTest, TestCase
 
@@ -21,6 +21,8 @@ from netlmm.core.lma import AddressPool, LmaCore
 from netlmm.core.mag import MagCore
 from netlmm.core.pmip import PmipCore
 from netlmm.dataplane.memory import MemoryDataPlane
+from netlmm.lab.fakes import UDPProbe
+from netlmm.lab.wait import until
 from netlmm.service.lma import LmaService
 from netlmm.service.mag import MagService
 from netlmm.service.pmip import PmipService
@@ -30,32 +32,6 @@ from netlmm.wire.control import (
 )
 
 LO = IPv6Address("::1")
-
-
-def until(predicate, timeout=5.0, what="condition"):
-    """Fire when predicate() is true; fail after timeout seconds."""
-    d = Deferred()
-    deadline = reactor.seconds() + timeout
-
-    def check():
-        if predicate():
-            d.callback(None)
-        elif reactor.seconds() > deadline:
-            d.errback(AssertionError(f"timed out waiting for {what}"))
-        else:
-            reactor.callLater(0.005, check)
-    check()
-    return d
-
-
-class UDPProbe(DatagramProtocol):
-    """A test peer that records the datagrams it receives."""
-
-    def __init__(self):
-        self.received = []
-
-    def datagramReceived(self, data, addr):
-        self.received.append((data, addr))
 
 
 def pbu(seq, phoa="::", mag="2001:db8:ff::1", mnId=b"mn1@example.net", lifetime=100):

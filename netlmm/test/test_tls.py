@@ -32,7 +32,8 @@ from netlmm.service.lma import LmaService
 from netlmm.service.mag import MagService
 from netlmm.service.pmip import PmipService
 from netlmm.tap import mag as magTap, pmip as pmipTap
-from netlmm.test.test_services import UDPProbe, until
+from netlmm.lab.fakes import UDPProbe
+from netlmm.lab.wait import until
 from netlmm.transport.channel import Channel
 from netlmm.transport.control import ControlFactory
 from netlmm.transport.tls import Credentials, loadCredentials

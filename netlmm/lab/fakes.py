@@ -1,14 +1,28 @@
 """
-A fake of the pyroute2 IPRoute calls the kernel data planes make, so their
-logic runs in tests without root, a kernel or threads. It keeps routes, rules
-and links as plain dicts with the keys pyroute2 messages answer to in
-C{msg.get(...)}, and raises L{FakeNetlinkError} with the errno the kernel
-would return.
+In-memory stand-ins for the kernel and for a MAG, so that data planes,
+access links and strategies run in tests (netlmm's and a plugin author's)
+without root, a kernel or threads:
+
+- L{FakeNetlink}: the pyroute2 IPRoute calls the kernel data planes make. It
+  keeps routes, rules and links as plain dicts with the keys pyroute2
+  messages answer to in C{msg.get(...)}, and raises L{FakeNetlinkError} with
+  the errno the kernel would return.
+- L{FakeTunnelSystem}: TUN devices and raw protocol-41 sockets (the
+  userspace data plane).
+- L{FakeAccessSystem}: the access link's sockets (L{netlmm.access.system.System}).
+- L{RecordingMag}: an L{IMagControl} that records what detectors and
+  strategies report.
+- L{UDPProbe}: a UDP peer that records the datagrams it receives.
 """
 
 import errno
 import os
 from ipaddress import IPv6Address
+
+from twisted.internet.protocol import DatagramProtocol
+from zope.interface import implementer
+
+from netlmm.interfaces import IMagControl
 
 
 class FakeNetlinkError(OSError):
@@ -249,7 +263,7 @@ class FakeRawSocket:
         self.closed = True
 
 
-class FakeSystem:
+class FakeTunnelSystem:
     """
     Opens fake TUN devices (which appear as links in C{netlink}, a
     L{FakeNetlink}) and fake raw sockets, for the userspace data plane.
@@ -280,3 +294,83 @@ def ipv6Packet(source, destination, payload=b"\x80\x00\x00\x00\x00\x01\x00\x01",
     return (bytes([0x60, 0, 0, 0]) + len(payload).to_bytes(2, "big")
             + bytes([nextHeader, hopLimit]) + IPv6Address(source).packed
             + IPv6Address(destination).packed + payload)
+
+
+class FakeSocket:
+    """A socket that records what is sent (C{sent}) or raises C{fail}."""
+
+    def __init__(self):
+        self.sent = []
+        self.closed = False
+        self.fail = None
+
+    def fileno(self):
+        return 1000
+
+    def sendto(self, data, address):
+        if self.fail is not None:
+            raise self.fail
+        self.sent.append((data, address))
+
+    def close(self):
+        self.closed = True
+
+
+class FakeAccessSystem:
+    """The L{netlmm.access.system.System} methods, over L{FakeSocket}s."""
+
+    def __init__(self, mac=bytes.fromhex("020000000101"), ifindex=7):
+        self.mac = mac
+        self.index = ifindex
+        self.sockets = []
+
+    def ifindex(self, interface):
+        return self.index
+
+    def linkAddress(self, interface):
+        return self.mac
+
+    def _socket(self, *args):
+        s = FakeSocket()
+        self.sockets.append(s)
+        return s
+
+    icmpSocket = packetSocket = netlinkSocket = _socket
+
+
+@implementer(IMagControl)
+class RecordingMag:
+    """An IMagControl that records every call and passes attachments to its strategy."""
+
+    address = IPv6Address("2001:db8:ffff::1")
+
+    def __init__(self):
+        self.calls = []
+        self.strategy = None
+
+    def attached(self, event):
+        self.calls.append(("attached", event.mnId, event.linkLayer))
+        if self.strategy is not None:
+            self.strategy.attached(event)
+
+    def detached(self, mnId):
+        self.calls.append(("detached", mnId))
+        if self.strategy is not None:
+            self.strategy.unbound(mnId, None, "detached")
+
+    def addressReady(self, mnId, phoa, mode):
+        self.calls.append(("addressReady", mnId, phoa, mode))
+
+    def kinds(self, kind):
+        """The calls of one kind ("attached", "detached", "addressReady")."""
+        return [c for c in self.calls if c[0] == kind]
+
+
+class UDPProbe(DatagramProtocol):
+    """A test peer that records the datagrams it receives."""
+
+    def __init__(self):
+        self.received = []
+
+    def datagramReceived(self, data, addr):
+        self.received.append((data, addr))

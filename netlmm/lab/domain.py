@@ -1,0 +1,333 @@
+"""
+A local mobility domain in network namespaces, with the real daemons, for
+end-to-end tests, `netlmm demo --netns` and the benchmarks (root only).
+
+    CN --- LMA --- MAG1 ==acc0== (MN)
+            | \\--- MAG2 ==acc0==
+           PMIP
+
+Every node is a namespace of a L{netlmm.lab.Lab}; the MN runs the stock
+Linux IPv6 stack (accept_ra, SLAAC with EUI-64 addresses, DAD on) and is
+attached to a MAG by a veth pair whose MAG end is a port of that MAG's access
+bridge ``acc0``. A handoff deletes that veth and creates a new one, with the
+same MAC, into the other MAG's bridge.
+"""
+
+import os
+import re
+import signal
+import time
+
+from netlmm.lab import kernel
+from netlmm.lab.netns import CommandFailed, Lab, Mobile
+from netlmm.lab.wait import waitFor
+
+HOME_PREFIX = "2001:db8:1::/64"
+LMA_ADDRESS = "2001:db8:ffff::1"
+PMIP_ADDRESS = "2001:db8:b::2"
+CN_ADDRESS = "2001:db8:c::2"
+MAG_ADDRESSES = ("2001:db8:ffff::11", "2001:db8:ffff::12")
+MN_MAC = "02:00:00:00:aa:01"
+TRANSPORT_MTU = 1600
+
+#: The kernel data planes in order of preference, with what each needs.
+DATAPLANES = (("seg6", "seg6"), ("userspace", "tun"))
+
+
+def dataPlaneMissing(name):
+    """None when this kernel can run data plane C{name}, else what it lacks."""
+    needs = dict(DATAPLANES).get(name)
+    if needs is None:
+        return f"unknown data plane {name!r} (known: {', '.join(n for n, _ in DATAPLANES)})"
+    return kernel.missing(needs)
+
+
+def bestDataPlane():
+    """
+    The first data plane of L{DATAPLANES} this kernel can run; raises
+    L{CommandFailed} saying what each lacks when there is none.
+    """
+    reasons = []
+    for name, _ in DATAPLANES:
+        reason = dataPlaneMissing(name)
+        if reason is None:
+            return name
+        reasons.append(f"{name}: this kernel has {reason}")
+    raise CommandFailed("no data plane can run on this kernel (" + "; ".join(reasons) + ")")
+
+
+def pickDataPlane(name=None):
+    """
+    C{(name, the kernel capability it needs)}: C{name}, or when None the
+    best data plane this kernel has (the first of L{DATAPLANES} when none
+    can run or, without root, nothing can be probed: a test needing it then
+    skips with the reason).
+    """
+    if name is None:
+        name = DATAPLANES[0][0]
+        if kernel.needsRoot() is None:
+            try:
+                name = bestDataPlane()
+            except CommandFailed:
+                pass
+    if name not in dict(DATAPLANES):
+        raise CommandFailed(dataPlaneMissing(name))
+    return name, dict(DATAPLANES)[name]
+
+
+class Topology(Lab):
+    """The namespaces, links and addresses of the domain, and the mobile's moves."""
+
+    def __init__(self, prefix=None, testCase=None, needs=()):
+        super().__init__(testCase, prefix, needs)
+        #: the mobile, attached to a MAG's acc0 with L{Mobile.attach}
+        self.mn = Mobile(self, "mn", MN_MAC)
+
+    def build(self):
+        """Create the namespaces, links, addresses and routes (all removed on failure)."""
+        try:
+            self._build()
+        except BaseException:
+            self.destroy()
+            raise
+        return self
+
+    def _build(self):
+        for node in ("cn", "lma", "pmip", "mag1", "mag2"):
+            self.add(node, router=node != "cn")
+        mtu = TRANSPORT_MTU
+        self.link("cn", "eth0", "lma", "cn0", mtu)
+        self.addr("cn", "eth0", f"{CN_ADDRESS}/64")
+        self.addr("lma", "cn0", "2001:db8:c::1/64")
+        self.exec("cn", "ip", "-6", "route", "add", "default", "via", "2001:db8:c::1")
+        self.link("pmip", "eth0", "lma", "pm0", mtu)
+        self.addr("pmip", "eth0", f"{PMIP_ADDRESS}/64")
+        self.addr("lma", "pm0", "2001:db8:b::1/64")
+        self.exec("pmip", "ip", "-6", "route", "add", "default", "via", "2001:db8:b::1")
+        self.addr("lma", "lo", f"{LMA_ADDRESS}/128")
+        # MAGs <-> LMA; each MAG has a /128 loopback address (its pCoA)
+        for i, mag in enumerate(("mag1", "mag2")):
+            net = f"2001:db8:a{i + 1}::"
+            self.link(mag, "core0", "lma", f"m{i + 1}", mtu)
+            self.addr(mag, "core0", f"{net}2/64")
+            self.addr("lma", f"m{i + 1}", f"{net}1/64")
+            self.addr(mag, "lo", f"{MAG_ADDRESSES[i]}/128")
+            self.exec(mag, "ip", "-6", "route", "add", "default", "via", f"{net}1")
+            self.exec("lma", "ip", "-6", "route", "add", f"{MAG_ADDRESSES[i]}/128",
+                      "via", f"{net}2")
+            # The access link: a bridge that mobiles' veths join.
+            self.bridge(mag, "acc0", f"02:00:00:00:0{i + 1}:01")
+        self.mobile("mn")
+
+
+_LMA_TOML = """[lma]
+listen = "[{lma}]:5436"
+home_prefix = "{prefix}"
+max_lifetime = 3600
+allowed_clients = ["{pmip}"]
+[lma.dataplane]
+{lmaPlane}
+{lmaExtra}"""
+
+_PMIP_TOML = """[pmip]
+listen = "[{pmip}]:5437"
+lma = "[{lma}]:5436"
+mh_bind = "[{pmip}]:0"
+lifetime = 3600
+allowed_mags = ["2001:db8:a1::/64", "2001:db8:a2::/64", "2001:db8:ffff::/64"]
+detach_delay = {detachDelay}
+"""
+
+_MAG_TOML = """[mag]
+name = "{name}"
+address = "{address}"
+lma_address = "{lma}"
+pmip = "[{pmip}]:5437"
+[mag.access]
+interface = "acc0"
+prefix = "{prefix}"
+ra_interval_max = 10
+{accessExtra}[mag.attachment]
+detector = "rs"
+idle_timeout = 0
+[mag.assignment]
+{assignment}
+[mag.dataplane]
+{magPlane}
+"""
+
+
+def dataPlaneConfig(kind, role, address, core):
+    """The body of a daemon's [ROLE.dataplane] table (TOML lines) in the domain."""
+    lines = [f'kind = "{kind}"', f'address = "{address}"']
+    if kind in ("seg6", "ip6tnl"):
+        lines.append(f'interface = "{core}"')
+    if role == "mag":
+        lines.append('access_interface = "acc0"')
+    return "\n".join(lines)
+
+
+class NetnsDomain:
+    """
+    L{Topology} plus the real daemons (`twistd -n netlmm-...`) in it, with
+    generated configs: SLAAC mobiles detected by their Router Solicitations,
+    and a data plane: C{"seg6"}, C{"userspace"}, or None for the best this
+    kernel has (L{bestDataPlane}). With a C{testCase}, the test skips where
+    the kernel lacks what the data plane needs (and `./dev test` runs it
+    under kernel-lab), and everything is removed at its cleanup.
+    """
+
+    def __init__(self, workdir, dataplane=None, prefix=None, detachDelay=5.0,
+                 assignment='strategy = "slaac"', accessExtra="", lmaExtra="",
+                 testCase=None):
+        # assignment: the [mag.assignment] table's body (TOML lines);
+        # accessExtra: more [mag.access] lines (each ending in a newline);
+        # lmaExtra: more LMA config (whole tables, e.g. [lma.pool]).
+        self.lmaExtra = lmaExtra
+        self.assignment = assignment
+        self.accessExtra = accessExtra
+        self.workdir = os.path.abspath(str(workdir))
+        # A handoff must reach the new MAG within the PMIP client's detach
+        # delay; under kernel-lab's slow emulated CPU that takes longer.
+        self.detachDelay = detachDelay * kernel.timeScale()
+        self.dataplane, needs = pickDataPlane(dataplane)
+        self.topology = Topology(prefix, testCase, needs=(needs,))
+        self.daemons = []
+
+    def path(self, name):
+        """A file in the work directory."""
+        return os.path.join(self.workdir, name)
+
+    def log(self, role):
+        """What a daemon (or any process logging to C{role}.log here) has logged so far."""
+        return _read(self.path(f"{role}.log"))
+
+    def waitFor(self, predicate, what, timeout=20.0):
+        """
+        Poll C{predicate} until true; raise L{CommandFailed} with the logs
+        after C{timeout} s (stretched under kernel-lab) or when a daemon exits.
+        """
+        waitFor(predicate, what, timeout,
+                alive=lambda: all(p.poll() is None for p in self.daemons),
+                details=self.logs)
+
+    def logs(self):
+        """All daemon logs, for failure messages."""
+        return "\n".join(f"--- {role}.log\n{self.log(role)[-4000:]}"
+                         for role in ("lma", "pmip", "mag1", "mag2"))
+
+    def start(self):
+        """Build the namespaces and start the LMA, PMIP client and both MAGs."""
+        os.makedirs(self.workdir, exist_ok=True)
+        common = dict(lma=LMA_ADDRESS, pmip=PMIP_ADDRESS, prefix=HOME_PREFIX,
+                      detachDelay=self.detachDelay)
+        files = {
+            "lma.toml": _LMA_TOML.format(lmaPlane=dataPlaneConfig(self.dataplane, "lma",
+                                                          LMA_ADDRESS, "m1"),
+                                         lmaExtra=self.lmaExtra, **common),
+            "pmip.toml": _PMIP_TOML.format(**common),
+        }
+        for i in (1, 2):
+            files[f"mag{i}.toml"] = _MAG_TOML.format(
+                name=f"MAG{i}", address=MAG_ADDRESSES[i - 1],
+                magPlane=dataPlaneConfig(self.dataplane, "mag", MAG_ADDRESSES[i - 1], "core0"),
+                assignment=self.assignment, accessExtra=self.accessExtra, **common)
+        for name, text in files.items():
+            with open(self.path(name), "w") as f:
+                f.write(text)
+        self.topology.build()
+        try:
+            t = self.topology
+            self.daemons.append(t.twistd("lma", "lma", self.path("lma.toml"),
+                                         self.path("lma.log")))
+            self.waitFor(lambda: "LMA listening" in self.log("lma"), "the LMA")
+            self.daemons.append(t.twistd("pmip", "pmip", self.path("pmip.toml"),
+                                         self.path("pmip.log")))
+            self.waitFor(lambda: "MAGs connect to" in self.log("pmip"), "the PMIP client")
+            for i in (1, 2):
+                self.daemons.append(t.twistd(f"mag{i}", "mag", self.path(f"mag{i}.toml"),
+                                             self.path(f"mag{i}.log")))
+            for i in (1, 2):
+                self.waitFor(lambda i=i: "connected to PMIP client" in self.log(f"mag{i}"),
+                             f"MAG{i}")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self):
+        """Stop the daemons and remove the namespaces."""
+        self.topology.destroy()
+
+    # ------------------------------------------------------------ scenario steps
+
+    def ping(self, node, target, count=3, interval=0.2):
+        """`ping` from C{node}; the completed process."""
+        return self.topology.exec(node, "ping", "-c", str(count), "-i", str(interval),
+                                  "-W", "2", str(target), check=False)
+
+    def attach(self, mag, timeout=20.0):
+        """
+        Bring the MN's link up at C{mag} and wait until it has its SLAAC
+        address and the LMA binds it there; returns the address.
+        """
+        pcoa = MAG_ADDRESSES[int(mag[-1]) - 1]
+        before = self._bindingsVia(pcoa)
+        self.topology.mn.attach(mag)
+        self.waitFor(lambda: self.topology.mn.address() is not None,
+                     "the MN's SLAAC address", timeout)
+        self.waitFor(lambda: self._bindingsVia(pcoa) > before,
+                     f"the LMA's binding via {mag}", timeout)
+        return self.topology.mn.address()
+
+    def _bindingsVia(self, pcoa):
+        log = self.log("lma")
+        return len(re.findall(rf"(new binding \S+|moves \S+) -> {re.escape(pcoa)}\b", log))
+
+    def handoff(self, mag, flowInterval=0.01, timeout=20.0):
+        """
+        Move the MN to C{mag} (link down at the old MAG, up at the new one,
+        same MAC) while the CN pings the MN's address every C{flowInterval}
+        seconds; returns dict(interruption=seconds, lost=packets, sent=packets).
+        """
+        phoa = self.topology.mn.address()
+        flowLog = self.path(f"flow-{time.time():.0f}-{mag}.log")
+        flow = self.topology.start("cn", ["ping", "-D", "-i", str(flowInterval), "-W", "1",
+                                          str(phoa)], flowLog)
+        self.waitFor(lambda: len(parsePing(_read(flowLog))[2]) >= 20,
+                     "the flow before the handoff", 10)
+        started = time.time()
+        self.topology.mn.detach()
+        self.attach(mag, timeout)
+        moved = time.time()
+        self.waitFor(lambda: any(s > moved for s in parsePing(_read(flowLog))[2]),
+                     f"the flow to resume through {mag}", timeout)
+        time.sleep(0.5)
+        self.topology.stop(flow, sig=signal.SIGINT, timeout=10)
+        sent, got, stamps = parsePing(_read(flowLog))
+        gaps = [b - a for a, b in zip(stamps, stamps[1:]) if b > started]
+        return dict(interruption=max(gaps), lost=sent - got, sent=sent)
+
+    def detach(self, timeout=20.0):
+        """Take the MN's link away and wait for the deregistration."""
+        phoa = self.topology.mn.address()
+        before = self.log("lma").count("deregistered")
+        self.topology.mn.detach()
+        self.waitFor(lambda: self.log("lma").count("deregistered") > before,
+                     f"the deregistration of {phoa}", timeout)
+
+
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def parsePing(text):
+    """(transmitted, received, reply timestamps) from `ping -D` output."""
+    stamps = [float(m) for m in re.findall(r"^\[(\d+\.\d+)\] \d+ bytes from", text, re.M)]
+    m = re.search(r"(\d+) packets transmitted, (\d+) received", text)
+    sent, got = (int(m.group(1)), int(m.group(2))) if m else (0, len(stamps))
+    return sent, got, stamps
