@@ -88,6 +88,34 @@ class Unbound(namedtuple("Unbound", "mnId phoa result reason")):
     __slots__ = ()
 
 
+class Persist(namedtuple("Persist", "key record")):
+    """
+    Keep C{record} (a dict of JSON values and ipaddress objects, made by the
+    core's one record function) under C{key} (bytes, unique per entry of one
+    core) where it survives a restart; C{record} None deletes the entry.
+
+    A core emits it for every change that must survive a restart, in the
+    effects list BEFORE the message that acknowledges that change (a PBAck,
+    a Notification): the service holds what follows until the store has
+    committed the record, so nothing is acknowledged that a crash can lose.
+    C{restore(records, now)} on the core takes the records back.
+    """
+
+    __slots__ = ()
+
+
+class BadRecord(ValueError):
+    """
+    A record that C{restore} cannot use: C{index} is its position in the
+    list given to C{restore}, C{reason} says what is wrong with it.
+    """
+
+    def __init__(self, index, reason):
+        self.index = index
+        self.reason = reason
+        super().__init__(f"record {index}: {reason}")
+
+
 class InvalidInput(Exception):
     """
     An input that is not valid in the state it arrived in. Cores raise it

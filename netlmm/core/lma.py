@@ -13,7 +13,9 @@ import heapq
 from collections import deque
 from ipaddress import IPv6Address, IPv6Network
 
-from netlmm.core.effects import RouteAdd, RouteMove, RouteRemove, SendMH
+from netlmm.core import records as read
+from netlmm.core.effects import Persist, RouteAdd, RouteMove, RouteRemove, SendMH
+from netlmm.core.records import fields
 from netlmm.core.sequence import seqGreater
 from netlmm.wire import mh
 from netlmm.wire.mh import Status
@@ -139,36 +141,27 @@ class LmaCore:
     # ------------------------------------------------------------ persistence
 
     def snapshot(self):
-        """
-        The binding cache as records of immutable values (addresses stay
-        IPv6Address: the state file writes them as text), for a state file.
-        """
-        return [{
-            "phoa": b.phoa, "mn": b.mnId.hex(), "pcoa": b.pcoa,
-            "sequence": b.sequence, "lifetime": b.lifetime, "expiry": b.expiry,
-            "client": b.client, "pooled": b.pooled,
-        } for b in self.bindings.values()]
+        """A L{Persist} for every binding, as the changes emit them."""
+        return [_persist(b) for b in self.bindings.values()]
 
     def restore(self, records, now):
         """
-        Load records made by L{snapshot}; the unexpired bindings come back
+        Load records made by L{_record}; the unexpired bindings come back
         with their sequence numbers and pool addresses. Returns the RouteAdd
-        effects that put them back into the data plane. Raises ValueError
-        naming the bad record.
+        effects that put them back into the data plane. Raises L{BadRecord}
+        naming the first bad record.
         """
         effects = []
         for i, r in enumerate(records):
-            try:
-                phoa, pcoa = IPv6Address(r["phoa"]), IPv6Address(r["pcoa"])
-                mnId = bytes.fromhex(r["mn"])
-                b = Binding(phoa, mnId, self._intern(pcoa), int(r["sequence"]) & 0xFFFF,
-                            int(r["lifetime"]), float(r["expiry"]),
-                            IPv6Address(r["client"]), bool(r["pooled"]))
-            except (KeyError, TypeError, ValueError) as e:
-                raise ValueError(f"record {i}: {e!r}") from None
+            phoa, mnId, pcoa, seq, lifetime, expiry, client, pooled = fields(
+                i, r, phoa=read.address, mn=read.identifier, pcoa=read.address,
+                sequence=read.sequence, lifetime=read.seconds, expiry=read.seconds,
+                client=read.address, pooled=read.flag)
             key = int(phoa)
-            if b.expiry <= now or key in self.bindings or mnId in self._byMnId:
+            if expiry <= now or key in self.bindings or mnId in self._byMnId:
                 continue
+            b = Binding(phoa, mnId, self._intern(pcoa), seq, int(lifetime), expiry,
+                        client, pooled)
             self.bindings[key] = b
             self._byMnId[mnId] = b
             if b.pooled and self.pool is not None and phoa in self.pool:
@@ -229,6 +222,7 @@ class LmaCore:
                 self._remove(b)
                 self.counters["expired"] += 1
                 effects.append(RouteRemove(b.phoa, b.pcoa))
+                effects.append(Persist(b.mnId, None))
                 self._say("binding for {phoa} (MN {mnId}) expired", phoa=b.phoa,
                           mnId=_show(b.mnId))
         return effects
@@ -369,7 +363,7 @@ class LmaCore:
             self._remove(b)
             self.counters["deregistered"] += 1
             self._say("binding for {phoa} deregistered", phoa=phoa)
-            return [RouteRemove(phoa, b.pcoa)] + self._reply(
+            return [RouteRemove(phoa, b.pcoa), Persist(b.mnId, None)] + self._reply(
                 bu, source, Status.ACCEPTED, phoa=phoa, mnId=mnIdOpt)
         if acoa is None:
             return self._reject(bu, source, Status.UNSPECIFIED,
@@ -387,6 +381,7 @@ class LmaCore:
         b.lifetime = lifetime * mh.LIFETIME_UNIT
         b.client = source
         self._schedule(b, now)
+        effects.append(_persist(b))
         effects.extend(self._reply(bu, source, Status.ACCEPTED, phoa=phoa,
                                    mnId=mnIdOpt, lifetime=lifetime))
         return effects
@@ -439,7 +434,7 @@ class LmaCore:
         self._schedule(b, now)
         self._say("new binding {phoa} -> {pcoa} for MN {mnId}", phoa=phoa,
                   pcoa=pcoa, mnId=_show(b.mnId))
-        return [RouteAdd(phoa, pcoa)] + self._reply(
+        return [RouteAdd(phoa, pcoa), _persist(b)] + self._reply(
             bu, source, Status.ACCEPTED, phoa=phoa, mnId=mnIdOpt,
             lifetime=lifetime)
 
@@ -449,6 +444,20 @@ class LmaCore:
             del self._byMnId[b.mnId]
         if b.pooled and self.pool is not None:
             self.pool.release(b.phoa)
+
+
+def _record(b):
+    """
+    The one record a binding is kept as (see L{LmaCore.restore}); addresses
+    stay ipaddress objects, which the store writes as their text.
+    """
+    return {"phoa": b.phoa, "mn": b.mnId.hex(), "pcoa": b.pcoa,
+            "sequence": b.sequence, "lifetime": b.lifetime, "expiry": b.expiry,
+            "client": b.client, "pooled": b.pooled}
+
+
+def _persist(b):
+    return tuple.__new__(Persist, (b.mnId, _record(b)))
 
 
 def _show(mnId):

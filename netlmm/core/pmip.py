@@ -34,7 +34,9 @@ import itertools
 import random
 from ipaddress import IPv6Address
 
-from netlmm.core.effects import AskPeers, InvalidInput, Notify, SendMH
+from netlmm.core import records as read
+from netlmm.core.effects import AskPeers, InvalidInput, Notify, Persist, SendMH
+from netlmm.core.records import fields
 from netlmm.wire import mh
 from netlmm.wire.control import (
     AddressMode, Conflict, ConflictRequest, ConflictResponse, Detach, Notification,
@@ -120,7 +122,8 @@ class Mobile:
     """The PMIP client's cache entry for one mobile."""
 
     __slots__ = ("mnId", "phoa", "pcoa", "mag", "sequence", "state", "pending",
-                 "lifetime", "refreshAt", "expiry", "detachAt", "detach", "check")
+                 "lifetime", "refreshAt", "expiry", "detachAt", "detach", "check",
+                 "saved")
 
     def __init__(self, mnId, sequence):
         self.mnId = mnId
@@ -140,6 +143,9 @@ class Mobile:
         self.detach = None
         #: The L{_Check} with the peers in state AWAITING_PEERS.
         self.check = None
+        #: A record of this mobile is kept (L{Persist}): forgetting it
+        #: must delete that record.
+        self.saved = False
 
     def __repr__(self):
         return (f"Mobile({self.mnId!r}, phoa={self.phoa}, pcoa={self.pcoa}, "
@@ -220,44 +226,33 @@ class PmipCore:
 
     def snapshot(self):
         """
-        The bound mobiles as plain records (for a state file), so that a
-        restarted client keeps refreshing them. Operations in flight are not
-        kept: their MAGs time out and trigger again.
+        A L{Persist} for every bound mobile, as the changes emit them.
+        Operations in flight are not kept: their MAGs time out and trigger
+        again.
         """
-        records = []
-        for m in self.mobiles.values():
-            if m.pcoa is None or m.phoa is None or m.expiry is None:
-                continue
-            records.append({
-                "mn": m.mnId.hex(), "phoa": m.phoa, "pcoa": m.pcoa,
-                "sequence": m.sequence, "lifetime": m.lifetime,
-                "expiry": m.expiry,
-            })
-        return records
+        return [_persist(m) for m in self.mobiles.values()
+                if m.pcoa is not None and m.phoa is not None and m.expiry is not None]
 
     def restore(self, records, now):
         """
-        Load records made by L{snapshot}: unexpired bindings come back BOUND
+        Load records made by L{_record}: unexpired bindings come back BOUND
         and are refreshed at once, which also resynchronises the sequence
-        number with the LMA (status 135) if PBUs went out after the snapshot.
-        Returns the effects (none: the refreshes come from the timer).
-        Raises ValueError naming the bad record.
+        number with the LMA (status 135) if PBUs went out after the record
+        was written. Returns the effects (none: the refreshes come from the
+        timer). Raises L{BadRecord} naming the first bad record.
         """
         for i, r in enumerate(records):
-            try:
-                mnId = bytes.fromhex(r["mn"])
-                phoa, pcoa = IPv6Address(r["phoa"]), IPv6Address(r["pcoa"])
-                sequence, lifetime = int(r["sequence"]), int(r["lifetime"])
-                expiry = float(r["expiry"])
-            except (KeyError, TypeError, ValueError) as e:
-                raise ValueError(f"record {i}: {e!r}") from None
+            mnId, phoa, pcoa, sequence, lifetime, expiry = fields(
+                i, r, mn=read.identifier, phoa=read.address, pcoa=read.address,
+                sequence=read.sequence, lifetime=read.seconds, expiry=read.seconds)
             if expiry <= now or mnId in self.mobiles:
                 continue
-            m = Mobile(mnId, sequence & 0xFFFF)
+            m = Mobile(mnId, sequence)
             m.phoa, m.pcoa, m.mag = phoa, pcoa, pcoa
             m.state = BOUND
-            m.lifetime, m.expiry = lifetime, expiry
+            m.lifetime, m.expiry = int(lifetime), expiry
             m.refreshAt = now
+            m.saved = True
             self.mobiles[mnId] = m
             self._byPhoa[phoa] = m
             self._reschedule(m)
@@ -356,9 +351,8 @@ class PmipCore:
             self.conflictCounters["conflicts"] += 1
             self._say("peer {peer}: {phoa} of {mnId} is used by another mobile; "
                       "address conflict", peer=peer, phoa=m.phoa, mnId=_show(m.mnId))
-            self._forget(m)
-            return [Notify(Notification(c.transaction, Result.ADDRESS_CONFLICT,
-                                        m.mnId, response.phoa), c.mag)]
+            return self._forget(m) + [Notify(Notification(
+                c.transaction, Result.ADDRESS_CONFLICT, m.mnId, response.phoa), c.mag)]
         c.waiting.discard(peer)
         if c.waiting:
             return []
@@ -401,6 +395,9 @@ class PmipCore:
         m = self.mobiles.get(detach.mnId)
         mag = detach.magAddress
         if m is None:
+            self._say("Detach {txn} from {mag} for {mnId}, which this client does not "
+                      "know: answered unknown-mn, nothing to deregister",
+                      txn=detach.transaction, mag=mag, mnId=_show(detach.mnId))
             return [Notify(Notification(detach.transaction, Result.UNKNOWN_MN,
                                         detach.mnId), mag)]
         if m.mag != mag:
@@ -413,9 +410,8 @@ class PmipCore:
         m.pending = None
         if m.pcoa is None and not sent:
             # No PBU went out: nothing can be bound, forget the mobile at once.
-            self._forget(m)
-            return effects + [Notify(Notification(detach.transaction,
-                                                  Result.SUCCESS, m.mnId), mag)]
+            return effects + self._forget(m) + [Notify(Notification(
+                detach.transaction, Result.SUCCESS, m.mnId), mag)]
         m.state = nextState
         m.detach = (detach.transaction, mag)
         m.detachAt = now + self.detachDelay
@@ -667,7 +663,7 @@ class PmipCore:
             self._step(m.state, "pback")
             self._say("{mnId} deregistered", mnId=_show(m.mnId))
             transaction, mag = m.detach or (None, None)
-            self._forget(m)
+            effects.extend(self._forget(m))
             if transaction is not None:
                 effects.append(Notify(Notification(transaction, Result.SUCCESS,
                                                    m.mnId, m.phoa, raw), mag))
@@ -693,6 +689,8 @@ class PmipCore:
         if bra is not None:
             refresh = min(refresh, bra.interval * mh.LIFETIME_UNIT)
         m.refreshAt = now + refresh if granted else None
+        m.saved = True
+        effects.append(_persist(m))
         if p.transaction is not None:
             effects.append(Notify(Notification(p.transaction, Result.SUCCESS,
                                                m.mnId, m.phoa, raw), p.mag))
@@ -708,17 +706,17 @@ class PmipCore:
             effects.append(Notify(Notification(p.transaction, result, m.mnId,
                                                m.phoa, raw), p.mag))
         if p.kind in ("attach",) or m.pcoa is None:
-            self._forget(m)
+            effects[:0] = self._forget(m)
         elif p.kind in ("refresh",):
+            effects[:0] = self._forget(m)
             effects.append(Notify(Notification(0, Result.BINDING_LOST, m.mnId,
                                                m.phoa, raw), m.pcoa))
-            self._forget(m)
         elif p.kind == "deregister":
             transaction, mag = m.detach or (None, None)
+            effects[:0] = self._forget(m)
             if transaction is not None:
                 effects.append(Notify(Notification(transaction, result, m.mnId,
                                                    m.phoa, raw), mag))
-            self._forget(m)
         else:
             # A failed handoff or re-attachment: the old binding stands.
             m.state = BOUND
@@ -728,6 +726,7 @@ class PmipCore:
         return effects
 
     def _forget(self, m):
+        """Drop C{m}; returns the L{Persist} that deletes its record, if any."""
         self.mobiles.pop(m.mnId, None)
         if m.phoa is not None and self._byPhoa.get(m.phoa) is m:
             del self._byPhoa[m.phoa]
@@ -738,6 +737,23 @@ class PmipCore:
             m.check = None
         if self.security is not None and hasattr(self.security, "forget"):
             self.security.forget(m.mnId)
+        if not m.saved:
+            return []
+        m.saved = False
+        return [Persist(m.mnId, None)]
+
+
+def _record(m):
+    """
+    The one record a bound mobile is kept as (see L{PmipCore.restore});
+    addresses stay ipaddress objects, which the store writes as their text.
+    """
+    return {"mn": m.mnId.hex(), "phoa": m.phoa, "pcoa": m.pcoa,
+            "sequence": m.sequence, "lifetime": m.lifetime, "expiry": m.expiry}
+
+
+def _persist(m):
+    return Persist(m.mnId, _record(m))
 
 
 def _due(m):

@@ -62,7 +62,7 @@ class RoleService(MultiService):
         if self.stateFile is None or not self._dirty or self._saving is not None:
             return self._saving
         self._dirty = False
-        records = self.core.snapshot()
+        records = [p.record for p in self.core.snapshot()]
         pool = getattr(self.reactor, "getThreadPool", None)
         if blocking or pool is None:
             try:

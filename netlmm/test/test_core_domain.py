@@ -7,6 +7,7 @@ data planes as plain dictionaries. Time only moves when a test moves it.
 Also: L{netlmm.core} imports nothing from Twisted.
 """
 
+import json
 import os
 import random
 import subprocess
@@ -20,7 +21,7 @@ import netlmm
 from netlmm.core import mag as magmod
 from netlmm.core import pmip as pmipmod
 from netlmm.core.effects import (
-    Bound, Notify, RouteAdd, RouteMove, RouteRemove, SendControl, SendMH,
+    Bound, Notify, Persist, RouteAdd, RouteMove, RouteRemove, SendControl, SendMH,
     TunnelDown, TunnelUp, Unbound,
 )
 from netlmm.core.lma import AddressPool, LmaCore
@@ -57,20 +58,27 @@ class Domain:
         self.tunnels = {MAG1: set(), MAG2: set()}
         #: Every effect any core produced, with who produced it.
         self.log = []
+        #: Every effects list as a core returned it, with who returned it.
+        self.lists = []
         self.dropToPmip = 0
         self.dropToLma = 0
         self.dropped = []
+        #: What the LMA and the PMIP client keep across a restart (their
+        #: Persist effects, through JSON as a store writes them).
+        self.stores = {"lma": {}, "pmip": {}}
 
     def mag(self, address):
         return self.mags[address]
 
     def run(self, origin, effects):
         """Carry out C{effects} of C{origin} and everything they lead to."""
+        self.lists.append((origin, effects))
         queue = deque((origin, e) for e in effects)
         while queue:
             origin, e = queue.popleft()
             self.log.append((origin, e))
             for nextOrigin, more in self._deliver(origin, e):
+                self.lists.append((nextOrigin, more))
                 queue.extend((nextOrigin, m) for m in more)
 
     def _deliver(self, origin, e):
@@ -121,6 +129,12 @@ class Domain:
             self.tunnels[origin].add(e.phoa)
         elif t is TunnelDown:
             self.tunnels[origin].remove(e.phoa)
+        elif t is Persist:
+            store = self.stores[origin]
+            if e.record is None:
+                store.pop(e.key, None)
+            else:
+                store[e.key] = json.loads(json.dumps(e.record, default=str))
         elif t in (Bound, Unbound):
             pass
         else:
@@ -151,6 +165,20 @@ class Domain:
                 if when_ == when:
                     self.run(name, core.handleTimer(self.now))
         self.now = end
+
+    def restartLma(self):
+        """A new LMA core from what the old one kept; its routes put back."""
+        self.lma = LmaCore("2001:db8:1::/64", ["2001:db8:c::/64"],
+                           maxLifetime=self.lma.maxLifetime,
+                           pool=AddressPool(POOL_FIRST, "2001:db8:1::1ff"))
+        self.routes = {}
+        self.run("lma", self.lma.restore(list(self.stores["lma"].values()), self.now))
+
+    def restartPmip(self):
+        """A new PMIP client core from what the old one kept."""
+        self.pmip = PmipCore(LMA, lifetime=3600, detachDelay=self.pmip.detachDelay,
+                             rng=random.Random(12))
+        self.run("pmip", self.pmip.restore(list(self.stores["pmip"].values()), self.now))
 
     def since(self, mark):
         return [e for _, e in self.log[mark:]]
@@ -356,3 +384,110 @@ class NoTwistedTests(SynchronousTestCase):
         out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env,
                              capture_output=True, text=True, check=True)
         self.assertEqual(out.stdout.strip(), "", out.stdout)
+
+
+class RestartTests(SynchronousTestCase):
+    """
+    The LMA and the PMIP client restarted from what they kept (their
+    Persist effects): the domain carries on as if nothing happened.
+    """
+
+    def test_persistedBeforeEveryAcknowledgement(self):
+        """
+        Every PBAck accepting a change and every SUCCESS Notification comes
+        after the Persist that keeps that change, in the same effects list.
+        """
+        d = Domain()
+        d.attach(MAG1)
+        d.advance(10)
+        d.attach(MAG2, phoa=POOL_FIRST, mode=AddressMode.STATIC)
+        d.detach(MAG2)
+        d.advance(5)
+        acks = 0
+        for origin, effects in d.lists:
+            for i, e in enumerate(effects):
+                if (type(e) is SendMH and type(e.message) is mh.BindingAcknowledgement
+                        or type(e) is Notify and e.notification.result == Result.SUCCESS):
+                    acks += 1
+                    self.assertIn(Persist, [type(x) for x in effects[:i]], effects)
+        self.assertEqual(acks, 6)
+        self.assertEqual(d.stores, {"lma": {}, "pmip": {}})
+
+    def test_pmipRestartThenDetach(self):
+        """
+        A restarted PMIP client knows the mobile where it was last bound: a
+        Detach from that MAG deregisters it at the LMA.
+        """
+        d = Domain()
+        d.attach(MAG1)
+        d.advance(10)
+        d.attach(MAG2, phoa=POOL_FIRST, mode=AddressMode.STATIC)
+        self.assertEqual(d.stores["pmip"][MN]["pcoa"], str(MAG2))
+        d.restartPmip()
+        m = d.pmip.mobile(MN)
+        self.assertEqual((m.state, m.phoa, m.pcoa), (pmipmod.BOUND, POOL_FIRST, MAG2))
+        d.detach(MAG2)
+        d.advance(2)
+        self.assertEqual(d.routes, {})
+        self.assertEqual(d.lma.bindings, {})
+        self.assertEqual(d.pmip.mobiles, {})
+        self.assertEqual(d.stores, {"lma": {}, "pmip": {}})
+        self.assertIn(Unbound(MN, POOL_FIRST, Result.SUCCESS, "detached"), d.since(0))
+
+    def test_pmipRestartResynchronises(self):
+        """
+        PBUs that went out after the last record (a refresh whose PBAck was
+        lost) leave the restarted client behind the LMA's sequence number:
+        the refresh right after the restart catches up through status 135.
+        """
+        d = Domain(maxLifetime=400)
+        d.attach(MAG1)
+        d.dropToPmip = 1
+        d.advance(300)
+        self.assertEqual(len(d.dropped), 1)
+        d.restartPmip()
+        self.assertLess(d.pmip.mobile(MN).sequence, d.lma.bindingFor(MN).sequence)
+        mark = len(d.log)
+        d.advance(1)
+        statuses = [e.message.status for e in d.since(mark)
+                    if type(e) is SendMH and e.destination == PMIP]
+        self.assertEqual(statuses, [mh.Status.SEQUENCE_OUT_OF_WINDOW, mh.Status.ACCEPTED])
+        self.assertEqual(d.pmip.mobile(MN).sequence, d.lma.bindingFor(MN).sequence)
+        d.advance(3600)
+        self.assertEqual(d.routes, {POOL_FIRST: MAG1})
+        self.assertEqual(d.lma.counters["expired"], 0)
+
+    def test_lmaRestartKeepsBindings(self):
+        """
+        A restarted LMA has its bindings and routes back, refreshes go on,
+        a pool address in use is not handed out again, and a detach
+        deregisters as before.
+        """
+        d = Domain(maxLifetime=400)
+        d.attach(MAG1)
+        d.attach(MAG2, mnId=b"mn2", phoa=IPv6Address("2001:db8:1::7"),
+                 mode=AddressMode.STATIC)
+        d.advance(100)
+        d.restartLma()
+        self.assertEqual(d.routes, {POOL_FIRST: MAG1, IPv6Address("2001:db8:1::7"): MAG2})
+        self.assertEqual(d.lma.pool.inUse, 1)
+        d.advance(3600)
+        self.assertEqual(d.lma.counters["expired"], 0)
+        self.assertEqual(d.lma.counters["rejected"], 0)
+        d.attach(MAG2, mnId=b"mn3")
+        self.assertEqual(d.lma.bindingFor(b"mn3").phoa, IPv6Address("2001:db8:1::101"))
+        d.detach(MAG1)
+        d.advance(2)
+        self.assertIsNone(d.lma.bindingFor(MN))
+        self.assertNotIn(MN, d.stores["lma"])
+        self.assertEqual(sorted(d.stores["lma"]), [b"mn2", b"mn3"])
+
+    def test_expiredBindingsAreDeleted(self):
+        """An expired binding's record goes too, and a restart does not bring it back."""
+        d = Domain(maxLifetime=400)
+        d.attach(MAG1)
+        d.dropToLma = 100
+        d.advance(1000)
+        self.assertEqual(d.stores, {"lma": {}, "pmip": {}})
+        d.restartLma()
+        self.assertEqual(d.lma.bindings, {})

@@ -7,11 +7,12 @@ core sees it, and every answer the core gives is encoded, so the tests only
 use messages that can exist on the wire. Time is the C{now} argument.
 """
 
+import json
 from ipaddress import IPv6Address
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from netlmm.core.effects import RouteAdd, RouteMove, RouteRemove, SendMH
+from netlmm.core.effects import BadRecord, Persist, RouteAdd, RouteMove, RouteRemove, SendMH
 from netlmm.core.lma import AddressPool, LmaCore
 from netlmm.core.sequence import seqGreater
 from netlmm.wire import mh
@@ -261,7 +262,7 @@ class AssignmentTests(LmaTestMixin, SynchronousTestCase):
         lma = self.makeLma(pool=AddressPool(POOL_FIRST, "2001:db8:1::1ff"))
         self.bind(lma, sequence=7, phoa=None)
         effects = self.send(lma, pbu(8, phoa=None), now=1)
-        self.assertEqual([e for e in effects if type(e) is not SendMH], [])
+        self.assertEqual([type(e) for e in effects], [Persist, SendMH])
         ba = self.onlyBA(effects)
         self.assertEqual((ba.status, ba.sequence), (Status.ACCEPTED, 8))
         self.assertEqual(ba.option(HomeNetworkPrefix).prefix, POOL_FIRST)
@@ -309,7 +310,7 @@ class HandoffTests(LmaTestMixin, SynchronousTestCase):
         lma = self.makeLma()
         self.bind(lma, sequence=100)
         effects = self.send(lma, pbu(101, mnId=None), now=1)
-        self.assertEqual([e for e in effects if type(e) is not SendMH], [])
+        self.assertEqual([type(e) for e in effects], [Persist, SendMH])
         self.assertEqual(self.onlyBA(effects).status, Status.ACCEPTED)
 
     def test_boundToAnotherMn(self):
@@ -541,7 +542,8 @@ class ExpiryTests(LmaTestMixin, SynchronousTestCase):
         self.assertEqual(lma.nextTimer(), 500)
         self.assertEqual(lma.handleTimer(499.9), [])
         self.assertIsNotNone(lma.bindingFor(MN1))
-        self.assertEqual(lma.handleTimer(500), [RouteRemove(POOL_FIRST, MAG1)])
+        self.assertEqual(lma.handleTimer(500), [RouteRemove(POOL_FIRST, MAG1),
+                                                Persist(MN1, None)])
         self.assertEqual(lma.bindings, {})
         self.assertIsNone(lma.bindingFor(MN1))
         self.assertIsNone(lma.nextTimer())
@@ -560,7 +562,7 @@ class ExpiryTests(LmaTestMixin, SynchronousTestCase):
         self.assertEqual(lma.handleTimer(400), [])
         self.assertIsNotNone(lma.binding(PHOA))
         self.assertEqual(lma.handleTimer(699), [])
-        self.assertEqual(lma.handleTimer(700), [RouteRemove(PHOA, MAG1)])
+        self.assertEqual(lma.handleTimer(700), [RouteRemove(PHOA, MAG1), Persist(MN1, None)])
         self.assertIsNone(lma.binding(PHOA))
 
     def test_handoffMovesExpiryAndRoute(self):
@@ -568,7 +570,7 @@ class ExpiryTests(LmaTestMixin, SynchronousTestCase):
         self.bind(lma, sequence=1, now=0)
         self.bind(lma, sequence=2, mnId=None, mag=MAG2, now=100)
         self.assertEqual(lma.handleTimer(400), [])
-        self.assertEqual(lma.handleTimer(500), [RouteRemove(PHOA, MAG2)])
+        self.assertEqual(lma.handleTimer(500), [RouteRemove(PHOA, MAG2), Persist(MN1, None)])
 
     def test_reboundAfterDeregistration(self):
         """
@@ -581,12 +583,114 @@ class ExpiryTests(LmaTestMixin, SynchronousTestCase):
         self.bind(lma, sequence=3, now=20)
         self.assertEqual(lma.nextTimer(), 420)
         self.assertEqual(lma.handleTimer(400), [])
-        self.assertEqual(lma.handleTimer(420), [RouteRemove(PHOA, MAG1)])
+        self.assertEqual(lma.handleTimer(420), [RouteRemove(PHOA, MAG1), Persist(MN1, None)])
 
     def test_severalExpireTogether(self):
         lma = self.makeLma(maxLifetime=400)
         self.bind(lma, sequence=1, now=0)
         self.bind(lma, sequence=1, phoa=PHOA2, mnId=MN2, mag=MAG2, now=10)
-        self.assertEqual(sorted(lma.handleTimer(1000)),
-                         sorted([RouteRemove(PHOA, MAG1), RouteRemove(PHOA2, MAG2)]))
+        self.assertEqual(lma.handleTimer(1000),
+                         [RouteRemove(PHOA, MAG1), Persist(MN1, None),
+                          RouteRemove(PHOA2, MAG2), Persist(MN2, None)])
         self.assertEqual(lma.bindings, {})
+
+
+class PersistenceTests(LmaTestMixin, SynchronousTestCase):
+    """
+    Every accepted change is kept (L{Persist}) before its PBAck, and
+    L{LmaCore.restore} takes the records back.
+    """
+
+    def stored(self, effects):
+        """The Persist effects' records as a store gives them back (JSON)."""
+        return [(e.key, None if e.record is None
+                 else json.loads(json.dumps(e.record, default=str)))
+                for e in effects if type(e) is Persist]
+
+    def test_newBindingKept(self):
+        lma = self.makeLma(pool=AddressPool(POOL_FIRST, "2001:db8:1::1ff"))
+        effects = self.send(lma, pbu(7, phoa=None), now=10)
+        self.assertEqual([type(e) for e in effects], [RouteAdd, Persist, SendMH])
+        self.assertEqual(self.stored(effects), [(MN1, {
+            "phoa": "2001:db8:1::100", "mn": MN1.hex(), "pcoa": "2001:db8:a::1",
+            "sequence": 7, "lifetime": 3600, "expiry": 3610, "client": "2001:db8:c::1",
+            "pooled": True})])
+
+    def test_handoffKept(self):
+        lma = self.makeLma()
+        self.bind(lma, sequence=100)
+        effects = self.send(lma, pbu(101, mnId=None, mag=MAG2), now=50)
+        self.assertEqual([type(e) for e in effects], [RouteMove, Persist, SendMH])
+        record = self.stored(effects)[0][1]
+        self.assertEqual((record["pcoa"], record["sequence"], record["expiry"]),
+                         ("2001:db8:b::1", 101, 3650))
+
+    def test_deregistrationDeletes(self):
+        lma = self.makeLma()
+        self.bind(lma, sequence=100)
+        effects = self.send(lma, pbu(101, mnId=None, mag=None, lifetime=0), now=5)
+        self.assertEqual(effects[:2], [RouteRemove(PHOA, MAG1), Persist(MN1, None)])
+        self.assertEqual(self.onlyBA(effects).status, Status.ACCEPTED)
+
+    def test_refusalsKeepNothing(self):
+        """A refused PBU and a 135 answer change nothing, so keep nothing."""
+        lma = self.makeLma()
+        self.bind(lma, sequence=100)
+        for message in (pbu(100, mnId=None), pbu(101, mnId=MN2), pbu(5, phoa=PHOA2, mag=None)):
+            effects = self.send(lma, message, now=1)
+            self.assertEqual([type(e) for e in effects], [SendMH])
+
+    def test_snapshotIsWhatChangesKept(self):
+        lma = self.makeLma()
+        effects = self.send(lma, pbu(1), now=0)
+        self.assertEqual(lma.snapshot(), [e for e in effects if type(e) is Persist])
+
+    def test_restore(self):
+        """
+        Unexpired bindings come back with sequence, lifetime, expiry, client
+        and pool address; their routes are put back; expired ones stay out.
+        """
+        old = self.makeLma(pool=AddressPool(POOL_FIRST, "2001:db8:1::1ff"), maxLifetime=400)
+        kept = self.stored(self.send(old, pbu(7, phoa=None), now=0))
+        kept += self.stored(self.send(old, pbu(9, mnId=MN2, mag=MAG2), now=100))
+        lma = self.makeLma(pool=AddressPool(POOL_FIRST, "2001:db8:1::1ff"))
+        effects = lma.restore([r for _, r in kept], now=450)
+        self.assertEqual(effects, [RouteAdd(PHOA, MAG2)])
+        self.assertIsNone(lma.bindingFor(MN1))
+        b = lma.bindingFor(MN2)
+        self.assertEqual((b.phoa, b.pcoa, b.sequence, b.lifetime, b.expiry, b.client,
+                          b.pooled), (PHOA, MAG2, 9, 400, 500, PMIP, False))
+        self.assertEqual(lma.nextTimer(), 500)
+        lma = self.makeLma(pool=AddressPool(POOL_FIRST, "2001:db8:1::1ff"))
+        self.assertEqual(lma.restore([r for _, r in kept], now=50),
+                         [RouteAdd(POOL_FIRST, MAG1), RouteAdd(PHOA, MAG2)])
+        self.assertEqual(lma.pool.inUse, 1)
+        self.assertEqual(str(lma.pool.allocate()), "2001:db8:1::101")
+
+    def test_restoreBadRecords(self):
+        """
+        A bad record raises L{BadRecord} with its index and the field at
+        fault; nothing after it is loaded.
+        """
+        good = self.stored(self.send(self.makeLma(), pbu(1), now=0))[0][1]
+        cases = [
+            ({**good, "phoa": "zzz"},
+             "'phoa': 'zzz' is not an IPv6 address"),
+            ({k: v for k, v in good.items() if k != "pcoa"}, "'pcoa' is missing"),
+            ({**good, "mn": "6x"}, "'mn': non-hexadecimal number found in "
+                                   "fromhex() arg at position 1"),
+            ({**good, "mn": ""}, "'mn': '' is not a hex MN identifier"),
+            ({**good, "sequence": 65536}, "'sequence': 65536 is not a sequence "
+                                          "number (0..65535)"),
+            ({**good, "sequence": "7"}, "'sequence': '7' is not a sequence number "
+                                        "(0..65535)"),
+            ({**good, "expiry": float("nan")}, "'expiry': nan is not a time in seconds"),
+            ({**good, "lifetime": -4}, "'lifetime': -4 is not a time in seconds"),
+            ({**good, "pooled": "yes"}, "'pooled': 'yes' is not true or false"),
+            ([1, 2], "not a record but list"),
+        ]
+        for record, reason in cases:
+            lma = self.makeLma()
+            e = self.assertRaises(BadRecord, lma.restore, [good, record], 0)
+            self.assertEqual((e.index, e.reason), (1, reason))
+            self.assertEqual(str(e), f"record 1: {reason}")

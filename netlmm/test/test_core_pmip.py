@@ -7,13 +7,14 @@ and hands the decoded message and its bytes to the core. Time is the C{now}
 argument; nothing here reads a clock.
 """
 
+import json
 import random
 from ipaddress import IPv6Address
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from netlmm.core import pmip
-from netlmm.core.effects import InvalidInput, Notify, SendMH
+from netlmm.core.effects import BadRecord, InvalidInput, Notify, Persist, SendMH
 from netlmm.core.pmip import PmipCore
 from netlmm.wire import control, mh
 from netlmm.wire.control import AddressMode, Detach, Notification, Result, Trigger
@@ -83,6 +84,19 @@ class PmipTestMixin:
         for e in out:
             self.assertEqual(roundtrip(e.notification), e.notification)
         return out
+
+    def afterPersist(self, effects, mnId=MN1, deleted=False):
+        """
+        C{effects} start with the L{Persist} of C{mnId}'s record (its
+        deletion when C{deleted}); the effects after it.
+        """
+        self.assertIs(type(effects[0]), Persist, effects)
+        self.assertEqual(effects[0].key, mnId)
+        if deleted:
+            self.assertIsNone(effects[0].record)
+        else:
+            self.assertEqual(effects[0].record["mn"], mnId.hex())
+        return effects[1:]
 
     def ack(self, core, bu, status=Status.ACCEPTED, phoa=PHOA, lifetime=HOUR,
             bra=None, sequence=None, mnId=None, now=0, source=LMA):
@@ -158,6 +172,7 @@ class TriggerTests(PmipTestMixin, SynchronousTestCase):
         core = self.makePmip()
         bu = self.onlyPBU(self.trigger(core, 17))
         effects, raw = self.ack(core, bu, now=0.5)
+        effects = self.afterPersist(effects)
         self.assertEqual(effects, [Notify(Notification(17, Result.SUCCESS, MN1, PHOA, raw), MAG1)])
         self.notifies(effects)
         self.assertEqual(mh.decodeMessage(effects[0].notification.pback).status, 0)
@@ -204,7 +219,7 @@ class TriggerTests(PmipTestMixin, SynchronousTestCase):
         self.assertEqual(effects, [])
         self.assertEqual(core.mobile(MN1).state, pmip.REGISTERING)
         effects, raw = self.ack(core, bu)
-        self.assertEqual(effects[0].notification.result, Result.SUCCESS)
+        self.assertEqual(self.afterPersist(effects)[0].notification.result, Result.SUCCESS)
 
     def test_pbackForUnknownSequenceDropped(self):
         core = self.makePmip()
@@ -244,8 +259,8 @@ class TriggerTests(PmipTestMixin, SynchronousTestCase):
         bu2 = self.onlyPBU(effects)
         self.assertEqual(bu2.sequence, (bu1.sequence + 1) & 0xFFFF)
         effects, raw = self.ack(core, bu2)
-        self.assertEqual(effects, [Notify(Notification(2, Result.SUCCESS, MN1, PHOA, raw),
-                                          MAG1)])
+        self.assertEqual(self.afterPersist(effects),
+                         [Notify(Notification(2, Result.SUCCESS, MN1, PHOA, raw), MAG1)])
 
     def test_badConfiguration(self):
         self.assertRaises(ValueError, PmipCore, LMA, lifetime=3)
@@ -294,8 +309,8 @@ class HandoffTests(PmipTestMixin, SynchronousTestCase):
         self.register(core)
         bu = self.onlyPBU(self.trigger(core, 2, now=5))
         effects, raw = self.ack(core, bu, now=5)
-        self.assertEqual(effects, [Notify(Notification(2, Result.SUCCESS, MN1, PHOA, raw),
-                                          MAG1)])
+        self.assertEqual(self.afterPersist(effects),
+                         [Notify(Notification(2, Result.SUCCESS, MN1, PHOA, raw), MAG1)])
 
     def test_failedHandoffOldBindingStands(self):
         """A rejected handoff leaves the mobile bound at the old MAG."""
@@ -361,7 +376,7 @@ class RetransmissionTests(PmipTestMixin, SynchronousTestCase):
         self.onlyPBU(core.handleTimer(1))
         self.onlyPBU(core.handleTimer(3))
         effects, raw = self.ack(core, bu, now=3.5)
-        self.assertEqual(effects[0].notification.result, Result.SUCCESS)
+        self.assertEqual(self.afterPersist(effects)[0].notification.result, Result.SUCCESS)
         self.assertIsNone(core.mobile(MN1).pending)
         # No retransmission is due any more; the next timer is the refresh.
         self.assertEqual(core.nextTimer(), 3.5 + 675 * 4)
@@ -390,8 +405,8 @@ class ResyncTests(PmipTestMixin, SynchronousTestCase):
         self.assertEqual(again._replace(sequence=bu.sequence), bu)
         self.assertEqual(core.nextTimer(), 1.1)
         effects, raw = self.ack(core, again, now=0.2)
-        self.assertEqual(effects, [Notify(Notification(1, Result.SUCCESS, MN1, PHOA, raw),
-                                          MAG1)])
+        self.assertEqual(self.afterPersist(effects),
+                         [Notify(Notification(1, Result.SUCCESS, MN1, PHOA, raw), MAG1)])
 
     def test_resyncGivesUp(self):
         """After a few 135 answers in a row the PBU counts as rejected."""
@@ -425,7 +440,9 @@ class RefreshTests(PmipTestMixin, SynchronousTestCase):
         self.assertIsNone(bu.option(MobileNodeIdentifier))
         self.assertEqual(core.mobile(MN1).state, pmip.REFRESHING)
         effects, raw = self.ack(core, bu, lifetime=HOUR, bra=600, now=2410.2)
-        self.assertEqual(effects, [])
+        # The new expiry is kept; nobody is notified of a refresh.
+        self.assertEqual(self.afterPersist(effects), [])
+        self.assertEqual(effects[0].record["expiry"], 2410.2 + 3600)
         m = core.mobile(MN1)
         self.assertEqual(m.state, pmip.BOUND)
         self.assertEqual(core.nextTimer(), 2410.2 + 2400)
@@ -452,8 +469,8 @@ class RefreshTests(PmipTestMixin, SynchronousTestCase):
         self.onlyPBU(effects)
         while core.mobile(MN1) is not None:
             effects = core.handleTimer(core.nextTimer())
-        self.assertEqual(effects, [Notify(Notification(0, Result.BINDING_LOST, MN1, PHOA),
-                                          MAG1)])
+        self.assertEqual(self.afterPersist(effects, deleted=True),
+                         [Notify(Notification(0, Result.BINDING_LOST, MN1, PHOA), MAG1)])
 
 
 class DetachTests(PmipTestMixin, SynchronousTestCase):
@@ -476,8 +493,8 @@ class DetachTests(PmipTestMixin, SynchronousTestCase):
         self.assertIsNone(bu.option(MobileNodeIdentifier))
         self.assertEqual(m.state, pmip.DEREGISTERING)
         effects, raw = self.ack(core, bu, lifetime=0, now=101.6)
-        self.assertEqual(effects, [Notify(Notification(70, Result.SUCCESS, MN1, PHOA, raw),
-                                          MAG1)])
+        self.assertEqual(self.afterPersist(effects, deleted=True),
+                         [Notify(Notification(70, Result.SUCCESS, MN1, PHOA, raw), MAG1)])
         self.assertIsNone(core.mobile(MN1))
         self.assertIsNone(core.nextTimer())
 
@@ -501,8 +518,8 @@ class DetachTests(PmipTestMixin, SynchronousTestCase):
         self.assertEqual(core.handleTimer(101.5), [])
         self.assertEqual(core.nextTimer(), 102)
         effects, raw = self.ack(core, bu, now=101.6)
-        self.assertEqual(effects[0], Notify(Notification(5, Result.SUCCESS, MN1, PHOA, raw),
-                                            MAG2))
+        self.assertEqual(self.afterPersist(effects)[0],
+                         Notify(Notification(5, Result.SUCCESS, MN1, PHOA, raw), MAG2))
         self.assertEqual(core.mobile(MN1).state, pmip.BOUND)
         self.assertEqual(core.mobile(MN1).pcoa, MAG2)
         self.assertGreater(core.nextTimer(), 1000)
@@ -611,3 +628,99 @@ class DetachTests(PmipTestMixin, SynchronousTestCase):
         self.assertRaises(InvalidInput, core._step, pmip.DEREGISTERING, "detach")
         self.assertRaises(InvalidInput, core._step, None, "detach")
         self.assertRaises(InvalidInput, core._step, pmip.REGISTERING, "refresh")
+
+
+class _Log:
+    """Collects what a core says (its C{log=})."""
+
+    def __init__(self):
+        self.lines = []
+
+    def info(self, fmt, **kw):
+        self.lines.append(fmt.format(**kw))
+
+
+class PersistenceTests(PmipTestMixin, SynchronousTestCase):
+    """
+    Every acknowledged change is kept (L{Persist}) before the Notification
+    that acknowledges it, and L{PmipCore.restore} takes the records back.
+    """
+
+    def stored(self, effects):
+        return [(e.key, None if e.record is None
+                 else json.loads(json.dumps(e.record, default=str)))
+                for e in effects if type(e) is Persist]
+
+    def test_bindingKept(self):
+        core = self.makePmip()
+        bu = self.onlyPBU(self.trigger(core, 1, now=2))
+        effects, raw = self.ack(core, bu, now=2.5)
+        self.assertEqual([type(e) for e in effects], [Persist, Notify])
+        self.assertEqual(self.stored(effects), [(MN1, {
+            "mn": MN1.hex(), "phoa": str(PHOA), "pcoa": str(MAG1),
+            "sequence": bu.sequence, "lifetime": 3600, "expiry": 3602.5})])
+
+    def test_handoffKeptBeforeBothNotifications(self):
+        core = self.makePmip()
+        self.register(core)
+        bu = self.onlyPBU(self.trigger(core, 2, mag=MAG2, phoa=PHOA,
+                                       mode=AddressMode.STATIC, now=5))
+        effects, raw = self.ack(core, bu, now=5)
+        self.assertEqual([type(e) for e in effects], [Persist, Notify, Notify])
+        self.assertEqual(self.stored(effects)[0][1]["pcoa"], str(MAG2))
+
+    def test_nothingKeptForFailures(self):
+        """A refused attachment was never kept; a failed handoff keeps the old record."""
+        core = self.makePmip()
+        bu = self.onlyPBU(self.trigger(core, 1))
+        effects, _ = self.ack(core, bu, status=Status.INSUFFICIENT_RESOURCES, phoa=None)
+        self.assertEqual([type(e) for e in effects], [Notify])
+        self.register(core)
+        bu = self.onlyPBU(self.trigger(core, 2, mag=MAG2))
+        effects, _ = self.ack(core, bu, status=Status.ADMINISTRATIVELY_PROHIBITED)
+        self.assertEqual([type(e) for e in effects], [Notify])
+
+    def test_restore(self):
+        """
+        An unexpired record comes back BOUND at its MAG and is refreshed at
+        once; an expired one is left out.
+        """
+        old = self.makePmip()
+        kept = self.stored(self.ack(old, self.onlyPBU(self.trigger(old, 1)))[0])
+        self.assertEqual(len(kept), 1)
+        core = self.makePmip()
+        self.assertEqual(core.restore([kept[0][1]], now=3700), [])
+        self.assertEqual(core.mobiles, {})
+        self.assertEqual(core.restore([kept[0][1]], now=100), [])
+        m = core.mobile(MN1)
+        self.assertEqual((m.state, m.phoa, m.pcoa, m.mag, m.expiry),
+                         (pmip.BOUND, PHOA, MAG1, MAG1, 3600))
+        self.assertEqual(core.nextTimer(), 100)
+        bu = self.onlyPBU(core.handleTimer(100))
+        self.assertEqual(bu.option(AlternateCareOfAddress).address, MAG1)
+        # Its record is deleted when it goes.
+        self.detach(core, 9, now=101)
+        bu = self.onlyPBU(core.handleTimer(103))
+        effects, _ = self.ack(core, bu, lifetime=0, now=103)
+        self.assertEqual(self.stored(effects), [(MN1, None)])
+
+    def test_restoreBadRecord(self):
+        core = self.makePmip()
+        good = {"mn": MN1.hex(), "phoa": str(PHOA), "pcoa": str(MAG1),
+                "sequence": 3, "lifetime": 3600, "expiry": 3600}
+        e = self.assertRaises(BadRecord, core.restore,
+                              [good, {**good, "mn": MN2.hex(), "pcoa": 5}], 0)
+        self.assertEqual(str(e), "record 1: 'pcoa': 5 is not an IPv6 address")
+
+    def test_detachOfUnknownMobileSaysSo(self):
+        """
+        A Detach for a mobile the client does not know (it lost its state)
+        is answered unknown-mn and logged.
+        """
+        log = _Log()
+        core = self.makePmip(log=log)
+        effects = self.detach(core, 4, now=0)
+        self.assertEqual(effects, [Notify(Notification(4, Result.UNKNOWN_MN, MN1), MAG1)])
+        self.assertEqual(log.lines, [
+            "Detach 4 from 2001:db8:a::1 for mn1@example.net, which this client does "
+            "not know: answered unknown-mn, nothing to deregister"])
