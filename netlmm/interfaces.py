@@ -86,10 +86,17 @@ class IAttachmentDetector(Interface):
 
 class IDataPlane(Interface):
     """
-    Moves the mobiles' packets: at the LMA a route per pHoA towards the MAG's
+    Moves the mobiles' packets: at the LMA a route per home towards the MAG's
     address; at a MAG the tunnel to the LMA for the mobiles it serves. Every
     method may return a Deferred; blocking work must not run on the reactor
     thread.
+
+    A I{home} (C{phoa} below) is one of: an C{IPv6Address} (one pHoA), an
+    C{IPv6Network} (a whole per-MN prefix, draft E.3: every address in it is
+    the mobile's) or an C{IPv4Address} (an RFC 5844 IPv4 home address,
+    carried IPv4-in-IPv6). One call per home: a mobile with a prefix and an
+    IPv4 address gets two. A data plane that cannot carry a kind of home
+    fails the call with an error that names the data plane.
     """
 
     name = Attribute("The name that selects this data plane in the config.")
@@ -101,19 +108,22 @@ class IDataPlane(Interface):
         """Remove everything this data plane installed."""
 
     def addRoute(phoa, pcoa):
-        """LMA: tunnel traffic for C{phoa} to the MAG at C{pcoa}."""
+        """LMA: tunnel traffic for home C{phoa} to the MAG at C{pcoa}."""
 
     def moveRoute(phoa, old, new):
-        """LMA: the tunnel for C{phoa} now ends at C{new} instead of C{old}."""
+        """LMA: the tunnel for home C{phoa} now ends at C{new} instead of C{old}."""
 
     def removeRoute(phoa, pcoa):
-        """LMA: stop tunnelling traffic for C{phoa}."""
+        """LMA: stop tunnelling traffic for home C{phoa}."""
 
     def tunnelUp(mnId, phoa, lma):
-        """MAG: carry C{phoa}'s traffic through the tunnel with C{lma}."""
+        """
+        MAG: carry what home C{phoa} sends through the tunnel with C{lma}, and
+        deliver what comes back for it on the access link.
+        """
 
     def tunnelDown(mnId, phoa, lma):
-        """MAG: stop carrying C{phoa}'s traffic."""
+        """MAG: stop carrying home C{phoa}'s traffic."""
 
 
 class IPartFactory(IPlugin):

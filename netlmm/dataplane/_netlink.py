@@ -6,11 +6,17 @@ the validation of their common config options.
 Everything the daemon installs is tagged with one route/rule protocol number
 (C{protocol}, default 213 after RFC 5213), so a restarted daemon can find its
 leftovers and a stopping one can remove exactly what it installed.
+
+A mobile's I{home} (what a route or a tunnel carries; see
+L{netlmm.interfaces.IDataPlane}) is one of an C{IPv6Address} (one pHoA), an
+C{IPv6Network} (a per-MN prefix, draft E.3) or an C{IPv4Address} (an RFC 5844
+IPv4 home address, carried IPv4-in-IPv6); L{home} checks it.
 """
 
 import errno
 import re
-from socket import AF_INET6
+from ipaddress import IPv4Address, IPv6Address, IPv6Network, ip_address, ip_network
+from socket import AF_INET, AF_INET6
 
 from twisted.internet.defer import maybeDeferred
 from twisted.internet.threads import deferToThreadPool
@@ -35,6 +41,53 @@ _IFNAME = re.compile(r"^[^\s/:]{1,15}$")
 
 class DataPlaneError(Exception):
     """The kernel refused or lacks something the data plane needs."""
+
+
+#: The kinds of home a data plane carries.
+HOME_TYPES = (IPv6Address, IPv6Network, IPv4Address)
+
+
+def home(value, plane):
+    """
+    C{value} as a home: an C{IPv6Address}, C{IPv6Network} or C{IPv4Address}
+    (text is parsed: 'a/len' is a prefix). Anything else raises
+    L{DataPlaneError} naming the data plane C{plane}.
+    """
+    if isinstance(value, HOME_TYPES):
+        return value
+    if isinstance(value, str):
+        try:
+            value = ip_network(value) if "/" in value else ip_address(value)
+        except ValueError:
+            raise DataPlaneError(f"{plane} data plane: {value!r} is not an address or "
+                                 "prefix") from None
+        if isinstance(value, HOME_TYPES):
+            return value
+    raise DataPlaneError(
+        f"{plane} data plane: cannot carry {value!r}: a home is an IPv6 address, an "
+        "IPv6 prefix or an IPv4 address")
+
+
+def family(h):
+    """The address family (AF_INET or AF_INET6) of home C{h}."""
+    return AF_INET if h.version == 4 else AF_INET6
+
+
+def prefix(h):
+    """(address text, prefix length) of home C{h}: /128 or /32 for an address."""
+    if isinstance(h, IPv6Network):
+        return str(h.network_address), h.prefixlen
+    return str(h), h.max_prefixlen
+
+
+def destination(h):
+    """Home C{h} as a route destination 'address/length'."""
+    return "%s/%d" % prefix(h)
+
+
+def anyDestination(f):
+    """The default route's destination in family C{f}."""
+    return "0.0.0.0/0" if f == AF_INET else "::/0"
 
 
 def supportReducedEncap():
@@ -149,28 +202,36 @@ def ifindex(ipr, name, what):
 
 
 def ownRoutes(ipr, protocol):
-    """Every IPv6 route tagged with C{protocol}, in any table."""
-    return [r for r in ipr.route("dump", family=AF_INET6)
+    """Every IPv6 and IPv4 route tagged with C{protocol}, in any table."""
+    return [r for f in (AF_INET6, AF_INET) for r in ipr.route("dump", family=f)
             if r.get("proto") == protocol]
 
 
 def deleteRoute(ipr, msg):
     """Delete a route as dumped (gone already is fine)."""
-    dst = msg.get("dst") or "::"
-    ignoreMissing(ipr.route, "del", family=AF_INET6,
+    f = msg.get("family") or AF_INET6
+    dst = msg.get("dst") or ("0.0.0.0" if f == AF_INET else "::")
+    ignoreMissing(ipr.route, "del", family=f,
                   dst=f"{dst}/{msg.get('dst_len') or 0}",
                   table=routeTable(msg), proto=msg.get("proto"))
 
 
 def ownRules(ipr, protocol):
-    """Every IPv6 rule tagged with C{protocol}."""
-    return [r for r in ipr.rule("dump", family=AF_INET6)
+    """Every IPv6 and IPv4 rule tagged with C{protocol}."""
+    return [r for f in (AF_INET6, AF_INET) for r in ipr.rule("dump", family=f)
             if r.get("FRA_PROTOCOL") == protocol]
+
+
+def sourceRule(h, priority, table, protocol):
+    """The spec of the rule that sends what home C{h} sends to C{table}."""
+    src, length = prefix(h)
+    return dict(family=family(h), priority=priority, src=src, src_len=length,
+                table=table, protocol=protocol)
 
 
 def ruleSpec(msg):
     """The keyword arguments that select the dumped rule C{msg}."""
-    spec = dict(family=AF_INET6, priority=msg.get("priority") or 0,
+    spec = dict(family=msg.get("family") or AF_INET6, priority=msg.get("priority") or 0,
                 table=ruleTable(msg))
     for key in ("src", "dst"):
         if msg.get(key):
@@ -195,7 +256,7 @@ def addRule(ipr, **spec):
     """
     spec.setdefault("family", AF_INET6)
     want = _selectors(spec)
-    for r in ipr.rule("dump", family=AF_INET6):
+    for r in ipr.rule("dump", family=spec["family"]):
         have = ruleSpec(r)
         if _selectors(have) == want and (
                 not spec.get("protocol") or have.get("protocol") == spec["protocol"]):
@@ -208,7 +269,8 @@ def _selectors(spec):
     out = [spec.get("priority") or 0, spec.get("table")]
     for key in ("src", "dst"):
         if spec.get(key):
-            out += [str(spec[key]), spec.get(key + "_len", 128)]
+            address = ip_address(str(spec[key]))
+            out += [str(address), spec.get(key + "_len", address.max_prefixlen)]
         else:
             out += [None, None]
     out.append(spec.get("ip_proto") or None)

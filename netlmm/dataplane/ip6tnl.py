@@ -2,23 +2,31 @@
 The classic kernel data plane: ip6ip6 tunnel devices (ip6tnl) and policy
 routing, as deployed Linux PMIPv6 gateways do it.
 
-LMA: one device per peer MAG and a host route per pHoA into it::
+LMA: one device per peer MAG and a route per home (a pHoA /128, a per-MN
+prefix, an IPv4 home address /32) into it::
 
-    ip -6 tunnel add pmip0 mode ip6ip6 local LMA remote MAG encaplimit none dev CORE
-    ip -6 route replace PHOA/128 dev pmip0 proto 213
+    ip -6 tunnel add pmip0 mode any local LMA remote MAG encaplimit none dev CORE
+    ip -6 route replace HOME dev pmip0 proto 213
+    ip route replace V4/32 dev pmip0 proto 213
 
-MAG: one device to the LMA, a source rule per pHoA into a table whose default
-route is that device, and a host route to the pHoA on the access side::
+MAG: one device to the LMA, a source rule per home into a table whose
+default route (of the home's family) is that device, and a route to the home
+on the access side::
 
-    ip -6 tunnel add pmip0 mode ip6ip6 local MAG remote LMA encaplimit none dev CORE
+    ip -6 tunnel add pmip0 mode any local MAG remote LMA encaplimit none dev CORE
     ip -6 route replace default dev pmip0 table 5213 proto 213
-    ip -6 rule add pref 100 from PHOA/128 lookup 5213 proto 213
-    ip -6 route replace PHOA/128 dev ACCESS proto 213
+    ip -6 rule add pref 100 from HOME lookup 5213 proto 213
+    ip -6 route replace HOME dev ACCESS proto 213
+    ip route replace default dev pmip0 table 5213 proto 213
+    ip rule add pref 100 from V4/32 lookup 5213 proto 213
+    ip route replace V4/32 dev ACCESS proto 213
 
 The devices decapsulate what their peer sends; the kernel forwards the inner
-packets. C{encaplimit none} keeps the Tunnel Encapsulation Limit destination
-option off the wire, so the packets are plain IPv6-in-IPv6 as from a seg6 or
-userspace peer. Devices are named C{tunnel_prefix} + a number; at start every
+packets. Mode C{any} carries IPv6 (next header 41) and IPv4 (next header 4,
+RFC 5844) inside IPv6. C{encaplimit none} keeps the Tunnel Encapsulation
+Limit destination option off the wire, so the packets are plain
+IPv6-in-IPv6 as from a seg6 or userspace peer; what a peer sends with that
+option is accepted. Devices are named C{tunnel_prefix} + a number; at start every
 ip6tnl device with that prefix and every route and rule tagged with
 C{protocol} is removed (leftovers of an earlier run).
 
@@ -29,7 +37,7 @@ kernel-lab (see doc/deployment.md).
 
 import errno
 from ipaddress import IPv6Address
-from socket import AF_INET6
+from socket import AF_INET, AF_INET6
 
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -40,7 +48,8 @@ from netlmm.interfaces import IDataPlane
 
 #: IFLA_IP6TNL_FLAGS: do not add the Tunnel Encapsulation Limit option.
 IP6_TNL_F_IGN_ENCAP_LIMIT = 0x1
-IPPROTO_IPV6 = 41
+#: IFLA_IP6TNL_PROTO 0: mode "any", IPv6 and IPv4 inside IPv6.
+TUNNEL_ANY = 0
 
 
 @implementer(IDataPlane)
@@ -70,11 +79,11 @@ class Ip6tnlDataPlane(nl.NetlinkWork):
         self.uplinkTable = uplinkTable
         self.uplinkPriority = uplinkPriority
         self.protocol = protocol
-        #: LMA: pHoA -> pCoA; MAG: pHoA -> LMA.
+        #: LMA: home -> pCoA; MAG: home -> LMA.
         self.peers = {}
-        #: peer address -> [device name, number of pHoAs through it]
+        #: peer address -> [device name, number of homes through it]
         self.devices = {}
-        #: MAG: LMA -> uplink table
+        #: MAG: LMA -> its uplink table and how many homes of each family use it.
         self._tables = {}
         self._core = self._access = None
 
@@ -95,12 +104,12 @@ class Ip6tnlDataPlane(nl.NetlinkWork):
 
     @property
     def routes(self):
-        """LMA: pHoA -> pCoA."""
+        """LMA: home -> pCoA."""
         return self.peers
 
     @property
     def tunnels(self):
-        """MAG: pHoA -> LMA."""
+        """MAG: home -> LMA."""
         return self.peers
 
     # ---------------------------------------------------------------- life
@@ -172,7 +181,7 @@ class Ip6tnlDataPlane(nl.NetlinkWork):
 
     def _makeDevice(self, ipr, name, remote):
         ipr.link("add", ifname=name, kind="ip6tnl", ip6tnl_local=str(self.address),
-                 ip6tnl_remote=remote, ip6tnl_proto=IPPROTO_IPV6,
+                 ip6tnl_remote=remote, ip6tnl_proto=TUNNEL_ANY,
                  ip6tnl_flags=IP6_TNL_F_IGN_ENCAP_LIMIT, ip6tnl_link=self._core)
         index = nl.ifindex(ipr, name, "tunnel device")
         if self.mtu is not None:
@@ -188,51 +197,49 @@ class Ip6tnlDataPlane(nl.NetlinkWork):
     # ----------------------------------------------------------------- LMA
 
     def addRoute(self, phoa, pcoa):
-        """Route C{phoa} into the device to C{pcoa} (made on first use)."""
-        phoa, pcoa = IPv6Address(phoa), IPv6Address(pcoa)
-        old = self.peers.get(phoa)
+        """Route home C{phoa} into the device to C{pcoa} (made on first use)."""
+        h, pcoa = nl.home(phoa, self.name), IPv6Address(pcoa)
+        old = self.peers.get(h)
         if old is not None and old != pcoa:
-            return self.moveRoute(phoa, old, pcoa)
+            return self.moveRoute(h, old, pcoa)
         if old == pcoa:
             name, _ = self.devices[pcoa]
-            return self._do(self._route, str(phoa), name, None, str(pcoa), None)
-        self.peers[phoa] = pcoa
+            return self._do(self._route, h, name, None, str(pcoa), None)
+        self.peers[h] = pcoa
         name, new = self._acquire(pcoa)
-        return self._do(self._route, str(phoa), name, new and str(pcoa), str(pcoa), None)
+        return self._do(self._route, h, name, new and str(pcoa), str(pcoa), None)
 
     def moveRoute(self, phoa, old, new):
         """Point C{phoa}'s route at the device to C{new}; drop the old if unused."""
-        phoa, new = IPv6Address(phoa), IPv6Address(new)
-        current = self.peers.get(phoa)
-        if current is None:
-            return self.addRoute(phoa, new)
-        if current == new:
-            return self.addRoute(phoa, new)
-        self.peers[phoa] = new
+        h, new = nl.home(phoa, self.name), IPv6Address(new)
+        current = self.peers.get(h)
+        if current is None or current == new:
+            return self.addRoute(h, new)
+        self.peers[h] = new
         name, made = self._acquire(new)
         gone = self._release(current)
-        return self._do(self._route, str(phoa), name, made and str(new), str(new), gone)
+        return self._do(self._route, h, name, made and str(new), str(new), gone)
 
-    def _route(self, ipr, phoa, name, makeTo, peer, deleteDevice):
+    def _route(self, ipr, h, name, makeTo, peer, deleteDevice):
         if makeTo:
             self._makeDevice(ipr, name, makeTo)
         index = nl.ifindex(ipr, name, f"tunnel device to {peer}")
-        ipr.route("replace", family=AF_INET6, dst=f"{phoa}/128", oif=index,
+        ipr.route("replace", family=nl.family(h), dst=nl.destination(h), oif=index,
                   proto=self.protocol)
         if deleteDevice:
             self._deleteDevice(ipr, deleteDevice)
 
     def removeRoute(self, phoa, pcoa):
         """Delete C{phoa}'s route; the device goes with its last route."""
-        phoa = IPv6Address(phoa)
-        current = self.peers.pop(phoa, None)
+        h = nl.home(phoa, self.name)
+        current = self.peers.pop(h, None)
         if current is None:
             return None
         gone = self._release(current)
-        return self._do(self._unroute, str(phoa), gone)
+        return self._do(self._unroute, h, gone)
 
-    def _unroute(self, ipr, phoa, deleteDevice):
-        nl.ignoreMissing(ipr.route, "del", family=AF_INET6, dst=f"{phoa}/128",
+    def _unroute(self, ipr, h, deleteDevice):
+        nl.ignoreMissing(ipr.route, "del", family=nl.family(h), dst=nl.destination(h),
                          table=254, proto=self.protocol)
         if deleteDevice:
             self._deleteDevice(ipr, deleteDevice)
@@ -240,57 +247,70 @@ class Ip6tnlDataPlane(nl.NetlinkWork):
     # ----------------------------------------------------------------- MAG
 
     def tunnelUp(self, mnId, phoa, lma):
-        """Source rule for C{phoa} into the device to C{lma}; host route on access."""
-        phoa, lma = IPv6Address(phoa), IPv6Address(lma)
-        current = self.peers.get(phoa)
+        """Source rule for home C{phoa} into the device to C{lma}; route on access."""
+        h, lma = nl.home(phoa, self.name), IPv6Address(lma)
+        current = self.peers.get(h)
         steps = None
         if current is not None and current != lma:
-            steps = self.tunnelDown(mnId, phoa, current)
+            steps = self.tunnelDown(mnId, h, current)
             current = None
+        uplink = self._tables.get(lma)
+        if uplink is None:
+            used = {u["table"] for u in self._tables.values()}
+            table = self.uplinkTable
+            while table in used or table in nl.RESERVED_TABLES:
+                table += 1
+            uplink = self._tables[lma] = {"table": table, AF_INET6: 0, AF_INET: 0}
+        f = nl.family(h)
         if current == lma:
             name, _ = self.devices[lma]
-            made = False
+            made = firstOfFamily = False
         else:
-            self.peers[phoa] = lma
+            self.peers[h] = lma
             name, made = self._acquire(lma)
-        table = self._tables.get(lma)
-        if table is None:
-            table = self.uplinkTable
-            while table in self._tables.values() or table in nl.RESERVED_TABLES:
-                table += 1
-            self._tables[lma] = table
-        d = self._do(self._tunnelUp, str(phoa), name, made and str(lma), table)
+            uplink[f] += 1
+            firstOfFamily = uplink[f] == 1
+        d = self._do(self._tunnelUp, h, name, made and str(lma), uplink["table"],
+                     firstOfFamily)
         return d if steps is None else steps.addCallback(lambda _: d)
 
-    def _tunnelUp(self, ipr, phoa, name, makeTo, table):
+    def _tunnelUp(self, ipr, h, name, makeTo, table, firstOfFamily):
+        f = nl.family(h)
         if makeTo:
-            index = self._makeDevice(ipr, name, makeTo)
-            ipr.route("replace", family=AF_INET6, dst="::/0", table=table, oif=index,
-                      proto=self.protocol)
-        nl.addRule(ipr, priority=self.uplinkPriority, src=phoa, src_len=128, table=table,
-                   protocol=self.protocol)
-        ipr.route("replace", family=AF_INET6, dst=f"{phoa}/128", oif=self._access,
+            self._makeDevice(ipr, name, makeTo)
+        if firstOfFamily:
+            index = nl.ifindex(ipr, name, "tunnel device to the LMA")
+            ipr.route("replace", family=f, dst=nl.anyDestination(f), table=table,
+                      oif=index, proto=self.protocol)
+        nl.addRule(ipr, **nl.sourceRule(h, self.uplinkPriority, table, self.protocol))
+        ipr.route("replace", family=f, dst=nl.destination(h), oif=self._access,
                   proto=self.protocol)
 
     def tunnelDown(self, mnId, phoa, lma):
-        """Drop C{phoa}'s rule and host route; the device goes with its last pHoA."""
-        phoa = IPv6Address(phoa)
-        current = self.peers.pop(phoa, None)
+        """Drop C{phoa}'s rule and route; the device goes with its last home."""
+        h = nl.home(phoa, self.name)
+        current = self.peers.pop(h, None)
         if current is None:
             return None
         gone = self._release(current)
-        table = self._tables[current]
+        uplink = self._tables[current]
+        f = nl.family(h)
+        uplink[f] -= 1
         if gone:
             del self._tables[current]
-        return self._do(self._tunnelDown, str(phoa), table, gone)
+        return self._do(self._tunnelDown, h, uplink["table"], gone, uplink[f] == 0)
 
-    def _tunnelDown(self, ipr, phoa, table, deleteDevice):
-        nl.ignoreMissing(ipr.rule, "del", family=AF_INET6, priority=self.uplinkPriority,
-                         src=phoa, src_len=128, table=table, protocol=self.protocol)
-        nl.ignoreMissing(ipr.route, "del", family=AF_INET6, dst=f"{phoa}/128",
+    def _tunnelDown(self, ipr, h, table, deleteDevice, lastOfFamily):
+        f = nl.family(h)
+        nl.ignoreMissing(ipr.rule, "del", **nl.sourceRule(h, self.uplinkPriority, table,
+                                                          self.protocol))
+        nl.ignoreMissing(ipr.route, "del", family=f, dst=nl.destination(h),
                          table=254, proto=self.protocol)
         if deleteDevice:
-            self._deleteDevice(ipr, deleteDevice)  # the default route goes with it
+            self._deleteDevice(ipr, deleteDevice)  # its default routes go with it
+        elif lastOfFamily:
+            nl.ignoreMissing(ipr.route, "del", family=f, dst=nl.anyDestination(f),
+                             table=table, proto=self.protocol)
 
 
 def _kind(link):

@@ -9,8 +9,9 @@ from netlmm.interfaces import IDataPlane
 @implementer(IDataPlane)
 class MemoryDataPlane:
     """
-    Keeps the routes (LMA: pHoA -> pCoA) and tunnels (MAG: pHoA -> LMA) it
+    Keeps the routes (LMA: home -> pCoA) and tunnels (MAG: home -> LMA) it
     was asked for in dictionaries, and a list of every change in C{changes}.
+    A home is whatever it is given (a pHoA, a per-MN prefix, an IPv4 address).
     """
 
     name = "memory"

@@ -5,29 +5,43 @@ With one segment, C{seg6 mode encap.red} puts plain IPv6-in-IPv6 on the wire
 (next header 41, no routing header): the RFC 2473 tunnel that RFC 5213 uses,
 so the peer may be an ip6tnl gateway. No tunnel device is needed.
 
-LMA::
+LMA (a home is a pHoA /128, a per-MN prefix or an IPv4 home address /32)::
 
-    ip -6 route replace PHOA/128 encap seg6 mode encap.red segs PCOA dev CORE proto 213
+    ip -6 route replace HOME encap seg6 mode encap.red segs PCOA dev CORE proto 213
+    ip route replace V4/32 encap seg6 mode encap.red segs PCOA dev CORE proto 213
     ip -6 rule add pref 10 to SELF/128 ipproto 41 lookup 5214 proto 213
     ip -6 route replace SELF/128 encap seg6local action End.DT6 table 254 dev CORE table 5214
+    ip -6 rule add pref 10 to SELF/128 ipproto 4 lookup 5215 proto 213
+    ip -6 route replace SELF/128 encap seg6local action End.DX4 nh4 0.0.0.0 dev CORE table 5215
 
 MAG::
 
-    ip -6 rule add pref 100 from PHOA/128 lookup 5213 proto 213
+    ip -6 rule add pref 100 from HOME lookup 5213 proto 213
     ip -6 route replace default encap seg6 mode encap.red segs LMA dev CORE table 5213
-    ip -6 route replace PHOA/128 dev ACCESS proto 213
+    ip -6 route replace HOME dev ACCESS proto 213
+    ip rule add pref 100 from V4/32 lookup 5213 proto 213
+    ip route replace default encap seg6 mode encap.red segs LMA dev CORE table 5213
+    ip route replace V4/32 dev ACCESS proto 213
     ip -6 rule add pref 10 to SELF/128 ipproto 41 lookup 5214 proto 213
     ip -6 route replace SELF/128 encap seg6local action End.DX6 nh6 :: dev ACCESS table 5214
+    ip -6 rule add pref 10 to SELF/128 ipproto 4 lookup 5215 proto 213
+    ip -6 route replace SELF/128 encap seg6local action End.DX4 nh4 0.0.0.0 dev ACCESS table 5215
 
 and on both, the local table moves from rule priority 0 to 50 so that the
-decapsulation rule comes first. Everything carries C{proto 213} (configurable):
-L{Seg6DataPlane.start} removes what an earlier run left, L{Seg6DataPlane.stop}
-removes everything and puts the local rule back at 0.
+decapsulation rules come first. The IPv4 packets of a mobile travel
+IPv4-in-IPv6 (outer next header 4, RFC 5844 and RFC 2473); End.DX4 with next
+hop 0.0.0.0 routes the inner packet by its destination in the main table (at
+the LMA towards the correspondent, at the MAG to the mobile on the access
+link), which needs IPv4 forwarding on. The rules' ipproto is what follows
+any extension headers, so a peer's Tunnel Encapsulation Limit option (RFC
+2473) does not stop decapsulation. Everything carries C{proto 213}
+(configurable): L{Seg6DataPlane.start} removes what an earlier run left,
+L{Seg6DataPlane.stop} removes everything and puts the local rule back at 0.
 """
 
 import subprocess
 from ipaddress import IPv6Address
-from socket import AF_INET6
+from socket import AF_INET, AF_INET6
 
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -43,11 +57,15 @@ def readCommonOptions(table, role, kind):
     """
     The options the kernel data planes share, validated: C{interface},
     C{address}, C{access_interface} (MAG only), C{decap_table},
-    C{decap_priority}, C{local_priority}, C{uplink_table} and
-    C{uplink_priority} (MAG only), C{protocol}.
+    C{decap4_table}, C{decap_priority}, C{local_priority}, C{uplink_table}
+    and C{uplink_priority} (MAG only), C{protocol}.
     """
     o = nl.readEndpointOptions(table, role, kind)
     o["decapTable"] = nl.routingTable(table, "decap_table", 5214)
+    o["decap4Table"] = nl.routingTable(table, "decap4_table", o["decapTable"] + 1)
+    if o["decap4Table"] == o["decapTable"]:
+        raise ConfigError(f"{table._key('decap4_table')}: must differ from decap_table "
+                          f"({o['decapTable']}): one holds End.DT6/DX6, the other End.DX4")
     o["decapPriority"] = nl.rulePriority(table, "decap_priority", 10)
     o["localPriority"] = nl.rulePriority(table, "local_priority", nl.LOCAL_PRIORITY)
     if o["decapPriority"] >= o["localPriority"]:
@@ -62,9 +80,10 @@ def readCommonOptions(table, role, kind):
                 f"{table._key('uplink_priority')}: must be higher than local_priority "
                 f"({o['localPriority']}), or a mobile's packets to this MAG itself go "
                 f"into the tunnel; got {o['uplinkPriority']}")
-        if o["uplinkTable"] == o["decapTable"]:
-            raise ConfigError(f"{table._key('uplink_table')}: must differ from "
-                              f"decap_table ({o['decapTable']})")
+        for key, name in (("decapTable", "decap_table"), ("decap4Table", "decap4_table")):
+            if o["uplinkTable"] == o[key]:
+                raise ConfigError(f"{table._key('uplink_table')}: must differ from "
+                                  f"{name} ({o[key]})")
     o["protocol"] = nl.routeProtocol(table)
     return o
 
@@ -101,7 +120,8 @@ class Seg6DataPlane(nl.NetlinkWork):
     log = Logger()
 
     def __init__(self, role, interface, address, accessInterface=None,
-                 decapTable=5214, decapPriority=10, localPriority=nl.LOCAL_PRIORITY,
+                 decapTable=5214, decap4Table=None, decapPriority=10,
+                 localPriority=nl.LOCAL_PRIORITY,
                  uplinkTable=5213, uplinkPriority=100, protocol=nl.PROTOCOL,
                  reactor=None, netlink=nl.defaultNetlink, runner=None,
                  tunnelSource=None):
@@ -118,16 +138,17 @@ class Seg6DataPlane(nl.NetlinkWork):
         self.address = IPv6Address(address)
         self.accessInterface = accessInterface
         self.decapTable = decapTable
+        self.decap4Table = decapTable + 1 if decap4Table is None else decap4Table
         self.decapPriority = decapPriority
         self.localPriority = localPriority
         self.uplinkTable = uplinkTable
         self.uplinkPriority = uplinkPriority
         self.protocol = protocol
-        #: LMA: pHoA -> pCoA of the routes installed.
+        #: LMA: home -> pCoA of the routes installed.
         self.routes = {}
-        #: MAG: pHoA -> LMA of the tunnels up.
+        #: MAG: home -> LMA of the tunnels up.
         self.tunnels = {}
-        #: MAG: LMA -> [uplink table, number of pHoAs using it].
+        #: MAG: LMA -> its uplink table and how many homes of each family use it.
         self._uplinks = {}
         self._core = self._access = None
 
@@ -161,16 +182,21 @@ class Seg6DataPlane(nl.NetlinkWork):
             self.log.info("seg6: removed {count} routes and rules left by an earlier run",
                           count=removed)
         nl.moveLocalRule(ipr, self.localPriority, self.protocol)
-        nl.addRule(ipr, priority=self.decapPriority, dst=str(self.address), dst_len=128,
-                   ip_proto=41, table=self.decapTable, protocol=self.protocol)
         if self.role == "lma":
-            encap = {"type": "seg6local", "action": "End.DT6", "table": MAIN_TABLE}
+            encap6 = {"type": "seg6local", "action": "End.DT6", "table": MAIN_TABLE}
             oif = self._core
         else:
-            encap = {"type": "seg6local", "action": "End.DX6", "nh6": "::"}
+            encap6 = {"type": "seg6local", "action": "End.DX6", "nh6": "::"}
             oif = self._access
-        ipr.route("replace", family=AF_INET6, dst=f"{self.address}/128",
-                  table=self.decapTable, oif=oif, proto=self.protocol, encap=encap)
+        # End.DX4 with next hop 0.0.0.0 routes the inner IPv4 packet by its
+        # destination (End.DT4 would need a VRF device).
+        encap4 = {"type": "seg6local", "action": "End.DX4", "nh4": "0.0.0.0"}
+        for proto, table, encap in ((41, self.decapTable, encap6),
+                                    (4, self.decap4Table, encap4)):
+            nl.addRule(ipr, priority=self.decapPriority, dst=str(self.address),
+                       dst_len=128, ip_proto=proto, table=table, protocol=self.protocol)
+            ipr.route("replace", family=AF_INET6, dst=f"{self.address}/128",
+                      table=table, oif=oif, proto=self.protocol, encap=encap)
 
     def stop(self):
         """Remove every route and rule installed; restore the local rule."""
@@ -191,77 +217,83 @@ class Seg6DataPlane(nl.NetlinkWork):
         return {"type": "seg6", "mode": "encap.red", "segs": [str(segment)]}
 
     def addRoute(self, phoa, pcoa):
-        """Tunnel traffic for C{phoa} to the MAG at C{pcoa}."""
-        self.routes[IPv6Address(phoa)] = IPv6Address(pcoa)
-        return self._do(self._hostRoute, str(phoa), str(pcoa))
+        """Tunnel traffic for home C{phoa} to the MAG at C{pcoa}."""
+        h = nl.home(phoa, self.name)
+        self.routes[h] = IPv6Address(pcoa)
+        return self._do(self._homeRoute, h, str(pcoa))
 
     def moveRoute(self, phoa, old, new):
         """Replace the route: the tunnel for C{phoa} now ends at C{new}."""
-        self.routes[IPv6Address(phoa)] = IPv6Address(new)
-        return self._do(self._hostRoute, str(phoa), str(new))
+        h = nl.home(phoa, self.name)
+        self.routes[h] = IPv6Address(new)
+        return self._do(self._homeRoute, h, str(new))
 
     def removeRoute(self, phoa, pcoa):
         """Delete the route for C{phoa}."""
-        self.routes.pop(IPv6Address(phoa), None)
-        return self._do(self._deleteHostRoute, str(phoa), MAIN_TABLE)
+        h = nl.home(phoa, self.name)
+        self.routes.pop(h, None)
+        return self._do(self._deleteHomeRoute, h)
 
-    def _hostRoute(self, ipr, phoa, pcoa):
-        ipr.route("replace", family=AF_INET6, dst=f"{phoa}/128", oif=self._core,
+    def _homeRoute(self, ipr, h, pcoa):
+        ipr.route("replace", family=nl.family(h), dst=nl.destination(h), oif=self._core,
                   proto=self.protocol, encap=self._encap(pcoa))
 
-    def _deleteHostRoute(self, ipr, phoa, table):
-        nl.ignoreMissing(ipr.route, "del", family=AF_INET6, dst=f"{phoa}/128",
-                         table=table, proto=self.protocol)
+    def _deleteHomeRoute(self, ipr, h):
+        nl.ignoreMissing(ipr.route, "del", family=nl.family(h), dst=nl.destination(h),
+                         table=MAIN_TABLE, proto=self.protocol)
 
     # ----------------------------------------------------------------- MAG
 
     def tunnelUp(self, mnId, phoa, lma):
-        """Send what C{phoa} sends to C{lma}; deliver to it on the access link."""
-        phoa, lma = IPv6Address(phoa), IPv6Address(lma)
-        previous = self.tunnels.get(phoa)
+        """Send what home C{phoa} sends to C{lma}; deliver to it on the access link."""
+        h, lma = nl.home(phoa, self.name), IPv6Address(lma)
+        previous = self.tunnels.get(h)
         if previous == lma:
-            return self._do(self._tunnelUp, str(phoa), str(lma),
-                            self._uplinks[lma][0], False)
+            return self._do(self._tunnelUp, h, str(lma), self._uplinks[lma]["table"], False)
         steps = []
         if previous is not None:
-            steps.append(self.tunnelDown(mnId, phoa, previous))
-        self.tunnels[phoa] = lma
+            steps.append(self.tunnelDown(mnId, h, previous))
+        self.tunnels[h] = lma
         uplink = self._uplinks.get(lma)
         if uplink is None:
-            used = {t for t, _ in self._uplinks.values()}
+            used = {u["table"] for u in self._uplinks.values()}
             table = self.uplinkTable
-            while table in used or table in nl.RESERVED_TABLES or table == self.decapTable:
+            while (table in used or table in nl.RESERVED_TABLES
+                   or table in (self.decapTable, self.decap4Table)):
                 table += 1
-            uplink = self._uplinks[lma] = [table, 0]
-        uplink[1] += 1
-        return self._do(self._tunnelUp, str(phoa), str(lma), uplink[0], uplink[1] == 1)
+            uplink = self._uplinks[lma] = {"table": table, AF_INET6: 0, AF_INET: 0}
+        f = nl.family(h)
+        uplink[f] += 1
+        return self._do(self._tunnelUp, h, str(lma), uplink["table"], uplink[f] == 1)
 
-    def _tunnelUp(self, ipr, phoa, lma, table, first):
+    def _tunnelUp(self, ipr, h, lma, table, first):
+        f = nl.family(h)
         if first:
-            ipr.route("replace", family=AF_INET6, dst="::/0", table=table,
+            ipr.route("replace", family=f, dst=nl.anyDestination(f), table=table,
                       oif=self._core, proto=self.protocol, encap=self._encap(lma))
-        nl.addRule(ipr, priority=self.uplinkPriority, src=phoa, src_len=128,
-                   table=table, protocol=self.protocol)
-        ipr.route("replace", family=AF_INET6, dst=f"{phoa}/128", oif=self._access,
+        nl.addRule(ipr, **nl.sourceRule(h, self.uplinkPriority, table, self.protocol))
+        ipr.route("replace", family=f, dst=nl.destination(h), oif=self._access,
                   proto=self.protocol)
 
     def tunnelDown(self, mnId, phoa, lma):
         """Stop carrying C{phoa}'s traffic; drop the LMA's route when unused."""
-        phoa = IPv6Address(phoa)
-        lma = self.tunnels.pop(phoa, None)
+        h = nl.home(phoa, self.name)
+        lma = self.tunnels.pop(h, None)
         if lma is None:
             return None
         uplink = self._uplinks[lma]
-        uplink[1] -= 1
-        last = uplink[1] == 0
-        if last:
+        f = nl.family(h)
+        uplink[f] -= 1
+        last = uplink[f] == 0
+        if not (uplink[AF_INET6] or uplink[AF_INET]):
             del self._uplinks[lma]
-        return self._do(self._tunnelDown, str(phoa), uplink[0], last)
+        return self._do(self._tunnelDown, h, uplink["table"], last)
 
-    def _tunnelDown(self, ipr, phoa, table, last):
-        nl.ignoreMissing(ipr.rule, "del", family=AF_INET6, priority=self.uplinkPriority,
-                         src=phoa, src_len=128, table=table, protocol=self.protocol)
-        self._deleteHostRoute(ipr, phoa, MAIN_TABLE)
+    def _tunnelDown(self, ipr, h, table, last):
+        f = nl.family(h)
+        nl.ignoreMissing(ipr.rule, "del", **nl.sourceRule(h, self.uplinkPriority, table,
+                                                          self.protocol))
+        self._deleteHomeRoute(ipr, h)
         if last:
-            nl.ignoreMissing(ipr.route, "del", family=AF_INET6, dst="::/0",
+            nl.ignoreMissing(ipr.route, "del", family=f, dst=nl.anyDestination(f),
                              table=table, proto=self.protocol)

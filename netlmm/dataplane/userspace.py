@@ -1,17 +1,21 @@
 """
-The portable data plane: a TUN device and a raw IPv6 protocol-41 socket in
-the daemon, for kernels with neither seg6 nor ip6tnl.
+The portable data plane: a TUN device and raw IPv6 sockets for protocols 41
+(IPv6-in-IPv6) and 4 (IPv4-in-IPv6, RFC 5844) in the daemon, for kernels
+with neither seg6 nor ip6tnl.
 
 The kernel routes the mobiles' packets into the TUN device (LMA: a route per
-pHoA; MAG: a source rule per pHoA to a table whose default route is the
-TUN); the daemon reads them and sends them with C{sendto(inner, (peer, 0))}
-on the raw socket, which puts the outer IPv6 header (next header 41) on them.
-C{recvfrom} on that socket returns the inner packet of a tunnelled packet
-addressed to the node; the daemon checks it against its bindings and writes
-it to the TUN device, from where the kernel forwards it (LMA: to the
-correspondent; MAG: by the host route on the access interface).
+home, a pHoA, a per-MN prefix or an IPv4 home address; MAG: a source rule
+per home to a table whose default route of that family is the TUN); the
+daemon reads them and sends them with C{sendto(inner, (peer, 0))} on the raw
+socket of the inner packet's version, which puts the outer IPv6 header (next
+header 41 or 4) on them. C{recvfrom} on those sockets returns the inner
+packet of a tunnelled packet addressed to the node (after any extension
+headers, such as a peer's Tunnel Encapsulation Limit option); the daemon
+checks it against its bindings and writes it to the TUN device, from where
+the kernel forwards it (LMA: to the correspondent; MAG: by the route on the
+access interface).
 
-Both descriptors are non-blocking and read by the reactor (IReadDescriptor),
+The descriptors are non-blocking and read by the reactor (IReadDescriptor),
 so forwarding is event-driven. Slower than the kernel data planes: every
 packet crosses into user space and back.
 """
@@ -21,8 +25,8 @@ import fcntl
 import os
 import socket
 import struct
-from ipaddress import IPv6Address
-from socket import AF_INET6
+from ipaddress import IPv4Address, IPv6Address, IPv6Network
+from socket import AF_INET, AF_INET6
 
 from twisted.internet.interfaces import IReadDescriptor
 from twisted.logger import Logger
@@ -35,6 +39,7 @@ TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
 IPPROTO_IPV6 = 41
+IPPROTO_IPIP = 4
 
 #: Most packets read in one doRead, so one busy descriptor cannot starve others.
 BURST = 64
@@ -82,9 +87,9 @@ class LinuxSystem:
         actual = result[:16].rstrip(b"\0").decode()
         return TunDevice(fd, actual)
 
-    def rawSocket(self, address):
-        """A non-blocking raw protocol-41 socket bound to C{address}."""
-        s = socket.socket(AF_INET6, socket.SOCK_RAW, IPPROTO_IPV6)
+    def rawSocket(self, address, protocol=IPPROTO_IPV6):
+        """A non-blocking raw IPv6 socket for C{protocol} (41 or 4) bound to C{address}."""
+        s = socket.socket(AF_INET6, socket.SOCK_RAW, protocol)
         try:
             s.bind((str(address), 0))
             s.setblocking(False)
@@ -118,10 +123,81 @@ class _Reader:
 
 
 def _addresses(packet):
-    """(source, destination) of an IPv6 packet, or None if it is not one."""
-    if len(packet) < 40 or packet[0] >> 4 != 6:
+    """(source, destination) of an IPv6 or IPv4 packet, or None if it is neither."""
+    if not packet:
         return None
-    return IPv6Address(packet[8:24]), IPv6Address(packet[24:40])
+    version = packet[0] >> 4
+    if version == 6 and len(packet) >= 40:
+        return IPv6Address(packet[8:24]), IPv6Address(packet[24:40])
+    if version == 4 and len(packet) >= 20 and packet[0] & 0x0F >= 5:
+        return IPv4Address(packet[12:16]), IPv4Address(packet[16:20])
+    return None
+
+
+class Homes:
+    """
+    home -> tunnel peer, looked up by an address: an exact pHoA or IPv4
+    home address first, then the per-MN prefix that holds the address
+    (one dictionary probe per prefix length in use).
+    """
+
+    def __init__(self):
+        self.peers = {}
+        self._prefixLengths = {}
+
+    def __setitem__(self, h, peer):
+        if isinstance(h, IPv6Network) and h not in self.peers:
+            self._prefixLengths[h.prefixlen] = self._prefixLengths.get(h.prefixlen, 0) + 1
+        self.peers[h] = peer
+
+    def pop(self, h, default=None):
+        peer = self.peers.pop(h, None)
+        if peer is None:
+            return default
+        if isinstance(h, IPv6Network):
+            n = self._prefixLengths[h.prefixlen] - 1
+            if n:
+                self._prefixLengths[h.prefixlen] = n
+            else:
+                del self._prefixLengths[h.prefixlen]
+        return peer
+
+    def get(self, h, default=None):
+        return self.peers.get(h, default)
+
+    def clear(self):
+        self.peers.clear()
+        self._prefixLengths.clear()
+
+    def __len__(self):
+        return len(self.peers)
+
+    def __iter__(self):
+        return iter(self.peers)
+
+    def __eq__(self, other):
+        return self.peers == (other.peers if isinstance(other, Homes) else other)
+
+    def items(self):
+        return self.peers.items()
+
+    def lookup(self, address):
+        """The peer of the home that holds C{address}, or None."""
+        peer = self.peers.get(address)
+        if peer is not None or address.version == 4:
+            return peer
+        value = int(address)
+        for length in self._prefixLengths:
+            mask = ((1 << length) - 1) << (128 - length)
+            peer = self.peers.get(IPv6Network((value & mask, length)))
+            if peer is not None:
+                return peer
+        return None
+
+    def count(self, family):
+        """How many homes of C{family} there are."""
+        version = 4 if family == AF_INET else 6
+        return sum(1 for h in self.peers if h.version == version)
 
 
 @implementer(IDataPlane)
@@ -129,7 +205,7 @@ class UserspaceDataPlane(nl.NetlinkWork):
     """
     IPv6-in-IPv6 through the daemon (see the module docstring).
 
-    @param system: opens the TUN device and the raw socket (L{LinuxSystem}).
+    @param system: opens the TUN device and the raw sockets (L{LinuxSystem}).
     @param netlink: makes the IPRoute-like object for routes and rules.
     """
 
@@ -153,10 +229,10 @@ class UserspaceDataPlane(nl.NetlinkWork):
         self.uplinkPriority = uplinkPriority
         self.protocol = protocol
         self.system = system if system is not None else LinuxSystem()
-        #: LMA: pHoA -> pCoA; MAG: pHoA -> LMA.
-        self.peers = {}
+        #: LMA: home -> pCoA; MAG: home -> LMA (a L{Homes}).
+        self.peers = Homes()
         self.counters = dict(tunnelled=0, decapsulated=0, dropped=0, errors=0)
-        self.tun = self.socket = None
+        self.tun = self.socket = self.socket4 = None
         self._readers = []
         self._tunIndex = self._access = None
 
@@ -175,12 +251,12 @@ class UserspaceDataPlane(nl.NetlinkWork):
 
     @property
     def tunnels(self):
-        """MAG: pHoA -> LMA (the same dict as C{peers})."""
+        """MAG: home -> LMA (the same mapping as C{peers})."""
         return self.peers
 
     @property
     def routes(self):
-        """LMA: pHoA -> pCoA (the same dict as C{peers})."""
+        """LMA: home -> pCoA (the same mapping as C{peers})."""
         return self.peers
 
     def start(self):
@@ -204,22 +280,29 @@ class UserspaceDataPlane(nl.NetlinkWork):
             raise nl.DataPlaneError(
                 f"{self.role}.dataplane.tun_name: cannot create TUN device "
                 f"{self.tunName!r}: {e.strerror or e}") from None
-        try:
-            sock = self.system.rawSocket(self.address)
-        except OSError as e:
-            tun.close()
-            raise nl.DataPlaneError(
-                f"{self.role}.dataplane.address: cannot open a raw protocol-41 socket "
-                f"on {self.address}: {e.strerror or e}") from None
+        sockets = []
+        for protocol in (IPPROTO_IPV6, IPPROTO_IPIP):
+            try:
+                sockets.append(self.system.rawSocket(self.address, protocol))
+            except OSError as e:
+                for s in sockets:
+                    s.close()
+                tun.close()
+                raise nl.DataPlaneError(
+                    f"{self.role}.dataplane.address: cannot open a raw protocol-{protocol} "
+                    f"socket on {self.address}: {e.strerror or e}") from None
         index = nl.ifindex(ipr, tun.name, f"{self.role}.dataplane.tun_name")
         ipr.link("set", index=index, mtu=self.mtu, state="up")
         self._tunIndex = index
-        return tun, sock
+        return tun, sockets[0], sockets[1]
 
     def _startReading(self, opened):
-        self.tun, self.socket = opened
+        self.tun, self.socket, self.socket4 = opened
         self._readers = [_Reader(self.tun, self._readTun, "netlmm-tun"),
-                         _Reader(self.socket, self._readSocket, "netlmm-ip6ip6")]
+                         _Reader(self.socket, lambda: self._readSocket(self.socket),
+                                 "netlmm-ip6ip6"),
+                         _Reader(self.socket4, lambda: self._readSocket(self.socket4),
+                                 "netlmm-ip4ip6")]
         for reader in self._readers:
             self.reactor.addReader(reader)
 
@@ -228,14 +311,15 @@ class UserspaceDataPlane(nl.NetlinkWork):
         for reader in self._readers:
             self.reactor.removeReader(reader)
         self._readers = []
-        tun, sock = self.tun, self.socket
-        self.tun = self.socket = None
+        tun, sockets = self.tun, (self.socket, self.socket4)
+        self.tun = self.socket = self.socket4 = None
         self.peers.clear()
 
         def stop(ipr):
             nl.removeOwn(ipr, self.protocol)
-            if sock is not None:
-                sock.close()
+            for sock in sockets:
+                if sock is not None:
+                    sock.close()
             if tun is not None:
                 tun.close()
         return self._finish(self._do(stop))
@@ -262,23 +346,25 @@ class UserspaceDataPlane(nl.NetlinkWork):
             return False
         source, destination = addresses
         # LMA: the mobile is the destination; MAG: the mobile is the source.
-        peer = self.peers.get(destination if self.role == "lma" else source)
+        peer = self.peers.lookup(destination if self.role == "lma" else source)
         if peer is None:
             self.counters["dropped"] += 1
             return False
+        sock = self.socket if source.version == 6 else self.socket4
         try:
-            self.socket.sendto(packet, (str(peer), 0))
+            sock.sendto(packet, (str(peer), 0))
         except OSError as e:
             self._error(f"send to {peer}", e)
             return False
         self.counters["tunnelled"] += 1
         return True
 
-    def _readSocket(self):
+    def _readSocket(self, sock=None):
         """Tunnelled packets for this node: check, decapsulate, hand to the kernel."""
+        sock = self.socket if sock is None else sock
         for _ in range(BURST):
             try:
-                packet, source = self.socket.recvfrom(MAX_PACKET)
+                packet, source = sock.recvfrom(MAX_PACKET)
             except BlockingIOError:
                 return
             except OSError as e:
@@ -297,7 +383,7 @@ class UserspaceDataPlane(nl.NetlinkWork):
             return False
         source, destination = addresses
         mobile = source if self.role == "lma" else destination
-        peer = self.peers.get(mobile)
+        peer = self.peers.lookup(mobile)
         if peer is None or peer != IPv6Address(outerSource.split("%")[0]):
             self.counters["dropped"] += 1
             return False
@@ -317,57 +403,61 @@ class UserspaceDataPlane(nl.NetlinkWork):
     # ----------------------------------------------------------------- LMA
 
     def addRoute(self, phoa, pcoa):
-        """Route C{phoa} into the TUN device; its packets go to C{pcoa}."""
-        self.peers[IPv6Address(phoa)] = IPv6Address(pcoa)
-        return self._do(self._tunRoute, str(phoa))
+        """Route home C{phoa} into the TUN device; its packets go to C{pcoa}."""
+        h = nl.home(phoa, self.name)
+        self.peers[h] = IPv6Address(pcoa)
+        return self._do(self._tunRoute, h)
 
     def moveRoute(self, phoa, old, new):
         """Only the peer changes; the route into the TUN device stays."""
-        self.peers[IPv6Address(phoa)] = IPv6Address(new)
-        return self._do(self._tunRoute, str(phoa))
+        h = nl.home(phoa, self.name)
+        self.peers[h] = IPv6Address(new)
+        return self._do(self._tunRoute, h)
 
     def removeRoute(self, phoa, pcoa):
         """Stop tunnelling C{phoa}."""
-        self.peers.pop(IPv6Address(phoa), None)
-        return self._do(self._deleteRoute, str(phoa))
+        h = nl.home(phoa, self.name)
+        self.peers.pop(h)
+        return self._do(self._deleteRoute, h)
 
-    def _tunRoute(self, ipr, phoa):
-        ipr.route("replace", family=AF_INET6, dst=f"{phoa}/128", oif=self._tunIndex,
-                  proto=self.protocol)
+    def _tunRoute(self, ipr, h):
+        ipr.route("replace", family=nl.family(h), dst=nl.destination(h),
+                  oif=self._tunIndex, proto=self.protocol)
 
-    def _deleteRoute(self, ipr, phoa):
-        nl.ignoreMissing(ipr.route, "del", family=AF_INET6, dst=f"{phoa}/128",
+    def _deleteRoute(self, ipr, h):
+        nl.ignoreMissing(ipr.route, "del", family=nl.family(h), dst=nl.destination(h),
                          table=254, proto=self.protocol)
 
     # ----------------------------------------------------------------- MAG
 
     def tunnelUp(self, mnId, phoa, lma):
         """What C{phoa} sends goes into the TUN device; deliver to it on access."""
-        phoa = IPv6Address(phoa)
-        self.peers[phoa] = IPv6Address(lma)
-        return self._do(self._tunnelUp, str(phoa))
+        h = nl.home(phoa, self.name)
+        self.peers[h] = IPv6Address(lma)
+        return self._do(self._tunnelUp, h)
 
-    def _tunnelUp(self, ipr, phoa):
-        ipr.route("replace", family=AF_INET6, dst="::/0", table=self.uplinkTable,
+    def _tunnelUp(self, ipr, h):
+        f = nl.family(h)
+        ipr.route("replace", family=f, dst=nl.anyDestination(f), table=self.uplinkTable,
                   oif=self._tunIndex, proto=self.protocol)
-        nl.addRule(ipr, priority=self.uplinkPriority, src=phoa, src_len=128,
-                   table=self.uplinkTable, protocol=self.protocol)
-        ipr.route("replace", family=AF_INET6, dst=f"{phoa}/128", oif=self._access,
+        nl.addRule(ipr, **nl.sourceRule(h, self.uplinkPriority, self.uplinkTable,
+                                        self.protocol))
+        ipr.route("replace", family=f, dst=nl.destination(h), oif=self._access,
                   proto=self.protocol)
 
     def tunnelDown(self, mnId, phoa, lma):
         """Stop carrying C{phoa}'s traffic."""
-        phoa = IPv6Address(phoa)
-        if self.peers.pop(phoa, None) is None:
+        h = nl.home(phoa, self.name)
+        if self.peers.pop(h) is None:
             return None
-        last = not self.peers
-        return self._do(self._tunnelDown, str(phoa), last)
+        last = not self.peers.count(nl.family(h))
+        return self._do(self._tunnelDown, h, last)
 
-    def _tunnelDown(self, ipr, phoa, last):
-        nl.ignoreMissing(ipr.rule, "del", family=AF_INET6, priority=self.uplinkPriority,
-                         src=phoa, src_len=128, table=self.uplinkTable,
-                         protocol=self.protocol)
-        self._deleteRoute(ipr, phoa)
+    def _tunnelDown(self, ipr, h, last):
+        f = nl.family(h)
+        nl.ignoreMissing(ipr.rule, "del", **nl.sourceRule(h, self.uplinkPriority,
+                                                          self.uplinkTable, self.protocol))
+        self._deleteRoute(ipr, h)
         if last:
-            nl.ignoreMissing(ipr.route, "del", family=AF_INET6, dst="::/0",
+            nl.ignoreMissing(ipr.route, "del", family=f, dst=nl.anyDestination(f),
                              table=self.uplinkTable, proto=self.protocol)

@@ -17,7 +17,8 @@ without root, a kernel or threads:
 
 import errno
 import os
-from ipaddress import IPv6Address
+from ipaddress import IPv4Address, IPv6Address, ip_address
+from socket import AF_INET, AF_INET6
 
 from twisted.internet.protocol import DatagramProtocol
 from zope.interface import implementer
@@ -33,25 +34,35 @@ class FakeNetlinkError(OSError):
         self.code = code
 
 
-def _prefix(value):
+def _prefix(value, family=AF_INET6):
+    """(address text or None, length) of a dst/src in either family."""
     if value is None:
         return None, 0
     text = str(value)
-    if "/" in text:
-        address, length = text.split("/")
-        length = int(length)
-    else:
-        address, length = text, 128
+    address, _, length = text.partition("/")
+    parsed = ip_address(address)
+    length = int(length) if length else parsed.max_prefixlen
     if length == 0:
         return None, 0
-    return str(IPv6Address(address)), length
+    return str(parsed), length
+
+
+def _family(kw, value=None):
+    """The address family of a call: its C{family}, else that of C{value}."""
+    if kw.get("family"):
+        return kw["family"]
+    if value is not None and ip_address(str(value).partition("/")[0]).version == 4:
+        return AF_INET
+    return AF_INET6
 
 
 class FakeNetlink:
     """
     The subset of pyroute2.IPRoute that netlmm's data planes call. Starts
-    with the kernel's three default IPv6 rules and the links in C{links}
-    (name -> index). Every mutating call is appended to C{calls}.
+    with the kernel's three default rules of each family (IPv6 and IPv4)
+    and the links in C{links} (name -> index). Routes and rules keep their
+    C{family}; dumps return those of the family asked for. Every mutating
+    call is appended to C{calls}.
     """
 
     def __init__(self, links=("lo", "eth0", "eth1")):
@@ -60,10 +71,9 @@ class FakeNetlink:
             self._newLink(name, kind=None)
         self.routes = []
         self.rules = [
-            dict(priority=None, FRA_TABLE=255, FRA_PROTOCOL=2),
-            dict(priority=32766, FRA_TABLE=254, FRA_PROTOCOL=2),
-            dict(priority=32767, FRA_TABLE=253, FRA_PROTOCOL=2),
-        ]
+            dict(family=family, priority=priority, FRA_TABLE=table, FRA_PROTOCOL=2)
+            for family in (AF_INET6, AF_INET)
+            for priority, table in ((None, 255), (32766, 254), (32767, 253))]
         self.addresses = []
         self.calls = []
         self.closed = False
@@ -128,16 +138,18 @@ class FakeNetlink:
     # ----------------------------------------------------------------- routes
 
     def route(self, command, **kw):
+        family = _family(kw, kw.get("dst"))
         if command == "dump":
-            return [dict(r) for r in self.routes]
+            return [dict(r) for r in self.routes if r["family"] == family]
         self.calls.append(("route", command, kw))
-        dst, length = _prefix(kw.get("dst"))
+        dst, length = _prefix(kw.get("dst"), family)
         table = kw.get("table") or 254
         entry = dict(dst=dst, dst_len=length, RTA_TABLE=table, table=min(table, 252)
                      if table > 255 else table, proto=kw.get("proto") or 3,
-                     oif=kw.get("oif"), encap=kw.get("encap"), family=kw.get("family"))
+                     oif=kw.get("oif"), encap=kw.get("encap"), family=family)
         same = [r for r in self.routes
-                if (r["dst"], r["dst_len"], r["RTA_TABLE"]) == (dst, length, table)]
+                if (r["family"], r["dst"], r["dst_len"], r["RTA_TABLE"])
+                == (family, dst, length, table)]
         if command == "add":
             if same:
                 raise FakeNetlinkError(errno.EEXIST)
@@ -155,29 +167,39 @@ class FakeNetlink:
         else:
             raise NotImplementedError(command)
 
-    def findRoutes(self, dst=None, table=254):
-        """The routes to C{dst} (an address or prefix) in C{table}."""
-        d, length = _prefix(dst)
+    def findRoutes(self, dst=None, table=254, family=None):
+        """
+        The routes to C{dst} (an address or prefix) in C{table}, of the
+        family of C{dst} (IPv6 when C{dst} is None and C{family} too).
+        """
+        family = family or _family({}, dst)
+        d, length = _prefix(dst, family)
         return [r for r in self.routes
-                if (r["dst"], r["dst_len"], r["RTA_TABLE"]) == (d, length, table)]
+                if (r["family"], r["dst"], r["dst_len"], r["RTA_TABLE"])
+                == (family, d, length, table)]
 
     # ------------------------------------------------------------------ rules
 
     @staticmethod
     def _rule(kw):
-        rule = dict(priority=kw.get("priority") or None,
+        # pyroute2's rule() defaults to IPv4, as `ip rule` does.
+        family = _family(kw, kw.get("src") or kw.get("dst")) if (
+            kw.get("family") or kw.get("src") or kw.get("dst")) else AF_INET
+        rule = dict(family=family, priority=kw.get("priority") or None,
                     FRA_TABLE=kw.get("table"), FRA_PROTOCOL=kw.get("protocol") or 0)
         for key in ("src", "dst"):
             if kw.get(key):
-                rule[key] = str(IPv6Address(kw[key]))
-                rule[key + "_len"] = kw.get(key + "_len", 128)
+                address = ip_address(kw[key])
+                rule[key] = str(address)
+                rule[key + "_len"] = kw.get(key + "_len", address.max_prefixlen)
         if kw.get("ip_proto"):
             rule["ip_proto"] = kw["ip_proto"]
         return rule
 
     def rule(self, command, **kw):
         if command == "dump":
-            return [dict(r) for r in self.rules]
+            family = kw.get("family") or AF_INET
+            return [dict(r) for r in self.rules if r["family"] == family]
         self.calls.append(("rule", command, kw))
         want = self._rule(kw)
         if command == "add":
@@ -196,9 +218,10 @@ class FakeNetlink:
         else:
             raise NotImplementedError(command)
 
-    def findRules(self, **kw):
-        """The rules whose fields include every C{kw} item."""
-        return [r for r in self.rules if all(r.get(k) == v for k, v in kw.items())]
+    def findRules(self, family=AF_INET6, **kw):
+        """The rules of C{family} (IPv6 by default) whose fields include every C{kw} item."""
+        return [r for r in self.rules if r["family"] == family
+                and all(r.get(k) == v for k, v in kw.items())]
 
     def close(self):
         self.closed = True
@@ -238,10 +261,11 @@ class FakeTun:
 
 
 class FakeRawSocket:
-    """A raw protocol-41 socket in memory: C{incoming} (inner, source) pairs."""
+    """A raw IPv6 socket in memory (protocol 41 or 4): C{incoming} (inner, source) pairs."""
 
-    def __init__(self, address):
+    def __init__(self, address, protocol=41):
         self.address = address
+        self.protocol = protocol
         self.incoming = []
         self.sent = []
         self.closed = False
@@ -282,8 +306,8 @@ class FakeTunnelSystem:
         self.tuns.append(tun)
         return tun
 
-    def rawSocket(self, address):
-        s = FakeRawSocket(address)
+    def rawSocket(self, address, protocol=41):
+        s = FakeRawSocket(address, protocol)
         self.sockets.append(s)
         return s
 
@@ -374,3 +398,11 @@ class UDPProbe(DatagramProtocol):
 
     def datagramReceived(self, data, addr):
         self.received.append((data, addr))
+
+
+def ipv4Packet(source, destination, payload=b"\x08\x00\x00\x00\x00\x01\x00\x01",
+               protocol=1, ttl=64):
+    """An IPv4 packet (by default an ICMP echo request; no checksums set)."""
+    return (bytes([0x45, 0]) + (20 + len(payload)).to_bytes(2, "big") + bytes(4)
+            + bytes([ttl, protocol, 0, 0]) + IPv4Address(source).packed
+            + IPv4Address(destination).packed + payload)

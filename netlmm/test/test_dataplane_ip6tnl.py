@@ -6,6 +6,7 @@ kernel-lab).
 """
 
 import os
+from socket import AF_INET
 
 from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -18,8 +19,8 @@ from netlmm.lab.fakes import FakeNetlink
 from netlmm.interfaces import IDataPlane
 from netlmm.lab import timeScale
 from netlmm.lab.capture import skipUnlessCapture
-from netlmm.test.test_dataplane_seg6 import CN_ADDR, LMA, MAG, MAG2, PHOA, PHOA2, \
-    buildDomain, echoes
+from netlmm.test.test_dataplane_seg6 import CN_ADDR, HNP, LMA, MAG, MAG2, PHOA, PHOA2, \
+    V4, addDualStack, buildDomain, dualStackThroughTunnel, echoes, startPair
 
 P = nl.PROTOCOL
 
@@ -54,7 +55,7 @@ class LmaTests(SynchronousTestCase):
         self.assertEqual(name, "pmip0")
         self.assertEqual((link["ip6tnl_local"], link["ip6tnl_remote"], link["ip6tnl_proto"],
                           link["ip6tnl_flags"], link["ip6tnl_link"], link["state"]),
-                         (LMA, MAG, 41, IP6_TNL_F_IGN_ENCAP_LIMIT,
+                         (LMA, MAG, 0, IP6_TNL_F_IGN_ENCAP_LIMIT,
                           self.fake.links["eth0"]["index"], "up"))
         [route] = self.fake.findRoutes(PHOA)
         self.assertEqual((route["oif"], route["proto"]), (link["index"], P))
@@ -89,6 +90,24 @@ class LmaTests(SynchronousTestCase):
         self.successResultOf(self.plane.addRoute(PHOA, MAG))
         self.assertEqual(len(tunnels(self.fake)), 1)
         self.assertIsNone(self.plane.removeRoute(PHOA2, MAG))
+
+    def test_homes(self):
+        """A prefix and an IPv4 address share the MAG's device ('any' mode)."""
+        self.successResultOf(self.plane.addRoute(HNP, MAG))
+        self.successResultOf(self.plane.addRoute(V4, MAG))
+        [(name, link)] = tunnels(self.fake).items()
+        [route6] = self.fake.findRoutes(str(HNP))
+        [route4] = self.fake.findRoutes(f"{V4}/32")
+        self.assertEqual((route6["oif"], route4["oif"], route4["family"], route4["proto"]),
+                         (link["index"], link["index"], AF_INET, P))
+        self.successResultOf(self.plane.moveRoute(V4, MAG, MAG2))
+        self.assertEqual(sorted(tunnels(self.fake)), ["pmip0", "pmip1"])
+        self.assertEqual(self.fake.findRoutes(f"{V4}/32")[0]["oif"],
+                         self.fake.links["pmip1"]["index"])
+        self.successResultOf(self.plane.removeRoute(HNP, MAG))
+        self.assertEqual(sorted(tunnels(self.fake)), ["pmip1"])
+        self.successResultOf(self.plane.removeRoute(V4, MAG2))
+        self.assertEqual((tunnels(self.fake), self.fake.findRoutes(f"{V4}/32")), ({}, []))
 
     def test_mtu(self):
         plane = make("lma", FakeNetlink(), mtu=1460)
@@ -165,11 +184,40 @@ class MagTests(SynchronousTestCase):
         self.assertEqual(link["ip6tnl_remote"], "2001:db8:f::99")
         self.assertEqual(len(self.fake.findRules(src=PHOA)), 1)
 
+    def test_prefixAndIpv4(self):
+        """
+        A dual-stack mobile: a rule and a default route per family into
+        the one device, routes to the prefix and the /32 on the access link;
+        each family's default goes with its last home, the device with the last.
+        """
+        self.successResultOf(self.plane.tunnelUp("mn", HNP, LMA))
+        self.successResultOf(self.plane.tunnelUp("mn", V4, LMA))
+        [(name, link)] = tunnels(self.fake).items()
+        [default6] = self.fake.findRoutes("::/0", table=5213)
+        [default4] = self.fake.findRoutes("0.0.0.0/0", table=5213)
+        self.assertEqual((default6["oif"], default4["oif"]), (link["index"], link["index"]))
+        [rule6] = self.fake.findRules(src=str(HNP.network_address))
+        [rule4] = self.fake.findRules(family=AF_INET, src=str(V4))
+        self.assertEqual((rule6["src_len"], rule6["FRA_TABLE"], rule4["src_len"],
+                          rule4["FRA_TABLE"], rule4["priority"]), (64, 5213, 32, 5213, 100))
+        access = self.fake.links["eth1"]["index"]
+        self.assertEqual((self.fake.findRoutes(str(HNP))[0]["oif"],
+                          self.fake.findRoutes(f"{V4}/32")[0]["oif"]), (access, access))
+        self.successResultOf(self.plane.tunnelDown("mn", V4, LMA))
+        self.assertEqual(self.fake.findRoutes("0.0.0.0/0", table=5213), [])
+        self.assertEqual(self.fake.findRules(family=AF_INET, FRA_PROTOCOL=P), [])
+        self.assertEqual(len(self.fake.findRoutes("::/0", table=5213)), 1)
+        self.successResultOf(self.plane.tunnelDown("mn", HNP, LMA))
+        self.assertEqual(tunnels(self.fake), {})
+        self.assertEqual([r for r in self.fake.routes if r["proto"] == P], [])
+
     def test_stop(self):
         self.plane.tunnelUp("mn", PHOA, LMA)
+        self.plane.tunnelUp("mn", V4, LMA)
         self.successResultOf(self.plane.stop())
         self.assertEqual(tunnels(self.fake), {})
         self.assertEqual(self.fake.findRules(FRA_PROTOCOL=P), [])
+        self.assertEqual(self.fake.findRules(family=AF_INET, FRA_PROTOCOL=P), [])
         self.assertEqual([r for r in self.fake.routes if r["proto"] == P], [])
 
 
@@ -210,20 +258,13 @@ class Ip6tnlNetnsTests(TestCase):
 
     @defer.inlineCallbacks
     def test_pingThroughTunnel(self):
-        from twisted.internet import reactor
         skipUnlessCapture()
         lab = buildDomain(self, needs=("ip6tnl",))
-        lma = Ip6tnlDataPlane("lma", "l0", LMA, reactor=reactor, netlink=lab.netlink("lma"))
-        mag = Ip6tnlDataPlane("mag", "m0", MAG, accessInterface="m1", reactor=reactor,
-                              netlink=lab.netlink("mag"))
-        self.addCleanup(lambda: mag.runner.stop())
-        self.addCleanup(lambda: lma.runner.stop())
-        yield lma.start()
-        yield mag.start()
+        lma, mag = yield startPair(self, lab, Ip6tnlDataPlane)
         yield lma.addRoute(PHOA, MAG)
         yield mag.tunnelUp("mn", PHOA, LMA)
         details = lab.sh("lma", "ip -d link show pmip0").stdout
-        self.assertIn("ip6tnl ip6ip6", details)
+        self.assertIn("ip6tnl any", details)
         self.assertIn("encaplimit none", details)
 
         capture = lab.capture("lma", "l0", os.path.abspath(self.mktemp()) + ".pcap")
@@ -241,5 +282,16 @@ class Ip6tnlNetnsTests(TestCase):
                                  "ip link show").stdout
             self.assertNotIn(PHOA, state)
             self.assertNotIn("pmip0", state)
+        yield lma.stop()
+        yield mag.stop()
+
+    @defer.inlineCallbacks
+    def test_dualStack(self):
+        """A per-MN prefix and an IPv4 home through 'any' mode devices."""
+        skipUnlessCapture()
+        lab = buildDomain(self, needs=("ip6tnl",))
+        addDualStack(lab)
+        lma, mag = yield startPair(self, lab, Ip6tnlDataPlane)
+        yield dualStackThroughTunnel(self, lab, lma, mag)
         yield lma.stop()
         yield mag.stop()

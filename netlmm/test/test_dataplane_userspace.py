@@ -4,6 +4,7 @@ and netlink work over fakes (no root), and for real in namespaces (root).
 """
 
 import os
+from socket import AF_INET
 
 from twisted.internet import defer, threads
 from twisted.internet.testing import MemoryReactor
@@ -15,12 +16,14 @@ from netlmm.dataplane import _netlink as nl, dataplanes
 from netlmm.dataplane.userspace import LinuxSystem, UserspaceDataPlane
 from netlmm.interfaces import IDataPlane
 from netlmm.lab import timeScale
-from netlmm.lab.fakes import FakeNetlink, FakeTunnelSystem, ipv6Packet
-from netlmm.test.test_dataplane_seg6 import CN_ADDR, LMA, MAG, MAG2, PHOA, PHOA2, \
-    buildDomain, echoes
+from netlmm.lab.fakes import FakeNetlink, FakeTunnelSystem, ipv4Packet, ipv6Packet
+from netlmm.test.test_dataplane_seg6 import CN_ADDR, HNP, HNP2, LMA, MAG, MAG2, PHOA, \
+    PHOA2, V4, V4B, addDualStack, buildDomain, decapsulatesEncapLimit, \
+    dualStackThroughTunnel, echoes
 
 P = nl.PROTOCOL
 CN = "2001:db8:c::1"
+CN4 = "192.0.2.1"
 
 
 def make(role, fake, reactor, **kw):
@@ -48,11 +51,60 @@ class LmaTests(SynchronousTestCase):
         verifyObject(IDataPlane, self.plane)
 
     def test_start(self):
-        """A TUN device up with the MTU, a socket on the address, two readers."""
+        """
+        A TUN device up with the MTU, sockets for protocols 41 and 4 on the
+        address, three readers.
+        """
         link = self.fake.links["netlmm0"]
         self.assertEqual((link["state"], link["mtu"]), ("up", 1460))
-        self.assertEqual(self.sock.address, self.plane.address)
-        self.assertEqual(len(self.reactor.readers), 2)
+        self.assertEqual([(s.address, s.protocol) for s in self.system.sockets],
+                         [(self.plane.address, 41), (self.plane.address, 4)])
+        self.assertEqual(len(self.reactor.readers), 3)
+
+    def test_prefix(self):
+        """A per-MN prefix: every address in it goes to the pCoA, others do not."""
+        self.successResultOf(self.plane.addRoute(HNP, MAG))
+        [route] = self.fake.findRoutes(str(HNP))
+        self.assertEqual(route["oif"], self.fake.links["netlmm0"]["index"])
+        inside = [ipv6Packet(CN, HNP[1]), ipv6Packet(CN, HNP[0x1234])]
+        for packet in inside:
+            self.assertTrue(self.plane.tunnel(packet))
+        self.assertFalse(self.plane.tunnel(ipv6Packet(CN, HNP2[1])))
+        self.assertEqual(self.sock.sent, [(p, (MAG, 0)) for p in inside])
+        # uplink from any address of the prefix, only from its MAG
+        self.assertTrue(self.plane.decapsulate(ipv6Packet(HNP[7], CN), MAG))
+        self.assertFalse(self.plane.decapsulate(ipv6Packet(HNP[7], CN), MAG2))
+        self.successResultOf(self.plane.removeRoute(HNP, MAG))
+        self.assertFalse(self.plane.tunnel(ipv6Packet(CN, HNP[1])))
+        self.assertEqual(self.fake.findRoutes(str(HNP)), [])
+
+    def test_ipv4(self):
+        """
+        An IPv4 home: an IPv4 /32 into the TUN; IPv4 packets go out on the
+        protocol-4 socket (IPv4-in-IPv6) and come in from it.
+        """
+        self.successResultOf(self.plane.addRoute(V4, MAG))
+        [route] = self.fake.findRoutes(f"{V4}/32")
+        self.assertEqual((route["family"], route["oif"]),
+                         (AF_INET, self.fake.links["netlmm0"]["index"]))
+        down = ipv4Packet(CN4, V4)
+        self.tun.incoming.append(down)
+        self.plane._readTun()
+        sock4 = self.system.sockets[1]
+        self.assertEqual((self.sock.sent, sock4.sent), ([], [(down, (MAG, 0))]))
+        up = ipv4Packet(V4, CN4)
+        sock4.incoming += [(up, MAG), (up, MAG2), (ipv4Packet(V4B, CN4), MAG)]
+        self.plane._readSocket(sock4)
+        self.assertEqual(self.tun.written, [up])
+        self.assertEqual(self.plane.counters["dropped"], 2)
+
+    def test_badPackets(self):
+        """Not IPv4 nor IPv6, or too short for its header: dropped and counted."""
+        self.plane.addRoute(V4, MAG)
+        for bad in (b"", b"\x45" + bytes(10), b"\x44" + bytes(39), b"\x55" + bytes(60)):
+            self.assertFalse(self.plane.tunnel(bad))
+            self.assertFalse(self.plane.decapsulate(bad, MAG))
+        self.assertEqual(self.plane.counters["dropped"], 8)
 
     def test_addRoute(self):
         self.successResultOf(self.plane.addRoute(PHOA, MAG))
@@ -174,11 +226,37 @@ class MagTests(SynchronousTestCase):
         self.assertEqual(self.fake.findRoutes("::/0", table=5213), [])
         self.assertIsNone(self.plane.tunnelDown("mn2", PHOA2, LMA))
 
+    def test_dualStack(self):
+        """
+        A prefix and an IPv4 home: a rule and a default into the TUN per
+        family; each family's default goes with its last home.
+        """
+        self.successResultOf(self.plane.tunnelUp("mn", HNP, LMA))
+        self.successResultOf(self.plane.tunnelUp("mn", V4, LMA))
+        tun = self.fake.links["netlmm0"]["index"]
+        self.assertEqual([r["oif"] for r in self.fake.findRoutes("::/0", table=5213)
+                          + self.fake.findRoutes("0.0.0.0/0", table=5213)], [tun, tun])
+        [rule4] = self.fake.findRules(family=AF_INET, src=str(V4))
+        self.assertEqual((rule4["src_len"], rule4["FRA_TABLE"]), (32, 5213))
+        self.assertEqual(self.fake.findRoutes(f"{V4}/32")[0]["oif"],
+                         self.fake.links["eth1"]["index"])
+        up4, up6 = ipv4Packet(V4, CN4), ipv6Packet(HNP[9], CN)
+        self.tun.incoming += [up4, up6]
+        self.plane._readTun()
+        self.assertEqual((self.sock.sent, self.system.sockets[1].sent),
+                         ([(up6, (LMA, 0))], [(up4, (LMA, 0))]))
+        self.successResultOf(self.plane.tunnelDown("mn", V4, LMA))
+        self.assertEqual(self.fake.findRoutes("0.0.0.0/0", table=5213), [])
+        self.assertEqual(self.fake.findRules(family=AF_INET, FRA_PROTOCOL=P), [])
+        self.assertEqual(len(self.fake.findRoutes("::/0", table=5213)), 1)
+
     def test_stop(self):
         self.plane.tunnelUp("mn", PHOA, LMA)
+        self.plane.tunnelUp("mn", V4, LMA)
         self.successResultOf(self.plane.stop())
         self.assertEqual([r for r in self.fake.routes if r["proto"] == P], [])
         self.assertEqual([r for r in self.fake.rules if r["FRA_PROTOCOL"] == P], [])
+        self.assertTrue(all(s.closed for s in self.system.sockets))
 
 
 class ConfigTests(SynchronousTestCase):
@@ -217,8 +295,23 @@ class InNetns:
     def openTun(self, name):
         return self.lab.inNetns(self.role, LinuxSystem().openTun, name)
 
-    def rawSocket(self, address):
-        return self.lab.inNetns(self.role, LinuxSystem().rawSocket, address)
+    def rawSocket(self, address, protocol=41):
+        return self.lab.inNetns(self.role, LinuxSystem().rawSocket, address, protocol)
+
+
+@defer.inlineCallbacks
+def startUserspacePair(test, lab):
+    """Userspace LMA and MAG data planes in a L{buildDomain} lab, started; they stop at cleanup."""
+    from twisted.internet import reactor
+    started = []
+    test.addCleanup(lambda: defer.gatherResults([p.stop() for p in started]))
+    for role, address, kw in (("lma", LMA, {}), ("mag", MAG, {"accessInterface": "m1"})):
+        plane = UserspaceDataPlane(role, address, tunName="nltun0", mtu=1500,
+                                   reactor=reactor, system=InNetns(lab, role),
+                                   netlink=lab.netlink(role), **kw)
+        yield plane.start()
+        started.append(plane)
+    return list(started)
 
 
 class UserspaceNetnsTests(TestCase):
@@ -273,6 +366,24 @@ class UserspaceNetnsTests(TestCase):
             links = (yield sh(role, "ip link show; ip -6 rule")).stdout
             self.assertNotIn("nltun0", links)
             self.assertNotIn("proto 213", links)
+
+    @defer.inlineCallbacks
+    def test_dualStack(self):
+        """A per-MN prefix and an IPv4 home through the daemons' tunnel."""
+        lab = buildDomain(self, needs=("tun",))
+        addDualStack(lab)
+        planes = yield startUserspacePair(self, lab)
+        yield dualStackThroughTunnel(self, lab, *planes)
+
+    @defer.inlineCallbacks
+    def test_encapsulationLimit(self):
+        """A peer's Tunnel Encapsulation Limit option reaches the socket's reader."""
+        lab = buildDomain(self, needs=("tun",))
+        lma, mag = yield startUserspacePair(self, lab)
+        yield lma.addRoute(PHOA, MAG)
+        yield mag.tunnelUp("mn", PHOA, LMA)
+        yield decapsulatesEncapLimit(self, lab, mag)
+        self.assertEqual(mag.counters["decapsulated"], 3)
 
     @defer.inlineCallbacks
     def test_mixedWithSeg6(self):
