@@ -31,6 +31,25 @@ class AttachmentEvent(namedtuple("AttachmentEvent", "mnId phoa linkLayer")):
         return super().__new__(cls, mnId, phoa, linkLayer)
 
 
+def macOfEvent(event):
+    """
+    The mobile's MAC (6 octets) from an L{AttachmentEvent}: its C{linkLayer}
+    (6 octets or text), else an MN identifier that is a MAC as text; None
+    when neither is one. Strategies that match a mobile's frames or DHCP
+    messages to its attachment use it.
+    """
+    from netlmm.wire.errors import EncodeError
+    from netlmm.wire.icmpv6 import macBytes
+    for candidate in (event.linkLayer, event.mnId.decode("utf-8", "replace")):
+        if isinstance(candidate, bytes) and len(candidate) == 6:
+            return candidate
+        try:
+            return macBytes(candidate)
+        except (EncodeError, TypeError):
+            continue
+    return None
+
+
 def _detectors():
     # Filled from the plugins (netlmm's own are in netlmm/plugins/netlmm_parts.py);
     # registry.register() here still works for a detector registered directly.

@@ -14,7 +14,7 @@ class LmaAssignment:
     carries the all-zero address and the LMA assigns one in the PBAck, which
     reaches the MAG in the Notification. The MAG then hands the address to
     the mobile as its DHCPv6 proxy server (C{dhcp}, a
-    L{netlmm.assignment.dhcp.DhcpProxyServer}): then the mobile's Solicit,
+    L{netlmm.assignment.dhcp6server.DhcpProxyServer}): then the mobile's Solicit,
     Request, Renew or Rebind triggers the PMIP client, and the Notification's
     pHoA answers it. Without C{dhcp} the attachment triggers at once.
     Callables in C{listeners} hear C{(mnId, phoa)} on binding.
@@ -54,7 +54,7 @@ class LmaAssignment:
             raise ConfigError(f"{table.where}.interface: the DHCPv6 server needs the access "
                               "interface ([mag.access] or this option)")
         from netlmm.access.link import snoopingOnly
-        from netlmm.assignment.dhcp import DhcpProxyServer
+        from netlmm.assignment.dhcp6server import DhcpProxyServer
         if access is not None and interface != access.config.interface:
             raise ConfigError(f"{table.where}.interface: must be [mag.access] interface "
                               f"({access.config.interface!r}), got {interface!r}")
@@ -82,8 +82,8 @@ class LmaAssignment:
         if self.dhcp is None:
             self.mag.addressReady(event.mnId, None, AddressMode.LMA_ASSIGNED)
             return
-        from netlmm.assignment.dhcp import _eventMac
-        mac = _eventMac(event)
+        from netlmm.access import macOfEvent
+        mac = macOfEvent(event)
         if mac is None:
             self.log.warn("lma-assigned: MN {mnId} has no MAC to match its DHCPv6 client by; "
                           "it stays unbound", mnId=event.mnId.decode("utf-8", "replace"))

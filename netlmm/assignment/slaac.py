@@ -34,8 +34,9 @@ from zope.interface import implementer
 
 from netlmm.interfaces import IAddressAssignment
 from netlmm.wire.control import AddressMode
-from netlmm.wire.errors import DecodeError, EncodeError
-from netlmm.wire.icmpv6 import NeighborSolicitation, UNSPECIFIED, macBytes, macText
+from netlmm.access import macOfEvent
+from netlmm.wire.errors import DecodeError
+from netlmm.wire.icmpv6 import NeighborSolicitation, UNSPECIFIED, macText
 
 #: How many MAC -> address pairs are remembered (oldest forgotten first).
 MAX_REMEMBERED = 4096
@@ -104,14 +105,7 @@ class SlaacAssignment:
     # ------------------------------------------------------------ IAddressAssignment
 
     def attached(self, event):
-        mac = None
-        for candidate in (event.linkLayer, event.mnId.decode("utf-8", "replace")):
-            try:
-                mac = candidate if isinstance(candidate, bytes) and len(candidate) == 6 \
-                    else macBytes(candidate)
-                break
-            except (EncodeError, TypeError):
-                continue
+        mac = macOfEvent(event)
         if mac is None:
             self.log.warn("slaac strategy: MN {mnId} has no MAC to match its DAD by; "
                           "it stays unbound", mnId=event.mnId.decode("utf-8", "replace"))

@@ -11,7 +11,7 @@ lmaAssigned = AddressAssignmentPlugin(
     "lma-assigned", "netlmm.assignment.lma", "LmaAssignment.fromConfig",
     "the LMA assigns the pHoA from its pool (draft Appendix A)")
 dhcpRelay = AddressAssignmentPlugin(
-    "dhcp-relay", "netlmm.assignment.dhcp", "DhcpRelayAssignment.fromConfig",
+    "dhcp-relay", "netlmm.assignment.dhcp6relay", "DhcpRelayAssignment.fromConfig",
     "the MAG relays the mobile's DHCPv6 to a server and learns the pHoA (draft 4.1 step 2)")
 slaac = AddressAssignmentPlugin(
     "slaac", "netlmm.assignment.slaac", "SlaacAssignment.fromConfig",

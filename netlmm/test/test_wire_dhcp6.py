@@ -16,9 +16,12 @@ from netlmm.wire.errors import DecodeError, EncodeError
 try:
     from scapy.layers import dhcp6 as _scapy
     _SCAPY_SKIP = None
-except Exception as e:  # pragma: no cover - depends on the environment
+except ModuleNotFoundError as e:  # pragma: no cover - depends on the environment
+    # Only a missing scapy skips; a scapy that is there but broken fails.
+    if not (e.name or "").startswith("scapy"):
+        raise
     _scapy = None
-    _SCAPY_SKIP = f"scapy is not importable ({e}); cannot cross-check"
+    _SCAPY_SKIP = f"scapy is not installed ({e}); cannot cross-check"
 
 MAC = bytes.fromhex("02000000aa01")
 DUID = dhcp6.duidLL(MAC)
@@ -90,19 +93,54 @@ class KnownValueTests(SynchronousTestCase):
 
 class BadInputTests(SynchronousTestCase):
 
-    def test_truncation(self):
-        """Every prefix of a valid message is a DecodeError or a shorter valid message."""
-        data = encode(RelayMessage(dhcp6.RELAY_REPL, 1, "2001:db8:1::", "fe80::1",
-                                   [InterfaceId(b"x"), RelayMessageOption(SOLICIT)]))
+    def assertTruncations(self, message, boundaries):
+        """
+        Every prefix of C{message}'s encoding is refused with a DecodeError,
+        except those ending at an option boundary: C{boundaries} maps each
+        such length to the shorter message it decodes to.
+        """
+        data = encode(message)
+        outcomes = {}
         for n in range(len(data)):
             try:
-                decode(data[:n])
-            except DecodeError:
-                pass
-        self.assertRaises(DecodeError, decode, b"")
-        self.assertRaises(DecodeError, decode, data[:33])
-        self.assertRaises(DecodeError, decode, SOLICIT_BYTES[:-1])
-        self.assertRaises(DecodeError, decode, b"\x01\x00\x00")
+                outcomes[n] = decode(data[:n])
+            except DecodeError as e:
+                self.assertTrue(str(e), n)
+                outcomes[n] = DecodeError
+        self.assertEqual({n: m for n, m in outcomes.items() if m is not DecodeError},
+                         boundaries)
+        self.assertEqual(len(outcomes), len(data))
+        self.assertEqual(decode(data), message)
+
+    def test_truncationRelay(self):
+        """
+        A Relay-reply: shorter than its 34-octet fixed part, or cut inside an
+        option, is a DecodeError; at the two option boundaries it is the
+        relay message with the options before the cut.
+        """
+        options = [InterfaceId(b"x"), RelayMessageOption(SOLICIT)]
+        relay = RelayMessage(dhcp6.RELAY_REPL, 1, "2001:db8:1::", "fe80::1", options)
+        self.assertTruncations(relay, {
+            34: RelayMessage(dhcp6.RELAY_REPL, 1, "2001:db8:1::", "fe80::1", []),
+            39: RelayMessage(dhcp6.RELAY_REPL, 1, "2001:db8:1::", "fe80::1", options[:1])})
+
+    def test_truncationSolicit(self):
+        """The same for a client message, whose fixed part is 4 octets."""
+        cuts = {4: 0, 18: 1, 22: 2, 28: 3}
+        self.assertTruncations(SOLICIT, {
+            n: Message(dhcp6.SOLICIT, 0x123456, SOLICIT.options[:k])
+            for n, k in cuts.items()})
+
+    def test_shortMessages(self):
+        """Too short for the fixed part: the error says how short."""
+        for data, text in ((b"", "empty DHCPv6 message"),
+                           (b"\x01\x00\x00", "DHCPv6 message: 3 octets, at least 4 needed"),
+                           (bytes([dhcp6.RELAY_FORW]) + bytes(32),
+                            "relay message: 33 octets, at least 34 needed"),
+                           (SOLICIT_BYTES[:-1],
+                            "option 3 at offset 24: length 12, only 11 octets left")):
+            e = self.assertRaises(DecodeError, decode, data)
+            self.assertEqual(str(e), text)
 
     def test_badOptionBodies(self):
         for body in ("0001" "0002" "0003",          # DUID too short

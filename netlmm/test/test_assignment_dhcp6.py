@@ -7,7 +7,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from netlmm.access import AttachmentEvent
 from netlmm.access.link import AccessConfig
-from netlmm.assignment.dhcp import DhcpProxyServer, DhcpRelayAssignment
+from netlmm.assignment.dhcp6relay import DhcpRelayAssignment
+from netlmm.assignment.dhcp6server import DhcpProxyServer
 from netlmm.test.test_access_netns import RecordingMag
 from netlmm.wire import dhcp6
 from netlmm.wire.control import AddressMode
@@ -64,8 +65,8 @@ class RelayTests(SynchronousTestCase):
     def client(self, message):
         self.relay.clientMessage(message, dhcp6.encode(message), PEER, MAC)
 
-    def server(self, inner, interfaceId=b"acc0", source=SERVER):
-        reply = RelayMessage(dhcp6.RELAY_REPL, 0, "2001:db8:1::", PEER,
+    def server(self, inner, interfaceId=b"acc0", source=SERVER, peer=PEER):
+        reply = RelayMessage(dhcp6.RELAY_REPL, 0, "2001:db8:1::", peer,
                              [InterfaceId(interfaceId), RelayMessageOption(inner)])
         self.relay.otherMessage(dhcp6.encode(reply), source, 547, 2)
 
@@ -129,6 +130,23 @@ class RelayTests(SynchronousTestCase):
         self.relay.otherMessage(b"\x0c\x00" + bytes(32), SERVER, 547, 2)
         self.assertEqual(self.sent, [])
         self.assertEqual(self.mag.kinds("addressReady"), [])
+
+    def test_peerNotLinkLocal(self):
+        """
+        A Relay-reply for a peer that is not link-local is dropped: the
+        relay sends only to clients on the access link (RFC 8415 clients use
+        their link-local address), so the server cannot make it send elsewhere.
+        """
+        self.client(Message(dhcp6.REQUEST, 5, [ClientId(DUID), IaNa(1)]))
+        self.assertEqual(len(self.sent), 1)
+        reply = Message(dhcp6.REPLY, 5, [ClientId(DUID), IaNa(1, 4, 6, [IaAddress(PHOA, 6, 9)])])
+        for peer in ("2001:db8:1::5", "ff02::1", "::1"):
+            self.server(reply, peer=IPv6Address(peer))
+        self.assertEqual((len(self.sent), self.relay.replies), (1, 0))
+        self.assertEqual(self.mag.kinds("addressReady"), [])
+        self.server(reply)
+        self.assertEqual((len(self.sent), self.relay.replies), (2, 1))
+        self.assertEqual(self.sent[1][1], (str(PEER), 546, 0, 7))
 
     def test_learnedBeforeAttach(self):
         self.relay.unbound(MNID, None, "detached")
