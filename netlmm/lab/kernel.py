@@ -186,24 +186,32 @@ def _record(testId, capability):
             f.write(f"{testId}\t{capability}\n")
 
 
-def kernelLabTool(start=None):
+def sharedTool(name, env, start=None):
     """
-    The kernel-lab script: $KERNEL_LAB, else the first C{shared/tools/kernel-lab}
-    beside C{start} (default: the current directory) or one of its parents, as
-    C{../shared/tools/kernel-lab} is beside a checkout; None when there is none.
+    A tool of C{../shared/tools/}: $C{env} when set, else the first
+    C{shared/tools/NAME} beside C{start} or one of its parents (by default:
+    the current directory's, then this package's, as C{../shared} is beside a
+    checkout and its venv); None when there is none.
     """
-    if os.environ.get("KERNEL_LAB"):
-        path = os.environ["KERNEL_LAB"]
+    if os.environ.get(env):
+        path = os.environ[env]
         return os.path.abspath(path) if os.access(path, os.X_OK) else None
-    directory = os.path.abspath(start or os.getcwd())
-    while True:
-        path = os.path.join(directory, "shared", "tools", "kernel-lab")
-        if os.access(path, os.X_OK):
-            return path
-        parent = os.path.dirname(directory)
-        if parent == directory:
-            return None
-        directory = parent
+    starts = [start] if start else [os.getcwd(), os.path.dirname(os.path.abspath(__file__))]
+    for directory in map(os.path.abspath, starts):
+        while True:
+            path = os.path.join(directory, "shared", "tools", name)
+            if os.path.isfile(path) and os.access(path, os.X_OK):
+                return path
+            parent = os.path.dirname(directory)
+            if parent == directory:
+                break
+            directory = parent
+    return None
+
+
+def kernelLabTool(start=None):
+    """The kernel-lab script ($KERNEL_LAB, else ../shared/tools/kernel-lab), or None."""
+    return sharedTool("kernel-lab", "KERNEL_LAB", start)
 
 
 def kernelLabCommand(tests, timeout=900, tool=None, python=None):

@@ -94,6 +94,7 @@ class Lab:
         self.prefix = prefix or f"nl{os.getpid()}x{Lab._counter}"
         self.namespaces = []
         self.processes = []
+        self._cleanups = []
         self._ports = 0
         if testCase is not None:
             testCase.addCleanup(self.destroy)
@@ -103,6 +104,10 @@ class Lab:
 
     def __exit__(self, *exc):
         self.destroy()
+
+    def addCleanup(self, f, *args):
+        """Call C{f(*args)} in L{destroy}, after the processes stopped (last added, first)."""
+        self._cleanups.append((f, args))
 
     def ns(self, node):
         """The namespace name of C{node}."""
@@ -291,12 +296,15 @@ class Lab:
 
     def destroy(self):
         """
-        Stop every process started here (SIGTERM, SIGKILL after 5 s) and
-        delete every namespace made here; safe to call more than once and
-        after a partial failure.
+        Stop every process started here (SIGTERM, SIGKILL after 5 s), run
+        the cleanups added with L{addCleanup}, and delete every namespace
+        made here; safe to call more than once and after a partial failure.
         """
         entries, self.processes = list(reversed(self.processes)), []
         self._stop(entries, signal.SIGTERM, 5.0)
+        while self._cleanups:
+            f, args = self._cleanups.pop()
+            f(*args)
         for name in reversed(self.namespaces):
             run("ip", "netns", "del", name, check=False)
         self.namespaces = []
