@@ -506,10 +506,26 @@ class ValidationTests(LmaTestMixin, SynchronousTestCase):
         self.assertRejected(effects, Status.MISSING_HOME_NETWORK_PREFIX_OPTION, 1)
         self.assertEqual(lma.bindings, {})
 
-    def test_missingHFlag(self):
+    def test_noProxyFlag(self):
+        """
+        A Binding Update without the P flag is a plain MIPv6 home
+        registration, which this LMA does not serve: 131, no P in the answer.
+        """
+        lma = self.makeLma()
+        ba = self.assertRejected(self.send(lma, pbu(1, flags=BU_A | BU_H), 0),
+                                 Status.HOME_REGISTRATION_NOT_SUPPORTED, 1)
+        self.assertEqual(ba.flags, 0)
+        self.assertEqual(lma.bindings, {})
+
+    def test_noHFlagIsRfc5213(self):
+        """
+        A PBU without the H flag is an RFC 5213 PBU (RFC 5213 6.9.1.5 asks
+        only for A and P): it is not refused for the H flag but held to RFC
+        5213, here for its missing Handoff Indicator (161).
+        """
         lma = self.makeLma()
         ba = self.assertRejected(self.send(lma, pbu(1, flags=BU_A | BU_P), 0),
-                                 Status.HOME_REGISTRATION_NOT_SUPPORTED, 1)
+                                 Status.MISSING_HANDOFF_INDICATOR_OPTION, 1)
         self.assertEqual(ba.flags, BA_P)
         self.assertEqual(lma.bindings, {})
 
