@@ -52,6 +52,21 @@ class Table:
         """A sub-table (an empty one when absent and not required)."""
         return Table(self._get(key, {}, required), self._key(key))
 
+    def strings(self, key):
+        """A list of strings; [] when absent."""
+        value = self._get(key, [], False)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{self._key(key)}: expected a list of strings, got {value!r}")
+        return value
+
+    def tables(self, key):
+        """An array of tables (C{[[where.key]]}), each a L{Table}; [] when absent."""
+        value = self._get(key, [], False)
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise ConfigError(f"{self._key(key)}: expected an array of tables "
+                              f"([[{self._key(key)}]]), got {value!r}")
+        return [Table(v, f"{self._key(key)}[{i}]") for i, v in enumerate(value)]
+
     def string(self, key, default=None, required=False, choices=None):
         """A string; with C{choices}, one of them."""
         value = self._get(key, default, required)

@@ -14,7 +14,9 @@ class LmaService(RoleService):
     C{transport} ("udp" or "raw") and drives C{dataplane}.
 
     @param security: None, or a L{netlmm.security.guard.LmaGuard} that checks
-        every PBU before the core sees it and signs the answers.
+        the PBUs of every peer whose policy asks for RFC 4285 (all of them
+        unless a peer is set to C{security = "none"}) before the core sees
+        them, and signs the answers.
     """
 
     def __init__(self, reactor, core, listen, transport, dataplane, observer=None,
@@ -27,6 +29,22 @@ class LmaService(RoleService):
         self.port = MHPort(reactor, self._received, listen[0], listen[1], transport,
                            observer=self.observe if observer else None)
         self._replyTo = None
+        self.refusals = 0
+        # The core reports its refusals here, so that every refusal is
+        # logged by one method.
+        core.refused = self._refused
+
+    def _refused(self, peer, reason, fmt, **kw):
+        """Log one refused message from C{peer} (C{reason}: the status name)."""
+        self.refusals += 1
+        self.log.warn("LMA: " + fmt, peer=peer, reason=reason, **kw)
+
+    def _signed(self, source):
+        """True when PBUs from C{source} must carry RFC 4285 authentication."""
+        if self.security is None:
+            return False
+        policy = self.core.policyFor(source)
+        return policy is None or policy.rfc4285 is not False
 
     def startService(self):
         d = maybeDeferred(self.dataplane.start)
@@ -47,13 +65,12 @@ class LmaService(RoleService):
         return d.addCallback(lambda _: self.dataplane.stop())
 
     def _received(self, message, raw, source, now, fetched=False):
-        if (not fetched and self.security is not None
-                and type(message) is mh.BindingUpdate
-                and self._mustFetch(message, raw, source)):
+        signed = type(message) is mh.BindingUpdate and self._signed(source[0])
+        if not fetched and signed and self._mustFetch(message, raw, source):
             return
         self._replyTo = source
         try:
-            if self.security is not None and type(message) is mh.BindingUpdate:
+            if signed:
                 verdict = self.security.check(message, raw, source[0], now,
                                               self._mobileOf)
                 if not verdict.ok:
@@ -115,10 +132,10 @@ class LmaService(RoleService):
 
     def _refuse(self, bu, source, verdict, now):
         """Answer a PBU that failed security checks; nothing else changes."""
-        self.log.warn("LMA: PBU seq {seq} from [{source}]:{port} refused with "
-                      "{status}: {reason}", seq=bu.sequence, source=source[0],
-                      port=source[1], status=mh.Status.name(verdict.status),
-                      reason=verdict.reason)
+        self._refused(source[0], mh.Status.name(verdict.status),
+                      "PBU seq {seq} from [{peer}]:{port} refused with {status}: {why}",
+                      seq=bu.sequence, port=source[1],
+                      status=mh.Status.name(verdict.status), why=verdict.reason)
         ba = self.security.rejection(bu, verdict, now)
         self.port.send(ba, source[0], source[1] or None)
 
@@ -150,11 +167,20 @@ class LmaService(RoleService):
 
 
 def formatBindings(core, now):
-    """Lines describing an L{LmaCore}'s binding cache."""
-    rows = [("pHoA", "MN identifier", "pCoA", "seq", "lifetime", "expires in")]
-    for b in sorted(core.bindings.values(), key=lambda b: int(b.phoa)):
-        rows.append((str(b.phoa), b.mnId.decode("utf-8", "replace"), str(b.pcoa),
-                     str(b.sequence), f"{b.lifetime} s", f"{max(0, b.expiry - now):.0f} s"))
+    """
+    Lines describing an L{LmaCore}'s binding cache, one mobility session a
+    line: its homes (pHoAs, prefixes, IPv4 address), where they are routed
+    and in which dialect the session was registered.
+    """
+    rows = [("MN identifier", "homes", "pCoA", "profile", "state", "seq", "lifetime",
+             "expires in")]
+    for b in sorted(core.bindings.values(), key=lambda b: (b.mnId, b.key)):
+        homes = [str(h) for h in b.homes]
+        if b.ipv4 is not None:
+            homes.append(str(b.ipv4))
+        rows.append((b.mnId.decode("utf-8", "replace"), " ".join(homes) or "-",
+                     str(b.pcoa), b.profile.value, b.state.value, str(b.sequence),
+                     f"{b.lifetime} s", f"{max(0, b.expiry - now):.0f} s"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     if len(rows) == 1:

@@ -1,7 +1,9 @@
 """twistd netlmm-lma: the Local Mobility Anchor."""
 
+from ipaddress import IPv4Address, IPv4Network, IPv6Network
+
 from netlmm.config import ConfigError
-from netlmm.core.lma import AddressPool, LmaCore
+from netlmm.core.lma import AddressPool, LmaCore, Ordering, PeerPolicy, PrefixPool, Profile
 from netlmm.dataplane import dataplanes
 from netlmm.tap.common import RoleOptions, sub
 
@@ -9,19 +11,45 @@ from netlmm.tap.common import RoleOptions, sub
 class Options(RoleOptions):
     synopsis = "--config lma.toml"
     longdesc = """Run the Local Mobility Anchor: answer Proxy Binding Updates from the
-PMIP clients and tunnel each mobile's traffic to its current MAG."""
+PMIP clients (netlmm dialect) and from standard RFC 5213 MAGs, and tunnel each
+mobile's traffic (pHoAs, per-mobile prefixes, IPv4 home addresses) to its
+current MAG."""
     configHelp = """
 The [lma] table of the config file:
   listen          '[address]:port' for Mobility Headers (default '[::1]:5436')
   transport       'udp' (MH over UDP) or 'raw' (IPv6 protocol 135, root; port 0)
-  home_prefix     the LMD's prefix; pHoAs outside it are refused (required)
+  home_prefix     the LMD's prefix; netlmm pHoAs outside it are refused (required)
   max_lifetime    longest binding lifetime granted, seconds, 4..262140 (3600)
-  allowed_clients PMIP client addresses/prefixes allowed to send PBUs (required)
+  allowed_clients PMIP client and MAG addresses/prefixes allowed to send PBUs
+                  (required; the [[lma.peers]] addresses are allowed too)
+  mobiles         MN identifiers served, as patterns ('*@example.net'); an
+                  RFC 5213 PBU for another gets 153. Unset: every mobile
   state_file      where the binding cache is kept across restarts (JSON,
                   written atomically when changed and at stop); unset: none
   state_interval  seconds between state-file writes while bindings change (30)
   [lma.pool]      first, last: addresses for LMA-assigned pHoAs (Appendix A);
                   leave the table out to refuse assignment requests
+  [lma.prefixes]  per-mobile prefixes (draft E.3, RFC 5213 home network
+                  prefixes): pool = an IPv6 prefix such as '2001:db8:100::/48',
+                  length = the prefix each mobile gets (64); leave the table
+                  out to refuse prefix requests
+  [lma.ipv4]      IPv4 home addresses (RFC 5844): pool = an IPv4 network such
+                  as '192.0.2.0/24' (its hosts are handed out, its length
+                  given with each), router = the mobiles' default router (the
+                  pool's first host, never handed out), dhcp = 'server' |
+                  'relay' | 'none' (what the MAGs are told to be for DHCPv4,
+                  'server'); leave the table out to refuse IPv4 (170)
+  [lma.rfc5213]   for standard MAGs (RFC 5213 section 9 defaults):
+                  ordering = 'timestamp' | 'sequence' ('timestamp', RFC 5213
+                  5.5), timestamp_window = seconds a Timestamp may be off
+                  (0.3), min_delay_before_bce_delete = seconds a deregistered
+                  session is kept for a handoff (10)
+  [[lma.peers]]   one table per peer (or prefix of peers) with its own rules:
+                  address = an IPv6 address or prefix (required),
+                  profile = 'auto' | 'netlmm' | 'rfc5213' ('auto': told from
+                  each PBU, see doc/protocol.md 1.3), ordering = as above,
+                  security = 'rfc4285' | 'none' (as [lma.security] says;
+                  standard MAGs sign nothing: they use IPsec, doc/security.md)
   [lma.dataplane] kind = 'seg6' | 'ip6tnl' | 'userspace' | 'memory'; the
                   kernel ones take address (the LMA's tunnel address),
                   interface (core side), tables and priorities;
@@ -48,6 +76,7 @@ See etc/netlmm/lma.toml for a commented example."""
         maxLifetime = table.number("max_lifetime", 3600, minimum=4, maximum=262140,
                                    integer=True)
         clients = table.networks("allowed_clients", required=True)
+        mobiles = _patterns(table, "mobiles")
         stateFile = table.string("state_file")
         stateInterval = table.number("state_interval", 30, minimum=1, maximum=3600)
         if stateFile:
@@ -69,15 +98,107 @@ See etc/netlmm/lma.toml for a commented example."""
             if int(last) < int(first):
                 raise ConfigError(f"lma.pool: last {last} comes before first {first}")
             pool = AddressPool(first, last)
+        prefixPool = _prefixPool(table.table("prefixes"), prefix)
+        ipv4 = _ipv4(table.table("ipv4"))
+        rfc = table.table("rfc5213")
+        ordering = Ordering(rfc.string("ordering", "timestamp",
+                                       choices=("timestamp", "sequence")))
+        window = rfc.number("timestamp_window", 0.3, minimum=0.001, maximum=60)
+        delay = rfc.number("min_delay_before_bce_delete", 10, minimum=0, maximum=3600)
+        rfc.finish()
         from netlmm.security.config import securityConfig
         security = securityConfig(table, self["config"])
+        policy = PeerPolicy(ordering=ordering)
+        peers = [_peer(t, ordering, security is not None) for t in table.tables("peers")]
         from twisted.internet import reactor
         dataplane = sub(table, "dataplane", "kind", dataplanes, reactor=reactor,
                         role="lma")
         return dict(listen=listen, transport=transport, dataplane=dataplane,
                     security=security, stateFile=stateFile, stateInterval=stateInterval,
                     core=dict(homePrefix=prefix, authorizedClients=clients,
-                              maxLifetime=maxLifetime, pool=pool))
+                              maxLifetime=maxLifetime, pool=pool, prefixPool=prefixPool,
+                              peers=peers, policy=policy, mobiles=mobiles,
+                              minDelayBeforeBceDelete=delay, timestampWindow=window,
+                              **ipv4))
+
+
+def _patterns(table, key):
+    value = table.strings(key)
+    if not all(value):
+        raise ConfigError(f"{table.where}.{key}: expected a list of MN identifier "
+                          f"patterns such as ['*@example.net'], got {value!r}")
+    return value
+
+
+def _prefixPool(t, homePrefix):
+    """The [lma.prefixes] table: a PrefixPool, or None without the table."""
+    if not t.data:
+        return None
+    network = t.network("pool", required=True)
+    length = t.number("length", 64, integer=True, minimum=1, maximum=128)
+    t.finish()
+    if length < network.prefixlen:
+        raise ConfigError(f"{t.where}.length: {length} is shorter than the pool "
+                          f"{network}; expected {network.prefixlen}..128")
+    if length - network.prefixlen > 32:
+        raise ConfigError(f"{t.where}.length: {network} holds 2**"
+                          f"{length - network.prefixlen} /{length}s; at most 2**32")
+    if network.overlaps(homePrefix):
+        raise ConfigError(f"{t.where}.pool: {network} overlaps home_prefix {homePrefix}, "
+                          "whose pHoAs are routed one by one")
+    return PrefixPool(network, length)
+
+
+def _ipv4(t):
+    """The [lma.ipv4] table: the core's IPv4 arguments ({} without the table)."""
+    if not t.data:
+        return {}
+    text = t.string("pool", required=True)
+    try:
+        network = IPv4Network(text, strict=True)
+    except ValueError as e:
+        raise ConfigError(f"{t.where}.pool: expected an IPv4 network such as "
+                          f"'192.0.2.0/24', got {text!r} ({e})") from None
+    if network.prefixlen > 30:
+        raise ConfigError(f"{t.where}.pool: {network} has no room for a router and "
+                          "mobiles; expected /30 or shorter")
+    hosts = (network.network_address + 1, network.broadcast_address - 1)
+    text = t.string("router", str(hosts[0]))
+    try:
+        router = IPv4Address(text)
+    except ValueError:
+        raise ConfigError(f"{t.where}.router: expected an IPv4 address, got {text!r}") from None
+    if router not in network:
+        raise ConfigError(f"{t.where}.router: {router} is outside the pool {network}")
+    dhcp = t.string("dhcp", "server", choices=("server", "relay", "none"))
+    t.finish()
+    return dict(ipv4Pool=AddressPool(hosts[0], hosts[1], exclude=[router]),
+                ipv4PrefixLength=network.prefixlen, ipv4Router=router,
+                ipv4DhcpServer={"server": True, "relay": False, "none": None}[dhcp])
+
+
+def _peer(t, ordering, secured):
+    """One [[lma.peers]] table: (network, PeerPolicy)."""
+    network = _peerNetwork(t, t.string("address", required=True))
+    profile = t.string("profile", "auto", choices=("auto", "netlmm", "rfc5213"))
+    order = t.string("ordering", ordering.value, choices=("timestamp", "sequence"))
+    security = t.string("security", "rfc4285" if secured else "none",
+                        choices=("rfc4285", "none"))
+    t.finish()
+    if security == "rfc4285" and not secured:
+        raise ConfigError(f"{t.where}.security: 'rfc4285' needs keys: set "
+                          "[lma.security] mode = 'rfc4285'")
+    return network, PeerPolicy(None if profile == "auto" else Profile(profile),
+                               Ordering(order), security == "rfc4285")
+
+
+def _peerNetwork(t, address):
+    try:
+        return IPv6Network(address, strict=True)
+    except ValueError as e:
+        raise ConfigError(f"{t.where}.address: expected an IPv6 address or prefix such "
+                          f"as '2001:db8:f::2' or '2001:db8:f::/64', got {address!r} ({e})"
+                          ) from None
 
 
 def makeService(options):

@@ -136,6 +136,78 @@ kind = "memory"
         self.assertRejected(lmaTap.Options(), self.LMA + '[lma.pool]\nfirst = "2001:db8:1::9"\n'
                             'last = "2001:db8:1::1"\n', "lma.pool", "before")
 
+    def test_lmaRfc5213Keys(self):
+        """
+        Prefixes, IPv4, the RFC 5213 settings and per-peer rules reach the
+        core as the config says.
+        """
+        o = lmaTap.Options()
+        o.parseOptions(["--config", self.write(self.LMA + '''
+[lma.prefixes]
+pool = "2001:db8:100::/48"
+length = 60
+[lma.ipv4]
+pool = "192.0.2.0/28"
+dhcp = "relay"
+[lma.rfc5213]
+ordering = "sequence"
+timestamp_window = 0.5
+min_delay_before_bce_delete = 2
+[[lma.peers]]
+address = "2001:db8:f::2"
+profile = "rfc5213"
+[[lma.peers]]
+address = "2001:db8:e::/64"
+ordering = "timestamp"
+''')])
+        core = o.built["core"]
+        self.assertEqual((str(core["prefixPool"].network), core["prefixPool"].length),
+                         ("2001:db8:100::/48", 60))
+        self.assertEqual((str(core["ipv4Router"]), core["ipv4PrefixLength"],
+                          core["ipv4DhcpServer"], core["ipv4Pool"].size), ("192.0.2.1", 28,
+                                                                           False, 13))
+        self.assertEqual((core["policy"].ordering.value, core["timestampWindow"],
+                          core["minDelayBeforeBceDelete"]), ("sequence", 0.5, 2))
+        (n1, p1), (n2, p2) = core["peers"]
+        self.assertEqual((str(n1), p1.profile.value, p1.ordering.value, p1.rfc4285),
+                         ("2001:db8:f::2/128", "rfc5213", "sequence", False))
+        self.assertEqual((str(n2), p2.profile, p2.ordering.value), ("2001:db8:e::/64", None,
+                                                                    "timestamp"))
+
+    def test_lmaRfc5213KeysRefused(self):
+        """Each new key's bad values are refused with an error naming it."""
+        for extra, fragments in (
+                ('[lma.prefixes]\npool = "2001:db8:100::1/48"\n', ("lma.prefixes.pool",)),
+                ('[lma.prefixes]\npool = "2001:db8:100::/48"\nlength = 40\n',
+                 ("lma.prefixes.length", "shorter")),
+                ('[lma.prefixes]\npool = "2001:db8:1::/56"\n',
+                 ("lma.prefixes.pool", "overlaps home_prefix")),
+                ('[lma.prefixes]\nlength = 64\n', ("lma.prefixes.pool: missing",)),
+                ('[lma.ipv4]\npool = "192.0.2.1/24"\n', ("lma.ipv4.pool", "IPv4 network")),
+                ('[lma.ipv4]\npool = "2001:db8::/64"\n', ("lma.ipv4.pool",)),
+                ('[lma.ipv4]\npool = "192.0.2.0/31"\n', ("lma.ipv4.pool", "no room")),
+                ('[lma.ipv4]\npool = "192.0.2.0/24"\nrouter = "10.0.0.1"\n',
+                 ("lma.ipv4.router", "outside")),
+                ('[lma.ipv4]\npool = "192.0.2.0/24"\nrouter = "x"\n', ("lma.ipv4.router",)),
+                ('[lma.ipv4]\npool = "192.0.2.0/24"\ndhcp = "maybe"\n', ("lma.ipv4.dhcp",)),
+                ('[lma.rfc5213]\nordering = "random"\n', ("lma.rfc5213.ordering",)),
+                ('[lma.rfc5213]\ntimestamp_window = 0\n', ("lma.rfc5213.timestamp_window",)),
+                ('[lma.rfc5213]\nmin_delay_before_bce_delete = -1\n',
+                 ("lma.rfc5213.min_delay_before_bce_delete",)),
+                ('[[lma.peers]]\nprofile = "rfc5213"\n', ("lma.peers[0].address: missing",)),
+                ('[[lma.peers]]\naddress = "mag1"\n', ("lma.peers[0].address", "IPv6")),
+                ('[[lma.peers]]\naddress = "::2"\nprofile = "x"\n', ("lma.peers[0].profile",)),
+                ('[[lma.peers]]\naddress = "::2"\nsecurity = "rfc4285"\n',
+                 ("lma.peers[0].security", "mode = 'rfc4285'")),
+                ('[[lma.peers]]\naddress = "::2"\nprofil = "netlmm"\n',
+                 ("lma.peers[0].profil: unknown key",)),
+                ('[lma.peers]\naddress = "::2"\n', ("lma.peers", "array of tables")),
+        ):
+            self.assertRejected(lmaTap.Options(), self.LMA + extra, *fragments)
+        for mobiles in ('"mn1"', '[""]', '[1]'):
+            self.assertRejected(lmaTap.Options(), self.LMA.replace(
+                "[lma.dataplane]", f"mobiles = {mobiles}\n[lma.dataplane]"), "lma.mobiles")
+
     def test_unknownDataPlane(self):
         self.assertRejected(lmaTap.Options(), self.LMA.replace('"memory"', '"kernel9"'),
                             "lma.dataplane.kind", "'memory'")
@@ -233,6 +305,11 @@ kind = "memory"
         cases = [
             (lmaTap.Options(), ["listen", "transport", "home_prefix", "max_lifetime",
                                 "allowed_clients", "state_file", "state_interval",
+                                "mobiles", "[lma.prefixes]", "pool", "length",
+                                "[lma.ipv4]", "router", "dhcp", "[lma.rfc5213]",
+                                "ordering", "timestamp_window",
+                                "min_delay_before_bce_delete", "[[lma.peers]]",
+                                "address", "profile", "security",
                                 "[lma.pool]", "first", "last", "[lma.security]",
                                 "[lma.dataplane]", "[lma.security]", "mode", "keys",
                                 "replay_window", "--config"]),

@@ -311,3 +311,38 @@ class PmipSecurityTests(TestCase):
         yield deferLater(reactor, 0.3, lambda: None)
         self.assertIsNone(d.pmip.core.mobile(b"stranger@example.net"))
         self.assertEqual(d.lma.core.counters["pbu"], 0)
+
+
+class PerPeerSecurityTests(TestCase):
+    """
+    RFC 4285 is switched per peer: a standard MAG set to security = 'none'
+    is served unsigned while the LMA authenticates everyone else.
+    """
+
+    timeout = 20
+
+    @inlineCallbacks
+    def test_unsignedPeer(self):
+        from netlmm.core.lma import Ordering, PeerPolicy, PrefixPool
+        plane = MemoryDataPlane()
+        guard = LmaGuard(KeyStore([SA]))
+        core = LmaCore("2001:db8:1::/64", [], 3600, prefixPool=PrefixPool("2001:db8:100::/48"),
+                       peers=[("::1/128", PeerPolicy(ordering=Ordering.SEQUENCE,
+                                                     rfc4285=False))])
+        lma = LmaService(reactor, core, (LO, 0), "udp", plane, security=guard)
+        yield lma.startService()
+        self.addCleanup(lma.stopService)
+        probe = UDPProbe()
+        peer = reactor.listenUDP(0, probe, interface="::1")
+        self.addCleanup(peer.stopListening)
+        standard = mh.BindingUpdate(1, mh.BU_A | mh.BU_P, 10, [
+            mh.MobileNodeIdentifier(MN), mh.HomeNetworkPrefix("::", 0),
+            mh.HandoffIndicator(4), mh.AccessTechnologyType(3)])
+        peer.write(mh.encodeMessage(standard, LO, LO), ("::1", lma.port.port))
+        yield until(lambda: probe.received, what="the PBA")
+        ba = mh.decodeMessage(probe.received[0][0])
+        self.assertEqual(ba.status, 0)
+        self.assertIsNone(ba.option(mh.MobilityMessageAuthentication))
+        self.assertEqual(guard.counters["authFailed"], 0)
+        self.assertEqual(len(plane.routes), 1)
+

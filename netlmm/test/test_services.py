@@ -110,6 +110,73 @@ class LmaServiceTests(TestCase):
         self.assertEqual(be.status, mh.BE_UNKNOWN_MH_TYPE)
 
 
+class Rfc5213ServiceTests(TestCase):
+    """A standard MAG's PBUs at the LMA daemon: prefixes and IPv4 routed."""
+
+    timeout = 20
+
+    @inlineCallbacks
+    def setUp(self):
+        from netlmm.core.lma import Ordering, PeerPolicy, PrefixPool
+        self.plane = MemoryDataPlane()
+        core = LmaCore("2001:db8:1::/64", [], 3600,
+                       prefixPool=PrefixPool("2001:db8:100::/48"),
+                       ipv4Pool=AddressPool("192.0.2.2", "192.0.2.9"),
+                       ipv4Router="192.0.2.1",
+                       peers=[("::1/128", PeerPolicy(ordering=Ordering.SEQUENCE))])
+        self.lma = LmaService(reactor, core, (LO, 0), "udp", self.plane)
+        self.logged = []
+        self.lma.log = type(self.lma.log)(observer=self.logged.append)
+        yield self.lma.startService()
+        self.addCleanup(self.lma.stopService)
+        self.probe = UDPProbe()
+        self.port = reactor.listenUDP(0, self.probe, interface="::1")
+        self.addCleanup(self.port.stopListening)
+
+    def pbu(self, seq, mnId=b"mn1@example.net", hi=4):
+        options = [mh.HomeNetworkPrefix("::", 0), mh.HandoffIndicator(hi),
+                   mh.AccessTechnologyType(3), mh.IPv4HomeAddressRequest()]
+        if mnId is not None:
+            options.insert(0, mh.MobileNodeIdentifier(mnId))
+        return mh.BindingUpdate(seq, mh.BU_A | mh.BU_P, 100, options)
+
+    @inlineCallbacks
+    def test_registered(self):
+        """
+        The prefix and the IPv4 address are routed to the MAG (the PBU's
+        source), the PBA says so, and the binding table shows both.
+        """
+        from ipaddress import IPv4Address, IPv6Network
+        self.port.write(mh.encodeMessage(self.pbu(1), LO, LO), ("::1", self.lma.port.port))
+        yield until(lambda: self.probe.received, what="the PBA")
+        ba = mh.decodeMessage(self.probe.received[0][0], LO, LO)
+        self.assertEqual(ba.status, 0)
+        self.assertEqual(ba.option(mh.IPv4HomeAddressReply).address, IPv4Address("192.0.2.2"))
+        self.assertEqual(self.plane.routes, {IPv6Network("2001:db8:100::/64"): LO,
+                                             IPv4Address("192.0.2.2"): LO})
+        lines = self.lma.bindingTable()
+        self.assertEqual(lines[0].split(), ["MN", "identifier", "homes", "pCoA", "profile",
+                                            "state", "seq", "lifetime", "expires", "in"])
+        self.assertEqual(lines[1].split()[:6], ["mn1@example.net", "2001:db8:100::/64",
+                                                "192.0.2.2/24", "::1", "rfc5213",
+                                                "REGISTERED"])
+
+    @inlineCallbacks
+    def test_refusalLoggedOnce(self):
+        """A refused PBU is answered and logged once, naming the peer."""
+        self.port.write(mh.encodeMessage(self.pbu(1, mnId=None), LO, LO),
+                        ("::1", self.lma.port.port))
+        yield until(lambda: self.probe.received, what="the PBA")
+        ba = mh.decodeMessage(self.probe.received[0][0], LO, LO)
+        self.assertEqual(ba.status, mh.Status.MISSING_MN_IDENTIFIER_OPTION)
+        refusals = [e for e in self.logged if "refused" in e.get("log_format", "")]
+        self.assertEqual(len(refusals), 1)
+        self.assertEqual((refusals[0]["peer"], refusals[0]["reason"]),
+                         (LO, "MISSING_MN_IDENTIFIER_OPTION"))
+        self.assertEqual(self.lma.refusals, 1)
+        self.assertEqual(self.plane.routes, {})
+
+
 class RawTransportTests(TestCase):
     """MH over raw IPv6 sockets (protocol 135): needs root."""
 

@@ -1629,6 +1629,29 @@ def _ipv6(source, destination, payload, nextHeader=135):
     )
 
 
+def tsharkRows(case, packets, fields):
+    """
+    tshark's reading of raw IPv6 C{packets}: one dict of C{fields} per
+    packet (several values of a field joined by commas). Fails C{case}
+    when tshark fails or reads another number of packets.
+    """
+    directory = tempfile.mkdtemp()
+    case.addCleanup(shutil.rmtree, directory)
+    path = os.path.join(directory, "packets.pcap")
+    with open(path, "wb") as f:
+        f.write(_pcap(packets))
+    command = [_TSHARK, "-n", "-r", path, "-T", "fields", "-E", "separator=|",
+               "-E", "occurrence=a", "-E", "aggregator=,"]
+    for field in fields:
+        command += ["-e", field]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    case.assertEqual(result.returncode, 0, result.stderr)
+    rows = [dict(zip(fields, line.split("|")))
+            for line in result.stdout.splitlines() if line.strip()]
+    case.assertEqual(len(rows), len(packets), result.stdout)
+    return rows
+
+
 class TsharkTests(SynchronousTestCase):
     """Wireshark's mip6 dissector reads one PBU and one PBAck like we do."""
 
@@ -1660,22 +1683,8 @@ class TsharkTests(SynchronousTestCase):
         tshark's reading of C{messages} ((message, source, destination)
         each), one dict of C{fields} per packet.
         """
-        directory = tempfile.mkdtemp()
-        self.addCleanup(shutil.rmtree, directory)
-        path = os.path.join(directory, "pmip.pcap")
-        with open(path, "wb") as f:
-            f.write(_pcap([_ipv6(src, dst, encodeMessage(m, src, dst))
-                           for m, src, dst in messages]))
-        command = [_TSHARK, "-n", "-r", path, "-T", "fields", "-E", "separator=|",
-                   "-E", "occurrence=a", "-E", "aggregator=,"]
-        for field in fields:
-            command += ["-e", field]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
-        self.assertEqual(result.returncode, 0, result.stderr)
-        rows = [dict(zip(fields, line.split("|")))
-                for line in result.stdout.splitlines() if line.strip()]
-        self.assertEqual(len(rows), len(messages), result.stdout)
-        return rows
+        return tsharkRows(self, [_ipv6(src, dst, encodeMessage(m, src, dst))
+                                 for m, src, dst in messages], fields)
 
     def test_ipv4Options(self):
         """
