@@ -587,13 +587,14 @@ class LmaCore:
                 continue
             if b.state is _DELETING:
                 effects.extend(self.step(b, Event.DELETE))
-                self._say("session of MN {mnId} deleted after its deregistration",
-                          mnId=_show(b.mnId))
+                what = "deleted after its deregistration"
             else:
                 effects.extend(self.step(b, Event.EXPIRE))
                 self.counters["expired"] += 1
-                self._say("binding for {homes} (MN {mnId}) expired",
-                          homes=_homes(b), mnId=_show(b.mnId))
+                what = "expired"
+            if self._log is not None:
+                self._log.debug("binding for {homes} (MN {mnId}) {what}", homes=_homes(b),
+                                mnId=_show(b.mnId), what=what)
         return effects
 
     def receive(self, message, source, now):
@@ -1172,7 +1173,7 @@ class LmaCore:
             effects = self.step(b, Event.REFRESH)
         else:
             if self._log is not None:
-                self._log.debug("session {homes} moves {old} -> {new}", homes=_homes(b),
+                self._log.debug("binding for {homes} moves {old} -> {new}", homes=_homes(b),
                                 old=b.pcoa, new=pcoa)
             effects = self.step(b, Event.MOVE, pcoa)
         if newV4 is not None:
@@ -1200,7 +1201,7 @@ class LmaCore:
         if event is not Event.STALE_DEREGISTER:
             self.counters["deregistered"] += 1
             if self._log is not None:
-                self._log.debug("session {homes} deregistered", homes=_homes(b))
+                self._log.debug("binding for {homes} deregistered", homes=_homes(b))
         return effects + self._accept(p, b, 0)
 
     def _grant(self, bu):
