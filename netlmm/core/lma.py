@@ -46,6 +46,7 @@ from netlmm.core.effects import InvalidInput, RouteAdd, RouteMove, RouteRemove, 
 from netlmm.core.pools import AddressPool, PrefixPool
 from netlmm.core.sequence import seqGreater
 from netlmm.wire import mh
+from netlmm.wire.control import showMnId
 from netlmm.wire.mh import Status
 
 __all__ = [
@@ -290,6 +291,7 @@ class _Refusal(Exception):
     """
 
     def __init__(self, status, why, v4=None, binding=None, last=None, **fields):
+        assert not _RESERVED.intersection(fields), fields
         self.status = status
         self.why = why
         self.v4 = v4
@@ -743,8 +745,8 @@ class LmaCore:
             bad = p.malformed(mh.HomeNetworkPrefix)
             raise _Refusal(Status.MISSING_HOME_NETWORK_PREFIX_OPTION,
                            "no Home Network Prefix option" if bad is None
-                           else "malformed Home Network Prefix option: {reason}",
-                           reason=None if bad is None else bad.reason)
+                           else "malformed Home Network Prefix option: {problem}",
+                           problem=None if bad is None else bad.reason)
         hnp = p.hnps[0]
         mnId = p.mnId
         dereg = bu.lifetime == 0
@@ -843,8 +845,8 @@ class LmaCore:
                     mh.LinkLocalAddress):
             bad = p.malformed(cls)
             if bad is not None:
-                raise _Refusal(Status.UNSPECIFIED, "malformed {kind} option: {reason}",
-                               kind=cls.__name__, reason=bad.reason)
+                raise _Refusal(Status.UNSPECIFIED, "malformed {kind} option: {problem}",
+                               kind=cls.__name__, problem=bad.reason)
         b = self._lookup(p)
         if policy.ordering is Ordering.TIMESTAMP:
             if self._checkTimestamp(p, b, now):
@@ -999,8 +1001,8 @@ class LmaCore:
             bad = p.malformed(mh.IPv4HomeAddressRequest)
             if bad is not None:
                 raise _Refusal(Status.NOT_AUTHORIZED_FOR_IPV4_HOME_ADDRESS,
-                               "malformed IPv4 Home Address Request: {reason}",
-                               v4=V4.INVALID_IPV4_ADDRESS, reason=bad.reason)
+                               "malformed IPv4 Home Address Request: {problem}",
+                               v4=V4.INVALID_IPV4_ADDRESS, problem=bad.reason)
             return None if b is None else b.ipv4
         if len(p.v4) > 1:
             raise _Refusal(Status.MULTIPLE_IPV4_HOME_ADDRESS_ASSIGNMENT_NOT_SUPPORTED,
@@ -1059,8 +1061,8 @@ class LmaCore:
             bad = p.malformed(mh.Timestamp)
             raise _Refusal(Status.TIMESTAMP_MISMATCH,
                            "no Timestamp option" if bad is None
-                           else "malformed Timestamp option: {reason}",
-                           binding=b, reason=None if bad is None else bad.reason)
+                           else "malformed Timestamp option: {problem}",
+                           binding=b, problem=None if bad is None else bad.reason)
         if b is not None and b.timestamp is not None and ts.value <= b.timestamp:
             if ts.value == b.timestamp and self._retransmission(p, b):
                 return True
@@ -1285,6 +1287,9 @@ class LmaCore:
             self._log.info(fmt, **kw)
 
 
+#: Fields every refusal's log line has already (see L{LmaCore._refuse}).
+_RESERVED = frozenset(("peer", "reason", "seq", "status"))
+
 #: Marks "allocate an IPv4 address from the pool" between checks and commit.
 _NEW_V4 = object()
 _ZERO4 = IPv4Address("0.0.0.0")
@@ -1345,4 +1350,5 @@ def _homes(b):
 
 
 def _show(mnId):
-    return mnId.decode("utf-8", "replace")
+    # Safe in a log line: control characters and bad UTF-8 come out as hex.
+    return showMnId(mnId)

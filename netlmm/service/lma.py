@@ -6,6 +6,7 @@ from netlmm.core.effects import RouteAdd, RouteMove, RouteRemove, SendMH
 from netlmm.service.base import RoleService
 from netlmm.transport.mh import MHPort
 from netlmm.wire import mh
+from netlmm.wire.control import showMnId
 
 
 class LmaService(RoleService):
@@ -178,7 +179,7 @@ def formatBindings(core, now):
         homes = [str(h) for h in b.homes]
         if b.ipv4 is not None:
             homes.append(str(b.ipv4))
-        rows.append((b.mnId.decode("utf-8", "replace"), " ".join(homes) or "-",
+        rows.append((showMnId(b.mnId), " ".join(homes) or "-",
                      str(b.pcoa), b.profile.value, b.state.value, str(b.sequence),
                      f"{b.lifetime} s", f"{max(0, b.expiry - now):.0f} s"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

@@ -11,6 +11,8 @@ nothing in the binding cache or the pools changed.
 
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -112,8 +114,14 @@ class Rfc5213Mixin:
         kw.setdefault("peers", [("2001:db8:5::/48",
                                  PeerPolicy(ordering=Ordering.SEQUENCE))])
         self.log = CapturingLog()
-        return LmaCore(HOME, ["2001:db8:a::/48", "2001:db8:b::/48", "2001:db8:c::/64"],
-                       log=self.log, **kw)
+        lma = LmaCore(HOME, ["2001:db8:a::/48", "2001:db8:b::/48", "2001:db8:c::/64"],
+                      log=self.log, **kw)
+
+        def refused(peer, reason, fmt, **fields):
+            # What LmaService._refused does with the core's refusals.
+            self.log.warn(fmt, peer=peer, reason=reason, **fields)
+        lma.refused = refused
+        return lma
 
     def send(self, lma, message, now=T0, source=MAG1):
         """C{message} through the codec to C{lma}; its effects, answers checked."""
@@ -844,15 +852,104 @@ class LoggingTests(Rfc5213Mixin, SynchronousTestCase):
         self.assertRefused(lma, pbu(mnId=None), Status.MISSING_MN_IDENTIFIER_OPTION)
 
     def test_realLoggerTakesTheFields(self):
-        """The formats and fields work with twisted.logger (no KeyError)."""
-        events = []
-        lma = LmaCore(HOME, ["2001:db8:a::/48"], log=Logger(observer=events.append))
-        for message in (pbu(mnId=None), pbu(hnps=[hnp("2001:db8:9::/64")]),
-                        pbu(timestamp=None), pbu(v4=[IPv4HomeAddressRequest()])):
-            lma.receive(message, MAG1, T0)
+        """
+        The formats and fields of refusals of every kind work with
+        twisted.logger, both through the core's own log and through the
+        service's one refusal method (no KeyError, no clash of names).
+        """
+        from netlmm.service.lma import LmaService
         from twisted.logger import formatEvent
-        texts = [formatEvent(e) for e in events]
-        self.assertEqual(len(texts), 4)
-        for text in texts:
-            self.assertIn(str(MAG1), text)
-            self.assertNotIn("Unable to format", text)
+        messages = [
+            pbu(mnId=None), pbu(hnps=[hnp("2001:db8:9::/64")]), pbu(timestamp=None),
+            pbu(v4=[IPv4HomeAddressRequest()]), pbu(timestamp=T0 + 9),
+            pbu(extra=[mh.MalformedOption(36, b"\x00", "x")]),
+            pbu(timestamp=None, extra=[mh.MalformedOption(27, b"\x00", "x")]),
+            pbu(extra=[mh.MalformedOption(3, b"\x00", "x")]),
+            BindingUpdate(1, BU_A | BU_H | BU_P, 1, [mh.MalformedOption(22, b"", "x")]),
+            pbu(flags=BU_A), pbu(lifetime=0),
+        ]
+        for viaService in (False, True):
+            events = []
+            log = Logger(observer=events.append)
+            lma = LmaCore(HOME, ["2001:db8:a::/48"], log=log)
+            if viaService:
+                service = LmaService.__new__(LmaService)
+                service.log = log
+                service.refusals = 0
+                lma.refused = service._refused
+            for message in messages:
+                raw = mh.encodeMessage(message)
+                lma.receive(mh.decodeMessage(raw), MAG1, T0)
+            texts = [formatEvent(e) for e in events]
+            self.assertEqual(len(texts), len(messages))
+            for text in texts:
+                self.assertIn(str(MAG1), text)
+                self.assertNotIn("Unable to format", text)
+
+
+# ---------------------------------------------------------------- generated
+
+_OPTIONS = st.one_of(
+    st.just(MobileNodeIdentifier(MN1)), st.just(MobileNodeIdentifier(MN2)),
+    st.sampled_from([ALL_ZERO, hnp(P0), hnp(P1), hnp("2001:db8:1::5/128"),
+                     hnp("2001:db8:200::/64"), HomeNetworkPrefix("::", 64),
+                     HomeNetworkPrefix("2001:db8:100::1", 64)]),
+    st.builds(HandoffIndicator, st.integers(0, 6)),
+    st.builds(AccessTechnologyType, st.integers(0, 5)),
+    st.sampled_from([MobileNodeLinkLayerIdentifier(MAC1), MobileNodeLinkLayerIdentifier(MAC2)]),
+    st.sampled_from([Timestamp.fromSeconds(T0), Timestamp.fromSeconds(T0 + 1),
+                     Timestamp.fromSeconds(T0 - 5)]),
+    st.sampled_from([AlternateCareOfAddress(MAG1), AlternateCareOfAddress(MAG2)]),
+    st.sampled_from([IPv4HomeAddressRequest(), IPv4HomeAddressRequest(V4FIRST, 24),
+                     IPv4HomeAddressRequest("192.0.2.200", 24),
+                     IPv4HomeAddressRequest("198.51.100.1", 24)]),
+    st.sampled_from([LinkLocalAddress("fe80::1"), LinkLocalAddress("::")]),
+    # Truncated, oversized and out-of-range bodies of every option the LMA reads.
+    st.builds(lambda t, n: mh.MalformedOption(t, b"\x00" * n, "generated"),
+              st.sampled_from([3, 8, 22, 23, 24, 25, 26, 27, 36]),
+              st.integers(0, 1)),
+    st.builds(lambda t, n: mh.MalformedOption(t, b"\xff" * n, "generated"),
+              st.sampled_from([22, 23, 24, 27, 36]), st.integers(19, 40)),
+)
+
+
+class GeneratedTests(Rfc5213Mixin, SynchronousTestCase):
+    """Any PBU a peer may send: one answer, and a refusal changes nothing."""
+
+    @settings(max_examples=300, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(st.tuples(st.lists(_OPTIONS, max_size=9),
+                              st.sampled_from([FLAGS, BU_A | BU_H | BU_P, BU_A, BU_A | BU_H]),
+                              st.integers(0, 3), st.sampled_from([0, 15, HOUR]),
+                              st.sampled_from([MAG1, MAG2, SEQMAG, PMIP, STRANGER]),
+                              st.floats(0, 20)),
+                    min_size=1, max_size=6))
+    def test_anyPbu(self, pbus):
+        lma = self.makeLma()
+        now = T0
+        for options, flags, sequence, lifetime, source, later in pbus:
+            now += later / 100
+            message = BindingUpdate(sequence, flags, lifetime, options)
+            raw = mh.encodeMessage(message, source, LMA)
+            before = self.state(lma)
+            effects = lma.receive(mh.decodeMessage(raw, source, LMA), source, now)
+            sends = [e for e in effects if type(e) is SendMH]
+            self.assertEqual(len(sends), 1, effects)
+            self.assertEqual(sends[0].destination, source)
+            ba = sends[0].message
+            self.assertEqual(mh.decodeMessage(mh.encodeMessage(ba)), ba)
+            self.assertEqual(ba.sequence if ba.status != Status.SEQUENCE_OUT_OF_WINDOW
+                             else sequence, sequence)
+            if ba.status >= 128:
+                self.assertEqual(self.routes(effects), [])
+                self.assertEqual(self.state(lma), before)
+                self.assertEqual(ba.lifetime, 0)
+            # The indexes agree with the sessions.
+            for b in lma.bindings.values():
+                for home in b.homes:
+                    self.assertIs(lma.binding(home if type(home) is IPv6Address
+                                              else home.network_address), b)
+                if b.ipv4 is not None:
+                    self.assertIs(lma.binding(b.ipv4.ip), b)
+                self.assertIn(b, lma.sessionsOf(b.mnId))
+            lma.handleTimer(now)
