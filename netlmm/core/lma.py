@@ -42,8 +42,12 @@ import heapq
 from collections import deque, namedtuple
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Network
 
-from netlmm.core.effects import InvalidInput, RouteAdd, RouteMove, RouteRemove, SendMH
+from netlmm.core import records as read
+from netlmm.core.effects import (
+    BadRecord, InvalidInput, Persist, RouteAdd, RouteMove, RouteRemove, SendMH,
+)
 from netlmm.core.pools import AddressPool, PrefixPool
+from netlmm.core.records import fields
 from netlmm.core.sequence import seqGreater
 from netlmm.wire import mh
 from netlmm.wire.control import showMnId
@@ -387,39 +391,20 @@ class LmaCore:
     # ------------------------------------------------------------ persistence
 
     def snapshot(self):
-        """
-        The binding cache as records of immutable values (addresses stay
-        address objects: the state file writes them as text).
-        """
-        return [self._record(b) for b in self.bindings.values()]
-
-    def _record(self, b):
-        """The one record that keeps session C{b} across a restart."""
-        return {
-            "phoa": b.phoa, "homes": [str(h) for h in b.homes],
-            "ipv4": None if b.ipv4 is None else str(b.ipv4),
-            "mn": b.mnId.hex(), "pcoa": b.pcoa, "sequence": b.sequence,
-            "lifetime": b.lifetime, "expiry": b.expiry, "client": b.client,
-            "profile": b.profile.value, "state": b.state.value,
-            "timestamp": b.timestamp, "att": b.att,
-            "llid": None if b.llId is None else b.llId.hex(),
-            "lla": None if b.lla is None else str(b.lla),
-        }
+        """A L{Persist} for every session, as the changes emit them."""
+        return [_persist(b) for b in self.bindings.values()]
 
     def restore(self, records, now):
         """
-        Load records made by L{snapshot} (or by earlier releases, which knew
-        only one /128 pHoA per binding); the unexpired sessions come back
-        with their sequence numbers and pool entries. Returns the RouteAdd
-        effects that put them back into the data plane. Raises ValueError
-        naming the bad record.
+        Load records made by L{_record} (or by releases that knew only one
+        /128 pHoA per binding); the unexpired sessions come back with their
+        sequence numbers and pool entries. Returns the RouteAdd effects that
+        put them back into the data plane. Raises L{BadRecord} naming the
+        first bad record.
         """
         effects = []
         for i, r in enumerate(records):
-            try:
-                b = self._fromRecord(r)
-            except (KeyError, TypeError, ValueError) as e:
-                raise ValueError(f"record {i}: {e!r}") from None
+            b = self._fromRecord(i, r)
             if b.expiry <= now or any(_homeKey(h) in self._byHome for h in b.homes):
                 continue
             if b.ipv4 is not None and int(b.ipv4.ip) in self._byIpv4:
@@ -436,31 +421,32 @@ class LmaCore:
             effects.extend(RouteAdd(_route(h), b.pcoa) for h in self._routes(b))
         return effects
 
-    def _fromRecord(self, r):
-        mnId = bytes.fromhex(r["mn"])
-        homes = r.get("homes")
-        if homes is None:
-            homes = (IPv6Address(r["phoa"]),)
+    def _fromRecord(self, i, r):
+        mnId, pcoa, client, sequence, lifetime, expiry = fields(
+            i, r, mn=read.identifier, pcoa=read.address, client=read.address,
+            sequence=read.sequence, lifetime=read.seconds, expiry=read.seconds)
+        # Fields records of earlier releases do not have.
+        if "homes" in r:
+            (homes,) = fields(i, r, homes=_readHomes)
         else:
-            homes = tuple(_parseHome(h) for h in homes)
-        profile = Profile(r.get("profile", "netlmm"))
-        b = Binding(0, profile, mnId, homes, self._intern(IPv6Address(r["pcoa"])),
-                    self._intern(IPv6Address(r["client"])), int(r["sequence"]) & 0xFFFF)
-        b.lifetime = int(r["lifetime"])
-        b.expiry = float(r["expiry"])
-        b.state = BindingState(r.get("state", "REGISTERED"))
+            (phoa,) = fields(i, r, phoa=read.address)
+            homes = (phoa,)
+        extra = {name: reader for name, reader in _OPTIONAL.items() if r.get(name) is not None}
+        values = dict(zip(extra, fields(i, r, **extra)))
+        b = Binding(0, values.get("profile", Profile.NETLMM), mnId, homes,
+                    self._intern(pcoa), self._intern(client), sequence)
+        b.lifetime = int(lifetime)
+        b.expiry = expiry
+        b.state = values.get("state", _REGISTERED)
+        b.ipv4 = values.get("ipv4")
+        b.timestamp = values.get("timestamp")
+        b.att = values.get("att")
+        b.llId = values.get("llid")
+        b.lla = values.get("lla")
+        if not homes and b.ipv4 is None:
+            raise BadRecord(i, "a session with neither homes nor an IPv4 address")
         if b.state is _ABSENT:
-            raise ValueError("state ABSENT")
-        if r.get("ipv4") is not None:
-            b.ipv4 = IPv4Interface(r["ipv4"])
-        if r.get("timestamp") is not None:
-            b.timestamp = int(r["timestamp"])
-        if r.get("att") is not None:
-            b.att = int(r["att"])
-        if r.get("llid") is not None:
-            b.llId = bytes.fromhex(r["llid"])
-        if r.get("lla") is not None:
-            b.lla = IPv6Address(r["lla"])
+            raise BadRecord(i, "'state': ABSENT is not a kept state")
         return b
 
     # ------------------------------------------------------------ queries
@@ -594,6 +580,7 @@ class LmaCore:
                 effects.extend(self.step(b, Event.EXPIRE))
                 self.counters["expired"] += 1
                 what = "expired"
+            effects.append(Persist(_storeKey(b), None))
             if self._log is not None:
                 self._log.debug("binding for {homes} (MN {mnId}) {what}", homes=_homes(b),
                                 mnId=_show(b.mnId), what=what)
@@ -1157,6 +1144,7 @@ class LmaCore:
         b.lifetime = lifetime * mh.LIFETIME_UNIT
         effects = self.step(b, Event.REGISTER)
         self._schedule(b, now)
+        effects.append(_persist(b))
         if self._log is not None:
             self._log.debug("new binding {homes} -> {pcoa} for MN {mnId} ({profile})",
                             homes=_homes(b), pcoa=b.pcoa, mnId=_show(b.mnId),
@@ -1189,6 +1177,7 @@ class LmaCore:
         b.lifetime = seconds = lifetime * mh.LIFETIME_UNIT
         b.expiry = expiry = now + seconds
         self._push(seconds, expiry, b.key)
+        effects.append(_persist(b))
         effects.extend(self._accept(p, b, lifetime))
         return effects
 
@@ -1200,6 +1189,8 @@ class LmaCore:
             b.lifetime = 0
             b.expiry = now + self.minDelayBeforeBceDelete
             self._push(self.minDelayBeforeBceDelete, b.expiry, b.key)
+        if event is not Event.STALE_DEREGISTER:
+            effects.append(_persist(b))
         if event is not Event.STALE_DEREGISTER:
             self.counters["deregistered"] += 1
             if self._log is not None:
@@ -1302,6 +1293,89 @@ _V4_STATUSES = frozenset((
 ))
 
 
+def _record(b):
+    """
+    The one record a session is kept as (see L{LmaCore.restore}); addresses
+    stay ipaddress objects, which the store writes as their text. "phoa"
+    and "mn" keep records readable by earlier releases.
+    """
+    return {
+        "phoa": b.phoa, "homes": [str(h) for h in b.homes],
+        "ipv4": None if b.ipv4 is None else str(b.ipv4),
+        "mn": b.mnId.hex(), "pcoa": b.pcoa, "sequence": b.sequence,
+        "lifetime": b.lifetime, "expiry": b.expiry, "client": b.client,
+        "profile": b.profile.value, "state": b.state.value,
+        "timestamp": b.timestamp, "att": b.att,
+        "llid": None if b.llId is None else b.llId.hex(),
+        "lla": None if b.lla is None else str(b.lla),
+    }
+
+
+def _storeKey(b):
+    """
+    What a session is kept under, the same for its whole life: the MN
+    identifier (one session per mobile in the netlmm dialect), with the
+    first home or the IPv4 address for an RFC 5213 one (multihoming).
+    """
+    if b.profile is Profile.NETLMM:
+        return b.mnId
+    first = b.homes[0] if b.homes else b.ipv4.ip
+    return b.mnId + b" " + str(first).encode()
+
+
+def _persist(b):
+    if b.state is _ABSENT:
+        return tuple.__new__(Persist, (_storeKey(b), None))
+    return tuple.__new__(Persist, (_storeKey(b), _record(b)))
+
+
+def _readHomes(value):
+    if not isinstance(value, list):
+        raise TypeError(f"{value!r} is not a list of homes")
+    homes = []
+    for h in value:
+        try:
+            homes.append(_home(IPv6Network(h)))
+        except (TypeError, ValueError):
+            raise ValueError(f"{h!r} is not an IPv6 address or prefix") from None
+    return tuple(homes)
+
+
+def _readChoice(kind):
+    def reader(value):
+        return kind(value)
+    return reader
+
+
+def _readInt(maximum):
+    def reader(value):
+        if type(value) is not int or not 0 <= value <= maximum:
+            raise ValueError(f"{value!r} is not an integer 0..{maximum}")
+        return value
+    return reader
+
+
+def _readIpv4(value):
+    try:
+        return IPv4Interface(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{value!r} is not an IPv4 address/length") from None
+
+
+def _readHex(value):
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"{value!r} is not hex octets")
+    return bytes.fromhex(value)
+
+
+#: The fields a record may lack (records of earlier releases), and their readers.
+_OPTIONAL = {
+    "profile": _readChoice(Profile), "state": _readChoice(BindingState),
+    "ipv4": _readIpv4, "timestamp": _readInt((1 << 64) - 1), "att": _readInt(255),
+    "llid": _readHex, "lla": read.address,
+}
+
+
 def _network(hnp):
     """The IPv6Network an HNP option names, or None when host bits are set."""
     try:
@@ -1320,11 +1394,6 @@ def _hnp(home):
     if type(home) is IPv6Address:
         return tuple.__new__(mh.HomeNetworkPrefix, (home, 128))
     return tuple.__new__(mh.HomeNetworkPrefix, (home.network_address, home.prefixlen))
-
-
-def _parseHome(text):
-    network = IPv6Network(text)
-    return _home(network)
 
 
 def _missing(p, cls, name):

@@ -628,9 +628,11 @@ class PersistenceTests(LmaTestMixin, SynchronousTestCase):
         effects = self.send(lma, pbu(7, phoa=None), now=10)
         self.assertEqual([type(e) for e in effects], [RouteAdd, Persist, SendMH])
         self.assertEqual(self.stored(effects), [(MN1, {
-            "phoa": "2001:db8:1::100", "mn": MN1.hex(), "pcoa": "2001:db8:a::1",
-            "sequence": 7, "lifetime": 3600, "expiry": 3610, "client": "2001:db8:c::1",
-            "pooled": True})])
+            "phoa": "2001:db8:1::100", "homes": ["2001:db8:1::100"], "ipv4": None,
+            "mn": MN1.hex(), "pcoa": "2001:db8:a::1", "sequence": 7, "lifetime": 3600,
+            "expiry": 3610, "client": "2001:db8:c::1", "profile": "netlmm",
+            "state": "REGISTERED", "timestamp": None, "att": None, "llid": None,
+            "lla": None})])
 
     def test_handoffKept(self):
         lma = self.makeLma()
@@ -674,8 +676,9 @@ class PersistenceTests(LmaTestMixin, SynchronousTestCase):
         self.assertEqual(effects, [RouteAdd(PHOA, MAG2)])
         self.assertIsNone(lma.bindingFor(MN1))
         b = lma.bindingFor(MN2)
-        self.assertEqual((b.phoa, b.pcoa, b.sequence, b.lifetime, b.expiry, b.client,
-                          b.pooled), (PHOA, MAG2, 9, 400, 500, PMIP, False))
+        self.assertEqual((b.phoa, b.pcoa, b.sequence, b.lifetime, b.expiry, b.client),
+                         (PHOA, MAG2, 9, 400, 500, PMIP))
+        self.assertEqual(lma.pool.inUse, 0)
         self.assertEqual(lma.nextTimer(), 500)
         lma = self.makeLma(pool=AddressPool(POOL_FIRST, "2001:db8:1::1ff"))
         self.assertEqual(lma.restore([r for _, r in kept], now=50),
@@ -689,9 +692,21 @@ class PersistenceTests(LmaTestMixin, SynchronousTestCase):
         fault; nothing after it is loaded.
         """
         good = self.stored(self.send(self.makeLma(), pbu(1), now=0))[0][1]
+        old = {k: v for k, v in good.items() if k not in ("homes", "profile", "state")}
         cases = [
-            ({**good, "phoa": "zzz"},
+            ({**old, "phoa": "zzz"},
              "'phoa': 'zzz' is not an IPv6 address"),
+            ({**good, "homes": ["zzz"]},
+             "'homes': 'zzz' is not an IPv6 address or prefix"),
+            ({**good, "homes": "2001:db8:1::1"},
+             "'homes': '2001:db8:1::1' is not a list of homes"),
+            ({**good, "homes": [], "ipv4": None},
+             "a session with neither homes nor an IPv4 address"),
+            ({**good, "profile": "mip6"}, "'profile': 'mip6' is not a valid Profile"),
+            ({**good, "state": "ABSENT"}, "'state': ABSENT is not a kept state"),
+            ({**good, "ipv4": "192.0.2.300/24"},
+             "'ipv4': '192.0.2.300/24' is not an IPv4 address/length"),
+            ({**good, "att": 256}, "'att': 256 is not an integer 0..255"),
             ({k: v for k, v in good.items() if k != "pcoa"}, "'pcoa' is missing"),
             ({**good, "mn": "6x"}, "'mn': non-hexadecimal number found in "
                                    "fromhex() arg at position 1"),
@@ -702,7 +717,6 @@ class PersistenceTests(LmaTestMixin, SynchronousTestCase):
                                         "(0..65535)"),
             ({**good, "expiry": float("nan")}, "'expiry': nan is not a time in seconds"),
             ({**good, "lifetime": -4}, "'lifetime': -4 is not a time in seconds"),
-            ({**good, "pooled": "yes"}, "'pooled': 'yes' is not true or false"),
             ([1, 2], "not a record but list"),
         ]
         for record, reason in cases:

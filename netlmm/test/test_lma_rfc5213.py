@@ -16,7 +16,9 @@ from hypothesis import strategies as st
 from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 
-from netlmm.core.effects import InvalidInput, RouteAdd, RouteMove, RouteRemove, SendMH
+from netlmm.core.effects import (
+    InvalidInput, Persist, RouteAdd, RouteMove, RouteRemove, SendMH,
+)
 from netlmm.core.lma import (
     TRANSITIONS, AddressPool, BindingState, Event, LmaCore, Ordering, PeerPolicy,
     PrefixPool, Profile, profileOf,
@@ -137,7 +139,7 @@ class Rfc5213Mixin:
         return sends[0].message
 
     def routes(self, effects):
-        return [e for e in effects if type(e) is not SendMH]
+        return [e for e in effects if type(e) not in (SendMH, Persist)]
 
     def state(self, lma):
         """Everything a refusal must leave alone."""
@@ -573,7 +575,8 @@ class DeregistrationTests(Rfc5213Mixin, SynchronousTestCase):
         self.assertIs(b.state, BindingState.DELETING)
         self.assertEqual(lma.nextTimer(), T0 + 15)
         self.assertEqual(lma.handleTimer(T0 + 14.9), [])
-        self.assertEqual(lma.handleTimer(T0 + 15), [RouteRemove(P0, MAG1)])
+        self.assertEqual(lma.handleTimer(T0 + 15), [
+            RouteRemove(P0, MAG1), Persist(MN1 + b" 2001:db8:100::/64", None)])
         self.assertEqual(lma.bindings, {})
         self.assertEqual(lma.prefixPool.inUse, 0)
         self.assertEqual(lma.counters["deregistered"], 1)
@@ -803,7 +806,7 @@ class PersistenceTests(Rfc5213Mixin, SynchronousTestCase):
         self.accepted(lma, pbu(v4=[IPv4HomeAddressRequest()],
                                extra=[LinkLocalAddress("fe80::1")]))
         self.accepted(lma, pbu(mnId=MN2, llId=MAC2, hnps=[hnp(P1)]))
-        records = lma.snapshot()
+        records = [p.record for p in lma.snapshot()]
         again = self.makeLma()
         effects = again.restore(records, T0 + 1)
         self.assertEqual(sorted(effects, key=repr), sorted(
@@ -816,6 +819,46 @@ class PersistenceTests(Rfc5213Mixin, SynchronousTestCase):
         self.assertEqual((again.prefixPool.inUse, again.ipv4Pool.inUse), (2, 1))
         # The restored session goes on: a later timestamp is accepted.
         self.accepted(again, pbu(2, hnps=[hnp(P0)], hi=5, timestamp=T0 + 2), now=T0 + 2)
+
+    def test_everyChangeKeptBeforeItsAnswer(self):
+        """
+        Registration, refresh, move and deregistration each emit one
+        Persist of the session, before the PBA; the DELETING session is kept
+        too (a restart within MinDelayBeforeBCEDelete does not lose it), and
+        removed when the delay ends. What changes nothing keeps nothing.
+        """
+        lma = self.makeLma()
+        key = MN1 + b" 2001:db8:100::/64"
+
+        def kept(effects):
+            kinds = [type(e) for e in effects]
+            self.assertEqual(kinds[-2:], [Persist, SendMH], kinds)
+            self.assertEqual(kinds.count(Persist), 1)
+            persist = effects[-2]
+            self.assertEqual(persist.key, key)
+            return persist.record
+
+        self.assertEqual(kept(self.send(lma, pbu()))["state"], "REGISTERED")
+        record = kept(self.send(lma, pbu(2, hnps=[hnp(P0)], hi=3, timestamp=T0 + 1),
+                                now=T0 + 1, source=MAG2))
+        self.assertEqual(record["pcoa"], MAG2)
+        # The same PBU again: answered, nothing kept.
+        again = self.send(lma, pbu(2, hnps=[hnp(P0)], hi=3, timestamp=T0 + 1),
+                          now=T0 + 1, source=MAG2)
+        self.assertEqual([type(e) for e in again], [SendMH])
+        # MAG1's late deregistration changes nothing.
+        stale = self.send(lma, pbu(3, hnps=[hnp(P0)], lifetime=0, timestamp=T0 + 2),
+                          now=T0 + 2)
+        self.assertEqual([type(e) for e in stale], [SendMH])
+        record = kept(self.send(lma, pbu(4, hnps=[hnp(P0)], lifetime=0,
+                                         timestamp=T0 + 3), now=T0 + 3, source=MAG2))
+        self.assertEqual((record["state"], record["expiry"]), ("DELETING", T0 + 13))
+        # Restored in the middle of the delay, it is deleted when the delay ends.
+        again = self.makeLma()
+        self.assertEqual(again.restore([record], T0 + 5), [RouteAdd(P0, MAG2)])
+        self.assertIs(again.bindingFor(MN1).state, BindingState.DELETING)
+        self.assertEqual(again.handleTimer(T0 + 13), [RouteRemove(P0, MAG2),
+                                                      Persist(key, None)])
 
     def test_oldRecord(self):
         """A record written before prefixes and IPv4 existed still loads."""
