@@ -71,6 +71,9 @@ _SENDERS = 8
 class Profile(enum.Enum):
     """The two dialects of Proxy Binding Update the LMA serves."""
 
+    # Members are singletons: hash them by identity, in C (see BindingState).
+    __hash__ = object.__hash__
+
     NETLMM = "netlmm"
     RFC5213 = "rfc5213"
 
@@ -1295,19 +1298,18 @@ _V4_STATUSES = frozenset((
 
 def _record(b):
     """
-    The one record a session is kept as (see L{LmaCore.restore}); addresses
-    stay ipaddress objects, which the store writes as their text. "phoa"
-    and "mn" keep records readable by earlier releases.
+    The one record a session is kept as (see L{LmaCore.restore}); addresses,
+    prefixes and the IPv4 interface stay ipaddress objects, which the store
+    writes as their text (and the readers take either). "phoa" keeps
+    records readable by earlier releases.
     """
     return {
-        "phoa": b.phoa, "homes": [str(h) for h in b.homes],
-        "ipv4": None if b.ipv4 is None else str(b.ipv4),
+        "phoa": b.phoa, "homes": list(b.homes), "ipv4": b.ipv4,
         "mn": b.mnId.hex(), "pcoa": b.pcoa, "sequence": b.sequence,
         "lifetime": b.lifetime, "expiry": b.expiry, "client": b.client,
-        "profile": b.profile.value, "state": b.state.value,
+        "profile": _TEXT[b.profile], "state": _TEXT[b.state],
         "timestamp": b.timestamp, "att": b.att,
-        "llid": None if b.llId is None else b.llId.hex(),
-        "lla": None if b.lla is None else str(b.lla),
+        "llid": None if b.llId is None else b.llId.hex(), "lla": b.lla,
     }
 
 
@@ -1334,6 +1336,9 @@ def _readHomes(value):
         raise TypeError(f"{value!r} is not a list of homes")
     homes = []
     for h in value:
+        if type(h) in (IPv6Address, IPv6Network):
+            homes.append(_home(IPv6Network(h)) if type(h) is IPv6Network else h)
+            continue
         try:
             homes.append(_home(IPv6Network(h)))
         except (TypeError, ValueError):
@@ -1356,6 +1361,8 @@ def _readInt(maximum):
 
 
 def _readIpv4(value):
+    if type(value) is IPv4Interface:
+        return value
     try:
         return IPv4Interface(value)
     except (TypeError, ValueError):
@@ -1367,6 +1374,9 @@ def _readHex(value):
         raise TypeError(f"{value!r} is not hex octets")
     return bytes.fromhex(value)
 
+
+#: The text of the enums a record holds (a dict: Enum.value is slow).
+_TEXT = {member: member.value for kind in (Profile, BindingState) for member in kind}
 
 #: The fields a record may lack (records of earlier releases), and their readers.
 _OPTIONAL = {
