@@ -41,10 +41,13 @@ def messages(capture):
 class _Interop:
     """The topology, a capture on the LMA's core link, OPMIP's node database."""
 
+    #: What the kernel must have (OPMIP's tunnels; more for a netlmm data plane).
+    needs = ("ip6tnl",)
+
     def setUp(self):
         skipUnlessTools(("ping", "iputils-ping"), ("tcpdump", "tcpdump"), ("tshark", "tshark"))
         opmip.require(self)
-        self.t = InteropTopology(self).build()
+        self.t = InteropTopology(self, needs=self.needs).build()
         self.workdir = os.path.abspath(self.mktemp())
         os.makedirs(self.workdir)
         self.database = self.t.nodeDatabase(os.path.join(self.workdir, "node.db"))
