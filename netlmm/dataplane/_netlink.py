@@ -222,11 +222,19 @@ def ownRules(ipr, protocol):
             if r.get("FRA_PROTOCOL") == protocol]
 
 
-def sourceRule(h, priority, table, protocol):
-    """The spec of the rule that sends what home C{h} sends to C{table}."""
+def sourceRule(h, priority, table, protocol, iif=None):
+    """
+    The spec of the rule that sends what home C{h} sends to C{table}; with
+    C{iif}, only what arrives on that interface (a MAG's access link: the
+    packets it decapsulates for a mobile there, which may come from another
+    of its mobiles, must not go back into the tunnel).
+    """
     src, length = prefix(h)
-    return dict(family=family(h), priority=priority, src=src, src_len=length,
+    spec = dict(family=family(h), priority=priority, src=src, src_len=length,
                 table=table, protocol=protocol)
+    if iif is not None:
+        spec["iifname"] = iif
+    return spec
 
 
 def ruleSpec(msg):
@@ -239,6 +247,8 @@ def ruleSpec(msg):
             spec[key + "_len"] = msg.get(key + "_len")
     if msg.get("ip_proto"):
         spec["ip_proto"] = msg.get("ip_proto")
+    if msg.get("FRA_IIFNAME"):
+        spec["iifname"] = msg.get("FRA_IIFNAME")
     if msg.get("FRA_PROTOCOL"):
         spec["protocol"] = msg.get("FRA_PROTOCOL")
     return spec
@@ -274,6 +284,7 @@ def _selectors(spec):
         else:
             out += [None, None]
     out.append(spec.get("ip_proto") or None)
+    out.append(spec.get("iifname") or None)
     return tuple(out)
 
 
@@ -331,6 +342,8 @@ def _showRule(r):
         parts.append(f"to {r.get('dst')}/{r.get('dst_len')}")
     if r.get("ip_proto"):
         parts.append(f"ipproto {r.get('ip_proto')}")
+    if r.get("FRA_IIFNAME"):
+        parts.append(f"iif {r.get('FRA_IIFNAME')}")
     parts.append(f"lookup {ruleTable(r)}")
     return " ".join(parts)
 
@@ -419,6 +432,14 @@ class NetlinkWork:
         if self._ipr is None:
             self._ipr = self._netlinkFactory()
         return self._ipr
+
+    def _uplinkRule(self, h, table):
+        """
+        MAG: the rule that sends what home C{h} sends from the access link to
+        C{table} (the data plane's C{uplinkPriority}, C{protocol} and
+        C{accessInterface}).
+        """
+        return sourceRule(h, self.uplinkPriority, table, self.protocol, self.accessInterface)
 
     def _do(self, f, *args):
         """Run C{f(ipr, *args)} on the worker thread, in order."""

@@ -15,10 +15,10 @@ on the access side::
 
     ip -6 tunnel add pmip0 mode any local MAG remote LMA encaplimit none dev CORE
     ip -6 route replace default dev pmip0 table 5213 proto 213
-    ip -6 rule add pref 100 from HOME lookup 5213 proto 213
+    ip -6 rule add pref 100 from HOME iif ACCESS lookup 5213 proto 213
     ip -6 route replace HOME dev ACCESS proto 213
     ip route replace default dev pmip0 table 5213 proto 213
-    ip rule add pref 100 from V4/32 lookup 5213 proto 213
+    ip rule add pref 100 from V4/32 iif ACCESS lookup 5213 proto 213
     ip route replace V4/32 dev ACCESS proto 213
 
 The devices decapsulate what their peer sends; the kernel forwards the inner
@@ -282,7 +282,7 @@ class Ip6tnlDataPlane(nl.NetlinkWork):
             index = nl.ifindex(ipr, name, "tunnel device to the LMA")
             ipr.route("replace", family=f, dst=nl.anyDestination(f), table=table,
                       oif=index, proto=self.protocol)
-        nl.addRule(ipr, **nl.sourceRule(h, self.uplinkPriority, table, self.protocol))
+        nl.addRule(ipr, **self._uplinkRule(h, table))
         ipr.route("replace", family=f, dst=nl.destination(h), oif=self._access,
                   proto=self.protocol)
 
@@ -302,8 +302,7 @@ class Ip6tnlDataPlane(nl.NetlinkWork):
 
     def _tunnelDown(self, ipr, h, table, deleteDevice, lastOfFamily):
         f = nl.family(h)
-        nl.ignoreMissing(ipr.rule, "del", **nl.sourceRule(h, self.uplinkPriority, table,
-                                                          self.protocol))
+        nl.ignoreMissing(ipr.rule, "del", **self._uplinkRule(h, table))
         nl.ignoreMissing(ipr.route, "del", family=f, dst=nl.destination(h),
                          table=254, proto=self.protocol)
         if deleteDevice:

@@ -16,10 +16,10 @@ LMA (a home is a pHoA /128, a per-MN prefix or an IPv4 home address /32)::
 
 MAG::
 
-    ip -6 rule add pref 100 from HOME lookup 5213 proto 213
+    ip -6 rule add pref 100 from HOME iif ACCESS lookup 5213 proto 213
     ip -6 route replace default encap seg6 mode encap.red segs LMA dev CORE table 5213
     ip -6 route replace HOME dev ACCESS proto 213
-    ip rule add pref 100 from V4/32 lookup 5213 proto 213
+    ip rule add pref 100 from V4/32 iif ACCESS lookup 5213 proto 213
     ip route replace default encap seg6 mode encap.red segs LMA dev CORE table 5213
     ip route replace V4/32 dev ACCESS proto 213
     ip -6 rule add pref 10 to SELF/128 ipproto 41 lookup 5214 proto 213
@@ -271,7 +271,7 @@ class Seg6DataPlane(nl.NetlinkWork):
         if first:
             ipr.route("replace", family=f, dst=nl.anyDestination(f), table=table,
                       oif=self._core, proto=self.protocol, encap=self._encap(lma))
-        nl.addRule(ipr, **nl.sourceRule(h, self.uplinkPriority, table, self.protocol))
+        nl.addRule(ipr, **self._uplinkRule(h, table))
         ipr.route("replace", family=f, dst=nl.destination(h), oif=self._access,
                   proto=self.protocol)
 
@@ -291,8 +291,7 @@ class Seg6DataPlane(nl.NetlinkWork):
 
     def _tunnelDown(self, ipr, h, table, last):
         f = nl.family(h)
-        nl.ignoreMissing(ipr.rule, "del", **nl.sourceRule(h, self.uplinkPriority, table,
-                                                          self.protocol))
+        nl.ignoreMissing(ipr.rule, "del", **self._uplinkRule(h, table))
         self._deleteHomeRoute(ipr, h)
         if last:
             nl.ignoreMissing(ipr.route, "del", family=f, dst=nl.anyDestination(f),

@@ -440,8 +440,7 @@ class UserspaceDataPlane(nl.NetlinkWork):
         f = nl.family(h)
         ipr.route("replace", family=f, dst=nl.anyDestination(f), table=self.uplinkTable,
                   oif=self._tunIndex, proto=self.protocol)
-        nl.addRule(ipr, **nl.sourceRule(h, self.uplinkPriority, self.uplinkTable,
-                                        self.protocol))
+        nl.addRule(ipr, **self._uplinkRule(h, self.uplinkTable))
         ipr.route("replace", family=f, dst=nl.destination(h), oif=self._access,
                   proto=self.protocol)
 
@@ -455,8 +454,7 @@ class UserspaceDataPlane(nl.NetlinkWork):
 
     def _tunnelDown(self, ipr, h, last):
         f = nl.family(h)
-        nl.ignoreMissing(ipr.rule, "del", **nl.sourceRule(h, self.uplinkPriority,
-                                                          self.uplinkTable, self.protocol))
+        nl.ignoreMissing(ipr.rule, "del", **self._uplinkRule(h, self.uplinkTable))
         self._deleteRoute(ipr, h)
         if last:
             nl.ignoreMissing(ipr.route, "del", family=f, dst=nl.anyDestination(f),

@@ -194,6 +194,8 @@ class FakeNetlink:
                 rule[key + "_len"] = kw.get(key + "_len", address.max_prefixlen)
         if kw.get("ip_proto"):
             rule["ip_proto"] = kw["ip_proto"]
+        if kw.get("iifname"):
+            rule["FRA_IIFNAME"] = kw["iifname"]
         return rule
 
     def rule(self, command, **kw):

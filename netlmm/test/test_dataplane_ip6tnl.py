@@ -159,8 +159,8 @@ class MagTests(SynchronousTestCase):
         [default] = self.fake.findRoutes("::/0", table=5213)
         self.assertEqual(default["oif"], link["index"])
         [rule] = self.fake.findRules(src=PHOA)
-        self.assertEqual((rule["priority"], rule["FRA_TABLE"], rule["FRA_PROTOCOL"]),
-                         (100, 5213, P))
+        self.assertEqual((rule["priority"], rule["FRA_TABLE"], rule["FRA_PROTOCOL"],
+                          rule["FRA_IIFNAME"]), (100, 5213, P, "eth1"))
         [host] = self.fake.findRoutes(PHOA)
         self.assertEqual(host["oif"], self.fake.links["eth1"]["index"])
 

@@ -294,8 +294,11 @@ class MagTests(SynchronousTestCase):
     def test_tunnelUp(self):
         self.successResultOf(self.plane.tunnelUp("mn1", PHOA, LMA))
         [rule] = self.fake.findRules(priority=100)
+        # Only what comes from the access link goes up: what the MAG
+        # decapsulates for one of its mobiles (from another) must not.
         self.assertEqual((rule["src"], rule["src_len"], rule["FRA_TABLE"],
-                          rule["FRA_PROTOCOL"]), (PHOA, 128, 5213, P))
+                          rule["FRA_PROTOCOL"], rule["FRA_IIFNAME"]),
+                         (PHOA, 128, 5213, P, "eth1"))
         [default] = self.fake.findRoutes("::/0", table=5213)
         self.assertEqual(default["encap"], {"type": "seg6", "mode": "encap.red",
                                             "segs": [LMA]})

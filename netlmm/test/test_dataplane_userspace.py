@@ -193,8 +193,8 @@ class MagTests(SynchronousTestCase):
     def test_tunnelUp(self):
         self.successResultOf(self.plane.tunnelUp("mn", PHOA, LMA))
         [rule] = self.fake.findRules(src=PHOA)
-        self.assertEqual((rule["priority"], rule["FRA_TABLE"], rule["FRA_PROTOCOL"]),
-                         (100, 5213, P))
+        self.assertEqual((rule["priority"], rule["FRA_TABLE"], rule["FRA_PROTOCOL"],
+                          rule["FRA_IIFNAME"]), (100, 5213, P, "eth1"))
         [default] = self.fake.findRoutes("::/0", table=5213)
         self.assertEqual(default["oif"], self.fake.links["netlmm0"]["index"])
         [host] = self.fake.findRoutes(PHOA)
