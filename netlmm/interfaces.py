@@ -33,7 +33,10 @@ class IAddressAssignment(Interface):
         """A mobile attached; C{event} is an L{netlmm.access.AttachmentEvent}."""
 
     def bound(mnId, phoa):
-        """The mobile is bound at the LMA with C{phoa} (answer it now)."""
+        """
+        The mobile is bound at the LMA with C{phoa} (answer it now);
+        C{mag.homes(mnId)} has its prefix and IPv4 home address as well.
+        """
 
     def unbound(mnId, phoa, reason):
         """The mobile is not bound through this MAG any more (or never was)."""
@@ -59,8 +62,19 @@ class IMagControl(Interface):
 
     address = Attribute("The MAG's data-plane address (the pCoA), IPv6Address.")
 
-    def addressReady(mnId, phoa, mode):
-        """Trigger the PMIP client for C{mnId} with C{phoa} (None: LMA-assigned)."""
+    def addressReady(mnId, phoa, mode, prefix=None):
+        """
+        Trigger the PMIP client for C{mnId} with C{phoa} (None: the LMA
+        assigns the address, mode LMA_ASSIGNED, or a prefix of the mobile's
+        own, mode PREFIX, where C{prefix} may name one already known).
+        """
+
+    def homes(mnId):
+        """
+        What C{mnId} is bound with through this MAG: a
+        L{netlmm.core.mag.Homes} (pHoA, per-MN prefix, IPv4 home address and
+        default router; all None when it is not bound).
+        """
 
     def attached(event):
         """A mobile appeared on the access link (L{AttachmentEvent})."""

@@ -62,19 +62,28 @@ class RouteRemove(namedtuple("RouteRemove", "phoa pcoa")):
 
 
 class TunnelUp(namedtuple("TunnelUp", "mnId phoa lma")):
-    """MAG data plane: forward C{phoa}'s traffic through the tunnel to C{lma}."""
+    """
+    MAG data plane: forward the traffic of home C{phoa} (a pHoA, a per-MN
+    prefix or an IPv4 address) through the tunnel to C{lma}.
+    """
 
     __slots__ = ()
 
 
 class TunnelDown(namedtuple("TunnelDown", "mnId phoa lma")):
-    """MAG data plane: stop forwarding for C{phoa}."""
+    """MAG data plane: stop forwarding for home C{phoa}."""
 
     __slots__ = ()
 
 
-class Bound(namedtuple("Bound", "mnId phoa")):
-    """MAG: the mobile is bound; the address strategy may now answer it."""
+class Bound(namedtuple("Bound", "mnId phoa prefix ipv4 ipv4Router",
+                       defaults=(None, None, None))):
+    """
+    MAG: the mobile is bound; the address strategy may now answer it. Besides
+    its pHoA: its per-MN prefix (IPv6Network), its IPv4 home address
+    (IPv4Interface) and IPv4 default router (IPv4Address), each None when
+    the binding has none.
+    """
 
     __slots__ = ()
 

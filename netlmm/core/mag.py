@@ -2,10 +2,15 @@
 The Mobile Access Gateway, sans-IO: per-mobile state from attachment through
 Trigger to bound, and detachment.
 
-    (none) --attach--> ATTACHED --address--> TRIGGERED --Notification ok--> BOUND
-    BOUND --detach--> DETACHING --Notification--> (none)
-    BOUND --Notification MOVED / BINDING_LOST--> (none)
-    TRIGGERED --Notification ADDRESS_CONFLICT--> ATTACHED
+    (none) --attach--> ATTACHED --address--> TRIGGERED --success--> BOUND
+    BOUND --address--> TRIGGERED (a new address or prefix; the tunnel stays)
+    BOUND --detach--> DETACHING --answer--> (none)
+    BOUND --moved / lost--> (none)
+    TRIGGERED --conflict--> ATTACHED
+
+L{TRANSITIONS} is the whole machine: every input goes through L{MagCore.step},
+which refuses an input the table has no entry for (L{InvalidInput}, nothing
+changed) and sets the next state, removing the entry when it is (none).
 
 On ADDRESS_CONFLICT (Appendix B) the mobile stays attached: the MAG defends
 the address on the access link (the L{AddressConflict} effect goes to the
@@ -13,12 +18,19 @@ strategy), the mobile configures another one, and the strategy calls
 L{MagCore.addressReady} again with it.
 
 Tunnel state is installed only after a successful Notification (section
-4.9). How the mobile's pHoA is learned is the address-assignment strategy's
-business: it calls L{MagCore.addressReady} when it has one (or knows the LMA
-is to assign it).
+4.9), one L{TunnelUp} per I{home} of the mobile: its pHoA, its per-MN
+prefix (draft E.3, address mode PREFIX) and its IPv4 home address (draft
+E.2, RFC 5844), whichever the Notification carries. How the mobile's address
+is learned is the address-assignment strategy's business: it calls
+L{MagCore.addressReady} when it has one (or knows the LMA is to assign it).
+Every Trigger carries the mobile's link-layer identifier (its MAC, from the
+attachment) and the access technology of this MAG's link (RFC 5213 8.5);
+with C{ipv4} policy on it asks the LMA for an IPv4 home address too.
 """
 
-from ipaddress import IPv6Address
+import enum
+from collections import namedtuple
+from ipaddress import IPv4Interface, IPv6Address, IPv6Network
 
 from netlmm.core.effects import (
     AddressConflict, Bound, InvalidInput, SendControl, TunnelDown, TunnelUp, Unbound,
@@ -26,16 +38,34 @@ from netlmm.core.effects import (
 from netlmm.wire import control
 from netlmm.wire.control import AddressMode, Detach, Result, Trigger
 
-ATTACHED = "ATTACHED"
-TRIGGERED = "TRIGGERED"
-BOUND = "BOUND"
-DETACHING = "DETACHING"
 
-#: (state, input) -> next state; None stands for "no entry".
+class State(str, enum.Enum):
+    """
+    Where a mobile's attachment stands. A state's text is its name (the
+    control socket's listing, the logs).
+    """
+
+    #: On the access link; no Trigger yet (waiting for its address).
+    ATTACHED = "ATTACHED"
+    #: Trigger sent; waiting for the Notification.
+    TRIGGERED = "TRIGGERED"
+    #: Bound at the LMA through this MAG; the tunnel carries its homes.
+    BOUND = "BOUND"
+    #: Left the link; Detach sent, waiting for its Notification.
+    DETACHING = "DETACHING"
+
+    def __str__(self):
+        return self.value
+
+
+ATTACHED, TRIGGERED, BOUND, DETACHING = State
+
+#: (state, input) -> next state; None as a state is "no entry".
 TRANSITIONS = {
     (None, "attach"): ATTACHED,
     (DETACHING, "attach"): ATTACHED,
     (ATTACHED, "address"): TRIGGERED,
+    (BOUND, "address"): TRIGGERED,
     (TRIGGERED, "success"): BOUND,
     (TRIGGERED, "failure"): None,
     (TRIGGERED, "conflict"): ATTACHED,
@@ -47,29 +77,69 @@ TRANSITIONS = {
     (BOUND, "lost"): None,
     (DETACHING, "answer"): None,
     (DETACHING, "timeout"): None,
-    (BOUND, "address"): TRIGGERED,
 }
+
+#: What a Trigger sends to ask the LMA for an IPv4 home address (RFC 5844).
+IPV4_REQUEST = IPv4Interface("0.0.0.0/0")
+
+#: RFC 5213 8.5 Access Technology Type values (1..5; the IANA registry adds
+#: 6..12, which are accepted as numbers).
+ACCESS_TECHNOLOGIES = {"virtual": 1, "ppp": 2, "ethernet": 3, "wlan": 4, "wimax": 5}
+
+
+class Homes(namedtuple("Homes", "phoa prefix ipv4 ipv4Router")):
+    """
+    What a bound mobile has: its pHoA (IPv6Address or None), its per-MN
+    prefix (IPv6Network or None), its IPv4 home address (IPv4Interface, the
+    address with the prefix length of its home network, or None) and its
+    IPv4 default router (IPv4Address or None).
+    """
+
+    __slots__ = ()
+
+    def dataPlane(self):
+        """The homes as the data plane carries them (see L{IDataPlane})."""
+        out = [h for h in (self.phoa, self.prefix) if h is not None]
+        if self.ipv4 is not None:
+            out.append(self.ipv4.ip)
+        return tuple(out)
+
+
+NO_HOMES = Homes(None, None, None, None)
 
 
 class Attachment:
     """The MAG's state for one attached mobile."""
 
     __slots__ = ("mnId", "state", "phoa", "mode", "transaction", "deadline",
-                 "tunnel", "since")
+                 "tunnels", "since", "linkLayerId", "homes")
 
-    def __init__(self, mnId, now):
+    def __init__(self, mnId, now, linkLayerId=None):
         self.mnId = mnId
         self.state = None
+        self.reset(now, linkLayerId)
+
+    def reset(self, now, linkLayerId):
+        """Start over: a fresh attachment (kept homes are only hints now)."""
         self.phoa = None
         self.mode = None
         self.transaction = None
         self.deadline = None
-        #: True while the data plane carries the mobile's traffic.
-        self.tunnel = False
+        #: The homes the data plane carries for the mobile now.
+        self.tunnels = ()
         self.since = now
+        self.linkLayerId = linkLayerId
+        #: What the last successful Notification bound.
+        self.homes = NO_HOMES
+
+    @property
+    def tunnel(self):
+        """True while the data plane carries some of the mobile's traffic."""
+        return bool(self.tunnels)
 
     def __repr__(self):
-        return f"Attachment({self.mnId!r}, {self.state}, phoa={self.phoa})"
+        state = self.state.name if self.state is not None else None
+        return f"Attachment({self.mnId!r}, {state}, phoa={self.phoa}, homes={self.homes})"
 
 
 class MagCore:
@@ -79,12 +149,19 @@ class MagCore:
     @param notificationTimeout: how long to wait for a Notification before
         giving a Trigger or Detach up. It exceeds the PMIP client's whole
         retransmission schedule (1+2+...+32 s) by default.
+    @param accessTechnology: the RFC 5213 8.5 Access Technology Type of this
+        MAG's access link, sent in every Trigger (None: not sent).
+    @param ipv4: ask the LMA for an IPv4 home address for every mobile
+        (RFC 5844: the MAG's policy for its mobiles).
     """
 
-    def __init__(self, address, lmaAddress, notificationTimeout=70.0, log=None):
+    def __init__(self, address, lmaAddress, notificationTimeout=70.0, log=None,
+                 accessTechnology=None, ipv4=False):
         self.address = IPv6Address(address)
         self.lmaAddress = IPv6Address(lmaAddress)
         self.notificationTimeout = notificationTimeout
+        self.accessTechnology = accessTechnology
+        self.ipv4 = ipv4
         self._log = log
         self.attachments = {}
         self._byTransaction = {}
@@ -99,58 +176,97 @@ class MagCore:
         """The state kept for C{mnId}, or None."""
         return self.attachments.get(mnId)
 
+    def homes(self, mnId):
+        """The L{Homes} C{mnId} is bound with here (L{NO_HOMES} when not bound)."""
+        a = self.attachments.get(mnId)
+        return a.homes if a is not None and a.state is BOUND else NO_HOMES
+
     def nextTimer(self):
         """When a pending Trigger or Detach times out next, or None."""
         deadlines = [a.deadline for a in self.attachments.values()
                      if a.deadline is not None]
         return min(deadlines) if deadlines else None
 
+    # ------------------------------------------------------------ the machine
+
+    def step(self, a, what):
+        """
+        Take input C{what} for attachment C{a} (None: no entry): refuse it
+        (L{InvalidInput}, nothing changed) unless L{TRANSITIONS} has it, else
+        move C{a} to the next state, removing its entry when that is (none).
+        Returns the next state.
+        """
+        state = None if a is None else a.state
+        try:
+            nextState = TRANSITIONS[(state, what)]
+        except KeyError:
+            raise InvalidInput(what, state) from None
+        if a is not None:
+            a.state = nextState
+            if nextState is None:
+                self.attachments.pop(a.mnId, None)
+        return nextState
+
     # ------------------------------------------------------------ inputs
 
-    def attach(self, mnId, now):
-        """The mobile appeared on the access link (L2 attachment)."""
-        old = self.attachments.get(mnId)
-        self._step(old, "attach")
-        if old is not None:
+    def attach(self, mnId, now, linkLayerId=None):
+        """
+        The mobile appeared on the access link (L2 attachment);
+        C{linkLayerId} is its link-layer address (its MAC) when known.
+        """
+        a = self.attachments.get(mnId)
+        fresh = a is None
+        if fresh:
+            a = Attachment(mnId, now, linkLayerId)
+        self.step(a, "attach")
+        if not fresh:
             # Back before the Detach was answered: that answer no longer matters.
-            self._forgetTransaction(old)
-        a = Attachment(mnId, now)
-        a.state = ATTACHED
+            self._forgetTransaction(a)
+            a.reset(now, linkLayerId)
         self.attachments[mnId] = a
         self._say("MN {mnId} attached", mnId=_show(mnId))
         return []
 
-    def addressReady(self, mnId, phoa, mode, now):
+    def addressReady(self, mnId, phoa, mode, now, prefix=None):
         """
-        The strategy knows the mobile's pHoA (or, with C{phoa} None and mode
-        LMA_ASSIGNED, that the LMA is to assign it): trigger the PMIP client.
+        The strategy knows the mobile's pHoA, or (C{phoa} None) that the LMA
+        is to assign it (mode LMA_ASSIGNED) or to give it a prefix of its own
+        (mode PREFIX; C{prefix} names one the MAG already knows): trigger
+        the PMIP client.
         """
         a = self.attachments.get(mnId)
-        nextState = self._step(a, "address")
-        if phoa is None and mode != AddressMode.LMA_ASSIGNED:
-            raise InvalidInput("address", a.state, "no pHoA and not LMA-assigned")
-        a.state = nextState
+        if a is not None:
+            # Checked before anything changes (step below is the last check).
+            _checkAddress(a, phoa, mode, prefix)
+        self.step(a, "address")
         a.phoa = None if phoa is None else IPv6Address(phoa)
         a.mode = mode
         a.transaction = self._transaction(a)
         a.deadline = now + self.notificationTimeout
-        return [SendControl(Trigger(a.transaction, mnId, self.address, a.phoa, mode))]
+        ipv4 = None
+        if self.ipv4:
+            # The address it has (a re-trigger), else a request for one.
+            ipv4 = a.homes.ipv4 or IPV4_REQUEST
+        return [SendControl(Trigger(
+            a.transaction, mnId, self.address, a.phoa, mode,
+            prefix=None if prefix is None else IPv6Network(prefix), ipv4=ipv4,
+            linkLayerId=a.linkLayerId, accessTechnology=self.accessTechnology))]
 
     def detach(self, mnId, now):
         """The mobile left the access link."""
         a = self.attachments.get(mnId)
-        nextState = self._step(a, "detach")
+        state = None if a is None else a.state
+        nextState = self.step(a, "detach")
         self._say("MN {mnId} detached in state {state}", mnId=_show(mnId),
-                  state=a.state)
+                  state=state.name)
         self._forgetTransaction(a)
         effects = self._tunnelDown(a)
         if nextState is None:
-            del self.attachments[mnId]
             return effects + [Unbound(mnId, a.phoa, None, "detached")]
-        a.state = nextState
         a.transaction = self._transaction(a)
         a.deadline = now + self.notificationTimeout
-        effects.append(SendControl(Detach(a.transaction, mnId, self.address, a.phoa)))
+        effects.append(SendControl(Detach(a.transaction, mnId, self.address, a.phoa,
+                                          linkLayerId=a.linkLayerId)))
         return effects
 
     def receiveNotification(self, notification, now):
@@ -158,7 +274,7 @@ class MagCore:
         n = notification
         if n.transaction == 0:
             return self._unsolicited(n)
-        a = self._byTransaction.pop(n.transaction, None)
+        a = self._byTransaction.get(n.transaction)
         if a is None and self._abandoned.pop(n.transaction, None) is not None:
             self._say("late Notification {txn} for an abandoned transaction",
                       txn=n.transaction)
@@ -166,69 +282,84 @@ class MagCore:
         if a is None:
             raise InvalidInput("Notification", "no such transaction",
                                f"transaction {n.transaction} is not pending")
-        a.transaction = None
-        a.deadline = None
-        if a.state == DETACHING:
-            self._step(a, "answer")
-            del self.attachments[a.mnId]
+        if a.state is DETACHING:
+            self.step(a, "answer")
+            self._settled(a)
             return [Unbound(a.mnId, a.phoa, n.result, "detached")]
         if n.result == Result.SUCCESS:
-            if n.phoa is None:
-                self._step(a, "failure")
-                effects = self._tunnelDown(a)
-                del self.attachments[a.mnId]
-                return effects + [Unbound(a.mnId, a.phoa, n.result,
-                                          "Notification without pHoA")]
-            a.state = self._step(a, "success")
-            a.phoa = n.phoa
-            self._say("MN {mnId} bound with pHoA {phoa}", mnId=_show(a.mnId),
-                      phoa=a.phoa)
-            effects = []
-            if not a.tunnel:
-                a.tunnel = True
-                effects.append(TunnelUp(a.mnId, a.phoa, self.lmaAddress))
-            effects.append(Bound(a.mnId, a.phoa))
-            return effects
+            return self._success(a, n)
         if n.result == Result.ADDRESS_CONFLICT and a.phoa is not None:
-            a.state = self._step(a, "conflict")
+            self.step(a, "conflict")
+            self._settled(a)
             effects = self._tunnelDown(a)
             self._say("pHoA {phoa} of {mnId} is used by another mobile; defending it",
                       phoa=a.phoa, mnId=_show(a.mnId))
             phoa, a.phoa = a.phoa, None
             return effects + [AddressConflict(a.mnId, phoa)]
-        self._step(a, "failure")
-        effects = self._tunnelDown(a)
-        del self.attachments[a.mnId]
         reason = control.Result.NAMES.get(n.result, str(n.result))
         self._say("trigger for {mnId} failed: {reason}", mnId=_show(a.mnId),
                   reason=reason)
-        return effects + [Unbound(a.mnId, a.phoa, n.result, reason)]
+        return self._fail(a, n.result, reason)
 
     def handleTimer(self, now):
         """Give up Triggers and Detaches that got no Notification in time."""
         effects = []
         for a in list(self.attachments.values()):
             if a.deadline is not None and a.deadline <= now:
-                self._step(a, "timeout")
+                self.step(a, "timeout")
                 self._forgetTransaction(a)
                 effects.extend(self._tunnelDown(a))
-                del self.attachments[a.mnId]
                 self._say("no Notification for {mnId}; giving up", mnId=_show(a.mnId))
                 effects.append(Unbound(a.mnId, a.phoa, None, "no Notification"))
         return effects
 
     # ------------------------------------------------------------ internals
 
+    def _success(self, a, n):
+        """A SUCCESS Notification for the pending Trigger of C{a}."""
+        if a.mode == AddressMode.PREFIX and n.prefix is None:
+            return self._fail(a, n.result, "Notification without a prefix")
+        if a.mode != AddressMode.PREFIX and n.phoa is None:
+            return self._fail(a, n.result, "Notification without pHoA")
+        ipv4, router = n.ipv4, n.ipv4Router
+        if ipv4 is not None and (router is None or ipv4 == IPV4_REQUEST):
+            self._say("MN {mnId}: IPv4 home address {ipv4} without a usable default "
+                      "router ({router}); IPv4 not served", mnId=_show(a.mnId),
+                      ipv4=ipv4, router=router)
+            ipv4 = router = None
+        elif ipv4 is None and self.ipv4:
+            self._say("MN {mnId}: the LMA assigned no IPv4 home address",
+                      mnId=_show(a.mnId))
+        self.step(a, "success")
+        self._settled(a)
+        a.phoa = n.phoa
+        a.homes = Homes(n.phoa, n.prefix, ipv4, router)
+        self._say("MN {mnId} bound with {homes}", mnId=_show(a.mnId),
+                  homes=", ".join(str(h) for h in a.homes.dataPlane()))
+        wanted = a.homes.dataPlane()
+        effects = [TunnelDown(a.mnId, h, self.lmaAddress)
+                   for h in a.tunnels if h not in wanted]
+        effects += [TunnelUp(a.mnId, h, self.lmaAddress)
+                    for h in wanted if h not in a.tunnels]
+        a.tunnels = wanted
+        effects.append(Bound(a.mnId, a.phoa, n.prefix, ipv4, router))
+        return effects
+
+    def _fail(self, a, result, reason):
+        """The Trigger of C{a} failed: no tunnel, no entry."""
+        self.step(a, "failure")
+        self._settled(a)
+        return self._tunnelDown(a) + [Unbound(a.mnId, a.phoa, result, reason)]
+
+    def _settled(self, a):
+        """C{a}'s pending transaction got its Notification."""
+        self._byTransaction.pop(a.transaction, None)
+        a.transaction = None
+        a.deadline = None
+
     def _say(self, fmt, **kw):
         if self._log is not None:
             self._log.info(fmt, **kw)
-
-    def _step(self, a, what):
-        state = None if a is None else a.state
-        nextState = TRANSITIONS.get((state, what), "invalid")
-        if nextState == "invalid":
-            raise InvalidInput(what, state)
-        return nextState
 
     def _transaction(self, a):
         t = self._nextTransaction
@@ -246,25 +377,34 @@ class MagCore:
             a.deadline = None
 
     def _tunnelDown(self, a):
-        if not a.tunnel:
-            return []
-        a.tunnel = False
-        return [TunnelDown(a.mnId, a.phoa, self.lmaAddress)]
+        effects = [TunnelDown(a.mnId, h, self.lmaAddress) for h in a.tunnels]
+        a.tunnels = ()
+        return effects
 
     def _unsolicited(self, n):
         a = None if n.mnId is None else self.attachments.get(n.mnId)
         if n.result not in (Result.MOVED, Result.BINDING_LOST):
             raise InvalidInput("Notification", "unsolicited",
                                f"result {n.result} needs a transaction")
-        if a is None or a.state != BOUND:
+        if a is None or a.state is not BOUND:
             # Already gone here (the mobile detached first): nothing to undo.
             return []
-        self._step(a, "moved" if n.result == Result.MOVED else "lost")
+        self.step(a, "moved" if n.result == Result.MOVED else "lost")
         effects = self._tunnelDown(a)
-        del self.attachments[a.mnId]
         reason = Result.NAMES[n.result]
         self._say("MN {mnId}: {reason}", mnId=_show(a.mnId), reason=reason)
         return effects + [Unbound(a.mnId, a.phoa, n.result, reason)]
+
+
+def _checkAddress(a, phoa, mode, prefix):
+    """Refuse an address the Trigger could not carry (L{InvalidInput})."""
+    if mode == AddressMode.PREFIX:
+        if phoa is not None:
+            raise InvalidInput("address", a.state, "mode prefix takes no pHoA")
+    elif prefix is not None:
+        raise InvalidInput("address", a.state, "only mode prefix names a prefix")
+    elif phoa is None and mode != AddressMode.LMA_ASSIGNED:
+        raise InvalidInput("address", a.state, "no pHoA and not LMA-assigned")
 
 
 def _show(mnId):

@@ -373,6 +373,8 @@ class RecordingMag:
     def __init__(self):
         self.calls = []
         self.strategy = None
+        #: MN identifier -> the L{netlmm.core.mag.Homes} homes() answers.
+        self.bindings = {}
 
     def attached(self, event):
         self.calls.append(("attached", event.mnId, event.linkLayer))
@@ -384,8 +386,12 @@ class RecordingMag:
         if self.strategy is not None:
             self.strategy.unbound(mnId, None, "detached")
 
-    def addressReady(self, mnId, phoa, mode):
-        self.calls.append(("addressReady", mnId, phoa, mode))
+    def addressReady(self, mnId, phoa, mode, prefix=None):
+        self.calls.append(("addressReady", mnId, phoa, mode) + ((prefix,) if prefix else ()))
+
+    def homes(self, mnId):
+        from netlmm.core.mag import NO_HOMES
+        return self.bindings.get(mnId, NO_HOMES)
 
     def kinds(self, kind):
         """The calls of one kind ("attached", "detached", "addressReady")."""

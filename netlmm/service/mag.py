@@ -1,11 +1,16 @@
-"""The MAG daemon: L{MagCore} + strategy + attachment detector + data plane."""
+"""
+The MAG daemon: L{MagCore} + strategy + attachment detector + data plane,
+and, for IPv4 mobiles (RFC 5844), the DHCPv4 server on the access link.
+"""
 
+from functools import partial
 from ipaddress import IPv6Address
 
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import maybeDeferred, gatherResults
 from zope.interface import implementer
 
+from netlmm.access import macOfEvent
 from netlmm.core.selection import ClientSelector
 from netlmm.core.effects import AddressConflict, Bound, SendControl, TunnelDown, TunnelUp, Unbound
 from netlmm.interfaces import IMagControl
@@ -64,10 +69,12 @@ class MagService(RoleService):
         fed in by code (tests, the demo).
     @param channel: the L{Channel} to the PMIP client (TLS, TCP, SCTP);
         plain TCP when None.
+    @param ipv4: the L{netlmm.access.dhcp4.Dhcp4Server} that gives IPv4
+        mobiles the home address the LMA assigned (RFC 5844), or None.
     """
 
     def __init__(self, reactor, core, pmip, strategy, dataplane, detector=None,
-                 observer=None, name="MAG", channel=None, pmipMap=None):
+                 observer=None, name="MAG", channel=None, pmipMap=None, ipv4=None):
         super().__init__(reactor, core, observer)
         self.setName(name)
         clients = list(pmip) if pmip and isinstance(pmip[0], (tuple, list)) else [pmip]
@@ -78,6 +85,7 @@ class MagService(RoleService):
         self.strategy = strategy
         self.dataplane = dataplane
         self.detector = detector
+        self.ipv4 = ipv4
         self.channel = channel if channel is not None else Channel("tcp")
         #: (address, port) -> L{_Upstream}, in the configured order.
         self.upstreams = {}
@@ -124,6 +132,8 @@ class MagService(RoleService):
                           channel=self.channel.describe(),
                           lma=self.core.lmaAddress, strategy=self.strategy.name)
             steps = [maybeDeferred(self.strategy.start, self)]
+            if self.ipv4 is not None:
+                steps.append(maybeDeferred(self.ipv4.start, self))
             if self.detector is not None:
                 steps.append(maybeDeferred(self.detector.start, self))
             return gatherResults(steps)
@@ -131,6 +141,8 @@ class MagService(RoleService):
 
     def stopService(self):
         steps = [maybeDeferred(self.strategy.stop)]
+        if self.ipv4 is not None:
+            steps.append(maybeDeferred(self.ipv4.stop))
         if self.detector is not None:
             steps.append(maybeDeferred(self.detector.stop))
         for up in self.upstreams.values():
@@ -144,16 +156,26 @@ class MagService(RoleService):
 
     def attached(self, event):
         """A mobile appeared on the access link."""
-        if self.feed(self.core.attach, event.mnId) is None:
+        attach = partial(self.core.attach, linkLayerId=macOfEvent(event))
+        if self.feed(attach, event.mnId) is None:
+            if self.ipv4 is not None:
+                self.ipv4.attached(event)
             self.strategy.attached(event)
 
-    def addressReady(self, mnId, phoa, mode):
-        """The strategy has the pHoA (or the LMA is to assign it)."""
+    def addressReady(self, mnId, phoa, mode, prefix=None):
+        """
+        The strategy has the pHoA (or the LMA is to assign it, or to give
+        the mobile a prefix of its own: C{prefix} names one already known).
+        """
         if self.core.attachment(mnId) is None:
             self.log.warn("{name}: address for {mnId}, which is not attached; ignored",
                           name=self.name, mnId=_show(mnId))
             return
-        self.feed(self.core.addressReady, mnId, phoa, mode)
+        self.feed(partial(self.core.addressReady, prefix=prefix), mnId, phoa, mode)
+
+    def homes(self, mnId):
+        """What C{mnId} is bound with here (L{netlmm.core.mag.Homes})."""
+        return self.core.homes(mnId)
 
     def detached(self, mnId):
         """A mobile left the access link."""
@@ -210,8 +232,12 @@ class MagService(RoleService):
             elif kind is TunnelDown:
                 self.dataPlaneCall(self.dataplane.tunnelDown, e.mnId, e.phoa, e.lma)
             elif kind is Bound:
+                if self.ipv4 is not None:
+                    self.ipv4.bound(e.mnId, self.core.homes(e.mnId))
                 self.strategy.bound(e.mnId, e.phoa)
             elif kind is Unbound:
+                if self.ipv4 is not None:
+                    self.ipv4.unbound(e.mnId)
                 self.strategy.unbound(e.mnId, e.phoa, e.reason)
             elif kind is AddressConflict:
                 hook = getattr(self.strategy, "addressConflict", None)

@@ -4,7 +4,7 @@ Trigger, the Notification that installs the tunnel (draft section 4.9), and
 detachment. Control messages go through the MAG <-> PMIP codec both ways.
 """
 
-from ipaddress import IPv6Address
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Network
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -22,6 +22,11 @@ PHOA = IPv6Address("2001:db8:1::100")
 MN1 = b"mn1@example.net"
 MN2 = b"mn2@example.net"
 PBACK = b"\x3b\x01\x06\x00\x00\x00\x00\x20\x00\x07\x03\x84\x00\x00\x00\x00"
+MAC = bytes.fromhex("02000000aa01")
+HNP = IPv6Network("2001:db8:1:7::/64")
+HNP2 = IPv6Network("2001:db8:1:8::/64")
+V4 = IPv4Interface("10.20.0.5/24")
+ROUTER = IPv4Address("10.20.0.1")
 
 
 def roundtrip(message):
@@ -309,3 +314,178 @@ class InvalidInputTests(MagTestMixin, SynchronousTestCase):
         core.detach(MN1, 1)
         self.assertRaises(InvalidInput, core.detach, MN1, 2)
         self.assertEqual(core.attachment(MN1).state, mag.DETACHING)
+
+
+class MachineTests(MagTestMixin, SynchronousTestCase):
+    """The transition table is the machine: step() refuses what it lacks."""
+
+    INPUTS = ("attach", "address", "success", "failure", "conflict", "timeout", "detach",
+              "moved", "lost", "answer")
+
+    def test_everyMissingTransitionRefused(self):
+        core = self.makeMag()
+        for state in (None,) + tuple(mag.State):
+            for what in self.INPUTS:
+                a = mag.Attachment(MN1, 0)
+                a.state = state
+                core.attachments[MN1] = a
+                if (state, what) in mag.TRANSITIONS:
+                    self.assertEqual(core.step(a, what), mag.TRANSITIONS[(state, what)])
+                    self.assertEqual(a.state, mag.TRANSITIONS[(state, what)])
+                    self.assertEqual(MN1 in core.attachments, a.state is not None)
+                else:
+                    e = self.assertRaises(InvalidInput, core.step, a, what)
+                    self.assertEqual((e.what, e.state, a.state), (what, state, state))
+                    self.assertIs(core.attachments[MN1], a)
+                core.attachments.clear()
+
+    def test_statesAreAnEnum(self):
+        self.assertEqual([s.name for s in mag.State],
+                         ["ATTACHED", "TRIGGERED", "BOUND", "DETACHING"])
+        self.assertIs(mag.BOUND, mag.State.BOUND)
+
+
+class LinkTests(MagTestMixin, SynchronousTestCase):
+    """The Trigger and Detach describe the mobile's link (RFC 5213 LL-ID, ATT)."""
+
+    def test_linkLayerIdAndAccessTechnology(self):
+        core = self.makeMag(accessTechnology=4)
+        core.attach(MN1, 0, linkLayerId=MAC)
+        trigger = self.sent(core.addressReady(MN1, PHOA, AddressMode.STATIC, 0))
+        self.assertEqual((trigger.linkLayerId, trigger.accessTechnology), (MAC, 4))
+        self.notify(core, Notification(trigger.transaction, Result.SUCCESS, MN1, PHOA))
+        detach = self.sent(core.detach(MN1, 1))
+        self.assertEqual(detach.linkLayerId, MAC)
+
+    def test_withoutThem(self):
+        """No MAC known and no access technology configured: neither option is sent."""
+        core = self.makeMag()
+        core.attach(MN1, 0)
+        trigger = self.sent(core.addressReady(MN1, PHOA, AddressMode.STATIC, 0))
+        self.assertEqual((trigger.linkLayerId, trigger.accessTechnology, trigger.ipv4),
+                         (None, None, None))
+
+    def test_reattachTakesNewLinkLayerId(self):
+        core = self.makeMag()
+        self.bind(core)
+        self.sent(core.detach(MN1, 1))
+        core.attach(MN1, 2, linkLayerId=MAC)
+        trigger = self.sent(core.addressReady(MN1, None, AddressMode.LMA_ASSIGNED, 2))
+        self.assertEqual(trigger.linkLayerId, MAC)
+
+
+class PrefixTests(MagTestMixin, SynchronousTestCase):
+    """Per-MN prefixes (draft E.3): the tunnel carries the whole prefix."""
+
+    def triggerPrefix(self, core, prefix=None, now=0):
+        return self.sent(core.addressReady(MN1, None, AddressMode.PREFIX, now, prefix=prefix))
+
+    def test_bindPrefix(self):
+        core = self.makeMag()
+        core.attach(MN1, 0, linkLayerId=MAC)
+        trigger = self.triggerPrefix(core)
+        self.assertEqual((trigger.mode, trigger.phoa, trigger.prefix),
+                         (AddressMode.PREFIX, None, None))
+        effects = self.notify(core, Notification(trigger.transaction, Result.SUCCESS, MN1,
+                                                 prefix=HNP))
+        self.assertEqual(effects, [TunnelUp(MN1, HNP, LMA), Bound(MN1, None, HNP)])
+        self.assertEqual(core.homes(MN1), mag.Homes(None, HNP, None, None))
+        effects = core.detach(MN1, 5)
+        self.assertEqual(effects[0], TunnelDown(MN1, HNP, LMA))
+        self.assertEqual(core.homes(MN1), mag.NO_HOMES)
+
+    def test_knownPrefix(self):
+        """A prefix the MAG knows (context transfer) goes in the Trigger."""
+        core = self.makeMag()
+        core.attach(MN1, 0)
+        self.assertEqual(self.triggerPrefix(core, str(HNP)).prefix, HNP)
+
+    def test_successWithoutPrefix(self):
+        """A SUCCESS in prefix mode that names no prefix cannot bind."""
+        core = self.makeMag()
+        core.attach(MN1, 0)
+        trigger = self.triggerPrefix(core)
+        effects = self.notify(core, Notification(trigger.transaction, Result.SUCCESS, MN1,
+                                                 PHOA))
+        self.assertEqual(effects, [Unbound(MN1, None, Result.SUCCESS,
+                                           "Notification without a prefix")])
+        self.assertIsNone(core.attachment(MN1))
+
+    def test_newPrefixOnRetrigger(self):
+        """Re-triggered and given another prefix: the old one's tunnel goes."""
+        core = self.makeMag()
+        core.attach(MN1, 0)
+        t = self.triggerPrefix(core)
+        self.notify(core, Notification(t.transaction, Result.SUCCESS, MN1, prefix=HNP))
+        t = self.triggerPrefix(core, HNP, now=1)
+        effects = self.notify(core, Notification(t.transaction, Result.SUCCESS, MN1,
+                                                 prefix=HNP2))
+        self.assertEqual(effects, [TunnelDown(MN1, HNP, LMA), TunnelUp(MN1, HNP2, LMA),
+                                   Bound(MN1, None, HNP2)])
+        t = self.triggerPrefix(core, HNP2, now=2)
+        effects = self.notify(core, Notification(t.transaction, Result.SUCCESS, MN1,
+                                                 prefix=HNP2))
+        self.assertEqual(effects, [Bound(MN1, None, HNP2)])
+
+    def test_badCombinations(self):
+        """A pHoA in prefix mode, or a prefix in another mode: refused, nothing changed."""
+        core = self.makeMag()
+        core.attach(MN1, 0)
+        for phoa, mode, prefix, why in (
+                (PHOA, AddressMode.PREFIX, None, "mode prefix takes no pHoA"),
+                (PHOA, AddressMode.STATIC, HNP, "only mode prefix names a prefix"),
+                (None, AddressMode.LMA_ASSIGNED, HNP, "only mode prefix names a prefix")):
+            e = self.assertRaises(InvalidInput, core.addressReady, MN1, phoa, mode, 0,
+                                  prefix=prefix)
+            self.assertEqual(e.reason, why)
+            a = core.attachment(MN1)
+            self.assertEqual((a.state, a.transaction), (mag.ATTACHED, None))
+
+
+class Ipv4Tests(MagTestMixin, SynchronousTestCase):
+    """IPv4 home addresses (draft E.2, RFC 5844) with the MAG's ipv4 policy on."""
+
+    def bindDual(self, core, ipv4=V4, router=ROUTER):
+        core.attach(MN1, 0, linkLayerId=MAC)
+        trigger = self.sent(core.addressReady(MN1, None, AddressMode.PREFIX, 0))
+        self.assertEqual(trigger.ipv4, IPv4Interface("0.0.0.0/0"))
+        return self.notify(core, Notification(trigger.transaction, Result.SUCCESS, MN1,
+                                              prefix=HNP, ipv4=ipv4, ipv4Router=router))
+
+    def test_dualStack(self):
+        core = self.makeMag(ipv4=True)
+        effects = self.bindDual(core)
+        self.assertEqual(effects, [TunnelUp(MN1, HNP, LMA), TunnelUp(MN1, V4.ip, LMA),
+                                   Bound(MN1, None, HNP, V4, ROUTER)])
+        self.assertEqual(core.homes(MN1), mag.Homes(None, HNP, V4, ROUTER))
+        self.assertEqual(core.detach(MN1, 3)[:2], [TunnelDown(MN1, HNP, LMA),
+                                                   TunnelDown(MN1, V4.ip, LMA)])
+
+    def test_retriggerNamesItsAddress(self):
+        """A bound mobile's next Trigger names the IPv4 address it has."""
+        core = self.makeMag(ipv4=True)
+        self.bindDual(core)
+        trigger = self.sent(core.addressReady(MN1, None, AddressMode.PREFIX, 1, prefix=HNP))
+        self.assertEqual(trigger.ipv4, V4)
+
+    def test_notAssigned(self):
+        """No IPv4 in the answer (the LMA has no IPv4 pool): IPv6 only."""
+        core = self.makeMag(ipv4=True)
+        effects = self.bindDual(core, ipv4=None, router=None)
+        self.assertEqual(effects, [TunnelUp(MN1, HNP, LMA), Bound(MN1, None, HNP)])
+
+    def test_withoutRouter(self):
+        """An IPv4 address without a default router cannot be served: not carried."""
+        core = self.makeMag(ipv4=True)
+        for ipv4, router in ((V4, None), (IPv4Interface("0.0.0.0/0"), ROUTER)):
+            effects = self.bindDual(core, ipv4=ipv4, router=router)
+            self.assertEqual(effects, [TunnelUp(MN1, HNP, LMA), Bound(MN1, None, HNP)])
+            core.detach(MN1, 1)
+            core.attachments.clear()
+
+    def test_policyOff(self):
+        """Without the ipv4 policy the Trigger asks for no IPv4 address."""
+        core = self.makeMag()
+        core.attach(MN1, 0)
+        trigger = self.sent(core.addressReady(MN1, PHOA, AddressMode.STATIC, 0))
+        self.assertIsNone(trigger.ipv4)
