@@ -1,7 +1,7 @@
 """
 The MAG's access link: Router Advertisements for the LMD's prefix and the
 sockets that see the mobiles' ND traffic, shared by the 'rs' and 'link'
-attachment detectors and the 'slaac' address-assignment strategy.
+attachment detectors and the address-assignment strategies.
 
 Every MAG of a local mobility domain advertises the same prefix (draft
 section 3), so a mobile that hands over keeps its address (section 4.2 step
@@ -9,6 +9,12 @@ section 3), so a mobile that hands over keeps its address (section 4.2 step
 every ra_interval_min..ra_interval_max seconds; it carries the prefix in a
 Prefix Information option with the L and A flags (SLAAC), the MAG's MAC,
 and an MTU that leaves room for the 40-octet IPv6-in-IPv6 tunnel header.
+
+Without a shared prefix (per-MN prefixes, draft E.3: the 'prefix'
+strategy) the link sends no RA to all nodes: L{advertiseTo} sends each
+mobile its own RA in a frame addressed to its MAC (RFC 6085: the IPv6
+destination stays all-nodes, the link-layer one is the mobile's), so mobiles
+sharing the physical link never see each other's prefixes.
 
 The MAG answers Neighbor Solicitations for its own link-local address (the
 default router) through the kernel: the address is configured on the access
@@ -29,23 +35,35 @@ from netlmm.wire.errors import DecodeError
 from netlmm.wire.icmpv6 import (
     ALL_NODES, PIO_AUTONOMOUS, PIO_ONLINK, RA_MANAGED, RA_OTHER, RS, UNSPECIFIED, MtuOption,
     PrefixInformation, RouterAdvertisement, RouterSolicitation, SourceLinkLayer, decodeFrame,
-    decodeMessage, encodeMessage,
+    decodeMessage, encodeFrame, encodeMessage,
 )
 
 #: The tunnel's outer IPv6 header.
 TUNNEL_OVERHEAD = 40
 
 
+def checkPrefix(prefix, key):
+    """Refuse (L{ConfigError} naming C{key}) a prefix SLAAC cannot use."""
+    if prefix.prefixlen != 64:
+        raise ConfigError(f"{key}: SLAAC on Ethernet needs a /64 "
+                          f"(RFC 4862, RFC 4291), got {prefix}")
+    if prefix.is_link_local or prefix.is_multicast:
+        raise ConfigError(f"{key}: expected a global or unique-local prefix, got {prefix}")
+
+
 class AccessConfig(namedtuple("AccessConfig",
                               "interface prefix routerLifetime validLifetime preferredLifetime "
                               "mtu minInterval maxInterval hopLimit advertise "
-                              "managed other autonomous neighborRetrans",
-                              defaults=(False, False, True, 200))):
+                              "managed other autonomous neighborRetrans linkLocal",
+                              defaults=(False, False, True, 200, None))):
     """
-    The [mag.access] table, validated (see L{fromTable}). C{managed} and
+    The [mag.access] table, validated (see L{fromTable}). C{prefix} is the
+    LMD's shared prefix, or None with per-MN prefixes. C{managed} and
     C{other} are the RA's M and O flags (DHCPv6, RFC 4861 4.2); C{autonomous}
     the prefix's A flag: false for the DHCPv6 strategies, so that the mobile
     takes its address from DHCPv6 and does not configure one by SLAAC.
+    C{linkLocal} is the source of the RAs sent to one mobile (None: the
+    interface's own link-local address).
     """
 
     __slots__ = ()
@@ -58,13 +76,9 @@ class AccessConfig(namedtuple("AccessConfig",
         if not 1 <= len(interface) <= 15 or "/" in interface or " " in interface:
             raise ConfigError(f"{where}.interface: expected an interface name "
                               f"(1..15 characters), got {interface!r}")
-        prefix = t.network("prefix", required=True)
-        if prefix.prefixlen != 64:
-            raise ConfigError(f"{where}.prefix: SLAAC on Ethernet needs a /64 "
-                              f"(RFC 4862, RFC 4291), got {prefix}")
-        if prefix.is_link_local or prefix.is_multicast:
-            raise ConfigError(f"{where}.prefix: expected a global or unique-local "
-                              f"prefix, got {prefix}")
+        prefix = t.network("prefix", None)
+        if prefix is not None:
+            checkPrefix(prefix, f"{where}.prefix")
         maxInterval = t.number("ra_interval_max", 600, minimum=0.07, maximum=1800)
         minInterval = t.number("ra_interval_min", round(0.33 * maxInterval, 3),
                                minimum=0.03, maximum=1800)
@@ -97,16 +111,28 @@ class AccessConfig(namedtuple("AccessConfig",
         # probes, downlink traffic can wait up to a further second after it.
         retrans = t.number("neighbor_retrans_ms", 200, minimum=0, maximum=10000,
                            integer=True)
+        linkLocal = t.address("link_local", None)
+        if linkLocal is not None and not linkLocal.is_link_local:
+            raise ConfigError(f"{where}.link_local: expected a link-local address "
+                              f"(fe80::/10) configured on {interface}, got {linkLocal}")
         t.finish()
         return cls(interface, prefix, routerLifetime, valid, preferred, mtu, minInterval,
-                   maxInterval, hopLimit, advertise, managed, other, autonomous, retrans)
+                   maxInterval, hopLimit, advertise, managed, other, autonomous, retrans,
+                   linkLocal)
 
-    def advertisement(self, mac, routerLifetime=None):
-        """The RA this MAG sends, with its C{mac} as the source link-layer address."""
-        options = [PrefixInformation(self.prefix,
-                                     PIO_ONLINK | (PIO_AUTONOMOUS if self.autonomous else 0),
-                                     self.validLifetime, self.preferredLifetime),
-                   MtuOption(self.mtu)]
+    def advertisement(self, mac, routerLifetime=None, prefixes=None, preferred=None):
+        """
+        The RA this MAG sends, with its C{mac} as the source link-layer
+        address, for C{prefixes} (default: the shared prefix, if any);
+        C{preferred} overrides the preferred lifetime (0 deprecates).
+        """
+        if prefixes is None:
+            prefixes = [] if self.prefix is None else [self.prefix]
+        flags = PIO_ONLINK | (PIO_AUTONOMOUS if self.autonomous else 0)
+        options = [PrefixInformation(p, flags, self.validLifetime,
+                                     self.preferredLifetime if preferred is None else preferred)
+                   for p in prefixes]
+        options.append(MtuOption(self.mtu))
         if mac is not None:
             options.insert(0, SourceLinkLayer(mac))
         return RouterAdvertisement(
@@ -157,8 +183,14 @@ class AccessLink:
         self._icmp = None
         self._packet = None
         self._timer = None
+        self._linkLocal = config.linkLocal
         self.sent = 0
         self.dropped = 0
+
+    @property
+    def shared(self):
+        """Whether this link advertises one prefix to all nodes (not per-MN prefixes)."""
+        return self.config.advertise and self.config.prefix is not None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -190,12 +222,15 @@ class AccessLink:
             except OSError as e:
                 self.log.warn("access link {interface}: cannot set neighbor_retrans_ms: "
                               "{error}", interface=iface, error=e)
-        if self.config.advertise:
+        if self.shared:
             self.log.info("access link {interface}: advertising {prefix} (MTU {mtu}, "
                           "every {low:g}..{high:g} s)", interface=iface,
                           prefix=self.config.prefix, mtu=self.config.mtu,
                           low=self.config.minInterval, high=self.config.maxInterval)
             self._schedule(0.0)
+        elif self.config.advertise:
+            self.log.info("access link {interface}: no shared prefix; each mobile gets "
+                          "its own RA (MTU {mtu})", interface=iface, mtu=self.config.mtu)
 
     def stop(self):
         """Close the sockets with the last user; a final RA says the router is gone."""
@@ -207,7 +242,7 @@ class AccessLink:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
-        if self.config.advertise:
+        if self.shared:
             # RFC 4861 6.2.5: a router that stops advertising says so.
             self.advertise(ALL_NODES, routerLifetime=0)
         for reader in (self._icmp, self._packet):
@@ -237,7 +272,7 @@ class AccessLink:
         forms its address while its link-local address is still in DAD
         instead of waiting for that DAD and its own Router Solicitation.
         """
-        if not self.config.advertise:
+        if not self.shared:
             return
         for delay in self.NEW_PORT_ADVERTISEMENTS:
             if delay:
@@ -248,6 +283,49 @@ class AccessLink:
     def _advertiseIfRunning(self):
         if self._users:
             self.advertise(ALL_NODES)
+
+    def linkLocal(self):
+        """
+        The MAG's link-local address on the access interface: C{link_local}
+        when configured, else the interface's own (asked once it has one),
+        or None while it has none.
+        """
+        if self._linkLocal is None:
+            try:
+                self._linkLocal = self.system.linkLocalAddress(self.config.interface,
+                                                               self.ifindex)
+            except OSError as e:
+                self.log.debug("access link {interface}: no link-local address yet: "
+                               "{error}", interface=self.config.interface, error=e)
+        return self._linkLocal
+
+    def sendFrame(self, frame):
+        """Send a whole Ethernet frame on the access link; False when it could not go."""
+        if self._packet is None or self._packet.socket is None:
+            return False
+        try:
+            self._packet.socket.sendto(frame, (self.config.interface, 0))
+        except OSError as e:
+            self.dropped += 1
+            self.log.warn("access link {interface}: frame not sent: {error}",
+                          interface=self.config.interface, error=e)
+            return False
+        self.sent += 1
+        return True
+
+    def advertiseTo(self, mac, prefixes, routerLifetime=None, preferred=None):
+        """
+        Send the mobile with C{mac} (6 octets) an RA of its own for
+        C{prefixes}, in a frame addressed to its MAC alone (RFC 6085); the
+        IPv6 destination is all-nodes, so it needs no address of the mobile.
+        False when it could not go (no link-local address yet, no socket).
+        """
+        source = self.linkLocal()
+        if source is None or self.mac is None:
+            self.dropped += 1
+            return False
+        ra = self.config.advertisement(self.mac, routerLifetime, prefixes, preferred)
+        return self.sendFrame(encodeFrame(mac, self.mac, source, ALL_NODES, ra))
 
     def advertise(self, destination, routerLifetime=None):
         """Send the RA to C{destination} (link scope); False when it could not go."""
@@ -319,7 +397,7 @@ class AccessLink:
         """A valid RS from C{source} (C{mac} its link-layer address or None)."""
         for listener in list(self.solicitationListeners):
             listener(mac, source)
-        if self.config.advertise:
+        if self.shared:
             # A unicast answer may go at once (RFC 4861 6.2.6 leaves the delay
             # to multicast answers); the mobile configures without waiting.
             self.advertise(ALL_NODES if source == UNSPECIFIED else source)

@@ -112,6 +112,26 @@ class System:
             with open(f"/proc/sys/net/ipv6/neigh/{interface}/retrans_time_ms", "w") as f:
                 f.write(str(int(milliseconds)))
 
+    def linkLocalAddress(self, interface, ifindex):
+        """
+        C{interface}'s link-local address (IPv6Address), as the kernel picks
+        it as the source towards all-nodes there; OSError while it has none
+        usable (absent, or tentative).
+        """
+        from ipaddress import IPv6Address
+        with inNamespace(self.netns):
+            s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        try:
+            # connect() only selects a source address; nothing is sent.
+            s.connect(("ff02::1", 9, 0, ifindex))
+            address = IPv6Address(s.getsockname()[0].split("%")[0])
+        finally:
+            s.close()
+        if not address.is_link_local:
+            raise OSError(f"no link-local address on {interface} (the source would be "
+                          f"{address})")
+        return address
+
     def linkAddress(self, interface):
         """C{interface}'s MAC address (6 octets), read with an AF_PACKET socket."""
         with inNamespace(self.netns):

@@ -92,7 +92,8 @@ class DhcpRelayAssignment(AccessDhcp6):
             raise ConfigError(f"{table.where}.server: expected a unicast address, got {server}")
         port = table.number("server_port", dhcp6.SERVER_PORT, minimum=1, maximum=65535,
                             integer=True)
-        default = str(access.config.prefix.network_address) if access is not None else None
+        default = (str(access.config.prefix.network_address)
+                   if access is not None and access.config.prefix is not None else None)
         linkAddress = table.address("link_address", default, required=default is None)
         if linkAddress.is_link_local or linkAddress.is_multicast:
             raise ConfigError(f"{table.where}.link_address: expected a global address of the "

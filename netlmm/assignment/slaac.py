@@ -81,6 +81,9 @@ class SlaacAssignment:
         from netlmm.config import ConfigError
         if access is not None:
             table.finish()
+            if access.config.prefix is None:
+                raise ConfigError("mag.access.prefix: the 'slaac' strategy learns addresses "
+                                  "in the shared prefix the MAG advertises; it is required")
             return cls(access, access.config.prefix)
         interface = table.string("interface", required=True)
         prefix = table.network("prefix", required=True)

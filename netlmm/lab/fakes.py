@@ -345,9 +345,12 @@ class FakeSocket:
 class FakeAccessSystem:
     """The L{netlmm.access.system.System} methods, over L{FakeSocket}s."""
 
-    def __init__(self, mac=bytes.fromhex("020000000101"), ifindex=7):
+    def __init__(self, mac=bytes.fromhex("020000000101"), ifindex=7,
+                 linkLocal=IPv6Address("fe80::ff:fe00:101")):
         self.mac = mac
         self.index = ifindex
+        #: What linkLocalAddress() answers; None: OSError (no usable one yet).
+        self.linkLocal = linkLocal
         self.sockets = []
 
     def ifindex(self, interface):
@@ -356,12 +359,17 @@ class FakeAccessSystem:
     def linkAddress(self, interface):
         return self.mac
 
+    def linkLocalAddress(self, interface, ifindex):
+        if self.linkLocal is None:
+            raise OSError(101, "Network is unreachable")
+        return self.linkLocal
+
     def _socket(self, *args):
         s = FakeSocket()
         self.sockets.append(s)
         return s
 
-    icmpSocket = packetSocket = netlinkSocket = _socket
+    icmpSocket = packetSocket = netlinkSocket = dhcp4ServerSocket = _socket
 
 
 @implementer(IMagControl)

@@ -13,6 +13,9 @@ lmaAssigned = AddressAssignmentPlugin(
 dhcpRelay = AddressAssignmentPlugin(
     "dhcp-relay", "netlmm.assignment.dhcp6relay", "DhcpRelayAssignment.fromConfig",
     "the MAG relays the mobile's DHCPv6 to a server and learns the pHoA (draft 4.1 step 2)")
+prefix = AddressAssignmentPlugin(
+    "prefix", "netlmm.assignment.prefix", "PrefixAssignment.fromConfig",
+    "a prefix of its own for each mobile, advertised to it alone (draft E.3, RFC 5213)")
 slaac = AddressAssignmentPlugin(
     "slaac", "netlmm.assignment.slaac", "SlaacAssignment.fromConfig",
     "the mobile's SLAAC address, learned from its DAD (draft Appendix B)")

@@ -134,3 +134,59 @@ class AccessLinkTests(TestCase):
         detector = LinkDetector(reactor, "lo", System(netns=self.lab.ns("mag1")))
         yield self.assertFailure(detector.start(RecordingMag()), RuntimeError)
         detector.stop()
+
+class PerMnPrefixTests(TestCase):
+    """
+    Two real hosts on one access bridge, each sent its own prefix by the
+    'prefix' strategy's RAs to its MAC alone (the MAG's binding is played by
+    the fake MAG): each configures addresses in its own prefix only.
+    """
+
+    timeout = 30 * timeScale()
+
+    @inlineCallbacks
+    def test_eachItsOwnPrefix(self):
+        from netlmm.assignment.prefix import PrefixAssignment
+        from netlmm.core.mag import Homes
+        lab = Lab(self)
+        lab.add("mag1", router=True)
+        lab.bridge("mag1", "acc0", "02:00:00:00:01:01")
+        macs = {"mna": "02:00:00:00:aa:01", "mnb": "02:00:00:00:bb:01"}
+        prefixes = {"mna": IPv6Network("2001:db8:1:a::/64"),
+                    "mnb": IPv6Network("2001:db8:1:b::/64")}
+        mobiles = {}
+        for node, mac in macs.items():
+            lab.mobile(node)
+            mobiles[node] = Mobile(lab, node, mac)
+        system = System(netns=lab.ns("mag1"))
+        link = AccessLink(reactor, accessConfig(prefix=None), system)
+        mag = RecordingMag()
+        mag.strategy = PrefixAssignment(reactor, link)
+        detector = RsDetector(reactor, link, idleTimeout=60)
+        mag.strategy.start(mag)
+        self.addCleanup(mag.strategy.stop)
+        yield detector.start(mag)
+        self.addCleanup(detector.stop)
+        for node in macs:
+            mobiles[node].attach("mag1")
+        yield until(lambda: len(mag.kinds("addressReady")) == 2, 15, "both triggers")
+        self.assertEqual(sorted(mag.kinds("addressReady")), sorted(
+            ("addressReady", mac.encode(), None, AddressMode.PREFIX) for mac in macs.values()))
+        for node, mac in macs.items():
+            mag.bindings[mac.encode()] = Homes(None, prefixes[node], None, None)
+            mag.strategy.bound(mac.encode(), None)
+        for node, mac in macs.items():
+            expected = eui64(prefixes[node], mac)
+            yield until(lambda: expected in mobiles[node].addresses(), 10,
+                        f"{node}'s address in its own prefix", interval=0.05)
+        # Some more RAs go by (RS answers, the repeats at 0.5 s and 2 s).
+        yield until(lambda: mag.strategy.advertised >= 6, 5, "the repeated RAs")
+        for node, mac in macs.items():
+            self.assertEqual(mobiles[node].addresses(), [eui64(prefixes[node], mac)])
+            # Its prefix is on-link for it alone; the other's is not.
+            routes = lab.exec(node, "ip", "-6", "route", "show").stdout
+            other = [p for n, p in prefixes.items() if n != node][0]
+            self.assertIn(str(prefixes[node]), routes)
+            self.assertNotIn(str(other), routes)
+            self.assertIn("default via fe80::", routes)
+
