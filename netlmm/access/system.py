@@ -184,6 +184,25 @@ class System:
             raise
         return s
 
+    def dhcp4ServerSocket(self, interface, port=67):
+        """
+        A non-blocking UDP socket on 0.0.0.0:C{port} bound to C{interface},
+        so it sees the broadcasts of DHCPv4 clients that have no address yet
+        (and the unicast renewals to an address of the MAG).
+        """
+        with inNamespace(self.netns):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.setsockopt(SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.setsockopt(SOL_SOCKET, socket.SO_BROADCAST, 1)
+            s.setsockopt(SOL_SOCKET, SO_BINDTODEVICE, interface.encode() + b"\0")
+            s.bind(("0.0.0.0", port))
+            s.setblocking(False)
+        except BaseException:
+            s.close()
+            raise
+        return s
+
     def netlinkSocket(self, groups=RTMGRP_LINK | RTMGRP_NEIGH):
         """An rtnetlink socket subscribed to C{groups} (link and neighbour/FDB events)."""
         with inNamespace(self.netns):

@@ -121,19 +121,30 @@ class FakeNetlink:
         return self.link("dump")
 
     def addr(self, command, **kw):
+        """
+        Addresses as dicts (index, address, prefixlen, family, label); "del"
+        matches index, address and prefix length, "dump" filters by family.
+        """
         self.calls.append(("addr", command, kw))
-        entry = dict(index=kw.get("index"), address=str(kw.get("address")),
-                     prefixlen=kw.get("prefixlen", 128))
+        if command == "dump":
+            family = kw.get("family")
+            return [dict(a) for a in self.addresses if family in (None, a["family"])]
+        address = str(kw.get("address"))
+        key = dict(index=kw.get("index"), address=address,
+                   prefixlen=kw.get("prefixlen", ip_address(address).max_prefixlen))
+        same = [a for a in self.addresses
+                if {k: a[k] for k in ("index", "address", "prefixlen")} == key]
         if command == "add":
-            if entry in self.addresses:
+            if same:
                 raise FakeNetlinkError(errno.EEXIST)
-            self.addresses.append(entry)
+            self.addresses.append(dict(key, family=_family({}, address),
+                                       label=kw.get("label")))
         elif command == "del":
-            if entry not in self.addresses:
+            if not same:
                 raise FakeNetlinkError(errno.EADDRNOTAVAIL)
-            self.addresses.remove(entry)
-        elif command == "dump":
-            return list(self.addresses)
+            self.addresses.remove(same[0])
+        else:
+            raise NotImplementedError(command)
 
     # ----------------------------------------------------------------- routes
 

@@ -27,8 +27,15 @@ The [mag] table of the config file:
   [mag.pmip_map]        MNID = '[a]:p': explicit choices that win over the
                         hash (each must be one of pmip_clients / pmip)
   notification_timeout  seconds to wait for a Notification (70)
+  access_technology     the access link's RFC 5213 8.5 Access Technology
+                        Type, sent in every Trigger: 'ethernet' (IEEE 802.3,
+                        the default), 'wlan' (IEEE 802.11a/b/g), 'wimax',
+                        'ppp', 'virtual', or a number 1..255
   [mag.assignment]      strategy = 'lma-assigned' | 'static' | 'slaac' |
-                        'dhcp-relay' (required; `netlmm plugins` lists more):
+                        'dhcp-relay' | 'prefix' (required; `netlmm plugins`
+                        lists more): prefix gives each mobile a prefix of its
+                        own (draft E.3) and advertises it to that mobile alone
+                        ([mag.access] without prefix);
                         static takes [mag.assignment.addresses] MNID = "pHoA";
                         slaac learns the pHoA from the mobile's DAD (Appendix B);
                         dhcp-relay relays DHCPv6 to server = ADDRESS (server_port,
@@ -42,8 +49,10 @@ The [mag] table of the config file:
                         'rs' (Router Solicitations; idle_timeout = 300,
                         watch_ports = true) or 'link' (bridge port and FDB
                         events; detach_on_ageing = true); MN id = MAC as text
-  [mag.access]          the access link (for rs, link, slaac): interface
-                        (a bridge, e.g. 'acc0'), prefix (the LMD's /64),
+  [mag.access]          the access link (for rs, link, slaac, prefix):
+                        interface (a bridge, e.g. 'acc0'), prefix (the LMD's
+                        shared /64; leave it out for per-MN prefixes),
+                        link_local (the RAs' source, the same on every MAG),
                         router_lifetime, valid_lifetime (86400),
                         preferred_lifetime (14400), mtu (1460), hop_limit (64),
                         managed / other (RA M and O flags, false),
@@ -51,6 +60,12 @@ The [mag] table of the config file:
                         ra_interval_min / ra_interval_max (200 / 600 s),
                         advertise (true), neighbor_retrans_ms (200);
                         see doc/deployment.md
+  [mag.ipv4]            IPv4 mobiles (draft E.2, RFC 5844): every Trigger asks
+                        the LMA for an IPv4 home address and the MAG serves it
+                        by DHCPv4 on the access link: dhcp ('server'),
+                        lease_time (3600 s), subnet ('host': mask /32, each
+                        mobile alone with its router; 'home': the home
+                        network's prefix length); needs [mag.access]
   [mag.dataplane]       kind = 'seg6' | 'ip6tnl' | 'userspace' | 'memory';
                         the kernel ones take address (= mag.address),
                         interface (core side), access_interface, tables and
@@ -109,8 +124,15 @@ See etc/netlmm/mag.toml for a commented example."""
         pmip = pmipClients(table)
         pmipMap = pmipMapFromTable(table, pmip)
         timeout = table.number("notification_timeout", 70, minimum=1, maximum=3600)
+        technology = accessTechnology(table)
         from netlmm.access.link import fromConfig as accessFromConfig
         access = accessFromConfig(table, reactor)
+        ipv4 = None
+        if "ipv4" in table.data:
+            from netlmm.access.dhcp4 import Dhcp4Server
+            ipv4 = Dhcp4Server.fromTable(table.table("ipv4"), reactor, access)
+        else:
+            table._get("ipv4", None, False)
         strategy = sub(table, "assignment", "strategy", strategies, reactor=reactor,
                        access=access)
         detector = sub(table, "attachment", "detector", getDetectors(), reactor=reactor,
@@ -127,9 +149,10 @@ See etc/netlmm/mag.toml for a commented example."""
         channel = channelFromTable(table, "mag", getattr(self, "configDir", None))
         colocated = self._colocated(table, pmip)
         return dict(name=name, pmip=pmip, pmipMap=pmipMap, strategy=strategy, detector=detector,
-                    dataplane=dataplane, channel=channel, colocated=colocated,
+                    dataplane=dataplane, channel=channel, colocated=colocated, ipv4=ipv4,
                     core=dict(address=address, lmaAddress=lma,
-                              notificationTimeout=timeout))
+                              notificationTimeout=timeout, accessTechnology=technology,
+                              ipv4=ipv4 is not None))
 
 
 def makeService(options):
@@ -141,7 +164,7 @@ def makeService(options):
     core = MagCore(log=Logger(namespace="netlmm.mag"), **b["core"])
     mag = MagService(reactor, core, b["pmip"], b["strategy"], b["dataplane"],
                      detector=b["detector"], name=b["name"], channel=b["channel"],
-                     pmipMap=b.get("pmipMap"))
+                     pmipMap=b.get("pmipMap"), ipv4=b.get("ipv4"))
     if not b.get("colocated"):
         return mag
     # The co-located PMIP client starts first, so the MAG finds it listening.
@@ -151,6 +174,23 @@ def makeService(options):
     pmipTap.serviceFromBuilt(b["colocated"]).setServiceParent(both)
     mag.setServiceParent(both)
     return both
+
+
+def accessTechnology(table, key="access_technology"):
+    """
+    The RFC 5213 8.5 Access Technology Type of C{[mag]}: a name of
+    L{netlmm.core.mag.ACCESS_TECHNOLOGIES} or a number 1..255 (0 is reserved).
+    """
+    from netlmm.config import ConfigError
+    from netlmm.core.mag import ACCESS_TECHNOLOGIES
+    value = table._get(key, "ethernet", False)
+    if isinstance(value, str) and value in ACCESS_TECHNOLOGIES:
+        return ACCESS_TECHNOLOGIES[value]
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 255:
+        return value
+    names = ", ".join(f"'{n}'" for n in ACCESS_TECHNOLOGIES)
+    raise ConfigError(f"{table._key(key)}: expected one of {names} or a number 1..255 "
+                      f"(RFC 5213 8.5; 0 is reserved), got {value!r}")
 
 
 def pmipClients(table):

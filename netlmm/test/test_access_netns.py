@@ -9,6 +9,7 @@ they report. Every namespace is created here (names carry the pid) and
 removed in cleanup, also when a test fails. Traffic stays inside them.
 """
 
+import os
 from ipaddress import IPv6Network
 
 from twisted.internet import reactor
@@ -135,6 +136,7 @@ class AccessLinkTests(TestCase):
         yield self.assertFailure(detector.start(RecordingMag()), RuntimeError)
         detector.stop()
 
+
 class PerMnPrefixTests(TestCase):
     """
     Two real hosts on one access bridge, each sent its own prefix by the
@@ -190,3 +192,71 @@ class PerMnPrefixTests(TestCase):
             self.assertNotIn(str(other), routes)
             self.assertIn("default via fe80::", routes)
 
+
+class Dhcp4Tests(TestCase):
+    """
+    A real `dhclient -4` (isc-dhcp-client, with Debian's dhclient-script) on
+    a host attached to the MAG's bridge gets the IPv4 home address the MAG's
+    binding names, a /32 with its router, and reaches that router.
+    """
+
+    timeout = 60 * timeScale()
+
+    @inlineCallbacks
+    def test_dhclient(self):
+        from ipaddress import IPv4Address, IPv4Interface
+        from netlmm.access.dhcp4 import Dhcp4Server, RouterAddresses
+        from netlmm.core.mag import Homes
+        from netlmm.lab.netns import skipUnlessTools, which
+        skipUnlessTools(("dhclient", "isc-dhcp-client"))
+        lab = buildLab(self)
+        mn = Mobile(lab, "mn", MN_MAC)
+        system = System(netns=lab.ns("mag1"))
+        link = AccessLink(reactor, accessConfig(prefix=None), system)
+        routers = RouterAddresses("acc0", reactor, netlink=lab.netlink("mag1"))
+        server = Dhcp4Server(reactor, link, leaseTime=600, routers=routers)
+        ipv4, router = IPv4Interface("10.20.0.5/24"), IPv4Address("10.20.0.1")
+
+        class Mag(RecordingMag):
+            def attached(self, event):
+                RecordingMag.attached(self, event)
+                server.attached(event)
+                server.bound(event.mnId, Homes(None, None, ipv4, router))
+        mag = Mag()
+        yield server.start(mag)
+        self.addCleanup(server.stop)
+        detector = RsDetector(reactor, link, idleTimeout=60)
+        yield detector.start(mag)
+        self.addCleanup(detector.stop)
+        mn.attach("mag1")
+        yield until(lambda: mag.kinds("attached"), 15, "the attachment")
+        work = os.path.abspath(self.mktemp())
+        os.makedirs(work)
+        log = os.path.join(work, "dhclient.log")
+        lab.start("mn", [which("dhclient"), "-4", "-d", "-v", "-lf",
+                         os.path.join(work, "leases"), "-pf", os.path.join(work, "pid"),
+                         "eth0"], log)
+
+        def addresses():
+            return lab.exec("mn", "ip", "-4", "-o", "addr", "show", "dev", "eth0").stdout
+        try:
+            yield until(lambda: "10.20.0.5/32" in addresses(), 20 * timeScale(),
+                        "dhclient's address", interval=0.2)
+        except AssertionError as e:
+            with open(log) as f:
+                raise AssertionError(f"{e}; dhclient said:\n{f.read()}") from None
+        routes = lab.exec("mn", "ip", "-4", "route", "show").stdout
+        self.assertIn("default via 10.20.0.1 dev eth0", routes)
+        self.assertIn("10.20.0.1 dev eth0", routes)
+        self.assertEqual(server.counters["offers"], 1)
+        self.assertGreaterEqual(server.counters["acks"], 1)
+        # The MAG holds the router address and answers for it on the link.
+        self.assertIn("10.20.0.1/32", lab.exec("mag1", "ip", "-4", "addr", "show",
+                                               "dev", "acc0").stdout)
+        # With the route the data plane installs for an IPv4 home, the MAG
+        # answers the mobile's ping of its router.
+        lab.exec("mag1", "ip", "route", "add", "10.20.0.5/32", "dev", "acc0")
+        self.assertEqual(lab.exec("mn", "ping", "-c", "1", "-W", "2", "10.20.0.1",
+                                  check=False).returncode, 0)
+        mtu = lab.exec("mn", "cat", "/sys/class/net/eth0/mtu").stdout.strip()
+        self.assertEqual(mtu, "1460")

@@ -18,6 +18,7 @@ from netlmm.config import ConfigError, Table
 from netlmm.core.mag import Homes
 from netlmm.interfaces import IAddressAssignment
 from netlmm.lab.fakes import FakeAccessSystem, RecordingMag
+from netlmm.test.test_access import config
 from netlmm.wire.control import AddressMode
 from netlmm.wire.icmpv6 import (
     ALL_NODES, PIO_AUTONOMOUS, PIO_ONLINK, RouterAdvertisement, decodeFrame, macText,
@@ -32,11 +33,8 @@ HNP_B = IPv6Network("2001:db8:1:b::/64")
 
 
 def perMnConfig(**kw):
-    values = dict(interface="acc0", prefix=None, routerLifetime=1800, validLifetime=86400,
-                  preferredLifetime=14400, mtu=1460, minInterval=200, maxInterval=600,
-                  hopLimit=64, advertise=True)
-    values.update(kw)
-    return AccessConfig(**values)
+    """An access link's config without a shared prefix."""
+    return config(**dict(dict(prefix=None), **kw))
 
 
 def frames(system):

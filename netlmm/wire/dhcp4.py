@@ -276,6 +276,35 @@ def encode(message):
     return message.encode()
 
 
+def _sum16(data):
+    """The ones-complement sum of C{data} as 16-bit words (RFC 1071), folded."""
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+def udpFrame(destinationMac, sourceMac, source, destination, payload,
+             sourcePort=SERVER_PORT, destinationPort=CLIENT_PORT, ttl=64):
+    """
+    An Ethernet frame carrying C{payload} in UDP over IPv4 (header and UDP
+    checksums filled in): how the MAG answers a client that has no address
+    yet, addressed to its MAC alone.
+    """
+    source, destination = IPv4Address(source).packed, IPv4Address(destination).packed
+    length = 8 + len(payload)
+    pseudo = source + destination + struct.pack("!BBH", 0, 17, length)
+    udp = struct.pack("!HHHH", sourcePort, destinationPort, length, 0) + payload
+    check = 0xFFFF - _sum16(pseudo + udp)
+    udp = udp[:6] + struct.pack("!H", check or 0xFFFF) + udp[8:]
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + length, 0, 0x4000, ttl, 17, 0,
+                         source, destination)
+    header = header[:10] + struct.pack("!H", 0xFFFF - _sum16(header)) + header[12:]
+    return bytes(destinationMac) + bytes(sourceMac) + b"\x08\x00" + header + udp
+
+
 def _readOptions(data, where, found, order):
     """
     Read the options in C{data} up to END into C{found} (code -> list of
