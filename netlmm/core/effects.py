@@ -12,6 +12,36 @@ class SendMH(namedtuple("SendMH", "message destination")):
     __slots__ = ()
 
 
+class SendToMobile(namedtuple("SendToMobile", "message careOf home")):
+    """
+    GMA: send a Mobility Header message to a mobile at C{careOf}, with a type
+    2 routing header naming its home address C{home} (RFC 6275 6.4, 9.5.4);
+    C{home} None: a plain packet to C{careOf}.
+    """
+
+    __slots__ = ()
+
+
+class SendToHomeAgent(namedtuple("SendToHomeAgent", "message homeAgent careOf home")):
+    """
+    Mobile node: send a Mobility Header message to its home agent from
+    C{careOf}, with a Home Address option naming C{home} (RFC 6275 6.3,
+    11.7.1); C{careOf} None: from C{home} itself, without the option.
+    """
+
+    __slots__ = ()
+
+
+class HomeTunnel(namedtuple("HomeTunnel", "home homeAgent careOf")):
+    """
+    Mobile node: carry the traffic of home address C{home} through an
+    IPv6-in-IPv6 tunnel between C{careOf} and the home agent (RFC 6275
+    11.3.1); C{careOf} None: take the tunnel down.
+    """
+
+    __slots__ = ()
+
+
 class Notify(namedtuple("Notify", "notification mag")):
     """PMIP client: send a Notification to the MAG whose address is C{mag}."""
 
