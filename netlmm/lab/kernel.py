@@ -96,6 +96,12 @@ def _esp():
     return error and f"no IPsec ESP for IPv6 (xfrm, esp6): {error}"
 
 
+def _mip6():
+    error = _inScratchNamespace(["xfrm", "state", "add", "src", "::", "dst", "::", "proto",
+                                 "hao", "coa", "::", "mode", "ro"])
+    return error and f"no Mobile IPv6 extension headers (CONFIG_IPV6_MIP6, mip6): {error}"
+
+
 def _dummy():
     error = _inScratchNamespace(["link", "add", "d0", "type", "dummy"])
     return error and f"no dummy devices: {error}"
@@ -131,6 +137,7 @@ CAPABILITIES = {
     "seg6": (_seg6, True),
     "ip6tnl": (_ip6tnl, True),
     "esp": (_esp, True),
+    "mip6": (_mip6, True),
     "dummy": (_dummy, True),
     "sctp": (_sctp, False),
     "tun": (_tun, False),

@@ -20,7 +20,10 @@ two addresses of the formula are taken from the message itself:
     :: when the option is absent (a deregistration, every PBAck).
 
 Both are covered by the MH data anyway; putting them in front keeps the
-input exactly in the form RFC 4285 defines.
+input exactly in the form RFC 4285 defines. A mobile's own Binding Update to
+its home agent (the GMA) does carry them in its IPv6 headers: there the
+caller gives them (C{coaHoa}): the packet's care-of address and the home
+address of its Home Address option (BU) or type 2 routing header (BA).
 
 Nothing here imports Twisted.
 """
@@ -136,19 +139,21 @@ def _withoutAuth(message):
     return tuple(o for o in message.options if type(o) is not Auth)
 
 
-def sign(message, sa):
+def sign(message, sa, coaHoa=None):
     """
     C{message} with an MN-HA authentication option for C{sa} as its last
     option (replacing any it had). Because L{mh.encodeMessage} is
     deterministic, encoding the result gives a header whose authenticator
-    is right for those exact octets.
+    is right for those exact octets. C{coaHoa}: the (care-of, home)
+    addresses of the formula when the packet carries them (a mobile's own
+    Binding Update, RFC 6275), instead of L{addresses} of the message.
     """
     options = _withoutAuth(message)
     placeholder = Auth(Auth.MN_HA, sa.spi, bytes(sa.size))
     draft = message._replace(options=options + (placeholder,))
     data = mh.encodeMessage(draft)
     mhData = data[:len(data) - sa.size]
-    coa, hoa = addresses(draft)
+    coa, hoa = addresses(draft) if coaHoa is None else coaHoa
     real = Auth(Auth.MN_HA, sa.spi, authenticator(sa, coa, hoa, mhData))
     return message._replace(options=options + (real,))
 
@@ -198,10 +203,11 @@ def locate(message, raw):
     return option, mhData
 
 
-def verify(message, raw, sa):
+def verify(message, raw, sa, coaHoa=None):
     """
     Check the authenticator of C{message}, decoded from the octets C{raw},
-    against C{sa}; raise L{AuthenticationError} if it is wrong.
+    against C{sa}; raise L{AuthenticationError} if it is wrong. C{coaHoa}
+    as for L{sign}.
     """
     option, mhData = locate(message, raw)
     if option.spi != sa.spi:
@@ -210,7 +216,7 @@ def verify(message, raw, sa):
         raise AuthenticationError(
             f"authenticator is {len(option.authenticator)} octets, "
             f"{sa.algorithm} makes {sa.size}")
-    coa, hoa = addresses(message)
+    coa, hoa = addresses(message) if coaHoa is None else coaHoa
     expected = authenticator(sa, coa, hoa, mhData)
     if not hmac.compare_digest(expected, option.authenticator):
         raise AuthenticationError("authenticator is wrong")

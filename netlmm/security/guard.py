@@ -83,10 +83,12 @@ class LmaGuard:
         self.counters = {"verified": 0, "authFailed": 0, "unauthorized": 0,
                          "missingReplay": 0, "replayed": 0}
 
-    def check(self, bu, raw, source, now, mobileOf=None):
+    def check(self, bu, raw, source, now, mobileOf=None, coaHoa=None):
         """
         Check PBU C{bu} decoded from C{raw}, sent by C{source}.
-        C{mobileOf(phoa)} names the mobile bound to a pHoA (or None).
+        C{mobileOf(phoa)} names the mobile bound to a pHoA (or None);
+        C{coaHoa} gives the authenticator's addresses when the packet's
+        headers carry them (a mobile's BU to the GMA, L{auth.sign}).
         """
         try:
             option, _ = locate(bu, raw)
@@ -96,7 +98,7 @@ class LmaGuard:
         if sa is None:
             return self._fail(146, f"unknown SPI {option.spi}", None, None)
         try:
-            verify(bu, raw, sa)
+            verify(bu, raw, sa, coaHoa)
         except AuthenticationError as e:
             return self._fail(146, f"SPI {sa.spi}: {e}", None, None)
         mnId = _mobileOf(bu, mobileOf)
@@ -122,7 +124,7 @@ class LmaGuard:
         self.counters[counter] += 1
         return Verdict(status, reason, sa, timestamp, mnId)
 
-    def answer(self, ba, verdict, now):
+    def answer(self, ba, verdict, now, coaHoa=None):
         """
         Protect the LMA's answer C{ba} to a PBU that got C{verdict}: echo the
         timestamp (or, for 144, give the LMA's time) and sign with the SA.
@@ -135,7 +137,8 @@ class LmaGuard:
         else:
             timestamp = verdict.timestamp
         options = tuple(o for o in ba.options if type(o) not in (Auth, Replay))
-        return sign(ba._replace(options=options + (Replay(timestamp),)), verdict.sa)
+        return sign(ba._replace(options=options + (Replay(timestamp),)), verdict.sa,
+                    coaHoa)
 
     def rejection(self, bu, verdict, now):
         """The (protected) PBAck that refuses C{bu} with C{verdict.status}."""
@@ -180,8 +183,11 @@ class PmipGuard:
         """True when an SA for mobile C{mnId} is at hand."""
         return self.keys.forMobile(mnId, self.client) is not None
 
-    def protect(self, pbu, mnId, now):
-        """C{pbu} with replay protection and authentication, or None (no SA)."""
+    def protect(self, pbu, mnId, now, coaHoa=None):
+        """
+        C{pbu} with replay protection and authentication, or None (no SA);
+        C{coaHoa} as for L{auth.sign}.
+        """
         sa = self.keys.forMobile(mnId, self.client)
         if sa is None:
             self.counters["noKey"] += 1
@@ -197,19 +203,20 @@ class PmipGuard:
         sent.append(timestamp)
         options = tuple(o for o in pbu.options if type(o) not in (Auth, Replay))
         self.counters["signed"] += 1
-        return sign(pbu._replace(options=options + (Replay(timestamp),)), sa)
+        return sign(pbu._replace(options=options + (Replay(timestamp),)), sa, coaHoa)
 
     def forget(self, mnId):
         """Drop what is remembered about C{mnId}'s PBUs."""
         self._sent.pop(mnId, None)
 
-    def accept(self, ba, raw, mnId, now):
+    def accept(self, ba, raw, mnId, now, coaHoa=None):
         """
         L{OK} when PBAck C{ba} (decoded from C{raw}) is authentic and answers
         a PBU sent for C{mnId}; L{RESYNC} for an authentic 144 (the clock
         offset is corrected: send again); otherwise the reason to drop it.
+        C{coaHoa} as for L{auth.sign}.
         """
-        why = self._check(ba, raw, mnId, now)
+        why = self._check(ba, raw, mnId, now, coaHoa)
         if why is OK:
             self.counters["verified"] += 1
         elif why is RESYNC:
@@ -218,7 +225,7 @@ class PmipGuard:
             self.counters["dropped"] += 1
         return why
 
-    def _check(self, ba, raw, mnId, now):
+    def _check(self, ba, raw, mnId, now, coaHoa=None):
         try:
             option, _ = locate(ba, raw)
         except AuthenticationError as e:
@@ -227,7 +234,7 @@ class PmipGuard:
         if sa is None:
             return f"PBAck with unknown SPI {option.spi}"
         try:
-            verify(ba, raw, sa)
+            verify(ba, raw, sa, coaHoa)
         except AuthenticationError as e:
             return f"PBAck SPI {sa.spi}: {e}"
         if not sa.allowsMobile(mnId):

@@ -1,4 +1,4 @@
-"""twistd plugins for the three netlmm roles."""
+"""twistd plugins for the netlmm roles."""
 
 from twisted.application.service import ServiceMaker
 
@@ -11,3 +11,9 @@ netlmmPmip = ServiceMaker(
 netlmmMag = ServiceMaker(
     "netlmm MAG", "netlmm.tap.mag",
     "Mobile Access Gateway: triggers the PMIP client, ends the tunnel", "netlmm-mag")
+netlmmGma = ServiceMaker(
+    "netlmm GMA", "netlmm.tap.gma",
+    "Global Mobility Anchor: a Mobile IPv6 home agent for netlmm mn", "netlmm-gma")
+netlmmMn = ServiceMaker(
+    "netlmm mobile node", "netlmm.tap.mn",
+    "A Linux host's Mobile IPv6 home registration with the GMA (netlmm mn)", "netlmm-mn")

@@ -1,0 +1,135 @@
+"""twistd netlmm-gma: the Global Mobility Anchor (an RFC 6275 home agent)."""
+
+from ipaddress import IPv6Address
+
+from netlmm.config import ConfigError
+from netlmm.core.gma import GmaCore
+from netlmm.dataplane import dataplanes
+from netlmm.tap.common import RoleOptions, sub
+
+
+class Options(RoleOptions):
+    synopsis = "--config gma.toml"
+    longdesc = """Run the Global Mobility Anchor (draft 4.1 step 7, 4.6): a Mobile IPv6
+home agent (RFC 6275) for mobiles that run Mobile IPv6 themselves (netlmm mn).
+They register the pHoA of the local domain as their care-of address and keep
+their home address across domains. Needs root and a kernel with
+CONFIG_IPV6_MIP6 (module mip6)."""
+    configHelp = """
+The [gma] table of the config file:
+  address         the GMA's IPv6 address, where mobiles send Binding Updates
+                  (required; raw IPv6 protocol 135)
+  home_prefix     the home network, routed to the GMA (required)
+  max_lifetime    longest binding lifetime granted, seconds, 4..262140 (3600)
+  care_of_networks prefixes care-of addresses may come from (the local
+                  domains' prefixes); others are refused (129); default: any
+  state_file      where the binding cache is kept across restarts (JSON);
+                  relative to the config file; unset: none
+  state_interval  seconds between state-file writes while bindings change (30)
+  [gma.mobiles]   one key per mobile: its NAI (RFC 4283) = its home address,
+                  or a list of them; others are refused (133)
+  [gma.dataplane] kind = 'seg6' | 'ip6tnl' | 'userspace' | 'memory': the
+                  tunnel from each home address to its care-of address, as
+                  [lma.dataplane] (see doc/deployment.md)
+  [gma.security]  RFC 4285 MN-HA authentication of Binding Updates and
+                  Acknowledgements: mode = 'none' or 'rfc4285' ('none');
+                  keys = key file of [[sa]] entries with mn = the mobile's
+                  NAI (mode 0600, relative to the config file);
+                  replay_window = seconds a timestamp may be off (7)
+See etc/netlmm/gma.toml for a commented example."""
+    section = "gma"
+
+    def build(self, table):
+        address = table.address("address", required=True)
+        prefix = table.network("home_prefix", required=True)
+        maxLifetime = table.number("max_lifetime", 3600, minimum=4, maximum=262140,
+                                   integer=True)
+        careOf = table.networks("care_of_networks", [])
+        for network in careOf:
+            if network.overlaps(prefix):
+                raise ConfigError(f"gma.care_of_networks: {network} overlaps the "
+                                  f"home_prefix {prefix}")
+        stateFile = _path(table, "state_file", self["config"])
+        stateInterval = table.number("state_interval", 30, minimum=1, maximum=3600)
+        if stateFile:
+            from netlmm.statefile import StateFile, StateFileError
+            try:
+                StateFile(stateFile, "gma-bindings").load()
+            except StateFileError as e:
+                raise ConfigError(f"gma.state_file: {e}") from None
+        mobiles = _mobiles(table.table("mobiles", required=True), prefix)
+        security = table.table("security")
+        if security.data.get("radius") is not None:
+            raise ConfigError("gma.security.radius: keys from AAA are not offered by the "
+                              "GMA yet; give the mobiles' keys in a key file")
+        from netlmm.security.config import securityConfig
+        security = securityConfig(table, self["config"])
+        from twisted.internet import reactor
+        dataplane = sub(table, "dataplane", "kind", dataplanes, reactor=reactor, role="lma")
+        return dict(address=address, dataplane=dataplane, security=security,
+                    stateFile=stateFile, stateInterval=stateInterval,
+                    core=dict(homePrefix=prefix, mobiles=mobiles, careOfNetworks=careOf,
+                              maxLifetime=maxLifetime))
+
+
+def _path(table, key, configPath):
+    """A path key, relative to the config file's directory."""
+    import os
+    value = table.string(key)
+    if value and not os.path.isabs(value) and configPath:
+        value = os.path.join(os.path.dirname(os.path.abspath(configPath)), value)
+    return value
+
+
+def _mobiles(table, prefix):
+    """[gma.mobiles]: NAI -> home address(es), each inside the home prefix, none twice."""
+    from netlmm.wire.control import mnIdProblem
+    mobiles, owners = {}, {}
+    for name, value in table.data.items():
+        key = f"{table.where}.{name!r}" if not name.isidentifier() else f"{table.where}.{name}"
+        problem = mnIdProblem(name.encode("utf-8"))
+        if problem:
+            raise ConfigError(f"{key}: {problem}")
+        values = value if isinstance(value, list) else [value]
+        if not values or not all(isinstance(v, str) for v in values):
+            raise ConfigError(f"{key}: expected a home address or a list of them, "
+                              f"got {value!r}")
+        homes = []
+        for v in values:
+            try:
+                home = IPv6Address(v)
+            except ValueError:
+                raise ConfigError(f"{key}: {v!r} is not an IPv6 address") from None
+            if home not in prefix:
+                raise ConfigError(f"{key}: {home} is outside the home_prefix {prefix}")
+            if home in owners:
+                raise ConfigError(f"{key}: {home} is also {owners[home]!r}'s")
+            owners[home] = name
+            homes.append(home)
+        table._seen.add(name)
+        mobiles[name.encode("utf-8")] = homes
+    if not mobiles:
+        raise ConfigError(f"{table.where}: no mobiles; give each one's NAI = home address")
+    return mobiles
+
+
+def makeService(options):
+    """The GMA service described by the validated options."""
+    from twisted.internet import reactor
+    from twisted.logger import Logger
+    from netlmm.service.gma import GmaService
+    from netlmm.transport.mip6 import MIP6Port, Xfrm
+    b = options.built
+    core = GmaCore(log=Logger(namespace="netlmm.gma"), **b["core"])
+    guard = None
+    if b["security"] is not None:
+        from netlmm.security.config import buildKeys
+        from netlmm.security.guard import LmaGuard
+        guard = LmaGuard(buildKeys(b["security"], reactor), b["security"]["window"])
+    port = MIP6Port(reactor, None, b["address"])
+    service = GmaService(reactor, core, port, b["dataplane"], security=guard, xfrm=Xfrm())
+    if b["stateFile"]:
+        from netlmm.statefile import StateFile
+        service.stateFile = StateFile(b["stateFile"], "gma-bindings")
+        service.saveInterval = b["stateInterval"]
+    return service

@@ -1,0 +1,315 @@
+"""
+Tests for the GMA daemon: L{netlmm.service.gma} over a fake signalling port
+and the memory data plane with fake time (RFC 4285 on), L{netlmm.tap.gma}'s
+config checking and --help, and L{netlmm.transport.mip6}'s reading of the
+kernel's ancillary data.
+"""
+
+import os
+import socket
+import tempfile
+from ipaddress import IPv6Address
+
+from twisted.internet.task import Clock
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase
+
+from netlmm.core.gma import GmaCore
+from netlmm.dataplane.memory import MemoryDataPlane
+from netlmm.security import auth
+from netlmm.security.auth import SecurityAssociation
+from netlmm.security.guard import LmaGuard, PmipGuard
+from netlmm.security.keystore import KeyStore
+from netlmm.security.replay import toNtp
+from netlmm.service.gma import GmaService
+from netlmm.tap import gma as tap
+from netlmm.transport.mip6 import MIP6Port, Xfrm
+from netlmm.wire import mh, mip6
+from netlmm.wire.mh import Status
+
+HOA = IPv6Address("2001:db8:100::10")
+HOA2 = IPv6Address("2001:db8:100::20")
+GMA = IPv6Address("2001:db8:ff::1")
+COA1 = IPv6Address("2001:db8:1::10")
+COA2 = IPv6Address("2001:db8:2::10")
+STRAY = IPv6Address("2001:db8:bad::10")
+MN1 = b"mn1@example.net"
+MN2 = b"mn2@example.net"
+SA1 = SecurityAssociation(3000, b"k" * 20, mnId=MN1)
+SA2 = SecurityAssociation(3001, b"j" * 20, mnId=MN2)
+
+
+class FakePort:
+    """What the service needs of a L{MIP6Port}: sends are recorded."""
+
+    address = GMA
+
+    def __init__(self):
+        self.sent = []
+        self.handler = None
+        self.listening = False
+
+    def startListening(self):
+        self.listening = True
+
+    def stopListening(self):
+        self.listening = False
+
+    def sendToMobile(self, message, careOf, home):
+        self.sent.append((message, careOf, home))
+
+
+class Mobile:
+    """Signs Binding Updates as `netlmm mn` does (PmipGuard, packet addresses)."""
+
+    def __init__(self, clock, sa=SA1, mnId=MN1, home=HOA):
+        self.clock = clock
+        self.guard = PmipGuard(KeyStore([sa]))
+        self.mnId = mnId
+        self.home = home
+        self.sequence = 0
+
+    def bu(self, careOf, lifetime=75, sequence=None):
+        if sequence is None:
+            self.sequence += 1
+            sequence = self.sequence
+        message = mh.BindingUpdate(sequence, mh.BU_A | mh.BU_H, lifetime,
+                                   [mh.MobileNodeIdentifier(self.mnId)])
+        signed = self.guard.protect(message, self.mnId, self.clock.seconds(),
+                                    (careOf, self.home))
+        raw = mh.encodeMessage(signed, self.home, GMA)
+        return mh.decodeMessage(raw), raw
+
+
+class GmaServiceTests(SynchronousTestCase):
+
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(1_800_000_000)
+        self.core = GmaCore("2001:db8:100::/64", {MN1: [HOA], MN2: [HOA2]},
+                            careOfNetworks=["2001:db8:1::/64", "2001:db8:2::/64"])
+        self.port = FakePort()
+        self.dataplane = MemoryDataPlane()
+        self.service = GmaService(self.clock, self.core, self.port, self.dataplane,
+                                  security=LmaGuard(KeyStore([SA1, SA2])))
+        self.service.startService()
+        self.addCleanup(self.service.stopService)
+        self.mobile = Mobile(self.clock)
+
+    def deliver(self, bu, raw, careOf=COA1, home=HOA):
+        self.port.sent.clear()
+        self.port.handler(bu, raw, careOf, home, GMA, self.clock.seconds())
+        (answer,) = self.port.sent
+        return answer
+
+    def assertSigned(self, answer, sa=SA1):
+        message, careOf, home = answer
+        raw = mh.encodeMessage(message, GMA, home or careOf)
+        auth.verify(message, raw, sa, (careOf, home or careOf))
+        self.assertIsNotNone(message.option(mh.MobilityMessageReplayProtection))
+
+    def test_registerAndMove(self):
+        """
+        A signed BU binds the home address: the route is in the data plane,
+        the BA goes to the care-of address with the home address for its
+        routing header, signed with the mobile's SA; a move re-routes.
+        """
+        message, careOf, home = answer = self.deliver(*self.mobile.bu(COA1))
+        self.assertEqual((message.status, careOf, home), (Status.ACCEPTED, COA1, HOA))
+        self.assertSigned(answer)
+        self.assertEqual(self.dataplane.routes, {HOA: COA1})
+        self.clock.advance(1)
+        message, careOf, _ = self.deliver(*self.mobile.bu(COA2), careOf=COA2)
+        self.assertEqual((message.status, careOf), (Status.ACCEPTED, COA2))
+        self.assertEqual(self.dataplane.routes, {HOA: COA2})
+        self.assertEqual(self.service.bindingTable()[1].split()[:3],
+                         [str(HOA), MN1.decode(), str(COA2)])
+
+    def test_expiryRemovesRoute(self):
+        self.deliver(*self.mobile.bu(COA1, lifetime=2))
+        self.clock.advance(8)
+        self.assertEqual(self.dataplane.routes, {})
+
+    def assertRefusedOnce(self, answer, status, routes=None):
+        message, _, _ = answer
+        self.assertEqual(message.status, status)
+        self.assertEqual(self.dataplane.routes, routes or {})
+        self.assertEqual(self.service.refusals, 1)
+
+    def test_unauthenticated(self):
+        """A BU without authentication: 146, unsigned, nothing bound."""
+        bu = mh.BindingUpdate(1, mh.BU_A | mh.BU_H, 75, [mh.MobileNodeIdentifier(MN1)])
+        raw = mh.encodeMessage(bu)
+        answer = self.deliver(bu, raw)
+        self.assertRefusedOnce(answer, Status.MIPV6_AUTH_FAIL)
+        self.assertIsNone(answer[0].option(mh.MobilityMessageAuthentication))
+
+    def test_forgedCareOf(self):
+        """
+        A BU signed for one care-of address arriving from another (the
+        authenticator covers the care-of address): 146.
+        """
+        answer = self.deliver(*self.mobile.bu(COA1), careOf=COA2)
+        self.assertRefusedOnce(answer, Status.MIPV6_AUTH_FAIL)
+
+    def test_replayed(self):
+        """The same BU twice: the second one is refused 144, signed, nothing changes."""
+        bu, raw = self.mobile.bu(COA1)
+        self.deliver(bu, raw)
+        self.dataplane.routes[HOA] = COA1
+        self.clock.advance(1)
+        answer = self.deliver(bu, raw)
+        self.assertRefusedOnce(answer, Status.MIPV6_ID_MISMATCH, {HOA: COA1})
+        self.assertSigned(answer)
+
+    def test_otherMobilesSa(self):
+        """MN2's key for MN1's identity: 129."""
+        mobile = Mobile(self.clock, sa=SA2._replace(mnId=MN1), mnId=MN1)
+        self.assertRefusedOnce(self.deliver(*mobile.bu(COA1)),
+                               Status.ADMINISTRATIVELY_PROHIBITED)
+
+    def test_homeNotServed(self):
+        """A home address of another mobile: 133, signed, logged once."""
+        mobile = Mobile(self.clock, home=HOA2)
+        answer = self.deliver(*mobile.bu(COA1), home=HOA2)
+        self.assertRefusedOnce(answer, Status.NOT_HOME_AGENT_FOR_MN)
+        self.assertSigned(answer)
+        outside = IPv6Address("2001:db8:200::1")
+        self.clock.advance(1)
+        mobile = Mobile(self.clock, home=outside)
+        self.service.refusals = 0
+        self.assertRefusedOnce(self.deliver(*mobile.bu(COA1), home=outside),
+                               Status.NOT_HOME_SUBNET)
+
+    def test_careOfOutside(self):
+        """A care-of address outside every allowed network: 129."""
+        answer = self.deliver(*self.mobile.bu(STRAY), careOf=STRAY)
+        self.assertRefusedOnce(answer, Status.ADMINISTRATIVELY_PROHIBITED)
+        self.assertSigned(answer)
+
+    def test_stopRemovesRoutes(self):
+        self.deliver(*self.mobile.bu(COA1))
+        self.service.stopService()
+        self.assertFalse(self.port.listening)
+        self.assertEqual(self.dataplane.routes, {})
+
+
+class PortTests(SynchronousTestCase):
+    """L{MIP6Port} reads the kernel's swapped addresses back as on the wire."""
+
+    def setUp(self):
+        self.got = []
+        self.port = MIP6Port(Clock(), lambda *a: self.got.append(a[:5]), GMA)
+
+    def test_bindingUpdateWithHomeAddressOption(self):
+        """The source is the home address, the option holds the care-of address."""
+        raw = mh.encodeMessage(mh.BindingUpdate(1, mh.BU_A | mh.BU_H, 1), HOA, GMA)
+        self.port.datagram(raw, [(socket.IPPROTO_IPV6, socket.IPV6_DSTOPTS,
+                                  mip6.destinationOptions(COA1, 135)),
+                                 (socket.IPPROTO_IPV6, socket.IPV6_PKTINFO,
+                                  GMA.packed + b"\0" * 4)], str(HOA), 0.0)
+        ((message, data, careOf, home, destination),) = self.got
+        self.assertEqual((careOf, home, destination), (COA1, HOA, GMA))
+
+    def test_acknowledgementThroughRoutingHeader(self):
+        """
+        At the mobile: addressed to the home address, the care-of address in
+        the routing header; the checksum is checked over the home address.
+        """
+        port = MIP6Port(Clock(), lambda *a: self.got.append(a[:5]), mobile=True)
+        ba = mh.BindingAcknowledgement(0, 0, 1, 1)
+        ancillary = [(socket.IPPROTO_IPV6, socket.IPV6_RTHDR, mip6.routingHeader2(COA1, 135)),
+                     (socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, HOA.packed + b"\0" * 4)]
+        port.datagram(mh.encodeMessage(ba, GMA, HOA), ancillary, str(GMA), 0.0)
+        ((message, data, source, home, destination),) = self.got
+        self.assertEqual((message, source, home, destination), (ba, GMA, HOA, COA1))
+        port.datagram(mh.encodeMessage(ba, GMA, COA1), ancillary, str(GMA), 0.0)
+        self.assertEqual((len(self.got), port.counters["malformed"]), (1, 1))
+
+    def test_malformedDropped(self):
+        self.port.datagram(b"\x3b\x01\x05", [], str(HOA), 0.0)
+        self.assertEqual((self.got, self.port.counters["malformed"]), ([], 1))
+
+
+class XfrmTests(SynchronousTestCase):
+
+    def test_installRemove(self):
+        """Leftovers are deleted first; a refusal undoes what was added."""
+        calls = []
+
+        def run(argv, check=True):
+            calls.append((argv[2], argv[1]))
+            if check and argv[1] == "policy":
+                from netlmm.transport.mip6 import XfrmError
+                raise XfrmError("no")
+        x = Xfrm(run)
+        from netlmm.transport.mip6 import XfrmError
+        with self.assertRaises(XfrmError):
+            x.install(Xfrm.homeAgentCommands())
+        self.assertEqual(calls, [("delete", "state"), ("delete", "policy"),
+                                 ("add", "state"), ("add", "policy"), ("delete", "state")])
+
+    def test_mobileCommands(self):
+        (state, _), (policy, _) = Xfrm.mobileCommands(HOA)
+        self.assertIn("route2", state)
+        self.assertIn(f"{HOA}/128", policy)
+
+
+class TapTests(SynchronousTestCase):
+
+    def options(self, text):
+        directory = tempfile.mkdtemp()
+        path = os.path.join(directory, "gma.toml")
+        with open(path, "w") as f:
+            f.write(text)
+        o = tap.Options()
+        o.parseOptions(["--config", path])
+        return o
+
+    BASE = """
+[gma]
+address = "2001:db8:ff::1"
+home_prefix = "2001:db8:100::/64"
+[gma.mobiles]
+"mn1@example.net" = "2001:db8:100::10"
+[gma.dataplane]
+kind = "memory"
+"""
+
+    def test_example(self):
+        """The shipped example config is valid."""
+        from netlmm.test.test_daemons import examples
+        os.chmod(examples() / "keys.toml", 0o600)
+        o = tap.Options()
+        o.parseOptions(["--config", str(examples() / "gma.toml")])
+        core = o.built["core"]
+        self.assertEqual(core["mobiles"][b"mn2@example.net"],
+                         [IPv6Address("2001:db8:100::20"), IPv6Address("2001:db8:100::21")])
+        self.assertEqual(o.built["security"]["keys"].forMobile(b"mn1@example.net").spi, 1000)
+        service = tap.makeService(o)
+        self.assertEqual(service.core.homePrefix.compressed, "2001:db8:100::/64")
+
+    def test_help(self):
+        text = tap.Options().getUsage()
+        for key in ("address", "home_prefix", "care_of_networks", "[gma.mobiles]",
+                    "[gma.security]", "[gma.dataplane]", "state_file"):
+            self.assertIn(key, text)
+
+    def test_errorsNameTheKey(self):
+        cases = [
+            (self.BASE.replace('address = "2001:db8:ff::1"\n', ""), "gma.address: missing"),
+            (self.BASE.replace('"2001:db8:100::10"', '"2001:db8:200::10"'),
+             "is outside the home_prefix"),
+            (self.BASE.replace('"2001:db8:100::10"', '42'), "expected a home address"),
+            (self.BASE + '[gma.mobiles2]\n', "mobiles2: unknown key"),
+            (self.BASE.replace("[gma.mobiles]", 'care_of_networks = ["2001:db8:100::/48"]\n'
+                               "[gma.mobiles]"), "gma.care_of_networks: 2001:db8:100::/48 "
+                                                 "overlaps"),
+            (self.BASE.replace('"mn1@example.net" = "2001:db8:100::10"\n', ""),
+             "gma.mobiles: no mobiles"),
+            (self.BASE + '[gma.security]\nmode = "rfc4285"\n[gma.security.radius]\n'
+                         'servers = ["[::1]:1812"]\n', "gma.security.radius: keys from AAA"),
+        ]
+        for text, error in cases:
+            with self.assertRaisesRegex(usage.UsageError, error.replace("[", r"\[")):
+                self.options(text)
