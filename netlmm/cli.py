@@ -6,11 +6,17 @@ import sys
 
 def main(argv=None):
     """Dispatch the sub-commands."""
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["mn"]:
+        # Its options and --help are the daemon's own (netlmm.tap.mn).
+        from netlmm.tap import mn
+        return mn.main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="netlmm",
         description="Network-based localized mobility management "
                     "(draft-singh-netlmm-protocol-02). The daemons run under twistd: "
-                    "twistd -n netlmm-lma|netlmm-pmip|netlmm-mag --config FILE.")
+                    "twistd -n netlmm-lma|netlmm-pmip|netlmm-mag|netlmm-gma --config FILE.")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run an LMA, a PMIP client and two MAGs on "
                           "loopback and move a simulated mobile between them")
@@ -24,6 +30,9 @@ def main(argv=None):
                          "'control') that a mobile attached or detached")
     ctl.add_argument("--socket", required=True, help="the MAG's control socket path")
     ctl.add_argument("words", nargs="+", help="attach MNID [PHOA] | detach MNID | list")
+    mn = sub.add_parser("mn", help="(root) keep this host's home address at the GMA as "
+                        "it moves (RFC 6275 mobile node); --config FILE, --help for keys",
+                        add_help=False)
     sub.add_parser("plugins", help="list the installed address-assignment strategies, "
                    "attachment detectors and data planes (plugins) with their modules")
     from netlmm import pki

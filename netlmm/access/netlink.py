@@ -28,52 +28,46 @@ from netlmm.interfaces import IAttachmentDetector
 from netlmm.wire.icmpv6 import macBytes, macText
 
 NUD_PERMANENT = 0x80
+RTMGRP_LINK = 0x1
+RTMGRP_NEIGH = 0x4
 IFF_UP = 0x1
 IFF_LOWER_UP = 0x10000
 
 
-class BridgeWatcher:
+class RtnetlinkWatcher:
     """
-    Follows bridge C{interface}'s ports and learned MACs. Calls
-    C{learned(mac, port)} when a unicast MAC is learned on a port (or moves
-    to another), C{forgotten(mac, port)} when its FDB entry goes (port
-    removed, ageing), and C{portGone(port, macs)} when a port is removed,
-    leaves the bridge or loses its carrier. MACs are 6 octets, ports
-    ifindexes.
+    One non-blocking rtnetlink socket, subscribed to C{groups} and read by
+    the reactor: it dumps what the subclass needs (C{_dumps}, one request
+    at a time, since the kernel answers EBUSY otherwise), then follows the
+    events. L{start} fires with the watcher when the dumps are in (or fails
+    with L{_failure}). Subclasses implement L{handle} for their messages.
     """
 
     log = Logger()
+    groups = RTMGRP_LINK
+    label = "netlink"
 
-    def __init__(self, reactor, system, interface, learned=None, forgotten=None,
-                 portGone=None, portUp=None):
+    def __init__(self, reactor, system):
         self.reactor = reactor
         self.system = system
-        self.interface = interface
-        self.learned = learned or (lambda mac, port: None)
-        self.forgotten = forgotten or (lambda mac, port: None)
-        self.portGone = portGone or (lambda port, macs: None)
-        self.portUp = portUp or (lambda port: None)
-        self.bridge = None
-        self.isBridge = False
-        #: ifindex -> name of the bridge's ports that are up.
-        self.ports = {}
-        #: MAC -> port it was learned on.
-        self.fdb = {}
         self._marshal = MarshalRtnl()
         self._reader = None
         self._dumps = []
         self._seq = 0
         self._ready = None
 
+    def _dumpRequests(self):
+        """The dump requests to send at start, in order (callables)."""
+        return [self._linkDump]
+
     def start(self):
-        """Open the socket and dump links then the FDB; fires when both are in."""
+        """Open the socket and run the dumps; fires when they are all in."""
         from netlmm.access.system import SocketReader
-        sock = self.system.netlinkSocket()
-        self._reader = SocketReader(self.reactor, sock, self._datagram,
-                                    f"netlink({self.interface})")
+        sock = self.system.netlinkSocket(self.groups)
+        self._reader = SocketReader(self.reactor, sock, self._datagram, self.label)
         self._reader.startReading()
         self._ready = Deferred()
-        self._dumps = [self._linkDump, self._fdbDump]
+        self._dumps = self._dumpRequests()
         self._nextDump()
         return self._ready
 
@@ -96,28 +90,73 @@ class BridgeWatcher:
         m["family"] = socket.AF_UNSPEC
         self._request(m, RTM_GETLINK)
 
-    def _fdbDump(self):
-        m = ndmsg()
-        m["family"] = socket.AF_BRIDGE
-        self._request(m, RTM_GETNEIGH)
-
     def _nextDump(self):
-        # One dump at a time per socket (the kernel answers EBUSY otherwise).
         if self._dumps:
             self._dumps.pop(0)()
             return
         if self._ready is not None:
             d, self._ready = self._ready, None
-            if self.bridge is None:
-                d.errback(RuntimeError(f"access interface {self.interface!r} does not exist"))
-            elif not self.isBridge:
-                d.errback(RuntimeError(f"access interface {self.interface!r} is not a bridge"))
+            failure = self._failure()
+            if failure is not None:
+                d.errback(failure)
             else:
                 d.callback(self)
+
+    def _failure(self):
+        """None when the dumps found what is needed, else the exception."""
+        return None
 
     def _datagram(self, data, ancillary, address):
         for msg in self._marshal.parse(data):
             self.handle(msg)
+
+    def handle(self, msg):
+        """One decoded rtnetlink message (event or dump part)."""
+        raise NotImplementedError
+
+
+class BridgeWatcher(RtnetlinkWatcher):
+    """
+    Follows bridge C{interface}'s ports and learned MACs. Calls
+    C{learned(mac, port)} when a unicast MAC is learned on a port (or moves
+    to another), C{forgotten(mac, port)} when its FDB entry goes (port
+    removed, ageing), and C{portGone(port, macs)} when a port is removed,
+    leaves the bridge or loses its carrier. MACs are 6 octets, ports
+    ifindexes.
+    """
+
+    groups = RTMGRP_LINK | RTMGRP_NEIGH
+
+    def __init__(self, reactor, system, interface, learned=None, forgotten=None,
+                 portGone=None, portUp=None):
+        super().__init__(reactor, system)
+        self.interface = interface
+        self.label = f"netlink({interface})"
+        self.learned = learned or (lambda mac, port: None)
+        self.forgotten = forgotten or (lambda mac, port: None)
+        self.portGone = portGone or (lambda port, macs: None)
+        self.portUp = portUp or (lambda port: None)
+        self.bridge = None
+        self.isBridge = False
+        #: ifindex -> name of the bridge's ports that are up.
+        self.ports = {}
+        #: MAC -> port it was learned on.
+        self.fdb = {}
+
+    def _dumpRequests(self):
+        return [self._linkDump, self._fdbDump]
+
+    def _failure(self):
+        if self.bridge is None:
+            return RuntimeError(f"access interface {self.interface!r} does not exist")
+        if not self.isBridge:
+            return RuntimeError(f"access interface {self.interface!r} is not a bridge")
+        return None
+
+    def _fdbDump(self):
+        m = ndmsg()
+        m["family"] = socket.AF_BRIDGE
+        self._request(m, RTM_GETNEIGH)
 
     def handle(self, msg):
         """One decoded rtnetlink message (event or dump part)."""

@@ -344,6 +344,9 @@ class FakeSocket:
     def fileno(self):
         return 1000
 
+    def send(self, data):
+        self.sendto(data, None)
+
     def sendto(self, data, address):
         if self.fail is not None:
             raise self.fail
