@@ -200,15 +200,24 @@ class MobileServiceTests(SynchronousTestCase):
                                   e.careOf, self.clock.seconds())
 
     def test_registerSignedAndVerified(self):
-        """A care-of address: tunnel, a signed BU, the GMA's signed BA binds."""
+        """
+        A care-of address: tunnel, a signed BU, the GMA's signed BA binds, and
+        the binding is logged with the time since the address appeared (the
+        labs wait for that line).
+        """
+        from twisted.logger import capturedLogs
         self.watcher.changed(COA1)
         self.assertEqual(self.tunnel.calls, ["start", (HOA, GMA, COA1)])
         ((bu, homeAgent, careOf, home),) = self.port.sent
         self.assertIsNotNone(bu.option(mh.MobilityMessageAuthentication))
         self.assertEqual((homeAgent, careOf, home), (GMA, COA1, HOA))
-        self.gmaAnswers()
+        self.clock.advance(0.25)
+        with capturedLogs() as events:
+            self.gmaAnswers()
         self.assertIs(self.core.state, MobileState.BOUND)
         self.assertEqual(self.gma.binding(HOA).careOf, COA1)
+        (bound,) = [e for e in events if "bound" in e.get("log_format", "")]
+        self.assertEqual((bound["careOf"], bound["ms"]), (COA1, 250.0))
 
     def test_forgedAnswerDropped(self):
         """A BA whose authenticator does not verify is dropped; retransmission goes on."""
