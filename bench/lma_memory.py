@@ -65,7 +65,7 @@ def breakdown(core):
     b = next(iter(core.bindings.values()))
     # Pending expiries: one FIFO per granted lifetime, plus a heap for the
     # rare out-of-order time.
-    heap = [e for fifo in core._fifos.values() for e in fifo] + list(core._expiries)
+    heap = core._expiries.entries()
     parts = {
         "Binding object": _rounded(getsizeof(b)),
         "pHoA IPv6Address": _rounded(getsizeof(b.phoa)) + _rounded(getsizeof(b.phoa._ip)),

@@ -38,14 +38,14 @@ access technology and link-layer identifier (RFC 5213 5.4.1).
 
 import enum
 import fnmatch
-import heapq
-from collections import deque, namedtuple
+from collections import namedtuple
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Network
 
 from netlmm.core import records as read
 from netlmm.core.effects import (
     BadRecord, InvalidInput, Persist, RouteAdd, RouteMove, RouteRemove, SendMH,
 )
+from netlmm.core.expiry import Expiries
 from netlmm.core.pools import AddressPool, PrefixPool
 from netlmm.core.records import fields
 from netlmm.core.sequence import seqGreater
@@ -373,13 +373,8 @@ class LmaCore:
         self._byMnId = {}
         self._byIpv4 = {}
         self._prefixLengths = set()
-        # Pending expiries as (time, key). Bindings with the same granted
-        # lifetime are scheduled in time order, so one FIFO per lifetime
-        # stays sorted at O(1) a refresh; a time out of order (a clock that
-        # went back) goes to the heap. Entries of refreshed bindings are
-        # skipped when they come up.
-        self._fifos = {}
-        self._expiries = []
+        # Pending expiries as (time, key): the machinery the GMA shares.
+        self._expiries = Expiries()
         self._peers = {}
         self._pcoas = {}
         #: Called as C{refused(peer, reason, fmt, **fields)} for each refused
@@ -420,7 +415,7 @@ class LmaCore:
             if b.ipv4 is not None and self.ipv4Pool is not None and b.ipv4.ip in self.ipv4Pool:
                 self.ipv4Pool.reserve(b.ipv4.ip)
             self._index(b)
-            self._push(b.lifetime, b.expiry, b.key)
+            self._expiries.push(b.lifetime, b.expiry, b.key)
             effects.extend(RouteAdd(_route(h), b.pcoa) for h in self._routes(b))
         return effects
 
@@ -505,27 +500,11 @@ class LmaCore:
 
     def nextTimer(self):
         """When L{handleTimer} must next run, or None."""
-        bindings = self.bindings
-        best = None
-        for fifo in self._fifos.values():
-            while fifo:
-                expiry, key = fifo[0]
-                b = bindings.get(key)
-                if b is not None and b.expiry == expiry:
-                    if best is None or expiry < best:
-                        best = expiry
-                    break
-                fifo.popleft()
-        heap = self._expiries
-        while heap:
-            expiry, key = heap[0]
-            b = bindings.get(key)
-            if b is not None and b.expiry == expiry:
-                if best is None or expiry < best:
-                    best = expiry
-                break
-            heapq.heappop(heap)
-        return best
+        return self._expiries.next(self._current)
+
+    def _current(self, key, expiry):
+        b = self.bindings.get(key)
+        return b is not None and b.expiry == expiry
 
     # ------------------------------------------------------------ the state machine
 
@@ -565,14 +544,7 @@ class LmaCore:
     def handleTimer(self, now):
         """End the sessions whose lifetime or deletion delay has run out."""
         effects = []
-        due = []
-        for fifo in self._fifos.values():
-            while fifo and fifo[0][0] <= now:
-                due.append(fifo.popleft())
-        heap = self._expiries
-        while heap and heap[0][0] <= now:
-            due.append(heapq.heappop(heap))
-        for expiry, key in sorted(due):
+        for expiry, key in self._expiries.due(now):
             b = self.bindings.get(key)
             if b is None or b.expiry != expiry:
                 continue
@@ -1179,7 +1151,7 @@ class LmaCore:
             self._accepted(p, b, now)
         b.lifetime = seconds = lifetime * mh.LIFETIME_UNIT
         b.expiry = expiry = now + seconds
-        self._push(seconds, expiry, b.key)
+        self._expiries.push(seconds, expiry, b.key)
         effects.append(_persist(b))
         effects.extend(self._accept(p, b, lifetime))
         return effects
@@ -1191,7 +1163,7 @@ class LmaCore:
         if event is Event.DEREGISTER:
             b.lifetime = 0
             b.expiry = now + self.minDelayBeforeBceDelete
-            self._push(self.minDelayBeforeBceDelete, b.expiry, b.key)
+            self._expiries.push(self.minDelayBeforeBceDelete, b.expiry, b.key)
         if event is not Event.STALE_DEREGISTER:
             effects.append(_persist(b))
         if event is not Event.STALE_DEREGISTER:
@@ -1265,16 +1237,7 @@ class LmaCore:
 
     def _schedule(self, b, now):
         b.expiry = now + b.lifetime
-        self._push(b.lifetime, b.expiry, b.key)
-
-    def _push(self, lifetime, expiry, key):
-        fifo = self._fifos.get(lifetime)
-        if fifo is None:
-            fifo = self._fifos[lifetime] = deque()
-        if fifo and fifo[-1][0] > expiry:
-            heapq.heappush(self._expiries, (expiry, key))
-        else:
-            fifo.append((expiry, key))
+        self._expiries.push(b.lifetime, b.expiry, b.key)
 
     def _say(self, fmt, **kw):
         if self._log is not None:
