@@ -313,8 +313,8 @@ class HomeTunnelTests(SynchronousTestCase):
         self.assertEqual((device["kind"], device["ip6tnl_local"], device["ip6tnl_remote"],
                           device["ip6tnl_proto"], device["state"], device["mtu"]),
                          ("ip6tnl", str(COA1), str(GMA), 41, "up", 1400))
-        self.assertEqual(self.fake.addresses, [dict(index=device["index"], address=str(HOA),
-                                                    prefixlen=128)])
+        self.assertEqual([(a["index"], a["address"], a["prefixlen"])
+                          for a in self.fake.addresses], [(device["index"], str(HOA), 128)])
         (add,) = [c for c in self.fake.calls if c[0] == "addr"]
         self.assertEqual(add[2]["flags"], IFA_F_HOMEADDRESS | IFA_F_NODAD)
         (route,) = self.fake.findRoutes("::/0", table=5216)
