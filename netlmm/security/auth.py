@@ -25,6 +25,14 @@ its home agent (the GMA) does carry them in its IPv6 headers: there the
 caller gives them (C{coaHoa}): the packet's care-of address and the home
 address of its Home Address option (BU) or type 2 routing header (BA).
 
+One layer, the same at every role (LMA, PMIP client, GMA), working on the
+encoded octets: a sender encodes the message once with a zero authenticator,
+computes the authenticator over those octets and writes it in place
+(L{signEncoded}; the octets go to the transport through L{SignedOctets}, so
+nothing encodes the message again); a receiver checks the authenticator on
+the octets it received (L{locate}, then L{verifyLocated}), never on a
+re-encoding of what it decoded.
+
 Nothing here imports Twisted.
 """
 
@@ -35,10 +43,12 @@ from collections import namedtuple
 from ipaddress import IPv6Address, IPv6Network
 
 from netlmm.wire import mh
+from netlmm.wire.checksum import mhChecksum
 from netlmm.wire.errors import DecodeError
 from netlmm.wire.mh import MobilityMessageAuthentication as Auth
 
 _ZERO = IPv6Address("::")
+_CHECKSUM = struct.Struct("!H").pack
 
 #: algorithm name -> (hash constructor, authenticator length in octets).
 #: hmac-sha1-96 is RFC 4285's algorithm (interoperable); hmac-sha256-128 is
@@ -127,16 +137,90 @@ def addresses(message):
     return coa, hoa
 
 
+#: (algorithm, key) -> (inner hash state, outer hash state, size).
+_PREPARED = {}
+#: At most this many keys' hash states are kept (each a few hundred octets).
+_PREPARED_MAX = 4096
+
+
+def _prepared(sa):
+    """
+    The HMAC (RFC 2104) of C{sa}'s key with both padded-key blocks hashed
+    once. With OpenSSL 3, C{hmac.new} and C{hmac.digest} look the algorithm
+    up on every call (2.5 to 6 us per message here), more than hashing a
+    message takes; copying a prepared state costs a tenth of that.
+    """
+    cacheKey = (sa.algorithm, sa.key)
+    prepared = _PREPARED.get(cacheKey)
+    if prepared is None:
+        constructor, size = ALGORITHMS[sa.algorithm]
+        block = constructor().block_size
+        key = sa.key if len(sa.key) <= block else constructor(sa.key).digest()
+        key = key.ljust(block, b"\x00")
+        prepared = (constructor(bytes(b ^ 0x36 for b in key)),
+                    constructor(bytes(b ^ 0x5C for b in key)), size)
+        if len(_PREPARED) >= _PREPARED_MAX:
+            _PREPARED.clear()
+        _PREPARED[cacheKey] = prepared
+    return prepared
+
+
+def _address(value):
+    """16 octets of an address given packed, as IPv6Address or as text."""
+    kind = type(value)
+    if kind is bytes and len(value) == 16:
+        return value
+    if kind is IPv6Address:
+        return value.packed
+    return IPv6Address(value).packed
+
+
 def authenticator(sa, coa, hoa, mhData):
     """RFC 4285: the first N octets of HMAC(key, coa | hoa | MH data)."""
-    digest, size = ALGORITHMS[sa.algorithm]
-    mac = hmac.new(sa.key, IPv6Address(coa).packed + IPv6Address(hoa).packed
-                   + bytes(mhData), digest)
-    return mac.digest()[:size]
+    inner0, outer0, size = _prepared(sa)
+    inner = inner0.copy()
+    inner.update(_address(coa) + _address(hoa))
+    inner.update(mhData)
+    outer = outer0.copy()
+    outer.update(inner.digest())
+    return outer.digest()[:size]
 
 
 def _withoutAuth(message):
     return tuple(o for o in message.options if type(o) is not Auth)
+
+
+def _withOptions(message, options):
+    """C{message} with C{options} (valid options), without re-validating its fields."""
+    return tuple.__new__(type(message), message[:-1] + (options,))
+
+
+def signEncoded(message, sa, coaHoa=None):
+    """
+    Sign C{message} with C{sa} in one encoding: (the message with an MN-HA
+    authentication option for C{sa} as its last option, replacing any it
+    had; its octets, checksum field zero). The octets are those
+    L{mh.encodeMessage} gives for the returned message: it is encoded once,
+    with a placeholder authenticator, which is then computed over those
+    octets and written in place.
+
+    C{coaHoa}: the (care-of, home) addresses of the formula when the packet
+    carries them in its IPv6 headers (a mobile's own Binding Update, RFC
+    6275), instead of L{addresses} of the message.
+    """
+    if message._fields[-1] != "options":
+        raise TypeError(f"{type(message).__name__} carries no mobility options")
+    options = _withoutAuth(message)
+    size = sa.size
+    draft = _withOptions(message, options + (
+        tuple.__new__(Auth, (Auth.MN_HA, sa.spi, bytes(size))),))
+    data = mh.encodeMessage(draft)
+    end = len(data) - size
+    coa, hoa = addresses(draft) if coaHoa is None else coaHoa
+    mac = authenticator(sa, coa, hoa, memoryview(data)[:end])
+    signed = _withOptions(message, options + (
+        tuple.__new__(Auth, (Auth.MN_HA, sa.spi, mac)),))
+    return signed, data[:end] + mac
 
 
 def sign(message, sa, coaHoa=None):
@@ -144,39 +228,27 @@ def sign(message, sa, coaHoa=None):
     C{message} with an MN-HA authentication option for C{sa} as its last
     option (replacing any it had). Because L{mh.encodeMessage} is
     deterministic, encoding the result gives a header whose authenticator
-    is right for those exact octets. C{coaHoa}: the (care-of, home)
-    addresses of the formula when the packet carries them (a mobile's own
-    Binding Update, RFC 6275), instead of L{addresses} of the message.
+    is right for those exact octets; L{signEncoded} gives both at once.
+    C{coaHoa} as for L{signEncoded}.
     """
-    options = _withoutAuth(message)
-    placeholder = Auth(Auth.MN_HA, sa.spi, bytes(sa.size))
-    draft = message._replace(options=options + (placeholder,))
-    data = mh.encodeMessage(draft)
-    mhData = data[:len(data) - sa.size]
-    coa, hoa = addresses(draft) if coaHoa is None else coaHoa
-    real = Auth(Auth.MN_HA, sa.spi, authenticator(sa, coa, hoa, mhData))
-    return message._replace(options=options + (real,))
+    return signEncoded(message, sa, coaHoa)[0]
 
 
-def encodeSigned(message, sa, source=None, destination=None):
+def withChecksum(data, source, destination):
+    """C{data} (a Mobility Header, checksum field zero) with its checksum filled in."""
+    checksum = mhChecksum(mh._packed(source), mh._packed(destination), data)
+    return data[:4] + _CHECKSUM(checksum) + data[6:]
+
+
+def encodeSigned(message, sa, source=None, destination=None, coaHoa=None):
     """
-    The octets of C{message} signed with C{sa}: encoded with the
-    authentication option last, the authenticator patched in, and then (with
-    C{source} and C{destination}) the checksum computed.
+    The octets of C{message} signed with C{sa} (L{signEncoded}), and then,
+    with C{source} and C{destination}, the checksum computed.
     """
-    options = _withoutAuth(message)
-    draft = message._replace(
-        options=options + (Auth(Auth.MN_HA, sa.spi, bytes(sa.size)),))
-    data = bytearray(mh.encodeMessage(draft))
-    coa, hoa = addresses(draft)
-    end = len(data) - sa.size
-    data[end:] = authenticator(sa, coa, hoa, bytes(data[:end]))
+    data = signEncoded(message, sa, coaHoa)[1]
     if source is not None and destination is not None:
-        from netlmm.wire.checksum import mhChecksum
-        checksum = mhChecksum(mh._packed(source), mh._packed(destination),
-                              bytes(data))
-        data[4:6] = struct.pack("!H", checksum)
-    return bytes(data)
+        data = withChecksum(data, source, destination)
+    return data
 
 
 def locate(message, raw):
@@ -185,11 +257,11 @@ def locate(message, raw):
     MH data it covers, or raise L{AuthenticationError}: missing, not the
     last option, not MN-HA, or not ending the header.
     """
-    auths = [o for o in message.options if type(o) is Auth]
-    if not auths:
-        raise AuthenticationError("no authentication option")
-    option = message.options[-1]
-    if type(option) is not Auth or len(auths) != 1:
+    options = message.options
+    option = options[-1] if options else None
+    if type(option) is not Auth or any(type(o) is Auth for o in options[:-1]):
+        if not any(type(o) is Auth for o in options):
+            raise AuthenticationError("no authentication option")
         raise AuthenticationError("the authentication option is not the last option")
     if option.subtype != Auth.MN_HA:
         raise AuthenticationError(f"authentication subtype {option.subtype}, "
@@ -203,13 +275,12 @@ def locate(message, raw):
     return option, mhData
 
 
-def verify(message, raw, sa, coaHoa=None):
+def verifyLocated(message, option, mhData, sa, coaHoa=None):
     """
-    Check the authenticator of C{message}, decoded from the octets C{raw},
-    against C{sa}; raise L{AuthenticationError} if it is wrong. C{coaHoa}
-    as for L{sign}.
+    L{verify} for an authentication option L{locate} has found already
+    (C{option} covering C{mhData}), so that a receiver that looked the SA up
+    by the option's SPI does not locate it twice.
     """
-    option, mhData = locate(message, raw)
     if option.spi != sa.spi:
         raise AuthenticationError(f"SPI {option.spi} is not the SA's {sa.spi}")
     if len(option.authenticator) != sa.size:
@@ -222,5 +293,48 @@ def verify(message, raw, sa, coaHoa=None):
         raise AuthenticationError("authenticator is wrong")
 
 
+def verify(message, raw, sa, coaHoa=None):
+    """
+    Check the authenticator of C{message}, decoded from the octets C{raw},
+    against C{sa}; raise L{AuthenticationError} if it is wrong. C{coaHoa}
+    as for L{signEncoded}.
+    """
+    option, mhData = locate(message, raw)
+    verifyLocated(message, option, mhData, sa, coaHoa)
+
+
+class SignedOctets:
+    """
+    The octets the security layer signed, kept by message until the
+    transport sends that message, so that a signed message is encoded once
+    (L{signEncoded}) and never again by the transport. Messages are matched
+    by identity; at most C{size} are kept (the oldest go first: a message
+    that is sent later than that is simply encoded again, to the same
+    octets).
+    """
+
+    def __init__(self, size=256):
+        self.size = size
+        self._kept = {}
+
+    def keep(self, message, data):
+        kept = self._kept
+        if len(kept) >= self.size:
+            del kept[next(iter(kept))]
+        # The message is kept with its octets: its id cannot be reused
+        # while the entry exists.
+        kept[id(message)] = (message, data)
+
+    def take(self, message):
+        """The octets signed for C{message} (checksum zero), or None."""
+        entry = self._kept.pop(id(message), None)
+        if entry is None:
+            return None
+        if entry[0] is not message:  # pragma: no cover - ids are unique while kept
+            return None
+        return entry[1]
+
+
 __all__ = ["ALGORITHMS", "AuthenticationError", "DecodeError", "SecurityAssociation",
-           "addresses", "authenticator", "encodeSigned", "locate", "sign", "verify"]
+           "SignedOctets", "addresses", "authenticator", "encodeSigned", "locate",
+           "sign", "signEncoded", "verify", "verifyLocated", "withChecksum"]

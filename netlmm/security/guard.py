@@ -22,6 +22,12 @@ Status codes for a PBU that fails (RFC 4285 section 8 / RFC 6275 registry):
   - 129 administratively prohibited: the SA is valid but not for this PMIP
     client or not for this mobile.
 
+Both guards sign with L{netlmm.security.auth.signEncoded}: the message is
+encoded once, and its octets wait in the guard's C{octets}
+(L{SignedOctets}) for the transport, which sends them as they are. Both
+check a received message on its octets, locating the authentication option
+once.
+
 Answers to PBUs that authenticated are signed with the same SA and echo the
 PBU's timestamp; the PMIP client accepts a PBAck only when it echoes a
 timestamp of a PBU it sent (each at most once), which also stops PBAcks
@@ -31,7 +37,7 @@ from being replayed.
 from collections import deque, namedtuple
 
 from netlmm.security.auth import (
-    AuthenticationError, addresses, locate, sign, verify)
+    AuthenticationError, SignedOctets, addresses, locate, signEncoded, verifyLocated)
 from netlmm.security.replay import DEFAULT_WINDOW, ReplayWindow, fromNtp, toNtp
 from netlmm.wire import mh
 from netlmm.wire.mh import Status
@@ -80,6 +86,10 @@ class LmaGuard:
     def __init__(self, keys, window=DEFAULT_WINDOW):
         self.keys = keys
         self.replay = ReplayWindow(window)
+        #: The octets of the answers signed, until the transport sends them.
+        self.octets = SignedOctets()
+        # (SPI, client address as int) -> (SA, whether it may use it).
+        self._clients = {}
         self.counters = {"verified": 0, "authFailed": 0, "unauthorized": 0,
                          "missingReplay": 0, "replayed": 0}
 
@@ -88,21 +98,21 @@ class LmaGuard:
         Check PBU C{bu} decoded from C{raw}, sent by C{source}.
         C{mobileOf(phoa)} names the mobile bound to a pHoA (or None);
         C{coaHoa} gives the authenticator's addresses when the packet's
-        headers carry them (a mobile's BU to the GMA, L{auth.sign}).
+        headers carry them (L{netlmm.security.auth.signEncoded}).
         """
         try:
-            option, _ = locate(bu, raw)
+            option, mhData = locate(bu, raw)
         except AuthenticationError as e:
             return self._fail(146, str(e), None, None)
         sa = self.keys.bySpi(option.spi)
         if sa is None:
             return self._fail(146, f"unknown SPI {option.spi}", None, None)
         try:
-            verify(bu, raw, sa, coaHoa)
+            verifyLocated(bu, option, mhData, sa, coaHoa)
         except AuthenticationError as e:
             return self._fail(146, f"SPI {sa.spi}: {e}", None, None)
         mnId = _mobileOf(bu, mobileOf)
-        if not sa.allowsClient(source):
+        if not self._allowsClient(sa, source):
             return self._fail(129, f"SPI {sa.spi} is not for PMIP client {source}",
                               sa, None, "unauthorized", mnId)
         if mnId is not None and not sa.allowsMobile(mnId):
@@ -120,6 +130,18 @@ class LmaGuard:
         self.counters["verified"] += 1
         return Verdict(None, "", sa, replay.timestamp, mnId)
 
+    def _allowsClient(self, sa, source):
+        """L{SecurityAssociation.allowsClient}, remembered per SA and client."""
+        key = (sa.spi, int(source))
+        known = self._clients.get(key)
+        if known is not None and known[0] is sa:
+            return known[1]
+        allowed = sa.allowsClient(source)
+        if len(self._clients) >= 4096:
+            self._clients.clear()
+        self._clients[key] = (sa, allowed)
+        return allowed
+
     def _fail(self, status, reason, sa, timestamp, counter="authFailed", mnId=None):
         self.counters[counter] += 1
         return Verdict(status, reason, sa, timestamp, mnId)
@@ -127,8 +149,9 @@ class LmaGuard:
     def answer(self, ba, verdict, now, coaHoa=None):
         """
         Protect the LMA's answer C{ba} to a PBU that got C{verdict}: echo the
-        timestamp (or, for 144, give the LMA's time) and sign with the SA.
-        Without an SA (authentication failed) the answer goes unsigned.
+        timestamp (or, for 144, give the LMA's time) and sign with the SA;
+        the octets wait in L{octets}. Without an SA (authentication failed)
+        the answer goes unsigned.
         """
         if verdict.sa is None:
             return ba
@@ -136,9 +159,7 @@ class LmaGuard:
             timestamp = toNtp(now)
         else:
             timestamp = verdict.timestamp
-        options = tuple(o for o in ba.options if type(o) not in (Auth, Replay))
-        return sign(ba._replace(options=options + (Replay(timestamp),)), verdict.sa,
-                    coaHoa)
+        return _signed(ba, timestamp, verdict.sa, coaHoa, self.octets)
 
     def rejection(self, bu, verdict, now):
         """The (protected) PBAck that refuses C{bu} with C{verdict.status}."""
@@ -172,6 +193,8 @@ class PmipGuard:
         self.keys = keys
         self.window = window
         self.client = client
+        #: The octets of the PBUs signed, until the transport sends them.
+        self.octets = SignedOctets()
         #: LMA clock minus ours, learnt from authenticated 144 answers.
         self.offset = 0.0
         self._lastSent = {}
@@ -186,7 +209,8 @@ class PmipGuard:
     def protect(self, pbu, mnId, now, coaHoa=None):
         """
         C{pbu} with replay protection and authentication, or None (no SA);
-        C{coaHoa} as for L{auth.sign}.
+        its octets wait in L{octets}. C{coaHoa} as for
+        L{netlmm.security.auth.signEncoded}.
         """
         sa = self.keys.forMobile(mnId, self.client)
         if sa is None:
@@ -201,9 +225,8 @@ class PmipGuard:
         if sent is None:
             sent = self._sent[mnId] = deque(maxlen=16)
         sent.append(timestamp)
-        options = tuple(o for o in pbu.options if type(o) not in (Auth, Replay))
         self.counters["signed"] += 1
-        return sign(pbu._replace(options=options + (Replay(timestamp),)), sa, coaHoa)
+        return _signed(pbu, timestamp, sa, coaHoa, self.octets)
 
     def forget(self, mnId):
         """Drop what is remembered about C{mnId}'s PBUs."""
@@ -214,7 +237,7 @@ class PmipGuard:
         L{OK} when PBAck C{ba} (decoded from C{raw}) is authentic and answers
         a PBU sent for C{mnId}; L{RESYNC} for an authentic 144 (the clock
         offset is corrected: send again); otherwise the reason to drop it.
-        C{coaHoa} as for L{auth.sign}.
+        C{coaHoa} as for L{protect}.
         """
         why = self._check(ba, raw, mnId, now, coaHoa)
         if why is OK:
@@ -227,14 +250,14 @@ class PmipGuard:
 
     def _check(self, ba, raw, mnId, now, coaHoa=None):
         try:
-            option, _ = locate(ba, raw)
+            option, mhData = locate(ba, raw)
         except AuthenticationError as e:
             return f"unauthenticated PBAck: {e}"
         sa = self.keys.bySpi(option.spi)
         if sa is None:
             return f"PBAck with unknown SPI {option.spi}"
         try:
-            verify(ba, raw, sa, coaHoa)
+            verifyLocated(ba, option, mhData, sa, coaHoa)
         except AuthenticationError as e:
             return f"PBAck SPI {sa.spi}: {e}"
         if not sa.allowsMobile(mnId):
@@ -250,6 +273,19 @@ class PmipGuard:
             return "PBAck timestamp echoes no PBU sent (replayed PBAck?)"
         sent.remove(replay.timestamp)
         return OK
+
+
+def _signed(message, timestamp, sa, coaHoa, octets):
+    """
+    C{message} with the replay protection option for C{timestamp} and
+    signed with C{sa} in one encoding, whose octets go to C{octets}.
+    """
+    options = tuple(o for o in message.options if type(o) not in (Auth, Replay))
+    draft = tuple.__new__(type(message), message[:-1] + (
+        options + (Replay(timestamp),),))
+    signed, data = signEncoded(draft, sa, coaHoa)
+    octets.keep(signed, data)
+    return signed
 
 
 def describeAuth(message):

@@ -138,7 +138,7 @@ class LmaService(RoleService):
                       seq=bu.sequence, port=source[1],
                       status=mh.Status.name(verdict.status), why=verdict.reason)
         ba = self.security.rejection(bu, verdict, now)
-        self.port.send(ba, source[0], source[1] or None)
+        self.port.send(ba, source[0], source[1] or None, octets=self.security.octets.take(ba))
 
     def execute(self, effects):
         for e in effects:
@@ -151,9 +151,13 @@ class LmaService(RoleService):
                     port = replyTo[1]
                 message = e.message
                 if self._verdict is not None and type(message) is mh.BindingAcknowledgement:
+                    # Signed in one encoding: sent as the security layer encoded it.
                     message = self.security.answer(message, self._verdict,
                                                    self.reactor.seconds())
-                self.port.send(message, e.destination, port)
+                    self.port.send(message, e.destination, port,
+                                   octets=self.security.octets.take(message))
+                else:
+                    self.port.send(message, e.destination, port)
             elif kind is RouteAdd:
                 self.dataPlaneCall(self.dataplane.addRoute, e.phoa, e.pcoa)
             elif kind is RouteMove:

@@ -330,7 +330,13 @@ class PmipService(RoleService):
         for e in effects:
             kind = type(e)
             if kind is SendMH:
-                self.port.send(e.message, e.destination, self.lmaPort)
+                # A signed PBU goes as the security layer encoded it.
+                signed = getattr(self.core.security, "octets", None)
+                octets = None if signed is None else signed.take(e.message)
+                if octets is None:
+                    self.port.send(e.message, e.destination, self.lmaPort)
+                else:
+                    self.port.send(e.message, e.destination, self.lmaPort, octets=octets)
             elif kind is AskPeers:
                 self._askPeers(e)
             elif kind is Notify:

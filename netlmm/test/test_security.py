@@ -143,6 +143,62 @@ class VectorTests(SynchronousTestCase):
         self.assertRaises(auth.AuthenticationError, auth.verify, message,
                           bytes(data), SA1)
 
+    def test_longKeysAndBothAlgorithms(self):
+        """
+        Keys longer than the hash's block are hashed first (RFC 2104), and
+        each key gets its own prepared state: all as the hmac module has it.
+        """
+        mhData = bytes(range(64)) * 2
+        coa, hoa = A(MAG), A(PHOA)
+        for algorithm, constructor, size in (("hmac-sha1-96", hashlib.sha1, 12),
+                                             ("hmac-sha256-128", hashlib.sha256, 16)):
+            for length in (16, 20, 64, 65, 100, 200):
+                key = bytes((7 * i + length) & 0xFF for i in range(length))
+                sa = SecurityAssociation(1000 + length, key, algorithm, MN)
+                want = hmac.new(key, coa + hoa + mhData, constructor).digest()[:size]
+                self.assertEqual(auth.authenticator(sa, coa, hoa, mhData), want)
+                # Addresses as IPv6Address or text give the same.
+                self.assertEqual(auth.authenticator(sa, IPv6Address(MAG), PHOA, mhData),
+                                 want)
+
+    def test_signedInOneEncoding(self):
+        """
+        signEncoded encodes once; its octets are the signed message's
+        encoding, and encodeSigned adds the checksum to those octets.
+        """
+        calls = []
+        encode = mh.encodeMessage
+
+        def counting(*args, **kw):
+            calls.append(args[0])
+            return encode(*args, **kw)
+        self.patch(mh, "encodeMessage", counting)
+        signed, data = auth.signEncoded(pbu(), SA2)
+        self.assertEqual(len(calls), 1)
+        self.assertEqual(encode(signed), data)
+        auth.verify(mh.decodeMessage(data), data, SA2)
+        lo, other = IPv6Address("::1"), IPv6Address("::2")
+        self.assertEqual(auth.withChecksum(data, lo, other), encode(signed, lo, other))
+        self.assertRaises(TypeError, auth.signEncoded, mh.UnknownMessage(200, bytes(2)),
+                          SA1)
+
+    def test_signedOctetsByIdentity(self):
+        """The octets are handed over once, for that very message object."""
+        kept = auth.SignedOctets(size=2)
+        signed, data = auth.signEncoded(pbu(), SA1)
+        equal = auth.sign(pbu(), SA1)
+        self.assertEqual(signed, equal)
+        kept.keep(signed, data)
+        self.assertIsNone(kept.take(equal))
+        self.assertEqual(kept.take(signed), data)
+        self.assertIsNone(kept.take(signed))
+        # Bounded: the oldest goes first.
+        messages = [auth.signEncoded(pbu(), SA1) for _ in range(3)]
+        for message, octets in messages:
+            kept.keep(message, octets)
+        self.assertIsNone(kept.take(messages[0][0]))
+        self.assertEqual(kept.take(messages[2][0]), messages[2][1])
+
     def test_reservedSpi(self):
         self.assertRaises(ValueError, SecurityAssociation, 255, KEY1)
         self.assertRaises(ValueError, SecurityAssociation, 1000, b"short")
@@ -285,6 +341,48 @@ class GuardTests(SynchronousTestCase):
         self.assertIsNone(self.pmip.accept(answer, rawAnswer, MN, NOW + 0.3))
         # The same PBAck a second time is a replay.
         self.assertIn("echoes no PBU", self.pmip.accept(answer, rawAnswer, MN, NOW + 0.4))
+
+    def test_octetsForTheTransport(self):
+        """
+        What each guard signs waits in its C{octets} for the transport: the
+        signed message's encoding, made once.
+        """
+        calls = []
+        encode = mh.encodeMessage
+
+        def counting(*args, **kw):
+            calls.append(args[0])
+            return encode(*args, **kw)
+        self.patch(mh, "encodeMessage", counting)
+        signed = self.pmip.protect(self.bu(), MN, NOW)
+        self.assertEqual(len(calls), 1)
+        data = self.pmip.octets.take(signed)
+        self.assertEqual(data, encode(signed))
+        v = self.lma.check(mh.decodeMessage(data), data, CLIENT, NOW)
+        self.assertTrue(v.ok, v.reason)
+        ba = mh.BindingAcknowledgement(0, mh.BA_P, 1, 900, [mh.MobileNodeIdentifier(MN)])
+        answer = self.lma.answer(ba, v, NOW)
+        self.assertEqual(len(calls), 2)
+        self.assertEqual(self.lma.octets.take(answer), encode(answer))
+        rejection = self.lma.rejection(self.bu(), v._replace(status=129), NOW)
+        self.assertEqual(self.lma.octets.take(rejection), encode(rejection))
+
+    def test_clientCheckRemembered(self):
+        """
+        Whether a PMIP client may use an SA is remembered per SA and address,
+        and asked again of an SA that replaced it (a reloaded key file).
+        """
+        sa = SecurityAssociation(3000, KEY1, "hmac-sha1-96", None, ["2001:db8::10"], [MN])
+        keys = keystore.KeyStore([sa])
+        pmip, lma = guard.PmipGuard(keys), guard.LmaGuard(keys)
+        inside = IPv6Address("2001:db8::10")
+        message, raw = self.wire(pmip.protect(self.bu(), MN, NOW))
+        self.assertTrue(lma.check(message, raw, inside, NOW).ok)
+        keys.remove(3000)
+        keys.add(SecurityAssociation(3000, KEY1, "hmac-sha1-96", None, ["2001:db8::11"],
+                                     [MN]))
+        message, raw = self.wire(pmip.protect(self.bu(), MN, NOW + 1))
+        self.assertEqual(lma.check(message, raw, inside, NOW + 1).status, 129)
 
     def test_replayedPbu(self):
         message, raw = self.wire(self.pmip.protect(self.bu(), MN, NOW))

@@ -103,6 +103,23 @@ class LmaSecurityTests(TestCase):
         self.assertIsNotNone(self.lma.core.bindingFor(MN))
 
     @inlineCallbacks
+    def test_answerEncodedOnce(self):
+        """The signed PBAck is encoded once: the transport sends the signed octets."""
+        encoded = []
+        encode = mh.encodeMessage
+
+        def counting(message, *args):
+            encoded.append(type(message))
+            return encode(message, *args)
+        self.patch(mh, "encodeMessage", counting)
+        self.send(self.signed(pbu(1)))
+        ba, raw = yield self.answer()
+        self.assertEqual(ba.status, 0)
+        auth.verify(ba, raw, SA)
+        self.assertTrue(mh.checksumValid(raw, LO, LO))
+        self.assertEqual(encoded.count(mh.BindingAcknowledgement), 1)
+
+    @inlineCallbacks
     def test_unsigned(self):
         self.send(self.plain(pbu(1)))
         ba, raw = yield self.answer()

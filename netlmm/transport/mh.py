@@ -22,9 +22,11 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from netlmm.wire import DecodeError, mh
+from netlmm.wire.checksum import mhChecksum
 
 MH_UDP_PORT = 5436
 _PKTINFO = struct.Struct("16sI")
+_CHECKSUM = struct.Struct("!H").pack
 _BATCH = 64
 #: Most peers remembered by the address caches of an L{MHPort}.
 _CACHE = 4096
@@ -172,8 +174,13 @@ class MHPort:
             self._sources[destination] = source
         return source
 
-    def send(self, message, destination, port=None):
-        """Encode C{message} and send it to C{destination} (IPv6Address)."""
+    def send(self, message, destination, port=None, octets=None):
+        """
+        Encode C{message} and send it to C{destination} (IPv6Address).
+        C{octets}: C{message} already encoded, checksum field zero (a signed
+        message, L{netlmm.security.auth.SignedOctets}): sent as they are,
+        with the checksum filled in over UDP.
+        """
         if type(destination) is not IPv6Address:
             destination = IPv6Address(destination)
         # Keyed by the integer: IPv6Address hashes through hex(). The entry
@@ -188,10 +195,14 @@ class MHPort:
                 self._peers[key] = peer
         text = peer[0]
         if self.kind == "udp":
-            data = mh.encodeMessage(message, peer[2], peer[1])
+            if octets is None:
+                data = mh.encodeMessage(message, peer[2], peer[1])
+            else:
+                data = octets[:4] + _CHECKSUM(mhChecksum(peer[2], peer[1], octets)) \
+                    + octets[6:]
             target = (text, MH_UDP_PORT if port is None else port)
         else:
-            data = mh.encodeMessage(message)
+            data = mh.encodeMessage(message) if octets is None else octets
             target = (text, 0)
         self.sendRaw(data, target)
         if self.observer is not None:
