@@ -1,21 +1,26 @@
 """
-Where the LMA's time per refresh PBU goes, without sockets or the kernel.
+Where the LMA's time per PBU goes, stage by stage, without sockets or the
+kernel: the daemon built from the shipped config (etc/netlmm/lma.toml, RFC
+4285 on, the shipped keys), exactly as `twistd netlmm-lma` builds it, with a
+socket that drops what is sent, fed signed datagrams by direct calls.
 
     python bench/lma_breakdown.py [--mobiles 100000] [--profile]
 
-Builds the daemon as lma_rate.py does (LmaService, LmaCore, MHPort over UDP,
-MemoryDataPlane) but replaces its socket by one that drops what is sent, then
-hands it datagrams directly. It registers every mobile, then runs three
-rounds of refresh PBUs, timing each stage of every request:
+It registers every mobile (pHoAs they name), then runs three rounds of
+refresh PBUs and one of handoffs, timing each stage of every request (CPU
+time of this thread, so that other processes on the machine hardly move it):
 
   decode    netlmm.wire.mh.decodeMessage, checksum included
+  verify    LmaGuard.check: locate the authentication option, HMAC, the
+            SA's scope, replay window
   core      LmaCore.receive
-  execute   LmaService.execute: BA encoding (checksum included) and sendto
-            on the null socket
+  execute   LmaService.execute: sign the BA in one encoding, checksum,
+            sendto on the null socket, data-plane call (memory)
   rearm     RoleService._rearm: LmaCore.nextTimer and the callLater
 
-and then the whole of MHPort._datagram per request (the same work without the
-per-stage clocks). With --profile the last part runs under cProfile.
+and then the whole of MHPort._datagram per request (the same work without
+the per-stage clocks). With --profile the last part runs under cProfile.
+bench/lma_rate.py measures the daemon itself, over UDP, under twistd.
 """
 
 import argparse
@@ -25,12 +30,10 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-for path in (ROOT, HERE):
-    if path not in sys.path:
-        sys.path.insert(0, path)
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
 
-import lma_rate as B  # noqa: E402
+import load  # noqa: E402
 
 
 class NullSocket:
@@ -43,6 +46,14 @@ class NullSocket:
         return -1
 
 
+def shippedService(configs):
+    """The LMA service `twistd netlmm-lma --config lma.toml` would run."""
+    from netlmm.tap import lma as tap
+    options = tap.Options()
+    options.parseOptions(["--config", configs.path("lma.toml")])
+    return tap.makeService(options)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--mobiles", type=int, default=100_000)
@@ -51,80 +62,123 @@ def main():
     if not 1 <= args.mobiles <= 1 << 20:
         raise SystemExit("--mobiles 1..1048576")
 
-    from twisted.internet import reactor
+    from twisted.logger import globalLogBeginner, textFileLogObserver
 
-    from netlmm.core.lma import AddressPool, LmaCore
-    from netlmm.dataplane.memory import MemoryDataPlane
-    from netlmm.service.lma import LmaService
     from netlmm.wire import mh
 
-    n = args.mobiles
-    core = LmaCore(B.HOME_PREFIX, [f"{B.LOOPBACK}/128"], B.MAX_LIFETIME,
-                   pool=AddressPool(*B.POOL))
-    service = LmaService(reactor, core, (B.LOOPBACK, 0), "udp", MemoryDataPlane())
+    configs = load.ShippedConfigs()
+    try:
+        configs.edit("lma.toml", "lma", "listen", '"[::1]:0"')
+        service = shippedService(configs)
+    finally:
+        configs.remove()
+    # As under twistd: every log event is formatted and written (to a file
+    # there; to /dev/null here).
+    devnull = open(os.devnull, "w")
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(devnull)],
+                                     redirectStandardIO=False)
     service.running = True          # so that _rearm arms its timer
     port = service.port
     port.socket = NullSocket()
-    pbus = B.Pbus(n)
-    source = B.LOOPBACK
+    keys = load.shippedKeys()
+    sa = load.clientSa(keys)
+    n = args.mobiles
+    clock = time.perf_counter
+    named = load.SignedPbus(n, sa, mnId=True)
+    named.check(keys)
+    source = load.LOOPBACK
     packed = source.packed
     addr = ("::1", 40000, 0, 0)
     datagram = port._datagram
+    stamp = [load.ntpNow()]
+
+    def ts():
+        stamp[0] = max(stamp[0] + 1, load.ntpNow())
+        return stamp[0]
+    start = clock()
     for i in range(n):
-        datagram(pbus.packet(i, 0), addr, packed, 0)
+        datagram(named.packet(i, 1, ts()), addr, packed, service.reactor.seconds())
+    print(f"{n} mobiles registered: {(clock() - start) / n * 1e6:.2f} us CPU per PBU "
+          "(new binding, named pHoA, whole _datagram)")
+    core = service.core
     if core.counters["accepted"] != n:
         raise SystemExit(f"registration failed: {core.counters}")
-
-    clock = time.perf_counter
-    seconds = reactor.seconds
+    del named
+    pbus = load.SignedPbus(n, sa, mnId=False)
+    seconds = service.reactor.seconds
     decode, receive = mh.decodeMessage, core.receive
+    check = service.security.check
     execute, rearm = service.execute, service._rearm
+    mobileOf = service._mobileOf
     collections = [0]
     gc.callbacks.append(lambda phase, info: phase == "start" and collections.__setitem__(
         0, collections[0] + 1))
-    print(f"{n} mobiles bound; microseconds per refresh PBU:")
-    for sequence in (1, 2, 3):
-        packets = [pbus.packet(i, sequence) for i in range(n)]
-        stages = [0.0] * 4
+    print("microseconds per PBU:")
+    sequence = 2
+
+    def staged(kind, sequence):
+        mag = sequence % 16 if kind == "handoff" else 0
+        packets = [pbus.packet(i, sequence, ts(), mag) for i in range(n)]
+        stages = [0.0] * 5
         collections[0] = 0
+        accepted = core.counters["accepted"]
         start = clock()
         for data in packets:
             a = clock()
             message = decode(data, packed, packed)
             b = clock()
-            effects = receive(message, source, seconds())
+            now = seconds()
+            verdict = check(message, data, source, now, mobileOf)
             c = clock()
+            service._verdict = verdict
+            effects = receive(message, source, now)
+            d = clock()
             service._replyTo = (source, 40000)
             execute(effects)
-            service._replyTo = None
-            d = clock()
-            rearm()
+            service._replyTo = service._verdict = None
             e = clock()
+            rearm()
+            f = clock()
             stages[0] += b - a
             stages[1] += c - b
             stages[2] += d - c
             stages[3] += e - d
+            stages[4] += f - e
         total = clock() - start
-        print("  " + "  ".join(f"{name} {t / n * 1e6:5.2f}" for name, t in zip(
-            ("decode", "core", "execute", "rearm"), stages))
+        if core.counters["accepted"] != accepted + n:
+            raise SystemExit(f"{kind}: not all accepted: {core.counters}")
+        print(f"  {kind:8}" + "  ".join(f"{name} {t / n * 1e6:5.2f}" for name, t in zip(
+            ("decode", "verify", "core", "execute", "rearm"), stages))
             + f"   loop {total / n * 1e6:5.2f}   ({collections[0]} GC runs)")
-    packets = [pbus.packet(i, 4) for i in range(n)]
+
+    for _ in range(3):
+        staged("refresh", sequence)
+        sequence += 1
+    # The whole path, as MHPort hands a datagram over, for refreshes.
+    packets = [pbus.packet(i, sequence, ts()) for i in range(n)]
+    sequence += 1
     if args.profile:
         import cProfile
         import pstats
         profiler = cProfile.Profile()
         profiler.enable()
+    accepted = core.counters["accepted"]
     start = clock()
+    now = seconds()
     for data in packets:
-        datagram(data, addr, packed, 0)
+        datagram(data, addr, packed, now)
     total = clock() - start
     if args.profile:
         profiler.disable()
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
-    if core.counters["accepted"] != 5 * n:
+        stats = pstats.Stats(profiler).sort_stats("tottime")
+        stats.print_stats(30)
+        if os.environ.get("CALLERS"):
+            stats.print_callers(os.environ["CALLERS"])
+    if core.counters["accepted"] != accepted + n:
         raise SystemExit(f"refreshes failed: {core.counters}")
-    print(f"MHPort._datagram, whole path: {total / n * 1e6:.2f} us per refresh PBU"
+    print(f"  MHPort._datagram, whole path: {total / n * 1e6:.2f} us per refresh PBU"
           + (" (under cProfile)" if args.profile else ""))
+    staged("handoff", sequence)
 
 
 if __name__ == "__main__":
