@@ -388,10 +388,14 @@ def setKey(text, table, key, value):
 class ShippedConfigs:
     """
     A temporary directory with copies of etc/netlmm (keys, PKI, role
-    configs); L{edit} changes one key of one role's config, nothing else.
+    configs), or an C{existing} one made so before; L{edit} changes one key
+    of one role's config, nothing else.
     """
 
-    def __init__(self):
+    def __init__(self, existing=None):
+        if existing is not None:
+            self.dir = existing
+            return
         self.dir = tempfile.mkdtemp(prefix="netlmm-bench.")
         for name in os.listdir(ETC):
             source = os.path.join(ETC, name)
