@@ -316,7 +316,9 @@ class MobileService(RoleService):
                         self.log.error("MN: no security association for {mnId}",
                                        mnId=self.core.mnId)
                         continue
-                    message = signed
+                    self.port.sendToHomeAgent(signed, e.homeAgent, e.careOf, e.home,
+                                              octets=self.security.octets.take(signed))
+                    continue
                 self.port.sendToHomeAgent(message, e.homeAgent, e.careOf, e.home)
             elif kind is HomeTunnelEffect:
                 self.dataPlaneCall(self.tunnel.set, e.home, e.homeAgent, e.careOf)

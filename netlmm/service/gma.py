@@ -103,7 +103,7 @@ class GmaService(RoleService):
                       source=careOf, status=name, reason=verdict.reason)
         ba = mh.BindingAcknowledgement(verdict.status, 0, bu.sequence, 0)
         ba = self.security.answer(ba, verdict, now, _coaHoa(careOf, home))
-        self.port.sendToMobile(ba, careOf, home)
+        self.port.sendToMobile(ba, careOf, home, octets=self.security.octets.take(ba))
 
     def _refused(self, peer, cause, fmt, **fields):
         """
@@ -121,10 +121,14 @@ class GmaService(RoleService):
             if kind is SendToMobile:
                 message = e.message
                 if self._verdict is not None and type(message) is mh.BindingAcknowledgement:
+                    # Signed in one encoding: sent as the security layer encoded it.
                     message = self.security.answer(message, self._verdict,
                                                    self.reactor.seconds(),
                                                    _coaHoa(e.careOf, e.home))
-                self.port.sendToMobile(message, e.careOf, e.home)
+                    self.port.sendToMobile(message, e.careOf, e.home,
+                                           octets=self.security.octets.take(message))
+                else:
+                    self.port.sendToMobile(message, e.careOf, e.home)
             elif kind is RouteAdd:
                 self.dataPlaneCall(self.dataplane.addRoute, e.phoa, e.pcoa)
             elif kind is RouteMove:

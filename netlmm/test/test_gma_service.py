@@ -55,7 +55,10 @@ class FakePort:
     def stopListening(self):
         self.listening = False
 
-    def sendToMobile(self, message, careOf, home):
+    def sendToMobile(self, message, careOf, home, octets=None):
+        # What the security layer signed goes as it encoded it, once.
+        if octets is not None and octets != mh.encodeMessage(message):
+            raise AssertionError(f"signed octets are not {message!r}")
         self.sent.append((message, careOf, home))
 
 
@@ -225,6 +228,24 @@ class PortTests(SynchronousTestCase):
         self.assertEqual((message, source, home, destination), (ba, GMA, HOA, COA1))
         port.datagram(mh.encodeMessage(ba, GMA, COA1), ancillary, str(GMA), 0.0)
         self.assertEqual((len(self.got), port.counters["malformed"]), (1, 1))
+
+    def test_signedOctetsSentAsTheyAre(self):
+        """
+        Octets signed already go out as they are: to the mobile untouched
+        (the kernel fills the checksum), to the home agent with the checksum
+        over the home address, as an encoding would have them.
+        """
+        sent = []
+
+        class Socket:
+            def sendmsg(self, buffers, ancillary, flags, address):
+                sent.append(b"".join(buffers))
+        bu = mh.BindingUpdate(1, mh.BU_A | mh.BU_H, 1)
+        octets = mh.encodeMessage(bu)
+        self.port.socket = Socket()
+        self.port.sendToMobile(bu, COA1, HOA, octets=octets)
+        self.port.sendToHomeAgent(bu, GMA, COA1, HOA, octets=octets)
+        self.assertEqual(sent, [octets, mh.encodeMessage(bu, HOA, GMA)])
 
     def test_malformedDropped(self):
         self.port.datagram(b"\x3b\x01\x05", [], str(HOA), 0.0)

@@ -135,7 +135,10 @@ class FakePort:
     def stopListening(self):
         self.listening = False
 
-    def sendToHomeAgent(self, message, homeAgent, careOf, home):
+    def sendToHomeAgent(self, message, homeAgent, careOf, home, octets=None):
+        # What the security layer signed goes as it encoded it, once.
+        if octets is not None and octets != mh.encodeMessage(message):
+            raise AssertionError(f"signed octets are not {message!r}")
         self.sent.append((message, homeAgent, careOf, home))
 
 

@@ -39,6 +39,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from netlmm.wire import DecodeError, mh, mip6
+from netlmm.wire.checksum import mhChecksum
 
 _PKTINFO = struct.Struct("16sI")
 _BATCH = 64
@@ -168,13 +169,14 @@ class MIP6Port:
 
     # ------------------------------------------------------------ sending
 
-    def sendToMobile(self, message, careOf, home):
+    def sendToMobile(self, message, careOf, home, octets=None):
         """
         Home agent: C{message} to C{careOf} with a type 2 routing header
         for C{home} (None: plainly to C{careOf}); the kernel adds the
-        checksum over the home address.
+        checksum over the home address. C{octets}: the message encoded
+        already (signed, L{netlmm.security.auth.SignedOctets}).
         """
-        data = mh.encodeMessage(message)
+        data = mh.encodeMessage(message) if octets is None else octets
         if home is None:
             return self._send(data, [], careOf, message)
         # The routing header's address becomes the first destination; the
@@ -182,13 +184,18 @@ class MIP6Port:
         ancillary = [(socket.IPPROTO_IPV6, socket.IPV6_RTHDR, mip6.routingHeader2(careOf))]
         return self._send(data, ancillary, home, message, careOf)
 
-    def sendToHomeAgent(self, message, homeAgent, careOf, home):
+    def sendToHomeAgent(self, message, homeAgent, careOf, home, octets=None):
         """
         Mobile: C{message} to C{homeAgent} from C{careOf} with a Home
         Address option for C{home} (C{careOf} None: from C{home}, without
         it); the checksum is computed here, over the home address.
+        C{octets}: the message encoded already, checksum field zero.
         """
-        data = mh.encodeMessage(message, home, homeAgent)
+        if octets is None:
+            data = mh.encodeMessage(message, home, homeAgent)
+        else:
+            data = octets[:4] + struct.pack("!H", mhChecksum(
+                IPv6Address(home).packed, IPv6Address(homeAgent).packed, octets)) + octets[6:]
         source = home if careOf is None else careOf
         ancillary = [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO,
                       _PKTINFO.pack(IPv6Address(source).packed, 0))]
