@@ -34,7 +34,7 @@ timestamp of a PBU it sent (each at most once), which also stops PBAcks
 from being replayed.
 """
 
-from collections import deque, namedtuple
+from collections import namedtuple
 
 from netlmm.security.auth import (
     AuthenticationError, SignedOctets, addresses, locate, signEncoded, verifyLocated)
@@ -221,10 +221,10 @@ class PmipGuard:
         if last is not None and timestamp <= last:
             timestamp = last + 1
         self._lastSent[sa.spi] = timestamp
-        sent = self._sent.get(mnId)
-        if sent is None:
-            sent = self._sent[mnId] = deque(maxlen=16)
-        sent.append(timestamp)
+        # The timestamps of this mobile's PBUs not answered yet, the newest
+        # 16: a tuple, and none at all once every one was answered, so that a
+        # million bound mobiles keep nothing here.
+        self._sent[mnId] = self._sent.get(mnId, ())[-15:] + (timestamp,)
         self.counters["signed"] += 1
         return _signed(pbu, timestamp, sa, coaHoa, self.octets)
 
@@ -269,9 +269,14 @@ class PmipGuard:
             self.offset = fromNtp(replay.timestamp) - now
             return RESYNC
         sent = self._sent.get(mnId)
-        if not sent or replay.timestamp not in sent:
+        timestamp = replay.timestamp
+        if not sent or timestamp not in sent:
             return "PBAck timestamp echoes no PBU sent (replayed PBAck?)"
-        sent.remove(replay.timestamp)
+        rest = tuple(t for t in sent if t != timestamp)
+        if rest:
+            self._sent[mnId] = rest
+        else:
+            del self._sent[mnId]
         return OK
 
 

@@ -384,6 +384,25 @@ class GuardTests(SynchronousTestCase):
         message, raw = self.wire(pmip.protect(self.bu(), MN, NOW + 1))
         self.assertEqual(lma.check(message, raw, inside, NOW + 1).status, 129)
 
+    def test_nothingKeptOnceAnswered(self):
+        """
+        A PMIP client remembers a PBU's timestamp only until it is answered
+        (nothing per bound mobile), the 16 newest of a mobile at most.
+        """
+        message, raw = self.wire(self.pmip.protect(self.bu(), MN, NOW))
+        v = self.lma.check(message, raw, CLIENT, NOW)
+        ba = mh.BindingAcknowledgement(0, mh.BA_P, 1, 900, [mh.MobileNodeIdentifier(MN)])
+        self.assertIsNone(self.pmip.accept(*self.wire(self.lma.answer(ba, v, NOW)), MN, NOW))
+        self.assertEqual(self.pmip._sent, {})
+        signed = [self.pmip.protect(self.bu(seq=s), MN, NOW + s) for s in range(20)]
+        self.assertEqual(len(self.pmip._sent[MN]), 16)
+        # An answer to one of the four oldest is no longer taken.
+        old, _ = self.wire(signed[3])
+        v = self.lma.check(old, mh.encodeMessage(signed[3]), CLIENT, NOW + 3)
+        self.assertIn("echoes no PBU", self.pmip.accept(
+            *self.wire(self.lma.answer(ba, v, NOW + 3)), MN, NOW + 3))
+        self.assertEqual(len(self.pmip._sent[MN]), 16)
+
     def test_replayedPbu(self):
         message, raw = self.wire(self.pmip.protect(self.bu(), MN, NOW))
         self.assertTrue(self.lma.check(message, raw, CLIENT, NOW).ok)
