@@ -39,7 +39,9 @@ generator that cannot keep up with the echo never flatters the LMA.
 
 Each line reports CPU per answered request of the server and of the
 generator and what other processes took meanwhile (the machine is shared);
-run --rounds 3 and read the spread. See doc/performance.md.
+run --rounds 3 and read the spread. The summary also gives the ratio by CPU
+(the echo's CPU per datagram over the LMA's per PBU): what the rates' ratio
+would be with a core each, which a busy machine disturbs much less. See doc/performance.md.
 Traffic goes only to [::1].
 """
 
@@ -57,7 +59,7 @@ if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
 import load  # noqa: E402
-from load import LOOPBACK  # noqa: E402
+from load import LOOPBACK, poolLast  # noqa: E402
 
 PHASES = ("attach", "refresh", "handoff")
 
@@ -216,7 +218,7 @@ def lmaConfig(configs, port, mobiles, state):
     """The shipped lma.toml with the benchmark's port, pool and state path."""
     configs.edit("lma.toml", "lma", "listen", f'"[::1]:{port}"')
     # The pool holds the attach phase's mobiles (the shipped one 65,280).
-    configs.edit("lma.toml", "lma.pool", "last", f'"2001:db8:1::{0x100 + mobiles + 1:x}"')
+    configs.edit("lma.toml", "lma.pool", "last", f'"{poolLast(mobiles)}"')
     if state:
         configs.edit("lma.toml", "lma", "state_file", f'"{configs.path("lma-state")}"')
 
@@ -298,8 +300,10 @@ def summary(results, log):
         return [r["rate"] for r in results.get(name, [])]
     echoBest = [max(a, b) for a, b in zip(rates("echo, signing"), rates("echo, presigned"))]
     log("")
+    echoCpu = [r["serverUs"] for name in ("echo, signing", "echo, presigned")
+               for r in results.get(name, [])]
     log("case               best/s   median/s   runs        server us/req  ratio to echo "
-        "(best; per run)")
+        "(best; per run)  by CPU")
     for name in ("echo, signing", "echo, presigned") + tuple(f"LMA {p}" for p in PHASES):
         rs = rates(name)
         if not rs:
@@ -311,6 +315,9 @@ def summary(results, log):
             perRun = [r / e for r, e in zip(rs, echoBest)]
             line += (f"        {max(rs) / max(echoBest):.2f}; "
                      + " ".join(f"{x:.2f}" for x in perRun))
+            # What the rates would be with a core each: the echo's CPU per
+            # datagram over the LMA's per PBU (steadier on a busy machine).
+            line += f"   {min(echoCpu) / cpu:.3f}"
         log(line)
 
 

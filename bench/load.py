@@ -221,6 +221,15 @@ class Generator:
     def close(self):
         self.sock.close()
 
+    def drain(self, quiet=0.2):
+        """Read and drop late answers of an earlier phase until none comes for C{quiet} s."""
+        while select.select([self.sock], [], [], quiet)[0]:
+            while True:
+                try:
+                    self.sock.recv(2048)
+                except BlockingIOError:
+                    break
+
     def run(self, packets, seconds, good, stall=0.5):
         """
         Send from the iterator C{packets} until it ends (then wait for the
@@ -231,6 +240,7 @@ class Generator:
         sock = self.sock
         send = sock.send
         recv = sock.recv
+        self.drain()
         poller = select.poll()
         poller.register(sock.fileno(), select.POLLIN)
         poll = poller.poll
@@ -357,6 +367,11 @@ def freePort(kind=socket.SOCK_DGRAM):
         return s.getsockname()[1]
     finally:
         s.close()
+
+
+def poolLast(mobiles):
+    """The last address of a pool from the shipped first (2001:db8:1::100) for C{mobiles}."""
+    return IPv6Address("2001:db8:1::100") + mobiles + 16
 
 
 def setKey(text, table, key, value):

@@ -63,9 +63,11 @@ class SilentMag:
         return "bench MAG"
 
 
-def configure(configs, states):
+def configure(configs, states, count):
     lmaPort = load.freePort()
     configs.edit("lma.toml", "lma", "listen", f'"[::1]:{lmaPort}"')
+    # The pool holds every mobile (the shipped one 65,280).
+    configs.edit("lma.toml", "lma.pool", "last", f'"{load.poolLast(count)}"')
     configs.edit("pmip.toml", "pmip", "listen",
                  f'"[::1]:{load.freePort(socket.SOCK_STREAM)}"')
     configs.edit("pmip.toml", "pmip", "lma", f'"[::1]:{lmaPort}"')
@@ -168,7 +170,7 @@ def main():
     configs = load.ShippedConfigs()
     try:
         states = {role: configs.path(f"{role}.full") for role in ("lma", "pmip")}
-        configure(configs, states)
+        configure(configs, states, args.bindings)
         log(f"binding {args.bindings} mobiles through the PMIP client and the LMA "
             "(in one process, shipped configs)")
         # In a process of its own: the reactor runs the services' stop.
