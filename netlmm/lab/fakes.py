@@ -13,6 +13,8 @@ without root, a kernel or threads:
 - L{RecordingMag}: an L{IMagControl} that records what detectors and
   strategies report.
 - L{UDPProbe}: a UDP peer that records the datagrams it receives.
+- L{FakeHostapd}: hostapd's control socket (a real UNIX datagram socket),
+  answering the commands the 'hostapd' detector sends and emitting events.
 """
 
 import errno
@@ -338,6 +340,7 @@ class FakeSocket:
 
     def __init__(self):
         self.sent = []
+        self.ancillary = []
         self.closed = False
         self.fail = None
 
@@ -351,6 +354,11 @@ class FakeSocket:
         if self.fail is not None:
             raise self.fail
         self.sent.append((data, address))
+
+    def sendmsg(self, buffers, ancillary=(), flags=0, address=None):
+        """Like sendto; the ancillary data goes to C{ancillary}."""
+        self.sendto(b"".join(buffers), address)
+        self.ancillary.append(list(ancillary))
 
     def close(self):
         self.closed = True
@@ -377,6 +385,11 @@ class FakeAccessSystem:
         if self.linkLocal is None:
             raise OSError(101, "Network is unreachable")
         return self.linkLocal
+
+    def setRouterIdentity(self, interface, mac, address):
+        self.mac = mac
+        self.routerAddress = address
+        self.linkLocal = address
 
     def _socket(self, *args):
         s = FakeSocket()
@@ -436,3 +449,88 @@ def ipv4Packet(source, destination, payload=b"\x08\x00\x00\x00\x00\x01\x00\x01",
     return (bytes([0x45, 0]) + (20 + len(payload)).to_bytes(2, "big") + bytes(4)
             + bytes([ttl, protocol, 0, 0]) + IPv4Address(source).packed
             + IPv4Address(destination).packed + payload)
+
+
+class FakeHostapd:
+    """
+    hostapd's control interface as the 'hostapd' detector sees it: a UNIX
+    datagram socket at C{path} that answers ATTACH, DETACH, PING, STA-FIRST
+    and STA-NEXT like hostapd 2.10, and sends events to attached clients.
+    Nothing runs by itself: L{serve} answers what has arrived, so a test
+    decides when hostapd speaks (or stays silent).
+    """
+
+    def __init__(self, path):
+        import socket
+        self.path = path
+        self.stations = []
+        self.clients = []
+        self.commands = []
+        #: False: read commands but answer nothing (a hung hostapd).
+        self.answering = True
+        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.socket.bind(path)
+        self.socket.setblocking(False)
+
+    def serve(self):
+        """Answer every command waiting on the socket; returns how many."""
+        n = 0
+        while True:
+            try:
+                data, client = self.socket.recvfrom(4096)
+            except BlockingIOError:
+                return n
+            n += 1
+            command = data.decode()
+            self.commands.append(command)
+            if self.answering:
+                self._answer(command, client)
+
+    def _answer(self, command, client):
+        if command == "ATTACH":
+            self.clients.append(client)
+            reply = "OK\n"
+        elif command == "DETACH":
+            if client in self.clients:
+                self.clients.remove(client)
+            reply = "OK\n"
+        elif command == "PING":
+            reply = "PONG\n"
+        elif command == "STA-FIRST":
+            reply = self._station(0)
+        elif command.startswith("STA-NEXT "):
+            mac = command.split()[1]
+            index = self.stations.index(mac) + 1 if mac in self.stations else len(self.stations)
+            reply = self._station(index)
+        else:
+            reply = "UNKNOWN COMMAND\n"
+        self.socket.sendto(reply.encode(), client)
+
+    def _station(self, index):
+        if index >= len(self.stations):
+            return ""
+        return f"{self.stations[index]}\nflags=[AUTH][ASSOC][AUTHORIZED]\naid={index + 1}\n"
+
+    def event(self, text, level=3):
+        """Send C{<level>text} to every attached client."""
+        for client in self.clients:
+            self.socket.sendto(f"<{level}>{text}".encode(), client)
+
+    def associate(self, mac):
+        """A station associates: AP-STA-CONNECTED."""
+        self.stations.append(mac)
+        self.event(f"AP-STA-CONNECTED {mac}")
+
+    def disassociate(self, mac):
+        """A station leaves: AP-STA-DISCONNECTED."""
+        self.stations.remove(mac)
+        self.event(f"AP-STA-DISCONNECTED {mac}")
+
+    def close(self):
+        """hostapd goes away (its socket file too)."""
+        import os
+        self.socket.close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass

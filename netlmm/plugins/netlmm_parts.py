@@ -29,6 +29,9 @@ rs = AttachmentDetectorPlugin(
 link = AttachmentDetectorPlugin(
     "link", "netlmm.access.netlink", "LinkDetector.fromConfig",
     "the access bridge's port and FDB events")
+hostapd = AttachmentDetectorPlugin(
+    "hostapd", "netlmm.access.hostapd", "HostapdDetector.fromConfig",
+    "stations associating with a Wi-Fi access point (hostapd's control socket)")
 
 memory = DataPlanePlugin(
     "memory", "netlmm.dataplane.memory", "MemoryDataPlane.fromConfig",
