@@ -11,6 +11,12 @@ Linux IPv6 stack (accept_ra, SLAAC with EUI-64 addresses, DAD on) and is
 attached to a MAG by a veth pair whose MAG end is a port of that MAG's access
 bridge ``acc0``. A handoff deletes that veth and creates a new one, with the
 same MAC, into the other MAG's bridge.
+
+With C{wifi=True} (a kernel with mac80211_hwsim) each MAG is a Wi-Fi access
+point instead: hostapd on a simulated radio whose interface is a port of
+``acc0``, the same SSID on both, and the MAGs follow it with the 'hostapd'
+detector. The MN is a station running wpa_supplicant; a handoff is a roam
+(C{wpa_cli roam}): its interface stays up, as a real Wi-Fi mobile's does.
 """
 
 import os
@@ -75,13 +81,75 @@ def pickDataPlane(name=None):
     return name, dict(DATAPLANES)[name]
 
 
+SSID = "netlmm"
+
+
+class WifiMobile:
+    """
+    The domain's mobile as a Wi-Fi station: the same interface for the
+    domain's steps as L{Mobile}, over wpa_supplicant on a simulated radio.
+    """
+
+    def __init__(self, topology, node, mac):
+        self.lab = topology
+        self.topology = topology
+        self.node = node
+        self.mac = mac
+        self.ifname = "wlan0"
+        self.station = None
+        #: the MAG node whose AP the station is associated with, or None
+        self.at = None
+
+    def attach(self, mag):
+        """Associate with C{mag}'s access point (start wpa_supplicant, or roam)."""
+        from netlmm.lab.wifi import Station
+        ap = self.topology.aps[mag]
+        if self.station is None:
+            self.station = Station(self.lab, self.topology.radios[self.node], SSID)
+            self.station.start(ap.bssid)
+        elif self.station.associated() != ap.bssid:
+            if self.station.associated() is None:
+                self.station.cli("reconnect")
+                self.station.waitAssociated()
+            if self.station.associated() != ap.bssid:
+                self.station.roam(ap.bssid)
+        self.station.waitAssociated(ap.bssid)
+        self.at = (mag, ap.bssid)
+
+    def roam(self, mag):
+        """Start a roam to C{mag}'s access point; returns at once."""
+        self.station.roam(self.topology.aps[mag].bssid)
+        self.at = (mag, self.topology.aps[mag].bssid)
+
+    def detach(self):
+        """Leave the AP (`wpa_cli disconnect`: a deauthentication it hears)."""
+        if self.station is not None and self.at is not None:
+            self.station.cli("disconnect")
+        self.at = None
+
+    def addresses(self, usable=True):
+        """The global IPv6 addresses (see L{Lab.addresses})."""
+        return self.lab.addresses(self.node, self.ifname, usable=usable)
+
+    def address(self):
+        """The first usable global address, or None."""
+        found = self.addresses()
+        return found[0] if found else None
+
+
 class Topology(Lab):
     """The namespaces, links and addresses of the domain, and the mobile's moves."""
 
-    def __init__(self, prefix=None, testCase=None, needs=()):
+    def __init__(self, prefix=None, testCase=None, needs=(), wifi=False):
+        if wifi:
+            needs = tuple(needs) + ("mac80211_hwsim",)
         super().__init__(testCase, prefix, needs)
+        self.wifi = wifi
+        #: node -> L{netlmm.lab.wifi.Radio}, and MAG node -> its AccessPoint (Wi-Fi)
+        self.radios = {}
+        self.aps = {}
         #: the mobile, attached to a MAG's acc0 with L{Mobile.attach}
-        self.mn = Mobile(self, "mn", MN_MAC)
+        self.mn = WifiMobile(self, "mn", MN_MAC) if wifi else Mobile(self, "mn", MN_MAC)
 
     def build(self):
         """Create the namespaces, links, addresses and routes (all removed on failure)."""
@@ -118,6 +186,18 @@ class Topology(Lab):
             # The access link: a bridge that mobiles' veths join.
             self.bridge(mag, "acc0", f"02:00:00:00:0{i + 1}:01")
         self.mobile("mn")
+        if self.wifi:
+            from netlmm.lab.wifi import AccessPoint, radio, skipUnlessWifiTools
+            skipUnlessWifiTools()
+            for mag in ("mag1", "mag2"):
+                self.radios[mag] = radio(self, mag)
+                self.aps[mag] = AccessPoint(self, self.radios[mag], SSID)
+            self.radios["mn"] = radio(self, "mn", mac=MN_MAC)
+
+    def startAccessPoints(self):
+        """Start hostapd on each MAG's radio (Wi-Fi domains)."""
+        for ap in self.aps.values():
+            ap.start()
 
 
 _LMA_TOML = """[lma]
@@ -148,13 +228,17 @@ interface = "acc0"
 prefix = "{prefix}"
 ra_interval_max = 10
 {accessExtra}[mag.attachment]
-detector = "rs"
-idle_timeout = 0
+{attachment}
 [mag.assignment]
 {assignment}
 [mag.dataplane]
 {magPlane}
-"""
+{handover}"""
+
+#: The domain's one router identity, when the MAGs share it (same MAC and
+#: link-local address on every access link).
+ROUTER_MAC = "02:00:5e:10:00:01"
+ROUTER_ADDRESS = "fe80::1"
 
 
 def dataPlaneConfig(kind, role, address, core):
@@ -179,7 +263,8 @@ class NetnsDomain:
 
     def __init__(self, workdir, dataplane=None, prefix=None, detachDelay=5.0,
                  assignment='strategy = "slaac"', accessExtra="", lmaExtra="",
-                 testCase=None):
+                 testCase=None, wifi=False, handover=False, sharedRouter=None,
+                 handoverExtra=""):
         # assignment: the [mag.assignment] table's body (TOML lines);
         # accessExtra: more [mag.access] lines (each ending in a newline);
         # lmaExtra: more LMA config (whole tables, e.g. [lma.pool]).
@@ -191,7 +276,13 @@ class NetnsDomain:
         # delay; under kernel-lab's slow emulated CPU that takes longer.
         self.detachDelay = detachDelay * kernel.timeScale()
         self.dataplane, needs = pickDataPlane(dataplane)
-        self.topology = Topology(prefix, testCase, needs=(needs,))
+        self.wifi = wifi
+        #: Context transfer and forwarding between the MAGs (Appendix D).
+        self.handover = handover
+        self.handoverExtra = handoverExtra
+        #: One router identity on every access link (by default with handover).
+        self.sharedRouter = handover if sharedRouter is None else sharedRouter
+        self.topology = Topology(prefix, testCase, needs=(needs,), wifi=wifi)
         self.daemons = []
 
     def path(self, name):
@@ -227,17 +318,27 @@ class NetnsDomain:
                                          lmaExtra=self.lmaExtra, **common),
             "pmip.toml": _PMIP_TOML.format(**common),
         }
-        for i in (1, 2):
-            files[f"mag{i}.toml"] = _MAG_TOML.format(
-                name=f"MAG{i}", address=MAG_ADDRESSES[i - 1],
-                magPlane=dataPlaneConfig(self.dataplane, "mag", MAG_ADDRESSES[i - 1], "core0"),
-                assignment=self.assignment, accessExtra=self.accessExtra, **common)
-        for name, text in files.items():
-            with open(self.path(name), "w") as f:
-                f.write(text)
         self.topology.build()
         try:
             t = self.topology
+            accessExtra = self.accessExtra
+            if self.sharedRouter:
+                accessExtra += (f'router_mac = "{ROUTER_MAC}"\n'
+                                f'router_address = "{ROUTER_ADDRESS}"\n')
+            if self.handover:
+                self.writeHandoverKeys()
+            for i in (1, 2):
+                files[f"mag{i}.toml"] = _MAG_TOML.format(
+                    name=f"MAG{i}", address=MAG_ADDRESSES[i - 1],
+                    magPlane=dataPlaneConfig(self.dataplane, "mag", MAG_ADDRESSES[i - 1],
+                                             "core0"),
+                    attachment=self.attachmentConfig(f"mag{i}"),
+                    handover=self.handoverConfig(f"mag{i}"),
+                    assignment=self.assignment, accessExtra=accessExtra, **common)
+            for name, text in files.items():
+                with open(self.path(name), "w") as f:
+                    f.write(text)
+            t.startAccessPoints()
             self.daemons.append(t.twistd("lma", "lma", self.path("lma.toml"),
                                          self.path("lma.log")))
             self.waitFor(lambda: "LMA listening" in self.log("lma"), "the LMA")
@@ -254,6 +355,38 @@ class NetnsDomain:
             self.stop()
             raise
         return self
+
+    def writeHandoverKeys(self):
+        """The key the MAGs share for their RFC 5949 messages (mode 0600)."""
+        from netlmm.security.auth import SecurityAssociation
+        from netlmm.security.keystore import generateKey
+        from netlmm.service.handover import writeHandoverKeys
+        writeHandoverKeys(self.path("handover-keys.toml"), [SecurityAssociation(
+            400, generateKey(), "hmac-sha256-128",
+            clients=[f"{a}/128" for a in MAG_ADDRESSES])])
+
+    def handoverConfig(self, mag):
+        """C{mag}'s [mag.handover] table (empty without handover)."""
+        if not self.handover:
+            return ""
+        i = int(mag[-1]) - 1
+        other = MAG_ADDRESSES[1 - i]
+        lines = ["[mag.handover]", f'neighbors = ["{other}"]',
+                 f'keys = "{self.path("handover-keys.toml")}"',
+                 f"context_timeout = {0.5 * kernel.timeScale():g}",
+                 f"prepare_timeout = {3 * kernel.timeScale():g}",
+                 f"buffer_time = {3 * kernel.timeScale():g}",
+                 f"replay_window = {7 * kernel.timeScale():g}", self.handoverExtra]
+        if self.wifi:
+            otherAp = self.topology.aps[f"mag{2 - i}"]
+            lines += ["[mag.handover.access_points]", f'"{otherAp.bssid}" = "{other}"']
+        return "\n".join(lines) + "\n"
+
+    def attachmentConfig(self, mag):
+        """The body of C{mag}'s [mag.attachment] table."""
+        if self.wifi:
+            return f'detector = "hostapd"\ncontrol = "{self.topology.aps[mag].control}"'
+        return 'detector = "rs"\nidle_timeout = 0'
 
     def stop(self):
         """Stop the daemons and remove the namespaces."""
@@ -280,25 +413,44 @@ class NetnsDomain:
                      f"the LMA's binding via {mag}", timeout)
         return self.topology.mn.address()
 
+    def roam(self, mag, timeout=20.0):
+        """
+        Wi-Fi: roam the station to C{mag}'s access point and wait until the
+        LMA binds it there; returns the address, which must not change.
+        """
+        pcoa = MAG_ADDRESSES[int(mag[-1]) - 1]
+        before = self._bindingsVia(pcoa)
+        mn = self.topology.mn
+        mn.roam(mag)
+        mn.station.waitAssociated(self.topology.aps[mag].bssid, timeout)
+        self.waitFor(lambda: self._bindingsVia(pcoa) > before,
+                     f"the LMA's binding via {mag}", timeout)
+        return mn.address()
+
     def _bindingsVia(self, pcoa):
         log = self.log("lma")
         return len(re.findall(rf"(new binding \S+|moves \S+) -> {re.escape(pcoa)}\b", log))
 
-    def handoff(self, mag, flowInterval=0.01, timeout=20.0):
+    def handoff(self, mag, flowInterval=0.01, timeout=20.0, pingFrom="cn"):
         """
         Move the MN to C{mag} (link down at the old MAG, up at the new one,
-        same MAC) while the CN pings the MN's address every C{flowInterval}
-        seconds; returns dict(interruption=seconds, lost=packets, sent=packets).
+        same MAC; on Wi-Fi a roam) while the CN pings the MN's address (or,
+        with C{pingFrom="mn"}, the MN the CN) every C{flowInterval} seconds;
+        returns dict(interruption=seconds, lost=packets, sent=packets).
         """
         phoa = self.topology.mn.address()
         flowLog = self.path(f"flow-{time.time():.0f}-{mag}.log")
-        flow = self.topology.start("cn", ["ping", "-D", "-i", str(flowInterval), "-W", "1",
-                                          str(phoa)], flowLog)
+        source, target = ("mn", CN_ADDRESS) if pingFrom == "mn" else ("cn", phoa)
+        flow = self.topology.start(source, ["ping", "-D", "-i", str(flowInterval), "-W", "1",
+                                            str(target)], flowLog)
         self.waitFor(lambda: len(parsePing(_read(flowLog))[2]) >= 20,
                      "the flow before the handoff", 10)
         started = time.time()
-        self.topology.mn.detach()
-        self.attach(mag, timeout)
+        if self.wifi:
+            self.roam(mag, timeout)
+        else:
+            self.topology.mn.detach()
+            self.attach(mag, timeout)
         moved = time.time()
         self.waitFor(lambda: any(s > moved for s in parsePing(_read(flowLog))[2]),
                      f"the flow to resume through {mag}", timeout)

@@ -96,6 +96,7 @@ class Lab:
         self.processes = []
         self._cleanups = []
         self._ports = 0
+        self._atDestroy = []
         if testCase is not None:
             testCase.addCleanup(self.destroy)
 
@@ -294,6 +295,10 @@ class Lab:
             raise result["error"]
         return result["value"]
 
+    def atDestroy(self, f):
+        """Call C{f()} in L{destroy}, after the processes stop and the namespaces go."""
+        self._atDestroy.append(f)
+
     def destroy(self):
         """
         Stop every process started here (SIGTERM, SIGKILL after 5 s), run
@@ -308,6 +313,9 @@ class Lab:
         for name in reversed(self.namespaces):
             run("ip", "netns", "del", name, check=False)
         self.namespaces = []
+        calls, self._atDestroy = self._atDestroy, []
+        for f in reversed(calls):
+            f()
 
 
 class Mobile:

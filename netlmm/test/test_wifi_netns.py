@@ -1,0 +1,36 @@
+"""
+Real Wi-Fi roaming (root, a kernel with mac80211_hwsim: kernel-lab): two
+MAGs each run hostapd on a simulated radio with the same SSID and follow it
+with the 'hostapd' detector; a mobile running stock wpa_supplicant and the
+Linux IPv6 stack roams between them (`wpa_cli roam`) while it pings a
+correspondent, and keeps its address.
+"""
+
+from twisted.trial.unittest import TestCase
+
+from netlmm.lab import timeScale
+from netlmm.lab.domain import CN_ADDRESS, MAG_ADDRESSES, NetnsDomain
+
+
+class WifiRoamTests(TestCase):
+    timeout = 600 * timeScale()
+
+    def test_roamKeepsAddress(self):
+        """
+        Association attaches the mobile at MAG1 (hostapd event, before any
+        IPv6 packet), SLAAC gives it an address; it roams to MAG2 and back
+        under a ping flow, keeping the address, the LMA's binding following.
+        """
+        domain = NetnsDomain(self.mktemp(), testCase=self, wifi=True)
+        domain.start()
+        phoa = domain.attach("mag1")
+        self.assertIn("hostapd detector: 02:00:00:00:aa:01 associated", domain.log("mag1"))
+        self.assertEqual(domain.ping("mn", CN_ADDRESS).returncode, 0)
+        for target in ("mag2", "mag1"):
+            result = domain.handoff(target, pingFrom="mn")
+            self.assertEqual(domain.topology.mn.address(), phoa)
+            self.assertGreater(result["sent"], result["lost"])
+            pcoa = MAG_ADDRESSES[int(target[-1]) - 1]
+            self.assertRegex(domain.log("lma"), rf"binding for {phoa} moves \S+ -> {pcoa}")
+            self.assertIn("02:00:00:00:aa:01 associated", domain.log(target))
+        self.assertEqual(domain.ping("cn", phoa).returncode, 0)
