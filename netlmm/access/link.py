@@ -21,6 +21,12 @@ default router) through the kernel: the address is configured on the access
 interface, which needs accept_dad=0 so that it is usable before the first RS
 arrives. Nothing here answers a mobile's DAD Neighbor Solicitation: the
 mobile keeps its address across MAGs.
+
+One router on every access link (C{router_mac}, C{router_address}): every
+MAG of the domain gives its access interface the same MAC and link-local
+address, and sends its RAs from that address. A mobile that hands over then
+finds its default router, and its neighbour entry for it, unchanged at the
+new MAG: it sends no Router Solicitation and its uplink goes on at once.
 """
 
 import errno
@@ -54,8 +60,9 @@ def checkPrefix(prefix, key):
 class AccessConfig(namedtuple("AccessConfig",
                               "interface prefix routerLifetime validLifetime preferredLifetime "
                               "mtu minInterval maxInterval hopLimit advertise "
-                              "managed other autonomous neighborRetrans linkLocal",
-                              defaults=(False, False, True, 200, None))):
+                              "managed other autonomous neighborRetrans linkLocal "
+                              "routerMac routerAddress",
+                              defaults=(False, False, True, 200, None, None, None))):
     """
     The [mag.access] table, validated (see L{fromTable}). C{prefix} is the
     LMD's shared prefix, or None with per-MN prefixes. C{managed} and
@@ -63,7 +70,9 @@ class AccessConfig(namedtuple("AccessConfig",
     the prefix's A flag: false for the DHCPv6 strategies, so that the mobile
     takes its address from DHCPv6 and does not configure one by SLAAC.
     C{linkLocal} is the source of the RAs sent to one mobile (None: the
-    interface's own link-local address).
+    interface's own link-local address). C{routerMac} (6 octets) and
+    C{routerAddress} (a link-local IPv6Address), when set, are the domain's
+    one router identity (and C{routerAddress} the default C{linkLocal}).
     """
 
     __slots__ = ()
@@ -115,10 +124,16 @@ class AccessConfig(namedtuple("AccessConfig",
         if linkLocal is not None and not linkLocal.is_link_local:
             raise ConfigError(f"{where}.link_local: expected a link-local address "
                               f"(fe80::/10) configured on {interface}, got {linkLocal}")
+        routerMac, routerAddress = routerIdentity(t)
+        if routerAddress is not None:
+            if linkLocal is not None and linkLocal != routerAddress:
+                raise ConfigError(f"{where}.link_local: the router identity's address is "
+                                  f"{routerAddress} (router_address); leave link_local out")
+            linkLocal = routerAddress
         t.finish()
         return cls(interface, prefix, routerLifetime, valid, preferred, mtu, minInterval,
                    maxInterval, hopLimit, advertise, managed, other, autonomous, retrans,
-                   linkLocal)
+                   linkLocal, routerMac, routerAddress)
 
     def advertisement(self, mac, routerLifetime=None, prefixes=None, preferred=None):
         """
@@ -140,6 +155,38 @@ class AccessConfig(namedtuple("AccessConfig",
             flags=(RA_MANAGED if self.managed else 0) | (RA_OTHER if self.other else 0),
             routerLifetime=self.routerLifetime if routerLifetime is None else routerLifetime,
             options=options)
+
+
+def routerIdentity(t):
+    """
+    C{router_mac} and C{router_address} of [mag.access], validated: the MAC
+    (6 octets, unicast) and the link-local address (default: the modified
+    EUI-64 one of that MAC) every MAG of the domain uses on its access link;
+    (None, None) when not configured.
+    """
+    from netlmm.wire.errors import EncodeError
+    from netlmm.wire.icmpv6 import macBytes
+    text = t.string("router_mac")
+    address = t.address("router_address")
+    if text is None:
+        if address is not None:
+            raise ConfigError(f"{t.where}.router_address: needs router_mac too (the "
+                              "domain's router identity is a MAC and a link-local address)")
+        return None, None
+    try:
+        mac = macBytes(text)
+    except (EncodeError, ValueError):
+        raise ConfigError(f"{t.where}.router_mac: expected a MAC such as "
+                          f"'02:00:5e:10:00:01', got {text!r}") from None
+    if mac[0] & 1 or mac == bytes(6):
+        raise ConfigError(f"{t.where}.router_mac: expected a unicast MAC, got {text!r}")
+    if address is None:
+        iid = bytes([mac[0] ^ 0x02]) + mac[1:3] + b"\xff\xfe" + mac[3:]
+        address = IPv6Address(b"\xfe\x80" + bytes(6) + iid)
+    elif not address.is_link_local:
+        raise ConfigError(f"{t.where}.router_address: expected a link-local address "
+                          f"(fe80::/10), got {address}")
+    return mac, address
 
 
 def snoopingOnly(reactor, interface, system=None):
@@ -203,6 +250,9 @@ class AccessLink:
         iface = self.config.interface
         try:
             self.ifindex = self.system.ifindex(iface)
+            if self.config.routerMac is not None:
+                self.system.setRouterIdentity(iface, self.config.routerMac,
+                                              self.config.routerAddress)
             self.mac = self.system.linkAddress(iface)
             icmp = self.system.icmpSocket(iface, (RS,))
             packet = self.system.packetSocket(iface)
@@ -334,7 +384,7 @@ class AccessLink:
         ra = self.config.advertisement(self.mac, routerLifetime)
         data = encodeMessage(ra)
         try:
-            self._icmp.socket.sendto(data, (str(destination), 0, 0, self.ifindex))
+            self._send(data, destination)
         except OSError as e:
             # No carrier yet (a bridge without ports) or the link-local still
             # tentative: the mobile's RS, when it comes, gets its answer.
@@ -361,13 +411,50 @@ class AccessLink:
         options = [TargetLinkLayer(self.mac)] if self.mac is not None else []
         data = encodeMessage(NeighborAdvertisement(NA_OVERRIDE, target, options))
         try:
-            self._icmp.socket.sendto(data, (str(ALL_NODES), 0, 0, self.ifindex))
+            self._send(data, ALL_NODES)
         except OSError as e:
             self.log.warn("access link {interface}: NA defending {target} not sent: "
                           "{error}", interface=self.config.interface, target=target, error=e)
             return False
         self.log.info("access link {interface}: defended {target} (NA to all nodes)",
                       interface=self.config.interface, target=target)
+        return True
+
+    def _send(self, data, destination):
+        """
+        Send an ND message on the access link: from the domain's router
+        address when one is configured (whatever other link-local address
+        the interface has), else from the one the kernel picks.
+        """
+        target = (str(destination), 0, 0, self.ifindex)
+        source = self.config.routerAddress
+        if source is None:
+            self._icmp.socket.sendto(data, target)
+            return
+        from netlmm.access.system import IPV6_PKTINFO
+        import socket
+        import struct
+        info = source.packed + struct.pack("@I", self.ifindex)
+        self._icmp.socket.sendmsg([data], [(socket.IPPROTO_IPV6, IPV6_PKTINFO, info)], 0,
+                                  target)
+
+    def solicit(self, target):
+        """
+        Send a Neighbor Solicitation for C{target} (a mobile's address) to its
+        solicited-node group: its answer says it can take packets (handover,
+        L{netlmm.service.handover}). False when it could not go.
+        """
+        from netlmm.wire.icmpv6 import NeighborSolicitation, solicitedNode
+        if self._icmp is None or self._icmp.socket is None:
+            return False
+        options = [SourceLinkLayer(self.mac)] if self.mac is not None else []
+        try:
+            self._send(encodeMessage(NeighborSolicitation(target, options)),
+                       solicitedNode(target))
+        except OSError as e:
+            self.log.debug("access link {interface}: NS for {target} not sent: {error}",
+                           interface=self.config.interface, target=target, error=e)
+            return False
         return True
 
     # ------------------------------------------------------------ receiving

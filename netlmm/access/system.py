@@ -132,6 +132,41 @@ class System:
                           f"{address})")
         return address
 
+    def setRouterIdentity(self, interface, mac, address):
+        """
+        Give C{interface} the domain's router MAC (6 octets) and link-local
+        C{address}, and drop its other link-local addresses, so that ND from
+        this MAG names the one router the mobiles know on every MAG.
+        """
+        import subprocess
+        from netlmm.wire.icmpv6 import macText
+        prefix = ["ip"] + (["-n", self.netns] if self.netns else [])
+
+        def ip(*argv, check=True):
+            p = subprocess.run(prefix + list(argv), capture_output=True, text=True,
+                               timeout=10)
+            if check and p.returncode:
+                raise OSError(0, f"ip {' '.join(argv)}: {p.stderr.strip()}")
+            return p.stdout
+        with inNamespace(self.netns):
+            path = f"/proc/sys/net/ipv6/conf/{interface}/addr_gen_mode"
+            try:
+                # No more kernel-made link-local addresses on this interface.
+                with open(path, "w") as f:
+                    f.write("1")
+            except OSError:
+                pass
+        if self.linkAddress(interface) != mac:
+            ip("link", "set", "dev", interface, "address", macText(mac))
+        wanted = f"{address}/64"
+        for line in ip("-6", "-o", "addr", "show", "dev", interface, "scope", "link").splitlines():
+            words = line.split()
+            if "inet6" in words:
+                have = words[words.index("inet6") + 1]
+                if have != wanted:
+                    ip("-6", "addr", "del", have, "dev", interface, check=False)
+        ip("-6", "addr", "replace", wanted, "dev", interface, "nodad")
+
     def linkAddress(self, interface):
         """C{interface}'s MAC address (6 octets), read with an AF_PACKET socket."""
         with inNamespace(self.netns):

@@ -76,6 +76,27 @@ class AccessLinkTests(SynchronousTestCase):
         self.assertEqual((pio.prefix, pio.flags, pio.validLifetime, pio.preferredLifetime),
                          (PREFIX, 0xC0, 86400, 14400))
 
+    def test_routerIdentity(self):
+        """
+        With the domain's router identity the access interface gets its MAC
+        and link-local address, and RAs and NAs go from that address.
+        """
+        routerMac = bytes.fromhex("02005e100001")
+        system = FakeAccessSystem()
+        link = AccessLink(self.reactor, config(routerMac=routerMac,
+                                               routerAddress=IPv6Address("fe80::1")), system)
+        link.start()
+        self.reactor.advance(0)
+        link.defend(MN_ADDRESS)
+        icmp = system.sockets[0]
+        (ra, to), (na, _) = [(decodeMessage(d), a) for d, a in icmp.sent]
+        self.assertEqual(system.routerAddress, IPv6Address("fe80::1"))
+        self.assertEqual(ra.sourceLinkLayer, routerMac)
+        self.assertEqual(to, ("ff02::1", 0, 0, 7))
+        pktinfo = IPv6Address("fe80::1").packed + struct.pack("@I", 7)
+        self.assertEqual(icmp.ancillary, [[(socket.IPPROTO_IPV6, 50, pktinfo)]] * 2)
+        link.stop()
+
     def test_newPortAdvertises(self):
         """A mobile's new bridge port gets an RA at once, not at the next RS."""
         self.reactor.advance(0)
@@ -291,6 +312,27 @@ class ConfigTests(SynchronousTestCase):
             else:
                 e = self.assertRaises(ConfigError, self.access, **data)
             self.assertTrue(str(e).startswith(key), (str(e), key))
+
+    def test_routerIdentity(self):
+        """router_mac alone: the link-local address is its modified EUI-64 one."""
+        c = self.access(router_mac="02:00:5E:10:00:01")
+        self.assertEqual((c.routerMac, c.routerAddress),
+                         (bytes.fromhex("02005e100001"), IPv6Address("fe80::5eff:fe10:1")))
+        c = self.access(router_mac="02:00:5e:10:00:01", router_address="fe80::1")
+        self.assertEqual(c.routerAddress, IPv6Address("fe80::1"))
+        self.assertEqual(self.access().routerMac, None)
+
+    def test_routerIdentityErrors(self):
+        cases = [
+            ({"router_address": "fe80::1"}, "mag.access.router_address: needs router_mac too"),
+            ({"router_mac": "02:00:5e"}, "mag.access.router_mac: expected a MAC"),
+            ({"router_mac": "03:00:5e:10:00:01"}, "mag.access.router_mac: expected a unicast"),
+            ({"router_mac": "02:00:5e:10:00:01", "router_address": "2001:db8::1"},
+             "mag.access.router_address: expected a link-local address"),
+        ]
+        for data, message in cases:
+            e = self.assertRaises(ConfigError, self.access, **data)
+            self.assertTrue(str(e).startswith(message), (str(e), message))
 
     def test_registries(self):
         self.assertIn("rs", getDetectors().names())
