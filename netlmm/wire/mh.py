@@ -1029,16 +1029,17 @@ def encodeMessage(message, source=None, destination=None):
     return data
 
 
-def decodeOptions(data, start):
+def decodeOptions(data, start, types=None):
     """
     The mobility options in C{data} from offset C{start} to its end, padding
     left out. Unknown types become L{UnknownOption}, known ones whose data
     is not valid L{MalformedOption}. Raises L{DecodeError} only when the
-    layout is broken (an option runs past the end).
+    layout is broken (an option runs past the end). C{types}: option type ->
+    class, by default L{OPTION_TYPES}.
     """
     options = []
     append = options.append
-    types = OPTION_TYPES
+    types = OPTION_TYPES if types is None else types
     pos = start
     end = len(data)
     while pos < end:
