@@ -44,6 +44,7 @@ from zope.interface import implementer
 
 from netlmm.config import ConfigError
 from netlmm.dataplane import _netlink as nl
+from netlmm.dataplane.handover import HandoverRoutes
 from netlmm.interfaces import IDataPlane
 
 #: IFLA_IP6TNL_FLAGS: do not add the Tunnel Encapsulation Limit option.
@@ -53,7 +54,7 @@ TUNNEL_ANY = 0
 
 
 @implementer(IDataPlane)
-class Ip6tnlDataPlane(nl.NetlinkWork):
+class Ip6tnlDataPlane(HandoverRoutes, nl.NetlinkWork):
     """
     ip6ip6 tunnel devices plus routes and rules (see the module docstring).
 
@@ -193,6 +194,35 @@ class Ip6tnlDataPlane(nl.NetlinkWork):
         found = ipr.link_lookup(ifname=name)
         if found:
             nl.ignoring(errno.ENODEV)(ipr.link, "del", index=found[0])
+
+    # ------------------------------------------------------------ handover
+
+    def acceptFrom(self, peer):
+        """A device to the MAG C{peer}: it decapsulates what that MAG forwards here."""
+        peer = IPv6Address(peer)
+        peers = self.__dict__.setdefault("_handoverPeers", set())
+        if peer in peers:
+            return None
+        peers.add(peer)
+        name, made = self._acquire(peer)
+        if not made:
+            return None
+        return self._do(lambda ipr: self._makeDevice(ipr, name, str(peer)))
+
+    _handoverPeer = acceptFrom
+
+    def refuseFrom(self, peer):
+        """Drop the device to C{peer} once nothing else uses it."""
+        peer = IPv6Address(peer)
+        if peer not in self.__dict__.get("_handoverPeers", ()):
+            return None
+        self._handoverPeers.discard(peer)
+        gone = self._release(peer)
+        return self._do(lambda ipr: gone and self._deleteDevice(ipr, gone))
+
+    def _forwardRoute(self, ipr, peer):
+        name, _ = self.devices[peer]
+        return dict(oif=nl.ifindex(ipr, name, f"tunnel device to {peer}"))
 
     # ----------------------------------------------------------------- LMA
 

@@ -20,6 +20,9 @@ class MemoryDataPlane:
     def __init__(self):
         self.routes = {}
         self.tunnels = {}
+        #: Handover: pHoA -> how its downlink goes; the neighbours accepted.
+        self.handovers = {}
+        self.accepted = set()
         self.changes = []
         self.running = False
 
@@ -56,3 +59,27 @@ class MemoryDataPlane:
     def tunnelDown(self, mnId, phoa, lma):
         self.tunnels.pop(phoa, None)
         self.changes.append(("down", phoa, lma))
+
+    # Handover (see netlmm.dataplane.handover.HandoverRoutes).
+
+    def forward(self, phoa, peer):
+        self.handovers[phoa] = ("forward", peer)
+        self.changes.append(("forward", phoa, peer))
+
+    def hold(self, phoa, ifname):
+        self.handovers[phoa] = ("hold", ifname)
+        self.changes.append(("hold", phoa, ifname))
+
+    def deliver(self, phoa, mac=None):
+        self.handovers[phoa] = ("deliver", mac)
+        self.changes.append(("deliver", phoa, mac))
+
+    def restore(self, phoa):
+        if self.handovers.pop(phoa, None) is not None:
+            self.changes.append(("restore", phoa))
+
+    def acceptFrom(self, peer):
+        self.accepted.add(peer)
+
+    def refuseFrom(self, peer):
+        self.accepted.discard(peer)

@@ -48,6 +48,7 @@ from zope.interface import implementer
 
 from netlmm.config import ConfigError
 from netlmm.dataplane import _netlink as nl
+from netlmm.dataplane.handover import HandoverRoutes
 from netlmm.interfaces import IDataPlane
 
 MAIN_TABLE = 254
@@ -105,7 +106,7 @@ def setTunnelSource(address):
 
 
 @implementer(IDataPlane)
-class Seg6DataPlane(nl.NetlinkWork):
+class Seg6DataPlane(HandoverRoutes, nl.NetlinkWork):
     """
     IPv6-in-IPv6 tunnels from seg6/seg6local lightweight tunnels (see the
     module docstring for the exact routes and rules).
@@ -215,6 +216,10 @@ class Seg6DataPlane(nl.NetlinkWork):
 
     def _encap(self, segment):
         return {"type": "seg6", "mode": "encap.red", "segs": [str(segment)]}
+
+    def _forwardRoute(self, ipr, peer):
+        """Handover: into the tunnel to another MAG (see L{HandoverRoutes})."""
+        return dict(oif=self._core, encap=self._encap(peer))
 
     def addRoute(self, phoa, pcoa):
         """Tunnel traffic for home C{phoa} to the MAG at C{pcoa}."""

@@ -33,6 +33,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from netlmm.dataplane import _netlink as nl
+from netlmm.dataplane.handover import HandoverRoutes
 from netlmm.interfaces import IDataPlane
 
 TUNSETIFF = 0x400454CA
@@ -122,6 +123,17 @@ class _Reader:
         return self.label
 
 
+def _inHomes(homes, address):
+    """The value of C{homes} (home -> value) whose home is or holds C{address}, or None."""
+    value = homes.get(address)
+    if value is not None or not homes:
+        return value
+    for home, value in homes.items():
+        if isinstance(home, IPv6Network) and address.version == 6 and address in home:
+            return value
+    return None
+
+
 def _addresses(packet):
     """(source, destination) of an IPv6 or IPv4 packet, or None if it is neither."""
     if not packet:
@@ -201,7 +213,7 @@ class Homes:
 
 
 @implementer(IDataPlane)
-class UserspaceDataPlane(nl.NetlinkWork):
+class UserspaceDataPlane(HandoverRoutes, nl.NetlinkWork):
     """
     IPv6-in-IPv6 through the daemon (see the module docstring).
 
@@ -235,6 +247,10 @@ class UserspaceDataPlane(nl.NetlinkWork):
         self.tun = self.socket = self.socket4 = None
         self._readers = []
         self._tunIndex = self._access = None
+        #: Handover: pHoA -> the MAG its downlink is forwarded to; neighbour
+        #: MAGs whose tunnelled packets are accepted.
+        self._forwards = {}
+        self._accepted = set()
 
     @classmethod
     def fromConfig(cls, table, reactor=None, role=None, **context):
@@ -345,8 +361,11 @@ class UserspaceDataPlane(nl.NetlinkWork):
             self.counters["dropped"] += 1
             return False
         source, destination = addresses
-        # LMA: the mobile is the destination; MAG: the mobile is the source.
+        # LMA: the mobile is the destination; MAG: the mobile is the source,
+        # or the destination of a mobile forwarded to another MAG (handover).
         peer = self.peers.lookup(destination if self.role == "lma" else source)
+        if self._forwards:
+            peer = _inHomes(self._forwards, destination) or peer
         if peer is None:
             self.counters["dropped"] += 1
             return False
@@ -384,7 +403,13 @@ class UserspaceDataPlane(nl.NetlinkWork):
         source, destination = addresses
         mobile = source if self.role == "lma" else destination
         peer = self.peers.lookup(mobile)
-        if peer is None or peer != IPv6Address(outerSource.split("%")[0]):
+        outer = IPv6Address(outerSource.split("%")[0])
+        if peer != outer and (outer in self._accepted
+                              or _inHomes(self._handover(), mobile) is not None):
+            # A neighbour MAG forwarding a mobile in handover, or the LMA
+            # still sending a mobile that left (held or forwarded here).
+            peer = outer
+        if peer is None or peer != outer:
             self.counters["dropped"] += 1
             return False
         try:
@@ -399,6 +424,25 @@ class UserspaceDataPlane(nl.NetlinkWork):
         self.counters["errors"] += 1
         if e.errno not in (errno.EAGAIN, errno.ENOBUFS):
             self.log.warn("userspace: {what} failed: {error}", what=what, error=e)
+
+    # ------------------------------------------------------------ handover
+
+    def _forwardRoute(self, ipr, peer):
+        """Into the TUN device, whose reader sends it to C{peer} (L{tunnel})."""
+        return dict(oif=self._tunIndex)
+
+    def _forwarding(self, phoa, peer):
+        if peer is None:
+            self._forwards.pop(phoa, None)
+        else:
+            self._forwards[phoa] = peer
+
+    def acceptFrom(self, peer):
+        """Decapsulate what the MAG C{peer} forwards here."""
+        self._accepted.add(IPv6Address(peer))
+
+    def refuseFrom(self, peer):
+        self._accepted.discard(IPv6Address(peer))
 
     # ----------------------------------------------------------------- LMA
 

@@ -74,8 +74,18 @@ class MagService(RoleService):
     """
 
     def __init__(self, reactor, core, pmip, strategy, dataplane, detector=None,
-                 observer=None, name="MAG", channel=None, pmipMap=None, ipv4=None):
+                 observer=None, name="MAG", channel=None, pmipMap=None, ipv4=None,
+                 handover=None):
         super().__init__(reactor, core, observer)
+        #: The L{netlmm.service.handover.HandoverService} (context transfer and
+        #: forwarding with the neighbour MAGs), or None.
+        self.handover = handover
+        #: MN identifier -> its link-layer address (text), as the detector reported it.
+        self.linkLayers = {}
+        if handover is not None:
+            handover.mag = self
+            handover.core.lookup = self.contextFor
+            handover.core.attachedSince = self.attachedSince
         self.setName(name)
         clients = list(pmip) if pmip and isinstance(pmip[0], (tuple, list)) else [pmip]
         clients = [(IPv6Address(a), int(p)) for a, p in clients]
@@ -134,15 +144,21 @@ class MagService(RoleService):
             steps = [maybeDeferred(self.strategy.start, self)]
             if self.ipv4 is not None:
                 steps.append(maybeDeferred(self.ipv4.start, self))
+            if self.handover is not None:
+                steps.append(maybeDeferred(self.handover.startService))
+                if hasattr(self.detector, "transition"):
+                    self.detector.transition = self.handover.leaving
             if self.detector is not None:
                 steps.append(maybeDeferred(self.detector.start, self))
-            return gatherResults(steps)
+            return gatherResults(steps, consumeErrors=True)
         return d.addCallback(started)
 
     def stopService(self):
         steps = [maybeDeferred(self.strategy.stop)]
         if self.ipv4 is not None:
             steps.append(maybeDeferred(self.ipv4.stop))
+        if self.handover is not None and self.handover.running:
+            steps.append(maybeDeferred(self.handover.stopService))
         if self.detector is not None:
             steps.append(maybeDeferred(self.detector.stop))
         for up in self.upstreams.values():
@@ -155,12 +171,48 @@ class MagService(RoleService):
     # ------------------------------------------------------------ IMagControl
 
     def attached(self, event):
-        """A mobile appeared on the access link."""
+        """
+        A mobile appeared on the access link. With handover, a mobile whose
+        address is not known yet gets its context from its previous MAG
+        first (or, when none comes, goes on as without): L{proceed}.
+        """
         attach = partial(self.core.attach, linkLayerId=macOfEvent(event))
-        if self.feed(attach, event.mnId) is None:
-            if self.ipv4 is not None:
-                self.ipv4.attached(event)
+        if self.feed(attach, event.mnId) is not None:
+            return
+        if event.linkLayer is not None:
+            self.linkLayers[event.mnId] = event.linkLayer
+        if self.ipv4 is not None:
+            self.ipv4.attached(event)
+        if self.handover is not None and event.phoa is None:
+            self.handover.arrived(event)
+        else:
             self.strategy.attached(event)
+
+    def proceed(self, event):
+        """The attachment goes on to the strategy (after the handover's context, if any)."""
+        a = self.core.attachment(event.mnId)
+        if a is None or a.state != "ATTACHED":
+            return
+        self.strategy.attached(event)
+
+    def contextFor(self, mnId):
+        """The L{netlmm.core.handover.Context} of a mobile bound here, or None."""
+        from netlmm.core.handover import Context
+        from netlmm.wire.icmpv6 import macBytes
+        a = self.core.attachment(mnId)
+        if a is None or a.state != "BOUND" or a.phoa is None:
+            return None
+        mac = self.linkLayers.get(mnId)
+        try:
+            mac = macBytes(mac) if isinstance(mac, str) else mac
+        except Exception:
+            mac = None
+        return Context(mnId, a.phoa, mac, self.core.lmaAddress)
+
+    def attachedSince(self, mnId):
+        """When the mobile attached here (POSIX seconds), or None."""
+        a = self.core.attachment(mnId)
+        return None if a is None else a.since
 
     def addressReady(self, mnId, phoa, mode, prefix=None):
         """
@@ -179,6 +231,8 @@ class MagService(RoleService):
 
     def detached(self, mnId):
         """A mobile left the access link."""
+        if self.handover is not None:
+            self.handover.detached(mnId)
         if self.core.attachment(mnId) is None:
             self.log.info("{name}: {mnId} left; nothing is bound for it here",
                           name=self.name, mnId=_show(mnId))
@@ -235,6 +289,8 @@ class MagService(RoleService):
                 if self.ipv4 is not None:
                     self.ipv4.bound(e.mnId, self.core.homes(e.mnId))
                 self.strategy.bound(e.mnId, e.phoa)
+                if self.handover is not None:
+                    self.handover.bound(e.mnId)
             elif kind is Unbound:
                 if self.ipv4 is not None:
                     self.ipv4.unbound(e.mnId)

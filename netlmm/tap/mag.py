@@ -47,8 +47,11 @@ The [mag] table of the config file:
   [mag.attachment]      detector = 'control' with socket = PATH (required):
                         `netlmm mag-ctl --socket PATH attach MNID [PHOA]`;
                         'rs' (Router Solicitations; idle_timeout = 300,
-                        watch_ports = true) or 'link' (bridge port and FDB
-                        events; detach_on_ageing = true); MN id = MAC as text
+                        watch_ports = true), 'link' (bridge port and FDB
+                        events; detach_on_ageing = true) or 'hostapd' (Wi-Fi
+                        associations from hostapd's control socket: control =
+                        PATH, ping_interval = 1, retry_interval = 0.5); MN id =
+                        MAC as text
   [mag.access]          the access link (for rs, link, slaac, prefix):
                         interface (a bridge, e.g. 'acc0'), prefix (the LMD's
                         shared /64; leave it out for per-MN prefixes),
@@ -58,8 +61,10 @@ The [mag] table of the config file:
                         managed / other (RA M and O flags, false),
                         autonomous (PIO A flag, true unless managed),
                         ra_interval_min / ra_interval_max (200 / 600 s),
-                        advertise (true), neighbor_retrans_ms (200);
-                        see doc/deployment.md
+                        advertise (true), neighbor_retrans_ms (200),
+                        router_mac / router_address (the domain's one router
+                        identity: the same MAC and link-local address on
+                        every MAG's access link); see doc/deployment.md
   [mag.ipv4]            IPv4 mobiles (draft E.2, RFC 5844): every Trigger asks
                         the LMA for an IPv4 home address and the MAG serves it
                         by DHCPv4 on the access link: dhcp ('server'),
@@ -70,6 +75,18 @@ The [mag] table of the config file:
                         the kernel ones take address (= mag.address),
                         interface (core side), access_interface, tables and
                         priorities; see doc/deployment.md
+  [mag.handover]        context transfer and forwarding with the neighbour MAGs
+                        (draft Appendix D, RFC 5949 HI/HAck over UDP):
+                        neighbors = ['addr', ...] (required), keys = PATH
+                        (required: [[sa]] with client = a neighbour), port
+                        (5436), context_timeout (0.5 s), forward_timeout (10),
+                        prepare_timeout (3), replay_window (7), probe_interval
+                        (0.02), buffer (true: hold forwarded packets until the
+                        mobile answers), buffer_packets (2048), buffer_bytes
+                        (4194304), buffer_time (3 s), buffer_policy
+                        ('drop-new' | 'drop-old'), buffer_device ('nlbuf0');
+                        [mag.handover.access_points] BSSID = 'neighbour addr'
+                        (predictive handover on an 802.11v transition)
   [mag.tls]             the channel to the PMIP client (draft 4.9.3/4.9.4);
                         without this table: plain TCP, unauthenticated.
                         Paths are relative to this file.
@@ -148,8 +165,16 @@ See etc/netlmm/mag.toml for a commented example."""
         from netlmm.transport.channel import channelFromTable
         channel = channelFromTable(table, "mag", getattr(self, "configDir", None))
         colocated = self._colocated(table, pmip)
+        from netlmm.service.handover import fromConfig as handoverFromConfig
+        handover = handoverFromConfig(table, reactor, address, dataplane, access,
+                                      getattr(self, "configDir", None))
+        if handover is not None and not hasattr(dataplane, "forward"):
+            from netlmm.config import ConfigError
+            raise ConfigError(f"mag.handover: the {dataplane.name!r} data plane cannot "
+                              "forward between MAGs")
         return dict(name=name, pmip=pmip, pmipMap=pmipMap, strategy=strategy, detector=detector,
                     dataplane=dataplane, channel=channel, colocated=colocated, ipv4=ipv4,
+                    handover=handover,
                     core=dict(address=address, lmaAddress=lma,
                               notificationTimeout=timeout, accessTechnology=technology,
                               ipv4=ipv4 is not None))
@@ -164,7 +189,8 @@ def makeService(options):
     core = MagCore(log=Logger(namespace="netlmm.mag"), **b["core"])
     mag = MagService(reactor, core, b["pmip"], b["strategy"], b["dataplane"],
                      detector=b["detector"], name=b["name"], channel=b["channel"],
-                     pmipMap=b.get("pmipMap"), ipv4=b.get("ipv4"))
+                     pmipMap=b.get("pmipMap"), ipv4=b.get("ipv4"),
+                     handover=b.get("handover"))
     if not b.get("colocated"):
         return mag
     # The co-located PMIP client starts first, so the MAG finds it listening.

@@ -1,0 +1,591 @@
+"""
+A MAG's side of handovers with its neighbours (draft Appendix D): the
+L{HandoverCore} fed from the MAG and from the neighbours' RFC 5949
+messages, which travel as Mobility Headers over UDP (port 5436, as the PMIP
+client and the LMA use), authenticated with RFC 4285 keys shared with each
+neighbour; and the data plane and the hold that forward, hold and deliver
+the mobiles' downlink.
+
+Authentication (L{HandoverGuard}): every HI and HAck carries a Mobility
+Message Replay Protection option (an NTP timestamp, RFC 4285 section 6) and
+ends with an MN-HA Mobility Message Authentication option whose SA is the
+one the key file gives for that neighbour (an C{[[sa]]} entry with
+C{client} or C{clients} naming the neighbour). A message from an address
+that is not a neighbour, without a valid authenticator, with a timestamp
+outside the window or not later than the last one from that neighbour
+(replayed), or that does not decode, is refused, logged once, counted, and
+changes nothing; it gets no answer (an answer to an unauthenticated sender
+would serve attackers).
+
+When the mobile's address becomes reachable at the new MAG (it answers the
+MAG's Neighbor Solicitations, probed every C{probeInterval} seconds, or
+sends from it) the hold goes to it, in order, and the rest of the forwarded
+traffic is delivered directly.
+"""
+
+from ipaddress import IPv6Address
+
+from twisted.internet.defer import maybeDeferred
+from twisted.logger import Logger
+
+from netlmm.access import AttachmentEvent
+from netlmm.core.handover import (
+    ContextReady, Fallback, Forward, Hold, Refused, Release, SendHandover, StopForward,
+)
+from netlmm.security.auth import AuthenticationError, encodeSigned, locate, verify
+from netlmm.security.replay import DEFAULT_WINDOW, ReplayWindow, fromNtp, toNtp
+from netlmm.service.base import RoleService
+from netlmm.wire import fho, mh
+from netlmm.wire.errors import DecodeError
+from netlmm.wire.icmpv6 import NA, NeighborAdvertisement
+
+HANDOVER_PORT = 5436
+
+
+class HandoverGuard:
+    """
+    RFC 4285 authentication and replay protection of the messages between
+    neighbour MAGs, with the per-neighbour SAs of C{keys} (a
+    L{netlmm.security.keystore.KeyStore}).
+    """
+
+    def __init__(self, keys, window=DEFAULT_WINDOW):
+        self.keys = keys
+        self.replay = ReplayWindow(window)
+        self._lastSent = {}
+
+    def saFor(self, peer):
+        """The SA to sign with towards C{peer} (the newest that covers it), or None."""
+        for sa in reversed(list(self.keys)):
+            if sa.mnId is None and sa.allowsClient(peer):
+                return sa
+        return None
+
+    def sign(self, message, source, peer, now):
+        """C{message} as octets with a timestamp, authenticated for C{peer}."""
+        sa = self.saFor(peer)
+        if sa is None:
+            raise AuthenticationError(f"no key for neighbour {peer}")
+        options = tuple(o for o in message.options
+                        if type(o) not in (mh.MobilityMessageReplayProtection,
+                                           mh.MobilityMessageAuthentication))
+        # Strictly later than the last one to this peer, even within one
+        # reactor turn: the receiver refuses a timestamp it has seen.
+        stamp = max(toNtp(now), self._lastSent.get(peer, 0) + 1)
+        self._lastSent[peer] = stamp
+        stamped = message._replace(options=options + (
+            mh.MobilityMessageReplayProtection(stamp),))
+        return encodeSigned(stamped, sa, source, peer)
+
+    def check(self, message, raw, source, now):
+        """
+        The time C{message} (decoded from C{raw}) was sent, POSIX seconds,
+        once it is authentic and fresh; else raise L{AuthenticationError}.
+        """
+        option, _ = locate(message, raw)
+        sa = self.keys.bySpi(option.spi)
+        if sa is None or sa.mnId is not None or not sa.allowsClient(source):
+            raise AuthenticationError(f"SPI {option.spi} is no key of neighbour {source}")
+        verify(message, raw, sa)
+        stamp = message.option(mh.MobilityMessageReplayProtection)
+        if stamp is None:
+            raise AuthenticationError("no replay protection timestamp")
+        key = (sa.spi, source)
+        problem = self.replay.check(key, stamp.timestamp, now)
+        if problem is not None:
+            raise AuthenticationError(problem)
+        self.replay.accept(key, stamp.timestamp)
+        return fromNtp(stamp.timestamp)
+
+
+class HandoverService(RoleService):
+    """
+    @param core: the L{netlmm.core.handover.HandoverCore}.
+    @param guard: the L{HandoverGuard}.
+    @param dataplane: the MAG's data plane (forward / hold / deliver /
+        restore / acceptFrom, see L{netlmm.dataplane.handover}).
+    @param access: the MAG's L{netlmm.access.link.AccessLink} (probes and the
+        mobiles' frames), or None.
+    @param hold: a L{netlmm.dataplane.handover.BufferDevice}, or None: the
+        forwarded downlink is then delivered at once.
+    @param accessPoints: BSSID (text) -> neighbour address, for predictive
+        handovers (an 802.11v transition to that access point).
+    """
+
+    log = Logger()
+
+    def __init__(self, reactor, core, guard, dataplane, access=None, hold=None,
+                 port=HANDOVER_PORT, accessPoints=None, probeInterval=0.02, observer=None,
+                 transport=None, linger=1.0):
+        super().__init__(reactor, core, observer)
+        #: Sends the datagrams (an L{netlmm.transport.mh.MHPort} made at start,
+        #: or a stand-in with C{sendRaw(data, target)} given here, for tests).
+        self.transport = transport
+        self.setName("handover")
+        self.guard = guard
+        self.dataplane = dataplane
+        self.access = access
+        self.hold = hold
+        self.port = port
+        self.accessPoints = {k.lower(): IPv6Address(v) for k, v in (accessPoints or {}).items()}
+        self.probeInterval = probeInterval
+        self.mag = None
+        self.mh = None
+        #: MN identifier -> the attachment event waiting for its context.
+        self._waiting = {}
+        #: pHoA -> [mnId, peer, mac or None, reachable, over]
+        self._held = {}
+        self._probe = None
+        self._refusals = set()
+        #: How long forwarding goes on once the target is bound: what was
+        #: already on its way here still reaches the mobile.
+        self.linger = linger
+        #: pHoA -> the DelayedCall that ends its forwarding.
+        self._lingering = {}
+        self.counters = dict(refused=0, released=0, freed=0)
+
+    # ------------------------------------------------------------ lifecycle
+
+    def startService(self):
+        from netlmm.transport.mh import MHPort
+        if self.transport is None:
+            self.mh = MHPort(self.reactor, self._received, self.core.address, self.port,
+                             "udp", observer=self._observeWire)
+            try:
+                self.mh.startListening()
+            except OSError as e:
+                from netlmm.access.hostapd import StartupError
+                raise StartupError(f"handover: cannot listen on [{self.core.address}]:"
+                                   f"{self.port} (UDP): {(e.strerror or str(e)).lower()}") \
+                    from None
+            self.transport = self.mh
+        if hasattr(self.dataplane, "handoverStart"):
+            self.dataPlaneCall(self.dataplane.handoverStart)
+        for peer in self.core.neighbors:
+            maybeDeferred(self.dataplane.acceptFrom, peer)
+        if self.hold is not None and self.access is not None:
+            self.hold.start(self.access.mac)
+        if self.access is not None:
+            self.access.frameListeners.append(self._frame)
+        RoleService.startService(self)
+        self.log.info("handover: neighbours {peers}, MH over UDP on [{address}]:{port}",
+                      peers=", ".join(map(str, self.core.neighbors)) or "none",
+                      address=self.core.address, port=self.port)
+
+    def stopService(self):
+        if self._probe is not None and self._probe.active():
+            self._probe.cancel()
+        self._probe = None
+        for timer in self._lingering.values():
+            if timer.active():
+                timer.cancel()
+        self._lingering = {}
+        if self.access is not None and self._frame in self.access.frameListeners:
+            self.access.frameListeners.remove(self._frame)
+        if self.mh is not None:
+            self.mh.stopListening()
+            self.mh = self.transport = None
+        if self.hold is not None:
+            self.hold.stop()
+        return RoleService.stopService(self)
+
+    def _observeWire(self, direction, message, peer):
+        self.observe(direction, message, peer)
+
+    # ------------------------------------------------------------ from the MAG
+
+    def arrived(self, event):
+        """
+        A mobile attached without a known address: its context is asked for;
+        the MAG's C{proceed(event)} is called with it (or without, on fallback).
+        """
+        from netlmm.wire.icmpv6 import macBytes
+        self._waiting[event.mnId] = event
+        try:
+            mac = macBytes(event.linkLayer) if isinstance(event.linkLayer, str) \
+                else event.linkLayer
+        except Exception:
+            mac = None
+        self.feed(self.core.arrive, event.mnId, mac)
+
+    def leaving(self, mnId, bssid):
+        """The mobile accepted a transition to the access point C{bssid}."""
+        peer = self.accessPoints.get(bssid.lower())
+        if peer is None:
+            self.log.info("handover: {mnId} moves to {bssid}, no neighbour of ours",
+                          mnId=_show(mnId), bssid=bssid)
+            return
+        self.feed(self.core.leave, mnId, peer)
+
+    def bound(self, mnId):
+        """The mobile is bound through this MAG."""
+        self.feed(self.core.bound, mnId)
+
+    def detached(self, mnId):
+        """
+        The mobile left this MAG's access link: its downlink is held until
+        its new MAG asks for it (called before the MAG forgets the mobile).
+        """
+        self._waiting.pop(mnId, None)
+        for entry in self._held.values():
+            if entry[0] == mnId:
+                entry[3] = False
+        self.feed(self.core.depart, mnId)
+
+    # ------------------------------------------------------------ from the wire
+
+    def _received(self, message, raw, source, now):
+        peer = source[0]
+        if type(message) is mh.UnknownMessage and message.mhType in fho.MESSAGE_TYPES:
+            try:
+                message = fho.decodeMessage(raw)
+            except DecodeError as e:
+                self._refused(peer, f"malformed {fho.MESSAGE_TYPES[message.mhType].__name__}: "
+                                    f"{e}")
+                return
+        if type(message) not in (fho.HandoverInitiate, fho.HandoverAcknowledge):
+            self._refused(peer, f"unexpected {type(message).__name__}")
+            return
+        try:
+            sentAt = self.guard.check(message, raw, peer, now)
+        except AuthenticationError as e:
+            self._refused(peer, str(e))
+            return
+        self.feed(self.core.receive, message, peer, sentAt)
+
+    def _refused(self, peer, reason):
+        self.counters["refused"] += 1
+        key = (peer, reason)
+        if key in self._refusals:
+            self.log.debug("handover: refused from {peer}: {reason}", peer=peer, reason=reason)
+            return
+        if len(self._refusals) > 4096:
+            self._refusals.clear()
+        self._refusals.add(key)
+        self.log.warn("handover: refused a message from {peer}: {reason}", peer=peer,
+                      reason=reason)
+
+    # ------------------------------------------------------------ effects
+
+    def execute(self, effects):
+        now = self.reactor.seconds()
+        for e in effects:
+            kind = type(e)
+            if kind is SendHandover:
+                self._send(e.message, e.peer, now)
+            elif kind is Forward:
+                self._forward(e.phoa, e.peer)
+            elif kind is StopForward:
+                self._stopForward(e.phoa, e.linger)
+            elif kind is Hold:
+                self._startHolding(e.mnId, e.phoa, e.peer)
+            elif kind is Release:
+                self._over(e.phoa, e.reason)
+            elif kind is ContextReady:
+                self._contextReady(e.context, e.peer)
+            elif kind is Fallback:
+                event = self._waiting.pop(e.mnId, None)
+                if event is not None and self.mag is not None:
+                    self.mag.proceed(event)
+            elif kind is Refused:
+                self._refused(e.peer, e.reason)
+
+    def _send(self, message, peer, now):
+        try:
+            data = self.guard.sign(message, self.core.address, peer, now)
+        except AuthenticationError as e:
+            self.log.warn("handover: not sent to {peer}: {error}", peer=peer, error=e)
+            return
+        self.transport.sendRaw(data, (str(peer), self.port))
+        self.observe("sent", message, peer)
+
+    def _stopForward(self, phoa, linger):
+        timer = self._lingering.pop(phoa, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+        if not linger:
+            self.dataPlaneCall(self.dataplane.restore, phoa)
+            return
+
+        def restore():
+            self._lingering.pop(phoa, None)
+            self.dataPlaneCall(self.dataplane.restore, phoa)
+        self._lingering[phoa] = self.reactor.callLater(self.linger, restore)
+
+    def _forward(self, phoa, peer):
+        timer = self._lingering.pop(phoa, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+        d = self.dataPlaneCall(self.dataplane.forward, phoa, peer)
+        entry = self._held.get(phoa)
+        if entry is None or entry[1] is not None or self.hold is None:
+            return
+        # Held since the mobile left: once the route goes to the new MAG, the
+        # held packets follow it, first.
+        del self._held[phoa]
+
+        def reinject(_):
+            count = self.hold.reinject(phoa, self.reactor.seconds())
+            self.log.info("handover: {count} packets held for {phoa} sent on to {peer}",
+                          count=count, phoa=phoa, peer=peer)
+        d.addCallback(reinject)
+
+    def _contextReady(self, context, peer):
+        event = self._waiting.pop(context.mnId, None)
+        if self.mag is not None:
+            lma = self.mag.core.lmaAddress
+            # The uplink goes to the LMA at once; the binding follows.
+            self.dataPlaneCall(self.dataplane.tunnelUp, context.mnId, context.phoa, lma)
+            if event is not None:
+                self.mag.proceed(AttachmentEvent(event.mnId, context.phoa, event.linkLayer))
+        entry = self._held.get(context.phoa)
+        if entry is not None:
+            entry[3] = True
+            self._probeSoon()
+
+    # ------------------------------------------------------------ the hold
+
+    def _startHolding(self, mnId, phoa, peer):
+        if peer is not None:
+            maybeDeferred(self.dataplane.acceptFrom, peer)
+        if self.hold is None:
+            self.dataPlaneCall(self.dataplane.deliver, phoa)
+            return
+        self.hold.buffer.open(phoa)
+        self.hold.forget(phoa)
+        here = mnId in self._waiting or (self.mag is not None and
+                                         self.mag.core.attachment(mnId) is not None)
+        self._held[phoa] = [mnId, peer, None, here, False]
+        self.dataPlaneCall(self.dataplane.hold, phoa, self.hold.name)
+        if here:
+            self._probeSoon()
+
+    def _over(self, phoa, reason):
+        entry = self._held.get(phoa)
+        if entry is None or reason not in ("bound", "back"):
+            self._finish(phoa, reason)
+            return
+        # Bound (or back) before the mobile answered: keep holding until it
+        # does (or the hold's age bound frees it).
+        entry[4] = True
+        if reason == "back":
+            entry[3] = True
+            self._probeSoon()
+        if entry[2] is not None:
+            self._finish(phoa, reason)
+
+    def _finish(self, phoa, reason):
+        entry = self._held.pop(phoa, None)
+        if entry is not None and entry[2] is None and self.hold is not None:
+            self.hold.buffer.free(phoa)
+            self.counters["freed"] += 1
+            self.log.info("handover: freed the hold of {phoa} ({reason})", phoa=phoa,
+                          reason=reason)
+        if self.hold is not None:
+            self.hold.forget(phoa)
+        self.dataPlaneCall(self.dataplane.restore, phoa)
+        if reason == "timeout" and entry is not None and self.mag is not None:
+            a = self.mag.core.attachment(entry[0])
+            if a is None or a.state != "BOUND":
+                # The early uplink of a handover that did not complete.
+                self.dataPlaneCall(self.dataplane.tunnelDown, entry[0], phoa,
+                                   self.mag.core.lmaAddress)
+
+    def _probeSoon(self):
+        if self._probe is None or not self._probe.active():
+            self._probe = self.reactor.callLater(0, self._probeHeld)
+
+    def _probeHeld(self):
+        """Ask every held mobile that is here whether it can take its packets."""
+        self._probe = None
+        pending = False
+        for phoa, entry in list(self._held.items()):
+            if entry[2] is None and entry[3] and self.access is not None:
+                self.access.solicit(phoa)
+                pending = True
+        if self.hold is not None:
+            self.hold.buffer.expire(self.reactor.seconds())
+        if pending:
+            self._probe = self.reactor.callLater(self.probeInterval, self._probeHeld)
+
+    def _frame(self, frame):
+        """A mobile's ICMPv6 frame on the access link: is a held address reachable?"""
+        if not self._held:
+            return
+        target = None
+        if frame.source in self._held:
+            target = frame.source
+        elif frame.payload[:1] == bytes((NA,)):
+            try:
+                message = frame.icmp()
+            except Exception:
+                return
+            if isinstance(message, NeighborAdvertisement) and message.target in self._held:
+                target = message.target
+        if target is None:
+            return
+        entry = self._held[target]
+        if entry[2] is not None:
+            return
+        entry[2] = frame.sourceMac
+        count = self.hold.release(target, frame.sourceMac, self.reactor.seconds()) \
+            if self.hold is not None else 0
+        self.counters["released"] += 1
+        self.log.info("handover: {mnId} reachable at {phoa}; {count} held packets "
+                      "delivered", mnId=_show(entry[0]), phoa=target, count=count)
+        self.dataPlaneCall(self.dataplane.deliver, target, frame.sourceMac)
+        if entry[4]:
+            self._finish(target, "bound")
+
+
+def _show(mnId):
+    return mnId.decode("utf-8", "replace") if isinstance(mnId, bytes) else str(mnId)
+
+
+def loadHandoverKeys(path):
+    """
+    The neighbour keys of C{path} (mode 0600): one C{[[sa]]} table per key,
+    with C{spi} (256..4294967295), C{algorithm} ('hmac-sha1-96' or
+    'hmac-sha256-128'), C{key} (hex, at least 16 octets) and C{peers}, the
+    addresses of the MAGs that share it (this one among them); a
+    L{netlmm.security.keystore.KeyStore}. Errors name the file and entry.
+    """
+    import tomllib
+
+    from netlmm.security.auth import ALGORITHMS, SecurityAssociation
+    from netlmm.security.keystore import KeyFileError, KeyStore, checkPermissions
+    checkPermissions(path)
+    try:
+        with open(path, "rb") as f:
+            document = tomllib.load(f)
+    except OSError as e:
+        raise KeyFileError(f"{path}: cannot read: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise KeyFileError(f"{path}: not valid TOML: {e}") from None
+    if set(document) - {"sa"} or not isinstance(document.get("sa", []), list):
+        raise KeyFileError(f"{path}: expected [[sa]] tables only")
+    store = KeyStore()
+    for i, entry in enumerate(document.get("sa", [])):
+        where = f"{path}: sa[{i}]"
+        if not isinstance(entry, dict):
+            raise KeyFileError(f"{where}: expected a table")
+        extra = set(entry) - {"spi", "algorithm", "key", "peers"}
+        if extra:
+            raise KeyFileError(f"{where}.{sorted(extra)[0]}: unknown key")
+        peers = entry.get("peers")
+        if not isinstance(peers, list) or len(peers) < 2 or \
+                not all(isinstance(p, str) for p in peers):
+            raise KeyFileError(f"{where}.peers: expected the addresses of the MAGs that "
+                               "share the key (at least two)")
+        algorithm = entry.get("algorithm", "hmac-sha256-128")
+        if algorithm not in ALGORITHMS:
+            raise KeyFileError(f"{where}.algorithm: expected one of {', '.join(ALGORITHMS)}")
+        try:
+            key = bytes.fromhex(entry.get("key"))
+            store.add(SecurityAssociation(entry.get("spi"), key, algorithm,
+                                          clients=[f"{IPv6Address(p)}/128" for p in peers]))
+        except (TypeError, ValueError) as e:
+            raise KeyFileError(f"{where}: {e}") from None
+    return store
+
+
+def writeHandoverKeys(path, associations):
+    """Write neighbour keys (L{loadHandoverKeys}' format) with mode 0600."""
+    import os
+    lines = ["# netlmm MAG-to-MAG keys (RFC 4285 MN-HA over RFC 5949). Keep mode 0600.\n"]
+    for sa in associations:
+        peers = ", ".join(f'"{c.network_address}"' for c in sa.clients)
+        lines.append(f'\n[[sa]]\nspi = {sa.spi}\nalgorithm = "{sa.algorithm}"\n'
+                     f'key = "{sa.key.hex()}"\npeers = [{peers}]\n')
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), 0o600)
+        f.write("".join(lines))
+
+
+def fromConfig(magTable, reactor, address, dataplane, access, configDir=None):
+    """
+    The L{HandoverService} that C{[mag.handover]} describes, or None without
+    that table. C{address}: the MAG's address; errors name the key.
+    """
+    import os
+
+    from netlmm.config import ConfigError
+    from netlmm.core.handover import HandoverCore
+    from netlmm.dataplane.handover import BufferDevice, PacketBuffer
+    from netlmm.security.keystore import KeyFileError
+    from netlmm.wire.errors import EncodeError
+    from netlmm.wire.icmpv6 import macBytes, macText
+    if "handover" not in magTable.data:
+        magTable._get("handover", None, False)
+        return None
+    t = magTable.table("handover")
+    value = t._get("neighbors", None, True)
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{t._key('neighbors')}: expected a non-empty list of the "
+                          f"neighbour MAGs' addresses, got {value!r}")
+    neighbors = []
+    for v in value:
+        try:
+            n = IPv6Address(v)
+        except ValueError:
+            raise ConfigError(f"{t._key('neighbors')}: {v!r} is not an IPv6 address") \
+                from None
+        if n == address or n in neighbors:
+            raise ConfigError(f"{t._key('neighbors')}: {v} is this MAG or listed twice")
+        neighbors.append(n)
+    keysPath = t.path("keys", required=True) if hasattr(t, "path") \
+        else t.string("keys", required=True)
+    if configDir and not os.path.isabs(keysPath):
+        keysPath = os.path.join(configDir, keysPath)
+    try:
+        keys = loadHandoverKeys(keysPath)
+    except KeyFileError as e:
+        raise ConfigError(f"{t._key('keys')}: {e}") from None
+    for n in neighbors:
+        if not any(sa.allowsClient(n) and sa.allowsClient(address) for sa in keys):
+            raise ConfigError(f"{t._key('keys')}: {keysPath} has no key this MAG shares "
+                              f"with neighbour {n} (an [[sa]] whose peers name both)")
+    port = t.number("port", HANDOVER_PORT, minimum=1, maximum=65535, integer=True)
+    contextTimeout = t.number("context_timeout", 0.5, minimum=0.01, maximum=10)
+    forwardTimeout = t.number("forward_timeout", 10, minimum=0.1, maximum=600)
+    prepareTimeout = t.number("prepare_timeout", 3, minimum=0.1, maximum=600)
+    window = t.number("replay_window", DEFAULT_WINDOW, minimum=0.1, maximum=300)
+    probe = t.number("probe_interval", 0.02, minimum=0.005, maximum=5)
+    hold = None
+    if t.boolean("buffer", True):
+        if access is None:
+            raise ConfigError(f"{t._key('buffer')}: holding a mobile's packets needs the "
+                              "access link ([mag.access]); set buffer = false without it")
+        buffer = PacketBuffer(
+            maxPackets=t.number("buffer_packets", 2048, minimum=1, maximum=1 << 20,
+                                integer=True),
+            maxBytes=t.number("buffer_bytes", 4 << 20, minimum=1500, maximum=1 << 30,
+                              integer=True),
+            maxAge=t.number("buffer_time", 3.0, minimum=0.01, maximum=60),
+            policy=t.string("buffer_policy", "drop-new", choices=PacketBuffer.POLICIES))
+        hold = BufferDevice(reactor, buffer, access.config.interface,
+                            name=t.string("buffer_device", "nlbuf0"))
+    points = {}
+    if "access_points" in t.data:
+        ap = t.table("access_points")
+        for bssid in list(ap.data):
+            try:
+                key = macText(macBytes(bssid))
+            except (EncodeError, ValueError):
+                raise ConfigError(f"{ap._key(bssid)}: expected a BSSID (a MAC) as key") \
+                    from None
+            peer = ap.address(bssid, required=True)
+            if peer not in neighbors:
+                raise ConfigError(f"{ap._key(bssid)}: {peer} is not one of the neighbors")
+            points[key] = peer
+        ap.finish()
+    else:
+        t._get("access_points", None, False)
+    t.finish()
+    from twisted.logger import Logger
+    core = HandoverCore(address, neighbors, contextTimeout=contextTimeout,
+                        forwardTimeout=forwardTimeout, prepareTimeout=prepareTimeout,
+                        log=Logger(namespace="netlmm.handover"))
+    return HandoverService(reactor, core, HandoverGuard(keys, window), dataplane, access, hold,
+                           port=port, accessPoints=points, probeInterval=probe)

@@ -1,0 +1,310 @@
+"""
+Two MAGs' handover services talking RFC 5949 over a memory wire, without
+root: context transfer, forwarding, authentication and replay protection
+(refused, logged once, nothing changed), the hold and its bounds, the
+[mag.handover] config.
+"""
+
+import os
+import tempfile
+from ipaddress import IPv6Address
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from netlmm.access import AttachmentEvent
+from netlmm.config import ConfigError, Table
+from netlmm.core.handover import Context, HandoverCore, State
+from netlmm.dataplane.handover import PacketBuffer
+from netlmm.dataplane.memory import MemoryDataPlane
+from netlmm.security.auth import SecurityAssociation
+from netlmm.security.keystore import KeyStore
+from netlmm.service.handover import (
+    HandoverGuard, HandoverService, fromConfig, loadHandoverKeys, writeHandoverKeys,
+)
+from netlmm.wire import mh
+from netlmm.wire.fho import HandoverInitiate, HiCode
+
+MAG1 = IPv6Address("2001:db8:ffff::11")
+MAG2 = IPv6Address("2001:db8:ffff::12")
+LMA = IPv6Address("2001:db8:ffff::1")
+MN = b"02:00:00:00:aa:01"
+PHOA = IPv6Address("2001:db8:1::ff:fe00:aa01")
+KEY = SecurityAssociation(300, b"k" * 20, "hmac-sha1-96", clients=[f"{MAG1}/128",
+                                                                     f"{MAG2}/128"])
+
+
+class Wire:
+    """Records datagrams; L{deliver} hands them to the addressed service."""
+
+    def __init__(self, address):
+        self.address = address
+        self.sent = []
+
+    def sendRaw(self, data, target):
+        self.sent.append((data, target))
+
+
+class _Attachment:
+    def __init__(self, state, phoa, since):
+        self.state, self.phoa, self.since = state, phoa, since
+
+
+class FakeMagCore:
+    lmaAddress = LMA
+
+    def __init__(self):
+        self.attachments = {}
+
+    def attachment(self, mnId):
+        return self.attachments.get(mnId)
+
+
+class FakeMag:
+    """What a handover service asks of its MAG."""
+
+    def __init__(self):
+        self.core = FakeMagCore()
+        self.proceeded = []
+
+    def proceed(self, event):
+        self.proceeded.append(event)
+
+
+class Domain:
+    def __init__(self, clock, keys1=None, keys2=None):
+        self.clock = clock
+        self.services = {}
+        for address, peer, keys in ((MAG1, MAG2, keys1), (MAG2, MAG1, keys2)):
+            core = HandoverCore(address, [peer])
+            plane = MemoryDataPlane()
+            service = HandoverService(clock, core, HandoverGuard(keys or KeyStore([KEY])),
+                                      plane, transport=Wire(address))
+            service.mag = FakeMag()
+            core.lookup = self._lookup(service.mag)
+            core.attachedSince = lambda mnId, mag=service.mag: getattr(
+                mag.core.attachment(mnId), "since", None)
+            service.startService()
+            self.services[address] = service
+
+    @staticmethod
+    def _lookup(mag):
+        def lookup(mnId):
+            a = mag.core.attachment(mnId)
+            if a is None or a.state != "BOUND":
+                return None
+            return Context(mnId, a.phoa, bytes.fromhex("02000000aa01"), LMA)
+        return lookup
+
+    def deliver(self, source):
+        """Hand every datagram C{source} sent to its destination; returns them."""
+        wire = self.services[source].transport
+        out, wire.sent = wire.sent, []
+        for data, (host, port) in out:
+            target = self.services[IPv6Address(host)]
+            target._received(mh.decodeMessage(data), data, (source, port), self.clock.seconds())
+        return out
+
+
+class ServiceTests(SynchronousTestCase):
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(1_700_000_000)
+        self.domain = Domain(self.clock)
+        self.mag1 = self.domain.services[MAG1]
+        self.mag2 = self.domain.services[MAG2]
+        self.mag1.mag.core.attachments[MN] = _Attachment("BOUND", PHOA, 1_699_999_000)
+
+    def test_reactive(self):
+        """The HI and HAck cross authenticated; MAG1 forwards, MAG2 goes on with the pHoA."""
+        event = AttachmentEvent(MN, linkLayer="02:00:00:00:aa:01")
+        self.mag2.arrived(event)
+        self.assertEqual(len(self.domain.deliver(MAG2)), 1)
+        self.assertEqual(self.mag1.dataplane.handovers, {PHOA: ("forward", MAG2)})
+        self.domain.deliver(MAG1)
+        self.assertEqual(self.mag2.mag.proceeded,
+                         [AttachmentEvent(MN, PHOA, "02:00:00:00:aa:01")])
+        self.assertEqual(self.mag2.dataplane.tunnels, {PHOA: LMA})
+        self.assertIn(MAG1, self.mag2.dataplane.accepted)
+        self.assertEqual(self.mag2.core.session(MN).state, State.RECEIVING)
+        # Bound at MAG2: MAG1 is told and stops forwarding.
+        self.mag2.bound(MN)
+        self.domain.deliver(MAG2)
+        # What is still on its way to MAG1 follows for a second, then it stops.
+        self.assertEqual(self.mag1.dataplane.handovers, {PHOA: ("forward", MAG2)})
+        self.clock.advance(1.0)
+        self.assertEqual(self.mag1.dataplane.handovers, {})
+        self.assertEqual(self.mag1.counters["refused"], 0)
+        self.assertEqual(self.mag2.counters["refused"], 0)
+
+    def test_fallbackWhenPreviousMagIsDown(self):
+        """MAG1 never answers: MAG2 goes on without context within the timeout."""
+        event = AttachmentEvent(MN, linkLayer="02:00:00:00:aa:01")
+        self.mag2.arrived(event)
+        self.clock.advance(0.25)
+        self.assertEqual(len(self.mag2.transport.sent), 2)  # sent again half-way
+        self.assertEqual(self.mag2.mag.proceeded, [])
+        self.clock.advance(0.25)
+        self.assertEqual(self.mag2.mag.proceeded, [event])
+        self.assertIsNone(self.mag2.core.session(MN))
+
+    def refusedAtMag1(self, data, source=MAG2):
+        """Deliver C{data} to MAG1 from C{source}; MAG1 must change nothing."""
+        before = dict(self.mag1.core.sessions), dict(self.mag1.dataplane.handovers)
+        self.mag1._received(mh.decodeMessage(data), data, (source, 5436),
+                            self.clock.seconds())
+        self.assertEqual((dict(self.mag1.core.sessions), dict(self.mag1.dataplane.handovers)),
+                         before)
+        self.assertEqual(self.mag1.transport.sent, [])
+
+    def request(self):
+        hi = HandoverInitiate(1, code=HiCode.REQUEST, options=[mh.MobileNodeIdentifier(MN)])
+        return self.mag2.guard.sign(hi, MAG2, MAG1, self.clock.seconds())
+
+    def test_tampered(self):
+        data = bytearray(self.request())
+        data[-1] ^= 1
+        self.refusedAtMag1(bytes(data))
+        self.assertEqual(self.mag1.counters["refused"], 1)
+
+    def test_replayed(self):
+        data = self.request()
+        self.mag1._received(mh.decodeMessage(data), data, (MAG2, 5436), self.clock.seconds())
+        self.mag1.transport.sent = []
+        sessions = dict(self.mag1.core.sessions)
+        self.mag1._received(mh.decodeMessage(data), data, (MAG2, 5436), self.clock.seconds())
+        self.assertEqual(self.mag1.core.sessions, sessions)
+        self.assertEqual(self.mag1.transport.sent, [])
+        self.assertEqual(self.mag1.counters["refused"], 1)
+
+    def test_stale(self):
+        data = self.request()
+        self.clock.advance(8)
+        self.refusedAtMag1(data)
+
+    def test_unknownSender(self):
+        """An address that is not a neighbour (and has no key) is refused, unanswered."""
+        self.refusedAtMag1(self.request(), source=IPv6Address("2001:db8:9::1"))
+
+    def test_unsigned(self):
+        hi = HandoverInitiate(1, code=HiCode.REQUEST, options=[mh.MobileNodeIdentifier(MN)])
+        self.refusedAtMag1(mh.encodeMessage(hi))
+
+    def test_otherKey(self):
+        """A neighbour signing with a key MAG1 does not share is refused."""
+        other = SecurityAssociation(300, b"x" * 20, "hmac-sha1-96",
+                                    clients=[f"{MAG1}/128", f"{MAG2}/128"])
+        hi = HandoverInitiate(1, code=HiCode.REQUEST, options=[mh.MobileNodeIdentifier(MN)])
+        data = HandoverGuard(KeyStore([other])).sign(hi, MAG2, MAG1, self.clock.seconds())
+        self.refusedAtMag1(data)
+
+    def test_refusalsLoggedOnce(self):
+        data = bytearray(self.request())
+        data[-1] ^= 1
+        events = []
+        from twisted.logger import globalLogPublisher
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        for _ in range(3):
+            self.mag1._received(mh.decodeMessage(bytes(data)), bytes(data), (MAG2, 5436),
+                                self.clock.seconds())
+        warnings = [e for e in events if e.get("log_format", "").startswith(
+            "handover: refused a message")]
+        self.assertEqual(len(warnings), 1)
+        self.assertEqual(self.mag1.counters["refused"], 3)
+
+
+class BufferTests(SynchronousTestCase):
+    def packet(self, n, size=100):
+        return b"\x60" + bytes(23) + PHOA.packed + n.to_bytes(4, "big") + bytes(size - 44)
+
+    def test_orderAndBounds(self):
+        b = PacketBuffer(maxPackets=3, maxBytes=10_000, maxAge=1.0)
+        self.assertFalse(b.add(PHOA, self.packet(0), 0.0))
+        self.assertEqual(b.counters["droppedUnknown"], 1)
+        b.open(PHOA)
+        for n in range(5):
+            b.add(PHOA, self.packet(n), 0.1 * n)
+        self.assertEqual(b.counters["droppedPackets"], 2)
+        self.assertEqual(b.take(PHOA, 0.5), [self.packet(n) for n in range(3)])
+        self.assertEqual((b.packets, b.bytes), (0, 0))
+
+    def test_dropOld(self):
+        b = PacketBuffer(maxPackets=2, maxBytes=10_000, maxAge=1.0, policy="drop-old")
+        b.open(PHOA)
+        for n in range(4):
+            b.add(PHOA, self.packet(n), 0.1 * n)
+        self.assertEqual(b.take(PHOA, 0.4), [self.packet(2), self.packet(3)])
+        self.assertEqual(b.counters["droppedPackets"], 2)
+
+    def test_bytesAndAge(self):
+        b = PacketBuffer(maxPackets=100, maxBytes=250, maxAge=1.0)
+        b.open(PHOA)
+        for n in range(3):
+            b.add(PHOA, self.packet(n), 0.0)
+        self.assertEqual(b.counters["droppedBytes"], 1)
+        self.assertEqual(b.take(PHOA, 2.0), [])
+        self.assertEqual(b.counters["droppedAge"], 2)
+
+    def test_freed(self):
+        b = PacketBuffer()
+        b.open(PHOA)
+        b.add(PHOA, self.packet(1), 0.0)
+        b.free(PHOA)
+        self.assertEqual((b.counters["droppedFreed"], b.packets, b.holding(PHOA)),
+                         (1, 0, False))
+
+    def test_policyChecked(self):
+        self.assertRaises(ValueError, PacketBuffer, policy="random")
+
+
+class ConfigTests(SynchronousTestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp()
+        self.keys = os.path.join(self.dir, "handover.toml")
+        writeHandoverKeys(self.keys, [KEY])
+
+    def build(self, **handover):
+        data = {"handover": dict(dict(neighbors=[str(MAG2)], keys=self.keys,
+                                      buffer=False), **handover)}
+        return fromConfig(Table(data, "mag"), Clock(), MAG1, MemoryDataPlane(), None)
+
+    def badKeys(self, text):
+        path = os.path.join(self.dir, "bad.toml")
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, 0o600)
+        return path
+
+    def test_keysRoundTrip(self):
+        (sa,) = list(loadHandoverKeys(self.keys))
+        self.assertEqual((sa.spi, sa.key, sa.clients), (KEY.spi, KEY.key, KEY.clients))
+
+    def test_built(self):
+        service = self.build(context_timeout=0.2, access_points={
+            "02:00:00:00:01:00": str(MAG2)})
+        self.assertEqual(service.core.neighbors, [MAG2])
+        self.assertEqual(service.core.contextTimeout, 0.2)
+        self.assertEqual(service.accessPoints, {"02:00:00:00:01:00": MAG2})
+        self.assertIsNone(service.hold)
+        self.assertIsNone(fromConfig(Table({}, "mag"), Clock(), MAG1, None, None))
+
+    def test_errors(self):
+        cases = [
+            (dict(neighbors=[]), "mag.handover.neighbors: expected a non-empty list"),
+            (dict(neighbors=["x"]), "mag.handover.neighbors: 'x' is not an IPv6 address"),
+            (dict(neighbors=[str(MAG1)]), f"mag.handover.neighbors: {MAG1} is this MAG"),
+            (dict(neighbors=["2001:db8::99"]), "mag.handover.keys: "),
+            (dict(keys=self.badKeys('[[sa]]\nspi = 300\nkey = "00"\npeers = ["::1"]\n')),
+             "mag.handover.keys: "),
+            (dict(keys="/nonexistent"), "mag.handover.keys: /nonexistent: no such key file"),
+            (dict(keys=self.badKeys("[[sa]]\nspi = 300\n")), "mag.handover.keys: "),
+            (dict(buffer=True), "mag.handover.buffer: holding a mobile's packets needs"),
+            (dict(access_points={"zz": str(MAG2)}), "mag.handover.access_points.zz: expected"),
+            (dict(access_points={"02:00:00:00:01:00": "2001:db8::5"}),
+             "mag.handover.access_points.02:00:00:00:01:00: 2001:db8::5 is not one"),
+            (dict(bogus=1), "mag.handover.bogus: unknown key"),
+        ]
+        for change, message in cases:
+            e = self.assertRaises(ConfigError, self.build, **change)
+            self.assertTrue(str(e).startswith(message), (str(e), message))
