@@ -413,15 +413,22 @@ class NetnsDomain:
                      f"the LMA's binding via {mag}", timeout)
         return self.topology.mn.address()
 
-    def roam(self, mag, timeout=20.0):
+    def roam(self, mag, timeout=20.0, steer=False):
         """
-        Wi-Fi: roam the station to C{mag}'s access point and wait until the
-        LMA binds it there; returns the address, which must not change.
+        Wi-Fi: roam the station to C{mag}'s access point (C{steer}: the
+        current AP asks it to, with an 802.11v BSS transition request, which
+        tells the current MAG where it goes) and wait until the LMA binds it
+        there; returns the address, which must not change.
         """
         pcoa = MAG_ADDRESSES[int(mag[-1]) - 1]
         before = self._bindingsVia(pcoa)
         mn = self.topology.mn
-        mn.roam(mag)
+        if steer:
+            current = self.topology.aps[mn.at[0]]
+            current.steer(mn.mac, self.topology.aps[mag])
+            mn.at = (mag, self.topology.aps[mag].bssid)
+        else:
+            mn.roam(mag)
         mn.station.waitAssociated(self.topology.aps[mag].bssid, timeout)
         self.waitFor(lambda: self._bindingsVia(pcoa) > before,
                      f"the LMA's binding via {mag}", timeout)
@@ -431,7 +438,7 @@ class NetnsDomain:
         log = self.log("lma")
         return len(re.findall(rf"(new binding \S+|moves \S+) -> {re.escape(pcoa)}\b", log))
 
-    def handoff(self, mag, flowInterval=0.01, timeout=20.0, pingFrom="cn"):
+    def handoff(self, mag, flowInterval=0.01, timeout=20.0, pingFrom="cn", steer=False):
         """
         Move the MN to C{mag} (link down at the old MAG, up at the new one,
         same MAC; on Wi-Fi a roam) while the CN pings the MN's address (or,
@@ -447,7 +454,7 @@ class NetnsDomain:
                      "the flow before the handoff", 10)
         started = time.time()
         if self.wifi:
-            self.roam(mag, timeout)
+            self.roam(mag, timeout, steer)
         else:
             self.topology.mn.detach()
             self.attach(mag, timeout)

@@ -34,3 +34,29 @@ class WifiRoamTests(TestCase):
             self.assertRegex(domain.log("lma"), rf"binding for {phoa} moves \S+ -> {pcoa}")
             self.assertIn("02:00:00:00:aa:01 associated", domain.log(target))
         self.assertEqual(domain.ping("cn", phoa).returncode, 0)
+
+
+class WifiHandoverTests(TestCase):
+    timeout = 900 * timeScale()
+
+    def test_contextTransferAndForwarding(self):
+        """
+        With [mag.handover] and one router identity: a reactive roam (the new
+        MAG asks for the context at association) and a predictive one (the
+        old AP steers the station with an 802.11v BSS transition request and
+        the old MAG offers the context first); the CN's downlink flow goes on
+        through forwarding and the hold, the address stays.
+        """
+        domain = NetnsDomain(self.mktemp(), testCase=self, wifi=True, handover=True)
+        domain.start()
+        phoa = domain.attach("mag1")
+        reactive = domain.handoff("mag2")
+        self.assertEqual(domain.topology.mn.address(), phoa)
+        self.assertIn("context of 02:00:00:00:aa:01 from", domain.log("mag2"))
+        self.assertIn("forwarding its downlink there", domain.log("mag1"))
+        predictive = domain.handoff("mag1", steer=True)
+        self.assertEqual(domain.topology.mn.address(), phoa)
+        self.assertIn("accepts a transition to", domain.log("mag2"))
+        self.assertIn("announces 02:00:00:00:aa:01", domain.log("mag1"))
+        for result in (reactive, predictive):
+            self.assertGreater(result["sent"], result["lost"])
