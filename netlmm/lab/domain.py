@@ -25,7 +25,7 @@ import signal
 import time
 
 from netlmm.lab import kernel
-from netlmm.lab.netns import CommandFailed, Lab, Mobile
+from netlmm.lab.netns import CommandFailed, Lab, Mobile, readText as _read
 from netlmm.lab.wait import waitFor
 
 HOME_PREFIX = "2001:db8:1::/64"
@@ -476,12 +476,6 @@ class NetnsDomain:
                      f"the deregistration of {phoa}", timeout)
 
 
-def _read(path):
-    try:
-        with open(path) as f:
-            return f.read()
-    except FileNotFoundError:
-        return ""
 
 
 def parsePing(text):

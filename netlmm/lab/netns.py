@@ -355,6 +355,15 @@ class Mobile:
         return found[0] if found else None
 
 
+def readText(path):
+    """The text of the file at C{path}, or '' when there is none (yet)."""
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
 def _signal(process, sig):
     try:
         os.killpg(process.pid, sig)

@@ -22,7 +22,7 @@ import time
 from collections import namedtuple
 
 from netlmm.lab import kernel
-from netlmm.lab.netns import CommandFailed, run, skipUnlessTools, which
+from netlmm.lab.netns import CommandFailed, readText as _read, run, skipUnlessTools, which
 
 MODULE = "mac80211_hwsim"
 #: Radios made when the module is loaded here (one per AP and station of a domain, spare).
@@ -261,9 +261,3 @@ def _wait(predicate, what, timeout, process, log):
         time.sleep(0.1)
 
 
-def _read(path):
-    try:
-        with open(path) as f:
-            return f.read()
-    except FileNotFoundError:
-        return ""

@@ -116,17 +116,21 @@ def checkPermissions(path):
             f"refusing it (run: chmod 600 {path})")
 
 
-def loadKeyFile(path):
-    """The L{KeyStore} in the key file at C{path}, permissions checked."""
+def readKeyDocument(path):
+    """The parsed TOML of the key file at C{path}, permissions checked."""
     checkPermissions(path)
     try:
         with open(path, "rb") as f:
-            document = tomllib.load(f)
+            return tomllib.load(f)
     except OSError as e:
         raise KeyFileError(f"{path}: cannot read: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise KeyFileError(f"{path}: not valid TOML: {e}") from None
-    return parseKeys(document, path)
+
+
+def loadKeyFile(path):
+    """The L{KeyStore} in the key file at C{path}, permissions checked."""
+    return parseKeys(readKeyDocument(path), path)
 
 
 def parseKeys(document, path="keys"):

@@ -450,18 +450,9 @@ def loadHandoverKeys(path):
     addresses of the MAGs that share it (this one among them); a
     L{netlmm.security.keystore.KeyStore}. Errors name the file and entry.
     """
-    import tomllib
-
     from netlmm.security.auth import ALGORITHMS, SecurityAssociation
-    from netlmm.security.keystore import KeyFileError, KeyStore, checkPermissions
-    checkPermissions(path)
-    try:
-        with open(path, "rb") as f:
-            document = tomllib.load(f)
-    except OSError as e:
-        raise KeyFileError(f"{path}: cannot read: {e.strerror}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise KeyFileError(f"{path}: not valid TOML: {e}") from None
+    from netlmm.security.keystore import KeyFileError, KeyStore, readKeyDocument
+    document = readKeyDocument(path)
     if set(document) - {"sa"} or not isinstance(document.get("sa", []), list):
         raise KeyFileError(f"{path}: expected [[sa]] tables only")
     store = KeyStore()

@@ -27,7 +27,7 @@ class WiredHandoverTests(TestCase):
             # Only what the old MAG had already handed to the link when the
             # link was deleted (1 or 2 packets at 100/s) may be lost.
             self.assertLessEqual(result["lost"], 3, (result, domain.logs()))
-            self.assertIn(f"context of 02:00:00:00:aa:01 from", domain.log(target))
+            self.assertIn("context of 02:00:00:00:aa:01 from", domain.log(target))
             self.assertRegex(domain.log(old), r"packets held for \S+ sent on to")
             self.assertRegex(domain.log(target), r"reachable at \S+; \d+ held packets "
                                                  r"delivered")

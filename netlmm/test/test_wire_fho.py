@@ -7,13 +7,13 @@ mip6 dissector as the independent reader.
 
 import os
 import shutil
-import struct
 import subprocess
 import tempfile
 from ipaddress import IPv4Address, IPv6Address
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from netlmm.test.test_wire_mh import _ipv6, _pcap
 from netlmm.wire import mh
 from netlmm.wire.errors import DecodeError, EncodeError
 from netlmm.wire.fho import (
@@ -82,14 +82,6 @@ class KnownValuesTests(SynchronousTestCase):
         self.assertEqual(HackCode.name(200), "code 200")
 
 
-def _pcap(packets):
-    out = [struct.pack("!IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 229)]
-    for i, packet in enumerate(packets):
-        out.append(struct.pack("!IIII", 1700000000 + i, 0, len(packet), len(packet)))
-        out.append(packet)
-    return b"".join(out)
-
-
 class TsharkTests(SynchronousTestCase):
     """Wireshark's mip6 dissector reads a HI and a HAck as we mean them."""
 
@@ -107,9 +99,8 @@ class TsharkTests(SynchronousTestCase):
             mh.HomeNetworkPrefix("2001:db8:1::7", 128), LmaAddress("2001:db8:ffff::1")])
         packets = []
         for message, source, destination in ((hi, a, b), (hack, b, a)):
-            payload = mh.encodeMessage(message, source, destination)
-            packets.append(struct.pack("!IHBB", 6 << 28, len(payload), 135, 64)
-                           + source.packed + destination.packed + payload)
+            packets.append(_ipv6(source, destination,
+                                 mh.encodeMessage(message, source, destination)))
         directory = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, directory)
         path = os.path.join(directory, "fho.pcap")

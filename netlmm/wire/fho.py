@@ -170,6 +170,11 @@ class _Handover(mh.MobilityMessage):
     __slots__ = ()
     FIXED = 4
 
+    def __new__(cls, sequence, flags=None, code=0, options=()):
+        return tuple.__new__(cls, (mh._u16("sequence number", sequence),
+                                   mh._u8("flags", cls.PROXY if flags is None else flags),
+                                   mh._u8("code", code), mh._options(options)))
+
     def fixed(self):
         return struct.pack("!HBB", self.sequence, self.flags, self.code)
 
@@ -187,11 +192,7 @@ class HandoverInitiate(_Handover, namedtuple("_HI", "sequence flags code options
 
     __slots__ = ()
     MH_TYPE = MH_HI
-
-    def __new__(cls, sequence, flags=HI_P, code=HiCode.REQUEST, options=()):
-        return tuple.__new__(cls, (mh._u16("sequence number", sequence),
-                                   mh._u8("flags", flags), mh._u8("code", code),
-                                   mh._options(options)))
+    PROXY = HI_P
 
 
 class HandoverAcknowledge(_Handover, namedtuple("_HAck", "sequence flags code options")):
@@ -199,11 +200,7 @@ class HandoverAcknowledge(_Handover, namedtuple("_HAck", "sequence flags code op
 
     __slots__ = ()
     MH_TYPE = MH_HACK
-
-    def __new__(cls, sequence, flags=HACK_P, code=HackCode.ACCEPTED, options=()):
-        return tuple.__new__(cls, (mh._u16("sequence number", sequence),
-                                   mh._u8("flags", flags), mh._u8("code", code),
-                                   mh._options(options)))
+    PROXY = HACK_P
 
     @property
     def accepted(self):
