@@ -92,12 +92,14 @@ class HandoverRoutes:
         self._forwarding(phoa, peer)
         return self._do(self._steer, phoa, lambda ipr: self._forwardRoute(ipr, peer))
 
-    def hold(self, phoa, ifname):
-        """Send C{phoa}'s downlink into the device C{ifname} (the buffer)."""
+    def hold(self, phoa, device):
+        """Send C{phoa}'s downlink into C{device} (the buffer: a name or an ifindex)."""
         phoa = IPv6Address(phoa)
-        self._handover()[phoa] = ("hold", ifname)
+        self._handover()[phoa] = ("hold", device)
+        if isinstance(device, int):
+            return self._do(self._steer, str(phoa), lambda ipr: dict(oif=device))
         return self._do(self._steer, str(phoa), lambda ipr: dict(
-            oif=nl.ifindex(ipr, ifname, "handover buffer device")))
+            oif=nl.ifindex(ipr, device, "handover buffer device")))
 
     def deliver(self, phoa, mac=None):
         """Send C{phoa}'s downlink on the access link (to C{mac}, 6 octets, when known)."""
@@ -256,14 +258,38 @@ class PacketBuffer:
                 self.counters["droppedAge"] += 1
 
 
-def setUp(name):
-    """Bring interface C{name} up (SIOCSIFFLAGS: no netlink, nothing blocks)."""
+#: Socket buffers of the hold (SO_SNDBUFFORCE / SO_RCVBUFFORCE, root): a
+#: second of held packets goes out in one burst.
+BUFFER_SOCKET = 16 << 20
+SO_SNDBUFFORCE = 32
+SO_RCVBUFFORCE = 33
+
+
+def setUp(name, queue=None):
+    """
+    Bring interface C{name} up, with a transmit queue of C{queue} packets
+    when given (SIOCSIFFLAGS, SIOCSIFTXQLEN: no netlink, nothing blocks).
+    """
     import fcntl
     import struct
     with socket.socket(AF_INET6, socket.SOCK_DGRAM) as s:
+        if queue is not None:
+            fcntl.ioctl(s, 0x8943, struct.pack("16si20x", name.encode(), queue))
         request = struct.pack("16sH22x", name.encode(), 0)
         flags = struct.unpack_from("16sH", fcntl.ioctl(s, 0x8913, request))[1]  # SIOCGIFFLAGS
         fcntl.ioctl(s, 0x8914, struct.pack("16sH22x", name.encode(), flags | 0x1))
+
+
+def bigBuffers(sock, send=True, receive=True):
+    """Make C{sock}'s buffers hold a burst (forced past the sysctl limits as root)."""
+    for wanted, forced, plain in ((send, SO_SNDBUFFORCE, socket.SO_SNDBUF),
+                                  (receive, SO_RCVBUFFORCE, socket.SO_RCVBUF)):
+        if not wanted:
+            continue
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, forced, BUFFER_SOCKET)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, plain, BUFFER_SOCKET)
 
 
 class BufferDevice:
@@ -279,6 +305,11 @@ class BufferDevice:
     log = Logger()
 
     def __init__(self, reactor, buffer, accessInterface, name="nlbuf0", system=None):
+        #: Sends held packets through an IPv6-in-IPv6 tunnel to another MAG
+        #: (a raw IPPROTO_RAW socket: the outer header is made here).
+        self.tunnel = None
+        self.address = None
+        self.index = None
         from netlmm.dataplane.userspace import LinuxSystem
         self.reactor = reactor
         self.buffer = buffer
@@ -292,14 +323,27 @@ class BufferDevice:
         self.released = {}
         self._reader = None
 
-    def start(self, sourceMac):
-        """Open the TUN device and the access socket; C{sourceMac}: the router's MAC."""
+    def start(self, sourceMac, address=None):
+        """
+        Open the TUN device and the access socket; C{sourceMac}: the router's
+        MAC; C{address}: this MAG's (the outer source of what it forwards).
+        """
         from netlmm.dataplane.userspace import _Reader
         self.sourceMac = sourceMac
+        if address is not None:
+            self.address = IPv6Address(address)
+            self.tunnel = socket.socket(AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
+            bigBuffers(self.tunnel, receive=False)
+            self.tunnel.setblocking(False)
         self.tun = self.system.openTun(self.name)
         self.name = self.tun.name
-        setUp(self.name)
+        # The kernel queues what it routes into the hold until the daemon
+        # reads it: room for the hold's whole bound.
+        setUp(self.name, queue=max(1000, self.buffer.maxPackets))
+        #: The device's index (routes name it without a netlink lookup).
+        self.index = socket.if_nametoindex(self.name)
         self.frames = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        bigBuffers(self.frames, receive=False)
         self.frames.bind((self.accessInterface, 0))
         self.frames.setblocking(False)
         self._reader = _Reader(self.tun, self._read, "netlmm-buffer")
@@ -310,10 +354,10 @@ class BufferDevice:
         if self._reader is not None:
             self.reactor.removeReader(self._reader)
             self._reader = None
-        for thing in (self.tun, self.frames):
+        for thing in (self.tun, self.frames, self.tunnel):
             if thing is not None:
                 thing.close()
-        self.tun = self.frames = None
+        self.tun = self.frames = self.tunnel = None
 
     def _read(self):
         for _ in range(256):
@@ -332,11 +376,11 @@ class BufferDevice:
             return
         destination = self._home(IPv6Address(packet[24:40]))
         if destination in self.released:
-            mac = self.released[destination]
-            if mac is None:
-                self._write(packet)
+            how, to = self.released[destination]
+            if how == "mac":
+                self.send(packet, to)
             else:
-                self.send(packet, mac)
+                self.forward(packet, to)
             return
         self.buffer.add(destination, packet, now)
 
@@ -353,30 +397,35 @@ class BufferDevice:
         """The mobile at C{mac} can take its packets: send them, in order."""
         destination = IPv6Address(destination)
         packets = self.buffer.take(destination, now)
-        self.released[destination] = mac
+        self.released[destination] = ("mac", mac)
         for packet in packets:
             self.send(packet, mac)
         return len(packets)
 
-    def reinject(self, destination, now):
+    def forwardTo(self, destination, peer, now):
         """
-        Stop holding for C{destination} and hand its packets back to the
-        kernel (written to the TUN device, in order), which routes them anew:
-        through the tunnel to the mobile's new MAG once the route says so.
-        Packets that still arrive for it go the same way.
+        The mobile C{destination} is at the MAG C{peer}: send what is held
+        for it there, in order, through an IPv6-in-IPv6 tunnel, and what still
+        arrives after it, so that nothing overtakes anything.
         """
         destination = IPv6Address(destination)
         packets = self.buffer.take(destination, now)
-        self.released[destination] = None
+        self.released[destination] = ("peer", IPv6Address(peer))
         for packet in packets:
-            self._write(packet)
+            self.forward(packet, IPv6Address(peer))
         return len(packets)
 
-    def _write(self, packet):
+    def forward(self, packet, peer):
+        """One packet to the MAG C{peer}, inside an outer IPv6 header (next header 41)."""
+        import struct
+        outer = struct.pack("!IHBB", 6 << 28, len(packet), 41, 64) + self.address.packed \
+            + peer.packed
         try:
-            self.tun.write(packet)
+            self.tunnel.sendto(outer + packet, (str(peer), 0))
         except OSError as e:
-            self.log.warn("buffer: handing a packet back failed: {error}", error=e)
+            if e.errno not in (errno.EAGAIN, errno.ENOBUFS):
+                self.log.warn("buffer: forwarding to {peer} failed: {error}", peer=peer,
+                              error=e)
             self.buffer.counters["droppedPackets"] += 1
 
     def forget(self, destination):

@@ -94,6 +94,10 @@ class LinuxSystem:
         try:
             s.bind((str(address), 0))
             s.setblocking(False)
+            # Bursts (a handover's held packets forwarded at once) must not
+            # overflow the socket between two reads.
+            from netlmm.dataplane.handover import bigBuffers
+            bigBuffers(s)
         except OSError:
             s.close()
             raise

@@ -140,11 +140,13 @@ class WifiMobile:
 class Topology(Lab):
     """The namespaces, links and addresses of the domain, and the mobile's moves."""
 
-    def __init__(self, prefix=None, testCase=None, needs=(), wifi=False):
+    def __init__(self, prefix=None, testCase=None, needs=(), wifi=False, mobileSysctls=()):
         if wifi:
             needs = tuple(needs) + ("mac80211_hwsim",)
         super().__init__(testCase, prefix, needs)
         self.wifi = wifi
+        #: More sysctls for the mobile (e.g. optimistic DAD).
+        self.mobileSysctls = tuple(mobileSysctls)
         #: node -> L{netlmm.lab.wifi.Radio}, and MAG node -> its AccessPoint (Wi-Fi)
         self.radios = {}
         self.aps = {}
@@ -185,7 +187,7 @@ class Topology(Lab):
                       "via", f"{net}2")
             # The access link: a bridge that mobiles' veths join.
             self.bridge(mag, "acc0", f"02:00:00:00:0{i + 1}:01")
-        self.mobile("mn")
+        self.mobile("mn", *self.mobileSysctls)
         if self.wifi:
             from netlmm.lab.wifi import AccessPoint, radio, skipUnlessWifiTools
             skipUnlessWifiTools()
@@ -264,7 +266,7 @@ class NetnsDomain:
     def __init__(self, workdir, dataplane=None, prefix=None, detachDelay=5.0,
                  assignment='strategy = "slaac"', accessExtra="", lmaExtra="",
                  testCase=None, wifi=False, handover=False, sharedRouter=None,
-                 handoverExtra=""):
+                 handoverExtra="", mobileSysctls=()):
         # assignment: the [mag.assignment] table's body (TOML lines);
         # accessExtra: more [mag.access] lines (each ending in a newline);
         # lmaExtra: more LMA config (whole tables, e.g. [lma.pool]).
@@ -282,7 +284,8 @@ class NetnsDomain:
         self.handoverExtra = handoverExtra
         #: One router identity on every access link (by default with handover).
         self.sharedRouter = handover if sharedRouter is None else sharedRouter
-        self.topology = Topology(prefix, testCase, needs=(needs,), wifi=wifi)
+        self.topology = Topology(prefix, testCase, needs=(needs,), wifi=wifi,
+                                 mobileSysctls=mobileSysctls)
         self.daemons = []
 
     def path(self, name):
@@ -453,11 +456,7 @@ class NetnsDomain:
         self.waitFor(lambda: len(parsePing(_read(flowLog))[2]) >= 20,
                      "the flow before the handoff", 10)
         started = time.time()
-        if self.wifi:
-            self.roam(mag, timeout, steer)
-        else:
-            self.topology.mn.detach()
-            self.attach(mag, timeout)
+        self.move(mag, timeout, steer)
         moved = time.time()
         self.waitFor(lambda: any(s > moved for s in parsePing(_read(flowLog))[2]),
                      f"the flow to resume through {mag}", timeout)
@@ -466,6 +465,53 @@ class NetnsDomain:
         sent, got, stamps = parsePing(_read(flowLog))
         gaps = [b - a for a, b in zip(stamps, stamps[1:]) if b > started]
         return dict(interruption=max(gaps), lost=sent - got, sent=sent)
+
+    def move(self, mag, timeout=20.0, steer=False):
+        """Move the MN to C{mag}: a roam (or a steered one) on Wi-Fi, else a new link."""
+        if self.wifi:
+            self.roam(mag, timeout, steer)
+        else:
+            self.topology.mn.detach()
+            self.attach(mag, timeout)
+
+    def handoffFlow(self, mag, rate=1000.0, steer=False, timeout=20.0, settle=1.0):
+        """
+        Move the MN to C{mag} while the CN sends it a UDP stream of C{rate}
+        packets/s (L{netlmm.lab.flow}) and the MN pings the CN every 10 ms.
+        Returns L{netlmm.lab.flow.analyse}'s dict for the stream (interruption
+        in seconds, lost, duplicated, reordered) plus pingSent, pingLost and
+        pingInterruption.
+        """
+        import sys
+        from netlmm.lab.flow import analyse, records
+        t = self.topology
+        phoa = t.mn.address()
+        tag = f"{time.time():.3f}-{mag}"
+        recordFile, countFile = self.path(f"udp-{tag}.rec"), self.path(f"udp-{tag}.count")
+        pingLog = self.path(f"ping-{tag}.log")
+        python = [sys.executable, "-m", "netlmm.lab.flow"]
+        receiver = t.start("mn", python + ["receive", "5555", recordFile])
+        time.sleep(0.3 * kernel.timeScale())
+        sender = t.start("cn", python + ["send", str(phoa), "5555", str(rate), countFile])
+        ping = t.start("mn", ["ping", "-D", "-i", "0.01", "-W", "1", CN_ADDRESS], pingLog)
+        self.waitFor(lambda: len(records(recordFile)) >= rate / 5, "the stream before the "
+                     "handoff", 20)
+        started = time.time()
+        self.move(mag, timeout, steer)
+        moved = time.time()
+        self.waitFor(lambda: any(a > moved for _, a in records(recordFile)[-50:]),
+                     f"the stream to resume through {mag}", timeout)
+        time.sleep(settle)
+        t.stop(sender, sig=signal.SIGTERM, timeout=10)
+        time.sleep(0.3 * kernel.timeScale())
+        t.stop(receiver, sig=signal.SIGTERM, timeout=10)
+        t.stop(ping, sig=signal.SIGINT, timeout=10)
+        result = analyse(int(_read(countFile) or 0), records(recordFile), since=started)
+        sent, got, stamps = parsePing(_read(pingLog))
+        gaps = [b - a for a, b in zip(stamps, stamps[1:]) if b > started]
+        result.update(pingSent=sent, pingLost=sent - got,
+                      pingInterruption=max(gaps) if gaps else float("inf"))
+        return result
 
     def detach(self, timeout=20.0):
         """Take the MN's link away and wait for the deregistration."""

@@ -164,7 +164,7 @@ class HandoverService(RoleService):
         for peer in self.core.neighbors:
             maybeDeferred(self.dataplane.acceptFrom, peer)
         if self.hold is not None and self.access is not None:
-            self.hold.start(self.access.mac)
+            self.hold.start(self.access.mac, self.core.address)
         if self.access is not None:
             self.access.frameListeners.append(self._frame)
         RoleService.startService(self)
@@ -303,32 +303,31 @@ class HandoverService(RoleService):
         timer = self._lingering.pop(phoa, None)
         if timer is not None and timer.active():
             timer.cancel()
-        if not linger:
-            self.dataPlaneCall(self.dataplane.restore, phoa)
-            return
 
         def restore():
             self._lingering.pop(phoa, None)
+            if self.hold is not None:
+                self.hold.forget(phoa)
             self.dataPlaneCall(self.dataplane.restore, phoa)
+        if not linger:
+            restore()
+            return
         self._lingering[phoa] = self.reactor.callLater(self.linger, restore)
 
     def _forward(self, phoa, peer):
         timer = self._lingering.pop(phoa, None)
         if timer is not None and timer.active():
             timer.cancel()
-        d = self.dataPlaneCall(self.dataplane.forward, phoa, peer)
         entry = self._held.get(phoa)
         if entry is None or entry[1] is not None or self.hold is None:
+            self.dataPlaneCall(self.dataplane.forward, phoa, peer)
             return
-        # Held since the mobile left: once the route goes to the new MAG, the
-        # held packets follow it, first.
+        # Held since the mobile left: the hold itself sends what it has, and
+        # what still arrives, to the new MAG, in order (the route stays).
         del self._held[phoa]
-
-        def reinject(_):
-            count = self.hold.reinject(phoa, self.reactor.seconds())
-            self.log.info("handover: {count} packets held for {phoa} sent on to {peer}",
-                          count=count, phoa=phoa, peer=peer)
-        d.addCallback(reinject)
+        count = self.hold.forwardTo(phoa, peer, self.reactor.seconds())
+        self.log.info("handover: {count} packets held for {phoa} sent on to {peer}",
+                      count=count, phoa=phoa, peer=peer)
 
     def _contextReady(self, context, peer):
         event = self._waiting.pop(context.mnId, None)
@@ -356,7 +355,7 @@ class HandoverService(RoleService):
         here = mnId in self._waiting or (self.mag is not None and
                                          self.mag.core.attachment(mnId) is not None)
         self._held[phoa] = [mnId, peer, None, here, False]
-        self.dataPlaneCall(self.dataplane.hold, phoa, self.hold.name)
+        self.dataPlaneCall(self.dataplane.hold, phoa, self.hold.index or self.hold.name)
         if here:
             self._probeSoon()
 
