@@ -230,7 +230,8 @@ class HandoverService(RoleService):
         for entry in self._held.values():
             if entry[0] == mnId:
                 entry[3] = False
-        self.feed(self.core.depart, mnId)
+        if self.running:
+            self.feed(self.core.depart, mnId)
 
     # ------------------------------------------------------------ from the wire
 

@@ -183,7 +183,7 @@ class MagService(RoleService):
             self.linkLayers[event.mnId] = event.linkLayer
         if self.ipv4 is not None:
             self.ipv4.attached(event)
-        if self.handover is not None and event.phoa is None:
+        if self.handover is not None and self.handover.running and event.phoa is None:
             self.handover.arrived(event)
         else:
             self.strategy.attached(event)
