@@ -94,11 +94,11 @@ class HandoverRoutes:
 
     def hold(self, phoa, device):
         """Send C{phoa}'s downlink into C{device} (the buffer: a name or an ifindex)."""
-        phoa = IPv6Address(phoa)
+        phoa = nl.home(phoa, self.name)
         self._handover()[phoa] = ("hold", device)
         if isinstance(device, int):
-            return self._do(self._steer, str(phoa), lambda ipr: dict(oif=device))
-        return self._do(self._steer, str(phoa), lambda ipr: dict(
+            return self._do(self._steer, phoa, lambda ipr: dict(oif=device))
+        return self._do(self._steer, phoa, lambda ipr: dict(
             oif=nl.ifindex(ipr, device, "handover buffer device")))
 
     def deliver(self, phoa, mac=None):
@@ -108,12 +108,12 @@ class HandoverRoutes:
         return self._do(self._deliver, phoa, mac)
 
     def restore(self, phoa):
-        """C{phoa} is out of handover: its rule and route go."""
-        phoa = IPv6Address(phoa)
+        """C{phoa} is out of handover: its route goes."""
+        phoa = nl.home(phoa, self.name)
         if self._handover().pop(phoa, None) is None:
             return None
         self._forwarding(phoa, None)
-        return self._do(self._restore, str(phoa))
+        return self._do(self._restore, phoa)
 
     def acceptFrom(self, peer):
         """Decapsulate what the MAG C{peer} tunnels here (seg6 does without asking)."""
@@ -395,7 +395,7 @@ class BufferDevice:
 
     def release(self, destination, mac, now):
         """The mobile at C{mac} can take its packets: send them, in order."""
-        destination = IPv6Address(destination)
+        destination = _home(destination)
         packets = self.buffer.take(destination, now)
         self.released[destination] = ("mac", mac)
         for packet in packets:
@@ -408,7 +408,7 @@ class BufferDevice:
         for it there, in order, through an IPv6-in-IPv6 tunnel, and what still
         arrives after it, so that nothing overtakes anything.
         """
-        destination = IPv6Address(destination)
+        destination = _home(destination)
         packets = self.buffer.take(destination, now)
         self.released[destination] = ("peer", IPv6Address(peer))
         for packet in packets:

@@ -159,7 +159,8 @@ class FakeNetlink:
         table = kw.get("table") or 254
         entry = dict(dst=dst, dst_len=length, RTA_TABLE=table, table=min(table, 252)
                      if table > 255 else table, proto=kw.get("proto") or 3,
-                     oif=kw.get("oif"), encap=kw.get("encap"), family=family)
+                     oif=kw.get("oif"), encap=kw.get("encap"), family=family,
+                     type=kw.get("type") or "unicast")
         same = [r for r in self.routes
                 if (r["family"], r["dst"], r["dst_len"], r["RTA_TABLE"])
                 == (family, dst, length, table)]
@@ -179,6 +180,15 @@ class FakeNetlink:
             self.routes.remove(same[0])
         else:
             raise NotImplementedError(command)
+
+    def neigh(self, command, **kw):
+        """Neighbour entries: C{replace} records one in C{neighbours}."""
+        self.calls.append(("neigh", command, kw))
+        if command != "replace":
+            raise NotImplementedError(command)
+        self.neighbours = [n for n in getattr(self, "neighbours", [])
+                           if (n["dst"], n["ifindex"]) != (kw["dst"], kw["ifindex"])]
+        self.neighbours.append(dict(kw))
 
     def findRoutes(self, dst=None, table=254, family=None):
         """
