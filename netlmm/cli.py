@@ -23,6 +23,11 @@ def main(argv=None):
     demo.add_argument("--netns", action="store_true",
                       help="(root) run the daemons in network namespaces with a real "
                            "Linux mobile and a correspondent, and measure a handoff")
+    demo.add_argument("--wifi", action="store_true",
+                      help="with --netns: the MAGs are Wi-Fi access points (hostapd on "
+                           "mac80211_hwsim radios) with context transfer and forwarding; "
+                           "the mobile (wpa_supplicant) roams MAG1 -> MAG2 -> MAG1 under a "
+                           "1,000 packets/s stream")
     demo.add_argument("--dataplane", default=None, choices=("seg6", "userspace"),
                       help="with --netns: the data plane (default: seg6 where the kernel "
                            "has seg6 lightweight tunnels, else userspace)")
@@ -42,7 +47,11 @@ def main(argv=None):
         return pki.main(args, sys.stdout)
     if args.command == "demo" and args.netns:
         from netlmm import demo_netns
+        if args.wifi:
+            return demo_netns.runWifi(dataplane=args.dataplane)
         return demo_netns.run(dataplane=args.dataplane)
+    if args.command == "demo" and args.wifi:
+        parser.error("--wifi goes with --netns")
     if args.command == "demo":
         from netlmm import demo
         return demo.main()

@@ -123,3 +123,134 @@ def run(out=sys.stdout, dataplane=None, workdir=None):
         return 1
     finally:
         domain.stop()
+
+
+def runWifi(out=sys.stdout, dataplane=None, workdir=None, roams=("mag2", "mag1"),
+            rate=1000.0):
+    """
+    `netlmm demo --netns --wifi`: the domain with Wi-Fi access points
+    (mac80211_hwsim, hostapd) and a wpa_supplicant mobile, context transfer
+    and forwarding between the MAGs; a C{rate} packets/s downlink stream
+    from the CN while the mobile roams MAG1 -> MAG2 (by itself: reactive)
+    -> MAG1 (steered by the AP, 802.11v: predictive). Prints the ladder of
+    the signalling and the forwarding as captured in the LMA's namespace
+    (everything between the MAGs passes there) and one line per roam;
+    returns the exit status (1 when a roam fails).
+    """
+    try:
+        reason = kernel.needsRoot() or kernel.missing("mac80211_hwsim")
+        if reason:
+            raise CommandFailed(f"--wifi needs simulated radios: {reason}"
+                                if "mac80211" in reason else reason)
+        dataplane = chooseDataPlane(dataplane)
+    except CommandFailed as e:
+        print(f"netlmm demo --netns --wifi: {e}", file=sys.stderr)
+        return 2
+    workdir = workdir or tempfile.mkdtemp(prefix="netlmm-demo-wifi-")
+    domain = NetnsDomain(workdir, dataplane, wifi=True, handover=True)
+    print(f"netlmm demo --netns --wifi: {dataplane} data plane; logs and captures in "
+          f"{workdir}", file=out)
+    notes, results, failed = [], [], []
+    captures = []
+    mag1, mag2 = MAG_ADDRESSES
+    between = (f"udp port 5436 or tcp port 5437 or (ip6 proto 41 and ((src host {mag1} and "
+               f"dst host {mag2}) or (src host {mag2} and dst host {mag1})))")
+    try:
+        domain.start()
+        for interface in ("pm0", "m1", "m2"):
+            captures.append(domain.topology.start(
+                "lma", ["tcpdump", "-n", "-U", "--immediate-mode", "-i", interface, "-w",
+                        domain.path(f"{interface}.pcap"), between],
+                domain.path(f"tcpdump-{interface}.log")))
+        time.sleep(0.5 * kernel.timeScale())
+        start = time.time()
+        notes.append((time.time(), "MN", "MAG1", "1. association with MAG1's AP "
+                      "(hostapd: AP-STA-CONNECTED)"))
+        phoa = domain.attach("mag1")
+        notes.append((time.time(), "MAG1", "MN", f"RA; the MN configures {phoa} (SLAAC)"))
+        current = "mag1"
+        for i, target in enumerate(roams):
+            steer = i % 2 == 1
+            how = ("steered by MAG1's AP (802.11v): predictive" if steer
+                   else "wpa_cli roam: reactive")
+            notes.append((time.time(), "MN", target.upper(),
+                          f"{i + 2}. roam {current.upper()} -> {target.upper()}, {how}"))
+            try:
+                r = domain.handoffFlow(target, rate=rate, steer=steer)
+            except CommandFailed as e:
+                failed.append(f"roam {current.upper()} -> {target.upper()}: {e}")
+                break
+            results.append((current, target, steer, r))
+            if domain.topology.mn.address() != phoa:
+                failed.append(f"the MN's address changed on the roam to {target.upper()}")
+            current = target
+        for capture in captures:
+            domain.topology.stop(capture, sig=signal.SIGTERM)
+        captures = []
+        print("\nSignalling and forwarding as captured in the LMA's namespace:", file=out)
+        for line in _wifiLadder(domain, start, notes):
+            print(line, file=out)
+        print(file=out)
+        for old, new, steer, r in results:
+            print(f"roam {old.upper()} -> {new.upper()} ({'predictive' if steer else 'reactive'}"
+                  f"): interruption {r['interruption'] * 1000:.0f} ms, lost {r['lost']} of "
+                  f"{r['sent']} ({rate:.0f} packets/s), reordered {r['reordered']}, "
+                  f"duplicated {r['duplicated']}", file=out)
+        if failed:
+            for f in failed:
+                print(f"demo FAILED: {f}", file=sys.stderr)
+            return 1
+        return 0
+    except CommandFailed as e:
+        print(f"demo FAILED: {e}", file=sys.stderr)
+        return 1
+    finally:
+        for capture in captures:
+            domain.topology.stop(capture, sig=signal.SIGTERM)
+        domain.stop()
+
+
+def _wifiLadder(domain, start, notes):
+    """The ladder of the Wi-Fi demo: notes, signalling, and forwarding bursts."""
+    from netlmm.pcap import readPcap
+    lanes = names()
+    packets = []
+    for interface in ("pm0", "m1", "m2"):
+        try:
+            packets += readPcap(domain.path(f"{interface}.pcap"))
+        except (OSError, ValueError):
+            continue
+    packets.sort(key=lambda p: p.time)
+    rows = list(notes)
+    seen = set()
+    for m in signalling(packets, 5437):
+        key = (round(m.time, 4), str(m.src), str(m.dst), describe(m.message))
+        if key in seen:
+            continue  # the same message captured on two of the LMA's links
+        seen.add(key)
+        rows.append((m.time, lanes.get(str(m.src), str(m.src)),
+                     lanes.get(str(m.dst), str(m.dst)), describe(m.message)))
+    # Forwarded packets between the MAGs, one line per burst.
+    burst = None
+    for p in (p for p in packets if p.proto == "ipip"):
+        key = (str(p.src), str(p.dst))
+        if burst is not None and (burst[1] != key or p.time - burst[3] > 0.2):
+            rows.append(_burst(burst, lanes))
+            burst = None
+        if burst is None:
+            burst = [p.time, key, 0, p.time, set()]
+        burst[2] += 1
+        burst[3] = p.time
+        burst[4].add(p.payload[:48])
+    if burst is not None:
+        rows.append(_burst(burst, lanes))
+    ladder = Ladder(["MN", "MAG1", "MAG2", "PMIP client", "LMA"], start, _Clock(start))
+    ladder.rows = [(t - start, s, r, text) for t, s, r, text in sorted(rows)]
+    return ladder.render()
+
+
+def _burst(burst, lanes):
+    first, (src, dst), count, last, distinct = burst
+    return (first, lanes.get(src, src), lanes.get(dst, dst),
+            f"forwarded downlink: {len(distinct)} packets in IPv6-in-IPv6 over "
+            f"{(last - first) * 1000:.0f} ms")

@@ -3,7 +3,7 @@ A ladder diagram of the messages actually exchanged, in the style of the
 draft's Figures 2 and 3: one line per message with lanes for each node.
 """
 
-from netlmm.wire import mh
+from netlmm.wire import fho, mh
 from netlmm.wire.control import AddressMode, Detach, Notification, Result, Trigger
 
 
@@ -39,6 +39,8 @@ def describe(message):
                 f"lifetime={message.lifetimeSeconds}s" + _auth(message))
     if kind is mh.BindingError:
         return f"Binding Error status={message.status}"
+    if kind in (fho.HandoverInitiate, fho.HandoverAcknowledge):
+        return _handover(message)
     if kind is Trigger:
         return (f"Trigger txn={message.transaction} MN={_mn(message.mnId)} "
                 f"pHoA={message.phoa or '-'} pCoA={message.magAddress} "
@@ -53,6 +55,24 @@ def describe(message):
             text += " [PBAck in container]"
         return text
     return kind.__name__
+
+
+def _handover(message):
+    """A HI or HAck between MAGs (RFC 5949) for a ladder line."""
+    mnId = message.option(mh.MobileNodeIdentifier)
+    hnp = message.option(mh.HomeNetworkPrefix)
+    if type(message) is fho.HandoverInitiate:
+        what = {fho.HiCode.REQUEST: "context request", fho.HiCode.ALL_CONTEXT: "context offer",
+                fho.HiCode.FORWARDING_DONE: "forwarding done"}.get(message.code,
+                                                                   f"code {message.code}")
+        text = f"HI seq={message.sequence} {what}"
+    else:
+        text = (f"HAck seq={message.sequence} {message.code} "
+                f"({fho.HackCode.name(message.code)})")
+    text += f" MN={_mn(mnId.identifier) if mnId else '-'}"
+    if hnp is not None and not hnp.unspecified:
+        text += f" pHoA={hnp.prefix}"
+    return text + _auth(message)
 
 
 class Ladder:

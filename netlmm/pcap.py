@@ -10,14 +10,14 @@ from collections import namedtuple
 from ipaddress import IPv6Address
 
 from netlmm.transport.mh import MH_UDP_PORT
-from netlmm.wire import DecodeError, control, mh
+from netlmm.wire import DecodeError, control, fho
 
 Packet = namedtuple("Packet", "time src dst proto sport dport seq payload")
 Message = namedtuple("Message", "time src dst message")
 
 
 def readPcap(path):
-    """The IPv6 UDP and TCP packets of a pcap file (Ethernet link type)."""
+    """The IPv6 UDP, TCP and IPv6-in-IPv6 packets of a pcap file (Ethernet link type)."""
     with open(path, "rb") as f:
         data = f.read()
     if len(data) < 24:
@@ -59,6 +59,9 @@ def _ipv6(t, frame):
         sport, dport, seq = struct.unpack_from("!HHI", body)
         offset = (body[12] >> 4) * 4
         return Packet(t, src, dst, "tcp", sport, dport, seq, body[offset:])
+    if nxt == 41:
+        # IPv6-in-IPv6 (a tunnel between MAGs): the payload is the inner packet.
+        return Packet(t, src, dst, "ipip", 0, 0, None, body)
     return None
 
 
@@ -72,8 +75,9 @@ def signalling(packets, controlPort):
     for p in packets:
         if p.proto == "udp" and MH_UDP_PORT in (p.sport, p.dport):
             try:
+                # fho's decoder reads the MAGs' HI/HAck (RFC 5949) too.
                 out.append(Message(p.time, p.src, p.dst,
-                                   mh.decodeMessage(p.payload, p.src, p.dst)))
+                                   fho.decodeMessage(p.payload, p.src, p.dst)))
             except DecodeError:
                 continue
         elif p.proto == "tcp" and controlPort in (p.sport, p.dport) and p.payload:

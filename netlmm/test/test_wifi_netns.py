@@ -60,3 +60,23 @@ class WifiHandoverTests(TestCase):
         self.assertIn("announces 02:00:00:00:aa:01", domain.log("mag1"))
         for result in (reactive, predictive):
             self.assertGreater(result["sent"], result["lost"])
+
+
+class WifiDemoTests(TestCase):
+    timeout = 900 * timeScale()
+
+    def test_demo(self):
+        """`netlmm demo --netns --wifi`: two roams, a ladder with HI/HAck and forwarding."""
+        import io
+        from netlmm import demo_netns
+        from netlmm.lab import require
+        require(self, "mac80211_hwsim", root=True)
+        out = io.StringIO()
+        self.assertEqual(demo_netns.runWifi(out, None, self.mktemp()), 0, out.getvalue())
+        text = out.getvalue()
+        self.assertRegex(text, r"roam MAG1 -> MAG2 \(reactive\): interruption \d+ ms, lost \d+")
+        self.assertRegex(text, r"roam MAG2 -> MAG1 \(predictive\): interruption \d+ ms, "
+                               r"lost \d+")
+        self.assertIn("HI seq=", text)
+        self.assertIn("context transfer accepted", text)
+        self.assertIn("forwarded downlink:", text)

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import struct
 from ipaddress import IPv4Address, IPv6Address
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -129,3 +130,29 @@ class TsharkTests(SynchronousTestCase):
                          ("15", "9", "5", "2001:db8:1::7", "1", "2001:db8:ffff::1"))
         for row in rows:
             self.assertEqual(row["_ws.malformed"], "")
+
+
+class LadderTests(SynchronousTestCase):
+    def test_described(self):
+        from netlmm.ladder import describe
+        self.assertEqual(describe(HI), "HI seq=7 context request MN=mn1")
+        hack = HandoverAcknowledge(7, HACK_P, HackCode.CONTEXT_ACCEPTED, [
+            mh.MobileNodeIdentifier(b"mn1"), mh.HomeNetworkPrefix("2001:db8:1::7", 128)])
+        self.assertEqual(describe(hack), "HAck seq=7 5 (context transfer accepted) MN=mn1 "
+                                         "pHoA=2001:db8:1::7")
+
+    def test_pcapTunnel(self):
+        """The demo's pcap reader keeps IPv6-in-IPv6 packets (forwarding between MAGs)."""
+        import os
+        import tempfile
+        from netlmm.pcap import readPcap
+        inner = _ipv6("2001:db8:c::2", "2001:db8:1::7", b"x" * 8, 17)
+        frame = bytes(12) + b"\x86\xdd" + _ipv6("2001:db8:ffff::11", "2001:db8:ffff::12",
+                                                  inner, 41)
+        header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+        record = struct.pack("<IIII", 1, 0, len(frame), len(frame))
+        path = os.path.join(tempfile.mkdtemp(), "t.pcap")
+        with open(path, "wb") as f:
+            f.write(header + record + frame)
+        (p,) = readPcap(path)
+        self.assertEqual((p.proto, str(p.dst), p.payload), ("ipip", "2001:db8:ffff::12", inner))

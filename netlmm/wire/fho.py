@@ -71,7 +71,7 @@ class HackCode:
     CONTEXT_NOT_AVAILABLE = 131
     FORWARDING_NOT_AVAILABLE = 132
 
-    NAMES = {0: "accepted", 4: "unsolicited", 5: "context transferred",
+    NAMES = {0: "accepted", 4: "unsolicited", 5: "context transfer accepted",
              6: "all available context transferred", 128: "not accepted",
              129: "administratively prohibited", 130: "insufficient resources",
              131: "requested context not available", 132: "forwarding not available"}
