@@ -157,7 +157,9 @@ def runWifi(out=sys.stdout, dataplane=None, workdir=None, roams=("mag2", "mag1")
                f"dst host {mag2}) or (src host {mag2} and dst host {mag1})))")
     try:
         domain.start()
-        for interface in ("pm0", "m1", "m2"):
+        # pm0 carries the MAG <-> PMIP client and PMIP client <-> LMA
+        # signalling, m1 everything between MAG1 and MAG2.
+        for interface in ("pm0", "m1"):
             captures.append(domain.topology.start(
                 "lma", ["tcpdump", "-n", "-U", "--immediate-mode", "-i", interface, "-w",
                         domain.path(f"{interface}.pcap"), between],
@@ -173,10 +175,12 @@ def runWifi(out=sys.stdout, dataplane=None, workdir=None, roams=("mag2", "mag1")
             steer = i % 2 == 1
             how = ("steered by MAG1's AP (802.11v): predictive" if steer
                    else "wpa_cli roam: reactive")
-            notes.append((time.time(), "MN", target.upper(),
-                          f"{i + 2}. roam {current.upper()} -> {target.upper()}, {how}"))
+            note = (f"{i + 2}. roam {current.upper()} -> {target.upper()}, {how}, under "
+                    f"{rate:.0f} packets/s")
             try:
-                r = domain.handoffFlow(target, rate=rate, steer=steer)
+                r = domain.handoffFlow(target, rate=rate, steer=steer, onMove=lambda note=note,
+                                       target=target: notes.append(
+                                           (time.time(), "MN", target.upper(), note)))
             except CommandFailed as e:
                 failed.append(f"roam {current.upper()} -> {target.upper()}: {e}")
                 break
@@ -215,7 +219,7 @@ def _wifiLadder(domain, start, notes):
     from netlmm.pcap import readPcap
     lanes = names()
     packets = []
-    for interface in ("pm0", "m1", "m2"):
+    for interface in ("pm0", "m1"):
         try:
             packets += readPcap(domain.path(f"{interface}.pcap"))
         except (OSError, ValueError):

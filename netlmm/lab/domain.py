@@ -474,7 +474,8 @@ class NetnsDomain:
             self.topology.mn.detach()
             self.attach(mag, timeout)
 
-    def handoffFlow(self, mag, rate=1000.0, steer=False, timeout=20.0, settle=1.0):
+    def handoffFlow(self, mag, rate=1000.0, steer=False, timeout=20.0, settle=1.0,
+                    onMove=None):
         """
         Move the MN to C{mag} while the CN sends it a UDP stream of C{rate}
         packets/s (L{netlmm.lab.flow}) and the MN pings the CN every 10 ms.
@@ -497,6 +498,8 @@ class NetnsDomain:
         self.waitFor(lambda: len(records(recordFile)) >= rate / 5, "the stream before the "
                      "handoff", 20)
         started = time.time()
+        if onMove is not None:
+            onMove()
         self.move(mag, timeout, steer)
         moved = time.time()
         self.waitFor(lambda: any(a > moved for _, a in records(recordFile)[-50:]),
