@@ -31,3 +31,19 @@ class WiredHandoverTests(TestCase):
             self.assertRegex(domain.log(old), r"packets held for \S+ sent on to")
             self.assertRegex(domain.log(target), r"reachable at \S+; \d+ held packets "
                                                  r"delivered")
+
+    def test_previousMagDown(self):
+        """
+        MAG1's daemon is gone when the mobile moves: MAG2 gets no context,
+        goes on as without handover after context_timeout, and the handover
+        completes (the LMA's binding moves, the mobile keeps its address).
+        """
+        domain = NetnsDomain(self.mktemp(), testCase=self, handover=True)
+        domain.start()
+        phoa = domain.attach("mag1")
+        domain.topology.stop(domain.daemons.pop(2))  # MAG1
+        domain.topology.mn.detach()
+        self.assertEqual(domain.attach("mag2"), phoa)
+        self.assertIn("no context for 02:00:00:00:aa:01 from 2001:db8:ffff::11",
+                      domain.log("mag2"))
+        self.assertEqual(domain.ping("cn", phoa).returncode, 0)

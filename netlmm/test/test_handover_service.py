@@ -190,6 +190,12 @@ class ServiceTests(SynchronousTestCase):
         hi = HandoverInitiate(1, code=HiCode.REQUEST, options=[mh.MobileNodeIdentifier(MN)])
         self.refusedAtMag1(mh.encodeMessage(hi))
 
+    def test_truncated(self):
+        """A HI whose fixed part is cut short is refused (it does not decode)."""
+        data = b"\x3b\x00\x0e\x00\x00\x00\x00\x01"  # 8 octets: no flags, no code
+        self.refusedAtMag1(data)
+        self.assertEqual(self.mag1.counters["refused"], 1)
+
     def test_otherKey(self):
         """A neighbour signing with a key MAG1 does not share is refused."""
         other = SecurityAssociation(300, b"x" * 20, "hmac-sha1-96",
