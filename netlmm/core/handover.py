@@ -546,7 +546,8 @@ class HandoverCore:
                   mnId=_show(mnId), phoa=context.phoa)
         flags = HACK_P | (HACK_F if hi.flag(HI_F) else 0) | (HACK_U if hi.flag(HI_U) else 0)
         return [Hold(mnId, context.phoa, peer),
-                SendHandover(HandoverAcknowledge(hi.sequence, flags, HackCode.ACCEPTED), peer)]
+                SendHandover(HandoverAcknowledge(hi.sequence, flags, HackCode.ACCEPTED,
+                                                 [mh.MobileNodeIdentifier(mnId)]), peer)]
 
     # ------------------------------------------------------------ HAck
 
