@@ -161,8 +161,15 @@ class AccessPoint:
                              *args).stdout
 
     def steer(self, station, target):
-        """Ask C{station} (MAC) to move to the AP C{target} (an L{AccessPoint}): 802.11v."""
-        return self.cli("bss_tm_req", station, "pref=1", "abridged=1",
+        """
+        Ask C{station} (MAC) to move to the AP C{target} (an L{AccessPoint}):
+        802.11v. The candidate list stays valid for 255 beacon intervals
+        (26 s), the longest the field allows: hostapd's default is one
+        (102 ms), and a station whose scan results are older than a few
+        seconds scans first; under kernel-lab that scan outlasted the list
+        and wpa_supplicant stayed where it was.
+        """
+        return self.cli("bss_tm_req", station, "pref=1", "abridged=1", "valid_int=255",
                         f"neighbor={target.bssid},0x0000,81,{target.channel},7")
 
     @property
