@@ -49,9 +49,11 @@ class PrefixAssignment:
     name = "prefix"
     log = Logger()
 
-    def __init__(self, reactor, link):
+    def __init__(self, reactor, link, configured=None):
         self.reactor = reactor
         self.link = link
+        #: MN identifier -> the prefix the Trigger names for it (config).
+        self.configured = dict(configured or {})
         self.mag = None
         #: MN identifier -> MAC (6 octets) of the attached mobiles.
         self.attachedMobiles = {}
@@ -65,10 +67,21 @@ class PrefixAssignment:
     @classmethod
     def fromConfig(cls, table, reactor=None, access=None, **context):
         """
-        No options of its own: it needs [mag.access] without a shared
-        C{prefix} (its RA settings apply to each mobile's RA).
+        Needs [mag.access] without a shared C{prefix} (its RA settings
+        apply to each mobile's RA). Option C{prefixes}: a table MN
+        identifier = "prefix/64" naming a mobile's prefix in its Trigger
+        (an LMA that assigns none, e.g. one that echoes the prefix a PBU
+        asks for, as OPMIP does); the others ask the LMA for one.
         """
+        from netlmm.access.link import checkPrefix
         from netlmm.config import ConfigError
+        raw = table.table("prefixes")
+        configured = {}
+        for mnId in list(raw.data):
+            prefix = raw.network(mnId, required=True)
+            checkPrefix(prefix, f"{raw.where}.{mnId}")
+            configured[mnId.encode("utf-8")] = prefix
+        raw.finish()
         table.finish()
         if access is None:
             raise ConfigError(f"{table.where}.strategy: 'prefix' sends each mobile its own "
@@ -80,7 +93,7 @@ class PrefixAssignment:
         if not access.config.advertise:
             raise ConfigError("mag.access.advertise: the 'prefix' strategy advertises each "
                               "mobile's prefix; it cannot be false")
-        return cls(reactor, access)
+        return cls(reactor, access, configured)
 
     # ------------------------------------------------------------ IAddressAssignment
 
@@ -114,7 +127,8 @@ class PrefixAssignment:
                           mnId=event.mnId.decode("utf-8", "replace"))
             return
         self.attachedMobiles[event.mnId] = mac
-        self.mag.addressReady(event.mnId, None, AddressMode.PREFIX)
+        self.mag.addressReady(event.mnId, None, AddressMode.PREFIX,
+                              prefix=self.configured.get(event.mnId))
 
     def bound(self, mnId, phoa):
         prefix = self.mag.homes(mnId).prefix

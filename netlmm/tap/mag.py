@@ -35,7 +35,8 @@ The [mag] table of the config file:
                         'dhcp-relay' | 'prefix' (required; `netlmm plugins`
                         lists more): prefix gives each mobile a prefix of its
                         own (draft E.3) and advertises it to that mobile alone
-                        ([mag.access] without prefix);
+                        ([mag.access] without prefix; [mag.assignment.prefixes]
+                        MNID = "prefix/64" names one in the Trigger);
                         static takes [mag.assignment.addresses] MNID = "pHoA";
                         slaac learns the pHoA from the mobile's DAD (Appendix B);
                         dhcp-relay relays DHCPv6 to server = ADDRESS (server_port,

@@ -165,6 +165,14 @@ class PrefixStrategyTests(SynchronousTestCase):
                          [("addressReady", mnId, None, AddressMode.PREFIX)])
         self.assertEqual(self.sentTo(), [])
 
+    def test_configuredPrefix(self):
+        """A prefix configured for the mobile goes in its Trigger."""
+        self.strategy.configured[b"mn1@example.net"] = HNP_B
+        self.mag.attached(AttachmentEvent(b"mn1@example.net", linkLayer=macText(MAC_B)))
+        self.assertEqual(self.mag.kinds("addressReady"),
+                         [("addressReady", b"mn1@example.net", None, AddressMode.PREFIX,
+                           HNP_B)])
+
     def test_noMac(self):
         """A mobile whose MAC is unknown cannot be sent its RAs: no Trigger."""
         self.mag.attached(AttachmentEvent(b"mn1@example.net"))
@@ -236,11 +244,11 @@ class PrefixStrategyTests(SynchronousTestCase):
 
 class PrefixConfigTests(SynchronousTestCase):
 
-    def build(self, access):
+    def build(self, access, options=None):
         link = None if access is None else AccessLink(
             MemoryReactorClock(), AccessConfig.fromTable(Table(access, "mag.access")),
             FakeAccessSystem())
-        table = Table({"strategy": "prefix"}, "mag.assignment")
+        table = Table(dict({"strategy": "prefix"}, **(options or {})), "mag.assignment")
         table.string("strategy", required=True)
         return strategies.create("prefix", table, "mag.assignment.strategy",
                                  reactor=MemoryReactorClock(), access=link)
@@ -248,6 +256,17 @@ class PrefixConfigTests(SynchronousTestCase):
     def test_registered(self):
         self.assertIn("prefix", strategies.names())
         self.assertIsInstance(self.build({"interface": "acc0"}), PrefixAssignment)
+
+    def test_prefixes(self):
+        s = self.build({"interface": "acc0"},
+                       {"prefixes": {"mn1@example.net": "2001:db8:1:5::/64"}})
+        self.assertEqual(s.configured, {b"mn1@example.net": IPv6Network("2001:db8:1:5::/64")})
+        for value, text in (("2001:db8:1::/56", "mag.assignment.prefixes.mn1: SLAAC on "
+                                                  "Ethernet needs a /64"),
+                            ("nope", "mag.assignment.prefixes.mn1: ")):
+            e = self.assertRaises(ConfigError, self.build, {"interface": "acc0"},
+                                  {"prefixes": {"mn1": value}})
+            self.assertIn(text, str(e))
 
     def test_errors(self):
         for access, text in [
