@@ -36,6 +36,7 @@ from twisted.logger import Logger
 from netlmm.dataplane import _netlink as nl
 from netlmm.wire import dhcp4
 from netlmm.wire.dhcp4 import Message, Option, addresses, messageType, seconds, subnetMask
+from netlmm.wire.control import showMnId
 from netlmm.wire.errors import DecodeError
 from netlmm.wire.icmpv6 import macText
 
@@ -223,7 +224,7 @@ class Dhcp4Server:
             dropped = self.waiting.pop(mnId, [])
             if dropped:
                 self.log.warn("DHCPv4: {mnId} is bound without an IPv4 home address; "
-                              "{n} message(s) unanswered", mnId=_show(mnId), n=len(dropped))
+                              "{n} message(s) unanswered", mnId=showMnId(mnId), n=len(dropped))
             return
         for message in self.waiting.pop(mnId, []):
             self._handle(mnId, message)
@@ -275,11 +276,11 @@ class Dhcp4Server:
         kind = message.type
         if kind == dhcp4.RELEASE:
             # The LMA owns the address; the binding lasts until the mobile leaves.
-            self.log.info("DHCPv4: {mnId} released its address", mnId=_show(mnId))
+            self.log.info("DHCPv4: {mnId} released its address", mnId=showMnId(mnId))
             return
         if kind == dhcp4.DECLINE:
             self.log.warn("DHCPv4: {mnId} declined {address} (in use on its link?)",
-                          mnId=_show(mnId), address=message.address(dhcp4.REQUESTED_ADDRESS))
+                          mnId=showMnId(mnId), address=message.address(dhcp4.REQUESTED_ADDRESS))
             return
         if kind not in (dhcp4.DISCOVER, dhcp4.REQUEST, dhcp4.INFORM):
             self.counters["ignored"] += 1
@@ -290,7 +291,7 @@ class Dhcp4Server:
             queue.append(message)
             del queue[:-QUEUED]
             self.log.info("DHCPv4: {kind} from {mnId}; waiting for its binding",
-                          kind=message.name, mnId=_show(mnId))
+                          kind=message.name, mnId=showMnId(mnId))
             return
         if kind == dhcp4.DISCOVER:
             self._answer(message, dhcp4.OFFER, lease)
@@ -311,7 +312,7 @@ class Dhcp4Server:
             self._answer(message, dhcp4.ACK, lease)
             return
         self.log.warn("DHCPv4: {mnId} asks for {wanted}, its address is {address}; NAK",
-                      mnId=_show(mnId), wanted=wanted, address=lease.address)
+                      mnId=showMnId(mnId), wanted=wanted, address=lease.address)
         self._nak(message, lease)
 
     def _options(self, message, kind, lease, inform=False):
@@ -366,6 +367,3 @@ class Dhcp4Server:
                                dhcp4.encode(answer))
         return self.link.sendFrame(frame)
 
-
-def _show(mnId):
-    return mnId.decode("utf-8", "replace")

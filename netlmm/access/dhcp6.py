@@ -163,7 +163,3 @@ class AccessDhcp6:
                 return mnId
         return None
 
-
-def show(mnId):
-    """An MN identifier as text for the logs."""
-    return mnId.decode("utf-8", "replace")

@@ -20,10 +20,10 @@ from ipaddress import IPv6Address
 from zope.interface import implementer
 
 from netlmm.access import macOfEvent
-from netlmm.access.dhcp6 import ASKING, MAX_REMEMBERED, AccessDhcp6, show
+from netlmm.access.dhcp6 import ASKING, MAX_REMEMBERED, AccessDhcp6
 from netlmm.interfaces import IAddressAssignment
 from netlmm.wire import dhcp6
-from netlmm.wire.control import AddressMode
+from netlmm.wire.control import AddressMode, showMnId
 from netlmm.wire.dhcp6 import IaNa, InterfaceId, Message, RelayMessage, RelayMessageOption
 from netlmm.wire.errors import DecodeError, WireError
 from netlmm.wire.icmpv6 import macText
@@ -136,7 +136,7 @@ class DhcpRelayAssignment(AccessDhcp6):
         mac = macOfEvent(event)
         if mac is None:
             self.log.warn("dhcp-relay strategy: MN {mnId} has no MAC to match its DHCPv6 "
-                          "client by; it stays unbound", mnId=show(event.mnId))
+                          "client by; it stays unbound", mnId=showMnId(event.mnId))
             return
         self.attachedMobiles[event.mnId] = mac
         self.reported.pop(event.mnId, None)
@@ -281,10 +281,10 @@ class DhcpRelayAssignment(AccessDhcp6):
             return
         if previous is not None:
             self.log.info("dhcp-relay: {mnId} was also assigned {address}; keeping "
-                          "{previous}", mnId=show(mnId), address=address, previous=previous)
+                          "{previous}", mnId=showMnId(mnId), address=address, previous=previous)
             return
         self.reported[mnId] = address
-        self.log.info("dhcp-relay: {mnId} was assigned {address}", mnId=show(mnId),
+        self.log.info("dhcp-relay: {mnId} was assigned {address}", mnId=showMnId(mnId),
                       address=address)
         if self.mag is not None:
             self.mag.addressReady(mnId, address, AddressMode.STATEFUL)

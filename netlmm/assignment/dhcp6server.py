@@ -6,8 +6,9 @@ The MAG as its mobiles' DHCPv6 server, for the 'lma-assigned' strategy
 import uuid
 from collections import OrderedDict
 
-from netlmm.access.dhcp6 import MAX_REMEMBERED, AccessDhcp6, show
+from netlmm.access.dhcp6 import MAX_REMEMBERED, AccessDhcp6
 from netlmm.wire import dhcp6
+from netlmm.wire.control import showMnId
 from netlmm.wire.dhcp6 import (
     ClientId, IaAddress, IaNa, Message, Preference, RapidCommit, ServerId, StatusCode,
 )
@@ -71,7 +72,7 @@ class DhcpProxyServer(AccessDhcp6):
         left = self.waiting.pop(mnId, [])
         if left:
             self.log.warn("lma-assigned: {mnId} is not bound; {n} DHCPv6 message(s) stay "
-                          "unanswered", mnId=show(mnId), n=len(left))
+                          "unanswered", mnId=showMnId(mnId), n=len(left))
 
     def clientMessage(self, message, data, peer, mac):
         if message.type == dhcp6.REQUEST and message.serverDuid != self.serverDuid:
@@ -109,7 +110,7 @@ class DhcpProxyServer(AccessDhcp6):
         if mnId not in self.triggered:
             self.triggered.add(mnId)
             self.log.info("lma-assigned: DHCPv6 {kind} from {mnId}; asking the LMA for "
-                          "an address", kind=message.name, mnId=show(mnId))
+                          "an address", kind=message.name, mnId=showMnId(mnId))
             self.trigger(mnId)
 
     def _reply(self, kind, message, options):

@@ -4,7 +4,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from netlmm.interfaces import IAddressAssignment
-from netlmm.wire.control import AddressMode
+from netlmm.wire.control import AddressMode, showMnId
 
 
 @implementer(IAddressAssignment)
@@ -86,13 +86,13 @@ class LmaAssignment:
         mac = macOfEvent(event)
         if mac is None:
             self.log.warn("lma-assigned: MN {mnId} has no MAC to match its DHCPv6 client by; "
-                          "it stays unbound", mnId=event.mnId.decode("utf-8", "replace"))
+                          "it stays unbound", mnId=showMnId(event.mnId))
             return
         self.dhcp.attached(event.mnId, mac)
 
     def bound(self, mnId, phoa):
         self.log.info("MN {mnId} is assigned {phoa}",
-                      mnId=mnId.decode("utf-8", "replace"), phoa=phoa)
+                      mnId=showMnId(mnId), phoa=phoa)
         for listener in list(self.listeners):
             listener(mnId, phoa)
         if self.dhcp is not None:

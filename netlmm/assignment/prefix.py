@@ -31,7 +31,7 @@ from zope.interface import implementer
 
 from netlmm.access import macOfEvent
 from netlmm.interfaces import IAddressAssignment
-from netlmm.wire.control import AddressMode
+from netlmm.wire.control import AddressMode, mnIdProblem, showMnId
 from netlmm.wire.icmpv6 import macText
 
 #: Seconds after binding at which the mobile gets its RA: at once, and again
@@ -124,7 +124,7 @@ class PrefixAssignment:
         if mac is None:
             self.log.warn("prefix strategy: MN {mnId} has no MAC to send its Router "
                           "Advertisements to; it stays unbound",
-                          mnId=event.mnId.decode("utf-8", "replace"))
+                          mnId=showMnId(event.mnId))
             return
         self.attachedMobiles[event.mnId] = mac
         self.mag.addressReady(event.mnId, None, AddressMode.PREFIX,
@@ -134,11 +134,11 @@ class PrefixAssignment:
         prefix = self.mag.homes(mnId).prefix
         if prefix is None or mnId not in self.attachedMobiles:
             self.log.warn("prefix strategy: {mnId} is bound without a prefix; nothing to "
-                          "advertise", mnId=mnId.decode("utf-8", "replace"))
+                          "advertise", mnId=showMnId(mnId))
             return
         self.prefixes[mnId] = prefix
         self.log.info("prefix strategy: {mnId} has {prefix}",
-                      mnId=mnId.decode("utf-8", "replace"), prefix=prefix)
+                      mnId=showMnId(mnId), prefix=prefix)
         for delay in FIRST_ADVERTISEMENTS:
             if delay:
                 self._pending.append(self.reactor.callLater(delay, self._again, mnId, prefix))

@@ -33,7 +33,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from netlmm.interfaces import IAddressAssignment
-from netlmm.wire.control import AddressMode
+from netlmm.wire.control import AddressMode, showMnId
 from netlmm.access import macOfEvent
 from netlmm.wire.errors import DecodeError
 from netlmm.wire.icmpv6 import NeighborSolicitation, UNSPECIFIED, macText
@@ -111,7 +111,7 @@ class SlaacAssignment:
         mac = macOfEvent(event)
         if mac is None:
             self.log.warn("slaac strategy: MN {mnId} has no MAC to match its DAD by; "
-                          "it stays unbound", mnId=event.mnId.decode("utf-8", "replace"))
+                          "it stays unbound", mnId=showMnId(event.mnId))
             return
         self.attachedMobiles[event.mnId] = mac
         self.reported.pop(event.mnId, None)
@@ -141,7 +141,7 @@ class SlaacAssignment:
             self.learnedBy.pop(mac, None)
         self.log.warn("slaac strategy: {phoa} of {mnId} is another mobile's; "
                       "defending it so that the mobile picks another",
-                      phoa=phoa, mnId=mnId.decode("utf-8", "replace"))
+                      phoa=phoa, mnId=showMnId(mnId))
         self._defend(phoa)
 
     def _defend(self, phoa):
@@ -195,11 +195,11 @@ class SlaacAssignment:
             # One pHoA per mobile: a second address (a privacy address) is
             # not bound; the first one stays.
             self.log.info("slaac strategy: {mnId} also configures {address}; "
-                          "keeping {previous}", mnId=mnId.decode("utf-8", "replace"),
+                          "keeping {previous}", mnId=showMnId(mnId),
                           address=address, previous=previous)
             return
         self.reported[mnId] = address
         self.log.info("slaac strategy: {mnId} configured {address}",
-                      mnId=mnId.decode("utf-8", "replace"), address=address)
+                      mnId=showMnId(mnId), address=address)
         if self.mag is not None:
             self.mag.addressReady(mnId, address, AddressMode.STATELESS)

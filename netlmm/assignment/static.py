@@ -6,7 +6,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from netlmm.interfaces import IAddressAssignment
-from netlmm.wire.control import AddressMode
+from netlmm.wire.control import AddressMode, showMnId
 
 
 @implementer(IAddressAssignment)
@@ -45,7 +45,7 @@ class StaticAssignment:
         phoa = event.phoa or self.addresses.get(event.mnId)
         if phoa is None:
             self.log.warn("static assignment: no pHoA known for MN {mnId}; "
-                          "it stays unbound", mnId=event.mnId.decode("utf-8", "replace"))
+                          "it stays unbound", mnId=showMnId(event.mnId))
             return
         self.mag.addressReady(event.mnId, IPv6Address(phoa), AddressMode.STATIC)
 

@@ -36,7 +36,7 @@ from netlmm.core.effects import (
     AddressConflict, Bound, InvalidInput, SendControl, TunnelDown, TunnelUp, Unbound,
 )
 from netlmm.wire import control
-from netlmm.wire.control import AddressMode, Detach, Result, Trigger
+from netlmm.wire.control import AddressMode, Detach, Result, Trigger, showMnId
 
 
 class State(str, enum.Enum):
@@ -224,7 +224,7 @@ class MagCore:
             self._forgetTransaction(a)
             a.reset(now, linkLayerId)
         self.attachments[mnId] = a
-        self._say("MN {mnId} attached", mnId=_show(mnId))
+        self._say("MN {mnId} attached", mnId=showMnId(mnId))
         return []
 
     def addressReady(self, mnId, phoa, mode, now, prefix=None):
@@ -257,7 +257,7 @@ class MagCore:
         a = self.attachments.get(mnId)
         state = None if a is None else a.state
         nextState = self.step(a, "detach")
-        self._say("MN {mnId} detached in state {state}", mnId=_show(mnId),
+        self._say("MN {mnId} detached in state {state}", mnId=showMnId(mnId),
                   state=state.name)
         self._forgetTransaction(a)
         effects = self._tunnelDown(a)
@@ -293,11 +293,11 @@ class MagCore:
             self._settled(a)
             effects = self._tunnelDown(a)
             self._say("pHoA {phoa} of {mnId} is used by another mobile; defending it",
-                      phoa=a.phoa, mnId=_show(a.mnId))
+                      phoa=a.phoa, mnId=showMnId(a.mnId))
             phoa, a.phoa = a.phoa, None
             return effects + [AddressConflict(a.mnId, phoa)]
         reason = control.Result.NAMES.get(n.result, str(n.result))
-        self._say("trigger for {mnId} failed: {reason}", mnId=_show(a.mnId),
+        self._say("trigger for {mnId} failed: {reason}", mnId=showMnId(a.mnId),
                   reason=reason)
         return self._fail(a, n.result, reason)
 
@@ -309,7 +309,7 @@ class MagCore:
                 self.step(a, "timeout")
                 self._forgetTransaction(a)
                 effects.extend(self._tunnelDown(a))
-                self._say("no Notification for {mnId}; giving up", mnId=_show(a.mnId))
+                self._say("no Notification for {mnId}; giving up", mnId=showMnId(a.mnId))
                 effects.append(Unbound(a.mnId, a.phoa, None, "no Notification"))
         return effects
 
@@ -324,17 +324,17 @@ class MagCore:
         ipv4, router = n.ipv4, n.ipv4Router
         if ipv4 is not None and (router is None or ipv4 == IPV4_REQUEST):
             self._say("MN {mnId}: IPv4 home address {ipv4} without a usable default "
-                      "router ({router}); IPv4 not served", mnId=_show(a.mnId),
+                      "router ({router}); IPv4 not served", mnId=showMnId(a.mnId),
                       ipv4=ipv4, router=router)
             ipv4 = router = None
         elif ipv4 is None and self.ipv4:
             self._say("MN {mnId}: the LMA assigned no IPv4 home address",
-                      mnId=_show(a.mnId))
+                      mnId=showMnId(a.mnId))
         self.step(a, "success")
         self._settled(a)
         a.phoa = n.phoa
         a.homes = Homes(n.phoa, n.prefix, ipv4, router)
-        self._say("MN {mnId} bound with {homes}", mnId=_show(a.mnId),
+        self._say("MN {mnId} bound with {homes}", mnId=showMnId(a.mnId),
                   homes=", ".join(str(h) for h in a.homes.dataPlane()))
         wanted = a.homes.dataPlane()
         effects = [TunnelDown(a.mnId, h, self.lmaAddress)
@@ -392,7 +392,7 @@ class MagCore:
         self.step(a, "moved" if n.result == Result.MOVED else "lost")
         effects = self._tunnelDown(a)
         reason = Result.NAMES[n.result]
-        self._say("MN {mnId}: {reason}", mnId=_show(a.mnId), reason=reason)
+        self._say("MN {mnId}: {reason}", mnId=showMnId(a.mnId), reason=reason)
         return effects + [Unbound(a.mnId, a.phoa, n.result, reason)]
 
 
@@ -406,6 +406,3 @@ def _checkAddress(a, phoa, mode, prefix):
     elif phoa is None and mode != AddressMode.LMA_ASSIGNED:
         raise InvalidInput("address", a.state, "no pHoA and not LMA-assigned")
 
-
-def _show(mnId):
-    return mnId.decode("utf-8", "replace")

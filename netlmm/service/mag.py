@@ -17,7 +17,7 @@ from netlmm.interfaces import IMagControl
 from netlmm.service.base import RoleService
 from netlmm.transport.channel import Channel
 from netlmm.transport.control import ControlFactory
-from netlmm.wire.control import Notification
+from netlmm.wire.control import Notification, showMnId
 
 
 class _PmipFacing(ControlFactory):
@@ -221,7 +221,7 @@ class MagService(RoleService):
         """
         if self.core.attachment(mnId) is None:
             self.log.warn("{name}: address for {mnId}, which is not attached; ignored",
-                          name=self.name, mnId=_show(mnId))
+                          name=self.name, mnId=showMnId(mnId))
             return
         self.feed(partial(self.core.addressReady, prefix=prefix), mnId, phoa, mode)
 
@@ -235,7 +235,7 @@ class MagService(RoleService):
             self.handover.detached(mnId)
         if self.core.attachment(mnId) is None:
             self.log.info("{name}: {mnId} left; nothing is bound for it here",
-                          name=self.name, mnId=_show(mnId))
+                          name=self.name, mnId=showMnId(mnId))
             return
         self.feed(self.core.detach, mnId)
 
@@ -302,7 +302,4 @@ class MagService(RoleService):
                 else:
                     self.strategy.unbound(e.mnId, e.phoa, "address-conflict")
 
-
-def _show(mnId):
-    return mnId.decode("utf-8", "replace")
 
