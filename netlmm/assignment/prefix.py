@@ -80,6 +80,9 @@ class PrefixAssignment:
         for mnId in list(raw.data):
             prefix = raw.network(mnId, required=True)
             checkPrefix(prefix, f"{raw.where}.{mnId}")
+            problem = mnIdProblem(mnId.encode("utf-8"))
+            if problem is not None:
+                raise ConfigError(f"{raw.where}: the MN identifier {mnId!r} {problem}")
             configured[mnId.encode("utf-8")] = prefix
         raw.finish()
         table.finish()

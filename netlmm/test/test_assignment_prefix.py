@@ -267,6 +267,10 @@ class PrefixConfigTests(SynchronousTestCase):
             e = self.assertRaises(ConfigError, self.build, {"interface": "acc0"},
                                   {"prefixes": {"mn1": value}})
             self.assertIn(text, str(e))
+        e = self.assertRaises(ConfigError, self.build, {"interface": "acc0"},
+                              {"prefixes": {"m" * 65: "2001:db8:1:5::/64"}})
+        self.assertEqual(str(e), f"mag.assignment.prefixes: the MN identifier {'m' * 65!r} "
+                                 "is 65 octets; 1..64 are allowed")
 
     def test_errors(self):
         for access, text in [
