@@ -568,7 +568,10 @@ class PmipCore:
         if m.detach is not None:
             transaction, detachMag = m.detach
             m.detach = None
-            effects.append(Notify(Notification(transaction, Result.MOVED,
+            # The mobile is back where it left (SUPERSEDED: a newer request
+            # replaced the Detach) or at another MAG (MOVED).
+            result = Result.SUPERSEDED if detachMag == mag else Result.MOVED
+            effects.append(Notify(Notification(transaction, result,
                                                m.mnId, m.phoa), detachMag))
         return effects
 

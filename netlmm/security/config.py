@@ -7,15 +7,28 @@ from netlmm.security.keystore import KeyFileError, loadKeyFile
 from netlmm.security.replay import DEFAULT_WINDOW
 
 
-def securityConfig(table, configPath):
+def securityConfig(table, configPath, client=False):
     """
     Validate C{table}'s C{security} sub-table. Returns None (mode 'none') or
-    a dict with the loaded key store and the replay window.
+    a dict with the loaded key store and, at the LMA, the replay window
+    (C{window}: how far a PBU's timestamp may be from the LMA's clock) or,
+    at a PMIP client (C{client}), the clock offset bound (C{maxOffset}: how
+    far an authenticated 144 may set the client's clock from its own).
     """
     t = table.table("security")
     mode = t.string("mode", "none", choices=("none", "rfc4285"))
     keys = t.string("keys")
-    window = t.number("replay_window", DEFAULT_WINDOW, minimum=0.1, maximum=3600)
+    if client:
+        if "replay_window" in t.data:
+            raise ConfigError(f"{t.where}.replay_window: only the LMA checks PBU "
+                              "timestamps against a window; a PMIP client's bound "
+                              "is max_clock_offset")
+        from netlmm.security.guard import DEFAULT_MAX_OFFSET
+        bound = dict(maxOffset=t.number("max_clock_offset", DEFAULT_MAX_OFFSET,
+                                        minimum=0.1, maximum=86400))
+    else:
+        bound = dict(window=t.number("replay_window", DEFAULT_WINDOW, minimum=0.1,
+                                     maximum=3600))
     radius = t.table("radius")
     t.finish()
     if mode == "none":
@@ -23,7 +36,7 @@ def securityConfig(table, configPath):
             raise ConfigError(f"{t.where}.mode: keys are configured but mode is "
                               "'none'; set mode = 'rfc4285' or remove them")
         return None
-    result = dict(window=window, keys=None, radius=None)
+    result = dict(bound, keys=None, radius=None)
     if keys is None and not radius.data:
         raise ConfigError(f"{t.where}.keys: missing: mode 'rfc4285' needs a key "
                           f"file or a [{t.where}.radius] table (keys from AAA)")

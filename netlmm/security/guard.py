@@ -181,22 +181,34 @@ OK = None
 RESYNC = "resync"
 
 
+#: How far (seconds) an authenticated 144 may set this client's clock offset
+#: from the LMA's by default: NTP keeps hosts within milliseconds; this
+#: allows a badly synchronised pair while refusing to follow a far-off time.
+DEFAULT_MAX_OFFSET = 60.0
+
+
 class PmipGuard:
     """
     @param keys: a key store with C{forMobile} and C{bySpi}.
-    @param window: how far a PBAck's timestamp of a 144 answer is trusted
-        to move this client's clock offset, seconds (not enforced beyond
-        the echo check for other answers).
+    @param maxOffset: the largest clock offset (LMA's time minus ours,
+        either sign, seconds) an authenticated 144 may set; a 144 reporting
+        a time further off is dropped, and so is one whose time is not later
+        than the last 144 that was followed (a replayed 144 cannot pull the
+        clock back).
     """
 
-    def __init__(self, keys, window=DEFAULT_WINDOW, client=None):
+    def __init__(self, keys, maxOffset=DEFAULT_MAX_OFFSET, client=None):
+        if not maxOffset > 0:
+            raise ValueError(f"maxOffset must be positive, not {maxOffset!r}")
         self.keys = keys
-        self.window = window
+        self.maxOffset = maxOffset
         self.client = client
         #: The octets of the PBUs signed, until the transport sends them.
         self.octets = SignedOctets()
         #: LMA clock minus ours, learnt from authenticated 144 answers.
         self.offset = 0.0
+        #: The LMA time (NTP) of the last 144 followed.
+        self._lmaTime = None
         self._lastSent = {}
         self._sent = {}
         self.counters = {"signed": 0, "noKey": 0, "verified": 0, "dropped": 0,
@@ -266,8 +278,7 @@ class PmipGuard:
         if replay is None:
             return "PBAck without replay protection option"
         if ba.status == Status.MIPV6_ID_MISMATCH:
-            self.offset = fromNtp(replay.timestamp) - now
-            return RESYNC
+            return self._resync(replay.timestamp, now)
         sent = self._sent.get(mnId)
         timestamp = replay.timestamp
         if not sent or timestamp not in sent:
@@ -278,6 +289,19 @@ class PmipGuard:
         else:
             del self._sent[mnId]
         return OK
+
+    def _resync(self, lmaTime, now):
+        """Follow the LMA's time from an authentic 144, within bounds."""
+        if self._lmaTime is not None and lmaTime <= self._lmaTime:
+            return ("144 carries an LMA time not later than one already followed "
+                    "(replayed?)")
+        offset = fromNtp(lmaTime) - now
+        if abs(offset) > self.maxOffset:
+            return (f"144: the LMA's clock is {offset:+.3f} s from ours, beyond "
+                    f"max_clock_offset ({self.maxOffset:g} s); synchronise the clocks")
+        self._lmaTime = lmaTime
+        self.offset = offset
+        return RESYNC
 
 
 def _signed(message, timestamp, sa, coaHoa, octets):
@@ -301,5 +325,5 @@ def describeAuth(message):
     return f"SPI={option.spi}"
 
 
-__all__ = ["LmaGuard", "PmipGuard", "Verdict", "OK", "RESYNC", "spiOf",
-           "describeAuth", "addresses"]
+__all__ = ["LmaGuard", "PmipGuard", "Verdict", "OK", "RESYNC", "DEFAULT_MAX_OFFSET",
+           "spiOf", "describeAuth", "addresses"]

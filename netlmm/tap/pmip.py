@@ -35,7 +35,9 @@ The [pmip] table of the config file:
                 mode = 'none' or 'rfc4285' ('none')
                 keys = key file of [[sa]] entries (spi, algorithm, key, mn or
                        client), mode 0600; relative to the config file
-                replay_window = seconds a timestamp may be off (7)
+                max_clock_offset = how far (seconds) an authenticated
+                       status 144 may set this client's clock from its own,
+                       either way; a 144 beyond it is dropped (60)
   [pmip.security.radius] keys from AAA (Appendix C, RFC 2865, 3GPP2 MN-HA
                 attributes): servers = ['[addr]:port', ...] (failover in
                 order), secret or secret_file (0600), timeout (1.0),
@@ -65,7 +67,7 @@ See etc/netlmm/pmip.toml for a commented example."""
         mags = table.networks("allowed_mags", required=True)
         detachDelay = table.number("detach_delay", 1.5, minimum=0, maximum=3600)
         from netlmm.security.config import securityConfig
-        security = securityConfig(table, self["config"])
+        security = securityConfig(table, self["config"], client=True)
         from netlmm.transport.channel import channelFromTable
         channel = channelFromTable(table, "pmip", getattr(self, "configDir", None))
         stateFile = table.string("state_file")
@@ -110,7 +112,7 @@ def serviceFromBuilt(b):
     if b["security"] is not None:
         from netlmm.security.guard import PmipGuard
         from netlmm.security.config import buildKeys
-        guard = PmipGuard(buildKeys(b["security"], reactor), b["security"]["window"])
+        guard = PmipGuard(buildKeys(b["security"], reactor), b["security"]["maxOffset"])
     from netlmm.service.pmip import peerKey
     peers = b.get("peers", ())
     core = PmipCore(log=Logger(namespace="netlmm.pmip"), security=guard,

@@ -524,6 +524,26 @@ class DetachTests(PmipTestMixin, SynchronousTestCase):
         self.assertEqual(core.mobile(MN1).pcoa, MAG2)
         self.assertGreater(core.nextTimer(), 1000)
 
+    def test_triggerSameMagSupersedesDetach(self):
+        """
+        A pending Detach overtaken by a Trigger from the same MAG is answered
+        SUPERSEDED (MOVED would say the mobile is bound elsewhere), and the
+        binding is refreshed there instead of deregistered.
+        """
+        core = self.makePmip(detachDelay=1.5)
+        self.register(core, now=0)
+        self.detach(core, 70, now=100)
+        effects = self.trigger(core, 6, mag=MAG1, phoa=PHOA, mode=AddressMode.STATIC,
+                               now=100.5)
+        self.assertEqual(self.notifies(effects),
+                         [Notify(Notification(70, Result.SUPERSEDED, MN1, PHOA), MAG1)])
+        bu = self.onlyPBU(effects)
+        self.assertEqual((bu.lifetime, bu.option(AlternateCareOfAddress).address),
+                         (HOUR, MAG1))
+        effects, raw = self.ack(core, bu, now=100.6)
+        self.assertEqual(self.notifies(effects),
+                         [Notify(Notification(6, Result.SUCCESS, MN1, PHOA, raw), MAG1)])
+
     def test_detachFromOtherMag(self):
         """A MAG the mobile has left is answered MOVED at once."""
         core = self.makePmip()

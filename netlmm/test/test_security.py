@@ -224,6 +224,22 @@ class ReplayTests(SynchronousTestCase):
         self.assertIsNone(w.check(1001, replay.toNtp(now), now))
         self.assertIsNone(w.check(1000, replay.toNtp(now + 0.001), now))
 
+    def test_remembersTheLatest(self):
+        """
+        After two accepted timestamps, both are replays: the window keeps
+        the latest, not the first.
+        """
+        w = replay.ReplayWindow(7)
+        now = 1700000000.0
+        first, second = replay.toNtp(now), replay.toNtp(now + 1)
+        w.accept(1000, first)
+        self.assertIsNone(w.check(1000, second, now + 1))
+        w.accept(1000, second)
+        for ts in (first, second, replay.toNtp(now + 0.5)):
+            self.assertEqual(w.check(1000, ts, now + 1),
+                             "timestamp is not later than the last one accepted (replay)")
+        self.assertIsNone(w.check(1000, replay.toNtp(now + 1.001), now + 1))
+
 
 class KeyFileTests(SynchronousTestCase):
 
@@ -411,9 +427,54 @@ class GuardTests(SynchronousTestCase):
         late = self.lma.check(message, raw, CLIENT, NOW + 8)
         self.assertEqual(late.status, Status.MIPV6_ID_MISMATCH)
         # The 144 answer carries the LMA's clock, signed; the client resyncs.
-        answer, rawAnswer = self.wire(self.lma.rejection(message, v, NOW + 100))
+        answer, rawAnswer = self.wire(self.lma.rejection(message, v, NOW + 50))
         self.assertEqual(self.pmip.accept(answer, rawAnswer, MN, NOW + 1), guard.RESYNC)
-        self.assertAlmostEqual(self.pmip.offset, 99, places=3)
+        self.assertAlmostEqual(self.pmip.offset, 49, places=3)
+
+    def rejection144(self, lmaTime):
+        """An authentic 144 from the LMA, carrying C{lmaTime} (POSIX seconds)."""
+        message, raw = self.wire(self.pmip.protect(self.bu(), MN, NOW))
+        v = self.lma.check(message, raw, CLIENT, NOW)
+        v = v._replace(status=Status.MIPV6_ID_MISMATCH)
+        return self.wire(self.lma.rejection(message, v, lmaTime))
+
+    def test_offsetBounded(self):
+        """
+        An authentic 144 may set the clock offset only within maxOffset
+        (60 s by default), either way; beyond it the PBAck is dropped and
+        the offset stays.
+        """
+        self.assertEqual(self.pmip.maxOffset, 60)
+        far = self.rejection144(NOW + 61)
+        self.assertEqual(self.pmip.accept(*far, MN, NOW),
+                         "144: the LMA's clock is +61.000 s from ours, beyond "
+                         "max_clock_offset (60 s); synchronise the clocks")
+        self.assertEqual(self.pmip.offset, 0)
+        behind = self.rejection144(NOW - 59)
+        self.assertEqual(self.pmip.accept(*behind, MN, NOW), guard.RESYNC)
+        self.assertAlmostEqual(self.pmip.offset, -59, places=3)
+        self.assertEqual(self.pmip.counters["dropped"], 1)
+        self.assertEqual(self.pmip.counters["resyncs"], 1)
+        wide = guard.PmipGuard(self.keys, maxOffset=3600)
+        self.assertEqual(wide.accept(*far, MN, NOW), guard.RESYNC)
+        self.assertAlmostEqual(wide.offset, 61, places=3)
+        self.assertRaises(ValueError, guard.PmipGuard, self.keys, maxOffset=0)
+
+    def test_replayed144(self):
+        """
+        A 144 whose LMA time is not later than the last one followed is a
+        replay: dropped, so a captured 144 cannot pull the clock back.
+        """
+        first = self.rejection144(NOW + 30)
+        self.assertEqual(self.pmip.accept(*first, MN, NOW), guard.RESYNC)
+        older = self.rejection144(NOW + 10)
+        for replayed in (first, older):
+            self.assertIn("not later than one already followed",
+                          self.pmip.accept(*replayed, MN, NOW + 5))
+        self.assertAlmostEqual(self.pmip.offset, 30, places=3)
+        later = self.rejection144(NOW + 40)
+        self.assertEqual(self.pmip.accept(*later, MN, NOW + 5), guard.RESYNC)
+        self.assertAlmostEqual(self.pmip.offset, 35, places=3)
 
     def test_missingReplay(self):
         bu = auth.sign(self.bu(), SA1)
@@ -542,3 +603,31 @@ kind = "memory"
         self.assertIn("secret or secret_file", self.parse(
             '[lma.security]\nmode = "rfc4285"\n[lma.security.radius]\n'
             'servers = ["[::1]:1812"]\n'))
+
+    def parsePmip(self, extra):
+        from twisted.python import usage
+        from netlmm.tap import pmip as pmipTap
+        keys = os.path.abspath(self.mktemp())
+        keystore.writeKeyFile(keys, [SA1])
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write('[pmip]\nlma = "[::1]:5436"\nallowed_mags = ["::1"]\n'
+                    f'[pmip.security]\nmode = "rfc4285"\nkeys = "{keys}"\n' + extra)
+        o = pmipTap.Options()
+        try:
+            o.parseOptions(["--config", path])
+        except usage.UsageError as e:
+            return str(e)
+        return o.built["security"]
+
+    def test_pmipClockOffset(self):
+        """
+        The PMIP client's bound is max_clock_offset (60 s by default);
+        replay_window, the LMA's, is refused there with the reason.
+        """
+        self.assertEqual(self.parsePmip("")["maxOffset"], 60)
+        self.assertEqual(self.parsePmip("max_clock_offset = 300\n")["maxOffset"], 300)
+        self.assertNotIn("window", self.parsePmip(""))
+        self.assertIn("pmip.security.max_clock_offset", self.parsePmip("max_clock_offset = 0\n"))
+        self.assertIn("pmip.security.replay_window: only the LMA checks PBU timestamps",
+                      self.parsePmip("replay_window = 7\n"))

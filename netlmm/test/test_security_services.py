@@ -209,6 +209,29 @@ class LmaSecurityTests(TestCase):
         self.assertEqual(self.guard.counters["replayed"], 1)
 
     @inlineCallbacks
+    def test_replayOfTheSecondPbu(self):
+        """
+        After a registration and a refresh, the refresh played again is
+        refused 144 (the window remembers the latest timestamp, not only the
+        first) and the binding stays as the refresh left it.
+        """
+        now = reactor.seconds()
+        self.send(self.signed(pbu(1), ts=replay.toNtp(now)))
+        ba, _ = yield self.answer(1)
+        self.assertEqual(ba.status, 0)
+        phoa = str(self.lma.core.bindingFor(MN).phoa)
+        refresh = self.signed(pbu(2, phoa=phoa, mnId=None, lifetime=200),
+                              ts=replay.toNtp(now + 0.5))
+        self.send(refresh)
+        ba, _ = yield self.answer(2)
+        self.assertEqual(ba.status, 0)
+        self.send(refresh)
+        ba, _ = yield self.answer(3)
+        self.assertEqual(ba.status, mh.Status.MIPV6_ID_MISMATCH)
+        self.assertEqual(self.guard.counters["replayed"], 1)
+        self.assertEqual(self.lma.core.bindingFor(MN).sequence, 2)
+
+    @inlineCallbacks
     def test_truncated(self):
         """Every truncation of a signed PBU is dropped or refused; nothing binds."""
         data = self.signed(pbu(1))
@@ -294,31 +317,36 @@ class PmipSecurityTests(TestCase):
 
     @inlineCallbacks
     def test_replayedPbackDropped(self):
-        """A genuine PBAck played again (after a handoff) is dropped."""
+        """
+        A genuine PBAck played again is dropped, even when it matches the
+        sequence number of the PBU now pending: only its replay option,
+        which echoes an answered timestamp, gives it away.
+        """
         d = self.domain
         captured = []
         original = d.pmip._mhReceived
 
         def tap(message, raw, source, now):
-            captured.append((raw, source))
+            captured.append((message, raw))
             return original(message, raw, source, now)
         d.pmip.port.handler = tap
         d.mags[0].attached(AttachmentEvent(MN))
         yield until(lambda: d.pmip.core.mobile(MN) is not None
                     and d.pmip.core.mobile(MN).state == "BOUND", what="binding")
-        before = d.pmip.core.unauthenticated
-        raw, _ = captured[0]
-        sock = reactor.listenUDP(0, UDPProbe(), interface="::1")
-        self.addCleanup(sock.stopListening)
+        ack, raw = captured[0]
+        # The LMA goes quiet, and the next PBU reuses the captured ack's number.
+        d.lma.port.handler = lambda *args: None
+        m = d.pmip.core.mobile(MN)
+        m.sequence = (ack.sequence - 1) & 0xFFFF
         d.mags[1].attached(AttachmentEvent(MN))
-        yield deferLater(reactor, 0, lambda: None)
-        # Played from the LMA's address: the seq does not match, or the
-        # timestamp echoes nothing pending. Either way, no effect.
+        yield until(lambda: m.state == "HANDING_OVER", what="the handoff PBU")
+        self.assertEqual(m.pending.sequences, [ack.sequence])
+        before = (d.pmip.core.unauthenticated, d.pmip.core.security.counters["dropped"])
         d.pmip.port._datagram(raw, ("::1", d.lma.port.port), LO.packed, reactor.seconds())
-        yield until(lambda: d.lma.core.bindingFor(MN).pcoa == demo.MAG_ADDRESSES[1],
-                    what="the handoff")
-        self.assertGreaterEqual(d.pmip.core.unauthenticated, before)
-        self.assertEqual(d.lma.core.bindingFor(MN).pcoa, demo.MAG_ADDRESSES[1])
+        self.assertEqual((d.pmip.core.unauthenticated,
+                          d.pmip.core.security.counters["dropped"]),
+                         (before[0] + 1, before[1] + 1))
+        self.assertEqual((m.state, m.pcoa), ("HANDING_OVER", demo.MAG_ADDRESSES[0]))
 
     @inlineCallbacks
     def test_mobileWithoutKeyRefused(self):
