@@ -1,101 +1,166 @@
 """
 The PMIP client (draft section 4.7), sans-IO.
 
-It keeps a cache MN identifier -> (pHoA, pCoA, sequence, state) and turns the
+It keeps a cache MN identifier -> (home, pCoA, sequence, state) and turns the
 MAGs' Triggers and Detaches into Proxy Binding Updates to the LMA, and the
 LMA's acknowledgements into Notifications. Because the PMIP client for a
 mobile stays fixed while it moves, the sequence numbers live here and never
-travel between gateways (section 4.2).
+travel between gateways (section 4.2). A mobile's home is its pHoA (an
+L{IPv6Address}) or, in the per-MN prefix mode (draft E.3, RFC 5213), its
+prefix (an L{IPv6Network}); it may also have an IPv4 home address (E.2,
+RFC 5844). What goes into each PBU depends on the profile the client speaks
+to its LMA (L{netlmm.core.profiles}).
 
-Each mobile is one explicit state machine (see L{TRANSITIONS}):
+Each mobile is one explicit state machine: L{PmipCore._step} is the only
+place its state changes, by the table L{TRANSITIONS} (an input the table
+does not allow raises L{InvalidInput} before anything changes):
 
-    (none) --trigger--> REGISTERING --PBAck ok--> BOUND
-    (none) --SLAAC trigger, peers--> AWAITING_PEERS --no conflict--> REGISTERING
-    AWAITING_PEERS --a peer reports a conflict--> (none)
-    BOUND --trigger--> HANDING_OVER --PBAck ok--> BOUND
-    BOUND --refresh due--> REFRESHING --PBAck ok--> BOUND
-    BOUND --detach--> DETACH_PENDING --delay--> DEREGISTERING --PBAck--> (none)
+    (none) --attach--> REGISTERING --accepted--> BOUND
+    (none) --check (SLAAC, peers)--> AWAITING_PEERS --unique--> REGISTERING
+    BOUND --handoff--> HANDING_OVER --accepted--> BOUND
+    BOUND --refresh--> REFRESHING --accepted--> BOUND
+    BOUND --detach--> DETACH_PENDING --deregister--> DEREGISTERING --accepted--> (none)
+    REGISTERING / HANDING_OVER / REFRESHING --unusable--> DEREGISTERING
+    REGISTERING / REFRESHING --failed--> (none);  HANDING_OVER --failed--> BOUND
 
-An input that the table does not allow raises L{InvalidInput}.
+"unusable" is an accepted PBA the client cannot use (a prefix where an
+address was asked, a prefix too long for SLAAC, no home at all): the binding
+the LMA just made is deregistered at once and the MAG told why.
 
-With other PMIP clients in the domain (C{peers}), a Trigger with a pHoA the
-mobile configured itself (stateless mode, Appendix B) is first checked with
-all of them: the core returns an L{AskPeers} effect with a Conflict
-Detection Request and waits (AWAITING_PEERS) for their Responses, given to
-L{PmipCore.receiveConflictResponse}. A conflict answers the MAG with
-ADDRESS_CONFLICT and no PBU goes out; when every peer said "no conflict",
-or C{peerTimeout} passed (a silent peer does not block the mobile: the
-LMA's own DAD still catches a duplicate within one LMA), the PBU goes.
-Peers' requests are answered from the cache by L{PmipCore.answerConflict}.
+Address conflict detection with other PMIP clients (Appendix B) is in
+L{netlmm.core.conflicts}; the mobile waits in AWAITING_PEERS meanwhile.
 """
 
+import enum
 import heapq
 import itertools
 import random
-from ipaddress import IPv6Address
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Network
 
 from netlmm.core import records as read
-from netlmm.core.effects import AskPeers, InvalidInput, Notify, Persist, SendMH
+from netlmm.core.conflicts import ConflictDetector
+from netlmm.core.effects import BadRecord, InvalidInput, Notify, Persist, SendMH
 from netlmm.core.records import fields
+from netlmm.core.profiles import NetlmmDialect, TIMESTAMP, describeStatus
+from netlmm.security.replay import DEFAULT_MAX_OFFSET, ClockOffset
 from netlmm.wire import mh
 from netlmm.wire.control import (
-    AddressMode, Conflict, ConflictRequest, ConflictResponse, Detach, Notification,
-    Result, Trigger,
+    AddressMode, Conflict, Notification, Result, mnIdProblem, showMnId, withContainer,
 )
 
 _ZERO = IPv6Address("::")
+#: The longest per-MN prefix a mobile can form addresses in by SLAAC.
+MAX_PREFIX_LENGTH = 64
 
-REGISTERING = "REGISTERING"
-BOUND = "BOUND"
-HANDING_OVER = "HANDING_OVER"
-REFRESHING = "REFRESHING"
-DETACH_PENDING = "DETACH_PENDING"
-DEREGISTERING = "DEREGISTERING"
-AWAITING_PEERS = "AWAITING_PEERS"
 
-#: (state, input) -> the state the input leads to (before the outcome of the
-#: PBU it may send is known). None stands for "no entry".
+class State(str, enum.Enum):
+    """Where a mobile's binding stands (see the module docstring)."""
+
+    REGISTERING = "REGISTERING"
+    BOUND = "BOUND"
+    HANDING_OVER = "HANDING_OVER"
+    REFRESHING = "REFRESHING"
+    DETACH_PENDING = "DETACH_PENDING"
+    DEREGISTERING = "DEREGISTERING"
+    AWAITING_PEERS = "AWAITING_PEERS"
+
+    def __str__(self):
+        return self.value
+
+
+class Event(str, enum.Enum):
+    """The inputs that move a mobile from one L{State} to another."""
+
+    ATTACH = "attach"
+    HANDOFF = "handoff"
+    CHECK = "check"
+    UNIQUE = "unique"
+    CONFLICT = "conflict"
+    DETACH = "detach"
+    DEREGISTER = "deregister"
+    REFRESH = "refresh"
+    ACCEPTED = "accepted"
+    FAILED = "failed"
+    UNUSABLE = "unusable"
+
+    def __str__(self):
+        return self.value
+
+
+REGISTERING = State.REGISTERING
+BOUND = State.BOUND
+HANDING_OVER = State.HANDING_OVER
+REFRESHING = State.REFRESHING
+DETACH_PENDING = State.DETACH_PENDING
+DEREGISTERING = State.DEREGISTERING
+AWAITING_PEERS = State.AWAITING_PEERS
+
+#: (state, event) -> the state the event leads to. None stands for "no
+#: entry" (the mobile is forgotten).
 TRANSITIONS = {
-    (None, "trigger"): REGISTERING,
-    (REGISTERING, "trigger"): REGISTERING,
-    (BOUND, "trigger"): HANDING_OVER,
-    (HANDING_OVER, "trigger"): HANDING_OVER,
-    (REFRESHING, "trigger"): HANDING_OVER,
-    (DETACH_PENDING, "trigger"): HANDING_OVER,
-    (DEREGISTERING, "trigger"): REGISTERING,
-    (REGISTERING, "detach"): DETACH_PENDING,
-    (BOUND, "detach"): DETACH_PENDING,
-    (HANDING_OVER, "detach"): DETACH_PENDING,
-    (REFRESHING, "detach"): DETACH_PENDING,
-    (BOUND, "refresh"): REFRESHING,
-    (DETACH_PENDING, "deregister"): DEREGISTERING,
-    (REGISTERING, "pback"): BOUND,
-    (HANDING_OVER, "pback"): BOUND,
-    (REFRESHING, "pback"): BOUND,
-    (DEREGISTERING, "pback"): None,
-    (None, "check"): AWAITING_PEERS,
-    (AWAITING_PEERS, "trigger"): AWAITING_PEERS,
-    (AWAITING_PEERS, "unique"): REGISTERING,
-    (AWAITING_PEERS, "conflict"): None,
-    (AWAITING_PEERS, "detach"): None,
+    # A Trigger while no binding exists (or it is being deregistered).
+    (None, Event.ATTACH): REGISTERING,
+    (REGISTERING, Event.ATTACH): REGISTERING,
+    (DETACH_PENDING, Event.ATTACH): REGISTERING,
+    (DEREGISTERING, Event.ATTACH): REGISTERING,
+    (AWAITING_PEERS, Event.ATTACH): AWAITING_PEERS,
+    # A Trigger while a binding exists.
+    (BOUND, Event.HANDOFF): HANDING_OVER,
+    (HANDING_OVER, Event.HANDOFF): HANDING_OVER,
+    (REFRESHING, Event.HANDOFF): HANDING_OVER,
+    (DETACH_PENDING, Event.HANDOFF): HANDING_OVER,
+    # Appendix B.
+    (None, Event.CHECK): AWAITING_PEERS,
+    (AWAITING_PEERS, Event.UNIQUE): REGISTERING,
+    (AWAITING_PEERS, Event.CONFLICT): None,
+    (AWAITING_PEERS, Event.DETACH): None,
+    # Detach, refresh, deregistration.
+    (REGISTERING, Event.DETACH): DETACH_PENDING,
+    (BOUND, Event.DETACH): DETACH_PENDING,
+    (HANDING_OVER, Event.DETACH): DETACH_PENDING,
+    (REFRESHING, Event.DETACH): DETACH_PENDING,
+    (DETACH_PENDING, Event.DEREGISTER): DEREGISTERING,
+    (BOUND, Event.REFRESH): REFRESHING,
+    # The LMA's answer (or its absence).
+    (REGISTERING, Event.ACCEPTED): BOUND,
+    (HANDING_OVER, Event.ACCEPTED): BOUND,
+    (REFRESHING, Event.ACCEPTED): BOUND,
+    (DEREGISTERING, Event.ACCEPTED): None,
+    (REGISTERING, Event.FAILED): None,
+    (HANDING_OVER, Event.FAILED): BOUND,
+    (REFRESHING, Event.FAILED): None,
+    (DEREGISTERING, Event.FAILED): None,
+    (REGISTERING, Event.UNUSABLE): DEREGISTERING,
+    (HANDING_OVER, Event.UNUSABLE): DEREGISTERING,
+    (REFRESHING, Event.UNUSABLE): DEREGISTERING,
 }
 
+#: The Notification result for an LMA's refusal (the log says which status).
+_RESULTS = {
+    mh.Status.DAD_FAILED: Result.ADDRESS_CONFLICT,
+    mh.Status.BCE_PBU_PREFIX_SET_DO_NOT_MATCH: Result.PHOA_MISMATCH,
+    mh.Status.MIPV6_MESG_ID_REQD: Result.NOT_AUTHORIZED,
+    mh.Status.MIPV6_AUTH_FAIL: Result.NOT_AUTHORIZED,
+    mh.Status.PROXY_REG_NOT_ENABLED: Result.NOT_AUTHORIZED,
+    mh.Status.MAG_NOT_AUTHORIZED_FOR_PROXY_REG: Result.NOT_AUTHORIZED,
+    mh.Status.NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX: Result.NOT_AUTHORIZED,
+    mh.Status.NOT_AUTHORIZED_FOR_IPV4_MOBILITY_SERVICE: Result.NOT_AUTHORIZED,
+    mh.Status.NOT_AUTHORIZED_FOR_IPV4_HOME_ADDRESS: Result.NOT_AUTHORIZED,
+    mh.Status.NOT_AUTHORIZED_FOR_IPV6_MOBILITY_SERVICE: Result.NOT_AUTHORIZED,
+}
+#: Statuses after which a handoff or refresh is sent again as a new
+#: registration: the LMA has no binding any more (it restarted, or the
+#: binding expired).
+_LOST = (mh.Status.MISSING_MN_IDENTIFIER_OPTION, mh.Status.NOT_HOME_AGENT_FOR_MN)
+#: Statuses whose PBA carries the LMA's time (RFC 5213 5.5).
+_CLOCK = (mh.Status.TIMESTAMP_MISMATCH, mh.Status.TIMESTAMP_LOWER_THAN_PREV_ACCEPTED)
+#: How often a PBU is sent again after a resynchronisation (135, 144, 156).
+_RESYNCS = 3
 
-class _Check:
-    """A Conflict Detection Request waiting for the peers' answers."""
 
-    __slots__ = ("transaction", "mag", "request", "waiting", "deadline", "silent")
-
-    def __init__(self, transaction, mag, request, peers, deadline):
-        #: The Trigger's transaction and MAG, answered at the end.
-        self.transaction = transaction
-        self.mag = mag
-        #: The request's own transaction number.
-        self.request = request
-        self.waiting = set(peers)
-        self.deadline = deadline
-        #: Peers that could not be asked or did not answer.
-        self.silent = set()
+def resultFor(status):
+    """The Notification result telling a MAG that the LMA refused with C{status}."""
+    return _RESULTS.get(status, Result.PBACK_REJECTED)
 
 
 class _Pending:
@@ -105,6 +170,7 @@ class _Pending:
                  "resendAt", "resyncs", "lifetime", "withMnId")
 
     def __init__(self, kind, pcoa, transaction, mag, lifetime):
+        #: attach, handoff, reattach (same MAG), refresh or deregister.
         self.kind = kind
         self.pcoa = pcoa
         self.transaction = transaction
@@ -114,20 +180,33 @@ class _Pending:
         self.timeout = 0.0
         self.resendAt = 0.0
         self.resyncs = 0
-        #: Name the mobile even though a binding exists (the LMA lost it).
+        #: Register afresh although a binding exists (the LMA lost it).
         self.withMnId = False
 
 
 class Mobile:
     """The PMIP client's cache entry for one mobile."""
 
-    __slots__ = ("mnId", "phoa", "pcoa", "mag", "sequence", "state", "pending",
-                 "lifetime", "refreshAt", "expiry", "detachAt", "detach", "check",
-                 "saved")
+    __slots__ = ("mnId", "mode", "home", "ipv4Request", "ipv4", "ipv4Router",
+                 "linkLayerId", "accessTechnology", "pcoa", "mag", "sequence",
+                 "state", "pending", "lifetime", "refreshAt", "expiry", "detachAt",
+                 "detach", "check", "saved")
 
-    def __init__(self, mnId, sequence):
+    def __init__(self, mnId, sequence, mode=AddressMode.STATIC):
         self.mnId = mnId
-        self.phoa = None
+        #: The Trigger's address mode: PREFIX, or one of the pHoA modes.
+        self.mode = mode
+        #: The pHoA (IPv6Address) or per-MN prefix (IPv6Network), or None
+        #: until the LMA assigns it.
+        self.home = None
+        #: What the MAG asked for IPv4 (0.0.0.0/0: any), or None.
+        self.ipv4Request = None
+        #: The IPv4 home address (IPv4Interface) and default router the
+        #: LMA assigned, or None.
+        self.ipv4 = None
+        self.ipv4Router = None
+        self.linkLayerId = None
+        self.accessTechnology = None
         #: The MAG address the LMA has bound, or None.
         self.pcoa = None
         #: The MAG that triggered last (the mobile's current MAG).
@@ -141,15 +220,38 @@ class Mobile:
         self.detachAt = None
         #: (transaction, mag) of a Detach waiting for its answer.
         self.detach = None
-        #: The L{_Check} with the peers in state AWAITING_PEERS.
+        #: The L{netlmm.core.conflicts.Check} in state AWAITING_PEERS.
         self.check = None
         #: A record of this mobile is kept (L{Persist}): forgetting it
         #: must delete that record.
         self.saved = False
 
+    @property
+    def phoa(self):
+        """The pHoA, when the home is one address."""
+        return self.home if isinstance(self.home, IPv6Address) else None
+
+    @property
+    def prefix(self):
+        """The per-MN prefix, when the home is one."""
+        return self.home if isinstance(self.home, IPv6Network) else None
+
     def __repr__(self):
-        return (f"Mobile({self.mnId!r}, phoa={self.phoa}, pcoa={self.pcoa}, "
+        return (f"Mobile({self.mnId!r}, home={self.home}, pcoa={self.pcoa}, "
                 f"state={self.state}, seq={self.sequence})")
+
+
+def _homeOf(trigger):
+    """What C{trigger} names: its pHoA or prefix (all-zero ones ask: None)."""
+    if trigger.phoa is not None and trigger.phoa != _ZERO:
+        return trigger.phoa
+    if trigger.prefix is not None and trigger.prefix.prefixlen > 0:
+        return trigger.prefix
+    return None
+
+
+def _prefixMode(mode):
+    return mode == AddressMode.PREFIX
 
 
 class PmipCore:
@@ -170,15 +272,19 @@ class PmipCore:
         again, else the reason to drop), such as
         L{netlmm.security.guard.PmipGuard}. It must not do I/O.
     @param peers: the other PMIP clients of the domain, asked before a
-        stateless pHoA is bound (opaque keys, such as (address, port),
-        that come back in L{AskPeers} and go to L{receiveConflictResponse}).
+        stateless pHoA is bound (L{netlmm.core.conflicts}).
     @param peerTimeout: how long to wait for the peers' answers; then the
         PBU goes anyway.
+    @param profile: what the PBUs look like (L{netlmm.core.profiles}); the
+        netlmm dialect by default.
+    @param maxOffset: how far (seconds) an RFC 5213 status 156/157 may set
+        the clock offset of the PBUs' Timestamp option.
     """
 
     def __init__(self, lmaAddress, lifetime=3600, initialTimeout=1.0,
                  maxTimeout=32.0, refreshRatio=0.8, detachDelay=1.5,
-                 rng=None, log=None, security=None, peers=(), peerTimeout=1.0):
+                 rng=None, log=None, security=None, peers=(), peerTimeout=1.0,
+                 profile=None, maxOffset=DEFAULT_MAX_OFFSET):
         self.lmaAddress = IPv6Address(lmaAddress)
         if not 4 <= lifetime <= mh.MAX_LIFETIME_UNITS * mh.LIFETIME_UNIT:
             raise ValueError(f"lifetime must be 4..262140 seconds, not {lifetime}")
@@ -196,27 +302,37 @@ class PmipCore:
         self._rng = rng or random.Random()
         self._log = log
         self.security = security
-        self.peers = tuple(peers)
-        if peerTimeout <= 0:
-            raise ValueError("peerTimeout must be positive")
-        self.peerTimeout = peerTimeout
-        #: Conflict Detection Request transaction -> MN identifier.
-        self._checks = {}
-        self._nextRequest = 1
-        #: How many stateless Triggers the peers were asked about, how many
-        #: found a conflict, and how many went on with a silent peer.
-        self.conflictCounters = {"asked": 0, "conflicts": 0, "silent": 0,
-                                 "answered": 0}
+        self.profile = profile if profile is not None else NetlmmDialect()
+        self.conflicts = ConflictDetector(peers, peerTimeout)
+        #: The RFC 5213 Timestamp's offset from our clock (status 156).
+        self.clock = ClockOffset(maxOffset)
         #: PBAcks dropped because they failed authentication.
         self.unauthenticated = 0
+        #: Per-binding events, counted rather than logged one by one.
+        self.counters = {"bound": 0, "handoffs": 0, "refreshed": 0,
+                         "deregistered": 0, "rejected": 0, "unusable": 0,
+                         "lost": 0, "unreachable": 0}
         self.mobiles = {}
-        self._byPhoa = {}
+        self._byHome = {}
+        #: Sequence number -> the mobiles with a PBU in flight carrying it,
+        #: to match a PBA whose MN Identifier and home are missing or malformed.
+        self._inFlight = {}
         # (due, tiebreak, mnId): a lazy heap; an entry is live while the
         # mobile's own due time still equals it.
         self._timers = []
         self._tiebreak = itertools.count()
 
     # ------------------------------------------------------------ queries
+
+    @property
+    def peers(self):
+        """The other PMIP clients of the domain (Appendix B)."""
+        return self.conflicts.peers
+
+    @property
+    def conflictCounters(self):
+        """Appendix B counters (L{ConflictDetector.counters})."""
+        return self.conflicts.counters
 
     def mobile(self, mnId):
         """The cache entry for C{mnId}, or None."""
@@ -230,31 +346,27 @@ class PmipCore:
         Operations in flight are not kept: their MAGs time out and trigger
         again.
         """
-        return [_persist(m) for m in self.mobiles.values()
-                if m.pcoa is not None and m.phoa is not None and m.expiry is not None]
+        return [_persist(m) for m in self.mobiles.values() if m.saved]
 
     def restore(self, records, now):
         """
-        Load records made by L{_record}: unexpired bindings come back BOUND
-        and are refreshed at once, which also resynchronises the sequence
-        number with the LMA (status 135) if PBUs went out after the record
-        was written. Returns the effects (none: the refreshes come from the
+        Load records made by L{_record} (and those of earlier releases,
+        which name a pHoA only): unexpired bindings come back BOUND and are
+        refreshed at once, which also resynchronises the sequence number
+        with the LMA (status 135) if PBUs went out after the record was
+        written. Returns the effects (none: the refreshes come from the
         timer). Raises L{BadRecord} naming the first bad record.
         """
         for i, r in enumerate(records):
-            mnId, phoa, pcoa, sequence, lifetime, expiry = fields(
-                i, r, mn=read.identifier, phoa=read.address, pcoa=read.address,
-                sequence=read.sequence, lifetime=read.seconds, expiry=read.seconds)
-            if expiry <= now or mnId in self.mobiles:
+            m = _fromRecord(i, r)
+            if m.expiry <= now or m.mnId in self.mobiles:
                 continue
-            m = Mobile(mnId, sequence)
-            m.phoa, m.pcoa, m.mag = phoa, pcoa, pcoa
             m.state = BOUND
-            m.lifetime, m.expiry = int(lifetime), expiry
+            m.mag = m.pcoa
             m.refreshAt = now
             m.saved = True
-            self.mobiles[mnId] = m
-            self._byPhoa[phoa] = m
+            self.mobiles[m.mnId] = m
+            self._byHome[m.home] = m
             self._reschedule(m)
         return []
 
@@ -273,122 +385,112 @@ class PmipCore:
 
     def receiveTrigger(self, trigger, now):
         """A MAG reports C{trigger.mnId} attached at C{trigger.magAddress}."""
-        if trigger.phoa == _ZERO:
-            # An all-zero pHoA asks for assignment, like no pHoA at all.
-            trigger = trigger._replace(phoa=None)
-        if trigger.mode == AddressMode.PREFIX:
-            self._say("Trigger {txn} for {mnId} asks for a per-MN prefix, which "
-                      "this PMIP client does not support yet", txn=trigger.transaction,
-                      mnId=_show(trigger.mnId))
-            return [Notify(Notification(trigger.transaction, Result.MALFORMED,
-                                        trigger.mnId), trigger.magAddress)]
-        m = self.mobiles.get(trigger.mnId)
-        state = None if m is None else m.state
-        nextState = self._step(state, "trigger")
         mag = trigger.magAddress
-        if m is not None and trigger.phoa is not None and m.phoa is not None \
-                and trigger.phoa != m.phoa:
-            self._say("trigger for {mnId} names {got}, cache has {cached}",
-                      mnId=_show(trigger.mnId), got=trigger.phoa, cached=m.phoa)
-            return [Notify(Notification(trigger.transaction, Result.PHOA_MISMATCH,
-                                        trigger.mnId, m.phoa), mag)]
-        if trigger.phoa is not None:
-            other = self._byPhoa.get(trigger.phoa)
+        refusal = self.profile.refusal(trigger)
+        if refusal is None and trigger.prefix is not None \
+                and trigger.prefix.prefixlen > MAX_PREFIX_LENGTH:
+            refusal = (f"the prefix {trigger.prefix} is longer than /{MAX_PREFIX_LENGTH}: "
+                       "the mobile could not form addresses in it (SLAAC)")
+        if refusal is not None:
+            self._say("Trigger {txn} from {mag} for {mnId} refused: {why}",
+                      txn=trigger.transaction, mag=mag, mnId=showMnId(trigger.mnId),
+                      why=refusal)
+            return [Notify(Notification(trigger.transaction, Result.MALFORMED,
+                                        trigger.mnId), mag)]
+        home = _homeOf(trigger)
+        m = self.mobiles.get(trigger.mnId)
+        if m is not None and (_prefixMode(m.mode) != _prefixMode(trigger.mode)
+                              or (home is not None and m.home is not None
+                                  and home != m.home)):
+            self._say("Trigger for {mnId} names {got} ({mode}), cache has {cached}",
+                      mnId=showMnId(trigger.mnId), got=home or "no home",
+                      mode=AddressMode.NAMES[trigger.mode], cached=m.home or "no home yet")
+            return [Notify(self._notification(trigger.transaction, Result.PHOA_MISMATCH, m),
+                           mag)]
+        if home is not None:
+            other = self._byHome.get(home)
             if other is not None and other is not m:
-                self._say("{phoa} of {mnId} is already used by {other}",
-                          phoa=trigger.phoa, mnId=_show(trigger.mnId),
-                          other=_show(other.mnId))
-                return [Notify(Notification(trigger.transaction,
-                                            Result.ADDRESS_CONFLICT,
-                                            trigger.mnId, trigger.phoa), mag)]
-        if state == AWAITING_PEERS:
+                self._say("{home} of {mnId} is already used by {other}", home=home,
+                          mnId=showMnId(trigger.mnId), other=showMnId(other.mnId))
+                return [Notify(Notification(
+                    trigger.transaction, Result.ADDRESS_CONFLICT, trigger.mnId,
+                    **_homeFields(home)), mag)]
+        if m is not None and m.state == AWAITING_PEERS:
             # Still asking the peers: the newer Trigger is answered instead.
+            self._step(m, Event.ATTACH)
             c = m.check
-            effects = [Notify(Notification(c.transaction, Result.SUPERSEDED,
-                                           m.mnId, m.phoa), c.mag)]
+            effects = [Notify(self._notification(c.transaction, Result.SUPERSEDED, m),
+                              c.mag)]
             c.transaction, c.mag = trigger.transaction, mag
             m.mag = mag
             return effects
-        if m is None and self.peers and trigger.phoa is not None \
-                and trigger.mode == AddressMode.STATELESS:
+        if m is None and self.conflicts.wanted(trigger):
             return self._askPeers(trigger, now)
+        bound = m is not None and m.pcoa is not None and m.state != DEREGISTERING
         effects = []
         if m is None:
-            m = Mobile(trigger.mnId, self._rng.randrange(0x10000))
+            m = Mobile(trigger.mnId, self._rng.randrange(0x10000), trigger.mode)
+            self._step(m, Event.ATTACH)
             self.mobiles[m.mnId] = m
-            if trigger.phoa is not None:
-                m.phoa = trigger.phoa
-                self._byPhoa[m.phoa] = m
         else:
+            self._step(m, Event.HANDOFF if bound else Event.ATTACH)
             effects.extend(self._supersede(m, mag))
-            if state == DEREGISTERING:
-                # The deregistration may already have removed the binding:
-                # register afresh, with the MN identifier.
+            if not bound:
+                # A deregistration may already have removed the binding:
+                # register afresh (with the MN identifier).
                 m.pcoa = None
-            if m.phoa is None and trigger.phoa is not None:
-                m.phoa = trigger.phoa
-                self._byPhoa[m.phoa] = m
+        if m.home is None and home is not None:
+            m.home = home
+            self._byHome[home] = m
+        self._learn(m, trigger)
         m.mag = mag
         m.detachAt = None
-        m.state = nextState
-        kind = "attach" if m.pcoa is None else (
-            "handoff" if m.pcoa != mag else "reattach")
-        pending = _Pending(kind, mag, trigger.transaction, mag, self.lifetime)
-        effects.extend(self._start(m, pending, now))
+        kind = "attach" if not bound else ("handoff" if m.pcoa != mag else "reattach")
+        effects.extend(self._start(m, _Pending(kind, mag, trigger.transaction, mag,
+                                               self.lifetime), now))
         self._reschedule(m)
         return effects
 
     def receiveConflictResponse(self, peer, response, now):
-        """A peer's L{ConflictResponse} to one of our requests."""
+        """A peer's L{netlmm.wire.control.ConflictResponse} to one of our requests."""
         m = self._checking(response.transaction, peer)
         if m is None:
             self._say("Conflict Detection Response {txn} from {peer} answers no "
                       "pending request; dropped", txn=response.transaction, peer=peer)
             return []
-        c = m.check
-        if response.result == Conflict.CONFLICT_DETECTED:
-            self._step(m.state, "conflict")
-            self.conflictCounters["conflicts"] += 1
+        outcome = self.conflicts.answered(m.check, peer, response.result)
+        if outcome == "conflict":
+            c = m.check
+            self._step(m, Event.CONFLICT)
             self._say("peer {peer}: {phoa} of {mnId} is used by another mobile; "
-                      "address conflict", peer=peer, phoa=m.phoa, mnId=_show(m.mnId))
+                      "address conflict", peer=peer, phoa=m.home, mnId=showMnId(m.mnId))
             return self._forget(m) + [Notify(Notification(
                 c.transaction, Result.ADDRESS_CONFLICT, m.mnId, response.phoa), c.mag)]
-        c.waiting.discard(peer)
-        if c.waiting:
-            return []
-        return self._unique(m, now)
+        return self._unique(m, now) if outcome == "unique" else []
 
     def peerFailed(self, transaction, peer, now):
         """The request C{transaction} could not reach C{peer} (not connected)."""
         m = self._checking(transaction, peer)
         if m is None:
             return []
-        c = m.check
-        c.waiting.discard(peer)
-        c.silent.add(peer)
-        if c.waiting:
-            return []
-        return self._unique(m, now)
+        if self.conflicts.answered(m.check, peer, None) == "unique":
+            return self._unique(m, now)
+        return []
 
     def answerConflict(self, request, now=None):
         """
-        The L{ConflictResponse} to a peer's L{ConflictRequest}: conflict
-        when another mobile here has (or is checking) that pHoA. Two clients
-        checking the same address at once both hold it AWAITING_PEERS; the
-        mobile with the lower MN identifier keeps it, so exactly one of them
-        hears "conflict".
+        The L{netlmm.wire.control.ConflictResponse} to a peer's request:
+        conflict when another mobile here has (or is checking) that pHoA
+        (L{ConflictDetector.answer}).
         """
-        other = self._byPhoa.get(request.phoa)
-        conflict = other is not None and other.mnId != request.mnId
-        if conflict and other.state == AWAITING_PEERS and request.mnId < other.mnId:
-            conflict = False
-        self.conflictCounters["answered"] += 1
-        result = Conflict.CONFLICT_DETECTED if conflict else Conflict.NO_CONFLICT
-        if conflict:
+        other = self._byHome.get(request.phoa)
+        holder = None if other is None else (other.mnId, other.state == AWAITING_PEERS)
+        response = self.conflicts.answer(request, holder)
+        if response.result == Conflict.CONFLICT_DETECTED:
             self._say("peer asks about {phoa} for {mnId}: used here by {other}",
-                      phoa=request.phoa, mnId=_show(request.mnId),
-                      other=_show(other.mnId))
-        return ConflictResponse(request.transaction, result, request.mnId, request.phoa)
+                      phoa=request.phoa, mnId=showMnId(request.mnId),
+                      other=showMnId(other.mnId))
+        return response
 
     def receiveDetach(self, detach, now):
         """A MAG reports C{detach.mnId} gone from C{detach.magAddress}."""
@@ -397,22 +499,19 @@ class PmipCore:
         if m is None:
             self._say("Detach {txn} from {mag} for {mnId}, which this client does not "
                       "know: answered unknown-mn, nothing to deregister",
-                      txn=detach.transaction, mag=mag, mnId=_show(detach.mnId))
+                      txn=detach.transaction, mag=mag, mnId=showMnId(detach.mnId))
             return [Notify(Notification(detach.transaction, Result.UNKNOWN_MN,
                                         detach.mnId), mag)]
         if m.mag != mag:
             # The mobile has moved on: this MAG only needs to clean up.
-            return [Notify(Notification(detach.transaction, Result.MOVED,
-                                        m.mnId, m.phoa), mag)]
-        nextState = self._step(m.state, "detach")
+            return [Notify(self._notification(detach.transaction, Result.MOVED, m), mag)]
+        state = self._step(m, Event.DETACH)
         effects = self._supersede(m, None)
-        sent = m.pending is not None and bool(m.pending.sequences)
-        m.pending = None
-        if m.pcoa is None and not sent:
-            # No PBU went out: nothing can be bound, forget the mobile at once.
+        if state is None:
+            # Still checking with the peers: no PBU went out, nothing is bound.
             return effects + self._forget(m) + [Notify(Notification(
                 detach.transaction, Result.SUCCESS, m.mnId), mag)]
-        m.state = nextState
+        self._clearPending(m)
         m.detach = (detach.transaction, mag)
         m.detachAt = now + self.detachDelay
         m.refreshAt = None
@@ -438,27 +537,27 @@ class PmipCore:
             return []
         m = self._matchAck(message)
         if m is None:
-            self._say("PBAck seq {seq} matches no pending PBU; dropped",
-                      seq=message.sequence)
+            self._say("PBAck seq {seq} status {status} matches no pending PBU; dropped",
+                      seq=message.sequence, status=mh.Status.name(message.status))
             return []
+        for bad in message.malformed():
+            self._say("PBAck seq {seq} for {mnId}: malformed {option} option ({why}); "
+                      "the rest of it is used", seq=message.sequence,
+                      mnId=showMnId(m.mnId), option=bad.kind.__name__, why=bad.reason)
         if self.security is not None:
             why = self.security.accept(message, raw, m.mnId, now)
             if why is not None:
                 p = m.pending
-                if why == "resync" and p.resyncs < 3:
+                if why == "resync" and p.resyncs < _RESYNCS:
                     # The LMA told us its time: resend with a fresh timestamp.
-                    p.resyncs += 1
-                    p.timeout = self.initialTimeout
                     self._say("LMA refused {mnId}'s timestamp; clock offset "
-                              "corrected, resending", mnId=_show(m.mnId))
-                    effects = self._send(m, p, now)
-                    self._reschedule(m)
-                    return effects
+                              "corrected, resending", mnId=showMnId(m.mnId))
+                    return self._resend(m, p, now)
                 # Drop it; the retransmission timer keeps running.
                 self.unauthenticated += 1
                 self._say("PBAck seq {seq} from {source} for {mnId} dropped: {why}",
                           seq=message.sequence, source=source,
-                          mnId=_show(m.mnId), why=why)
+                          mnId=showMnId(m.mnId), why=why)
                 return []
         effects = self._ack(m, message, raw, now)
         self._reschedule(m)
@@ -477,18 +576,18 @@ class PmipCore:
             if p is not None and p.resendAt <= now:
                 effects.extend(self._retransmit(m, p, now))
             elif m.check is not None and m.check.deadline <= now:
-                c = m.check
-                c.silent |= c.waiting
-                c.waiting.clear()
+                self.conflicts.timedOut(m.check)
                 effects.extend(self._unique(m, now))
             elif m.detachAt is not None and m.detachAt <= now:
+                self._step(m, Event.DEREGISTER)
                 m.detachAt = None
-                m.state = self._step(m.state, "deregister")
-                effects.extend(self._start(m, _Pending("deregister", m.pcoa, None, None, 0), now))
+                effects.extend(self._start(m, _Pending("deregister", m.pcoa, None, None, 0),
+                                           now))
             elif m.state == BOUND and m.refreshAt is not None and m.refreshAt <= now:
-                m.state = self._step(m.state, "refresh")
+                self._step(m, Event.REFRESH)
                 m.refreshAt = None
-                effects.extend(self._start(m, _Pending("refresh", m.pcoa, None, None, self.lifetime), now))
+                effects.extend(self._start(m, _Pending("refresh", m.pcoa, None, None,
+                                                       self.lifetime), now))
             self._reschedule(m)
         return effects
 
@@ -498,38 +597,71 @@ class PmipCore:
         if self._log is not None:
             self._log.info(fmt, **kw)
 
+    def _debug(self, fmt, **kw):
+        if self._log is not None:
+            self._log.debug(fmt, **kw)
+
+    def _step(self, m, event):
+        """
+        Move C{m} by C{event} (L{TRANSITIONS}); the one place a mobile's
+        state changes. Raises L{InvalidInput}, changing nothing, when the
+        table has no such move. Returns the new state (None: no entry).
+        """
+        key = (m.state, event)
+        if key not in TRANSITIONS:
+            raise InvalidInput(str(event), m.state)
+        m.state = TRANSITIONS[key]
+        return m.state
+
     def _reschedule(self, m):
         due = _due(m)
         if due is not None and self.mobiles.get(m.mnId) is m:
             heapq.heappush(self._timers, (due, next(self._tiebreak), m.mnId))
 
-    def _step(self, state, what):
-        nextState = TRANSITIONS.get((state, what), "invalid")
-        if nextState == "invalid":
-            raise InvalidInput(what, state)
-        return nextState
+    def _learn(self, m, trigger):
+        """What a Trigger tells about the mobile's link and IPv4 wishes."""
+        if trigger.ipv4 is not None:
+            m.ipv4Request = trigger.ipv4
+        if trigger.linkLayerId is not None:
+            m.linkLayerId = trigger.linkLayerId
+        if trigger.accessTechnology is not None:
+            m.accessTechnology = trigger.accessTechnology
+
+    def _notification(self, transaction, result, m, raw=None, assigned=False):
+        """
+        A Notification about C{m}, with its home and (C{assigned}) what the
+        LMA gave for IPv4, and the PBAck C{raw} in its container when it fits.
+        """
+        n = Notification(transaction, result, m.mnId, **_homeFields(m.home))
+        if assigned:
+            n = n._replace(ipv4=m.ipv4, ipv4Router=m.ipv4Router)
+        if raw is not None:
+            fitted = withContainer(n, raw)
+            if fitted is n:
+                self._debug("Notification {txn} for {mnId} goes without its container: "
+                            "with the {n}-octet PBAck it would pass 255 octets",
+                            txn=transaction, mnId=showMnId(m.mnId), n=len(raw))
+            n = fitted
+        return n
 
     def _askPeers(self, trigger, now):
-        m = Mobile(trigger.mnId, self._rng.randrange(0x10000))
-        m.state = self._step(None, "check")
-        m.phoa = trigger.phoa
+        m = Mobile(trigger.mnId, self._rng.randrange(0x10000), trigger.mode)
+        self._step(m, Event.CHECK)
+        m.home = trigger.phoa
         m.mag = trigger.magAddress
+        self._learn(m, trigger)
         self.mobiles[m.mnId] = m
-        self._byPhoa[m.phoa] = m
-        request = self._nextRequest
-        self._nextRequest = request % 0xFFFFFFFF + 1
-        m.check = _Check(trigger.transaction, trigger.magAddress, request, self.peers,
-                         now + self.peerTimeout)
-        self._checks[request] = m.mnId
-        self.conflictCounters["asked"] += 1
+        self._byHome[m.home] = m
+        m.check, ask = self.conflicts.ask(m.mnId, m.home, trigger.transaction,
+                                          trigger.magAddress, now)
         self._say("asking {n} peer(s) whether {phoa} of {mnId} is unique",
-                  n=len(self.peers), phoa=m.phoa, mnId=_show(m.mnId))
+                  n=len(self.peers), phoa=m.home, mnId=showMnId(m.mnId))
         self._reschedule(m)
-        return [AskPeers(ConflictRequest(request, m.mnId, m.phoa), self.peers)]
+        return [ask]
 
     def _checking(self, transaction, peer):
         """The mobile whose check waits for C{peer}'s answer to C{transaction}."""
-        m = self.mobiles.get(self._checks.get(transaction))
+        m = self.mobiles.get(self.conflicts.mobileAsked(transaction))
         if m is None or m.check is None or m.check.request != transaction \
                 or peer not in m.check.waiting:
             return None
@@ -538,17 +670,16 @@ class PmipCore:
     def _unique(self, m, now):
         """No peer objected (or some were silent): send the PBU."""
         c = m.check
+        self._step(m, Event.UNIQUE)
         m.check = None
-        self._checks.pop(c.request, None)
-        m.state = self._step(m.state, "unique")
-        if c.silent:
-            self.conflictCounters["silent"] += 1
+        self.conflicts.done(c)
+        if self.conflicts.unique(c):
             self._say("peer(s) {peers} did not answer about {phoa} within {t:g} s; "
                       "registering {mnId} anyway (the LMA's DAD still applies)",
-                      peers=", ".join(sorted(str(p) for p in c.silent)), phoa=m.phoa,
-                      t=self.peerTimeout, mnId=_show(m.mnId))
-        pending = _Pending("attach", c.mag, c.transaction, c.mag, self.lifetime)
-        effects = self._start(m, pending, now)
+                      peers=", ".join(sorted(str(p) for p in c.silent)), phoa=m.home,
+                      t=self.conflicts.peerTimeout, mnId=showMnId(m.mnId))
+        effects = self._start(m, _Pending("attach", c.mag, c.transaction, c.mag,
+                                          self.lifetime), now)
         self._reschedule(m)
         return effects
 
@@ -558,72 +689,90 @@ class PmipCore:
         if m.check is not None:
             c = m.check
             m.check = None
-            self._checks.pop(c.request, None)
-            effects.append(Notify(Notification(c.transaction, Result.SUPERSEDED,
-                                               m.mnId, m.phoa), c.mag))
+            self.conflicts.done(c)
+            effects.append(Notify(self._notification(c.transaction, Result.SUPERSEDED, m),
+                                  c.mag))
         p = m.pending
         if p is not None and p.transaction is not None:
-            effects.append(Notify(Notification(p.transaction, Result.SUPERSEDED,
-                                               m.mnId, m.phoa), p.mag))
+            effects.append(Notify(self._notification(p.transaction, Result.SUPERSEDED, m),
+                                  p.mag))
         if m.detach is not None:
             transaction, detachMag = m.detach
             m.detach = None
             # The mobile is back where it left (SUPERSEDED: a newer request
             # replaced the Detach) or at another MAG (MOVED).
             result = Result.SUPERSEDED if detachMag == mag else Result.MOVED
-            effects.append(Notify(Notification(transaction, result,
-                                               m.mnId, m.phoa), detachMag))
+            effects.append(Notify(self._notification(transaction, result, m), detachMag))
         return effects
 
-    def _pbu(self, m, p):
-        options = []
-        phoa = m.phoa if m.phoa is not None else _ZERO
-        options.append(mh.HomeNetworkPrefix(phoa, 128))
-        if p.kind != "deregister":
-            options.append(mh.AlternateCareOfAddress(p.pcoa))
-        if m.pcoa is None or p.withMnId:
-            # Initial attachment: the LMA needs the MN identifier (4.1 step 4).
-            options.append(mh.MobileNodeIdentifier(m.mnId))
-        lifetime = p.lifetime // mh.LIFETIME_UNIT
-        return mh.BindingUpdate(m.sequence, mh.BU_A | mh.BU_H | mh.BU_P,
-                                lifetime, options)
-
     def _start(self, m, p, now):
+        self._clearPending(m)
         m.pending = p
         p.timeout = self.initialTimeout
         return self._send(m, p, now)
 
+    def _clearPending(self, m):
+        p, m.pending = m.pending, None
+        if p is None:
+            return
+        for s in p.sequences:
+            waiting = self._inFlight.get(s)
+            if waiting is not None:
+                waiting.discard(m.mnId)
+                if not waiting:
+                    del self._inFlight[s]
+
     def _send(self, m, p, now):
         m.sequence = (m.sequence + 1) & 0xFFFF
         p.sequences.append(m.sequence)
+        self._inFlight.setdefault(m.sequence, set()).add(m.mnId)
         p.resendAt = now + p.timeout
-        pbu = self._pbu(m, p)
+        options = self.profile.options(m, p, now + self.clock.offset)
+        pbu = mh.BindingUpdate(m.sequence, self.profile.flags,
+                               p.lifetime // mh.LIFETIME_UNIT, options)
         if self.security is not None:
             pbu = self.security.protect(pbu, m.mnId, now)
             if pbu is None:
                 # No SA: nothing goes out, and the timer gives up in the end.
                 self._say("no security association for {mnId}; PBU not sent",
-                          mnId=_show(m.mnId))
+                          mnId=showMnId(m.mnId))
                 return []
         return [SendMH(pbu, self.lmaAddress)]
 
+    def _resend(self, m, p, now):
+        """Send the pending PBU again at once (after a resynchronisation)."""
+        p.resyncs += 1
+        p.timeout = self.initialTimeout
+        effects = self._send(m, p, now)
+        self._reschedule(m)
+        return effects
+
     def _retransmit(self, m, p, now):
         if p.timeout >= self.maxTimeout:
+            self.counters["unreachable"] += 1
             self._say("no PBAck for {mnId} after {n} PBUs; giving up",
-                      mnId=_show(m.mnId), n=len(p.sequences))
+                      mnId=showMnId(m.mnId), n=len(p.sequences))
             return self._fail(m, p, Result.LMA_UNREACHABLE, None, now)
         p.timeout = min(p.timeout * 2, self.maxTimeout)
         return self._send(m, p, now)
 
     def _matchAck(self, ba):
+        """
+        The mobile whose pending PBU C{ba} answers: by its MN Identifier, else
+        its home, else (both missing or malformed) its sequence number alone.
+        """
         m = None
         mnIdOpt = ba.option(mh.MobileNodeIdentifier)
         if mnIdOpt is not None:
             m = self.mobiles.get(mnIdOpt.identifier)
         if m is None:
             hnp = ba.option(mh.HomeNetworkPrefix)
-            if hnp is not None:
-                m = self._byPhoa.get(hnp.prefix)
+            if hnp is not None and not hnp.unspecified:
+                m = self._byHome.get(_homeOfOption(hnp))
+        if m is None and ba.status != mh.Status.SEQUENCE_OUT_OF_WINDOW:
+            waiting = self._inFlight.get(ba.sequence)
+            if waiting is not None and len(waiting) == 1:
+                m = self.mobiles.get(next(iter(waiting)))
         if m is None or m.pending is None:
             return None
         if ba.status == mh.Status.SEQUENCE_OUT_OF_WINDOW:
@@ -635,55 +784,64 @@ class PmipCore:
 
     def _ack(self, m, ba, raw, now):
         p = m.pending
-        if ba.status == mh.Status.SEQUENCE_OUT_OF_WINDOW and p.resyncs < 3:
+        status = ba.status
+        if status == mh.Status.SEQUENCE_OUT_OF_WINDOW and p.resyncs < _RESYNCS:
             # The LMA remembers a later number (we restarted): continue after it.
-            p.resyncs += 1
             m.sequence = ba.sequence
             self._say("LMA's last sequence for {mnId} is {seq}; resending",
-                      mnId=_show(m.mnId), seq=ba.sequence)
-            p.timeout = self.initialTimeout
-            return self._send(m, p, now)
-        if (ba.status in (mh.Status.MISSING_MN_IDENTIFIER_OPTION,
-                          mh.Status.NOT_HOME_AGENT_FOR_MN)
-                and p.kind != "deregister" and not p.withMnId):
-            # The LMA has no binding for the pHoA (it restarted, or the
+                      mnId=showMnId(m.mnId), seq=ba.sequence)
+            return self._resend(m, p, now)
+        if status in _CLOCK and self.profile.ordering == TIMESTAMP \
+                and p.resyncs < _RESYNCS:
+            ts = ba.option(mh.Timestamp)
+            why = "no Timestamp option" if ts is None else self.clock.follow(ts.seconds, now)
+            if why is None:
+                self._say("LMA refused {mnId}'s timestamp ({status}); clock offset now "
+                          "{offset:+.3f} s, resending", mnId=showMnId(m.mnId),
+                          status=mh.Status.name(status), offset=self.clock.offset)
+                return self._resend(m, p, now)
+            self._say("LMA refused {mnId}'s timestamp ({status}); not following its "
+                      "clock: {why}", mnId=showMnId(m.mnId), status=mh.Status.name(status),
+                      why=why)
+        if status in _LOST and p.kind != "deregister" and not p.withMnId:
+            # The LMA has no binding for the home (it restarted, or the
             # binding expired): register it again, naming the mobile.
             p.withMnId = True
-            p.timeout = self.initialTimeout
-            self._say("LMA does not know {mnId}'s binding; registering again",
-                      mnId=_show(m.mnId))
-            return self._send(m, p, now)
-        if ba.status == mh.Status.NOT_HOME_AGENT_FOR_MN and p.kind == "deregister":
-            # Nothing to deregister any more: the outcome the MAG wanted.
-            ba = None
-        if ba is not None and not ba.accepted:
-            self._say("PBU for {mnId} rejected with {status}", mnId=_show(m.mnId),
-                      status=mh.Status.name(ba.status))
-            return self._fail(m, p, Result.PBACK_REJECTED, raw, now)
-        m.pending = None
-        effects = []
+            self._say("LMA does not know {mnId}'s binding ({status}); registering again",
+                      mnId=showMnId(m.mnId), status=mh.Status.name(status))
+            return self._resend(m, p, now)
+        if p.kind == "deregister" and status in (mh.Status.ACCEPTED,
+                                                mh.Status.NOT_HOME_AGENT_FOR_MN):
+            # 133: nothing to deregister any more, the outcome wanted.
+            return self._deregistered(m, raw)
+        if not ba.accepted:
+            self.counters["rejected"] += 1
+            self._say("PBU ({kind}) for {mnId} rejected with {status}: {meaning}",
+                      kind=p.kind, mnId=showMnId(m.mnId), status=mh.Status.name(status),
+                      meaning=describeStatus(status))
+            return self._fail(m, p, resultFor(status), raw, now)
         if p.kind == "deregister":
-            self._step(m.state, "pback")
-            self._say("{mnId} deregistered", mnId=_show(m.mnId))
-            transaction, mag = m.detach or (None, None)
-            effects.extend(self._forget(m))
-            if transaction is not None:
-                effects.append(Notify(Notification(transaction, Result.SUCCESS,
-                                                   m.mnId, m.phoa, raw), mag))
-            return effects
-        m.state = self._step(m.state, "pback")
-        hnp = ba.option(mh.HomeNetworkPrefix)
-        if m.phoa is None:
-            if hnp is None or hnp.unspecified:
-                self._say("PBAck for {mnId} assigns no pHoA", mnId=_show(m.mnId))
-                return self._fail(m, p, Result.PBACK_REJECTED, raw, now)
-            m.phoa = hnp.prefix
-            self._byPhoa[m.phoa] = m
+            self._say("deregistration of {mnId} answered {status}, which is not a "
+                      "deregistration status; taken as done", mnId=showMnId(m.mnId),
+                      status=mh.Status.name(status))
+            return self._deregistered(m, raw)
+        home, problem = self._readHome(m, ba)
+        if problem is None and ba.lifetime == 0:
+            problem = "the LMA granted lifetime 0"
+        if problem is not None:
+            return self._unusable(m, p, home, problem, raw, now)
+        self._step(m, Event.ACCEPTED)
+        self._clearPending(m)
+        if m.home is None:
+            m.home = home
+            self._byHome[home] = m
+        self._readIpv4(m, ba)
         old = m.pcoa
         m.pcoa = p.pcoa
-        if p.kind != "refresh":
-            self._say("{mnId} bound: {phoa} via {pcoa} ({kind})", mnId=_show(m.mnId),
-                      phoa=m.phoa, pcoa=m.pcoa, kind=p.kind)
+        self.counters["refreshed" if p.kind == "refresh" else
+                      "bound" if p.kind == "attach" else "handoffs"] += 1
+        self._debug("{mnId} bound: {home} via {pcoa} ({kind})", mnId=showMnId(m.mnId),
+                    home=m.home, pcoa=m.pcoa, kind=p.kind)
         granted = ba.lifetimeSeconds
         m.lifetime = granted
         m.expiry = now + granted
@@ -691,59 +849,183 @@ class PmipCore:
         bra = ba.option(mh.BindingRefreshAdvice)
         if bra is not None:
             refresh = min(refresh, bra.interval * mh.LIFETIME_UNIT)
-        m.refreshAt = now + refresh if granted else None
+        m.refreshAt = now + refresh
         m.saved = True
-        effects.append(_persist(m))
+        effects = [_persist(m)]
         if p.transaction is not None:
-            effects.append(Notify(Notification(p.transaction, Result.SUCCESS,
-                                               m.mnId, m.phoa, raw), p.mag))
+            effects.append(Notify(self._notification(p.transaction, Result.SUCCESS, m, raw,
+                                                     assigned=True), p.mag))
         if old is not None and old != m.pcoa:
-            effects.append(Notify(Notification(0, Result.MOVED, m.mnId, m.phoa),
-                                  old))
+            effects.append(Notify(self._notification(0, Result.MOVED, m), old))
         return effects
 
-    def _fail(self, m, p, result, raw, now):
-        m.pending = None
-        effects = []
-        if p.transaction is not None:
-            effects.append(Notify(Notification(p.transaction, result, m.mnId,
-                                               m.phoa, raw), p.mag))
-        if p.kind in ("attach",) or m.pcoa is None:
-            effects[:0] = self._forget(m)
-        elif p.kind in ("refresh",):
-            effects[:0] = self._forget(m)
-            effects.append(Notify(Notification(0, Result.BINDING_LOST, m.mnId,
-                                               m.phoa, raw), m.pcoa))
-        elif p.kind == "deregister":
-            transaction, mag = m.detach or (None, None)
-            effects[:0] = self._forget(m)
-            if transaction is not None:
-                effects.append(Notify(Notification(transaction, result, m.mnId,
-                                                   m.phoa, raw), mag))
+    def _readHome(self, m, ba):
+        """
+        The home an accepted PBA binds for C{m}, and None; or (what it
+        binds, if anything usable for a deregistration, and) why C{m}
+        cannot use it.
+        """
+        hnps = [o for o in ba.options if type(o) is mh.HomeNetworkPrefix]
+        if not hnps:
+            if m.home is not None and not _prefixMode(m.mode):
+                return m.home, None
+            bad = ba.malformed(mh.HomeNetworkPrefix)
+            return None, ("no Home Network Prefix option" if not bad else
+                          f"its Home Network Prefix option is malformed ({bad[0].reason})")
+        if m.home is not None:
+            for h in hnps:
+                if not h.unspecified and _homeOfOption(h) == m.home:
+                    return m.home, None
+        hnp = hnps[0]
+        found = _homeOfOption(hnp)
+        if hnp.unspecified:
+            return None, ("its Home Network Prefix is all zeros "
+                          f"({hnp.prefix}/{hnp.prefixLength}): nothing was assigned")
+        if found is None:
+            return None, f"{hnp.prefix}/{hnp.prefixLength} has bits set beyond its length"
+        if m.home is not None:
+            return found, f"it binds {_showHome(found)}, not {_showHome(m.home)}"
+        if _prefixMode(m.mode):
+            if hnp.prefixLength > MAX_PREFIX_LENGTH:
+                return found, (f"the prefix {found} is longer than /{MAX_PREFIX_LENGTH}: "
+                               "the mobile cannot form addresses in it (SLAAC)")
+            if len(hnps) > 1:
+                self._say("PBAck for {mnId} assigns {n} prefixes; the MAG is told the "
+                          "first, {prefix}", mnId=showMnId(m.mnId), n=len(hnps),
+                          prefix=found)
+            return found, None
+        if hnp.prefixLength != 128:
+            return found, (f"it assigns the prefix {found} where one address (a /128 "
+                           f"pHoA, address mode {AddressMode.NAMES[m.mode]}) was asked")
+        return found, None
+
+    def _readIpv4(self, m, ba):
+        """Take the IPv4 home address and router an accepted PBA assigns."""
+        if m.ipv4Request is None and m.ipv4 is None:
+            return
+        reply = ba.option(mh.IPv4HomeAddressReply)
+        router = ba.option(mh.IPv4DefaultRouterAddress)
+        if reply is None:
+            bad = ba.malformed(mh.IPv4HomeAddressReply)
+            self._say("PBAck for {mnId} has {what}: no IPv4 home address",
+                      mnId=showMnId(m.mnId),
+                      what=f"a malformed IPv4 Home Address Reply ({bad[0].reason})" if bad
+                      else "no IPv4 Home Address Reply (RFC 5844)")
+            m.ipv4 = m.ipv4Router = None
+        elif not reply.accepted or reply.address.packed == bytes(4):
+            self._say("LMA refused an IPv4 home address for {mnId}: {status} {meaning}",
+                      mnId=showMnId(m.mnId), status=reply.status,
+                      meaning=describeStatus(reply.status, ipv4=True))
+            m.ipv4 = m.ipv4Router = None
         else:
+            # A prefix length of 0 names no IPv4 home network: one address.
+            m.ipv4 = IPv4Interface((reply.address, reply.prefixLength or 32))
+            m.ipv4Router = None if router is None else router.address
+
+    def _unusable(self, m, p, home, problem, raw, now):
+        """
+        The LMA accepted a PBU with an answer the client cannot use: tell
+        the MAG why and deregister what the LMA bound, at once.
+        """
+        self.counters["unusable"] += 1
+        self._say("PBAck accepting the {kind} of {mnId} cannot be used: {problem}; "
+                  "deregistering it", kind=p.kind, mnId=showMnId(m.mnId), problem=problem)
+        self._step(m, Event.UNUSABLE)
+        # What was kept is going: a restart must not bring it back.
+        effects = self._unsave(m)
+        if p.transaction is not None:
+            effects.append(Notify(self._notification(p.transaction, Result.PBACK_UNUSABLE,
+                                                     m, raw), p.mag))
+        if m.pcoa is not None:
+            # The binding the old MAG tunnels for is being removed.
+            effects.append(Notify(self._notification(0, Result.BINDING_LOST, m), m.pcoa))
+        if home is not None and home != m.home:
+            if self._byHome.get(m.home) is m:
+                del self._byHome[m.home]
+            m.home = home
+        m.pcoa = p.pcoa
+        m.mag = None
+        dereg = _Pending("deregister", p.pcoa, None, None, 0)
+        # Name the mobile: what the LMA bound is not what the client knows.
+        dereg.withMnId = True
+        effects.extend(self._start(m, dereg, now))
+        return effects
+
+    def _deregistered(self, m, raw):
+        self._step(m, Event.ACCEPTED)
+        self.counters["deregistered"] += 1
+        self._debug("{mnId} deregistered", mnId=showMnId(m.mnId))
+        transaction, mag = m.detach or (None, None)
+        effects = self._forget(m)
+        if transaction is None:
+            return effects
+        return effects + [Notify(self._notification(transaction, Result.SUCCESS, m, raw),
+                                 mag)]
+
+    def _fail(self, m, p, result, raw, now):
+        state = self._step(m, Event.FAILED)
+        effects = [] if state is BOUND else self._unsave(m)
+        if p.transaction is not None:
+            effects.append(Notify(self._notification(p.transaction, result, m, raw), p.mag))
+        if state is BOUND:
             # A failed handoff or re-attachment: the old binding stands.
-            m.state = BOUND
+            self._clearPending(m)
             m.mag = m.pcoa
             if m.refreshAt is None:
                 m.refreshAt = now
+            return effects
+        if p.kind == "refresh":
+            self.counters["lost"] += 1
+            effects.append(Notify(self._notification(0, Result.BINDING_LOST, m, raw),
+                                  m.pcoa))
+        elif p.kind == "deregister" and m.detach is not None:
+            transaction, mag = m.detach
+            effects.append(Notify(self._notification(transaction, result, m, raw), mag))
+        self._forget(m)
         return effects
 
-    def _forget(self, m):
-        """Drop C{m}; returns the L{Persist} that deletes its record, if any."""
-        self.mobiles.pop(m.mnId, None)
-        if m.phoa is not None and self._byPhoa.get(m.phoa) is m:
-            del self._byPhoa[m.phoa]
-        m.state = None
-        m.detach = None
-        if m.check is not None:
-            self._checks.pop(m.check.request, None)
-            m.check = None
-        if self.security is not None and hasattr(self.security, "forget"):
-            self.security.forget(m.mnId)
+    def _unsave(self, m):
+        """The L{Persist} that deletes C{m}'s record, if one is kept."""
         if not m.saved:
             return []
         m.saved = False
         return [Persist(m.mnId, None)]
+
+    def _forget(self, m):
+        """Drop C{m}; returns the L{Persist} that deletes its record, if any."""
+        self._clearPending(m)
+        self.mobiles.pop(m.mnId, None)
+        if m.home is not None and self._byHome.get(m.home) is m:
+            del self._byHome[m.home]
+        m.state = None
+        m.detach = None
+        if m.check is not None:
+            self.conflicts.done(m.check)
+            m.check = None
+        if self.security is not None and hasattr(self.security, "forget"):
+            self.security.forget(m.mnId)
+        return self._unsave(m)
+
+
+def _homeOfOption(hnp):
+    """A Home Network Prefix option's home: a /128 is an address; else a prefix."""
+    if hnp.prefixLength == 128:
+        return hnp.prefix
+    try:
+        return IPv6Network((hnp.prefix, hnp.prefixLength))
+    except ValueError:
+        return None
+
+
+def _homeFields(home):
+    """The Notification fields naming C{home}."""
+    if isinstance(home, IPv6Network):
+        return {"prefix": home}
+    return {"phoa": home}
+
+
+def _showHome(home):
+    return f"the prefix {home}" if isinstance(home, IPv6Network) else f"the address {home}"
 
 
 def _record(m):
@@ -751,12 +1033,91 @@ def _record(m):
     The one record a bound mobile is kept as (see L{PmipCore.restore});
     addresses stay ipaddress objects, which the store writes as their text.
     """
-    return {"mn": m.mnId.hex(), "phoa": m.phoa, "pcoa": m.pcoa,
-            "sequence": m.sequence, "lifetime": m.lifetime, "expiry": m.expiry}
+    record = {"mn": m.mnId.hex(), "pcoa": m.pcoa, "sequence": m.sequence,
+              "lifetime": m.lifetime, "expiry": m.expiry, "mode": int(m.mode)}
+    if isinstance(m.home, IPv6Network):
+        record["prefix"] = m.home
+    else:
+        record["phoa"] = m.home
+    if m.ipv4 is not None:
+        record["ipv4"] = m.ipv4
+        if m.ipv4Router is not None:
+            record["ipv4Router"] = m.ipv4Router
+    if m.ipv4Request is not None:
+        record["ipv4Request"] = m.ipv4Request
+    if m.linkLayerId is not None:
+        record["linkLayerId"] = m.linkLayerId.hex()
+    if m.accessTechnology is not None:
+        record["accessTechnology"] = m.accessTechnology
+    return record
 
 
 def _persist(m):
     return Persist(m.mnId, _record(m))
+
+
+def _mnId(value):
+    mnId = read.identifier(value)
+    problem = mnIdProblem(mnId)
+    if problem is not None:
+        raise ValueError(f"MN identifier {showMnId(mnId)} {problem}")
+    return mnId
+
+
+def _mode(value):
+    if type(value) is not int or value not in AddressMode.NAMES:
+        raise ValueError(f"{value!r} is not an address mode (1..5)")
+    return value
+
+
+def _prefix(value):
+    return IPv6Network(value if isinstance(value, (str, IPv6Network)) else repr(value))
+
+
+def _ipv4(value):
+    return IPv4Interface(value if isinstance(value, (str, IPv4Interface)) else repr(value))
+
+
+def _router(value):
+    return IPv4Address(value if isinstance(value, (str, IPv4Address)) else repr(value))
+
+
+def _att(value):
+    if type(value) is not int or not 1 <= value <= 255:
+        raise ValueError(f"{value!r} is not an access technology type (1..255)")
+    return value
+
+
+#: The fields a record may have beyond the required ones (records of
+#: earlier releases have none of them), and how each is read.
+_OPTIONAL = {"mode": _mode, "prefix": _prefix, "ipv4": _ipv4, "ipv4Router": _router,
+             "ipv4Request": _ipv4, "linkLayerId": read.identifier,
+             "accessTechnology": _att}
+
+
+def _fromRecord(index, r):
+    """A BOUND-to-be L{Mobile} from the C{index}th record; raises L{BadRecord}."""
+    mnId, pcoa, sequence, lifetime, expiry = fields(
+        index, r, mn=_mnId, pcoa=read.address, sequence=read.sequence,
+        lifetime=read.seconds, expiry=read.seconds)
+    extra = {}
+    for name, reader in _OPTIONAL.items():
+        if r.get(name) is not None:
+            extra[name] = fields(index, r, **{name: reader})[0]
+    if "prefix" in extra:
+        home = extra["prefix"]
+    else:
+        home = fields(index, r, phoa=read.address)[0]
+    m = Mobile(mnId, sequence, extra.get("mode", AddressMode.STATIC))
+    if isinstance(home, IPv6Network) != (m.mode == AddressMode.PREFIX):
+        raise BadRecord(index, f"address mode {m.mode} does not go with the home {home}")
+    m.home, m.pcoa = home, pcoa
+    m.lifetime, m.expiry = int(lifetime), expiry
+    m.ipv4, m.ipv4Router = extra.get("ipv4"), extra.get("ipv4Router")
+    m.ipv4Request = extra.get("ipv4Request")
+    m.linkLayerId = extra.get("linkLayerId")
+    m.accessTechnology = extra.get("accessTechnology")
+    return m
 
 
 def _due(m):
@@ -770,7 +1131,3 @@ def _due(m):
     if m.state == BOUND:
         return m.refreshAt
     return None
-
-
-def _show(mnId):
-    return mnId.decode("utf-8", "replace")

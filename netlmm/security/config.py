@@ -11,9 +11,9 @@ def securityConfig(table, configPath, client=False):
     """
     Validate C{table}'s C{security} sub-table. Returns None (mode 'none') or
     a dict with the loaded key store and, at the LMA, the replay window
-    (C{window}: how far a PBU's timestamp may be from the LMA's clock) or,
-    at a PMIP client (C{client}), the clock offset bound (C{maxOffset}: how
-    far an authenticated 144 may set the client's clock from its own).
+    (C{window}: how far a PBU's timestamp may be from the LMA's clock). A
+    PMIP client (C{client}) has no window: its bound on the clock offset a
+    144 may set is C{max_clock_offset} in its main table.
     """
     t = table.table("security")
     mode = t.string("mode", "none", choices=("none", "rfc4285"))
@@ -22,10 +22,8 @@ def securityConfig(table, configPath, client=False):
         if "replay_window" in t.data:
             raise ConfigError(f"{t.where}.replay_window: only the LMA checks PBU "
                               "timestamps against a window; a PMIP client's bound "
-                              "is max_clock_offset")
-        from netlmm.security.guard import DEFAULT_MAX_OFFSET
-        bound = dict(maxOffset=t.number("max_clock_offset", DEFAULT_MAX_OFFSET,
-                                        minimum=0.1, maximum=86400))
+                              "is max_clock_offset in its main table")
+        bound = {}
     else:
         bound = dict(window=t.number("replay_window", DEFAULT_WINDOW, minimum=0.1,
                                      maximum=3600))

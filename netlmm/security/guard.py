@@ -38,7 +38,8 @@ from collections import namedtuple
 
 from netlmm.security.auth import (
     AuthenticationError, SignedOctets, addresses, locate, signEncoded, verifyLocated)
-from netlmm.security.replay import DEFAULT_WINDOW, ReplayWindow, fromNtp, toNtp
+from netlmm.security.replay import (
+    DEFAULT_MAX_OFFSET, DEFAULT_WINDOW, ClockOffset, ReplayWindow, fromNtp, toNtp)
 from netlmm.wire import mh
 from netlmm.wire.mh import Status
 
@@ -181,12 +182,6 @@ OK = None
 RESYNC = "resync"
 
 
-#: How far (seconds) an authenticated 144 may set this client's clock offset
-#: from the LMA's by default: NTP keeps hosts within milliseconds; this
-#: allows a badly synchronised pair while refusing to follow a far-off time.
-DEFAULT_MAX_OFFSET = 60.0
-
-
 class PmipGuard:
     """
     @param keys: a key store with C{forMobile} and C{bySpi}.
@@ -198,21 +193,25 @@ class PmipGuard:
     """
 
     def __init__(self, keys, maxOffset=DEFAULT_MAX_OFFSET, client=None):
-        if not maxOffset > 0:
-            raise ValueError(f"maxOffset must be positive, not {maxOffset!r}")
         self.keys = keys
-        self.maxOffset = maxOffset
+        self.clock = ClockOffset(maxOffset)
         self.client = client
         #: The octets of the PBUs signed, until the transport sends them.
         self.octets = SignedOctets()
-        #: LMA clock minus ours, learnt from authenticated 144 answers.
-        self.offset = 0.0
-        #: The LMA time (NTP) of the last 144 followed.
-        self._lmaTime = None
         self._lastSent = {}
         self._sent = {}
         self.counters = {"signed": 0, "noKey": 0, "verified": 0, "dropped": 0,
                          "resyncs": 0}
+
+    @property
+    def offset(self):
+        """The LMA's clock minus ours, learnt from authenticated 144 answers."""
+        return self.clock.offset
+
+    @property
+    def maxOffset(self):
+        """The bound on L{offset}, seconds."""
+        return self.clock.maxOffset
 
     def hasKey(self, mnId):
         """True when an SA for mobile C{mnId} is at hand."""
@@ -292,16 +291,8 @@ class PmipGuard:
 
     def _resync(self, lmaTime, now):
         """Follow the LMA's time from an authentic 144, within bounds."""
-        if self._lmaTime is not None and lmaTime <= self._lmaTime:
-            return ("144 carries an LMA time not later than one already followed "
-                    "(replayed?)")
-        offset = fromNtp(lmaTime) - now
-        if abs(offset) > self.maxOffset:
-            return (f"144: the LMA's clock is {offset:+.3f} s from ours, beyond "
-                    f"max_clock_offset ({self.maxOffset:g} s); synchronise the clocks")
-        self._lmaTime = lmaTime
-        self.offset = offset
-        return RESYNC
+        why = self.clock.follow(fromNtp(lmaTime), now)
+        return RESYNC if why is None else f"144: {why}"
 
 
 def _signed(message, timestamp, sa, coaHoa, octets):

@@ -61,3 +61,45 @@ class ReplayWindow:
             for key in list(self._last)[:len(self._last) // 2]:
                 del self._last[key]
         self._last[spi] = timestamp
+
+
+#: How far (seconds) a peer's reported time may set our clock offset by
+#: default: NTP keeps hosts within milliseconds; this allows a badly
+#: synchronised pair while refusing to follow a far-off time.
+DEFAULT_MAX_OFFSET = 60.0
+
+
+class ClockOffset:
+    """
+    What a client learns of its LMA's clock from authentic answers that
+    carry the LMA's time (RFC 4285 status 144, RFC 5213 status 156): the
+    offset to add to its own clock, bounded.
+
+    @param maxOffset: the largest offset (the LMA's time minus ours, either
+        sign, seconds) a report may set.
+    """
+
+    def __init__(self, maxOffset=DEFAULT_MAX_OFFSET):
+        if not maxOffset > 0:
+            raise ValueError(f"maxOffset must be positive, not {maxOffset!r}")
+        self.maxOffset = maxOffset
+        #: The LMA's clock minus ours, seconds.
+        self.offset = 0.0
+        self._last = None
+
+    def follow(self, lmaTime, now):
+        """
+        Take the LMA's time C{lmaTime} (POSIX seconds) reported at C{now}:
+        None when followed, else why not. A time not later than the last one
+        followed is a replay (a captured answer cannot pull the clock back);
+        one more than C{maxOffset} from ours is refused.
+        """
+        if self._last is not None and lmaTime <= self._last:
+            return "an LMA time not later than one already followed (replayed?)"
+        offset = lmaTime - now
+        if abs(offset) > self.maxOffset:
+            return (f"the LMA's clock is {offset:+.3f} s from ours, beyond "
+                    f"max_clock_offset ({self.maxOffset:g} s); synchronise the clocks")
+        self._last = lmaTime
+        self.offset = offset
+        return None

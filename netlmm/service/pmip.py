@@ -11,7 +11,7 @@ from netlmm.transport.channel import Channel
 from netlmm.transport.control import ControlFactory
 from netlmm.transport.mh import MHPort
 from netlmm.wire.control import (
-    ConflictRequest, ConflictResponse, Detach, Notification, Result, Trigger,
+    ConflictRequest, ConflictResponse, Detach, Notification, Result, Trigger, showMnId,
 )
 
 
@@ -273,7 +273,7 @@ class PmipService(RoleService):
 
     def _keyArrived(self, trigger, proto, sa):
         self.log.info("PMIP client: AAA gave SPI {spi} for MN {mnId}", spi=sa.spi,
-                      mnId=trigger.mnId.decode("utf-8", "replace"))
+                      mnId=showMnId(trigger.mnId))
         if proto not in self.connections or not self.running:
             return
         problem = self.feed(self.core.receiveTrigger, trigger)
@@ -283,7 +283,7 @@ class PmipService(RoleService):
 
     def _keyFailed(self, trigger, proto, failure):
         self.log.warn("PMIP client: no key from AAA for MN {mnId}: {error}",
-                      mnId=trigger.mnId.decode("utf-8", "replace"),
+                      mnId=showMnId(trigger.mnId),
                       error=failure.getErrorMessage())
         if proto in self.connections:
             self._refuseTrigger(trigger, proto)
@@ -291,23 +291,18 @@ class PmipService(RoleService):
     def _refuseTrigger(self, trigger, proto):
         self.log.warn("PMIP client: no security association for MN {mnId}; "
                       "Trigger {txn} from {peer} refused",
-                      mnId=trigger.mnId.decode("utf-8", "replace"),
+                      mnId=showMnId(trigger.mnId),
                       txn=trigger.transaction, peer=proto.describe())
         self._sendTo(proto, Notification(trigger.transaction, Result.NOT_AUTHORIZED,
                                          trigger.mnId), trigger.magAddress)
         return False
 
     def _sendTo(self, proto, notification, peer):
-        n = notification
-        if not proto.send(n) and n.pback is not None:
-            # The 8-bit Length cannot hold this PBAck (long MN identifiers):
-            # the result and pHoA still tell the MAG what it must know.
-            self.log.warn("PMIP client: Notification {txn} too long with its "
-                          "container; sent without the PBAck", txn=n.transaction)
-            n = Notification(n.transaction, n.result, n.mnId, n.phoa, None, n.extra)
-            if not proto.send(n):
-                return
-        self.observe("sent", n, peer)
+        # The core carries the container only when it fits (withContainer),
+        # so every Notification it makes encodes; the transport logs one
+        # that would not.
+        if proto.send(notification):
+            self.observe("sent", notification, peer)
 
     # ------------------------------------------------------------ LMA side
 

@@ -12,9 +12,26 @@ to the LMA on the mobiles' behalf, and answer the MAGs with Notifications."""
 The [pmip] table of the config file:
   listen        '[address]:port' where MAGs connect over TCP ('[::1]:5437')
   lma           '[address]:port' of the LMA's Mobility Header socket (required)
-  mh_bind       '[address]:port' of this client's MH socket ('[::1]:0')
+  mh_bind       '[address]:port' of this client's MH socket ('[::1]:0'); in
+                the rfc5213 profile a PMIP client co-located with its MAG
+                binds the MAG's address: PBUs from it carry no Alternate CoA
   transport     'udp' or 'raw' (IPv6 protocol 135, root; ports 0) ('udp')
   lifetime      binding lifetime asked for, seconds, 4..262140 (3600)
+  profile       the dialect spoken to the LMA (doc/protocol.md 2): 'netlmm'
+                (the draft's: H flag, Alternate CoA, MN-ID on attachment;
+                netlmm's own LMA) or 'rfc5213' (any standard RFC 5213 LMA:
+                A|P, MN-ID, HI, ATT in every PBU; per-MN prefixes only)
+                ('netlmm')
+  ordering      how the LMA orders this client's PBUs (RFC 5213 5.5), with
+                profile 'rfc5213': 'timestamp' (RFC 5213's default: a
+                Timestamp option) or 'sequence' ('timestamp'); the netlmm
+                dialect always uses sequence numbers
+  access_technology  RFC 5213 Access Technology Type sent when the MAG's
+                Trigger names none, 1..255 (3, IEEE 802.3)
+  max_clock_offset  how far (seconds) an authenticated status 144 (RFC 4285)
+                or a 156/157 (RFC 5213 timestamps) may set this client's
+                clock from its own, either way; beyond it the answer is not
+                followed and the PBU fails (60)
   allowed_mags  MAG addresses/prefixes allowed to connect (required)
   detach_delay  seconds between a Detach and the deregistration, so a mobile
                 that shows up at another MAG keeps its binding (1.5)
@@ -35,9 +52,6 @@ The [pmip] table of the config file:
                 mode = 'none' or 'rfc4285' ('none')
                 keys = key file of [[sa]] entries (spi, algorithm, key, mn or
                        client), mode 0600; relative to the config file
-                max_clock_offset = how far (seconds) an authenticated
-                       status 144 may set this client's clock from its own,
-                       either way; a 144 beyond it is dropped (60)
   [pmip.security.radius] keys from AAA (Appendix C, RFC 2865, 3GPP2 MN-HA
                 attributes): servers = ['[addr]:port', ...] (failover in
                 order), secret or secret_file (0600), timeout (1.0),
@@ -64,6 +78,17 @@ See etc/netlmm/pmip.toml for a commented example."""
                               "ports must be 0")
         lifetime = table.number("lifetime", 3600, minimum=4, maximum=262140,
                                 integer=True)
+        from netlmm.core import profiles
+        profile = table.string("profile", profiles.NETLMM,
+                               choices=(profiles.NETLMM, profiles.RFC5213))
+        ordering = table.string("ordering", None,
+                                choices=(profiles.TIMESTAMP, profiles.SEQUENCE))
+        if profile == profiles.NETLMM and ordering == profiles.TIMESTAMP:
+            raise ConfigError("pmip.ordering: the netlmm dialect orders PBUs by sequence "
+                              "number; 'timestamp' needs profile = 'rfc5213'")
+        accessTechnology = table.number("access_technology", 3, minimum=1, maximum=255,
+                                        integer=True)
+        maxOffset = table.number("max_clock_offset", 60, minimum=0.1, maximum=86400)
         mags = table.networks("allowed_mags", required=True)
         detachDelay = table.number("detach_delay", 1.5, minimum=0, maximum=3600)
         from netlmm.security.config import securityConfig
@@ -93,9 +118,11 @@ See etc/netlmm/pmip.toml for a commented example."""
         return dict(listen=listen, lma=lma, mhBind=mhBind, transport=transport,
                     allowedMags=mags, security=security, stateFile=stateFile, channel=channel,
                     peers=peers, peerListen=peerListen, allowedPeers=allowedPeers,
+                    profile=dict(name=profile, ordering=ordering or profiles.TIMESTAMP,
+                                 accessTechnology=accessTechnology, source=mhBind[0]),
                     core=dict(lmaAddress=lma[0], lifetime=lifetime, peerTimeout=peerTimeout,
                               initialTimeout=initial, maxTimeout=maximum,
-                              detachDelay=detachDelay))
+                              detachDelay=detachDelay, maxOffset=maxOffset))
 
 
 def makeService(options):
@@ -112,11 +139,12 @@ def serviceFromBuilt(b):
     if b["security"] is not None:
         from netlmm.security.guard import PmipGuard
         from netlmm.security.config import buildKeys
-        guard = PmipGuard(buildKeys(b["security"], reactor), b["security"]["maxOffset"])
+        guard = PmipGuard(buildKeys(b["security"], reactor), b["core"]["maxOffset"])
     from netlmm.service.pmip import peerKey
     peers = b.get("peers", ())
     core = PmipCore(log=Logger(namespace="netlmm.pmip"), security=guard,
-                    peers=[peerKey(p) for p in peers], **b["core"])
+                    peers=[peerKey(p) for p in peers], profile=profileFromBuilt(b),
+                    **b["core"])
     service = PmipService(reactor, core, b["listen"], b["mhBind"], b["transport"],
                           b["lma"][1], b["allowedMags"], channel=b["channel"],
                           peers=peers, peerListen=b.get("peerListen"),
@@ -125,3 +153,12 @@ def serviceFromBuilt(b):
         from netlmm.statefile import StateFile
         service.stateFile = StateFile(b["stateFile"], "pmip-bindings")
     return service
+
+
+def profileFromBuilt(b):
+    """The L{netlmm.core.profiles} object the validated options name."""
+    from netlmm.core import profiles
+    p = b.get("profile") or {"name": profiles.NETLMM}
+    if p["name"] == profiles.RFC5213:
+        return profiles.Rfc5213Profile(p["ordering"], p["accessTechnology"], p["source"])
+    return profiles.NetlmmDialect()

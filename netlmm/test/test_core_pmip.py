@@ -183,12 +183,27 @@ class TriggerTests(PmipTestMixin, SynchronousTestCase):
         self.assertEqual(m.expiry, 3600.5)
 
     def test_successWithoutAssignedPhoa(self):
-        """A PBAck that assigns nothing is a failure for an assignment request."""
+        """
+        A PBAck that accepts an assignment request but assigns nothing cannot
+        be used: the MAG hears pback-unusable, and what the LMA bound is
+        deregistered at once, naming the mobile; its answer ends the entry.
+        Nothing was kept, so nothing is deleted.
+        """
         core = self.makePmip()
         bu = self.onlyPBU(self.trigger(core, 3))
         effects, raw = self.ack(core, bu, phoa=None)
-        self.assertEqual(effects, [Notify(Notification(3, Result.PBACK_REJECTED, MN1,
-                                                       None, raw), MAG1)])
+        self.assertEqual(self.notifies(effects),
+                         [Notify(Notification(3, Result.PBACK_UNUSABLE, MN1, None, raw),
+                                 MAG1)])
+        self.assertNotIn(Persist, [type(e) for e in effects])
+        dereg = self.onlyPBU(effects)
+        self.assertEqual(dereg.lifetime, 0)
+        self.assertEqual(dereg.option(MobileNodeIdentifier).identifier, MN1)
+        self.assertEqual(dereg.option(HomeNetworkPrefix), HomeNetworkPrefix(ZERO, 128))
+        self.assertEqual(core.mobile(MN1).state, pmip.DEREGISTERING)
+        self.assertEqual(core.counters["unusable"], 1)
+        effects, raw = self.ack(core, dereg, phoa=None, lifetime=0)
+        self.assertEqual(effects, [])
         self.assertIsNone(core.mobile(MN1))
 
     def test_phoaMismatch(self):
@@ -645,9 +660,18 @@ class DetachTests(PmipTestMixin, SynchronousTestCase):
                                   pmip.REFRESHING, pmip.DETACH_PENDING,
                                   pmip.DEREGISTERING, pmip.AWAITING_PEERS))
         core = self.makePmip()
-        self.assertRaises(InvalidInput, core._step, pmip.DEREGISTERING, "detach")
-        self.assertRaises(InvalidInput, core._step, None, "detach")
-        self.assertRaises(InvalidInput, core._step, pmip.REGISTERING, "refresh")
+        for state, event in ((pmip.DEREGISTERING, pmip.Event.DETACH),
+                             (None, pmip.Event.DETACH),
+                             (pmip.REGISTERING, pmip.Event.REFRESH),
+                             (pmip.BOUND, pmip.Event.ATTACH)):
+            m = pmip.Mobile(MN1, 1)
+            m.state = state
+            exc = self.assertRaises(InvalidInput, core._step, m, event)
+            self.assertEqual((exc.what, exc.state, m.state), (str(event), state, state))
+        m = pmip.Mobile(MN1, 1)
+        self.assertEqual(core._step(m, pmip.Event.ATTACH), pmip.REGISTERING)
+        self.assertIs(m.state, pmip.State.REGISTERING)
+        self.assertEqual(str(m.state), "REGISTERING")
 
 
 class _Log:
@@ -678,7 +702,8 @@ class PersistenceTests(PmipTestMixin, SynchronousTestCase):
         self.assertEqual([type(e) for e in effects], [Persist, Notify])
         self.assertEqual(self.stored(effects), [(MN1, {
             "mn": MN1.hex(), "phoa": str(PHOA), "pcoa": str(MAG1),
-            "sequence": bu.sequence, "lifetime": 3600, "expiry": 3602.5})])
+            "sequence": bu.sequence, "lifetime": 3600, "expiry": 3602.5,
+            "mode": AddressMode.LMA_ASSIGNED})])
 
     def test_handoffKeptBeforeBothNotifications(self):
         core = self.makePmip()

@@ -113,6 +113,42 @@ kind = "memory"
         self.assertRejected(lmaTap.Options(), self.LMA.replace(
             "2001:db8:1::/64", "2001:db8:1::1/64"), "lma.home_prefix", "IPv6 prefix")
 
+    PMIP = '[pmip]\nlma = "[::1]:5436"\nallowed_mags = ["::1"]\n'
+
+    def test_pmipProfiles(self):
+        """
+        profile, ordering and access_technology build the profile the core
+        speaks; the netlmm dialect is the default; the PBU source for the
+        Alternate CoA rule is mh_bind's address.
+        """
+        from netlmm.core import profiles
+        o = pmipTap.Options()
+        o.parseOptions(["--config", self.write(self.PMIP)])
+        self.assertIsInstance(pmipTap.profileFromBuilt(o.built), profiles.NetlmmDialect)
+        o = pmipTap.Options()
+        o.parseOptions(["--config", self.write(
+            self.PMIP + 'profile = "rfc5213"\nordering = "sequence"\n'
+            'access_technology = 4\nmh_bind = "[2001:db8::a]:0"\n')])
+        profile = pmipTap.profileFromBuilt(o.built)
+        self.assertIsInstance(profile, profiles.Rfc5213Profile)
+        self.assertEqual((profile.ordering, profile.accessTechnology, str(profile.source)),
+                         ("sequence", 4, "2001:db8::a"))
+        o = pmipTap.Options()
+        o.parseOptions(["--config", self.write(self.PMIP + 'profile = "rfc5213"\n'
+                                               'mh_bind = "[::]:0"\n')])
+        profile = pmipTap.profileFromBuilt(o.built)
+        self.assertEqual((profile.ordering, profile.source), ("timestamp", None))
+
+    def test_pmipProfileErrors(self):
+        self.assertRejected(pmipTap.Options(), self.PMIP + 'profile = "pmipv6"\n',
+                            "pmip.profile", "'netlmm', 'rfc5213'")
+        self.assertRejected(pmipTap.Options(), self.PMIP + 'ordering = "timestamp"\n',
+                            "pmip.ordering: the netlmm dialect orders PBUs by sequence")
+        self.assertRejected(pmipTap.Options(), self.PMIP + 'profile = "rfc5213"\n'
+                            'ordering = "clock"\n', "pmip.ordering", "'timestamp', 'sequence'")
+        self.assertRejected(pmipTap.Options(), self.PMIP + 'access_technology = 0\n',
+                            "pmip.access_technology", "from 1 to 255")
+
     def test_badTransport(self):
         self.assertRejected(lmaTap.Options(), self.LMA.replace(
             "[lma.dataplane]", 'transport = "tcp"\n[lma.dataplane]'),
@@ -317,7 +353,7 @@ kind = "memory"
                                  "allowed_mags", "detach_delay", "state_file", "peers",
                                  "peer_listen", "peer_timeout", "[pmip.retransmit]",
                                  "initial", "max", "[pmip.security]", "max_clock_offset",
-                                 "--config"]),
+                                 "profile", "ordering", "access_technology", "--config"]),
             (magTap.Options(), ["name", "address", "lma_address", "pmip",
                                 "notification_timeout", "pmip_clients", "[mag.pmip_map]",
                                 "[mag.assignment]", "strategy", "dhcp-relay",

@@ -604,30 +604,34 @@ kind = "memory"
             '[lma.security]\nmode = "rfc4285"\n[lma.security.radius]\n'
             'servers = ["[::1]:1812"]\n'))
 
-    def parsePmip(self, extra):
+    def parsePmip(self, main="", security=""):
         from twisted.python import usage
         from netlmm.tap import pmip as pmipTap
         keys = os.path.abspath(self.mktemp())
         keystore.writeKeyFile(keys, [SA1])
         path = self.mktemp()
         with open(path, "w") as f:
-            f.write('[pmip]\nlma = "[::1]:5436"\nallowed_mags = ["::1"]\n'
-                    f'[pmip.security]\nmode = "rfc4285"\nkeys = "{keys}"\n' + extra)
+            f.write('[pmip]\nlma = "[::1]:5436"\nallowed_mags = ["::1"]\n' + main
+                    + f'[pmip.security]\nmode = "rfc4285"\nkeys = "{keys}"\n' + security)
         o = pmipTap.Options()
         try:
             o.parseOptions(["--config", path])
         except usage.UsageError as e:
             return str(e)
-        return o.built["security"]
+        return o.built
 
     def test_pmipClockOffset(self):
         """
-        The PMIP client's bound is max_clock_offset (60 s by default);
-        replay_window, the LMA's, is refused there with the reason.
+        The PMIP client's bound is max_clock_offset (60 s by default), for
+        RFC 4285's 144 and RFC 5213's 156 alike; replay_window, the LMA's,
+        is refused at a PMIP client with the reason.
         """
-        self.assertEqual(self.parsePmip("")["maxOffset"], 60)
-        self.assertEqual(self.parsePmip("max_clock_offset = 300\n")["maxOffset"], 300)
-        self.assertNotIn("window", self.parsePmip(""))
-        self.assertIn("pmip.security.max_clock_offset", self.parsePmip("max_clock_offset = 0\n"))
+        self.assertEqual(self.parsePmip()["core"]["maxOffset"], 60)
+        built = self.parsePmip("max_clock_offset = 300\n")
+        self.assertEqual(built["core"]["maxOffset"], 300)
+        self.assertNotIn("window", built["security"])
+        self.assertIn("pmip.max_clock_offset", self.parsePmip("max_clock_offset = 0\n"))
         self.assertIn("pmip.security.replay_window: only the LMA checks PBU timestamps",
-                      self.parsePmip("replay_window = 7\n"))
+                      self.parsePmip(security="replay_window = 7\n"))
+        self.assertIn("pmip.security.max_clock_offset: unknown key",
+                      self.parsePmip(security="max_clock_offset = 7\n"))

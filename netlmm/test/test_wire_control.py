@@ -493,7 +493,7 @@ class KnownValuesTests(SynchronousTestCase):
         self.assertEqual(control.MAX_LENGTH, 255)
         for code, name in Result.NAMES.items():
             self.assertEqual(getattr(Result, name.upper().replace("-", "_")), code)
-        self.assertEqual(sorted(Result.NAMES), list(range(11)))
+        self.assertEqual(sorted(Result.NAMES), list(range(12)))
 
 
 class FramingTests(SynchronousTestCase):

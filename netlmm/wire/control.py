@@ -117,12 +117,16 @@ class Result:
     UNKNOWN_MN = 9
     #: Unsolicited: the binding ended (lifetime ran out, refresh failed).
     BINDING_LOST = 10
+    #: The LMA accepted, but its answer cannot be used (a prefix where an
+    #: address was asked, no home assigned...): the PMIP client deregisters
+    #: what the LMA bound. The container holds the PBAck.
+    PBACK_UNUSABLE = 11
 
     NAMES = {
         0: "success", 1: "pback-rejected", 2: "phoa-mismatch",
         3: "lma-unreachable", 4: "address-conflict", 5: "malformed",
         6: "moved", 7: "not-authorized", 8: "superseded", 9: "unknown-mn",
-        10: "binding-lost",
+        10: "binding-lost", 11: "pback-unusable",
     }
 
 
