@@ -12,13 +12,13 @@ import shutil
 import subprocess
 import tempfile
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Network
-from pathlib import Path
 
-from twisted.trial.unittest import SkipTest, SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase
 
 from netlmm.core import profiles
 from netlmm.core.effects import Notify, SendMH
 from netlmm.core.pmip import PmipCore
+from netlmm.test.test_protocol_examples import examples, protocolPage
 from netlmm.test.test_wire_mh import _TSHARK, _ipv6, _pcap
 from netlmm.wire import mh
 from netlmm.wire.control import AddressMode, Detach, Notification, Result, Trigger
@@ -185,47 +185,17 @@ class TsharkRfc5213Tests(SynchronousTestCase):
 # ---------------------------------------------------------------- doc examples
 
 
-def _docExamples():
-    """
-    The annotated examples of doc/protocol.md marked '<!-- example: NAME -->':
-    NAME -> the octets of the indented block that follows (the leading hex
-    octet pairs of each line; the rest of the line is the annotation).
-    """
-    for start in [Path(os.environ.get("NETLMM_SOURCE", "."))] + list(Path.cwd().parents) \
-            + [Path(__file__).resolve().parents[2]]:
-        path = start / "doc" / "protocol.md"
-        if path.exists():
-            break
-    else:
-        raise SkipTest("doc/protocol.md not found: run the tests from the source tree")
-    examples, name, octets = {}, None, None
-    for line in path.read_text().splitlines():
-        marker = re.match(r"<!-- example: ([\w-]+) -->", line.strip())
-        if marker:
-            if name is not None and octets:
-                examples[name] = bytes(octets)
-            name, octets = marker.group(1), []
-            continue
-        if name is None:
-            continue
-        if line.startswith("    "):
-            for token in line.split():
-                if not re.fullmatch(r"[0-9a-f]{2}", token):
-                    break
-                octets.append(int(token, 16))
-        elif line.strip() and octets:
-            examples[name] = bytes(octets)
-            name = None
-    if name is not None and octets:
-        examples[name] = bytes(octets)
-    return examples
-
-
 class DocExampleTests(SynchronousTestCase):
     """doc/protocol.md 2.2 and 2.3: each example is what the code does."""
 
     def setUp(self):
-        self.examples = _docExamples()
+        self.examples = {name[len("pmip-"):]: octets
+                         for name, octets in examples(protocolPage()).items()
+                         if name.startswith("pmip-")}
+
+    def test_everyExampleIsThere(self):
+        self.assertEqual(sorted(self.examples),
+                         ["netlmm-pba", "netlmm-pbu", "rfc5213-pba", "rfc5213-pbu"])
 
     def session(self, profile, **trigger):
         core = PmipCore(LMA, lifetime=600, profile=profile)
@@ -265,14 +235,7 @@ class DocResultTests(SynchronousTestCase):
     """doc/protocol.md 3.4 lists exactly the result codes the code has."""
 
     def test_resultTable(self):
-        path = None
-        for start in [Path.cwd(), *Path.cwd().parents, Path(__file__).resolve().parents[2]]:
-            if (start / "doc" / "protocol.md").exists():
-                path = start / "doc" / "protocol.md"
-                break
-        if path is None:
-            raise SkipTest("doc/protocol.md not found")
-        text = path.read_text()
+        text = protocolPage()
         table = text[text.index("### 3.4 Result codes"):text.index("### 3.5")]
         rows = dict(re.findall(r"^\| (\d+) \| ([A-Z_]+) \|", table, re.M))
         self.assertEqual({int(k): v for k, v in rows.items()},

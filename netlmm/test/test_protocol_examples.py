@@ -84,7 +84,9 @@ class ProtocolExampleTests(SynchronousTestCase):
         self.blocks = examples(protocolPage())
 
     def test_everyExampleIsThere(self):
-        self.assertEqual(sorted(self.blocks), sorted(MESSAGES))
+        """Section 1's blocks; section 2's ('pmip-...') are test_pmip_wire's."""
+        self.assertEqual(sorted(n for n in self.blocks if not n.startswith("pmip-")),
+                         sorted(MESSAGES))
 
     def test_octets(self):
         """Each block is exactly the encoder's octets of its message, and back."""
