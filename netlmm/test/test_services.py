@@ -378,6 +378,10 @@ class RestartTests(TestCase):
         yield until(lambda: mag.connection is not None)
         mag.attached(AttachmentEvent(b"mn1", "2001:db8:1::42"))
         yield until(lambda: lma.core.binding("2001:db8:1::42") is not None)
+        # The LMA binds before the PMIP client has its PBAck (and so its
+        # record): stopping in between would rightly restore nothing.
+        yield until(lambda: getattr(pmip.core.mobile(b"mn1"), "state", None) == "BOUND",
+                    what="the PMIP client's PBAck")
         sequence = lma.core.binding("2001:db8:1::42").sequence
         yield pmip.stopService()
         self.assertTrue(os.path.exists(path))
@@ -389,7 +393,9 @@ class RestartTests(TestCase):
                          (True, "2001:db8:1::42", "2001:db8:ff::1"))
         yield until(lambda: lma.core.binding("2001:db8:1::42").sequence != sequence,
                     what="the restored binding's refresh")
-        self.assertEqual(again.core.mobile(b"mn1").state, "BOUND")
+        # The LMA has the refresh before the PMIP client has its PBAck.
+        yield until(lambda: again.core.mobile(b"mn1").state == "BOUND",
+                    what="the refresh's PBAck")
 
     def test_corruptStateFileNamed(self):
         """A state file that is not one refuses to load, naming the file."""
