@@ -26,13 +26,19 @@ def skipUnlessCapture():
                            f"(apt-get install {package})")
 
 
-def tshark(path, displayFilter, *fields, timeout=60):
+#: tshark's expert severities (the values of _ws.expert.severity)
+SEVERITIES = {0x00100000: "comment", 0x00200000: "chat", 0x00400000: "note",
+              0x00600000: "warning", 0x00800000: "error"}
+
+
+def tshark(path, displayFilter, *fields, timeout=60, aggregator=","):
     """
     Decode the capture file C{path}: for each packet matching C{displayFilter},
     a tuple of the C{fields} (tshark field names; '' where absent, several
-    occurrences joined by commas).
+    occurrences joined by C{aggregator}).
     """
-    argv = ["tshark", "-r", path, "-Y", displayFilter, "-T", "fields"]
+    argv = ["tshark", "-r", path, "-Y", displayFilter, "-T", "fields",
+            "-E", f"aggregator={aggregator}"]
     for field in fields:
         argv += ["-e", field]
     out = subprocess.run(argv, capture_output=True, text=True,
@@ -46,6 +52,25 @@ def tshark(path, displayFilter, *fields, timeout=60):
             values = line.split("\t")
             rows.append(tuple(values + [""] * (len(fields) - len(values))))
     return rows
+
+
+def expert(path, displayFilter, least="warning"):
+    """
+    tshark's expert items of severity C{least} or worse on the packets of
+    the capture file C{path} matching C{displayFilter}: (frame number,
+    severity, message) each. The check that what netlmm sends decodes
+    cleanly in an independent decoder.
+    """
+    floor = {name: value for value, name in SEVERITIES.items()}[least]
+    found = []
+    separator = "\x1e"   # expert messages may contain commas
+    for frame, messages, severities in tshark(path, displayFilter, "frame.number",
+                                              "_ws.expert.message", "_ws.expert.severity",
+                                              aggregator=separator):
+        for message, severity in zip(messages.split(separator), severities.split(separator)):
+            if severity and int(severity) >= floor:
+                found.append((int(frame), SEVERITIES.get(int(severity), severity), message))
+    return found
 
 
 class Capture:
@@ -95,3 +120,7 @@ class Capture:
     def fields(self, displayFilter, *fields):
         """L{tshark} on this capture."""
         return tshark(self.path, displayFilter, *fields)
+
+    def expert(self, displayFilter, least="warning"):
+        """L{expert} on this capture."""
+        return expert(self.path, displayFilter, least)

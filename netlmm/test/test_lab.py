@@ -5,6 +5,7 @@ processes and captures removed also when a test fails.
 """
 
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -246,3 +247,41 @@ class LabTests(SynchronousTestCase):
         mn.detach()
         self.assertNotIn(port, lab.exec("mag", "ip", "link").stdout)
         self.assertEqual(lab.addresses("mn", "eth0"), [])
+
+
+class ExpertTests(SynchronousTestCase):
+    """tshark's expert items, the check that what netlmm sends decodes cleanly."""
+
+    def test_truncatedOption(self):
+        if not shutil.which("tshark"):
+            raise SkipTest("needs tshark (apt-get install tshark)")
+        from scapy.all import IPv6, Raw, wrpcap
+        from netlmm.lab.capture import expert
+        path = os.path.abspath(self.mktemp())
+        # A PBU whose Home Network Prefix option claims 10 octets past the end.
+        mh = bytes([59, 1, 5, 0, 0, 0, 0, 1, 0x82, 0, 0, 10, 22, 10, 0, 64])
+        wrpcap(path, [IPv6(src="2001:db8::1", dst="2001:db8::2", nh=135) / Raw(mh)])
+        self.assertEqual(expert(path, "mipv6"), [
+            (1, "warning", "Home Network Prefix (option length = 10 bytes says option "
+                           "goes past end of options)")])
+        self.assertEqual(expert(path, "mipv6 and frame.number == 2"), [])
+
+
+class IpsecTests(SynchronousTestCase):
+    """Both ends key the same SAs and protect protocol 135 both ways."""
+
+    def test_bothEnds(self):
+        from netlmm.lab.ipsec import xfrmCommands
+        a, b = "2001:db8:f::2", "2001:db8:f::1"
+        atA, atB = xfrmCommands(a, b), xfrmCommands(b, a)
+        states = [c for c in atA if c[0] == "state"]
+        self.assertEqual(states, [c for c in atB if c[0] == "state"])
+        self.assertEqual([(c[3], c[5], c[9]) for c in states],
+                         [(b, a, "0x5213"), (a, b, "0x5214")])
+        policies = [c for c in atA if c[0] == "policy"]
+        self.assertEqual([(c[3], c[5], c[7], c[9]) for c in policies],
+                         [(f"{a}/128", f"{b}/128", "135", "out"),
+                          (f"{b}/128", f"{a}/128", "135", "in")])
+        for c in atA:
+            self.assertIn("esp", c)
+            self.assertIn("transport", c)
