@@ -20,8 +20,8 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("probe", help="probe this kernel's capabilities (as root: all of them)")
     run = sub.add_parser("kernel-lab", help="run trial tests under kernel-lab (Debian's "
-                         "kernel in qemu); this Python's venv must be in the current "
-                         "directory or under /tmp")
+                         "kernel in qemu), one run at a time on this machine; this "
+                         "Python's venv must be in the current directory or under /tmp")
     run.add_argument("--timeout", type=int, default=900, help="seconds (default 900)")
     run.add_argument("tests", nargs="+", help="trial test names")
     args = parser.parse_args(argv)
@@ -35,6 +35,8 @@ def main(argv=None):
     except RuntimeError as e:
         print(f"python -m netlmm.lab: {e}", file=sys.stderr)
         return 125
+    # One kernel-lab run at a time on this machine; the lock passes to kernel-lab.
+    kernel.holdKernelLabLock(say=lambda text: print(text, file=sys.stderr, flush=True))
     sys.stdout.flush()
     os.execv(command[0], command)
 

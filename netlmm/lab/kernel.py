@@ -235,3 +235,28 @@ def kernelLabCommand(tests, timeout=900, tool=None, python=None):
     return [tool, "run", "--timeout", str(int(timeout)), "-e",
             f"{SCALE_ENV}={KERNEL_LAB_SCALE}", "--", python, "-m", "twisted.trial",
             "--temp-directory=/tmp/_trial_kernel", *tests]
+
+
+def holdKernelLabLock(path=None, say=print):
+    """
+    Wait for and take the machine-wide lock of kernel-lab runs (a file in
+    kernel-lab's cache, or C{path}); returns the open descriptor, which keeps
+    the lock until it is closed or the process (after an exec too) ends.
+    Each emulated CPU wants the host's cores to itself: two runs at once
+    make both several times slower than the L{KERNEL_LAB_SCALE} their
+    timing bounds allow for, and no faster in total.
+    """
+    import fcntl
+    if path is None:
+        cache = os.environ.get("KERNEL_LAB_CACHE") or os.path.join(
+            os.path.expanduser("~"), ".cache", "kernel-lab")
+        os.makedirs(cache, exist_ok=True)
+        path = os.path.join(cache, "netlmm-run.lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        say(f"kernel-lab: waiting for another run to finish ({path})")
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    os.set_inheritable(fd, True)
+    return fd

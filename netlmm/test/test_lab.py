@@ -285,3 +285,25 @@ class IpsecTests(SynchronousTestCase):
         for c in atA:
             self.assertIn("esp", c)
             self.assertIn("transport", c)
+
+
+class KernelLabLockTests(SynchronousTestCase):
+    """One kernel-lab run at a time: the second waits, and says so."""
+
+    def test_waits(self):
+        import threading
+        path = os.path.abspath(self.mktemp())
+        first = kernel.holdKernelLabLock(path, say=self.fail)
+        said, taken = [], threading.Event()
+
+        def second():
+            fd = kernel.holdKernelLabLock(path, say=said.append)
+            taken.set()
+            os.close(fd)
+        thread = threading.Thread(target=second, daemon=True)
+        thread.start()
+        self.assertFalse(taken.wait(0.3))
+        self.assertEqual(said, [f"kernel-lab: waiting for another run to finish ({path})"])
+        os.close(first)
+        self.assertTrue(taken.wait(10))
+        thread.join(10)
