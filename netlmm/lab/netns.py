@@ -257,6 +257,36 @@ class Lab:
             if logFile is not None:
                 logFile.close()
 
+    def tcp(self, server, client, address, size=200000, port=5999, timeout=20):
+        """
+        A TCP connection from C{client} to C{address} (in C{server}) that
+        carries C{size} octets, which the server echoes back; returns the
+        number of octets the client got back (C{size} when all went well).
+        """
+        serve = ("import socket; s = socket.socket(socket.AF_INET6); "
+                 "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+                 f"s.bind(('::', {port})); s.listen(1); s.settimeout({timeout}); "
+                 "c, _ = s.accept(); c.settimeout(10)\n"
+                 "while True:\n d = c.recv(65536)\n if not d: break\n c.sendall(d)\n"
+                 "c.close()")
+        talk = ("import socket, sys; "
+                f"c = socket.create_connection(('{address}', {port}), timeout=10); "
+                f"c.sendall(bytes({size})); c.shutdown(socket.SHUT_WR); n = 0\n"
+                "while True:\n d = c.recv(65536)\n if not d: break\n n += len(d)\n"
+                "print(n)")
+        listener = self.start(server, [sys.executable, "-c", serve],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            # Wait until it listens: /proc/net/tcp6 shows ports as 4 hex digits.
+            deadline = time.monotonic() + 10 * kernel.timeScale()
+            while (f":{port:04X} " not in self.exec(server, "cat", "/proc/net/tcp6").stdout
+                   and time.monotonic() < deadline):
+                time.sleep(0.05)
+            return int(self.exec(client, sys.executable, "-c", talk,
+                                 timeout=timeout).stdout.strip() or 0)
+        finally:
+            self.stop(listener)
+
     def capture(self, node, interface, path, filter="ip6"):
         """Start capturing C{interface} of C{node} into C{path}: a running L{Capture}."""
         return Capture(self, node, interface, path, filter).start()

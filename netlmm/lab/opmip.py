@@ -227,11 +227,17 @@ class InteropTopology(Lab):
             raise
         return self
 
-    def nodeDatabase(self, path):
-        """OPMIP's node database for this domain (one LMA, the MAGs, the mobile)."""
+    def nodeDatabase(self, path, prefix=HOME_PREFIX, mnId=MN_ID, extraRouters=()):
+        """
+        OPMIP's node database for this domain: the LMA, the MAGs and
+        C{extraRouters} (C{(id, address)}), and the mobile C{mnId} with home
+        network prefix C{prefix}.
+        """
         db = NodeDatabase()
         db.router("lma", LMA_ADDRESS)
         for i, mag in enumerate(self.mags):
             db.router(mag, MAG_ADDRESSES[i])
-        db.mobile(MN_ID, [HOME_PREFIX], [MN_MAC], "lma")
+        for id, address in extraRouters:
+            db.router(id, address)
+        db.mobile(mnId, [prefix], [MN_MAC], "lma")
         return db.write(path)

@@ -307,3 +307,18 @@ class KernelLabLockTests(SynchronousTestCase):
         os.close(first)
         self.assertTrue(taken.wait(10))
         thread.join(10)
+
+
+class TcpTests(SynchronousTestCase):
+
+    def test_echo(self):
+        """Root: the octets sent come back over a real TCP connection between namespaces."""
+        lab = Lab(self)
+        lab.add("a")
+        lab.add("b")
+        lab.link("a", "eth0", "b", "eth0")
+        lab.addr("a", "eth0", "2001:db8:7::1/64")
+        lab.addr("b", "eth0", "2001:db8:7::2/64")
+        self.assertEqual(lab.tcp("a", "b", "2001:db8:7::1", size=300000), 300000)
+        lab.exec("a", "ip", "link", "set", "eth0", "down")
+        self.assertRaises(CommandFailed, lab.tcp, "a", "b", "2001:db8:7::1", timeout=3)
