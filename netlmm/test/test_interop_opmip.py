@@ -101,6 +101,144 @@ class OpmipSelfTests(_Interop, SynchronousTestCase):
         self.assertIn((f"{LMA_ADDRESS},{CN_ADDRESS}", f"{MAG_ADDRESSES[0]},{PHOA}"), tunnelled)
 
 
+#: the prefix OPMIP's MAGs name for the mobile, from the netlmm LMA's prefix pool
+NAMED_PREFIX = "2001:db8:100:1::/64"
+NAMED_PHOA = eui64(NAMED_PREFIX, MN_MAC)
+
+_NETLMM_LMA = """[lma]
+listen = "[{lma}]:0"
+transport = "raw"
+home_prefix = "2001:db8:1::/64"
+# short, so that OPMIP's MAGs refresh (3 s before the PBA's lifetime ends) within the test
+max_lifetime = 12
+allowed_clients = []
+
+[lma.prefixes]
+pool = "2001:db8:100::/48"
+length = 64
+
+[lma.rfc5213]
+ordering = "sequence"
+min_delay_before_bce_delete = 3
+
+# Standard MAGs (OPMIP): RFC 5213, sequence numbers, no RFC 4285 (IPsec is theirs).
+[[lma.peers]]
+address = "2001:db8:f::/64"
+profile = "rfc5213"
+ordering = "sequence"
+security = "none"
+
+[lma.dataplane]
+{plane}
+"""
+
+
+class OpmipMagToNetlmmLmaTests(_Interop, SynchronousTestCase):
+    """
+    Standard MAGs (OPMIP's) at netlmm's LMA (`twistd netlmm-lma`, the RFC
+    5213 profile): register, refresh, hand off between the two MAGs and
+    deregister a real mobile, with ping and TCP through the tunnels.
+    """
+
+    def startNetlmmLma(self):
+        from netlmm.lab.domain import dataPlaneConfig, pickDataPlane
+        plane, _ = pickDataPlane()
+        path = os.path.join(self.workdir, "lma.toml")
+        with open(path, "w") as f:
+            f.write(_NETLMM_LMA.format(lma=LMA_ADDRESS, plane=dataPlaneConfig(
+                plane, "lma", LMA_ADDRESS, "core")))
+        self.lmaLog = os.path.join(self.workdir, "lma.log")
+        self.lma = self.t.twistd("lma", "lma", path, self.lmaLog)
+        waitFor(lambda: "LMA listening" in _read(self.lmaLog), "netlmm's LMA", 30,
+                alive=lambda: self.lma.poll() is None, details=lambda: _read(self.lmaLog))
+
+    def setUp(self):
+        super().setUp()
+        self.database = self.t.nodeDatabase(os.path.join(self.workdir, "node.db"),
+                                            prefix=NAMED_PREFIX)
+
+    def lmaRoute(self):
+        return self.t.exec("lma", "ip", "-6", "route", "show", "table", "all",
+                           NAMED_PREFIX).stdout.strip()
+
+    def traffic(self, via):
+        """Ping both ways and TCP from the CN to the mobile, through MAG C{via}."""
+        self.waitForPing("mn", CN_ADDRESS, f"mobile -> CN through {via}")
+        self.assertEqual(self.ping("cn", NAMED_PHOA).returncode, 0)
+        self.assertEqual(self.t.tcp("mn", "cn", NAMED_PHOA), 200000)
+
+    def test_registerRefreshHandoffDeregister(self):
+        t = self.t
+        self.startNetlmmLma()
+        mag1 = OpmipMag(t, "mag1", self.database, "mag1", self.workdir).start()
+        mag2 = OpmipMag(t, "mag2", self.database, "mag2", self.workdir).start()
+
+        # Registration at MAG1: the named prefix, routed to MAG1.
+        t.mn.attach("mag1")
+        mag1.attach(MN_ID, "acc0")
+        mag1.waitFor("PBA registration")
+        self.assertIn(f"lma = {LMA_ADDRESS}, status = 0]", mag1.log())
+        waitFor(lambda: t.mn.address() == NAMED_PHOA, "the mobile's SLAAC address", 15)
+        self.traffic("mag1")
+
+        # Refresh: OPMIP renews 3 s before the 12 s the LMA granted.
+        mag1.waitFor("PBA re-registration", 30)
+        self.assertIn("status = 0]", mag1.log().split("PBA re-registration")[1])
+
+        # Handoff to MAG2, make before break: MAG2 registers, then MAG1's
+        # deregistration of the session that moved on changes nothing.
+        t.mn.detach()
+        t.mn.attach("mag2")
+        mag2.attach(MN_ID, "acc0")
+        mag2.waitFor("PBA registration")
+        self.assertIn(f"lma = {LMA_ADDRESS}, status = 0]", mag2.log())
+        mag1.detach(MN_ID)
+        mag1.waitFor("PBA de-registration")
+        waitFor(lambda: t.mn.address() == NAMED_PHOA, "the mobile's address at MAG2", 15)
+        self.traffic("mag2")
+
+        # Deregistration at MAG2: the route goes after MinDelayBeforeBCEDelete.
+        mag2.detach(MN_ID)
+        mag2.waitFor("PBA de-registration")
+        waitFor(lambda: self.lmaRoute() == "", "the LMA's route to go", 15)
+
+        self.capture.stop()
+        self.checkPbas()
+
+    def checkPbas(self):
+        """What netlmm's LMA sent decodes in tshark with no warning, field by field."""
+        sent = f"{MOBILITY} and ipv6.src == {LMA_ADDRESS}"
+        self.assertEqual(self.capture.expert(sent), [])
+        pbus = {row[0]: row for row in self.capture.fields(
+            f"{MOBILITY} and mip6.mhtype == 5", "mip6.bu.seqnr", "ipv6.src", "mip6.hi",
+            "mip6.att", "mip6.bu.lifetime")}
+        pbas = self.capture.fields(
+            f"{sent} and mip6.mhtype == 6", "mip6.ba.seqnr", "ipv6.dst", "mip6.ba.status",
+            "mip6.ba.lifetime", "mip6.mnid.identifier", "mip6.nemo.mnp.mnp",
+            "mip6.nemo.mnp.pfl", "mip6.hi", "mip6.att", "mip6.ba.p_flag")
+        self.assertGreaterEqual(len(pbas), 5, pbas)   # register, refresh, move, 2 deregs
+        for seq, dst, status, lifetime, mnId, prefix, length, hi, att, p in pbas:
+            self.assertIn(seq, pbus, f"a PBA for no PBU: seq {seq}")
+            _, source, pbuHi, pbuAtt, pbuLifetime = pbus[seq]
+            self.assertEqual((dst, status, mnId, prefix, length, p),
+                             (source, "0", MN_ID, "2001:db8:100:1::", "64", "1"))
+            # RFC 5213 6.9.1.2 / 5.3.6: the PBA echoes HI and ATT.
+            self.assertEqual((hi, att), (pbuHi, pbuAtt))
+            # Lifetime 0 answers a deregistration; else at most the 12 s granted (3 units).
+            if pbuLifetime == "0":
+                self.assertEqual(lifetime, "0")
+            else:
+                self.assertEqual(lifetime, "3")
+
+
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
 class _NoLab:
     """What OpmipMag needs of a lab outside namespaces."""
 
