@@ -33,8 +33,11 @@ def xfrmCommands(local, remote, protocol=135, spi=0x5213):
     return commands
 
 
-def protect(lab, a, addressA, b, addressB, protocol=135):
-    """ESP transport mode for C{protocol} between C{a} (C{addressA}) and C{b}."""
+def protect(lab, a, addressA, b, addressB, protocol=135, spi=0x5213):
+    """
+    ESP transport mode for C{protocol} between C{a} (C{addressA}) and C{b};
+    C{spi} and C{spi + 1} must be unused at both (one pair of nodes each).
+    """
     for node, local, remote in ((a, addressA, addressB), (b, addressB, addressA)):
-        for argv in xfrmCommands(local, remote, protocol):
+        for argv in xfrmCommands(local, remote, protocol, spi):
             lab.exec(node, "ip", "xfrm", *argv)

@@ -12,10 +12,11 @@ does, the RFC is the reference.
 import json
 import os
 import threading
+import time
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from netlmm.lab import eui64, opmip
+from netlmm.lab import eui64, opmip, require, timeScale
 from netlmm.lab.capture import ECHO, MOBILITY
 from netlmm.lab.netns import CommandFailed, skipUnlessTools
 from netlmm.lab.opmip import (
@@ -204,6 +205,45 @@ class OpmipMagToNetlmmLmaTests(_Interop, SynchronousTestCase):
 
         self.capture.stop()
         self.checkPbas()
+
+    def test_espProtectsSignalling(self):
+        """
+        RFC 5213 section 4 with a standard MAG: kernel IPsec (ESP, transport
+        mode, protocol 135) between OPMIP's MAG1 and netlmm's LMA. The PBU and
+        PBA cross the core link only as ESP; the LMA's policy drops the
+        clear-text PBUs of MAG2, which has no SA.
+        """
+        from netlmm.lab import ipsec
+        t = self.t
+        require(self, "esp")
+        ipsec.protect(t, "mag1", MAG_ADDRESSES[0], "lma", LMA_ADDRESS)
+        for argv in ipsec.xfrmCommands(LMA_ADDRESS, MAG_ADDRESSES[1], spi=0x6275):
+            t.exec("lma", "ip", "xfrm", *argv)    # MAG2 has no SA: its PBUs go in clear
+        self.startNetlmmLma()
+        mag1 = OpmipMag(t, "mag1", self.database, "mag1", self.workdir).start()
+        mag2 = OpmipMag(t, "mag2", self.database, "mag2", self.workdir).start()
+        t.mn.attach("mag1")
+        mag1.attach(MN_ID, "acc0")
+        mag1.waitFor("PBA registration")
+        self.assertIn(f"lma = {LMA_ADDRESS}, status = 0]", mag1.log())
+        waitFor(lambda: t.mn.address() == NAMED_PHOA, "the mobile's SLAAC address", 15)
+        self.waitForPing("mn", CN_ADDRESS, "mobile -> CN through mag1")
+
+        mag2.attach(MN_ID, "acc0")
+        waitFor(lambda: "MAG: Mobile Node attach" in mag2.log(), "MAG2's attachment", 10)
+        time.sleep(3 * timeScale())    # OPMIP retransmits after 1.5 s, then 2.25 s
+        self.assertNotIn("PBA registration", mag2.log())
+        self.capture.stop()
+        # MAG1 <-> LMA: ESP only; MAG2's PBUs in clear, never answered.
+        esp = self.capture.fields("esp", "ipv6.src", "ipv6.dst")
+        self.assertIn((MAG_ADDRESSES[0], LMA_ADDRESS), esp)
+        self.assertIn((LMA_ADDRESS, MAG_ADDRESSES[0]), esp)
+        clear = self.capture.fields(MOBILITY, "ipv6.src", "mip6.mhtype")
+        self.assertTrue(clear, "MAG2's clear-text PBUs are on the wire")
+        self.assertEqual(set(clear), {(MAG_ADDRESSES[1], "5")})
+        # The mobile's route is still there, and traffic still flows through MAG1.
+        self.assertTrue(self.lmaRoute())
+        self.assertEqual(self.ping("cn", NAMED_PHOA).returncode, 0)
 
     def checkPbas(self):
         """What netlmm's LMA sent decodes in tshark with no warning, field by field."""
