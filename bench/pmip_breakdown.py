@@ -1,0 +1,192 @@
+"""
+Where the PMIP client's time per Trigger goes, stage by stage, without
+sockets: the PMIP client and the LMA built from the shipped configs exactly
+as twistd builds them (RFC 4285 with the shipped keys, twistd's text log
+observer writing to /dev/null), wired back to back in one process, the MAG
+channel's TLS done in memory with the channel's own TLS contexts.
+
+    python bench/pmip_breakdown.py [--mobiles 20000] [--profile]
+
+Stages, per Trigger (the PMIP client's own work, then the LMA's for scale):
+
+  tls in      the Trigger's TLS record decrypted (OpenSSL, memory BIOs)
+  decode      netlmm.wire.control.decodeControl
+  trigger     PmipService: the core's Trigger handling, the PBU signed in one
+              encoding, checksummed and sent (to a socket that keeps it)
+  lma         the LMA service handling that PBU and sending its signed PBAck
+  pback       PmipService: the PBAck decoded, verified (RFC 4285), the core's
+              acknowledgement, the Notification encoded
+  tls out     the Notification's TLS record encrypted
+
+Phases: attach (new mobiles, LMA-assigned pHoAs) and handoff (the same
+mobiles from another MAG address). With --profile the handoff phase runs
+under cProfile. bench/pmip_rate.py measures the daemons themselves.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+import load  # noqa: E402
+import memory  # noqa: E402
+import pmip_rate  # noqa: E402
+
+
+class TlsPair:
+    """A PMIP client's and a MAG's TLS connections, handshaken in memory."""
+
+    def __init__(self, configs):
+        from OpenSSL import SSL
+
+        from netlmm.transport.tls import loadCredentials
+        pki = configs.path("pki")
+        pmip = loadCredentials(os.path.join(pki, "ca.pem"),
+                               os.path.join(pki, "pmip-pmip1.pem"),
+                               os.path.join(pki, "pmip-pmip1.key"), "pmip", "bench")
+        mag = loadCredentials(os.path.join(pki, "ca.pem"),
+                              os.path.join(pki, "mag-MAG1.pem"),
+                              os.path.join(pki, "mag-MAG1.key"), "mag", "bench")
+        self.server = SSL.Connection(pmip.serverCreator("mag").context, None)
+        self.server.set_accept_state()
+        self.client = SSL.Connection(mag.clientCreator("pmip").context, None)
+        self.client.set_connect_state()
+        self.want = SSL.WantReadError
+        for _ in range(20):
+            for a, b in ((self.client, self.server), (self.server, self.client)):
+                try:
+                    a.do_handshake()
+                except self.want:
+                    pass
+                self._move(a, b)
+        for c in (self.client, self.server):
+            c.do_handshake()
+
+    def _move(self, a, b):
+        try:
+            data = a.bio_read(65536)
+        except self.want:
+            return
+        b.bio_write(data)
+
+    def toServer(self, message):
+        """The MAG sends C{message}: the record the PMIP client receives."""
+        self.client.send(message)
+        return self.client.bio_read(65536)
+
+    def serverReads(self, record):
+        self.server.bio_write(record)
+        return self.server.recv(65536)
+
+    def serverWrites(self, message):
+        self.server.send(message)
+        return self.server.bio_read(65536)
+
+
+class MagConnection:
+    """What the PMIP client takes for a MAG connection: keeps the octets sent."""
+
+    def __init__(self):
+        self.sent = []
+        self.peer = (load.LOOPBACK, 1)
+
+    def send(self, message):
+        from netlmm.wire.control import encodeControl
+        self.sent.append(encodeControl(message))
+        return True
+
+    def describe(self):
+        return "bench MAG"
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--mobiles", type=int, default=20_000)
+    p.add_argument("--profile", action="store_true")
+    args = p.parse_args()
+
+    from twisted.logger import globalLogBeginner, textFileLogObserver
+
+    from netlmm.wire.control import decodeControl
+
+    configs = load.ShippedConfigs()
+    try:
+        states = {role: configs.path(f"{role}.state") for role in ("lma", "pmip")}
+        memory.configure(configs, states, 2 * args.mobiles)
+        tls = TlsPair(configs)
+        lma, pmip = memory.build("lma", configs), memory.build("pmip", configs)
+    finally:
+        configs.remove()
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(open(os.devnull, "w"))],
+                                     redirectStandardIO=False)
+    for s in (lma, pmip):
+        s.running = True
+        s.port.socket = memory.Capture()
+    lmaOut, pmipOut = lma.port.socket.sent, pmip.port.socket.sent
+    mag = MagConnection()
+    pmip.connections.add(mag)
+    loopback = load.LOOPBACK.packed
+    fromPmip, fromLma = ("::1", 40001, 0, 0), ("::1", 5436, 0, 0)
+    seconds = pmip.reactor.seconds
+    clock = time.perf_counter
+    names = ("tls in", "decode", "trigger", "lma", "pback", "tls out")
+
+    def run(first, magIndex, profile=False):
+        n = args.mobiles
+        records = [tls.toServer(pmip_rate.trigger(first + i, b"mn%d@bench" % i,
+                                                  pmip_rate.MAG_ADDRESSES[magIndex]))
+                   for i in range(n)]
+        stages = [0.0] * 6
+        ok = [0]
+        profiler = None
+        if profile:
+            import cProfile
+            profiler = cProfile.Profile()
+            profiler.enable()
+        start = clock()
+        for record in records:
+            a = clock()
+            data = tls.serverReads(record)
+            b = clock()
+            trigger = decodeControl(data)
+            c = clock()
+            pmip.controlReceived(trigger, mag)
+            d = clock()
+            lma.port._datagram(pmipOut.pop(), fromPmip, loopback, seconds())
+            e = clock()
+            pmip.port._datagram(lmaOut.pop(), fromLma, loopback, seconds())
+            f = clock()
+            # The Notification, and on a handoff the old MAG's MOVED (the
+            # same connection here).
+            for notification in mag.sent:
+                tls.serverWrites(notification)
+            g = clock()
+            ok[0] += any(n[4:8] == data[4:8] and pmip_rate.result(n) == 0
+                         for n in mag.sent)
+            mag.sent.clear()
+            for i, (x, y) in enumerate(((a, b), (b, c), (c, d), (d, e), (e, f), (f, g))):
+                stages[i] += y - x
+        total = clock() - start
+        if profiler is not None:
+            import pstats
+            profiler.disable()
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+        if ok[0] != len(records):
+            raise SystemExit(f"{ok[0]} of {len(records)} Triggers succeeded")
+        return stages, total
+
+    print(f"{args.mobiles} mobiles; microseconds per Trigger:")
+    for name, first, magIndex in (("attach", 1, 0), ("handoff", 10**6, 1)):
+        stages, total = run(first, magIndex, args.profile and name == "handoff")
+        n = args.mobiles
+        own = sum(stages) - stages[3]
+        print(f"  {name:8}" + "  ".join(f"{k} {t / n * 1e6:6.2f}" for k, t in zip(names, stages))
+              + f"   PMIP client {own / n * 1e6:6.2f}   loop {total / n * 1e6:6.2f}")
+
+
+if __name__ == "__main__":
+    main()
