@@ -82,6 +82,11 @@ class PmipService(RoleService):
         self.allowedMags = tuple(IPv6Network(n) for n in allowedMags)
         self.port = MHPort(reactor, self._mhReceived, mhBind[0], mhBind[1], transport,
                            observer=self.observe if observer else None)
+        # Notifications made by one batch of PBAcks go to each MAG in one
+        # write (one TLS record): see _batch.
+        self.port.onBatch = self._batch
+        self._batching = False
+        self._held = []
         self.channel = channel if channel is not None else Channel("tcp")
         self.factory = _MagFacing(self)
         self.channel.prepare(self.factory, reactor, "PMIP client", "mag")
@@ -297,7 +302,22 @@ class PmipService(RoleService):
                                          trigger.mnId), trigger.magAddress)
         return False
 
+    def _batch(self, starting):
+        """
+        Around each batch of datagrams the MH socket reads at once: the
+        MAG connections written to meanwhile hold their messages and write
+        them together at the end.
+        """
+        self._batching = starting
+        if not starting:
+            held, self._held = self._held, []
+            for proto in held:
+                proto.flush()
+
     def _sendTo(self, proto, notification, peer):
+        if self._batching and proto not in self._held and hasattr(proto, "hold"):
+            proto.hold()
+            self._held.append(proto)
         # The core carries the container only when it fits (withContainer),
         # so every Notification it makes encodes; the transport logs one
         # that would not.

@@ -11,8 +11,8 @@ from ipaddress import IPv6Address
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.protocol import Protocol, ClientFactory
-from twisted.internet.task import deferLater
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.internet.task import Clock, deferLater
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from netlmm import demo
 from netlmm.access import AttachmentEvent
@@ -455,3 +455,99 @@ class LmaRestartTests(TestCase):
         yield until(lambda: len(probe.received) == 2, what="the second PBAck")
         self.assertEqual(mh.decodeMessage(probe.received[1][0]).status,
                          mh.Status.SEQUENCE_OUT_OF_WINDOW)
+
+
+class _CountingTransport:
+    """A stream transport that counts its writes."""
+
+    def __init__(self):
+        from twisted.internet.address import IPv6Address as Address
+        self.writes = []
+        self.address = Address("TCP", "::1", 40000)
+
+    def write(self, data):
+        self.writes.append(data)
+
+    def getPeer(self):
+        return self.address
+
+    def loseConnection(self):
+        pass
+
+
+class _Datagrams:
+    """A socket for MHPort.doRead that hands over the given datagrams, then none."""
+
+    def __init__(self, datagrams, port):
+        self.datagrams = list(datagrams)
+        self.port = port
+        self.sent = []
+
+    def recvmsg(self, size, space):
+        if not self.datagrams:
+            raise BlockingIOError()
+        return self.datagrams.pop(0), [], 0, ("::1", self.port, 0, 0)
+
+    def sendto(self, data, target):
+        self.sent.append(data)
+        return len(data)
+
+    def fileno(self):
+        return -1
+
+
+class CoalescedWriteTests(SynchronousTestCase):
+    """Notifications made by one batch of PBAcks go to a MAG in one write."""
+
+    def control(self):
+        from netlmm.transport.control import ControlFactory, ControlProtocol
+        proto = ControlProtocol()
+        proto.factory = ControlFactory()
+        transport = _CountingTransport()
+        proto.makeConnection(transport)
+        return proto, transport
+
+    def test_holdAndFlush(self):
+        proto, transport = self.control()
+        one, two = Notification(1, Result.SUCCESS), Notification(2, Result.MOVED)
+        proto.send(one)
+        self.assertEqual(transport.writes, [encodeControl(one)])
+        proto.hold()
+        proto.send(one)
+        proto.send(two)
+        self.assertEqual(len(transport.writes), 1)
+        proto.flush()
+        self.assertEqual(transport.writes[1:], [encodeControl(one) + encodeControl(two)])
+        proto.flush()
+        self.assertEqual(len(transport.writes), 2)
+
+    def test_batchOfPbacks(self):
+        """
+        Two PBAcks read by one doRead: their two Notifications leave in one
+        write; a PBAck handled alone (not from a socket read) is written at
+        once.
+        """
+        lma = LmaCore("2001:db8:1::/64", ["::1/128"], 3600)
+        pmip = PmipService(Clock(), PmipCore(LO), (LO, 0), (LO, 0), "udp", 5436,
+                           ["::1/128"])
+        pmip.running = True
+        pmip.port.socket = _Datagrams([], 5436)
+        proto, transport = self.control()
+        pmip.connections.add(proto)
+        answers = []
+        for n in (1, 2, 3):
+            pmip.controlReceived(Trigger(n, b"mn%d" % n, "2001:db8:ff::1",
+                                         f"2001:db8:1::{n}", AddressMode.STATIC), proto)
+            sent = mh.decodeMessage(pmip.port.socket.sent.pop(), LO, LO)
+            ba = lma.receive(sent, LO, 0)[-1].message
+            answers.append(mh.encodeMessage(ba, LO, LO))
+        self.assertEqual(transport.writes, [])
+        pmip.port.socket.datagrams = answers[:2]
+        pmip.port.doRead()
+        self.assertEqual(len(transport.writes), 1)
+        data = transport.writes[0]
+        self.assertEqual([decodeControl(data[:data[1]]).transaction,
+                          decodeControl(data[data[1]:]).transaction], [1, 2])
+        pmip.port._datagram(answers[2], ("::1", 5436, 0, 0), LO.packed, 0)
+        self.assertEqual(len(transport.writes), 2)
+        self.assertEqual(decodeControl(transport.writes[1]).result, Result.SUCCESS)

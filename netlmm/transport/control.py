@@ -41,6 +41,8 @@ class ControlProtocol(Protocol):
 
     def __init__(self):
         self._buffer = b""
+        #: Encoded messages held back by L{hold} until L{flush}, else None.
+        self._held = None
         self.peer = None
         self.identity = None
         self.authenticated = False
@@ -144,9 +146,27 @@ class ControlProtocol(Protocol):
             self.log.error("cannot encode {kind}: {error}",
                            kind=type(message).__name__, error=e)
             return False
-        self.transport.write(data)
+        if self._held is not None:
+            self._held.append(data)
+        else:
+            self.transport.write(data)
         self.factory.counters["sent"] += 1
         return True
+
+    def hold(self):
+        """
+        Keep what L{send} sends until L{flush}: the messages of one batch of
+        work (several PBAcks read at once) then go in one write, one TLS
+        record, instead of one each.
+        """
+        if self._held is None:
+            self._held = []
+
+    def flush(self):
+        """Write what was held, in one write, and stop holding."""
+        held, self._held = self._held, None
+        if held and self.transport is not None:
+            self.transport.write(b"".join(held))
 
     def describe(self):
         """The peer as '[addr]:port', with its TLS identity once authenticated."""

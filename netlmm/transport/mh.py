@@ -57,6 +57,10 @@ class MHPort:
         self.kind = kind
         self.observer = observer
         self.socket = None
+        #: Optional callable told C{True} before each batch of datagrams
+        #: read at once and C{False} after it (to coalesce what the batch
+        #: makes the daemon write elsewhere).
+        self.onBatch = None
         self._sources = {}
         # Peer address text -> IPv6Address and IPv6Address -> (text, packed),
         # so that the per-datagram path parses and formats each peer's
@@ -107,6 +111,17 @@ class MHPort:
         self.stopListening()
 
     def doRead(self):
+        onBatch = self.onBatch
+        if onBatch is None:
+            return self._read()
+        onBatch(True)
+        try:
+            return self._read()
+        finally:
+            onBatch(False)
+
+    def _read(self):
+        """Read and handle up to L{_BATCH} datagrams waiting on the socket."""
         recvmsg = self.socket.recvmsg
         space = socket.CMSG_SPACE(_PKTINFO.size)
         now = self.reactor.seconds()
