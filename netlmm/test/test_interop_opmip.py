@@ -12,17 +12,22 @@ does, the RFC is the reference.
 import json
 import os
 import threading
+from ipaddress import IPv6Network
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from netlmm.lab import eui64, opmip
 from netlmm.lab.capture import ECHO, MOBILITY
-from netlmm.lab.netns import CommandFailed, skipUnlessTools
+from netlmm.lab.netns import CommandFailed, readText, skipUnlessTools
 from netlmm.lab.opmip import (
     CN_ADDRESS, HOME_PREFIX, LMA_ADDRESS, MAG_ADDRESSES, MN_ID, MN_MAC, InteropTopology,
     OpmipLma, OpmipMag,
 )
 from netlmm.lab.wait import waitFor
+from netlmm.test.test_opmip_pmip import exchange
+from netlmm.wire.control import (
+    AddressMode, Detach, Result, Trigger, decodeControl, encodeControl,
+)
 
 PHOA = eui64(HOME_PREFIX, MN_MAC)
 #: tshark fields of a PBU or PBA, in this order
@@ -99,6 +104,76 @@ class OpmipSelfTests(_Interop, SynchronousTestCase):
         tunnelled = self.capture.fields(ECHO, "ipv6.src", "ipv6.dst")
         self.assertIn((f"{MAG_ADDRESSES[0]},{PHOA}", f"{LMA_ADDRESS},{CN_ADDRESS}"), tunnelled)
         self.assertIn((f"{LMA_ADDRESS},{CN_ADDRESS}", f"{MAG_ADDRESSES[0]},{PHOA}"), tunnelled)
+
+
+PMIP_ADDRESS = "2001:db8:f::9"
+
+_SEPARATE_PMIP = """[pmip]
+listen = "[::1]:5437"
+lma = "[{lma}]:0"
+mh_bind = "[{pmip}]:0"
+transport = "raw"
+lifetime = 60
+allowed_mags = ["::1"]
+detach_delay = 1.0
+profile = "rfc5213"
+ordering = "sequence"
+[pmip.tls]
+transport = "tcp"
+"""
+
+
+class SeparatePmipClientAtOpmipLmaTests(_Interop, SynchronousTestCase):
+    """
+    A PMIP client apart from its MAG, in the RFC 5213 profile, at OPMIP's LMA:
+    its PBUs come from the client's address and name the MAG in an Alternate
+    Care-of Address, which RFC 5213 6.9.1.5 makes the Proxy-CoA. OPMIP
+    ignores the option: it accepts the PBU and tunnels the mobile's prefix to
+    the PMIP client instead of the MAG. This test shows that deviation on the
+    wire (doc/protocol.md 2.2); netlmm does not work around it.
+    """
+
+    def test_alternateCareOfAddressIgnored(self):
+        t = self.t
+        t.add("pmip")
+        t.link("pmip", "eth0", "lma", "p9", master="core")
+        t.addr("pmip", "eth0", f"{PMIP_ADDRESS}/64")
+        # OPMIP only takes PBUs from router nodes it knows (else 154).
+        database = t.nodeDatabase(os.path.join(self.workdir, "node-pmip.db"),
+                                  extraRouters=[("pmip", PMIP_ADDRESS)])
+        lma = OpmipLma(t, "lma", database, "lma", self.workdir).start()
+        config = os.path.join(self.workdir, "pmip.toml")
+        with open(config, "w") as f:
+            f.write(_SEPARATE_PMIP.format(lma=LMA_ADDRESS, pmip=PMIP_ADDRESS))
+        log = os.path.join(self.workdir, "pmip.log")
+        client = t.twistd("pmip", "pmip", config, log)
+        waitFor(lambda: "MAGs connect to" in readText(log), "the PMIP client", 60,
+                alive=lambda: client.poll() is None, details=lambda: readText(log))
+
+        def send(message):
+            return decodeControl(t.inNetns("pmip", exchange, encodeControl(message)))
+        mn = MN_ID.encode()
+        n = send(Trigger(1, mn, MAG_ADDRESSES[0], mode=AddressMode.PREFIX,
+                         prefix=IPv6Network(HOME_PREFIX),
+                         linkLayerId=bytes.fromhex(MN_MAC.replace(":", "")),
+                         accessTechnology=3))
+        self.assertEqual(n.result, Result.SUCCESS, readText(log) + lma.log())
+        # OPMIP binds the mobile to the PBU's source, the PMIP client...
+        self.assertIn(f"PBU registration [id = {MN_ID}, mag = {PMIP_ADDRESS}]", lma.log())
+        tunnels = t.exec("lma", "ip", "-6", "tunnel", "show").stdout
+        self.assertIn(f"remote {PMIP_ADDRESS}", tunnels)
+        self.assertNotIn(f"remote {MAG_ADDRESSES[0]}", tunnels)
+        n = send(Detach(2, mn, MAG_ADDRESSES[0]))
+        self.assertEqual(n.result, Result.SUCCESS)
+        lma.waitFor("Binding cache remove entry")
+        # ... though every PBU named the MAG as Alternate Care-of Address, and
+        # decodes in tshark without a warning.
+        self.capture.stop(4, MOBILITY)
+        pbus = self.capture.fields(f"{MOBILITY} and mip6.mhtype == 5", "ipv6.src",
+                                   "mip6.acoa.acoa", "mip6.bu.lifetime")
+        self.assertEqual([row[:2] for row in pbus], [(PMIP_ADDRESS, MAG_ADDRESSES[0])] * 2)
+        self.assertEqual(pbus[-1][2], "0")
+        self.assertEqual(self.capture.expert(f"{MOBILITY} and ipv6.src == {PMIP_ADDRESS}"), [])
 
 
 class _NoLab:
