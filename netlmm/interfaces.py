@@ -140,6 +140,51 @@ class IDataPlane(Interface):
         """MAG: stop carrying home C{phoa}'s traffic."""
 
 
+class IStateStore(Interface):
+    """
+    Where a daemon keeps what must survive a restart (L{netlmm.store}): one
+    record per entry (a binding, a bound mobile) under a key of bytes (the
+    MN identifier), written before the answer that acknowledges the change
+    leaves. The role service stages the core's
+    L{netlmm.core.effects.Persist} effects with L{put} and holds the answers
+    that follow them until L{commit} fires; a store writes everything staged
+    while its previous write ran in one go (group commit). L{load} and
+    L{rewrite} block and are for start-up only.
+    """
+
+    location = Attribute("Text naming where the state is (a path), for logs and errors.")
+
+    def load():
+        """
+        Every entry kept, as a list of (key, record) pairs with the records
+        decoded. An entry of an older format whose key the store cannot
+        tell comes with key None (the service then has the core make the
+        records again and calls L{rewrite}). Raises
+        L{netlmm.store.StateError} when the state cannot be read.
+        """
+
+    def put(key, record):
+        """
+        Stage C{record} (a dict of JSON values and ipaddress objects) under
+        C{key}, or the deletion of C{key} when C{record} is None. A later
+        put of the same key replaces an earlier one not yet written. A
+        record that cannot be kept raises TypeError or ValueError at once.
+        """
+
+    def commit():
+        """
+        A Deferred that fires once everything put so far is durable. It
+        does not fail: a store that cannot write says so in the log and
+        keeps trying, and what waits for it keeps waiting.
+        """
+
+    def rewrite(persists):
+        """Make the store hold exactly these L{Persist} effects (at start-up)."""
+
+    def close():
+        """Write what is staged and release the store; may return a Deferred."""
+
+
 class IPartFactory(IPlugin):
     """
     A plugin that builds one kind of pluggable part from its config table.

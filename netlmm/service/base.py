@@ -1,12 +1,10 @@
-"""What the three role services share: feeding a core and driving its timer."""
+"""What the three role services share: feeding a core, driving its timer, keeping its state."""
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import maybeDeferred
-from twisted.internet.task import LoopingCall
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
-from netlmm.core.effects import InvalidInput
+from netlmm.core.effects import BadRecord, InvalidInput, Persist
 
 
 class RoleService(MultiService):
@@ -14,6 +12,12 @@ class RoleService(MultiService):
     A service around a sans-IO core. Every input goes through L{feed}, which
     runs the core, carries out the effects it returns and re-arms the one
     C{callLater} that drives the core's timers.
+
+    With a C{store} (an L{netlmm.interfaces.IStateStore}), the core's
+    L{Persist} effects go to it, and what follows a Persist (the PBAck, the
+    Notification that acknowledges the change) is held until the store has
+    committed it. Held effects leave in the order the core made them: while
+    anything is held, later effects queue behind it.
 
     @param observer: optional callable C{(role, direction, message, peer)}
         told of every message this role sends or receives.
@@ -28,64 +32,64 @@ class RoleService(MultiService):
         self.observer = observer
         self._timer = None
         self.invalidInputs = 0
-        #: A L{netlmm.statefile.StateFile} for what must survive a restart
-        #: (the core's snapshot()/restore()), saved every C{saveInterval} s
-        #: when something changed, and on stop.
-        self.stateFile = None
-        self.saveInterval = 5.0
-        self._dirty = False
-        self._saver = None
-        self._saving = None
+        #: Where the core's Persist effects go (an IStateStore), or None.
+        self.store = None
+        #: What the role's execute() needs from the input being handled
+        #: (the LMA: the PBU's source port and security verdict). Held
+        #: effects are carried out later with the context they were made in.
+        self.context = None
+        # Effects the core asked for at start (restore), until started.
+        self._restored = None
+        # The Deferred the last held effects wait for, and how many wait.
+        self._holding = None
+        self._held = 0
+        self._stopping = False
+        #: Effects lists held for a commit, and those dropped at stop.
+        self.holdCounters = {"held": 0, "dropped": 0}
+
+    # ------------------------------------------------------------ state
+
+    def loadState(self):
+        """
+        Read the store into the core. The taps call it in makeService, before
+        twistd forks, so that state that cannot be used stops the daemon;
+        otherwise L{restoreState} does at start. Raises
+        L{netlmm.store.StateError} naming the file and the bad record.
+        """
+        self._restored = []
+        if self.store is None:
+            return
+        from netlmm.store import StateError, describeKey
+        entries = self.store.load()
+        try:
+            effects = self.core.restore([r for _, r in entries], self.reactor.seconds())
+        except BadRecord as e:
+            raise StateError(f"{self.store.location}: bad record "
+                             f"{describeKey(entries[e.index][0], e.index)}: {e.reason}") \
+                from None
+        kept = self.core.snapshot()
+        if any(key is None for key, _ in entries):
+            # An older format: keep what the core made of it, keyed.
+            self.store.rewrite(kept)
+        else:
+            # Entries the core left out (expired while the daemon was down).
+            live = {p.key for p in kept}
+            for key, _ in entries:
+                if key not in live:
+                    self.store.put(key, None)
+        self.log.info("{role}: restored {n} of {total} entries from {location}",
+                      role=self.name, n=len(kept), total=len(entries),
+                      location=self.store.location)
+        self._restored = effects
 
     def restoreState(self):
-        """Load the state file, if any, into the core (before serving)."""
-        if self.stateFile is None:
-            return
-        records = self.stateFile.load()
-        try:
-            effects = self.core.restore(records, self.reactor.seconds())
-        except ValueError as e:
-            from netlmm.statefile import StateFileError
-            raise StateFileError(f"{self.stateFile.path}: {e}") from None
-        self.log.info("{role}: restored {n} entries from {path}", role=self.name,
-                      n=len(records), path=self.stateFile.path)
-        self.execute(effects)
+        """Load the store if not done yet, and carry out what the core asked (before serving)."""
+        if self._restored is None:
+            self.loadState()
+        effects, self._restored = self._restored, []
+        self._dispatch(effects)
 
-    def saveState(self, blocking=False):
-        """
-        Write the core's snapshot if anything changed since the last save.
-        The snapshot is taken here, on the reactor thread (records of
-        immutable values); encoding and writing it, which for many bindings
-        takes a while and an fsync, happen in the reactor's thread pool
-        unless C{blocking} (at stop). Returns a Deferred when writing.
-        """
-        if self.stateFile is None or not self._dirty or self._saving is not None:
-            return self._saving
-        self._dirty = False
-        records = [p.record for p in self.core.snapshot()]
-        pool = getattr(self.reactor, "getThreadPool", None)
-        if blocking or pool is None:
-            try:
-                self.stateFile.save(records)
-            except OSError as e:
-                self._saveFailed(e)
-            return None
-        d = deferToThreadPool(self.reactor, pool(), self.stateFile.save, records)
-        self._saving = d
-
-        def done(result):
-            self._saving = None
-            return None
-
-        def failed(f):
-            self._saving = None
-            self._saveFailed(f.value)
-        return d.addCallbacks(done, failed)
-
-    def _saveFailed(self, error):
-        self._dirty = True
-        self.log.error("{role}: cannot save state to {path}: {error}",
-                       role=self.name, path=self.stateFile.path, error=error)
+    # ------------------------------------------------------------ inputs
 
     def feed(self, method, *args):
         """
@@ -93,7 +97,6 @@ class RoleService(MultiService):
         input not valid in its state is logged and counted; the caller gets
         the L{InvalidInput} back to answer it.
         """
-        self._dirty = True
         try:
             effects = method(*args, self.reactor.seconds())
         except InvalidInput as e:
@@ -101,12 +104,61 @@ class RoleService(MultiService):
             self.log.warn("{role}: {error}", role=self.name, error=e)
             self._rearm()
             return e
-        self.execute(effects)
+        self._dispatch(effects)
         self._rearm()
         return None
 
+    def _dispatch(self, effects):
+        """
+        Carry out C{effects}: Persist effects to the store, the effects
+        after the first of them once the store has committed.
+        """
+        store = self.store
+        if store is None:
+            self.execute(effects)
+            return
+        first = None
+        for i, e in enumerate(effects):
+            if type(e) is Persist:
+                store.put(e.key, e.record)
+                if first is None:
+                    first = i
+        if first is None:
+            if self._holding is None:
+                self.execute(effects)
+            else:
+                self._hold(self._holding, effects)
+            return
+        if self._holding is None and first:
+            self.execute(effects[:first])
+            effects = effects[first:]
+        self._hold(store.commit(), [e for e in effects if type(e) is not Persist])
+
+    def _hold(self, d, effects):
+        self._held += 1
+        self.holdCounters["held"] += 1
+        self._holding = d
+        d.addCallback(self._release, effects, self.context)
+
+    def _release(self, _, effects, context):
+        self._held -= 1
+        if not self._held:
+            self._holding = None
+        if self._stopping:
+            # Stopped: the change is kept, the answer is not sent; the peer
+            # asks again and the restarted daemon answers from its state.
+            self.holdCounters["dropped"] += 1
+            return
+        saved, self.context = self.context, context
+        try:
+            self.execute(effects)
+        except Exception:
+            self.log.failure("{role}: carrying out held effects failed", role=self.name)
+        finally:
+            self.context = saved
+
     def execute(self, effects):
-        """Carry out the core's effects (each role its own)."""
+        """Carry out the core's effects (each role its own; Persist is not theirs)."""
         raise NotImplementedError
 
     def observe(self, direction, message, peer):
@@ -146,21 +198,19 @@ class RoleService(MultiService):
         return d
 
     def startService(self):
+        self._stopping = False
         super().startService()
         self._rearm()
-        if self.stateFile is not None:
-            self._saver = LoopingCall(self.saveState)
-            self._saver.clock = self.reactor
-            self._saver.start(self.saveInterval, now=False)
+        if self.store is not None:
+            # Deletions staged by loadState.
+            self.store.commit()
 
     def stopService(self):
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
-        if self._saver is not None and self._saver.running:
-            self._saver.stop()
-        # Let a save in progress finish, then write the final state.
-        d = maybeDeferred(lambda: self._saving)
-        d.addCallback(lambda _: self.saveState(blocking=True))
+        self._stopping = True
+        d = maybeDeferred(self.store.close) if self.store is not None \
+            else maybeDeferred(lambda: None)
         d.addCallback(lambda _: super(RoleService, self).stopService())
         return d

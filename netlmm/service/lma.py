@@ -26,10 +26,8 @@ class LmaService(RoleService):
         self.setName(name)
         self.dataplane = dataplane
         self.security = security
-        self._verdict = None
         self.port = MHPort(reactor, self._received, listen[0], listen[1], transport,
                            observer=self.observe if observer else None)
-        self._replyTo = None
         self.refusals = 0
         # The core reports its refusals here, so that every refusal is
         # logged by one method.
@@ -69,20 +67,20 @@ class LmaService(RoleService):
         signed = type(message) is mh.BindingUpdate and self._signed(source[0])
         if not fetched and signed and self._mustFetch(message, raw, source):
             return
-        self._replyTo = source
+        # What execute() needs to answer this PBU: its source port and, with
+        # security, the verdict whose SA signs the PBAck.
+        verdict = None
+        if signed:
+            verdict = self.security.check(message, raw, source[0], now, self._mobileOf)
+            if not verdict.ok:
+                self._refuse(message, source, verdict, now)
+                return
+            self.observe("verified", message, source)
+        self.context = (source, verdict)
         try:
-            if signed:
-                verdict = self.security.check(message, raw, source[0], now,
-                                              self._mobileOf)
-                if not verdict.ok:
-                    self._refuse(message, source, verdict, now)
-                    return
-                self._verdict = verdict
-                self.observe("verified", message, source)
             self.feed(self.core.receive, message, source[0])
         finally:
-            self._replyTo = None
-            self._verdict = None
+            self.context = None
 
     def _mustFetch(self, bu, raw, source):
         """
@@ -144,16 +142,15 @@ class LmaService(RoleService):
         for e in effects:
             kind = type(e)
             if kind is SendMH:
-                port = None
-                replyTo = self._replyTo
-                if replyTo is not None and (replyTo[0] is e.destination
-                                            or replyTo[0] == e.destination):
-                    port = replyTo[1]
+                port = verdict = None
+                if self.context is not None:
+                    replyTo, verdict = self.context
+                    if replyTo[0] is e.destination or replyTo[0] == e.destination:
+                        port = replyTo[1]
                 message = e.message
-                if self._verdict is not None and type(message) is mh.BindingAcknowledgement:
+                if verdict is not None and type(message) is mh.BindingAcknowledgement:
                     # Signed in one encoding: sent as the security layer encoded it.
-                    message = self.security.answer(message, self._verdict,
-                                                   self.reactor.seconds())
+                    message = self.security.answer(message, verdict, self.reactor.seconds())
                     self.port.send(message, e.destination, port,
                                    octets=self.security.octets.take(message))
                 else:

@@ -24,9 +24,10 @@ The [lma] table of the config file:
                   (required; the [[lma.peers]] addresses are allowed too)
   mobiles         MN identifiers served, as patterns ('*@example.net'); an
                   RFC 5213 PBU for another gets 153. Unset: every mobile
-  state_file      where the binding cache is kept across restarts (JSON,
-                  written atomically when changed and at stop); unset: none
-  state_interval  seconds between state-file writes while bindings change (30)
+  state_file      the database (SQLite) that keeps the binding cache across
+                  restarts: every binding is written before its PBAck leaves;
+                  relative to this file; a JSON state file of earlier versions
+                  there is converted; unset: bindings are lost on a restart
   [lma.pool]      first, last: addresses for LMA-assigned pHoAs (Appendix A);
                   leave the table out to refuse assignment requests
   [lma.prefixes]  per-mobile prefixes (draft E.3, RFC 5213 home network
@@ -77,14 +78,8 @@ See etc/netlmm/lma.toml for a commented example."""
                                    integer=True)
         clients = table.networks("allowed_clients", required=True)
         mobiles = _patterns(table, "mobiles")
-        stateFile = table.string("state_file")
-        stateInterval = table.number("state_interval", 30, minimum=1, maximum=3600)
-        if stateFile:
-            from netlmm.statefile import StateFile, StateFileError
-            try:
-                StateFile(stateFile, "lma-bindings").load()
-            except StateFileError as e:
-                raise ConfigError(f"lma.state_file: {e}") from None
+        from netlmm.store import stateFileFromTable
+        stateFile = stateFileFromTable(table, getattr(self, "configDir", None))
         poolTable = table.table("pool")
         pool = None
         if poolTable.data:
@@ -114,7 +109,7 @@ See etc/netlmm/lma.toml for a commented example."""
         dataplane = sub(table, "dataplane", "kind", dataplanes, reactor=reactor,
                         role="lma")
         return dict(listen=listen, transport=transport, dataplane=dataplane,
-                    security=security, stateFile=stateFile, stateInterval=stateInterval,
+                    security=security, stateFile=stateFile,
                     core=dict(homePrefix=prefix, authorizedClients=clients,
                               maxLifetime=maxLifetime, pool=pool, prefixPool=prefixPool,
                               peers=peers, policy=policy, mobiles=mobiles,
@@ -216,7 +211,6 @@ def makeService(options):
     service = LmaService(reactor, core, b["listen"], b["transport"], b["dataplane"],
                          security=guard)
     if b["stateFile"]:
-        from netlmm.statefile import StateFile
-        service.stateFile = StateFile(b["stateFile"], "lma-bindings")
-        service.saveInterval = b["stateInterval"]
+        from netlmm.store import SqliteStore
+        service.store = SqliteStore(b["stateFile"], "lma-bindings", reactor)
     return service

@@ -35,8 +35,11 @@ The [pmip] table of the config file:
   allowed_mags  MAG addresses/prefixes allowed to connect (required)
   detach_delay  seconds between a Detach and the deregistration, so a mobile
                 that shows up at another MAG keeps its binding (1.5)
-  state_file    where bound mobiles are kept across restarts (JSON, written
-                atomically every 5 s when changed and at stop); unset: none
+  state_file    the database (SQLite) that keeps the bound mobiles across
+                restarts: every binding is written before its Notification
+                leaves; relative to this file; a JSON state file of earlier
+                versions there is converted; unset: a restarted client forgets
+                its mobiles (no refreshes, no deregistration on Detach)
   peers         the other PMIP clients of the domain, ['[addr]:port', ...] of
                 their peer_listen: a pHoA the mobile configured itself
                 (SLAAC) is checked with all of them before the PBU
@@ -95,13 +98,8 @@ See etc/netlmm/pmip.toml for a commented example."""
         security = securityConfig(table, self["config"], client=True)
         from netlmm.transport.channel import channelFromTable
         channel = channelFromTable(table, "pmip", getattr(self, "configDir", None))
-        stateFile = table.string("state_file")
-        if stateFile:
-            from netlmm.statefile import StateFile, StateFileError
-            try:
-                StateFile(stateFile, "pmip-bindings").load()
-            except StateFileError as e:
-                raise ConfigError(f"pmip.state_file: {e}") from None
+        from netlmm.store import stateFileFromTable
+        stateFile = stateFileFromTable(table, getattr(self, "configDir", None))
         peers = table.endpoints("peers")
         peerListen = table.endpoint("peer_listen")
         if peerListen is None and peers:
@@ -150,8 +148,8 @@ def serviceFromBuilt(b):
                           peers=peers, peerListen=b.get("peerListen"),
                           allowedPeers=b.get("allowedPeers"))
     if b["stateFile"]:
-        from netlmm.statefile import StateFile
-        service.stateFile = StateFile(b["stateFile"], "pmip-bindings")
+        from netlmm.store import SqliteStore
+        service.store = SqliteStore(b["stateFile"], "pmip-bindings", reactor)
     return service
 
 

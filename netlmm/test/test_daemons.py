@@ -257,10 +257,12 @@ ordering = "timestamp"
                             '[pmip.retransmit]\ninitial = 4.0\nmax = 2.0\n',
                             "pmip.retransmit.max")
 
-    def test_corruptStateFile(self):
-        state = self.write("{broken")
+    def test_stateFileDirectoryMissing(self):
+        """The state file's directory must exist (the daemon makes the file, not the directory)."""
+        missing = os.path.abspath(self.mktemp())
         self.assertRejected(pmipTap.Options(), '[pmip]\nlma = "[::1]:5436"\nallowed_mags = ["::1"]\n'
-                            f'state_file = "{state}"\n', "pmip.state_file", state)
+                            f'state_file = "{missing}/pmip.db"\n',
+                            f"pmip.state_file: directory {missing} does not exist")
 
     MAG = '''[mag]
 address = "2001:db8:ff::1"
@@ -340,7 +342,7 @@ kind = "memory"
         """--help names every key that the role reads."""
         cases = [
             (lmaTap.Options(), ["listen", "transport", "home_prefix", "max_lifetime",
-                                "allowed_clients", "state_file", "state_interval",
+                                "allowed_clients", "state_file",
                                 "mobiles", "[lma.prefixes]", "pool", "length",
                                 "[lma.ipv4]", "router", "dhcp", "[lma.rfc5213]",
                                 "ordering", "timestamp_window",
