@@ -112,7 +112,8 @@ class Attachment:
     """The MAG's state for one attached mobile."""
 
     __slots__ = ("mnId", "state", "phoa", "mode", "transaction", "deadline",
-                 "tunnels", "since", "linkLayerId", "homes")
+                 "tunnels", "since", "linkLayerId", "homes",
+                 "request")
 
     def __init__(self, mnId, now, linkLayerId=None):
         self.mnId = mnId
@@ -131,6 +132,8 @@ class Attachment:
         self.linkLayerId = linkLayerId
         #: What the last successful Notification bound.
         self.homes = NO_HOMES
+        #: The Trigger or Detach of the pending C{transaction}.
+        self.request = None
 
     @property
     def tunnel(self):
@@ -180,6 +183,16 @@ class MagCore:
         """The L{Homes} C{mnId} is bound with here (L{NO_HOMES} when not bound)."""
         a = self.attachments.get(mnId)
         return a.homes if a is not None and a.state is BOUND else NO_HOMES
+
+    def requests(self):
+        """
+        The Triggers and Detaches not answered yet, oldest first: what to
+        send a PMIP client when the connection to it is (re)made, since a
+        client that restarted lost what it had not answered.
+        """
+        pending = [a for a in self.attachments.values() if a.transaction is not None]
+        pending.sort(key=lambda a: a.deadline)
+        return [a.request for a in pending]
 
     def nextTimer(self):
         """When a pending Trigger or Detach times out next, or None."""
@@ -247,10 +260,11 @@ class MagCore:
         if self.ipv4:
             # The address it has (a re-trigger), else a request for one.
             ipv4 = a.homes.ipv4 or IPV4_REQUEST
-        return [SendControl(Trigger(
+        a.request = Trigger(
             a.transaction, mnId, self.address, a.phoa, mode,
             prefix=None if prefix is None else IPv6Network(prefix), ipv4=ipv4,
-            linkLayerId=a.linkLayerId, accessTechnology=self.accessTechnology))]
+            linkLayerId=a.linkLayerId, accessTechnology=self.accessTechnology)
+        return [SendControl(a.request)]
 
     def detach(self, mnId, now):
         """The mobile left the access link."""
@@ -265,8 +279,9 @@ class MagCore:
             return effects + [Unbound(mnId, a.phoa, None, "detached")]
         a.transaction = self._transaction(a)
         a.deadline = now + self.notificationTimeout
-        effects.append(SendControl(Detach(a.transaction, mnId, self.address, a.phoa,
-                                          linkLayerId=a.linkLayerId)))
+        a.request = Detach(a.transaction, mnId, self.address, a.phoa,
+                           linkLayerId=a.linkLayerId)
+        effects.append(SendControl(a.request))
         return effects
 
     def receiveNotification(self, notification, now):

@@ -48,7 +48,6 @@ class _Upstream:
         self.endpoint = endpoint
         self.factory = _PmipFacing(service, self)
         self.connection = None
-        self.queue = []
         self.client = None
 
     def describe(self):
@@ -246,9 +245,13 @@ class MagService(RoleService):
         up.connection = proto
         self.log.info("{name}: connected to PMIP client {peer}", name=self.name,
                       peer=proto.describe())
-        queued, up.queue = up.queue, []
-        for message in queued:
-            self._send(message, up)
+        # What waits for this client: the requests made while it was not
+        # connected, and those sent on a connection that went before they
+        # were answered (a client that restarted lost them; one that did not
+        # recognises them and answers once).
+        for message in self.core.requests():
+            if self.upstreamFor(message.mnId) is up:
+                self._send(message, up)
 
     def pmipDisconnected(self, proto, reason, upstream=None):
         up = upstream or self._first
@@ -271,7 +274,7 @@ class MagService(RoleService):
     def _send(self, message, upstream=None):
         up = upstream or self.upstreamFor(message.mnId)
         if up.connection is None:
-            up.queue.append(message)
+            # Sent when the connection is made (pmipConnected).
             return
         if up.connection.send(message):
             self.observe("sent", message, up.endpoint)

@@ -489,3 +489,26 @@ class Ipv4Tests(MagTestMixin, SynchronousTestCase):
         core.attach(MN1, 0)
         trigger = self.sent(core.addressReady(MN1, PHOA, AddressMode.STATIC, 0))
         self.assertIsNone(trigger.ipv4)
+
+
+class RequestsTests(MagTestMixin, SynchronousTestCase):
+    """L{MagCore.requests}: what a (re)connected PMIP client must be sent."""
+
+    def test_unansweredRequestsOldestFirst(self):
+        core = self.makeMag()
+        self.bind(core, MN2, now=0)
+        core.attach(MN1, 1)
+        trigger = self.sent(core.addressReady(MN1, PHOA, AddressMode.STATIC, 1))
+        detach = self.sent(core.detach(MN2, 2))
+        self.assertEqual(core.requests(), [trigger, detach])
+        self.notify(core, Notification(trigger.transaction, Result.SUCCESS, MN1, PHOA), 3)
+        self.assertEqual(core.requests(), [detach])
+        self.notify(core, Notification(detach.transaction, Result.SUCCESS, MN2, PHOA), 3)
+        self.assertEqual(core.requests(), [])
+
+    def test_givenUpRequestsAreNotSentAgain(self):
+        core = self.makeMag(notificationTimeout=10)
+        core.attach(MN1, 0)
+        self.sent(core.addressReady(MN1, None, AddressMode.LMA_ASSIGNED, 0))
+        core.handleTimer(10)
+        self.assertEqual(core.requests(), [])
