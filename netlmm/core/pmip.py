@@ -22,6 +22,7 @@ does not allow raises L{InvalidInput} before anything changes):
     BOUND --detach--> DETACH_PENDING --deregister--> DEREGISTERING --accepted--> (none)
     REGISTERING / HANDING_OVER / REFRESHING --unusable--> DEREGISTERING
     REGISTERING / REFRESHING --failed--> (none);  HANDING_OVER --failed--> BOUND
+    (none) --deregister (a Detach for a mobile not in the cache)--> DEREGISTERING
 
 "unusable" is an accepted PBA the client cannot use (a prefix where an
 address was asked, a prefix too long for SLAAC, no home at all): the binding
@@ -120,6 +121,9 @@ TRANSITIONS = {
     (HANDING_OVER, Event.DETACH): DETACH_PENDING,
     (REFRESHING, Event.DETACH): DETACH_PENDING,
     (DETACH_PENDING, Event.DEREGISTER): DEREGISTERING,
+    # A Detach for a mobile the client lost (it stopped between the LMA's
+    # PBAck and keeping the record): what the LMA holds is deregistered.
+    (None, Event.DEREGISTER): DEREGISTERING,
     (BOUND, Event.REFRESH): REFRESHING,
     # The LMA's answer (or its absence).
     (REGISTERING, Event.ACCEPTED): BOUND,
@@ -399,6 +403,12 @@ class PmipCore:
                                         trigger.mnId), mag)]
         home = _homeOf(trigger)
         m = self.mobiles.get(trigger.mnId)
+        if m is not None and self._waiting(m, trigger.transaction, mag):
+            # The MAG sends its unanswered Triggers again when it reconnects;
+            # this one's answer comes when its PBU is acknowledged.
+            self._say("Trigger {txn} for {mnId} from {mag} again; still in progress",
+                      txn=trigger.transaction, mnId=showMnId(m.mnId), mag=mag)
+            return []
         if m is not None and (_prefixMode(m.mode) != _prefixMode(trigger.mode)
                               or (home is not None and m.home is not None
                                   and home != m.home)):
@@ -497,11 +507,10 @@ class PmipCore:
         m = self.mobiles.get(detach.mnId)
         mag = detach.magAddress
         if m is None:
-            self._say("Detach {txn} from {mag} for {mnId}, which this client does not "
-                      "know: answered unknown-mn, nothing to deregister",
-                      txn=detach.transaction, mag=mag, mnId=showMnId(detach.mnId))
-            return [Notify(Notification(detach.transaction, Result.UNKNOWN_MN,
-                                        detach.mnId), mag)]
+            return self._unknownDetach(detach, now)
+        if m.detach == (detach.transaction, mag):
+            # Sent again by a MAG that reconnected: the first one is in hand.
+            return []
         if m.mag != mag:
             # The mobile has moved on: this MAG only needs to clean up.
             return [Notify(self._notification(detach.transaction, Result.MOVED, m), mag)]
@@ -515,6 +524,34 @@ class PmipCore:
         m.detach = (detach.transaction, mag)
         m.detachAt = now + self.detachDelay
         m.refreshAt = None
+        self._reschedule(m)
+        return effects
+
+    def _unknownDetach(self, detach, now):
+        """
+        A Detach for a mobile this client has no entry for: answered
+        unknown-mn at once. The LMA may still hold a binding this client
+        made and lost (it stopped between the PBAck and keeping the
+        record): that is deregistered, naming the mobile, with no answer
+        to wait for (status 133 means there was none).
+        """
+        mnId, mag = detach.mnId, detach.magAddress
+        self._say("Detach {txn} from {mag} for {mnId}, which this client does not know: "
+                  "answered unknown-mn; deregistering what the LMA may hold for it",
+                  txn=detach.transaction, mag=mag, mnId=showMnId(mnId))
+        effects = [Notify(Notification(detach.transaction, Result.UNKNOWN_MN, mnId), mag)]
+        home = detach.phoa if detach.phoa != _ZERO else None
+        if home is not None and home in self._byHome:
+            # Another mobile has that home now: nothing of this one is left.
+            return effects
+        m = Mobile(mnId, self._rng.randrange(0x10000))
+        self._step(m, Event.DEREGISTER)
+        m.mag = mag
+        self.mobiles[mnId] = m
+        if home is not None:
+            m.home = home
+            self._byHome[home] = m
+        effects.extend(self._start(m, _Pending("deregister", None, None, None, 0), now))
         self._reschedule(m)
         return effects
 
@@ -658,6 +695,12 @@ class PmipCore:
                   n=len(self.peers), phoa=m.home, mnId=showMnId(m.mnId))
         self._reschedule(m)
         return [ask]
+
+    def _waiting(self, m, transaction, mag):
+        """True when C{transaction} of C{mag} is what C{m} is being handled for."""
+        p, c = m.pending, m.check
+        return (p is not None and p.transaction == transaction and p.mag == mag
+                or c is not None and c.transaction == transaction and c.mag == mag)
 
     def _checking(self, transaction, peer):
         """The mobile whose check waits for C{peer}'s answer to C{transaction}."""

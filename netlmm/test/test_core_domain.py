@@ -491,3 +491,24 @@ class RestartTests(SynchronousTestCase):
         self.assertEqual(d.stores, {"lma": {}, "pmip": {}})
         d.restartLma()
         self.assertEqual(d.lma.bindings, {})
+
+    def test_pmipRestartBeforeKeepingOrphansNothing(self):
+        """
+        The PMIP client stops after the LMA bound a mobile but before the
+        client kept it (nor told the MAG). When the MAG then reports the
+        mobile gone, the restarted client, which does not know it,
+        deregisters it: the LMA is left with nothing.
+        """
+        d = Domain()
+        d.dropToPmip = 1
+        d.attach(MAG1)
+        self.assertEqual(d.routes, {POOL_FIRST: MAG1})
+        self.assertEqual(d.stores["pmip"], {})
+        d.restartPmip()
+        d.detach(MAG1)
+        d.advance(3)
+        self.assertEqual(d.routes, {})
+        self.assertEqual(d.lma.bindings, {})
+        self.assertEqual(d.pmip.mobiles, {})
+        self.assertEqual(d.mags[MAG1].attachments, {})
+        self.assertEqual(d.stores, {"lma": {}, "pmip": {}})

@@ -570,9 +570,57 @@ class DetachTests(PmipTestMixin, SynchronousTestCase):
         self.assertEqual((m.state, m.detachAt), (pmip.BOUND, None))
 
     def test_detachUnknown(self):
+        """
+        A Detach for a mobile the client does not know is answered
+        unknown-mn at once; a deregistration naming the mobile goes to the
+        LMA in case it holds a binding this client lost, and nothing waits
+        for its answer.
+        """
         core = self.makePmip()
         effects = self.detach(core, 33)
-        self.assertEqual(effects, [Notify(Notification(33, Result.UNKNOWN_MN, MN1), MAG1)])
+        self.assertEqual(self.notifies(effects),
+                         [Notify(Notification(33, Result.UNKNOWN_MN, MN1), MAG1)])
+        bu = self.onlyPBU(effects)
+        self.assertEqual(bu.lifetime, 0)
+        self.assertTrue(bu.option(HomeNetworkPrefix).unspecified)
+        self.assertEqual(bu.option(MobileNodeIdentifier), MobileNodeIdentifier(MN1))
+        self.assertIsNone(bu.option(AlternateCareOfAddress))
+        effects, _ = self.ack(core, bu, status=Status.NOT_HOME_AGENT_FOR_MN, phoa=None,
+                              lifetime=0)
+        self.assertEqual(effects, [])
+        self.assertIsNone(core.mobile(MN1))
+        self.assertIsNone(core.nextTimer())
+
+    def test_detachUnknownDeregistersWhatTheLmaHolds(self):
+        """With the pHoA in the Detach, the PBU names it; 135 resynchronises, then done."""
+        core = self.makePmip()
+        bu = self.onlyPBU(self.detach(core, 33, phoa=PHOA))
+        self.assertEqual(bu.option(HomeNetworkPrefix).prefix, PHOA)
+        later = (bu.sequence + 100) & 0xFFFF
+        effects, _ = self.ack(core, bu, status=Status.SEQUENCE_OUT_OF_WINDOW,
+                              sequence=later, lifetime=0)
+        again = self.onlyPBU(effects)
+        self.assertEqual(again.sequence, (later + 1) & 0xFFFF)
+        effects, _ = self.ack(core, again, lifetime=0)
+        self.assertEqual(effects, [])
+        self.assertEqual(core.mobiles, {})
+
+    def test_repeatedTriggerAndDetach(self):
+        """
+        A MAG that reconnects sends its unanswered Trigger or Detach again:
+        the repeat changes nothing, and the answer comes once.
+        """
+        core = self.makePmip()
+        bu = self.onlyPBU(self.trigger(core, 5))
+        self.assertEqual(self.trigger(core, 5), [])
+        self.assertEqual(core.mobile(MN1).pending.sequences, [bu.sequence])
+        effects, raw = self.ack(core, bu)
+        self.assertEqual(self.notifies(effects),
+                         [Notify(Notification(5, Result.SUCCESS, MN1, PHOA, raw), MAG1)])
+        self.assertEqual(self.detach(core, 6, phoa=PHOA, now=1), [])
+        self.assertEqual(self.detach(core, 6, phoa=PHOA, now=1.2), [])
+        self.assertEqual(core.mobile(MN1).state, pmip.DETACH_PENDING)
+        self.assertEqual(core.nextTimer(), 2.5)
 
     def test_detachBeforeAnyBinding(self):
         """
@@ -765,7 +813,8 @@ class PersistenceTests(PmipTestMixin, SynchronousTestCase):
         log = _Log()
         core = self.makePmip(log=log)
         effects = self.detach(core, 4, now=0)
-        self.assertEqual(effects, [Notify(Notification(4, Result.UNKNOWN_MN, MN1), MAG1)])
+        self.assertEqual(self.notifies(effects),
+                         [Notify(Notification(4, Result.UNKNOWN_MN, MN1), MAG1)])
         self.assertEqual(log.lines, [
             "Detach 4 from 2001:db8:a::1 for mn1@example.net, which this client does "
-            "not know: answered unknown-mn, nothing to deregister"])
+            "not know: answered unknown-mn; deregistering what the LMA may hold for it"])
