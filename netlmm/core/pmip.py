@@ -194,7 +194,7 @@ class Mobile:
     __slots__ = ("mnId", "mode", "home", "ipv4Request", "ipv4", "ipv4Router",
                  "linkLayerId", "accessTechnology", "pcoa", "mag", "sequence",
                  "state", "pending", "lifetime", "refreshAt", "expiry", "detachAt",
-                 "detach", "check", "saved")
+                 "detach", "check", "saved", "restored")
 
     def __init__(self, mnId, sequence, mode=AddressMode.STATIC):
         self.mnId = mnId
@@ -229,6 +229,9 @@ class Mobile:
         #: A record of this mobile is kept (L{Persist}): forgetting it
         #: must delete that record.
         self.saved = False
+        #: Loaded from the store and not acknowledged since: the LMA may
+        #: have given the home to another mobile meanwhile, so PBUs name it.
+        self.restored = False
 
     @property
     def phoa(self):
@@ -368,7 +371,7 @@ class PmipCore:
             m.state = BOUND
             m.mag = m.pcoa
             m.refreshAt = now
-            m.saved = True
+            m.saved = m.restored = True
             self.mobiles[m.mnId] = m
             self._byHome[m.home] = m
             self._reschedule(m)
@@ -894,6 +897,7 @@ class PmipCore:
             refresh = min(refresh, bra.interval * mh.LIFETIME_UNIT)
         m.refreshAt = now + refresh
         m.saved = True
+        m.restored = False
         effects = [_persist(m)]
         if p.transaction is not None:
             effects.append(Notify(self._notification(p.transaction, Result.SUCCESS, m, raw,

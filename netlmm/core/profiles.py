@@ -126,8 +126,10 @@ class NetlmmDialect:
         options = [homeOption(m.home, m.mode)]
         if p.kind != "deregister":
             options.append(mh.AlternateCareOfAddress(p.pcoa))
-        if m.pcoa is None or p.withMnId:
+        if m.pcoa is None or p.withMnId or m.restored:
             # Initial attachment: the LMA needs the MN identifier (4.1 step 4).
+            # After a restart too, until acknowledged: the LMA may have given
+            # the home to another mobile, whose binding must not move.
             options.append(mh.MobileNodeIdentifier(m.mnId))
         v4 = ipv4Option(m)
         if v4 is not None:

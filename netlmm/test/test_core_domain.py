@@ -512,3 +512,27 @@ class RestartTests(SynchronousTestCase):
         self.assertEqual(d.pmip.mobiles, {})
         self.assertEqual(d.mags[MAG1].attachments, {})
         self.assertEqual(d.stores, {"lma": {}, "pmip": {}})
+
+    def test_pmipRestartDoesNotTakeAnotherMobilesBinding(self):
+        """
+        The PMIP client stops after the LMA deregistered a mobile but before
+        it deleted its own record; the LMA gives the pool address to another
+        mobile. The restarted client's refresh of its stale record names its
+        mobile, so the LMA refuses it instead of moving the other mobile's
+        binding, and the stale record goes.
+        """
+        d = Domain()
+        d.attach(MAG1)
+        kept = dict(d.stores["pmip"])
+        d.detach(MAG1)
+        d.advance(2)
+        self.assertEqual(d.lma.bindings, {})
+        d.attach(MAG2, mnId=b"mn2")
+        self.assertEqual(d.routes, {POOL_FIRST: MAG2})
+        d.stores["pmip"].update(kept)
+        d.restartPmip()
+        d.advance(5)
+        self.assertEqual(d.routes, {POOL_FIRST: MAG2})
+        self.assertEqual(d.lma.bindingFor(b"mn2").pcoa, MAG2)
+        self.assertIsNone(d.pmip.mobile(MN))
+        self.assertEqual(list(d.stores["pmip"]), [b"mn2"])

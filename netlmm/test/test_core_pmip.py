@@ -797,6 +797,21 @@ class PersistenceTests(PmipTestMixin, SynchronousTestCase):
         effects, _ = self.ack(core, bu, lifetime=0, now=103)
         self.assertEqual(self.stored(effects), [(MN1, None)])
 
+    def test_restoredMobileNamedUntilAcknowledged(self):
+        """
+        The PBUs of a restored mobile carry its MN identifier until one is
+        acknowledged: the LMA may have given the pHoA to another mobile
+        while this client was down, and must be able to tell.
+        """
+        core = self.makePmip()
+        core.restore([{"mn": MN1.hex(), "phoa": str(PHOA), "pcoa": str(MAG1),
+                       "sequence": 3, "lifetime": 3600, "expiry": 3600}], 0)
+        bu = self.onlyPBU(core.handleTimer(0))
+        self.assertEqual(bu.option(MobileNodeIdentifier), MobileNodeIdentifier(MN1))
+        self.ack(core, bu)
+        bu = self.onlyPBU(core.handleTimer(core.nextTimer()))
+        self.assertIsNone(bu.option(MobileNodeIdentifier))
+
     def test_restoreBadRecord(self):
         core = self.makePmip()
         good = {"mn": MN1.hex(), "phoa": str(PHOA), "pcoa": str(MAG1),

@@ -214,6 +214,10 @@ class MagChannelTests(ServiceMixin, SynchronousTestCase):
                   + h(f"06 10 {MAG_HEX}") + h("0a 02 abcd"))
         replies, sent = self.exchange(detach)
         self.assertEqual(replies, [Notification(9, Result.UNKNOWN_MN, b"m" * 64)])
+        # The unknown mobile is deregistered at the LMA, in case it holds one.
+        self.assertEqual([p[0].option(mh.MobileNodeIdentifier).identifier for p in sent],
+                         [b"m" * 64])
+        self.core.mobiles.clear()
         tooLong = (b"\x03\x61\x20\x00\x00\x00\x00\x0a\x01\x41" + b"m" * 65
                    + h(f"06 10 {MAG_HEX}") + h("0a 02 abcd"))
         self.assertMalformed(tooLong, 10, "65")
