@@ -269,11 +269,15 @@ class SqliteStore(_GroupCommit):
             raise StateError(f"{self.path}: cannot read state: {e.strerror}") from None
         if head and head != _SQLITE_MAGIC:
             return [(None, r) for r in self._loadJson()]
-        self._db = self._connect(self.path)
+        db = self._connect(self.path)
         try:
-            rows = self._db.execute("SELECT key, record FROM entries").fetchall()
+            rows = db.execute("SELECT key, record FROM entries").fetchall()
         except Exception as e:
             raise StateError(f"{self.path}: cannot read state: {e}") from None
+        finally:
+            # Not kept open: twistd may fork after loading, and SQLite's
+            # locks do not pass to a child. The writer opens its own.
+            db.close()
         entries = []
         for key, text in rows:
             try:
@@ -343,6 +347,9 @@ class SqliteStore(_GroupCommit):
         one step: a new database replaces the file at once (a JSON state
         file is kept as C{path}.json). Blocking; for start-up.
         """
+        if self._db is not None:
+            self._db.close()
+            self._db = None
         tmp = f"{self.path}.new"
         for leftover in (tmp, tmp + "-wal", tmp + "-shm", tmp + "-journal"):
             if os.path.exists(leftover):
@@ -356,9 +363,6 @@ class SqliteStore(_GroupCommit):
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         db.execute("PRAGMA journal_mode=DELETE")
         db.close()
-        if self._db is not None:
-            self._db.close()
-            self._db = None
         if self.legacy:
             backup = self.path + ".json"
             if os.path.exists(backup):
@@ -366,7 +370,6 @@ class SqliteStore(_GroupCommit):
             os.link(self.path, backup)
         os.replace(tmp, self.path)
         _syncDirectory(self.path)
-        self._db = self._connect(self.path)
         if self.legacy:
             self.log.info("state {path}: the JSON state file is now a database; the old "
                           "file is kept as {backup}", path=self.path,
@@ -389,6 +392,8 @@ class SqliteStore(_GroupCommit):
     def _transaction(self, batch):
         """Write C{batch} in one transaction (off the reactor thread)."""
         db = self._db
+        if db is None:
+            db = self._db = self._connect(self.path)
         upserts = [(k, v) for k, v in batch.items() if v is not None]
         deletes = [(k,) for k, v in batch.items() if v is None]
         db.execute("BEGIN")
@@ -440,3 +445,16 @@ def stateFileFromTable(table, configDir):
     if not os.path.isdir(directory):
         raise ConfigError(f"{table._key('state_file')}: directory {directory} does not exist")
     return path
+
+
+def loadOrExit(service, role):
+    """
+    For makeService: load the state into C{service}'s core before twistd
+    forks. State that cannot be used stops the daemon with one line that
+    names the file and the bad record (exit status 1); it never starts empty
+    in its place.
+    """
+    try:
+        service.loadState()
+    except StateError as e:
+        raise SystemExit(f"netlmm-{role} cannot start: {e}") from None

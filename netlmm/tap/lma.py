@@ -211,6 +211,7 @@ def makeService(options):
     service = LmaService(reactor, core, b["listen"], b["transport"], b["dataplane"],
                          security=guard)
     if b["stateFile"]:
-        from netlmm.store import SqliteStore
+        from netlmm.store import SqliteStore, loadOrExit
         service.store = SqliteStore(b["stateFile"], "lma-bindings", reactor)
+        loadOrExit(service, "lma")
     return service

@@ -148,8 +148,9 @@ def serviceFromBuilt(b):
                           peers=peers, peerListen=b.get("peerListen"),
                           allowedPeers=b.get("allowedPeers"))
     if b["stateFile"]:
-        from netlmm.store import SqliteStore
+        from netlmm.store import SqliteStore, loadOrExit
         service.store = SqliteStore(b["stateFile"], "pmip-bindings", reactor)
+        loadOrExit(service, "pmip")
     return service
 
 

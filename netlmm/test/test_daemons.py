@@ -473,6 +473,40 @@ class DaemonTests(SynchronousTestCase):
         self.waitFor(lambda: "BOUND" in self.ctl("list")[1], "the binding")
         self.assertIn("new binding 2001:db8:1::100 -> 2001:db8:ff::1", self.log("lma"))
 
+    def test_badStateExitsNonZero(self):
+        """
+        State that cannot be used stops the daemon, daemonized or not, with
+        one line naming the file and the record; it does not start empty.
+        """
+        import sqlite3
+        state = (self.dir / "lma-state.db").resolve()
+        db = sqlite3.connect(state)
+        db.executescript(
+            "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);"
+            "CREATE TABLE entries (key BLOB PRIMARY KEY, record TEXT NOT NULL) WITHOUT ROWID;"
+            "INSERT INTO meta VALUES ('format', '1'), ('kind', 'lma-bindings');")
+        db.execute("INSERT INTO entries VALUES (?, ?)", (b"mn7", '{"phoa": "zzz"}'))
+        db.commit()
+        db.close()
+        line = (f"netlmm-lma cannot start: {state}: bad record 'mn7': 'phoa': 'zzz' "
+                "is not an IPv6 address")
+        p = self.start("lma")
+        self.assertEqual(p.wait(timeout=30), 1)
+        self.assertEqual(self.log("lma").strip().splitlines()[-1], line)
+        daemonized = subprocess.run(
+            TWISTD + [f"--pidfile={self.dir / 'lma.pid'}", f"--logfile={self.dir / 'l.log'}",
+                      "netlmm-lma", "--config", "lma.toml"], cwd=self.dir,
+            capture_output=True, text=True, timeout=30, env=codeEnvironment())
+        self.assertEqual((daemonized.returncode, daemonized.stderr.strip()), (1, line))
+        # Another role's state is refused too.
+        (self.dir / "pmip.toml").write_text((self.dir / "pmip.toml").read_text().replace(
+            'state_file = "pmip-state.db"', 'state_file = "lma-state.db"'))
+        p = self.start("pmip")
+        self.assertEqual(p.wait(timeout=30), 1)
+        self.assertEqual(self.log("pmip").strip().splitlines()[-1],
+                         f"netlmm-pmip cannot start: {state}: holds lma-bindings state, "
+                         "not pmip-bindings")
+
     def test_badConfigExitsNonZero(self):
         """twistd exits non-zero and names the key when the config is bad."""
         (self.dir / "lma.toml").write_text(
