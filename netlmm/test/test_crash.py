@@ -80,7 +80,7 @@ def stored(path):
     """What a state database holds: MN identifier -> pCoA (text)."""
     db = sqlite3.connect(path, timeout=5)
     try:
-        return {bytes(k): json.loads(r)["pcoa"] for k, r in
+        return {bytes(k): str(IPv6Address(json.loads(r)["pcoa"])) for k, r in
                 db.execute("SELECT key, record FROM entries")}
     finally:
         db.close()

@@ -478,6 +478,7 @@ class DaemonTests(SynchronousTestCase):
         State that cannot be used stops the daemon, daemonized or not, with
         one line naming the file and the record; it does not start empty.
         """
+        import json
         import sqlite3
         state = (self.dir / "lma-state.db").resolve()
         db = sqlite3.connect(state)
@@ -485,7 +486,9 @@ class DaemonTests(SynchronousTestCase):
             "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);"
             "CREATE TABLE entries (key BLOB PRIMARY KEY, record TEXT NOT NULL) WITHOUT ROWID;"
             "INSERT INTO meta VALUES ('format', '1'), ('kind', 'lma-bindings');")
-        db.execute("INSERT INTO entries VALUES (?, ?)", (b"mn7", '{"phoa": "zzz"}'))
+        db.execute("INSERT INTO entries VALUES (?, ?)", (b"mn7", json.dumps({
+            "mn": b"mn7".hex(), "pcoa": "2001:db8:ff::1", "client": "::1", "sequence": 1,
+            "lifetime": 3600, "expiry": 4e9, "phoa": "zzz"})))
         db.commit()
         db.close()
         line = (f"netlmm-lma cannot start: {state}: bad record 'mn7': 'phoa': 'zzz' "

@@ -9,7 +9,7 @@ import json
 import os
 import sqlite3
 import stat
-from ipaddress import IPv6Address
+from ipaddress import IPv6Address, IPv6Network
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
@@ -106,7 +106,7 @@ class SqliteStoreTests(SynchronousTestCase):
         self.assertEqual(rows(self.path), [])
         self.run.step()
         self.successResultOf(d)
-        self.assertEqual(rows(self.path), [(MN1, {"phoa": "2001:db8:1::1", "n": 1}),
+        self.assertEqual(rows(self.path), [(MN1, {"phoa": "2001:db8:1:0:0:0:0:1", "n": 1}),
                                            (b"mn2", {"n": 2})])
         s.put(b"mn2", None)
         d = s.commit()
@@ -114,7 +114,7 @@ class SqliteStoreTests(SynchronousTestCase):
         self.successResultOf(d)
         self.successResultOf(s.close())
         again = self.store()
-        self.assertEqual(again.load(), [(MN1, {"phoa": "2001:db8:1::1", "n": 1})])
+        self.assertEqual(again.load(), [(MN1, {"phoa": "2001:db8:1:0:0:0:0:1", "n": 1})])
 
     def test_groupCommit(self):
         """
@@ -296,7 +296,7 @@ class MemoryStoreTests(SynchronousTestCase):
         self.assertEqual(s.entries, {})
         s.completeWrite()
         self.successResultOf(d)
-        self.assertEqual(s.entries, {b"a": {"p": "::1"}})
+        self.assertEqual(s.entries, {b"a": {"p": "0:0:0:0:0:0:0:1"}})
 
     def test_crashLosesWhatIsNotWritten(self):
         s = MemoryStore(Clock(), automatic=False)
@@ -307,8 +307,10 @@ class MemoryStoreTests(SynchronousTestCase):
         self.assertEqual(s.entries, {})
 
     def test_encode(self):
-        self.assertEqual(encode({"a": IPv6Address("2001:db8::1"), "b": [1, None]}),
-                         '{"a":"2001:db8::1","b":[1,null]}')
+        """JSON; IPv6 addresses in full (quicker than the compressed form), networks as text."""
+        self.assertEqual(encode({"a": IPv6Address("2001:db8::1"), "b": [1, None],
+                                 "c": IPv6Network("2001:db8:100::/48")}),
+                         '{"a":"2001:db8:0:0:0:0:0:1","b":[1,null],"c":"2001:db8:100::/48"}')
 
 
 def pbu(seq, phoa="::", mnId=MN1, lifetime=100, mag="2001:db8:ff::1"):
