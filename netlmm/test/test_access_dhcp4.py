@@ -355,7 +355,7 @@ class ServiceTests(SynchronousTestCase):
         dhcp.start(mag)
         self.addCleanup(dhcp.stop)
         mag.attached(AttachmentEvent(macText(MAC_A).encode(), linkLayer=macText(MAC_A)))
-        [trigger] = mag.upstreams[mag.pmip].queue
+        [trigger] = mag.core.requests()
         self.assertEqual((trigger.mode, trigger.linkLayerId, trigger.accessTechnology,
                           str(trigger.ipv4)),
                          (AddressMode.PREFIX, MAC_A, 4, "0.0.0.0/0"))
@@ -372,7 +372,7 @@ class ServiceTests(SynchronousTestCase):
         self.assertEqual([a["address"] for a in fake.addr("dump")], [str(router)])
         mag.detached(trigger.mnId)
         self.assertEqual(plane.tunnels, {})
-        detach = mag.upstreams[mag.pmip].queue[-1]
+        [detach] = mag.core.requests()
         self.assertEqual((type(detach).__name__, detach.linkLayerId), ("Detach", MAC_A))
         mag.feed(mag.core.receiveNotification, Notification(
             detach.transaction, Result.SUCCESS, trigger.mnId))
