@@ -194,7 +194,7 @@ class Mobile:
     __slots__ = ("mnId", "mode", "home", "ipv4Request", "ipv4", "ipv4Router",
                  "linkLayerId", "accessTechnology", "pcoa", "mag", "sequence",
                  "state", "pending", "lifetime", "refreshAt", "expiry", "detachAt",
-                 "detach", "check", "saved", "restored")
+                 "detach", "check", "saved", "savedMag", "restored")
 
     def __init__(self, mnId, sequence, mode=AddressMode.STATIC):
         self.mnId = mnId
@@ -229,6 +229,8 @@ class Mobile:
         #: A record of this mobile is kept (L{Persist}): forgetting it
         #: must delete that record.
         self.saved = False
+        #: The MAG that the kept record names as the mobile's current one.
+        self.savedMag = None
         #: Loaded from the store and not acknowledged since: the LMA may
         #: have given the home to another mobile meanwhile, so PBUs name it.
         self.restored = False
@@ -369,9 +371,9 @@ class PmipCore:
             if m.expiry <= now or m.mnId in self.mobiles:
                 continue
             m.state = BOUND
-            m.mag = m.pcoa
             m.refreshAt = now
             m.saved = m.restored = True
+            m.savedMag = m.mag
             self.mobiles[m.mnId] = m
             self._byHome[m.home] = m
             self._reschedule(m)
@@ -516,7 +518,8 @@ class PmipCore:
             return []
         if m.mag != mag:
             # The mobile has moved on: this MAG only needs to clean up.
-            return [Notify(self._notification(detach.transaction, Result.MOVED, m), mag)]
+            return self._keepMag(m) + [
+                Notify(self._notification(detach.transaction, Result.MOVED, m), mag)]
         state = self._step(m, Event.DETACH)
         effects = self._supersede(m, None)
         if state is None:
@@ -745,11 +748,28 @@ class PmipCore:
         if m.detach is not None:
             transaction, detachMag = m.detach
             m.detach = None
+            if mag is not None:
+                m.mag = mag
+                effects.extend(self._keepMag(m))
             # The mobile is back where it left (SUPERSEDED: a newer request
             # replaced the Detach) or at another MAG (MOVED).
             result = Result.SUPERSEDED if detachMag == mag else Result.MOVED
             effects.append(Notify(self._notification(transaction, result, m), detachMag))
         return effects
+
+    def _keepMag(self, m):
+        """
+        Before a MAG is told that C{m} moved on (and forgets it), the kept
+        record names the mobile's current MAG, C{m.mag}, even while the
+        binding there is not acknowledged: after a restart, that MAG's
+        requests sent again (a Detach above all) must not be taken for a
+        stale MAG's, or the binding would be left with no MAG at all.
+        Returns the L{Persist} to place before that answer, if one is due.
+        """
+        if not m.saved or m.savedMag == m.mag:
+            return []
+        m.savedMag = m.mag
+        return [_persist(m)]
 
     def _start(self, m, p, now):
         self._clearPending(m)
@@ -897,6 +917,7 @@ class PmipCore:
             refresh = min(refresh, bra.interval * mh.LIFETIME_UNIT)
         m.refreshAt = now + refresh
         m.saved = True
+        m.savedMag = m.mag
         m.restored = False
         effects = [_persist(m)]
         if p.transaction is not None:
@@ -1080,7 +1101,7 @@ def _record(m):
     The one record a bound mobile is kept as (see L{PmipCore.restore});
     addresses stay ipaddress objects, which the store writes as their text.
     """
-    record = {"mn": m.mnId.hex(), "pcoa": m.pcoa, "sequence": m.sequence,
+    record = {"mn": m.mnId.hex(), "pcoa": m.pcoa, "mag": m.mag, "sequence": m.sequence,
               "lifetime": m.lifetime, "expiry": m.expiry, "mode": int(m.mode)}
     if isinstance(m.home, IPv6Network):
         record["prefix"] = m.home
@@ -1139,7 +1160,7 @@ def _att(value):
 #: earlier releases have none of them), and how each is read.
 _OPTIONAL = {"mode": _mode, "prefix": _prefix, "ipv4": _ipv4, "ipv4Router": _router,
              "ipv4Request": _ipv4, "linkLayerId": read.identifier,
-             "accessTechnology": _att}
+             "accessTechnology": _att, "mag": read.address}
 
 
 def _fromRecord(index, r):
@@ -1159,6 +1180,8 @@ def _fromRecord(index, r):
     if isinstance(home, IPv6Network) != (m.mode == AddressMode.PREFIX):
         raise BadRecord(index, f"address mode {m.mode} does not go with the home {home}")
     m.home, m.pcoa = home, pcoa
+    # The mobile's current MAG (records of earlier releases: the bound one).
+    m.mag = extra.get("mag", pcoa)
     m.lifetime, m.expiry = int(lifetime), expiry
     m.ipv4, m.ipv4Router = extra.get("ipv4"), extra.get("ipv4Router")
     m.ipv4Request = extra.get("ipv4Request")

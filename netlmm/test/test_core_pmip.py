@@ -749,7 +749,7 @@ class PersistenceTests(PmipTestMixin, SynchronousTestCase):
         effects, raw = self.ack(core, bu, now=2.5)
         self.assertEqual([type(e) for e in effects], [Persist, Notify])
         self.assertEqual(self.stored(effects), [(MN1, {
-            "mn": MN1.hex(), "phoa": str(PHOA), "pcoa": str(MAG1),
+            "mn": MN1.hex(), "phoa": str(PHOA), "pcoa": str(MAG1), "mag": str(MAG1),
             "sequence": bu.sequence, "lifetime": 3600, "expiry": 3602.5,
             "mode": AddressMode.LMA_ASSIGNED})])
 
@@ -797,6 +797,66 @@ class PersistenceTests(PmipTestMixin, SynchronousTestCase):
         effects, _ = self.ack(core, bu, lifetime=0, now=103)
         self.assertEqual(self.stored(effects), [(MN1, None)])
 
+    def restarted(self, effects):
+        """A new client restored from the last record that C{effects} kept."""
+        [(_, record)] = self.stored(effects)[-1:]
+        core = self.makePmip()
+        core.restore([record], 10)
+        return core
+
+    def assertDeregisters(self, core, transaction, mag):
+        """C{mag}'s Detach sent again deregisters the mobile at the LMA."""
+        self.assertEqual(self.detach(core, transaction, mag=mag, now=10), [])
+        bu = self.onlyPBU(core.handleTimer(core.nextTimer()))
+        self.assertEqual(bu.lifetime, 0)
+
+    def test_movedKeptBeforeTheStaleMagForgets(self):
+        """
+        The serving MAG's Detach answered MOVED while another MAG's request
+        is in hand: the record names that other MAG first, so that its
+        Detach, sent again after a restart, still deregisters the mobile
+        (without it the restored client answered MOVED too and the binding
+        was left at the LMA with no MAG: found by the kill -9 test).
+        """
+        core = self.makePmip()
+        self.register(core)
+        self.onlyPBU(self.trigger(core, 2, mag=MAG2, phoa=PHOA, mode=AddressMode.STATIC))
+        effects = self.detach(core, 3, mag=MAG2)
+        self.assertEqual([e.notification.result for e in self.notifies(effects)],
+                         [Result.SUPERSEDED])
+        effects = self.detach(core, 4, mag=MAG1)
+        self.assertEqual([type(e) for e in effects], [Persist, Notify])
+        self.assertEqual((effects[1].notification.result, effects[1].mag),
+                         (Result.MOVED, MAG1))
+        self.assertEqual(self.stored(effects)[0][1]["mag"], str(MAG2))
+        self.assertDeregisters(self.restarted(effects), 3, MAG2)
+        # Told once: the next stale Detach writes nothing.
+        self.assertEqual([type(e) for e in self.detach(core, 5, mag=MAG1)], [Notify])
+
+    def test_movedKeptBeforeTheSupersededDetachIsAnswered(self):
+        """
+        The serving MAG's Detach still waiting when another MAG triggers:
+        the record names the new MAG before the old one is told MOVED.
+        """
+        core = self.makePmip()
+        self.register(core)
+        self.assertEqual(self.detach(core, 2, mag=MAG1), [])
+        effects = self.trigger(core, 3, mag=MAG2, phoa=PHOA, mode=AddressMode.STATIC)
+        kinds = [type(e) for e in effects]
+        self.assertEqual(kinds[:2], [Persist, Notify], effects)
+        self.assertEqual((effects[1].notification.result, effects[1].mag),
+                         (Result.MOVED, MAG1))
+        self.onlyPBU(effects)
+        self.detach(core, 4, mag=MAG2)
+        self.assertDeregisters(self.restarted(effects), 4, MAG2)
+
+    def test_restoreRecordWithoutMag(self):
+        """A record of an earlier release: the current MAG is the bound one."""
+        core = self.makePmip()
+        core.restore([{"mn": MN1.hex(), "phoa": str(PHOA), "pcoa": str(MAG1),
+                       "sequence": 3, "lifetime": 3600, "expiry": 3600}], 0)
+        self.assertEqual(core.mobile(MN1).mag, MAG1)
+
     def test_restoredMobileNamedUntilAcknowledged(self):
         """
         The PBUs of a restored mobile carry its MN identifier until one is
@@ -819,6 +879,8 @@ class PersistenceTests(PmipTestMixin, SynchronousTestCase):
         e = self.assertRaises(BadRecord, core.restore,
                               [good, {**good, "mn": MN2.hex(), "pcoa": 5}], 0)
         self.assertEqual(str(e), "record 1: 'pcoa': 5 is not an IPv6 address")
+        e = self.assertRaises(BadRecord, core.restore, [{**good, "mag": "mag1"}], 0)
+        self.assertEqual(str(e), "record 0: 'mag': 'mag1' is not an IPv6 address")
 
     def test_detachOfUnknownMobileSaysSo(self):
         """

@@ -554,7 +554,7 @@ class RecordTests(ProfileMixin, SynchronousTestCase):
         [kept] = [e for e in effects if type(e) is Persist]
         record = json.loads(json.dumps(kept.record, default=str))
         self.assertEqual(record, {
-            "mn": MN1.hex(), "prefix": "2001:db8:5::/64", "pcoa": str(MAG1),
+            "mn": MN1.hex(), "prefix": "2001:db8:5::/64", "pcoa": str(MAG1), "mag": str(MAG1),
             "sequence": bu.sequence, "lifetime": 3600, "expiry": NOW + 3600,
             "mode": AddressMode.PREFIX, "ipv4": "10.0.0.5/24", "ipv4Router": "10.0.0.1",
             "ipv4Request": "0.0.0.0/0", "linkLayerId": MAC.hex(), "accessTechnology": 4})
