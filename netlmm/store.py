@@ -61,10 +61,17 @@ _encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=_text
 
 
 def describeKey(key, index=None):
-    """An entry's key (an MN identifier, bytes) as one line of text for an error."""
+    """
+    An entry's key as one line of text for an error: an MN identifier as
+    text, a home address (the GMA's 16-octet keys that are not text) as an
+    address.
+    """
     if key is None:
         return f"#{index}"
-    return repr(key.decode("utf-8", "backslashreplace"))
+    text = key.decode("utf-8", "backslashreplace")
+    if len(key) == 16 and not text.isprintable():
+        return repr(IPv6Address(key).compressed)
+    return repr(text)
 
 
 class _GroupCommit:

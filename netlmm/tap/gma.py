@@ -23,9 +23,12 @@ The [gma] table of the config file:
   max_lifetime    longest binding lifetime granted, seconds, 4..262140 (3600)
   care_of_networks prefixes care-of addresses may come from (the local
                   domains' prefixes); others are refused (129); default: any
-  state_file      where the binding cache is kept across restarts (JSON);
-                  relative to the config file; unset: none
-  state_interval  seconds between state-file writes while bindings change (30)
+  state_file      the database (SQLite) that keeps the binding cache across
+                  restarts, each binding written before its Binding
+                  Acknowledgement leaves; relative to the config file, whose
+                  directory must exist; a JSON state file of earlier versions
+                  is converted at the first start (kept as FILE.json); unset:
+                  none
   [gma.mobiles]   one key per mobile: its NAI (RFC 4283) = its home address,
                   or a list of them; others are refused (133)
   [gma.dataplane] kind = 'seg6' | 'ip6tnl' | 'userspace' | 'memory': the
@@ -49,14 +52,8 @@ See etc/netlmm/gma.toml for a commented example."""
             if network.overlaps(prefix):
                 raise ConfigError(f"gma.care_of_networks: {network} overlaps the "
                                   f"home_prefix {prefix}")
-        stateFile = _path(table, "state_file", self["config"])
-        stateInterval = table.number("state_interval", 30, minimum=1, maximum=3600)
-        if stateFile:
-            from netlmm.statefile import StateFile, StateFileError
-            try:
-                StateFile(stateFile, "gma-bindings").load()
-            except StateFileError as e:
-                raise ConfigError(f"gma.state_file: {e}") from None
+        from netlmm.store import stateFileFromTable
+        stateFile = stateFileFromTable(table, getattr(self, "configDir", None))
         mobiles = _mobiles(table.table("mobiles", required=True), prefix)
         security = table.table("security")
         if security.data.get("radius") is not None:
@@ -67,7 +64,7 @@ See etc/netlmm/gma.toml for a commented example."""
         from twisted.internet import reactor
         dataplane = sub(table, "dataplane", "kind", dataplanes, reactor=reactor, role="lma")
         return dict(address=address, dataplane=dataplane, security=security,
-                    stateFile=stateFile, stateInterval=stateInterval,
+                    stateFile=stateFile,
                     core=dict(homePrefix=prefix, mobiles=mobiles, careOfNetworks=careOf,
                               maxLifetime=maxLifetime))
 
@@ -129,7 +126,7 @@ def makeService(options):
     port = MIP6Port(reactor, None, b["address"])
     service = GmaService(reactor, core, port, b["dataplane"], security=guard, xfrm=Xfrm())
     if b["stateFile"]:
-        from netlmm.statefile import StateFile
-        service.stateFile = StateFile(b["stateFile"], "gma-bindings")
-        service.saveInterval = b["stateInterval"]
+        from netlmm.store import SqliteStore, loadOrExit
+        service.store = SqliteStore(b["stateFile"], "gma-bindings", reactor)
+        loadOrExit(service, "gma")
     return service

@@ -316,6 +316,40 @@ kind = "memory"
                     "[gma.security]", "[gma.dataplane]", "state_file"):
             self.assertIn(key, text)
 
+    def test_stateFile(self):
+        """
+        state_file (relative to the config file) is the GMA's store: its
+        bindings are loaded in makeService; a bad record stops the start
+        with one line naming the file and the record.
+        """
+        from twisted.internet import reactor
+
+        from netlmm.core.effects import Persist
+        from netlmm.store import SqliteStore
+        o = self.options(self.BASE.replace("[gma.mobiles]",
+                                           'state_file = "gma-state.db"\n[gma.mobiles]'))
+        path = os.path.join(o.configDir, "gma-state.db")
+        home = IPv6Address("2001:db8:100::10")
+        record = {"home": str(home), "mn": b"mn1@example.net".hex(),
+                  "careOf": "2001:db8:1::99", "sequence": 5, "lifetime": 3600,
+                  "expiry": reactor.seconds() + 3000}
+        store = SqliteStore(path, "gma-bindings", reactor)
+        store.load()
+        store.rewrite([Persist(home.packed, record)])
+        store._release()
+        service = tap.makeService(o)
+        self.addCleanup(service.store._release)
+        self.assertEqual(service.core.binding(home).sequence, 5)
+        store = SqliteStore(path, "gma-bindings", reactor)
+        store.load()
+        store.rewrite([Persist(home.packed, dict(record, careOf="zzz"))])
+        store._release()
+        with self.assertRaises(SystemExit) as e:
+            tap.makeService(o)
+        self.assertEqual(str(e.exception),
+                         f"netlmm-gma cannot start: {path}: bad record "
+                         "'2001:db8:100::10': 'careOf': 'zzz' is not an IPv6 address")
+
     def test_errorsNameTheKey(self):
         cases = [
             (self.BASE.replace('address = "2001:db8:ff::1"\n', ""), "gma.address: missing"),
