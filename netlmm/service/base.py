@@ -1,5 +1,7 @@
 """What the three role services share: feeding a core, driving its timer, keeping its state."""
 
+import gc
+
 from twisted.application.service import MultiService
 from twisted.internet.defer import maybeDeferred
 from twisted.logger import Logger
@@ -49,6 +51,10 @@ class RoleService(MultiService):
 
     # ------------------------------------------------------------ state
 
+    #: How many restored entries make L{loadState} freeze the collector's
+    #: view of them (C{gc.freeze}).
+    freezeFrom = 10_000
+
     def loadState(self):
         """
         Read the store into the core. The taps call it in makeService, before
@@ -80,6 +86,14 @@ class RoleService(MultiService):
         self.log.info("{role}: restored {n} of {total} entries from {location}",
                       role=self.name, n=len(kept), total=len(entries),
                       location=self.store.location)
+        if len(kept) >= self.freezeFrom:
+            # The restored entries live as long as their bindings: collect
+            # once, then move every object there is into the permanent
+            # generation, so that full collections never walk them again (a
+            # full collection over 100,000 LMA bindings paused every PBU for
+            # about 0.3 s).
+            gc.collect()
+            gc.freeze()
         self._restored = effects
 
     def restoreState(self):

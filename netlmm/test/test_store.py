@@ -5,6 +5,7 @@ answers that acknowledge them, group commits, JSON state files converted,
 bad state refused with the file and the record named.
 """
 
+import gc
 import json
 import os
 import sqlite3
@@ -479,6 +480,30 @@ class ServiceStateTests(TestCase):
         yield lma.startService()
         yield lma.stopService()
         self.assertEqual([k for k, _ in rows(path)], [MN1])
+
+    def test_largeStateFrozen(self):
+        """
+        Once a large state is restored, the collector's full collections
+        leave it alone (gc.freeze); a small one is not worth a collection.
+        """
+        path = os.path.abspath(self.mktemp())
+        store = SqliteStore(path, "lma-bindings", reactor)
+        store.load()
+        store.rewrite([Persist(MN1, self.record()),
+                       Persist(b"mn2", self.record(b"mn2", "2001:db8:1::101"))])
+        store._release()
+        self.addCleanup(gc.unfreeze)
+        self.assertEqual(gc.get_freeze_count(), 0)
+        small = self.lmaService(path)
+        small.freezeFrom = 3
+        small.loadState()
+        small.store._release()
+        self.assertEqual(gc.get_freeze_count(), 0)
+        large = self.lmaService(path)
+        large.freezeFrom = 2
+        large.loadState()
+        large.store._release()
+        self.assertGreater(gc.get_freeze_count(), 0)
 
     def test_badRecordNamed(self):
         """A record the core cannot use stops the start, naming the file and the record."""
