@@ -8,11 +8,14 @@ run, each in its own process, loaded by this script from a third process.
     python bench/lma_rate.py --rounds 3      # everything three times; spread
     python bench/lma_rate.py --quick         # 5,000 mobiles, 2 s (smoke test)
     python bench/lma_rate.py --profile out   # py-spy the LMA: out.<phase>.txt
+    python bench/lma_rate.py --without-state # also the LMA with no state file
 
 The shipped config directory is copied to a temporary one and only what a
 benchmark must change is changed: the listen port, the address pool widened
 to hold the benchmark's mobiles, and (when the config has one) the state
 file's path. Everything else, security included, is as shipped.
+With --without-state the LMA is also measured with `state_file = ""` (no
+durable state): the ratio of the two is what the state costs.
 
 Phases against the LMA, each timed on its own:
 
@@ -219,17 +222,18 @@ def lmaConfig(configs, port, mobiles, state):
     configs.edit("lma.toml", "lma", "listen", f'"[::1]:{port}"')
     # The pool holds the attach phase's mobiles (the shipped one 65,280).
     configs.edit("lma.toml", "lma.pool", "last", f'"{poolLast(mobiles)}"')
-    if state:
-        configs.edit("lma.toml", "lma", "state_file", f'"{configs.path("lma-state")}"')
+    configs.edit("lma.toml", "lma", "state_file",
+                 f'"{configs.path("lma-state")}"' if state else '""')
 
 
-def measureLma(args, log, results, profile=None):
+def measureLma(args, log, results, profile=None, withState=True):
     keys = load.shippedKeys()
     sa = load.clientSa(keys)
     configs = load.ShippedConfigs()
     port = load.freePort()
-    state = _shippedState()
+    state = withState and _shippedState()
     lmaConfig(configs, port, args.mobiles, state)
+    lma = "LMA" if state or not _shippedState() else "LMA no state"
     daemon = load.Daemon("lma", configs.path("lma.toml"), configs.path("lma.log"))
     gen = None
     try:
@@ -239,7 +243,7 @@ def measureLma(args, log, results, profile=None):
         new = load.SignedPbus(args.mobiles, sa, assigned=True,
                               mnIdFormat=b"new%d@bench")
         spy = _spy(profile, "attach", daemon.pid)
-        phase(gen, daemon.pid, attaches(new, stamps), 600, isAccepted, "LMA attach",
+        phase(gen, daemon.pid, attaches(new, stamps), 600, isAccepted, f"{lma} attach",
               log, results)
         _stopSpy(spy)
         del new
@@ -253,12 +257,12 @@ def measureLma(args, log, results, profile=None):
         where = {}
         spy = _spy(profile, "refresh", daemon.pid)
         phase(gen, daemon.pid, refreshes(refresh, stamps, 2, False, where),
-              args.seconds, isAccepted, "LMA refresh", log, results)
+              args.seconds, isAccepted, f"{lma} refresh", log, results)
         _stopSpy(spy)
         spy = _spy(profile, "handoff", daemon.pid)
         phase(gen, daemon.pid, refreshes(refresh, stamps, where["sequence"] + 1, True,
                                          where), args.seconds, isAccepted,
-              "LMA handoff", log, results)
+              f"{lma} handoff", log, results)
         _stopSpy(spy)
         rss = load.rssBytes(daemon.pid)
         log(f"  LMA RSS {rss / 2**20:.1f} MiB with {2 * args.mobiles} bindings")
@@ -302,14 +306,15 @@ def summary(results, log):
     log("")
     echoCpu = [r["serverUs"] for name in ("echo, signing", "echo, presigned")
                for r in results.get(name, [])]
-    log("case               best/s   median/s   runs        server us/req  ratio to echo "
+    log("case                   best/s   median/s   runs        server us/req  ratio to echo "
         "(best; per run)  by CPU")
-    for name in ("echo, signing", "echo, presigned") + tuple(f"LMA {p}" for p in PHASES):
+    names = [f"{lma} {p}" for lma in ("LMA", "LMA no state") for p in PHASES]
+    for name in ("echo, signing", "echo, presigned") + tuple(names):
         rs = rates(name)
         if not rs:
             continue
         cpu = min(r["serverUs"] for r in results[name])
-        line = (f"{name:16} {max(rs):9.0f} {statistics.median(rs):10.0f}   "
+        line = (f"{name:20} {max(rs):9.0f} {statistics.median(rs):10.0f}   "
                 f"{'/'.join(f'{r / 1000:.0f}k' for r in rs):12} {cpu:6.1f}")
         if name.startswith("LMA") and echoBest:
             perRun = [r / e for r, e in zip(rs, echoBest)]
@@ -319,6 +324,15 @@ def summary(results, log):
             # datagram over the LMA's per PBU (steadier on a busy machine).
             line += f"   {min(echoCpu) / cpu:.3f}"
         log(line)
+    for p in PHASES:
+        with_, without = (results.get(f"{lma} {p}") for lma in ("LMA", "LMA no state"))
+        if with_ and without:
+            # What durable state costs: the LMA with its state file over
+            # the LMA without, by best rate and by CPU per answered PBU.
+            rate = max(r["rate"] for r in with_) / max(r["rate"] for r in without)
+            cpu = (min(r["serverUs"] for r in without)
+                   / min(r["serverUs"] for r in with_))
+            log(f"state cost, {p}: rate with/without {rate:.2f}, by CPU {cpu:.2f}")
 
 
 def main():
@@ -339,6 +353,8 @@ def main():
                    help="keep the temporary config directory and the daemon's log")
     p.add_argument("--json", metavar="FILE", help="also write every figure to FILE")
     p.add_argument("--quick", action="store_true", help="smoke test: 5,000 mobiles, 2 s")
+    p.add_argument("--without-state", action="store_true",
+                   help="also measure the LMA with no state file (state_file = \"\")")
     args = p.parse_args()
     if args.serve_echo:
         serveEcho(args.serve_echo, args.limit)
@@ -366,6 +382,8 @@ def main():
         log(f"round {n + 1}:")
         measureEcho(pbus, args, log, results)
         measureLma(args, log, results, args.profile if n == 0 else None)
+        if args.without_state:
+            measureLma(args, log, results, withState=False)
     summary(results, log)
     if args.json:
         with open(args.json, "w") as f:
