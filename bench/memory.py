@@ -131,7 +131,7 @@ def fill(configs, count, log):
             # Each side holds its acknowledgement (PBAck, Notification)
             # until its store has committed the binding: let the reactor
             # run the commits and carry the released answers across.
-            while lma._held or pmip._held or lmaOut:
+            while lma.awaitingCommit or pmip.awaitingCommit or lmaOut:
                 yield task.deferLater(reactor, 0.001, lambda: None)
                 while lmaOut:
                     pmip.port._datagram(lmaOut.pop(), fromLma, loopback, seconds())

@@ -42,9 +42,10 @@ class RoleService(MultiService):
         self.context = None
         # Effects the core asked for at start (restore), until started.
         self._restored = None
-        # The Deferred the last held effects wait for, and how many wait.
+        # The Deferred the last held effects wait for.
         self._holding = None
-        self._held = 0
+        #: How many effects lists wait for a commit now.
+        self.awaitingCommit = 0
         self._stopping = False
         #: Effects lists held for a commit, and those dropped at stop.
         self.holdCounters = {"held": 0, "dropped": 0}
@@ -149,14 +150,14 @@ class RoleService(MultiService):
         self._hold(store.commit(), [e for e in effects if type(e) is not Persist])
 
     def _hold(self, d, effects):
-        self._held += 1
+        self.awaitingCommit += 1
         self.holdCounters["held"] += 1
         self._holding = d
         d.addCallback(self._release, effects, self.context)
 
     def _release(self, _, effects, context):
-        self._held -= 1
-        if not self._held:
+        self.awaitingCommit -= 1
+        if not self.awaitingCommit:
             self._holding = None
         if self._stopping:
             # Stopped: the change is kept, the answer is not sent; the peer
