@@ -5,7 +5,10 @@ per connection; the MAG closes it after the reply:
 
     attach MNID [PHOA]   ->  ok attached MNID
     detach MNID          ->  ok detached MNID
-    list                 ->  ok N  then one line per mobile: MNID STATE PHOA
+    list                 ->  ok N  then one line per mobile: MNID STATE HOMES...
+
+HOMES are what a bound mobile has (pHoA, per-MN prefix, IPv4 home address
+with its prefix length), else the pHoA it asked for, else '-'.
 
 `netlmm mag-ctl --socket PATH attach mn1@example.net` is the client.
 """
@@ -120,11 +123,19 @@ class ControlDetector:
             self.mag.detached(mnId)
             return [f"ok detached {args[0]}"]
         if verb == "list" and not args:
-            rows = [f"{a.mnId.decode('utf-8', 'replace')} {a.state} {a.phoa or '-'}"
+            rows = [" ".join([showMnId(a.mnId), str(a.state.value), *_homes(a)])
                     for a in self.mag.core.attachments.values()]
             return [f"ok {len(rows)}"] + rows
         raise ValueError(f"cannot parse {' '.join(words)!r}; expected "
                          "'attach MNID [PHOA]', 'detach MNID' or 'list'")
+
+
+def _homes(a):
+    """The homes a `list` row shows for the attachment C{a}."""
+    homes = [h for h in (a.homes.phoa, a.homes.prefix, a.homes.ipv4) if h is not None]
+    if not homes and a.phoa is not None:
+        homes = [a.phoa]
+    return [str(h) for h in homes] or ["-"]
 
 
 def clientMain(path, words):
