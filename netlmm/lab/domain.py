@@ -32,6 +32,8 @@ HOME_PREFIX = "2001:db8:1::/64"
 LMA_ADDRESS = "2001:db8:ffff::1"
 PMIP_ADDRESS = "2001:db8:b::2"
 CN_ADDRESS = "2001:db8:c::2"
+#: The correspondent's IPv4 address; the LMA (198.51.100.1) is the IPv4 gateway.
+CN_IPV4 = "198.51.100.2"
 MAG_ADDRESSES = ("2001:db8:ffff::11", "2001:db8:ffff::12")
 MN_MAC = "02:00:00:00:aa:01"
 TRANSPORT_MTU = 1600
@@ -170,6 +172,12 @@ class Topology(Lab):
         self.addr("cn", "eth0", f"{CN_ADDRESS}/64")
         self.addr("lma", "cn0", "2001:db8:c::1/64")
         self.exec("cn", "ip", "-6", "route", "add", "default", "via", "2001:db8:c::1")
+        # IPv4 between CN and LMA, for IPv4 mobiles (RFC 5844).
+        self.exec("cn", "ip", "addr", "add", f"{CN_IPV4}/24", "dev", "eth0")
+        self.exec("lma", "ip", "addr", "add", "198.51.100.1/24", "dev", "cn0")
+        self.exec("cn", "ip", "route", "add", "default", "via", "198.51.100.1")
+        for node in ("lma", "mag1", "mag2"):
+            self.sysctl(node, "net.ipv4.ip_forward=1")
         self.link("pmip", "eth0", "lma", "pm0", mtu)
         self.addr("pmip", "eth0", f"{PMIP_ADDRESS}/64")
         self.addr("lma", "pm0", "2001:db8:b::1/64")
@@ -227,15 +235,14 @@ lma_address = "{lma}"
 pmip = "[{pmip}]:5437"
 [mag.access]
 interface = "acc0"
-prefix = "{prefix}"
-ra_interval_max = 10
+{sharedPrefix}ra_interval_max = 10
 {accessExtra}[mag.attachment]
 {attachment}
 [mag.assignment]
 {assignment}
 [mag.dataplane]
 {magPlane}
-{handover}"""
+{handover}{magExtra}"""
 
 #: The domain's one router identity, when the MAGs share it (same MAC and
 #: link-local address on every access link).
@@ -266,11 +273,15 @@ class NetnsDomain:
     def __init__(self, workdir, dataplane=None, prefix=None, detachDelay=5.0,
                  assignment='strategy = "slaac"', accessExtra="", lmaExtra="",
                  testCase=None, wifi=False, handover=False, sharedRouter=None,
-                 handoverExtra="", mobileSysctls=()):
+                 handoverExtra="", mobileSysctls=(), sharedPrefix=True, magExtra=""):
         # assignment: the [mag.assignment] table's body (TOML lines);
         # accessExtra: more [mag.access] lines (each ending in a newline);
-        # lmaExtra: more LMA config (whole tables, e.g. [lma.pool]).
+        # lmaExtra: more LMA config (whole tables, e.g. [lma.pool]);
+        # sharedPrefix: the MAGs advertise HOME_PREFIX to all (False: per-MN
+        # prefixes, no prefix in [mag.access]); magExtra: more MAG tables.
         self.lmaExtra = lmaExtra
+        self.sharedPrefix = sharedPrefix
+        self.magExtra = magExtra
         self.assignment = assignment
         self.accessExtra = accessExtra
         self.workdir = os.path.abspath(str(workdir))
@@ -337,7 +348,9 @@ class NetnsDomain:
                                              "core0"),
                     attachment=self.attachmentConfig(f"mag{i}"),
                     handover=self.handoverConfig(f"mag{i}"),
-                    assignment=self.assignment, accessExtra=accessExtra, **common)
+                    assignment=self.assignment, accessExtra=accessExtra,
+                    sharedPrefix=f'prefix = "{HOME_PREFIX}"\n' if self.sharedPrefix else "",
+                    magExtra=self.magExtra, **common)
             for name, text in files.items():
                 with open(self.path(name), "w") as f:
                     f.write(text)
