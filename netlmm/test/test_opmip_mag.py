@@ -15,7 +15,6 @@ built (`../shared/tools/opmip/opmip build`).
 """
 
 import os
-import sys
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -72,26 +71,6 @@ ordering = "sequence"
 transport = "tcp"
 """
 
-#: A TCP echo server (run with the port) and a client (address, port, text).
-ECHO_SERVER = """
-import socket, sys
-s = socket.socket(socket.AF_INET6)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("::", int(sys.argv[1])))
-s.listen()
-while True:
-    c, _ = s.accept()
-    with c:
-        c.sendall(c.recv(4096).upper())
-"""
-ECHO_CLIENT = """
-import socket, sys
-with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10) as s:
-    s.sendall(sys.argv[3].encode())
-    print(s.recv(4096).decode())
-"""
-
-
 class NetlmmMagOpmipLmaTests(SynchronousTestCase):
 
     def setUp(self):
@@ -134,15 +113,12 @@ class NetlmmMagOpmipLmaTests(SynchronousTestCase):
         waitFor(lambda: self.ping(node, target, 1).returncode == 0, what, timeout,
                 details=self.logs)
 
-    def tcp(self, text):
-        """A TCP exchange mobile -> CN's echo server; what came back."""
-        return self.t.exec("mn", sys.executable, "-c", ECHO_CLIENT, CN_ADDRESS, "7007", text,
-                           timeout=60 * timeScale()).stdout.strip()
+    def tcp(self):
+        """Octets a TCP connection mobile -> CN got echoed back (of 200,000)."""
+        return self.t.tcp("cn", "mn", CN_ADDRESS, timeout=20 * timeScale())
 
     def test_pingTcpHandoff(self):
         t = self.t
-        t.start("cn", [sys.executable, "-c", ECHO_SERVER, "7007"],
-                os.path.join(self.dir, "echo.log"))
         t.mn.attach("mag1")
         self.lma.waitFor(f"PBU registration [id = {MN_ID}, mag = {MAG_ADDRESSES[0]}]", 60)
         waitFor(lambda: ADDRESS in t.mn.addresses(), "the mobile's SLAAC address from "
@@ -150,7 +126,7 @@ class NetlmmMagOpmipLmaTests(SynchronousTestCase):
         self.assertEqual(t.mn.addresses(), [ADDRESS])
         self.waitForPing("mn", CN_ADDRESS, "mobile -> CN through OPMIP's LMA")
         self.assertEqual(self.ping("cn", ADDRESS).returncode, 0)
-        self.assertEqual(self.tcp("through mag1"), "THROUGH MAG1")
+        self.assertEqual(self.tcp(), 200000)
         # A refresh within the lifetime.
         self.lma.waitFor(f"PBU re-registration [id = {MN_ID}, mag = {MAG_ADDRESSES[0]}]",
                          LIFETIME * 2)
@@ -163,7 +139,7 @@ class NetlmmMagOpmipLmaTests(SynchronousTestCase):
         self.waitForPing("mn", CN_ADDRESS, "mobile -> CN through MAG2", 30)
         self.assertEqual(t.mn.addresses(), [ADDRESS])
         self.assertEqual(self.ping("cn", ADDRESS).returncode, 0)
-        self.assertEqual(self.tcp("through mag2"), "THROUGH MAG2")
+        self.assertEqual(self.tcp(), 200000)
         # Gone for good: MAG2's client deregisters too.
         t.mn.detach()
         self.lma.waitFor("PBU de-registration", 60, count=2)
@@ -189,23 +165,24 @@ class NetlmmMagOpmipLmaTests(SynchronousTestCase):
         Every PBU netlmm's clients send (RFC 5213 profile) carries A|P, the
         MN Identifier (the MAC as text), the /64 the MAG named, ATT 3
         (Ethernet) and the mobile's MAC as link-layer identifier, no
-        Alternate CoA, and decodes without a tshark expert item; HI 4 on
-        each attachment (the prefix is named: the mobile may be bound
-        elsewhere) and deregistration, 5 on a refresh; every PBA is 0.
+        Alternate CoA; HI 4 on each attachment (the prefix is named: the
+        mobile may be bound elsewhere) and deregistration, 5 on a refresh;
+        every PBA is 0; tshark finds nothing to warn about in either.
         """
+        self.assertEqual(self.capture.expert(MOBILITY), [])
         rows = self.capture.fields(
             MOBILITY, "ipv6.src", "mip6.mhtype", "mip6.bu.a_flag", "mip6.bu.h_flag",
             "mip6.bu.p_flag", "mip6.mnid.identifier", "mip6.nemo.mnp.mnp",
             "mip6.nemo.mnp.pfl", "mip6.hi", "mip6.att", "mip6.mnlli.lli", "mip6.acoa.acoa",
-            "mip6.ba.status", "mip6.bu.lifetime", "_ws.expert.message")
+            "mip6.ba.status", "mip6.bu.lifetime")
         pbus = [r for r in rows if r[1] == "5"]
         pbas = [r for r in rows if r[1] == "6"]
         prefix, length = HOME_PREFIX.split("/")
         for r in pbus:
             self.assertIn(r[0], MAG_ADDRESSES, r)
-            self.assertEqual(r[2:8] + (r[9], r[10].replace(":", ""), r[11], r[14]),
+            self.assertEqual(r[2:8] + (r[9], r[10].replace(":", ""), r[11]),
                              ("1", "0", "1", MN_ID, prefix, length, "3",
-                              MN_MAC.replace(":", ""), "", ""), r)
+                              MN_MAC.replace(":", ""), ""), r)
         lifetime = str(LIFETIME // 4)
         mag1 = [(r[8], r[13]) for r in pbus if r[0] == MAG_ADDRESSES[0]]
         mag2 = [(r[8], r[13]) for r in pbus if r[0] == MAG_ADDRESSES[1]]
@@ -213,4 +190,4 @@ class NetlmmMagOpmipLmaTests(SynchronousTestCase):
         self.assertEqual(set(mag1[1:-1]), {("5", lifetime)}, pbus)
         self.assertEqual(mag1[-1], ("4", "0"), pbus)
         self.assertEqual((mag2[0], mag2[-1]), (("4", lifetime), ("4", "0")), pbus)
-        self.assertEqual({(r[0], r[12], r[14]) for r in pbas}, {(LMA_ADDRESS, "0", "")}, pbas)
+        self.assertEqual({(r[0], r[12]) for r in pbas}, {(LMA_ADDRESS, "0")}, pbas)
