@@ -187,6 +187,21 @@ def main():
     print(f"  MHPort._datagram, whole path: {total / n * 1e6:.2f} us per refresh PBU"
           + (" (under cProfile)" if args.profile else ""))
     staged("handoff", sequence)
+    scrape(service, n)
+
+
+def scrape(service, n):
+    """What one scrape of the [metrics] page costs the daemon with N bindings."""
+    try:
+        from netlmm.metrics import MetricsService
+    except ImportError:
+        return
+    from prometheus_client import generate_latest
+    metrics = MetricsService(service.reactor, (load.LOOPBACK, 0), [service])
+    start = time.perf_counter()
+    page = generate_latest(metrics.registry)
+    print(f"one scrape of the metrics with {n} bindings: "
+          f"{(time.perf_counter() - start) * 1e3:.1f} ms on the reactor ({len(page)} octets)")
 
 
 if __name__ == "__main__":

@@ -226,7 +226,11 @@ def lmaConfig(configs, port, mobiles, state):
                  f'"{configs.path("lma-state")}"' if state else '""')
 
 
-def measureLma(args, log, results, profile=None, withState=True):
+def measureLma(args, log, results, profile=None, withState=True, metrics=False):
+    """
+    One round against a twistd LMA. With C{metrics}, its [metrics] endpoint
+    is on and scraped every second, and the cases are named "... +metrics".
+    """
     keys = load.shippedKeys()
     sa = load.clientSa(keys)
     configs = load.ShippedConfigs()
@@ -234,17 +238,21 @@ def measureLma(args, log, results, profile=None, withState=True):
     state = withState and _shippedState()
     lmaConfig(configs, port, args.mobiles, state)
     lma = "LMA" if state or not _shippedState() else "LMA no state"
+    url = load.enableMetrics(configs, "lma.toml") if metrics else None
+    suffix = " +metrics" if metrics else ""
     daemon = load.Daemon("lma", configs.path("lma.toml"), configs.path("lma.log"))
-    gen = None
+    gen = scraper = None
     try:
         daemon.waitFor(r"LMA listening")
+        if url:
+            scraper = load.Scraper(url)
         gen = load.Generator(port, args.window)
         stamps = Stamps()
         new = load.SignedPbus(args.mobiles, sa, assigned=True,
                               mnIdFormat=b"new%d@bench")
         spy = _spy(profile, "attach", daemon.pid)
-        phase(gen, daemon.pid, attaches(new, stamps), 600, isAccepted, f"{lma} attach",
-              log, results)
+        phase(gen, daemon.pid, attaches(new, stamps), 600, isAccepted,
+              f"{lma} attach{suffix}", log, results)
         _stopSpy(spy)
         del new
         named = load.SignedPbus(args.mobiles, sa, mnId=True)
@@ -257,16 +265,22 @@ def measureLma(args, log, results, profile=None, withState=True):
         where = {}
         spy = _spy(profile, "refresh", daemon.pid)
         phase(gen, daemon.pid, refreshes(refresh, stamps, 2, False, where),
-              args.seconds, isAccepted, f"{lma} refresh", log, results)
+              args.seconds, isAccepted, f"{lma} refresh{suffix}", log, results)
         _stopSpy(spy)
         spy = _spy(profile, "handoff", daemon.pid)
         phase(gen, daemon.pid, refreshes(refresh, stamps, where["sequence"] + 1, True,
                                          where), args.seconds, isAccepted,
-              f"{lma} handoff", log, results)
+              f"{lma} handoff{suffix}", log, results)
         _stopSpy(spy)
         rss = load.rssBytes(daemon.pid)
         log(f"  LMA RSS {rss / 2**20:.1f} MiB with {2 * args.mobiles} bindings")
+        if scraper is not None:
+            log(f"  metrics scraped {scraper.stop()} times ({scraper.size} octets a page; "
+                f"errors: {scraper.errors[:1] or 'none'})")
+            scraper = None
     finally:
+        if scraper is not None:
+            scraper.stop()
         if gen is not None:
             gen.close()
         daemon.stop()
@@ -308,7 +322,8 @@ def summary(results, log):
                for r in results.get(name, [])]
     log("case                   best/s   median/s   runs        server us/req  ratio to echo "
         "(best; per run)  by CPU")
-    names = [f"{lma} {p}" for lma in ("LMA", "LMA no state") for p in PHASES]
+    names = [f"{lma} {p}{m}" for lma in ("LMA", "LMA no state") for m in ("", " +metrics")
+             for p in PHASES]
     for name in ("echo, signing", "echo, presigned") + tuple(names):
         rs = rates(name)
         if not rs:
@@ -355,6 +370,9 @@ def main():
     p.add_argument("--quick", action="store_true", help="smoke test: 5,000 mobiles, 2 s")
     p.add_argument("--without-state", action="store_true",
                    help="also measure the LMA with no state file (state_file = \"\")")
+    p.add_argument("--metrics", action="store_true",
+                   help="each round also runs the LMA with [metrics] on, scraped every "
+                        "second (cases '... +metrics')")
     args = p.parse_args()
     if args.serve_echo:
         serveEcho(args.serve_echo, args.limit)
@@ -384,6 +402,8 @@ def main():
         measureLma(args, log, results, args.profile if n == 0 else None)
         if args.without_state:
             measureLma(args, log, results, withState=False)
+        if args.metrics:
+            measureLma(args, log, results, metrics=True)
     summary(results, log)
     if args.json:
         with open(args.json, "w") as f:

@@ -490,3 +490,44 @@ class Daemon:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+
+
+def enableMetrics(configs, name):
+    """Turn on [metrics] in role config C{name} on a free port; its URL."""
+    port = freePort()
+    configs.edit(name, "metrics", "listen", f'"[::1]:{port}"')
+    return f"http://[::1]:{port}/metrics"
+
+
+class Scraper:
+    """
+    Scrapes a daemon's metrics URL every C{interval} seconds from a thread,
+    as Prometheus would (scrapes counted, the last page's size kept), so a
+    benchmark measures the daemon with its metrics read under load.
+    """
+
+    def __init__(self, url, interval=1.0):
+        import threading
+        self.url = url
+        self.interval = interval
+        self.scrapes = 0
+        self.size = 0
+        self.errors = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        import urllib.request
+        while not self._stop.wait(self.interval):
+            try:
+                with urllib.request.urlopen(self.url, timeout=10) as r:
+                    self.size = len(r.read())
+                self.scrapes += 1
+            except OSError as e:
+                self.errors.append(str(e))
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+        return self.scrapes

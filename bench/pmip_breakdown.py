@@ -107,6 +107,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--mobiles", type=int, default=20_000)
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--metrics", action="store_true",
+                   help="with [metrics] on: each Trigger timed to its Notification")
     args = p.parse_args()
 
     from twisted.logger import globalLogBeginner, textFileLogObserver
@@ -129,6 +131,9 @@ def main():
     lmaOut, pmipOut = lma.port.socket.sent, pmip.port.socket.sent
     mag = MagConnection()
     pmip.connections.add(mag)
+    if args.metrics:
+        pmip.enableMetrics()
+        pmip.triggerLatency = None      # on for the alternating rounds below
     loopback = load.LOOPBACK.packed
     fromPmip, fromLma = ("::1", 40001, 0, 0), ("::1", 5436, 0, 0)
     seconds = pmip.reactor.seconds
@@ -148,6 +153,7 @@ def main():
             profiler = cProfile.Profile()
             profiler.enable()
         start = clock()
+        cpu = time.process_time()
         for record in records:
             a = clock()
             data = tls.serverReads(record)
@@ -171,12 +177,14 @@ def main():
             for i, (x, y) in enumerate(((a, b), (b, c), (c, d), (d, e), (e, f), (f, g))):
                 stages[i] += y - x
         total = clock() - start
+        cpu = time.process_time() - cpu
         if profiler is not None:
             import pstats
             profiler.disable()
             pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
         if ok[0] != len(records):
             raise SystemExit(f"{ok[0]} of {len(records)} Triggers succeeded")
+        run.cpu = cpu
         return stages, total
 
     print(f"{args.mobiles} mobiles; microseconds per Trigger:")
@@ -186,6 +194,23 @@ def main():
         own = sum(stages) - stages[3]
         print(f"  {name:8}" + "  ".join(f"{k} {t / n * 1e6:6.2f}" for k, t in zip(names, stages))
               + f"   PMIP client {own / n * 1e6:6.2f}   loop {total / n * 1e6:6.2f}")
+    if args.metrics:
+        # Handoffs back and forth, timed to their Notifications or not in
+        # turn: the CPU (process time, PMIP client and LMA) per Trigger.
+        from netlmm.metrics import Histogram
+        cpus = {False: [], True: []}
+        for k in range(6):
+            timed = k % 2 == 1
+            pmip.triggerLatency = Histogram() if timed else None
+            run(2 * 10**6 + k * 10**5, k % 2)
+            cpus[timed].append(run.cpu / args.mobiles * 1e6)
+        off, on = (sorted(cpus[x])[1] for x in (False, True))
+        print(f"  CPU per handoff Trigger (both daemons), metrics off "
+              f"{'/'.join(f'{c:.1f}' for c in cpus[False])} us, on "
+              f"{'/'.join(f'{c:.1f}' for c in cpus[True])} us: medians {off:.1f} -> {on:.1f} "
+              f"({(on - off) / off:+.1%})")
+        import lma_breakdown
+        lma_breakdown.scrape(pmip, len(pmip.core.mobiles))
 
 
 if __name__ == "__main__":

@@ -35,6 +35,12 @@ def main(argv=None):
                          "'control') that a mobile attached or detached")
     ctl.add_argument("--socket", required=True, help="the MAG's control socket path")
     ctl.add_argument("words", nargs="+", help="attach MNID [PHOA] | detach MNID | list")
+    daemonCtl = sub.add_parser("ctl", help="list or show the bindings of a running LMA "
+                               "or PMIP client over its [control] socket")
+    daemonCtl.add_argument("--socket", required=True,
+                           help="the daemon's control socket path")
+    daemonCtl.add_argument("words", nargs="+", help="list | show KEY (an MN identifier, "
+                           "a home address or a pCoA)")
     mn = sub.add_parser("mn", help="(root) keep this host's home address at the GMA as "
                         "it moves (RFC 6275 mobile node); --config FILE, --help for keys",
                         add_help=False)
@@ -58,6 +64,9 @@ def main(argv=None):
     if args.command == "plugins":
         from netlmm.registry import describe
         return describe(sys.stdout)
+    if args.command == "ctl":
+        from netlmm.ctl import clientMain
+        return clientMain(args.socket, args.words)
     if args.command == "mag-ctl":
         from netlmm.access.control import clientMain
         return clientMain(args.socket, args.words)

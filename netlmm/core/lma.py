@@ -383,7 +383,7 @@ class LmaCore:
         self.counters = {
             "pbu": 0, "accepted": 0, "rejected": 0, "deregistered": 0,
             "expired": 0, "bindingErrors": 0, "unexpected": 0,
-            "retransmissions": 0, "moved": 0,
+            "retransmissions": 0, "moved": 0, "created": 0,
         }
 
     # ------------------------------------------------------------ persistence
@@ -1114,6 +1114,7 @@ class LmaCore:
                 self._release(home)
             raise
         b.key = self._newKey()
+        self.counters["created"] += 1
         self._accepted(p, b, now)
         lifetime = self._grant(p.bu)
         b.lifetime = lifetime * mh.LIFETIME_UNIT

@@ -29,6 +29,8 @@ class LmaService(RoleService):
         self.port = MHPort(reactor, self._received, listen[0], listen[1], transport,
                            observer=self.observe if observer else None)
         self.refusals = 0
+        #: PBAcks sent, by status (the metrics' netlmm_lma_pbas_sent_total).
+        self.pbaStatus = {}
         # The core reports its refusals here, so that every refusal is
         # logged by one method.
         core.refused = self._refused
@@ -136,6 +138,7 @@ class LmaService(RoleService):
                       seq=bu.sequence, port=source[1],
                       status=mh.Status.name(verdict.status), why=verdict.reason)
         ba = self.security.rejection(bu, verdict, now)
+        self.pbaStatus[ba.status] = self.pbaStatus.get(ba.status, 0) + 1
         self.port.send(ba, source[0], source[1] or None, octets=self.security.octets.take(ba))
 
     def execute(self, effects):
@@ -148,6 +151,9 @@ class LmaService(RoleService):
                     if replyTo[0] is e.destination or replyTo[0] == e.destination:
                         port = replyTo[1]
                 message = e.message
+                if type(message) is mh.BindingAcknowledgement:
+                    statuses = self.pbaStatus
+                    statuses[message.status] = statuses.get(message.status, 0) + 1
                 if verdict is not None and type(message) is mh.BindingAcknowledgement:
                     # Signed in one encoding: sent as the security layer encoded it.
                     message = self.security.answer(message, verdict, self.reactor.seconds())
@@ -161,6 +167,77 @@ class LmaService(RoleService):
                 self.dataPlaneCall(self.dataplane.moveRoute, e.phoa, e.old, e.new)
             elif kind is RouteRemove:
                 self.dataPlaneCall(self.dataplane.removeRoute, e.phoa, e.pcoa)
+
+    def metricFamilies(self):
+        """The LMA's Prometheus metrics (L{netlmm.metrics}), read at a scrape."""
+        from netlmm.metrics import counter, gauge, tally, snake
+        core = self.core
+        yield counter("netlmm_lma_pbus_received",
+                      "Proxy Binding Updates that passed authentication and reached "
+                      "the binding cache", core.counters["pbu"])
+        yield counter("netlmm_lma_pbas_sent",
+                      "Proxy Binding Acknowledgements sent, by status (RFC 6475 "
+                      "pmip6BindingRegCounters count the refusals per status)",
+                      {mh.Status.name(s): n for s, n in self.pbaStatus.items()}, "status")
+        yield counter("netlmm_lma_initial_binding_registrations",
+                      "PBUs that created a binding (RFC 6475 "
+                      "pmip6InitialBindingRegistrations)", core.counters["created"])
+        for key, name, what in (("moved", "handoffs", "bindings moved to another pCoA"),
+                                ("deregistered", "deregistrations",
+                                 "bindings deregistered by their MAG"),
+                                ("expired", "expirations", "bindings expired"),
+                                ("bindingErrors", "binding_errors",
+                                 "Binding Error messages sent")):
+            yield counter(f"netlmm_lma_{name}", what.capitalize(), core.counters[key])
+        if self.security is not None:
+            refused = {snake(k): n for k, n in self.security.counters.items()
+                       if k != "verified"}
+            yield counter("netlmm_lma_auth_refusals",
+                          "PBUs refused by RFC 4285 authentication, by reason",
+                          refused, "reason")
+            yield counter("netlmm_lma_auth_verified",
+                          "PBUs whose RFC 4285 authentication verified",
+                          self.security.counters["verified"])
+        yield gauge("netlmm_lma_bindings",
+                    "Binding cache entries (mobility sessions) by state (RFC 6475 "
+                    "pmip6BindingCacheTable)",
+                    tally(b.state.value for b in core.bindings.values()), "state")
+        yield from self.port.metricFamilies("netlmm_lma")
+
+    def command(self, words):
+        """
+        A command from the local control socket (L{netlmm.ctl}): C{list} or
+        C{show KEY}, KEY an MN identifier, a home address (an address inside
+        a per-mobile prefix too) or a pCoA.
+        """
+        from netlmm.ctl import addressOrNone, bindingCommand
+        core = self.core
+
+        def find(key):
+            address = addressOrNone(key)
+            if address is None:
+                return core.sessionsOf(key.encode("utf-8"))
+            b = core.binding(address)
+            if b is not None:
+                return [b]
+            return sorted((b for b in core.bindings.values() if b.pcoa == address),
+                          key=lambda b: b.mnId)
+
+        def homes(b):
+            return [str(h) for h in b.homes] + ([str(b.ipv4)] if b.ipv4 is not None else [])
+
+        def row(b):
+            return f"{showMnId(b.mnId)} {b.state.value} {b.pcoa} {','.join(homes(b)) or '-'}"
+
+        def detail(b):
+            now = self.reactor.seconds()
+            return [f"mn-id {showMnId(b.mnId)}", f"state {b.state.value}",
+                    f"homes {' '.join(homes(b)) or '-'}", f"pcoa {b.pcoa}",
+                    f"client {b.client}", f"profile {b.profile.value}",
+                    f"sequence {b.sequence}", f"lifetime {b.lifetime}",
+                    f"expires-in {max(0, b.expiry - now):.0f}"]
+        return bindingCommand(words, core.bindings.values, len(core.bindings), find, row,
+                              detail)
 
     def bindingTable(self, now=None):
         """The binding cache as text lines, one binding a line."""

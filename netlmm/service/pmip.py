@@ -10,6 +10,7 @@ from netlmm.service.base import RoleService
 from netlmm.transport.channel import Channel
 from netlmm.transport.control import ControlFactory
 from netlmm.transport.mh import MHPort
+from netlmm.wire import mh
 from netlmm.wire.control import (
     ConflictRequest, ConflictResponse, Detach, Notification, Result, Trigger, showMnId,
 )
@@ -87,6 +88,16 @@ class PmipService(RoleService):
         self.port.onBatch = self._batch
         self._batching = False
         self._held = []
+        # What the metrics read (L{metricFamilies}); counting is all the
+        # per-message paths do for them.
+        self.triggers = 0
+        self.notificationResults = {}
+        self.pbackStatus = {}
+        #: A L{netlmm.metrics.Histogram} of Trigger -> Notification seconds
+        #: once metrics are on (L{enableMetrics}); the Triggers it waits for
+        #: are in C{_triggered}, (connection, transaction) -> when received.
+        self.triggerLatency = None
+        self._triggered = {}
         self.channel = channel if channel is not None else Channel("tcp")
         self.factory = _MagFacing(self)
         self.channel.prepare(self.factory, reactor, "PMIP client", "mag")
@@ -240,6 +251,13 @@ class PmipService(RoleService):
         self.observe("received", message, proto.peer)
         kind = type(message)
         if kind is Trigger:
+            self.triggers += 1
+            if self.triggerLatency is not None:
+                triggered = self._triggered
+                if len(triggered) >= _MAX_TIMED:
+                    # Triggers never answered (their MAG left): start afresh.
+                    triggered.clear()
+                triggered[(proto, message.transaction)] = self.reactor.seconds()
             self._mags[message.magAddress] = proto
             if not self._mayProtect(message, proto):
                 return
@@ -321,12 +339,22 @@ class PmipService(RoleService):
         # The core carries the container only when it fits (withContainer),
         # so every Notification it makes encodes; the transport logs one
         # that would not.
-        if proto.send(notification):
-            self.observe("sent", notification, peer)
+        if not proto.send(notification):
+            return
+        results = self.notificationResults
+        results[notification.result] = results.get(notification.result, 0) + 1
+        if self.triggerLatency is not None:
+            started = self._triggered.pop((proto, notification.transaction), None)
+            if started is not None:
+                self.triggerLatency.observe(self.reactor.seconds() - started)
+        self.observe("sent", notification, peer)
 
     # ------------------------------------------------------------ LMA side
 
     def _mhReceived(self, message, raw, source, now):
+        if type(message) is mh.BindingAcknowledgement:
+            statuses = self.pbackStatus
+            statuses[message.status] = statuses.get(message.status, 0) + 1
         security = self.core.security
         if security is None:
             self.feed(self.core.receiveMH, message, raw, source[0])
@@ -363,6 +391,93 @@ class PmipService(RoleService):
                                   txn=e.notification.transaction)
                     continue
                 self._sendTo(proto, e.notification, e.mag)
+
+
+    def command(self, words):
+        """
+        A command from the local control socket (L{netlmm.ctl}): C{list} or
+        C{show KEY}, KEY an MN identifier, a home address (or one inside a
+        mobile's prefix) or a pCoA (its MAG's address).
+        """
+        from netlmm.ctl import addressOrNone, bindingCommand
+        from netlmm.wire.control import showMnId
+        mobiles = self.core.mobiles
+
+        def find(key):
+            address = addressOrNone(key)
+            if address is None:
+                m = mobiles.get(key.encode("utf-8"))
+                return [] if m is None else [m]
+            return sorted((m for m in mobiles.values() if _names(m, address)),
+                          key=lambda m: m.mnId)
+
+        def homes(m):
+            return [str(h) for h in (m.home, m.ipv4) if h is not None]
+
+        def row(m):
+            return f"{showMnId(m.mnId)} {m.state} {m.pcoa or '-'} {','.join(homes(m)) or '-'}"
+
+        def detail(m):
+            now = self.reactor.seconds()
+            expires = "-" if m.expiry is None else f"{max(0, m.expiry - now):.0f}"
+            return [f"mn-id {showMnId(m.mnId)}", f"state {m.state}",
+                    f"homes {' '.join(homes(m)) or '-'}", f"pcoa {m.pcoa or '-'}",
+                    f"mag {m.mag or '-'}", f"sequence {m.sequence}",
+                    f"lifetime {m.lifetime}", f"expires-in {expires}"]
+        return bindingCommand(words, mobiles.values, len(mobiles), find, row, detail)
+
+    def enableMetrics(self):
+        """Time each Trigger until its Notification (for the metrics)."""
+        from netlmm.metrics import Histogram
+        self.triggerLatency = Histogram()
+
+    def metricFamilies(self):
+        """The PMIP client's Prometheus metrics (L{netlmm.metrics}), read at a scrape."""
+        from netlmm.metrics import counter, gauge, snake, tally
+        yield counter("netlmm_pmip_triggers_received", "Triggers received from MAGs",
+                      self.triggers)
+        yield counter("netlmm_pmip_notifications_sent",
+                      "Notifications sent to MAGs, by result",
+                      {Result.NAMES.get(r, str(r)): n
+                       for r, n in self.notificationResults.items()}, "result")
+        if self.triggerLatency is not None:
+            yield self.triggerLatency.family(
+                "netlmm_pmip_trigger_notification_seconds",
+                "Time from a Trigger's arrival to its Notification's sending")
+        yield counter("netlmm_pmip_pbas_received",
+                      "Proxy Binding Acknowledgements received, by status",
+                      {mh.Status.name(s): n for s, n in self.pbackStatus.items()},
+                      "status")
+        security = self.core.security
+        if security is not None:
+            c = security.counters
+            yield counter("netlmm_pmip_auth_refusals",
+                          "Triggers refused for want of a key (no_key) and PBAcks "
+                          "dropped by RFC 4285 authentication (dropped), by reason",
+                          {snake(k): c[k] for k in ("noKey", "dropped")}, "reason")
+            yield counter("netlmm_pmip_pbus_signed", "PBUs signed (RFC 4285)",
+                          c["signed"])
+        yield gauge("netlmm_pmip_mobiles",
+                    "Mobiles in the PMIP client's cache, by state",
+                    tally(m.state for m in self.core.mobiles.values()), "state")
+        yield gauge("netlmm_pmip_mag_connections", "MAG connections open",
+                    len(self.connections))
+        yield gauge("netlmm_pmip_peer_connections",
+                    "Connections to peer PMIP clients open (conflict detection)",
+                    len(self.peerConnections))
+        yield from self.port.metricFamilies("netlmm_pmip")
+
+
+def _names(m, address):
+    """True when C{address} is mobile C{m}'s home, in its prefix, or its pCoA."""
+    home = m.home
+    if home == address or m.ipv4 == address or m.pcoa == address:
+        return True
+    return isinstance(home, IPv6Network) and address.version == 6 and address in home
+
+
+#: Triggers timed at once, at most (L{PmipService.enableMetrics}).
+_MAX_TIMED = 65536
 
 
 def peerKey(endpoint):

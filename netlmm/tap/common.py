@@ -15,6 +15,8 @@ class RoleOptions(usage.Options):
     """
 
     section = None
+    #: Whether the role serves commands on a [control] socket (netlmm.ctl).
+    hasControl = False
     optParameters = [
         ["config", "c", None, "The role's TOML configuration file (required)."],
     ]
@@ -37,6 +39,14 @@ class RoleOptions(usage.Options):
             table = document.table(self.section, required=True)
             self.built = self.build(table)
             table.finish()
+            from netlmm.metrics import metricsConfig
+            self.metricsListen = metricsConfig(document)
+            from netlmm.ctl import controlConfig
+            self.controlSocket = controlConfig(document, self.configDir)
+            if self.controlSocket is not None and not self.hasControl:
+                raise ConfigError("control: only the LMA and the PMIP client have a "
+                                  "[control] socket (a MAG takes commands through its "
+                                  "attachment detector 'control')")
             document.finish()
         except ConfigError as e:
             raise usage.UsageError(f"{path}: {e}") from None
@@ -46,6 +56,25 @@ class RoleOptions(usage.Options):
     def build(self, table):
         """Validate the role's table; return what makeService needs."""
         raise NotImplementedError
+
+
+def withManagement(service, options, roles=None):
+    """
+    C{service} with what the config's top-level tables add to any role:
+    [metrics] (Prometheus metrics over HTTP, L{netlmm.metrics}) of
+    C{roles} (the services whose metrics are served; C{[service]} unless
+    given) and [control] (the local command socket, L{netlmm.ctl}).
+    """
+    from twisted.internet import reactor
+    listen = getattr(options, "metricsListen", None)
+    if listen is not None:
+        from netlmm.metrics import MetricsService
+        MetricsService(reactor, listen, roles or [service]).setServiceParent(service)
+    path = getattr(options, "controlSocket", None)
+    if path is not None:
+        from netlmm.ctl import ControlService
+        ControlService(reactor, path, service).setServiceParent(service)
+    return service
 
 
 def listPlugins(registry):

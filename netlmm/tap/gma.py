@@ -129,4 +129,5 @@ def makeService(options):
         from netlmm.store import SqliteStore, loadOrExit
         service.store = SqliteStore(b["stateFile"], "gma-bindings", reactor)
         loadOrExit(service, "gma")
-    return service
+    from netlmm.tap.common import withManagement
+    return withManagement(service, options)

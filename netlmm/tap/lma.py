@@ -5,7 +5,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Network
 from netlmm.config import ConfigError
 from netlmm.core.lma import AddressPool, LmaCore, Ordering, PeerPolicy, PrefixPool, Profile
 from netlmm.dataplane import dataplanes
-from netlmm.tap.common import RoleOptions, sub
+from netlmm.tap.common import RoleOptions, sub, withManagement
 
 
 class Options(RoleOptions):
@@ -66,6 +66,7 @@ The [lma] table of the config file:
                   retries (3), key_lifetime (3600), algorithm, nas_identifier
 See etc/netlmm/lma.toml for a commented example."""
     section = "lma"
+    hasControl = True
 
     def build(self, table):
         listen = table.endpoint("listen", "[::1]:5436")
@@ -214,4 +215,4 @@ def makeService(options):
         from netlmm.store import SqliteStore, loadOrExit
         service.store = SqliteStore(b["stateFile"], "lma-bindings", reactor)
         loadOrExit(service, "lma")
-    return service
+    return withManagement(service, options)

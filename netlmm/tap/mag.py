@@ -192,15 +192,17 @@ def makeService(options):
                      detector=b["detector"], name=b["name"], channel=b["channel"],
                      pmipMap=b.get("pmipMap"), ipv4=b.get("ipv4"),
                      handover=b.get("handover"))
+    from netlmm.tap.common import withManagement
     if not b.get("colocated"):
-        return mag
+        return withManagement(mag, options)
     # The co-located PMIP client starts first, so the MAG finds it listening.
     from twisted.application.service import MultiService
     from netlmm.tap import pmip as pmipTap
     both = MultiService()
-    pmipTap.serviceFromBuilt(b["colocated"]).setServiceParent(both)
+    pmip = pmipTap.serviceFromBuilt(b["colocated"])
+    pmip.setServiceParent(both)
     mag.setServiceParent(both)
-    return both
+    return withManagement(both, options, roles=[pmip, mag])
 
 
 def accessTechnology(table, key="access_technology"):

@@ -69,6 +69,7 @@ The [pmip] table of the config file:
                 Create them with `netlmm pki init` / `netlmm pki issue --role pmip`.
 See etc/netlmm/pmip.toml for a commented example."""
     section = "pmip"
+    hasControl = True
 
     def build(self, table):
         from netlmm.config import ConfigError
@@ -125,7 +126,8 @@ See etc/netlmm/pmip.toml for a commented example."""
 
 def makeService(options):
     """The PMIP client service described by the validated options."""
-    return serviceFromBuilt(options.built)
+    from netlmm.tap.common import withManagement
+    return withManagement(serviceFromBuilt(options.built), options)
 
 
 def serviceFromBuilt(b):

@@ -223,6 +223,20 @@ class MHPort:
         if self.observer is not None:
             self.observer("sent", message, (destination, target[1]))
 
+    def metricFamilies(self, prefix):
+        """This socket's counters as Prometheus metrics named C{prefix}_mh_..."""
+        from netlmm.metrics import counter
+        c = self.counters
+        yield counter(f"{prefix}_mh_datagrams_received",
+                      "Mobility Header datagrams received", c["received"])
+        yield counter(f"{prefix}_mh_datagrams_malformed",
+                      "Mobility Header datagrams that did not decode", c["malformed"])
+        yield counter(f"{prefix}_mh_datagrams_sent", "Mobility Header datagrams sent",
+                      c["sent"])
+        yield counter(f"{prefix}_mh_datagrams_send_failed",
+                      "Mobility Header datagrams the socket refused (buffer full)",
+                      c["dropped"])
+
     def sendRaw(self, data, target):
         """Send bytes as they are; a full socket buffer drops and counts."""
         try:

@@ -1,0 +1,122 @@
+"""
+`netlmm ctl`: the LMA's and PMIP client's local command socket ([control],
+netlmm.ctl), driven by the real client (in a thread, as the command runs)
+against a domain on loopback.
+"""
+
+import io
+import os
+import tempfile
+
+from twisted.internet import reactor
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import TestCase
+
+from netlmm import ctl
+from netlmm.config import ConfigError, Table
+from netlmm.ctl import ControlService, clientMain, controlConfig
+from netlmm.test.test_metrics import MOBILES, attachAndHandOff, startDomain
+
+
+class ControlSocketTests(TestCase):
+    """Two mobiles bound at MAG1 and one moved to MAG2, then listed and shown."""
+
+    timeout = 30
+
+    @inlineCallbacks
+    def setUp(self):
+        self.domain = yield startDomain(self)
+        # A short directory: UNIX socket paths are limited to 107 octets.
+        directory = tempfile.mkdtemp(prefix="ctl")
+        self.addCleanup(os.rmdir, directory)
+        self.paths = {}
+        for role, service in (("lma", self.domain.lma), ("pmip", self.domain.pmip)):
+            path = os.path.join(directory, f"{role}.sock")
+            control = ControlService(reactor, path, service)
+            yield control.startService()
+            self.addCleanup(control.stopService)
+            self.paths[role] = path
+        yield attachAndHandOff(self.domain)
+
+    @inlineCallbacks
+    def ctl(self, role, *words):
+        """(exit status, output lines) of `netlmm ctl --socket ROLE WORDS`."""
+        out = io.StringIO()
+        status = yield deferToThread(clientMain, self.paths[role], list(words), out=out)
+        return status, out.getvalue().splitlines()
+
+    @inlineCallbacks
+    def test_lmaList(self):
+        status, lines = yield self.ctl("lma", "list")
+        self.assertEqual(status, 0)
+        self.assertEqual(lines[0], "ok 2")
+        mag1, mag2 = (m.core.address for m in self.domain.mags)
+        phoas = {m: self.domain.lma.core.bindingFor(m).homes[0] for m in MOBILES}
+        self.assertEqual(sorted(lines[1:]), [
+            f"mn1@example.net REGISTERED {mag2} {phoas[MOBILES[0]]}",
+            f"mn2@example.net REGISTERED {mag1} {phoas[MOBILES[1]]}"])
+
+    @inlineCallbacks
+    def test_lmaShowByEachKey(self):
+        b = self.domain.lma.core.bindingFor(MOBILES[1])
+        for key in ("mn2@example.net", str(b.homes[0]), str(b.pcoa)):
+            status, lines = yield self.ctl("lma", "show", key)
+            self.assertEqual(status, 0, key)
+            self.assertEqual(lines[0], "ok 9", key)
+            self.assertEqual(lines[1:5], ["mn-id mn2@example.net", "state REGISTERED",
+                                          f"homes {b.homes[0]}", f"pcoa {b.pcoa}"], key)
+
+    @inlineCallbacks
+    def test_pmipListAndShow(self):
+        status, lines = yield self.ctl("pmip", "list")
+        self.assertEqual((status, lines[0], len(lines)), (0, "ok 2", 3))
+        m = self.domain.pmip.core.mobile(MOBILES[0])
+        status, lines = yield self.ctl("pmip", "show", str(m.phoa))
+        self.assertEqual(status, 0)
+        self.assertEqual(lines[1:5], ["mn-id mn1@example.net", "state BOUND",
+                                      f"homes {m.phoa}", f"pcoa {m.pcoa}"])
+
+    @inlineCallbacks
+    def test_unknownKeyAndBadCommand(self):
+        status, lines = yield self.ctl("lma", "show", "nobody@example.net")
+        self.assertEqual((status, lines), (1, ["error no binding for 'nobody@example.net'"]))
+        status, lines = yield self.ctl("lma", "show", "2001:db8:99::1")
+        self.assertEqual((status, lines), (1, ["error no binding for '2001:db8:99::1'"]))
+        status, lines = yield self.ctl("pmip", "deregister", "mn1@example.net")
+        self.assertEqual(status, 1)
+        self.assertTrue(lines[0].startswith("error cannot parse 'deregister mn1@example.net'"))
+        self.assertIsNotNone(self.domain.lma.core.bindingFor(MOBILES[0]))
+
+    @inlineCallbacks
+    def test_otherUserRefused(self):
+        """A peer that is neither root nor the daemon's user gets nothing."""
+        self.patch(ctl, "peerUid", lambda transport: os.geteuid() + 4242)
+        status, lines = yield self.ctl("lma", "list")
+        self.assertEqual((status, lines), (1, [
+            "error not allowed: only root and the daemon's user may command it"]))
+
+    @inlineCallbacks
+    def test_listCapped(self):
+        self.patch(ctl, "LIST_LIMIT", 1)
+        status, lines = yield self.ctl("lma", "list")
+        self.assertEqual((status, lines[0], len(lines)), (0, "ok 1 of 2", 2))
+
+    def test_socketMode(self):
+        self.assertEqual(os.stat(self.paths["lma"]).st_mode & 0o777, 0o600)
+
+
+class ControlConfigTests(TestCase):
+    """The [control] table."""
+
+    def test_offWithoutTable(self):
+        self.assertIsNone(controlConfig(Table({}, ""), "/etc/netlmm"))
+
+    def test_relativeToConfig(self):
+        self.assertEqual(controlConfig(Table({"control": {"socket": "lma.sock"}}, ""),
+                                       "/etc/netlmm"), "/etc/netlmm/lma.sock")
+
+    def test_socketRequired(self):
+        e = self.assertRaises(ConfigError, controlConfig,
+                              Table({"control": {"path": "x"}}, ""), "/")
+        self.assertIn("control.socket", str(e))
