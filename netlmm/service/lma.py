@@ -201,7 +201,7 @@ class LmaService(RoleService):
         yield gauge("netlmm_lma_bindings",
                     "Binding cache entries (mobility sessions) by state (RFC 6475 "
                     "pmip6BindingCacheTable)",
-                    tally(b.state.value for b in core.bindings.values()), "state")
+                    tally(core.bindings.values(), "state", lambda s: s.value), "state")
         yield from self.port.metricFamilies("netlmm_lma")
 
     def command(self, words):

@@ -459,7 +459,7 @@ class PmipService(RoleService):
                           c["signed"])
         yield gauge("netlmm_pmip_mobiles",
                     "Mobiles in the PMIP client's cache, by state",
-                    tally(m.state for m in self.core.mobiles.values()), "state")
+                    tally(self.core.mobiles.values(), "state"), "state")
         yield gauge("netlmm_pmip_mag_connections", "MAG connections open",
                     len(self.connections))
         yield gauge("netlmm_pmip_peer_connections",
