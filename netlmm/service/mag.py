@@ -81,6 +81,11 @@ class MagService(RoleService):
         self.handover = handover
         #: MN identifier -> its link-layer address (text), as the detector reported it.
         self.linkLayers = {}
+        # What the metrics read (L{metricFamilies}): Notifications by result,
+        # and with metrics on (L{enableMetrics}) a histogram of the time from
+        # a mobile's attachment to its binding (a handoff's, at the new MAG).
+        self.notificationResults = {}
+        self.attachToBound = None
         if handover is not None:
             handover.mag = self
             handover.core.lookup = self.contextFor
@@ -208,6 +213,30 @@ class MagService(RoleService):
             mac = None
         return Context(mnId, a.phoa, mac, self.core.lmaAddress)
 
+    def enableMetrics(self):
+        """Time each attachment until its binding (for the metrics)."""
+        from netlmm.metrics import Histogram
+        self.attachToBound = Histogram()
+
+    def metricFamilies(self):
+        """The MAG's Prometheus metrics (L{netlmm.metrics}), read at a scrape."""
+        from netlmm.metrics import counter, gauge, tally
+        from netlmm.wire.control import Result
+        yield counter("netlmm_mag_notifications_received",
+                      "Notifications received from PMIP clients, by result",
+                      {Result.NAMES.get(r, str(r)): n
+                       for r, n in self.notificationResults.items()}, "result")
+        if self.attachToBound is not None:
+            yield self.attachToBound.family(
+                "netlmm_mag_attach_to_bound_seconds",
+                "Time from a mobile's attachment here to its binding (a handoff's "
+                "signalling when it came from another MAG)")
+        yield gauge("netlmm_mag_attachments", "Mobiles attached here, by state",
+                    tally(self.core.attachments.values(), "state"), "state")
+        yield gauge("netlmm_mag_pmip_connections",
+                    "PMIP clients this MAG is connected to (of those configured)",
+                    sum(up.connection is not None for up in self.upstreams.values()))
+
     def attachedSince(self, mnId):
         """When the mobile attached here (POSIX seconds), or None."""
         a = self.core.attachment(mnId)
@@ -269,6 +298,8 @@ class MagService(RoleService):
             self.log.warn("{name}: the PMIP client sent a {kind}; only Notifications "
                           "are for a MAG", name=self.name, kind=type(message).__name__)
             return
+        results = self.notificationResults
+        results[message.result] = results.get(message.result, 0) + 1
         self.feed(self.core.receiveNotification, message)
 
     def _send(self, message, upstream=None):
@@ -289,6 +320,10 @@ class MagService(RoleService):
             elif kind is TunnelDown:
                 self.dataPlaneCall(self.dataplane.tunnelDown, e.mnId, e.phoa, e.lma)
             elif kind is Bound:
+                if self.attachToBound is not None:
+                    since = self.attachedSince(e.mnId)
+                    if since is not None:
+                        self.attachToBound.observe(self.reactor.seconds() - since)
                 if self.ipv4 is not None:
                     self.ipv4.bound(e.mnId, self.core.homes(e.mnId))
                 self.strategy.bound(e.mnId, e.phoa)

@@ -82,7 +82,8 @@ class MetricsScrapeTests(TestCase):
     def setUp(self):
         self.domain = yield startDomain(self)
         self.metrics = {}
-        for role, service in (("lma", self.domain.lma), ("pmip", self.domain.pmip)):
+        for role, service in (("lma", self.domain.lma), ("pmip", self.domain.pmip),
+                              ("mag2", self.domain.mags[1])):
             m = MetricsService(reactor, (LO, 0), [service])
             yield m.startService()
             self.addCleanup(m.stopService)
@@ -137,6 +138,15 @@ class MetricsScrapeTests(TestCase):
         self.assertEqual(pmip[("netlmm_pmip_pbas_received_total", (("status", "ACCEPTED"),))],
                          d.lma.core.counters["accepted"])
         self.assertEqual(pmip[("netlmm_pmip_auth_refusals_total", (("reason", "no_key"),))], 0)
+
+        # MAG2 saw one mobile arrive (the handoff) and bind.
+        code, mag = yield scrape(self.metrics["mag2"])
+        self.assertEqual(code, 200)
+        self.assertEqual(mag[("netlmm_mag_notifications_received_total",
+                              (("result", "success"),))], 1)
+        self.assertEqual(mag[("netlmm_mag_attach_to_bound_seconds_count", ())], 1)
+        self.assertEqual(mag[("netlmm_mag_attachments", (("state", "BOUND"),))], 1)
+        self.assertEqual(mag[("netlmm_mag_pmip_connections", ())], 1)
 
     @inlineCallbacks
     def test_otherPathsNotFound(self):
