@@ -580,12 +580,14 @@ class PmipCore:
             return []
         m = self._matchAck(message)
         if m is None:
-            self._say("PBAck seq {seq} status {status} matches no pending PBU; dropped",
-                      seq=message.sequence, status=mh.Status.name(message.status))
+            self._say("PBAck seq {seq} status {status} from {source} matches no pending "
+                      "PBU; dropped", seq=message.sequence,
+                      status=mh.Status.name(message.status), source=source)
             return []
         for bad in message.malformed():
-            self._say("PBAck seq {seq} for {mnId}: malformed {option} option ({why}); "
-                      "the rest of it is used", seq=message.sequence,
+            self._say("PBAck seq {seq} from {source} for {mnId}: malformed {option} "
+                      "option ({why}); the rest of it is used", seq=message.sequence,
+                      source=source,
                       mnId=showMnId(m.mnId), option=bad.kind.__name__, why=bad.reason)
         if self.security is not None:
             why = self.security.accept(message, raw, m.mnId, now)

@@ -14,7 +14,7 @@ from twisted.logger import Logger, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from netlmm.core import pmip, profiles
-from netlmm.core.effects import Notify
+from netlmm.core.effects import Notify, SendMH
 from netlmm.core.pmip import PmipCore
 from netlmm.test.test_core_pmip import LMA, PMIP, PmipTestMixin, roundtrip
 from netlmm.wire import mh
@@ -600,3 +600,123 @@ class RecordTests(ProfileMixin, SynchronousTestCase):
         prefixLess = {k: v for k, v in good.items() if k != "prefix"}
         e = self.assertRaises(BadRecord, self.makePmip().restore, [prefixLess], NOW)
         self.assertEqual(str(e), "record 0: 'phoa' is missing")
+
+
+class BadPbaOptionTests(ProfileMixin, SynchronousTestCase):
+    """
+    Every option an RFC 5213 client reads in a PBA, truncated, oversized or
+    out of range (issue 8, bad input): the decoder keeps it as a
+    L{mh.MalformedOption}, the PBA is still matched, the log names the
+    option and the LMA's address once, and the Notification's result is
+    exactly what the rest of the PBA allows. Only the Home Network Prefix
+    decides the binding: without it the client cannot use the PBA and
+    deregisters at once. The other options inform (RFC 5213 6.9.1.2 asks
+    the MAG to act on the status and the prefix); a bad IPv4 Home Address
+    Reply leaves the mobile without IPv4 and the IPv6 binding standing.
+    """
+
+    IPV4 = IPv4Interface("10.0.0.5/24")
+    ROUTER = IPv4Address("10.0.0.1")
+
+    #: name -> (option type, data, what the decoder says, the option it replaces)
+    CASES = {
+        "hnpTruncated": (22, bytes(17), "length 17, expected 18", HomeNetworkPrefix),
+        "hnpOversized": (22, b"\x00\x40" + bytes(17), "length 19, expected 18",
+                         HomeNetworkPrefix),
+        "hnpPrefixLength129": (22, b"\x00\x81" + bytes(16), "prefix length 129",
+                               HomeNetworkPrefix),
+        "mnIdEmpty": (8, b"", "length 0, expected at least 2", mh.MobileNodeIdentifier),
+        "mnIdNoIdentifier": (8, b"\x01", "length 1, expected at least 2",
+                             mh.MobileNodeIdentifier),
+        "hiEmpty": (23, b"", "length 0, expected 2", HI),
+        "hiOversized": (23, b"\x00\x01\x00", "length 3, expected 2", HI),
+        "attEmpty": (24, b"", "length 0, expected 2", mh.AccessTechnologyType),
+        "lliTruncated": (25, b"\x01", "length 1, expected at least 3",
+                         mh.MobileNodeLinkLayerIdentifier),
+        "timestampTruncated": (27, bytes(7), "length 7, expected 8", mh.Timestamp),
+        "ipv4ReplyTruncated": (37, bytes(5), "length 5, expected 6",
+                               mh.IPv4HomeAddressReply),
+        "ipv4ReplyPrefixLength33": (37, bytes((0, 33 << 2, 10, 0, 0, 5)),
+                                    "prefix length 33", mh.IPv4HomeAddressReply),
+        "ipv4RouterTruncated": (38, bytes(5), "length 5, expected 6",
+                                mh.IPv4DefaultRouterAddress),
+    }
+
+    def answer(self, name):
+        """Register with one option of the PBA broken as C{name} says."""
+        kind, data, reason, replaced = self.CASES[name]
+        log = self.captureLog()
+        core = self.makePmip(profiles.Rfc5213Profile(source=MAG1))
+        bu = self.onlyPBU(self.trigger(core, 1, ipv4=IPv4Interface("0.0.0.0/0"),
+                                       linkLayerId=MAC))
+        options = [mh.MobileNodeIdentifier(MN1), _hnp(PREFIX), HI(bu.option(HI).value),
+                   mh.AccessTechnologyType(3), bu.option(mh.MobileNodeLinkLayerIdentifier),
+                   bu.option(mh.Timestamp), mh.IPv4HomeAddressReply(0, "10.0.0.5", 24),
+                   mh.IPv4DefaultRouterAddress("10.0.0.1")]
+        bad = mh.MalformedOption(kind, data, "set by the test")
+        options = [bad if type(o) is replaced else o for o in options]
+        self.assertIn(bad, options)
+        effects, raw = self.ack(core, bu, options)
+        [decoded] = mh.decodeMessage(raw, LMA, PMIP).malformed()
+        self.assertEqual((decoded.type, decoded.data), (kind, data))
+        self.assertIn(reason, decoded.reason)
+        lines = log()
+        said = [line for line in lines if f"from {LMA} for mn1@example.net: malformed "
+                f"{replaced.__name__} option" in line]
+        self.assertEqual(len(said), 1, lines)
+        self.assertIn(reason, said[0])
+        return core, effects, raw, lines
+
+    def test_homeNetworkPrefix(self):
+        """A PBA whose prefix is unreadable binds nothing the MAG can use."""
+        for name in ("hnpTruncated", "hnpOversized", "hnpPrefixLength129"):
+            core, effects, raw, lines = self.answer(name)
+            self.assertEqual(self.notifies(effects), [Notify(Notification(
+                1, Result.PBACK_UNUSABLE, MN1, pback=raw), MAG1)], name)
+            dereg = self.onlyPBU(effects)
+            self.assertEqual((dereg.lifetime, dereg.option(HomeNetworkPrefix)),
+                             (0, HomeNetworkPrefix("::", 0)), name)
+            self.assertEqual(dereg.option(mh.MobileNodeIdentifier).identifier, MN1, name)
+            self.assertEqual(core.mobile(MN1).state, pmip.DEREGISTERING, name)
+            self.assertEqual(core.counters["unusable"], 1, name)
+            self.assertIn("its Home Network Prefix option is malformed", "\n".join(lines))
+
+    def test_informativeOptions(self):
+        """MN-ID, HI, ATT, link-layer id, timestamp: bound, everything delivered."""
+        for name in ("mnIdEmpty", "mnIdNoIdentifier", "hiEmpty", "hiOversized", "attEmpty",
+                     "lliTruncated", "timestampTruncated"):
+            core, effects, raw, lines = self.answer(name)
+            self.assertEqual(self.notifies(effects), [Notify(Notification(
+                1, Result.SUCCESS, MN1, pback=raw, prefix=PREFIX, ipv4=self.IPV4,
+                ipv4Router=self.ROUTER), MAG1)], name)
+            self.assertEqual([e for e in effects if type(e) is SendMH], [], name)
+            self.assertEqual(core.mobile(MN1).state, pmip.BOUND, name)
+
+    def test_ipv4Reply(self):
+        """The IPv6 binding stands; the MAG gets no IPv4 address, the log says why."""
+        for name in ("ipv4ReplyTruncated", "ipv4ReplyPrefixLength33"):
+            core, effects, raw, lines = self.answer(name)
+            self.assertEqual(self.notifies(effects), [Notify(Notification(
+                1, Result.SUCCESS, MN1, pback=raw, prefix=PREFIX), MAG1)], name)
+            self.assertEqual(core.mobile(MN1).state, pmip.BOUND, name)
+            self.assertIsNone(core.mobile(MN1).ipv4, name)
+            self.assertIn("has a malformed IPv4 Home Address Reply", lines[-2])
+
+    def test_ipv4Router(self):
+        """The address is delivered without a default router."""
+        core, effects, raw, lines = self.answer("ipv4RouterTruncated")
+        self.assertEqual(self.notifies(effects), [Notify(Notification(
+            1, Result.SUCCESS, MN1, pback=raw, prefix=PREFIX, ipv4=self.IPV4), MAG1)])
+
+    def test_unmatchedNamesTheSender(self):
+        """A PBA that answers no PBU is dropped, logged once with the LMA's address."""
+        core = self.makePmip(profiles.Rfc5213Profile(source=MAG1))
+        log = self.captureLog()
+        bu = self.onlyPBU(self.trigger(core, 1))
+        effects, raw = self.ack(core, bu, [mh.MobileNodeIdentifier(b"other@example.net")],
+                                sequence=(bu.sequence + 1) & 0xFFFF)
+        self.assertEqual(effects, [])
+        self.assertEqual(core.mobile(MN1).state, pmip.REGISTERING)
+        said = [line for line in log() if "matches no pending PBU" in line]
+        self.assertEqual(said, [f"PBAck seq {(bu.sequence + 1) & 0xFFFF} status ACCEPTED "
+                                f"from {LMA} matches no pending PBU; dropped"])
