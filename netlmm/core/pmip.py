@@ -160,6 +160,8 @@ _LOST = (mh.Status.MISSING_MN_IDENTIFIER_OPTION, mh.Status.NOT_HOME_AGENT_FOR_MN
 _CLOCK = (mh.Status.TIMESTAMP_MISMATCH, mh.Status.TIMESTAMP_LOWER_THAN_PREV_ACCEPTED)
 #: How often a PBU is sent again after a resynchronisation (135, 144, 156).
 _RESYNCS = 3
+#: What L{PmipCore._unusable} leaves as it was.
+_UNCHANGED = object()
 
 
 def resultFor(status):
@@ -898,6 +900,10 @@ class PmipCore:
             problem = "the LMA granted lifetime 0"
         if problem is not None:
             return self._unusable(m, p, home, problem, raw, now)
+        if m.ipv4 is not None:
+            problem, bound = self._ipv4Kept(m, ba)
+            if problem is not None:
+                return self._unusable(m, p, home, problem, raw, now, ipv4=bound)
         self._step(m, Event.ACCEPTED)
         self._clearPending(m)
         if m.home is None:
@@ -969,6 +975,32 @@ class PmipCore:
                            f"pHoA, address mode {AddressMode.NAMES[m.mode]}) was asked")
         return found, None
 
+    def _ipv4Kept(self, m, ba):
+        """
+        (None, None) when an accepted PBA grants C{m} the IPv4 home address
+        it already has (the PBU named it, RFC 5844 3.1.2); else why not and
+        the IPv4 home address the LMA bound instead (None: none,
+        L{_UNCHANGED}: it does not say, so still the known one): the MAG
+        serves the address it knows, and a refresh or handoff has no way to
+        tell it of another.
+        """
+        known = m.ipv4.ip
+        reply = ba.option(mh.IPv4HomeAddressReply)
+        if reply is None:
+            bad = ba.malformed(mh.IPv4HomeAddressReply)
+            return (f"its IPv4 Home Address Reply is malformed ({bad[0].reason})" if bad
+                    else "it has no IPv4 Home Address Reply") + \
+                f" for the mobile's IPv4 home address {known}", _UNCHANGED
+        if not reply.accepted:
+            return (f"it refuses the mobile's IPv4 home address {known} "
+                    f"({reply.status} {describeStatus(reply.status, ipv4=True)})"), None
+        if reply.address != known:
+            bound = None if reply.address.packed == bytes(4) else \
+                IPv4Interface((reply.address, reply.prefixLength or 32))
+            return (f"it assigns the IPv4 home address {reply.address}, not the "
+                    f"mobile's {known}"), bound
+        return None, None
+
     def _readIpv4(self, m, ba):
         """Take the IPv4 home address and router an accepted PBA assigns."""
         if m.ipv4Request is None and m.ipv4 is None:
@@ -982,20 +1014,25 @@ class PmipCore:
                       what=f"a malformed IPv4 Home Address Reply ({bad[0].reason})" if bad
                       else "no IPv4 Home Address Reply (RFC 5844)")
             m.ipv4 = m.ipv4Router = None
-        elif not reply.accepted or reply.address.packed == bytes(4):
+        elif not reply.accepted:
             self._say("LMA refused an IPv4 home address for {mnId}: {status} {meaning}",
                       mnId=showMnId(m.mnId), status=reply.status,
                       meaning=describeStatus(reply.status, ipv4=True))
+            m.ipv4 = m.ipv4Router = None
+        elif reply.address.packed == bytes(4):
+            self._say("LMA accepted an IPv4 home address for {mnId} but assigned none "
+                      "(0.0.0.0): no IPv4 home address", mnId=showMnId(m.mnId))
             m.ipv4 = m.ipv4Router = None
         else:
             # A prefix length of 0 names no IPv4 home network: one address.
             m.ipv4 = IPv4Interface((reply.address, reply.prefixLength or 32))
             m.ipv4Router = None if router is None else router.address
 
-    def _unusable(self, m, p, home, problem, raw, now):
+    def _unusable(self, m, p, home, problem, raw, now, ipv4=_UNCHANGED):
         """
         The LMA accepted a PBU with an answer the client cannot use: tell
-        the MAG why and deregister what the LMA bound, at once.
+        the MAG why and deregister what the LMA bound, at once (C{home},
+        and C{ipv4} when it bound another IPv4 home address or none).
         """
         self.counters["unusable"] += 1
         self._say("PBAck accepting the {kind} of {mnId} cannot be used: {problem}; "
@@ -1013,6 +1050,8 @@ class PmipCore:
             if self._byHome.get(m.home) is m:
                 del self._byHome[m.home]
             m.home = home
+        if ipv4 is not _UNCHANGED:
+            m.ipv4, m.ipv4Router = ipv4, None
         m.pcoa = p.pcoa
         m.mag = None
         dereg = _Pending("deregister", p.pcoa, None, None, 0)

@@ -379,6 +379,86 @@ class Ipv4Tests(ProfileMixin, SynchronousTestCase):
         self.assertIsNone(self.notifies(effects)[0].notification.ipv4)
         self.assertIn("no IPv4 Home Address Reply (RFC 5844)", "\n".join(log()))
 
+    def kept(self, reply, lost=MAG1, handoff=False):
+        """
+        Bind 10.0.0.5, then answer a refresh (or a handoff to MAG2) with
+        C{reply} options: the mobile must keep its address, or the binding
+        is deregistered (the MAG serves the address it was told of).
+        """
+        log = self.captureLog()
+        core = self.makePmip(profiles.Rfc5213Profile(source=MAG1))
+        bu = self.onlyPBU(self.trigger(core, 1, ipv4=IPv4Interface("0.0.0.0/0")))
+        self.ack(core, bu, [_hnp(PREFIX), mh.IPv4HomeAddressReply(0, "10.0.0.5", 24)])
+        if handoff:
+            now = NOW + 10
+            bu = self.onlyPBU(self.trigger(core, 2, mag=MAG2, now=now))
+        else:
+            now = core.mobile(MN1).refreshAt
+            bu = self.onlyPBU(core.handleTimer(now))
+        self.assertEqual(bu.option(mh.IPv4HomeAddressRequest),
+                         mh.IPv4HomeAddressRequest("10.0.0.5", 24))
+        effects, raw = self.ack(core, bu, [_hnp(PREFIX)] + reply, now=now)
+        return core, effects, raw, "\n".join(log())
+
+    def assertLost(self, core, effects, raw, log, why, dereg4, handoff=False):
+        known = dict(prefix=PREFIX)
+        expected = [Notify(Notification(0, Result.BINDING_LOST, MN1, **known), MAG1)]
+        if handoff:
+            expected.insert(0, Notify(Notification(2, Result.PBACK_UNUSABLE, MN1, pback=raw,
+                                                   **known), MAG2))
+        self.assertEqual(self.notifies(effects), expected)
+        dereg = self.onlyPBU(effects)
+        self.assertEqual((dereg.lifetime, dereg.option(HomeNetworkPrefix),
+                          dereg.option(mh.IPv4HomeAddressRequest)),
+                         (0, _hnp(PREFIX), dereg4))
+        self.assertEqual(core.mobile(MN1).state, pmip.DEREGISTERING)
+        self.assertEqual(core.counters["unusable"], 1)
+        self.assertIn(f"cannot be used: {why}; deregistering it", log)
+
+    def test_refreshKeepsAddress(self):
+        core, effects, raw, log = self.kept([mh.IPv4HomeAddressReply(0, "10.0.0.5", 24)])
+        self.assertEqual(self.notifies(effects), [])
+        self.assertEqual(core.mobile(MN1).ipv4, IPv4Interface("10.0.0.5/24"))
+        self.assertEqual(core.mobile(MN1).state, pmip.BOUND)
+
+    def test_refreshAssignsAnotherAddress(self):
+        """The LMA routes 10.0.0.9 now: that is deregistered, the MAG told."""
+        self.assertLost(*self.kept([mh.IPv4HomeAddressReply(0, "10.0.0.9", 24)]),
+                        "it assigns the IPv4 home address 10.0.0.9, not the mobile's "
+                        "10.0.0.5", mh.IPv4HomeAddressRequest("10.0.0.9", 24))
+
+    def test_refreshRefusesAddress(self):
+        self.assertLost(*self.kept([mh.IPv4HomeAddressReply(130)]),
+                        "it refuses the mobile's IPv4 home address 10.0.0.5 (130 incorrect "
+                        "IPv4 home address)", mh.IPv4HomeAddressRequest())
+
+    def test_refreshWithoutReply(self):
+        self.assertLost(*self.kept([]), "it has no IPv4 Home Address Reply for the mobile's "
+                        "IPv4 home address 10.0.0.5", mh.IPv4HomeAddressRequest("10.0.0.5", 24))
+
+    def test_refreshMalformedReply(self):
+        self.assertLost(*self.kept([mh.MalformedOption(37, bytes(5), "by the test")]),
+                        "its IPv4 Home Address Reply is malformed (IPv4HomeAddressReply "
+                        "option: length 5, expected 6) for the mobile's IPv4 home address "
+                        "10.0.0.5", mh.IPv4HomeAddressRequest("10.0.0.5", 24))
+
+    def test_handoffAssignsAnotherAddress(self):
+        self.assertLost(*self.kept([mh.IPv4HomeAddressReply(0, "10.0.0.9", 24)],
+                                   handoff=True),
+                        "it assigns the IPv4 home address 10.0.0.9, not the mobile's "
+                        "10.0.0.5", mh.IPv4HomeAddressRequest("10.0.0.9", 24), handoff=True)
+
+    def test_acceptedWithoutAddress(self):
+        """Status 0 naming 0.0.0.0 assigns nothing: no IPv4, and the log says so."""
+        core = self.makePmip()
+        log = self.captureLog()
+        bu = self.onlyPBU(self.trigger(core, 1, ipv4=IPv4Interface("0.0.0.0/0")))
+        effects, raw = self.ack(core, bu, [_hnp(PREFIX), mh.IPv4HomeAddressReply(0)])
+        n = self.notifies(effects)[0].notification
+        self.assertEqual((n.result, n.prefix, n.ipv4), (Result.SUCCESS, PREFIX, None))
+        self.assertIn("LMA accepted an IPv4 home address for mn1@example.net but assigned "
+                      "none (0.0.0.0): no IPv4 home address", "\n".join(log()))
+
     def test_namedAddress(self):
         core = self.makePmip()
         bu = self.onlyPBU(self.trigger(core, 1, ipv4=IPv4Interface("192.0.2.7/24")))
