@@ -181,6 +181,62 @@ class TsharkRfc5213Tests(SynchronousTestCase):
     def test_sequenceOrdering(self):
         self.check(MAG1, profiles.SEQUENCE)
 
+    def test_exceptionalPbus(self):
+        """
+        The PBUs of the exceptional paths, as Wireshark reads them: the
+        resend after a 156 (the LMA's time), the deregistration of an
+        ALL_ZERO answer (::/0), a named prefix (HI 4: the mobile may be
+        bound elsewhere), and the deregistration of a refresh that assigned
+        another IPv4 home address (naming the one the LMA bound).
+        """
+        core = PmipCore(LMA, lifetime=600, profile=profiles.Rfc5213Profile(source=MAG1))
+        sent = []
+
+        def answer(bu, status, options, now=NOW):
+            sent.append((bu, MAG1))
+            ba = mh.BindingAcknowledgement(status, mh.BA_P, bu.sequence,
+                                           bu.lifetime if status < 128 else 0, options)
+            raw = mh.encodeMessage(ba, LMA, MAG1)
+            effects = core.receiveMH(mh.decodeMessage(raw, LMA, MAG1), raw, LMA, now)
+            return [e.message for e in effects if type(e) is SendMH]
+
+        [bu] = [e.message for e in core.receiveTrigger(Trigger(
+            1, MN, MAG1, mode=AddressMode.PREFIX, ipv4="0.0.0.0/0", linkLayerId=MAC), NOW)
+            if type(e) is SendMH]
+        [again] = answer(bu, mh.Status.TIMESTAMP_MISMATCH, [
+            mh.MobileNodeIdentifier(MN), mh.Timestamp.fromSeconds(NOW + 5)])
+        [dereg] = answer(again, 0, [mh.MobileNodeIdentifier(MN), mh.HomeNetworkPrefix("::", 0)])
+        self.assertEqual(answer(dereg, 0, [mh.MobileNodeIdentifier(MN)]), [])
+        [bu] = [e.message for e in core.receiveTrigger(Trigger(
+            2, MN, MAG1, mode=AddressMode.PREFIX, prefix=PREFIX, ipv4="0.0.0.0/0",
+            linkLayerId=MAC), NOW + 1) if type(e) is SendMH]
+        answer(bu, 0, [mh.MobileNodeIdentifier(MN), mh.HomeNetworkPrefix(
+            PREFIX.network_address, 64), mh.IPv4HomeAddressReply(0, "10.0.0.5", 24)])
+        due = core.mobile(MN).refreshAt
+        [refresh] = [e.message for e in core.handleTimer(due) if type(e) is SendMH]
+        [dereg4] = answer(refresh, 0, [mh.MobileNodeIdentifier(MN), mh.HomeNetworkPrefix(
+            PREFIX.network_address, 64), mh.IPv4HomeAddressReply(0, "10.0.0.9", 24)], due)
+        sent.append((dereg4, MAG1))
+        rows = self.decode(sent)
+        summary = [(r["mip6.hi"], r["mip6.bu.lifetime"], r["mip6.nemo.mnp.pfl"],
+                    r["mip6.ipv4ha.ha"]) for r in rows]
+        self.assertEqual(summary, [
+            ("1", "150", "0", "0.0.0.0"), ("1", "150", "0", "0.0.0.0"),
+            ("4", "0", "0", "0.0.0.0"), ("4", "150", "64", "0.0.0.0"),
+            ("5", "150", "64", "10.0.0.5"), ("4", "0", "64", "10.0.0.9")])
+        for row in rows:
+            self.assertEqual((row["mip6.bu.a_flag"], row["mip6.bu.h_flag"],
+                              row["mip6.bu.p_flag"], row["mip6.mnid.identifier"],
+                              row["mip6.att"], row["mip6.acoa.acoa"]),
+                             ("1", "0", "1", MN.decode(), "3", ""), row)
+            self.assertEqual(row["mip6.mnlli.lli"].replace(":", ""), MAC.hex(), row)
+            self.assertNotEqual(row["mip6.timestamp_tmp"], "", row)
+            self.assertEqual((row["_ws.expert.message"], row["_ws.malformed"]), ("", ""),
+                             row)
+        # The resend carries the LMA's time, 5 s ahead of the first.
+        self.assertAlmostEqual(sent[1][0].option(mh.Timestamp).seconds
+                               - sent[0][0].option(mh.Timestamp).seconds, 5, delta=0.01)
+
 
 # ---------------------------------------------------------------- doc examples
 
