@@ -239,9 +239,13 @@ class Dhcp4Tests(TestCase):
 
         def addresses():
             return lab.exec("mn", "ip", "-4", "-o", "addr", "show", "dev", "eth0").stdout
+
+        def routed():
+            return "default via" in lab.exec("mn", "ip", "-4", "route", "show").stdout
         try:
-            yield until(lambda: "10.20.0.5/32" in addresses(), 20 * timeScale(),
-                        "dhclient's address", interval=0.2)
+            # dhclient-script adds the address, then the routes: wait for both.
+            yield until(lambda: "10.20.0.5/32" in addresses() and routed(), 20 * timeScale(),
+                        "dhclient's address and default route", interval=0.2)
         except AssertionError as e:
             with open(log) as f:
                 raise AssertionError(f"{e}; dhclient said:\n{f.read()}") from None
