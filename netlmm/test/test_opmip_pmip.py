@@ -176,4 +176,6 @@ class OpmipLmaTests(SynchronousTestCase):
         self.assertEqual((mag2[0], mag2[-1]), (("4", lifetime), ("4", "0")), pbus)
         self.assertEqual({r[11] for r in pbas}, {"0"}, pbas)
         self.assertEqual({r[13] for r in pbas}, {""}, pbas)
+        # No expert item of any severity on either side's messages.
+        self.assertEqual(self.capture.expert(MOBILITY, least="comment"), [])
 
