@@ -142,21 +142,10 @@ def child(count, assigned, trace):
     if len(core.bindings) != count or core.counters["accepted"] != 2 * count:
         raise SystemExit(f"expected {count} bindings: {core.counters}")
     parts, heapLength = breakdown(core)
-    # A full collection's pause with the bindings in the heap, and after
-    # gc.freeze() (what RoleService.loadState does after a large restore).
-    pauses = []
-    for freeze in (False, True):
-        if freeze:
-            gc.freeze()
-        t = time.perf_counter()
-        gc.collect()
-        pauses.append(time.perf_counter() - t)
-    gc.unfreeze()
     result = {
         "bindings": count, "rssBefore": before, "rssBound": bound,
         "rssRefreshed": refreshed, "seconds": elapsed,
         "refreshSeconds": refreshElapsed, "parts": parts, "heap": heapLength,
-        "gcPause": pauses[0], "gcPauseFrozen": pauses[1],
     }
     if trace:
         stats = snap1.compare_to(snap0, "lineno")
@@ -209,8 +198,6 @@ def main():
         print(f"tracemalloc total {sum(s for _, s, _ in r['tracemalloc']) / n:.0f} bytes/binding "
               "(VmRSS is not meaningful with tracemalloc on: run without it)")
         return
-    print(f"full GC pause {r['gcPause'] * 1e3:.0f} ms; after gc.freeze() "
-          f"{r['gcPauseFrozen'] * 1e3:.1f} ms")
     verdict = "under" if perRefreshed < 1024 else "OVER"
     print(f"lma memory {per:.0f} bytes/binding bound, {perRefreshed:.0f} after refresh "
           f"({verdict} 1 KiB)")
