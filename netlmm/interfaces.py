@@ -190,7 +190,7 @@ class IPartFactory(IPlugin):
     A plugin that builds one kind of pluggable part from its config table.
     Plugins are found with L{twisted.plugin.getPlugins} in the package
     C{netlmm.plugins}: a module-level object there that provides one of the
-    three interfaces below (they extend L{IPlugin}, which is how Twisted's
+    interfaces below (they extend L{IPlugin}, which is how Twisted's
     plugin cache recognises a plugin) is available by its C{name}. See
     doc/plugins.md.
     """
@@ -237,4 +237,30 @@ class IDataPlaneFactory(IPartFactory):
     Builds an L{IDataPlane}, selected by C{[mag.dataplane] kind = NAME} or
     C{[lma.dataplane] kind = NAME}. Context: C{reactor}, C{role}
     (C{"mag"} or C{"lma"}).
+    """
+
+
+class IAnchorPolicy(Interface):
+    """
+    Chooses which LMA anchors a mobile when a PMIP client has several
+    (draft 4.4; L{netlmm.core.anchors}). Asked once per mobile the client
+    does not know yet; a known mobile stays with its LMA. Sans-IO: it must
+    answer at once.
+    """
+
+    anchors = Attribute("The L{netlmm.core.anchors.Anchor}s it chooses among.")
+
+    def choose(mnId, home):
+        """
+        The L{netlmm.core.anchors.Anchor} for C{mnId} (bytes), whose Trigger
+        names C{home} (an IPv6 address or prefix, or None); None refuses the
+        mobile (the MAG is told not-authorized).
+        """
+
+
+class IAnchorPolicyFactory(IPartFactory):
+    """
+    Builds an L{IAnchorPolicy} for a PMIP client with several LMAs, selected
+    by C{[pmip.anchor] policy = NAME}. Context: C{anchors}, the configured
+    L{netlmm.core.anchors.Anchor}s in config order.
     """

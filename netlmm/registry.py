@@ -20,7 +20,8 @@ from zope.interface import implementer
 
 from netlmm.config import ConfigError
 from netlmm.interfaces import (
-    IAddressAssignmentFactory, IAttachmentDetectorFactory, IDataPlaneFactory,
+    IAddressAssignmentFactory, IAnchorPolicy, IAnchorPolicyFactory,
+    IAttachmentDetectorFactory, IDataPlaneFactory,
 )
 
 #: The plugin package searched for parts.
@@ -304,14 +305,33 @@ class DataPlanePlugin(_LazyPart):
     """Declares a data plane (see L{AddressAssignmentPlugin})."""
 
 
+@implementer(IAnchorPolicyFactory)
+class AnchorPolicyPlugin(_LazyPart):
+    """Declares an anchor policy of a PMIP client with several LMAs (see
+    L{AddressAssignmentPlugin})."""
+
+
+def _anchorPolicies():
+    # The sans-IO core does not import zope.interface's declarations.
+    from zope.interface import classImplements
+    from netlmm.core.anchors import AnchorPolicy
+    classImplements(AnchorPolicy, IAnchorPolicy)
+    return Registry("anchor policy", IAnchorPolicyFactory, IAnchorPolicy)
+
+
+#: Anchor policies: the PMIP client config's [pmip.anchor] policy.
+anchors = _anchorPolicies()
+
+
 def registries():
-    """The three registries, as C{(title, registry)}, for listings."""
+    """The registries, as C{(title, registry)}, for listings."""
     from netlmm.access import getDetectors
     from netlmm.assignment import strategies
     from netlmm.dataplane import dataplanes
     return [("address-assignment strategies ([mag.assignment] strategy)", strategies),
             ("attachment detectors ([mag.attachment] detector)", getDetectors()),
-            ("data planes ([mag.dataplane] / [lma.dataplane] kind)", dataplanes)]
+            ("data planes ([mag.dataplane] / [lma.dataplane] kind)", dataplanes),
+            ("anchor policies ([pmip.anchor] policy)", anchors)]
 
 
 def describe(out, only=None):

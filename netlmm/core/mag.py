@@ -112,7 +112,7 @@ class Attachment:
     """The MAG's state for one attached mobile."""
 
     __slots__ = ("mnId", "state", "phoa", "mode", "transaction", "deadline",
-                 "tunnels", "since", "linkLayerId", "homes",
+                 "tunnels", "lma", "since", "linkLayerId", "homes",
                  "request")
 
     def __init__(self, mnId, now, linkLayerId=None):
@@ -126,8 +126,10 @@ class Attachment:
         self.mode = None
         self.transaction = None
         self.deadline = None
-        #: The homes the data plane carries for the mobile now.
+        #: The homes the data plane carries for the mobile now, and the LMA
+        #: their tunnel goes to.
         self.tunnels = ()
+        self.lma = None
         self.since = now
         self.linkLayerId = linkLayerId
         #: What the last successful Notification bound.
@@ -148,7 +150,9 @@ class Attachment:
 class MagCore:
     """
     @param address: this MAG's data-plane address, the pCoA.
-    @param lmaAddress: the LMA whose tunnel the MAG terminates.
+    @param lmaAddress: the LMA whose tunnel the MAG terminates, unless the
+        Notification names another (a PMIP client with several LMAs, draft
+        4.4: the MAG keeps tunnels to each).
     @param notificationTimeout: how long to wait for a Notification before
         giving a Trigger or Detach up. It exceeds the PMIP client's whole
         retransmission schedule (1+2+...+32 s) by default.
@@ -352,11 +356,15 @@ class MagCore:
         self._say("MN {mnId} bound with {homes}", mnId=showMnId(a.mnId),
                   homes=", ".join(str(h) for h in a.homes.dataPlane()))
         wanted = a.homes.dataPlane()
-        effects = [TunnelDown(a.mnId, h, self.lmaAddress)
-                   for h in a.tunnels if h not in wanted]
-        effects += [TunnelUp(a.mnId, h, self.lmaAddress)
-                    for h in wanted if h not in a.tunnels]
+        lma = n.lma if n.lma is not None else self.lmaAddress
+        if a.lma is not None and lma != a.lma:
+            # Anchored at another LMA now: every home's tunnel goes there.
+            effects = self._tunnelDown(a)
+        else:
+            effects = [TunnelDown(a.mnId, h, a.lma) for h in a.tunnels if h not in wanted]
+        effects += [TunnelUp(a.mnId, h, lma) for h in wanted if h not in a.tunnels]
         a.tunnels = wanted
+        a.lma = lma
         effects.append(Bound(a.mnId, a.phoa, n.prefix, ipv4, router))
         return effects
 
@@ -392,8 +400,9 @@ class MagCore:
             a.deadline = None
 
     def _tunnelDown(self, a):
-        effects = [TunnelDown(a.mnId, h, self.lmaAddress) for h in a.tunnels]
+        effects = [TunnelDown(a.mnId, h, a.lma) for h in a.tunnels]
         a.tunnels = ()
+        a.lma = None
         return effects
 
     def _unsolicited(self, n):

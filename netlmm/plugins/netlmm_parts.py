@@ -1,7 +1,7 @@
-"""netlmm's own strategies, attachment detectors and data planes, as plugins."""
+"""netlmm's own pluggable parts (strategies, detectors, data planes, anchor policies)."""
 
 from netlmm.registry import (
-    AddressAssignmentPlugin, AttachmentDetectorPlugin, DataPlanePlugin,
+    AddressAssignmentPlugin, AnchorPolicyPlugin, AttachmentDetectorPlugin, DataPlanePlugin,
 )
 
 static = AddressAssignmentPlugin(
@@ -45,3 +45,10 @@ ip6tnl = DataPlanePlugin(
 userspace = DataPlanePlugin(
     "userspace", "netlmm.dataplane.userspace", "UserspaceDataPlane.fromConfig",
     "IPv6-in-IPv6 through the daemon over a TUN device")
+
+staticAnchors = AnchorPolicyPlugin(
+    "static", "netlmm.core.anchors", "StaticAnchors.fromConfig",
+    "the LMA anchoring the mobile's home prefix, else an MN-ID map, else the default LMA")
+hashAnchors = AnchorPolicyPlugin(
+    "hash", "netlmm.core.anchors", "HashAnchors.fromConfig",
+    "the LMA anchoring the mobile's home prefix, else an MN-ID map, else a stable hash")

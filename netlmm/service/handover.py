@@ -333,8 +333,8 @@ class HandoverService(RoleService):
     def _contextReady(self, context, peer):
         event = self._waiting.pop(context.mnId, None)
         if self.mag is not None:
-            lma = self.mag.core.lmaAddress
-            # The uplink goes to the LMA at once; the binding follows.
+            # The uplink goes to the mobile's LMA at once; the binding follows.
+            lma = context.lma or self.mag.core.lmaAddress
             self.dataPlaneCall(self.dataplane.tunnelUp, context.mnId, context.phoa, lma)
             if event is not None:
                 self.mag.proceed(AttachmentEvent(event.mnId, context.phoa, event.linkLayer))

@@ -211,7 +211,7 @@ class MagService(RoleService):
             mac = macBytes(mac) if isinstance(mac, str) else mac
         except Exception:
             mac = None
-        return Context(mnId, a.phoa, mac, self.core.lmaAddress)
+        return Context(mnId, a.phoa, mac, a.lma or self.core.lmaAddress)
 
     def enableMetrics(self):
         """Time each attachment until its binding (for the metrics)."""

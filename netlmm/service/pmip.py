@@ -71,15 +71,18 @@ class PmipService(RoleService):
         Conflict Detection Requests (plain TCP), or None.
     @param allowedPeers: networks peer connections may come from (the
         peers' addresses when None).
+    @param lmaPorts: LMA address -> its MH port, when the core has several
+        LMAs (L{netlmm.core.anchors.AnchoredCore}); C{lmaPort} otherwise.
     """
 
     def __init__(self, reactor, core, listen, mhBind, transport, lmaPort,
                  allowedMags, observer=None, name="PMIP client", channel=None,
-                 peers=(), peerListen=None, allowedPeers=None):
+                 peers=(), peerListen=None, allowedPeers=None, lmaPorts=None):
         super().__init__(reactor, core, observer)
         self.setName(name)
         self.listen = listen
         self.lmaPort = lmaPort
+        self.lmaPorts = dict(lmaPorts or {core.lmaAddress: lmaPort})
         self.allowedMags = tuple(IPv6Network(n) for n in allowedMags)
         self.port = MHPort(reactor, self._mhReceived, mhBind[0], mhBind[1], transport,
                            observer=self.observe if observer else None)
@@ -133,9 +136,9 @@ class PmipService(RoleService):
         def listening(port):
             self.listening = port
             self.log.info("PMIP client: MAGs connect to [{address}]:{port}; PBUs go "
-                          "to [{lma}]:{lmaPort} over {kind}; MAG channel: {channel}",
+                          "to {lmas} over {kind}; MAG channel: {channel}",
                           address=self.listen[0], port=port.getHost().port,
-                          lma=self.core.lmaAddress, lmaPort=self.lmaPort,
+                          lmas=", ".join(f"[{a}]:{p}" for a, p in self.lmaPorts.items()),
                           kind=self.port.kind, channel=self.channel.describe())
             if not self.channel.tls:
                 self.log.warn("PMIP client: the MAG channel is not authenticated "
@@ -281,6 +284,9 @@ class PmipService(RoleService):
         cached or it has expired, and the Trigger is processed once it came.
         """
         security = self.core.security
+        if hasattr(self.core, "securityFor"):
+            # Several LMAs: the one that anchors the mobile may not sign.
+            security = self.core.securityFor(trigger.mnId, trigger.phoa or trigger.prefix)
         if security is None:
             return True
         keys = security.keys
@@ -376,10 +382,11 @@ class PmipService(RoleService):
                 # A signed PBU goes as the security layer encoded it.
                 signed = getattr(self.core.security, "octets", None)
                 octets = None if signed is None else signed.take(e.message)
+                port = self.lmaPorts.get(e.destination, self.lmaPort)
                 if octets is None:
-                    self.port.send(e.message, e.destination, self.lmaPort)
+                    self.port.send(e.message, e.destination, port)
                 else:
-                    self.port.send(e.message, e.destination, self.lmaPort, octets=octets)
+                    self.port.send(e.message, e.destination, port, octets=octets)
             elif kind is AskPeers:
                 self._askPeers(e)
             elif kind is Notify:

@@ -11,7 +11,28 @@ to the LMA on the mobiles' behalf, and answer the MAGs with Notifications."""
     configHelp = """
 The [pmip] table of the config file:
   listen        '[address]:port' where MAGs connect over TCP ('[::1]:5437')
-  lma           '[address]:port' of the LMA's Mobility Header socket (required)
+  lma           '[address]:port' of the LMA's Mobility Header socket (required,
+                unless [[pmip.lmas]] lists several LMAs)
+  [[pmip.lmas]] several LMAs at once (draft 4.4), one table each, instead of lma:
+    name        the LMA's name, unique (logs, state records, [pmip.anchor])
+    address     '[address]:port' of its Mobility Header socket; addresses
+                are unique
+    tunnel      its data-plane address, where MAGs tunnel the mobiles it
+                anchors (sent to the MAG in the Notification) (address's)
+    prefixes    the home networks it anchors; a pHoA or prefix inside one
+                goes to this LMA; no prefix may overlap another LMA's ([])
+    profile, ordering, access_technology  as below, for this LMA ([pmip]'s)
+    security    'rfc4285' (sign with [pmip.security]'s keys) or 'none'
+                ('rfc4285' when [pmip.security] mode is, else 'none')
+  [pmip.anchor] which LMA anchors a mobile the client does not know yet (a
+                known mobile stays with its LMA):
+    policy      'static' (the prefix rule, then [pmip.anchor.mobiles], then
+                default) or 'hash' (the prefix rule, then the map, then a
+                stable SHA-256 hash of the MN identifier) ('static');
+                `twistd netlmm-pmip --list-anchor-policies` lists plugins
+    default     with 'static': the LMA of mobiles nothing else places (the
+                first listed)
+    [pmip.anchor.mobiles]  "MN-ID" = "LMA name"
   mh_bind       '[address]:port' of this client's MH socket ('[::1]:0'); in
                 the rfc5213 profile a PMIP client co-located with its MAG
                 binds the MAG's address: PBUs from it carry no Alternate CoA
@@ -71,32 +92,41 @@ See etc/netlmm/pmip.toml for a commented example."""
     section = "pmip"
     hasControl = True
 
+    def opt_list_anchor_policies(self):
+        """List the installed anchor policies (plugins) and exit."""
+        from netlmm.registry import anchors
+        from netlmm.tap.common import listPlugins
+        listPlugins(anchors)
+
     def build(self, table):
         from netlmm.config import ConfigError
         listen = table.endpoint("listen", "[::1]:5437")
-        lma = table.endpoint("lma", required=True)
+        several = "lmas" in table.data
+        if several and "lma" in table.data:
+            raise ConfigError("pmip.lma: give one LMA as lma = '[address]:port' or "
+                              "several as [[pmip.lmas]] tables, not both")
+        lma = None if several else table.endpoint("lma", required=True)
         mhBind = table.endpoint("mh_bind", "[::1]:0")
         transport = table.string("transport", "udp", choices=("udp", "raw"))
-        if transport == "raw" and (mhBind[1] or lma[1]):
+        if transport == "raw" and (mhBind[1] or (lma is not None and lma[1])):
             raise ConfigError("pmip.lma / pmip.mh_bind: with transport 'raw' the "
                               "ports must be 0")
         lifetime = table.number("lifetime", 3600, minimum=4, maximum=262140,
                                 integer=True)
-        from netlmm.core import profiles
-        profile = table.string("profile", profiles.NETLMM,
-                               choices=(profiles.NETLMM, profiles.RFC5213))
-        ordering = table.string("ordering", None,
-                                choices=(profiles.TIMESTAMP, profiles.SEQUENCE))
-        if profile == profiles.NETLMM and ordering == profiles.TIMESTAMP:
-            raise ConfigError("pmip.ordering: the netlmm dialect orders PBUs by sequence "
-                              "number; 'timestamp' needs profile = 'rfc5213'")
-        accessTechnology = table.number("access_technology", 3, minimum=1, maximum=255,
-                                        integer=True)
+        profile = _profile(table, mhBind[0])
         maxOffset = table.number("max_clock_offset", 60, minimum=0.1, maximum=86400)
         mags = table.networks("allowed_mags", required=True)
         detachDelay = table.number("detach_delay", 1.5, minimum=0, maximum=3600)
         from netlmm.security.config import securityConfig
         security = securityConfig(table, self["config"], client=True)
+        lmas = anchor = None
+        if several:
+            lmas = _lmas(table, profile, transport, security, mhBind[0])
+            anchor = _anchorPolicy(table, lmas)
+            lma = (lmas[0]["anchor"].address, lmas[0]["anchor"].port)
+        elif "anchor" in table.data:
+            raise ConfigError("pmip.anchor: an anchor policy chooses among several "
+                              "LMAs ([[pmip.lmas]]); with one lma = ... there is none")
         from netlmm.transport.channel import channelFromTable
         channel = channelFromTable(table, "pmip", getattr(self, "configDir", None))
         from netlmm.store import stateFileFromTable
@@ -117,8 +147,7 @@ See etc/netlmm/pmip.toml for a commented example."""
         return dict(listen=listen, lma=lma, mhBind=mhBind, transport=transport,
                     allowedMags=mags, security=security, stateFile=stateFile, channel=channel,
                     peers=peers, peerListen=peerListen, allowedPeers=allowedPeers,
-                    profile=dict(name=profile, ordering=ordering or profiles.TIMESTAMP,
-                                 accessTechnology=accessTechnology, source=mhBind[0]),
+                    profile=profile, lmas=lmas, anchor=anchor,
                     core=dict(lmaAddress=lma[0], lifetime=lifetime, peerTimeout=peerTimeout,
                               initialTimeout=initial, maxTimeout=maximum,
                               detachDelay=detachDelay, maxOffset=maxOffset))
@@ -142,13 +171,18 @@ def serviceFromBuilt(b):
         guard = PmipGuard(buildKeys(b["security"], reactor), b["core"]["maxOffset"])
     from netlmm.service.pmip import peerKey
     peers = b.get("peers", ())
-    core = PmipCore(log=Logger(namespace="netlmm.pmip"), security=guard,
-                    peers=[peerKey(p) for p in peers], profile=profileFromBuilt(b),
-                    **b["core"])
+    lmaPorts = None
+    if b.get("lmas"):
+        core = anchoredCore(b, guard, [peerKey(p) for p in peers])
+        lmaPorts = {a.address: a.port for a in core.anchors}
+    else:
+        core = PmipCore(log=Logger(namespace="netlmm.pmip"), security=guard,
+                        peers=[peerKey(p) for p in peers], profile=profileFromBuilt(b),
+                        **b["core"])
     service = PmipService(reactor, core, b["listen"], b["mhBind"], b["transport"],
                           b["lma"][1], b["allowedMags"], channel=b["channel"],
                           peers=peers, peerListen=b.get("peerListen"),
-                          allowedPeers=b.get("allowedPeers"))
+                          allowedPeers=b.get("allowedPeers"), lmaPorts=lmaPorts)
     if b["stateFile"]:
         from netlmm.store import SqliteStore, loadOrExit
         service.store = SqliteStore(b["stateFile"], "pmip-bindings", reactor)
@@ -156,10 +190,98 @@ def serviceFromBuilt(b):
     return service
 
 
+def anchoredCore(b, guard, peers):
+    """
+    The L{netlmm.core.anchors.AnchoredCore} for the validated C{[[pmip.lmas]]}:
+    one L{PmipCore} per LMA (its profile; C{guard} where it signs).
+    """
+    from twisted.logger import Logger
+    from netlmm.core.anchors import AnchoredCore
+    cores = []
+    for lma in b["lmas"]:
+        anchor = lma["anchor"]
+        settings = dict(b["core"], lmaAddress=anchor.address)
+        core = PmipCore(log=Logger(namespace=f"netlmm.pmip.{anchor.name}"),
+                        security=guard if lma["sign"] else None, peers=peers,
+                        profile=profileFromBuilt(lma), **settings)
+        cores.append((anchor, core))
+    return AnchoredCore(cores, b["anchor"], log=Logger(namespace="netlmm.pmip"))
+
+
+def _profile(table, source, default=None):
+    """
+    The profile keys of C{table} ([pmip], or one [[pmip.lmas]] whose
+    C{default} is what [pmip] says), validated.
+    """
+    from netlmm.config import ConfigError
+    from netlmm.core import profiles
+    default = default or dict(name=profiles.NETLMM, ordering=None, accessTechnology=3)
+    profile = table.string("profile", default["name"],
+                           choices=(profiles.NETLMM, profiles.RFC5213))
+    # An LMA of another profile than [pmip]'s does not inherit its ordering.
+    ordering = table.string("ordering",
+                            default["ordering"] if profile == default["name"] else None,
+                            choices=(profiles.TIMESTAMP, profiles.SEQUENCE))
+    if profile == profiles.NETLMM and ordering == profiles.TIMESTAMP:
+        raise ConfigError(f"{table.where}.ordering: the netlmm dialect orders PBUs by "
+                          "sequence number; 'timestamp' needs profile = 'rfc5213'")
+    accessTechnology = table.number("access_technology", default["accessTechnology"],
+                                    minimum=1, maximum=255, integer=True)
+    return dict(name=profile, ordering=ordering, accessTechnology=accessTechnology,
+                source=source)
+
+
+def _lmas(table, default, transport, security, source):
+    """
+    The validated C{[[pmip.lmas]]}: name, MH endpoint, tunnel address, the
+    prefixes each anchors, its profile (the [pmip] keys are the defaults)
+    and whether PBUs to it are signed.
+    """
+    from netlmm.config import ConfigError
+    from netlmm.core.anchors import Anchor, checkAnchors
+    lmas = []
+    tables = table.tables("lmas")
+    if not tables:
+        raise ConfigError("pmip.lmas: at least one [[pmip.lmas]] table is needed")
+    for t in tables:
+        name = t.string("name", required=True)
+        if not name:
+            raise ConfigError(f"{t.where}.name: an LMA name is not empty")
+        address, port = t.endpoint("address", required=True)
+        if transport == "raw" and port:
+            raise ConfigError(f"{t.where}.address: with transport 'raw' the port must be 0")
+        tunnel = t.address("tunnel")
+        prefixes = t.networks("prefixes", [])
+        profile = _profile(t, source, default)
+        sign = t.string("security", "none" if security is None else "rfc4285",
+                        choices=("none", "rfc4285")) == "rfc4285"
+        if sign and security is None:
+            raise ConfigError(f"{t.where}.security: 'rfc4285' needs the keys of "
+                              "[pmip.security] (mode = 'rfc4285')")
+        t.finish()
+        lmas.append(dict(anchor=Anchor(name, address, port, tunnel, prefixes),
+                         profile=profile, sign=sign))
+    try:
+        checkAnchors([m["anchor"] for m in lmas])
+    except ValueError as e:
+        raise ConfigError(f"pmip.lmas: {e}") from None
+    return lmas
+
+
+def _anchorPolicy(table, lmas):
+    """The anchor policy plugin [pmip.anchor] names ('static' when absent)."""
+    from netlmm.registry import anchors as policies
+    t = table.table("anchor")
+    name = t.string("policy", "static")
+    anchors = [m["anchor"] for m in lmas]
+    return policies.create(name, t, f"{t.where}.policy", anchors=anchors)
+
+
 def profileFromBuilt(b):
-    """The L{netlmm.core.profiles} object the validated options name."""
+    """The L{netlmm.core.profiles} object the validated options (or one LMA's) name."""
     from netlmm.core import profiles
     p = b.get("profile") or {"name": profiles.NETLMM}
     if p["name"] == profiles.RFC5213:
-        return profiles.Rfc5213Profile(p["ordering"], p["accessTechnology"], p["source"])
+        return profiles.Rfc5213Profile(p["ordering"] or profiles.TIMESTAMP,
+                                       p["accessTechnology"], p["source"])
     return profiles.NetlmmDialect()

@@ -374,7 +374,7 @@ class NoTwistedTests(SynchronousTestCase):
         root = os.path.dirname(os.path.dirname(os.path.abspath(netlmm.__file__)))
         code = (
             "import sys\n"
-            "import netlmm.core.lma, netlmm.core.pmip, netlmm.core.mag\n"
+            "import netlmm.core.lma, netlmm.core.pmip, netlmm.core.mag, netlmm.core.anchors\n"
             "import netlmm.core.effects, netlmm.core.sequence\n"
             "import netlmm.wire.mh, netlmm.wire.control\n"
             "print(','.join(sorted(m for m in sys.modules\n"

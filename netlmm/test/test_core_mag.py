@@ -171,6 +171,43 @@ class AttachTests(MagTestMixin, SynchronousTestCase):
         self.assertEqual(effects, [Bound(MN1, PHOA)])
 
 
+class SeveralLmaTests(MagTestMixin, SynchronousTestCase):
+    """
+    A Notification that names the mobile's LMA (draft 4.4: a PMIP client
+    with several): the tunnel goes there, and comes down from there.
+    """
+
+    LMA2 = IPv6Address("2001:db8:fffe::1")
+
+    def test_tunnelToNamedLma(self):
+        core = self.makeMag()
+        core.attach(MN1, 0)
+        trigger = self.sent(core.addressReady(MN1, None, AddressMode.LMA_ASSIGNED, 0))
+        effects = self.notify(core, Notification(trigger.transaction, Result.SUCCESS, MN1,
+                                                 PHOA, lma=self.LMA2))
+        self.assertEqual(effects, [TunnelUp(MN1, PHOA, self.LMA2), Bound(MN1, PHOA)])
+        self.assertEqual(core.attachment(MN1).lma, self.LMA2)
+        effects = core.detach(MN1, 20)
+        self.assertEqual(effects[0], TunnelDown(MN1, PHOA, self.LMA2))
+        self.assertIsNone(core.attachment(MN1).lma)
+
+    def test_anchorChanges(self):
+        """Rebound at another LMA: every tunnel moves there, even for an unchanged home."""
+        core = self.makeMag()
+        self.bind(core)
+        self.assertEqual(core.attachment(MN1).lma, LMA)
+        trigger = self.sent(core.addressReady(MN1, PHOA, AddressMode.STATIC, 5))
+        effects = self.notify(core, Notification(trigger.transaction, Result.SUCCESS,
+                                                 MN1, PHOA, lma=self.LMA2))
+        self.assertEqual(effects, [TunnelDown(MN1, PHOA, LMA), TunnelUp(MN1, PHOA, self.LMA2),
+                                   Bound(MN1, PHOA)])
+        # The same LMA named again changes nothing.
+        trigger = self.sent(core.addressReady(MN1, PHOA, AddressMode.STATIC, 6))
+        effects = self.notify(core, Notification(trigger.transaction, Result.SUCCESS,
+                                                 MN1, PHOA, lma=self.LMA2))
+        self.assertEqual(effects, [Bound(MN1, PHOA)])
+
+
 class DetachTests(MagTestMixin, SynchronousTestCase):
 
     def test_detachBound(self):

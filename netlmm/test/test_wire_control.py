@@ -601,7 +601,7 @@ ipv4Addresses = st.binary(min_size=4, max_size=4).map(IPv4Address)
 linkLayerIds = st.binary(min_size=1, max_size=32)
 containers = st.integers(1, 30).flatmap(lambda n: st.binary(min_size=8 * n, max_size=8 * n))
 extras = st.lists(
-    st.builds(ExtraOption, st.integers(12, 255), st.binary(max_size=40)), max_size=3
+    st.builds(ExtraOption, st.integers(13, 255), st.binary(max_size=40)), max_size=3
 )
 modes = st.sampled_from(sorted(AddressMode.NAMES))
 
@@ -634,6 +634,7 @@ controlMessages = st.one_of(
         st.none() | prefixes,
         st.none() | ipv4s,
         st.none() | ipv4Addresses,
+        st.none() | addresses,
     ),
 )
 
@@ -658,6 +659,7 @@ def _size(message):
         size += optional(message.mnId, len(message.mnId or b""))
         size += optional(message.pback, len(message.pback or b""))
         size += optional(message.ipv4Router, 4)
+        size += optional(message.lma, 16)
     else:
         size += 2 + len(message.mnId)
         size += 18 if isinstance(message, (Trigger, Detach)) else 0
@@ -810,30 +812,30 @@ class ConstructorTests(SynchronousTestCase):
         refused = self.assertRefused
         refused(ExtraOption, 256, b"", reason="option type must be")
         refused(ExtraOption, -1, b"", reason="option type must be")
-        refused(ExtraOption, 12, b"x" * 256, reason="option data must be 0..255")
-        refused(ExtraOption, 12, "text", reason="option data must be bytes")
+        refused(ExtraOption, 13, b"x" * 256, reason="option data must be 0..255")
+        refused(ExtraOption, 13, "text", reason="option data must be bytes")
         for known in range(1, 12):
             # It would decode as the known option, not as an extra one.
             refused(ExtraOption, known, b"\x00",
                     reason=f"option type {known} is a known option")
         ExtraOption(0, b"")
-        ExtraOption(12, b"x" * 255)
+        ExtraOption(13, b"x" * 255)
 
     def test_tooLong(self):
         """
         The 8-bit Length allows 255 octets: 255 is sent, 256 refused with
         an error that says so.
         """
-        fits = Notification(1, 0, pback=b"x" * 240, extra=[ExtraOption(12, b"")])
+        fits = Notification(1, 0, pback=b"x" * 240, extra=[ExtraOption(13, b"")])
         self.assertEqual(len(encodeControl(fits)), 255)  # 8 + 3 + 242 + 2
         error = self.assertRefused(
             encodeControl, Notification(1, 0, pback=b"x" * 240,
-                                        extra=[ExtraOption(12, b"y")]),
+                                        extra=[ExtraOption(13, b"y")]),
             reason="Notification would be 256 octets; the 8-bit Length field "
                    "allows at most 255")
         error = self.assertRefused(
             encodeControl,
-            Trigger(1, b"x" * 64, MAG, A1, 1, [ExtraOption(12, b"y" * 150)]),
+            Trigger(1, b"x" * 64, MAG, A1, 1, [ExtraOption(13, b"y" * 150)]),
             reason="Trigger would be 265 octets")
         self.assertIn("255", str(error))
 
@@ -884,8 +886,60 @@ class LimitTests(SynchronousTestCase):
         self.assertEqual(fits.pback, b"\x3b" * 152)
         self.assertEqual(len(encodeControl(fits)), 249)
         self.assertIs(withContainer(base, b"\x3b" * 160), base)  # 257
-        exact = withContainer(base._replace(extra=(ExtraOption(12, b"1234"),)),
+        exact = withContainer(base._replace(extra=(ExtraOption(13, b"1234"),)),
                               b"\x3b" * 152)  # 255
         self.assertEqual(len(encodeControl(exact)), 255)
         with self.assertRaises(EncodeError):
             withContainer(Notification(7, 0), b"\x3b" * 15)
+
+
+class LmaAddressTests(SynchronousTestCase):
+    """
+    The LMA address option (type 12, draft 4.4): the PMIP client with
+    several LMAs names in a Notification the LMA that anchors the mobile.
+    """
+
+    LMA = IPv6Address("2001:db8:ff::2")
+
+    def test_encoding(self):
+        """Type 12, length 16, the address; after the IPv4 router, before the container."""
+        n = Notification(9, Result.SUCCESS, b"mn1", A1, pback=b"\x3b" * 8, lma=self.LMA)
+        wire = encodeControl(n)
+        option = bytes((12, 16)) + self.LMA.packed
+        self.assertIn(option, wire)
+        self.assertEqual(wire.index(option), 8 + 3 + 5 + 18)
+        self.assertEqual(wire[-10:], bytes((3, 8)) + b"\x3b" * 8)
+        self.assertEqual(decodeControl(wire), n)
+        self.assertIsNone(decodeControl(encodeControl(n._replace(lma=None))).lma)
+
+    def test_badOption(self):
+        """A short LMA address, or one in a Trigger, makes the message undecodable."""
+        body = bytes((5, 1, 0)) + bytes((12, 15)) + self.LMA.packed[:15]
+        data = bytes((2, 8 + len(body))) + bytes((0x20, 0)) + (1).to_bytes(4, "big") + body
+        with self.assertRaises(DecodeError) as e:
+            decodeControl(data)
+        self.assertEqual(str(e.exception),
+                         "option 12 (LMA address): 15 octets, expected 16")
+        trigger = encodeControl(Trigger(1, b"mn1", MAG, A1))
+        wrong = bytes((trigger[0], len(trigger) + 18)) + trigger[2:] + bytes((12, 16)) \
+            + self.LMA.packed
+        with self.assertRaises(DecodeError) as e:
+            decodeControl(wrong)
+        self.assertEqual(str(e.exception),
+                         "option 12 (LMA address) does not belong in a Trigger")
+
+    def test_withLma(self):
+        """
+        withLma keeps the container while the Notification fits in 255
+        octets, and leaves it out (the anchor matters more) when not.
+        """
+        from netlmm.wire.control import withLma
+        base = Notification(7, Result.SUCCESS, b"m" * 64, A1)  # 95 octets
+        kept = withLma(withContainer(base, b"\x3b" * 136), self.LMA)  # 95+138+18 = 251
+        self.assertEqual(kept.lma, self.LMA)
+        self.assertEqual(kept.pback, b"\x3b" * 136)
+        self.assertEqual(len(encodeControl(kept)), 251)
+        dropped = withLma(withContainer(base, b"\x3b" * 152), self.LMA)  # 267 with it
+        self.assertEqual(dropped, base._replace(lma=self.LMA))
+        self.assertEqual(len(encodeControl(dropped)), 95 + 18)
+

@@ -71,6 +71,9 @@ OPT_IPV4_ROUTER = 9
 OPT_LINK_LAYER_ID = 10
 #: The access technology of the mobile's link (RFC 5213 8.5 values).
 OPT_ACCESS_TECHNOLOGY = 11
+#: The address of the LMA that anchors the mobile, where the MAG's tunnel
+#: goes (draft 4.4: a MAG with tunnels to several LMAs).
+OPT_LMA_ADDRESS = 12
 
 
 class AddressMode:
@@ -347,7 +350,7 @@ class Detach(
 class Notification(
     ControlMessage,
     namedtuple("_Notification", "transaction result mnId phoa pback extra "
-                                "prefix ipv4 ipv4Router"),
+                                "prefix ipv4 ipv4Router lma"),
 ):
     """
     PMIP client -> MAG: the outcome of the Trigger or Detach with the same
@@ -355,17 +358,19 @@ class Notification(
     Binding Acknowledgement exactly as received from the LMA, when there was
     one and it fits (the draft's container option; see L{withContainer}).
     On SUCCESS C{prefix}, C{ipv4} and C{ipv4Router} carry what the LMA
-    assigned, when it did.
+    assigned, when it did, and C{lma} the tunnel address of the LMA that
+    anchors the mobile when the PMIP client has several (draft 4.4; None:
+    the MAG's configured LMA).
     """
 
     __slots__ = ()
     TYPE = NOTIFICATION
     OPTIONS = (OPT_RESULT, OPT_L2_ID, OPT_IP_ADDRESS, OPT_PREFIX, OPT_IPV4,
-               OPT_IPV4_ROUTER, OPT_CONTAINER)
+               OPT_IPV4_ROUTER, OPT_LMA_ADDRESS, OPT_CONTAINER)
     REQUIRED = (OPT_RESULT,)
 
     def __new__(cls, transaction, result, mnId=None, phoa=None, pback=None,
-                extra=(), prefix=None, ipv4=None, ipv4Router=None):
+                extra=(), prefix=None, ipv4=None, ipv4Router=None, lma=None):
         return tuple.__new__(cls, (
             _u32("transaction number", transaction),
             _u8("result", result),
@@ -376,6 +381,7 @@ class Notification(
             _optional(_prefix, "home network prefix", prefix),
             _optional(_ipv4, "IPv4 home address", ipv4),
             _optional(_ipv4Address, "IPv4 default router", ipv4Router),
+            _optional(_addr, "LMA address", lma),
         ))
 
 
@@ -504,6 +510,7 @@ _OPTIONS = {
     OPT_LINK_LAYER_ID: _Option("link-layer identifier", "linkLayerId", _raw, bytes),
     OPT_ACCESS_TECHNOLOGY: _Option("access technology type", "accessTechnology",
                                    _decodeOctet, lambda v: bytes((v,))),
+    OPT_LMA_ADDRESS: _Option("LMA address", "lma", _decodeAddress, lambda a: a.packed),
 }
 
 
@@ -533,6 +540,18 @@ def withContainer(notification, pback):
     if encodedLength(notification) + 2 + len(pback) > MAX_LENGTH:
         return notification
     return notification._replace(pback=_container("container", pback))
+
+
+def withLma(notification, lma):
+    """
+    C{notification} naming C{lma} (an IPv6 address) as the mobile's anchor;
+    its container is left out when both would not fit in 255 octets (the
+    MAG needs the anchor, the container is informational).
+    """
+    named = notification._replace(lma=_addr("LMA address", lma))
+    if named.pback is not None and encodedLength(named) > MAX_LENGTH:
+        named = named._replace(pback=None)
+    return named
 
 
 def encodeControl(message):

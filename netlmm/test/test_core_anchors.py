@@ -1,0 +1,263 @@
+"""
+Tests for L{netlmm.core.anchors}: which LMA anchors a mobile (the static and
+hash policies), and the PMIP client core with several LMAs (draft 4.4).
+The LMAs are played by hand, as in L{netlmm.test.test_core_pmip}.
+"""
+
+import hashlib
+import random
+from ipaddress import IPv6Address, IPv6Network
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from netlmm.core import pmip
+from netlmm.core.anchors import (
+    Anchor, AnchoredCore, HashAnchors, StaticAnchors, checkAnchors,
+)
+from netlmm.core.effects import BadRecord, Notify, Persist, SendMH
+from netlmm.core.pmip import PmipCore
+from netlmm.test.test_core_pmip import MAG1, MAG2, PMIP, roundtrip
+from netlmm.wire import mh
+from netlmm.wire.control import AddressMode, Result, Trigger
+from netlmm.wire.mh import (
+    BA_P, BindingAcknowledgement, BindingUpdate, HomeNetworkPrefix, MobileNodeIdentifier,
+    Status,
+)
+
+LMA1 = Anchor("lma1", "2001:db8:f1::1", 5436, "2001:db8:e1::1",
+              [IPv6Network("2001:db8:1::/48")])
+LMA2 = Anchor("lma2", "2001:db8:f2::1", 5436, None,
+              [IPv6Network("2001:db8:2::/48"), IPv6Network("2001:db8:22::/48")])
+IN1 = IPv6Address("2001:db8:1::10")
+IN2 = IPv6Address("2001:db8:2::10")
+NOWHERE = IPv6Address("2001:db8:9::10")
+
+
+def hashed(mnId, anchors):
+    """The hash rule written out: SHA-256 mod n over the LMAs sorted by '[addr]:port'."""
+    ordered = sorted(anchors, key=lambda a: f"[{a.address}]:{a.port}")
+    return ordered[int.from_bytes(hashlib.sha256(mnId).digest(), "big") % len(ordered)]
+
+
+class PolicyTests(SynchronousTestCase):
+    """The built-in anchor policies."""
+
+    def test_staticByPrefix(self):
+        """A home inside an LMA's prefixes goes there, whatever the map says."""
+        policy = StaticAnchors([LMA1, LMA2], {b"mn": "lma1"})
+        self.assertIs(policy.choose(b"mn", IN2), LMA2)
+        self.assertIs(policy.choose(b"other", IPv6Address("2001:db8:22::1")), LMA2)
+        self.assertIs(policy.choose(b"other", IPv6Network("2001:db8:2:5::/64")), LMA2)
+        self.assertIs(policy.choose(b"other", IN1), LMA1)
+        # A prefix wider than the LMA's is not inside it.
+        self.assertIs(policy.choose(b"other", IPv6Network("2001:db8::/32")), LMA1)
+
+    def test_staticByMapThenDefault(self):
+        """Without a home inside a prefix: the map, then the default (first) LMA."""
+        policy = StaticAnchors([LMA1, LMA2], {b"mn2": "lma2"})
+        self.assertIs(policy.choose(b"mn2", None), LMA2)
+        self.assertIs(policy.choose(b"mn2", NOWHERE), LMA2)
+        self.assertIs(policy.choose(b"mn9", None), LMA1)
+        self.assertIs(StaticAnchors([LMA1, LMA2], default="lma2").choose(b"mn9", None), LMA2)
+
+    def test_hashIsStableAndOrderFree(self):
+        """
+        The hash places a mobile as SHA-256 mod n over the sorted LMAs: the
+        same in every client, whatever the config order; mobiles spread.
+        """
+        forward = HashAnchors([LMA1, LMA2])
+        backward = HashAnchors([LMA2, LMA1])
+        seen = set()
+        for i in range(64):
+            mnId = f"mn{i}@example.net".encode()
+            self.assertIs(forward.choose(mnId, None), hashed(mnId, [LMA1, LMA2]))
+            self.assertEqual(backward.choose(mnId, None), forward.choose(mnId, None))
+            seen.add(forward.choose(mnId, None).name)
+        self.assertEqual(seen, {"lma1", "lma2"})
+        # The prefix rule and the map come first.
+        mnId = next(f"m{i}".encode() for i in range(99)
+                    if hashed(f"m{i}".encode(), [LMA1, LMA2]) is LMA1)
+        self.assertIs(forward.choose(mnId, IN2), LMA2)
+        self.assertIs(HashAnchors([LMA1, LMA2], {mnId: "lma2"}).choose(mnId, None), LMA2)
+
+    def test_badInput(self):
+        """A map to an unknown LMA, a default that is none of them: refused by name."""
+        e = self.assertRaises(ValueError, StaticAnchors, [LMA1, LMA2], {b"mn": "lma3"})
+        self.assertEqual(str(e), "MN mn is mapped to LMA 'lma3', which is not one of the "
+                                 "LMAs (lma1, lma2)")
+        e = self.assertRaises(ValueError, StaticAnchors, [LMA1], default="lma9")
+        self.assertEqual(str(e), "the default LMA 'lma9' is not one of the LMAs")
+
+    def test_checkAnchors(self):
+        """A name or an address twice, a prefix anchored at two LMAs: refused."""
+        checkAnchors([LMA1, LMA2])
+        e = self.assertRaises(ValueError, checkAnchors, [LMA1, LMA2._replace(name="lma1")])
+        self.assertEqual(str(e), "the LMA name 'lma1' is given twice")
+        e = self.assertRaises(ValueError, checkAnchors,
+                              [LMA1, LMA2._replace(address=LMA1.address)])
+        self.assertEqual(str(e), "LMAs 'lma1' and 'lma2' have the same address "
+                                 "2001:db8:f1::1")
+        e = self.assertRaises(ValueError, checkAnchors, [LMA1, LMA2._replace(
+            prefixes=(IPv6Network("2001:db8:1:8::/64"),))])
+        self.assertEqual(str(e), "the prefix 2001:db8:1:8::/64 of LMA 'lma2' overlaps "
+                                 "2001:db8:1::/48 of LMA 'lma1': a prefix is anchored "
+                                 "at one LMA")
+        e = self.assertRaises(ValueError, checkAnchors, [])
+        self.assertEqual(str(e), "at least one LMA is needed")
+
+
+class AnchoredCoreTests(SynchronousTestCase):
+    """One PMIP client, two LMAs: each mobile's PBUs go to its LMA only."""
+
+    def setUp(self):
+        self.cores = {a.name: PmipCore(a.address, rng=random.Random(3)) for a in (LMA1, LMA2)}
+        self.core = AnchoredCore([(LMA1, self.cores["lma1"]), (LMA2, self.cores["lma2"])],
+                                 StaticAnchors([LMA1, LMA2], {b"mn2": "lma2"}))
+
+    def trigger(self, mnId, phoa=None, mode=AddressMode.LMA_ASSIGNED, txn=1, mag=MAG1,
+                now=0):
+        return self.core.receiveTrigger(roundtrip(Trigger(txn, mnId, mag, phoa, mode)), now)
+
+    def pbu(self, effects, lma):
+        sends = [e for e in effects if type(e) is SendMH]
+        self.assertEqual(len(sends), 1, effects)
+        self.assertEqual(sends[0].destination, lma.address)
+        self.assertIs(type(sends[0].message), BindingUpdate)
+        return sends[0].message
+
+    def ack(self, bu, source, phoa, status=Status.ACCEPTED, now=0):
+        options = [HomeNetworkPrefix(phoa, 128), bu.option(MobileNodeIdentifier)]
+        ba = BindingAcknowledgement(status, BA_P, bu.sequence, 900 if status < 128 else 0,
+                                    [o for o in options if o is not None])
+        raw = mh.encodeMessage(ba, source, PMIP)
+        return self.core.receiveMH(mh.decodeMessage(raw, source, PMIP), raw, source, now)
+
+    def notification(self, effects, mag=None):
+        notes = [e.notification for e in effects
+                 if type(e) is Notify and mag in (None, e.mag)]
+        self.assertEqual(len(notes), 1, effects)
+        self.assertEqual(roundtrip(notes[0]), notes[0])
+        return notes[0]
+
+    def test_twoMobilesTwoLmas(self):
+        """
+        mn1 goes to the default LMA, mn2 (mapped) to lma2; each SUCCESS
+        names its LMA's tunnel address, each record its LMA.
+        """
+        bu1 = self.pbu(self.trigger(b"mn1"), LMA1)
+        bu2 = self.pbu(self.trigger(b"mn2", txn=2), LMA2)
+        effects = self.ack(bu2, LMA2.address, IN2)
+        self.assertEqual(type(effects[0]), Persist)
+        self.assertEqual(effects[0].record["lma"], "lma2")
+        n = self.notification(effects)
+        self.assertEqual((n.result, n.phoa, n.lma), (Result.SUCCESS, IN2, LMA2.address))
+        n = self.notification(self.ack(bu1, LMA1.address, IN1))
+        # lma1's tunnel address is not its MH address.
+        self.assertEqual((n.result, n.phoa, n.lma), (Result.SUCCESS, IN1, LMA1.tunnel))
+        self.assertEqual(self.core.anchorOf(b"mn1"), LMA1)
+        self.assertEqual(self.core.anchorOf(b"mn2"), LMA2)
+        self.assertEqual(self.cores["lma1"].mobile(b"mn1").state, pmip.BOUND)
+        self.assertIsNone(self.cores["lma1"].mobile(b"mn2"))
+        self.assertEqual(self.core.counters["bound"], 2)
+        self.assertEqual(sorted(p.record["lma"] for p in self.core.snapshot()),
+                         ["lma1", "lma2"])
+
+    def test_wrongLmaDropped(self):
+        """A PBAck from the other LMA, or from no LMA, changes nothing."""
+        bu2 = self.pbu(self.trigger(b"mn2"), LMA2)
+        self.assertEqual(self.ack(bu2, LMA1.address, IN2), [])
+        self.assertEqual(self.ack(bu2, IPv6Address("2001:db8:bad::1"), IN2), [])
+        self.assertEqual(self.core.mobile(b"mn2").state, pmip.REGISTERING)
+        self.assertEqual(self.notification(self.ack(bu2, LMA2.address, IN2)).result,
+                         Result.SUCCESS)
+
+    def test_failureNamesNoLma(self):
+        """A refusal carries no LMA address: there is no tunnel to make."""
+        bu = self.pbu(self.trigger(b"mn1"), LMA1)
+        n = self.notification(self.ack(bu, LMA1.address, IN1,
+                                       status=Status.ADMINISTRATIVELY_PROHIBITED))
+        self.assertEqual((n.result, n.lma), (Result.PBACK_REJECTED, None))
+
+    def test_homeDecidesAndMobileStays(self):
+        """
+        A pHoA in lma2's prefix anchors mn1 there; the mobile then stays with
+        lma2 when it hands over, though the policy would send it elsewhere.
+        """
+        bu = self.pbu(self.trigger(b"mn1", IN2, AddressMode.STATIC), LMA2)
+        self.notification(self.ack(bu, LMA2.address, IN2))
+        handoff = self.pbu(self.trigger(b"mn1", None, AddressMode.STATIC, txn=2, mag=MAG2),
+                           LMA2)
+        self.assertEqual(handoff.option(mh.AlternateCareOfAddress).address, MAG2)
+        n = self.notification(self.ack(handoff, LMA2.address, IN2), mag=MAG2)
+        self.assertEqual((n.result, n.lma), (Result.SUCCESS, LMA2.address))
+
+    def test_homeOfAnotherLmasMobile(self):
+        """A pHoA another LMA's mobile holds is a conflict, not a second binding."""
+        bu = self.pbu(self.trigger(b"mn2", NOWHERE, AddressMode.STATIC), LMA2)
+        self.notification(self.ack(bu, LMA2.address, NOWHERE))
+        effects = self.trigger(b"mn1", NOWHERE, AddressMode.STATIC, txn=5)
+        self.assertEqual([type(e) for e in effects], [Notify])
+        self.assertEqual(effects[0].notification.result, Result.ADDRESS_CONFLICT)
+        self.assertIsNone(self.core.mobile(b"mn1"))
+
+    def test_timersOfBothLmas(self):
+        """Each LMA's PBUs are retransmitted to it; the next timer is the earliest."""
+        self.pbu(self.trigger(b"mn1"), LMA1)
+        self.pbu(self.trigger(b"mn2", now=0.5), LMA2)
+        self.assertEqual(self.core.nextTimer(), 1.0)
+        again = self.core.handleTimer(1.0)
+        self.assertEqual([(e.destination, e.message.option(MobileNodeIdentifier).identifier)
+                          for e in again], [(LMA1.address, b"mn1")])
+        self.assertEqual(self.core.nextTimer(), 1.5)
+        again = self.core.handleTimer(1.5)
+        self.assertEqual([(e.destination, e.message.option(MobileNodeIdentifier).identifier)
+                          for e in again], [(LMA2.address, b"mn2")])
+
+    def test_restore(self):
+        """
+        Records go back to the LMA they name; one without a name (a single
+        LMA before) to the first; an unknown name is a bad record.
+        """
+        for mnId, lma, phoa in ((b"mn1", LMA1, IN1), (b"mn2", LMA2, IN2)):
+            bu = self.pbu(self.trigger(mnId), lma)
+            self.ack(bu, lma.address, phoa)
+        records = [p.record for p in self.core.snapshot()]
+        self.setUp()
+        self.core.restore(records, 10)
+        self.assertEqual(self.core.anchorOf(b"mn1"), LMA1)
+        self.assertEqual(self.core.anchorOf(b"mn2"), LMA2)
+        self.assertEqual(self.core.mobile(b"mn2").home, IN2)
+        self.setUp()
+        old = {k: v for k, v in records[1].items() if k != "lma"}
+        self.core.restore([old], 10)
+        self.assertEqual(self.core.anchorOf(b"mn2"), LMA1)
+        self.setUp()
+        e = self.assertRaises(BadRecord, self.core.restore,
+                              [records[0], dict(records[1], lma="lma7")], 10)
+        self.assertEqual(str(e), "record 1: 'lma': 'lma7' is not one of the LMAs "
+                                 "(lma1, lma2)")
+        broken = dict(records[1])
+        del broken["mn"]
+        e = self.assertRaises(BadRecord, self.core.restore, [records[0], broken], 10)
+        self.assertEqual(e.index, 1)
+
+    def test_refusedByPolicy(self):
+        """A policy that chooses no LMA refuses the mobile (not-authorized)."""
+
+        class Nobody(StaticAnchors):
+            def byIdentifier(self, mnId):
+                return None
+
+        core = AnchoredCore([(LMA1, PmipCore(LMA1.address)), (LMA2, PmipCore(LMA2.address))],
+                            Nobody([LMA1, LMA2]))
+        effects = core.receiveTrigger(roundtrip(Trigger(4, b"mn1", MAG1, None,
+                                                        AddressMode.LMA_ASSIGNED)), 0)
+        self.assertEqual([(type(e), e.notification.result) for e in effects],
+                         [(Notify, Result.NOT_AUTHORIZED)])
+        self.assertEqual(core.unanchored, 1)
+
+    def test_coreMustSendToItsAnchor(self):
+        e = self.assertRaises(ValueError, AnchoredCore,
+                              [(LMA1, PmipCore(LMA2.address)), (LMA2, PmipCore(LMA2.address))],
+                              StaticAnchors([LMA1, LMA2]))
+        self.assertIn("the core of LMA 'lma1' sends to 2001:db8:f2::1", str(e))
