@@ -1,0 +1,190 @@
+"""
+One PMIP client and one MAG with two LMAs at once (draft 4.4), with the real
+daemons and stock Linux mobiles in network namespaces (root only):
+
+    CN1 --- LMA1 --- MAG1 ==acc0== mn (anchored at LMA1), mn2 (at LMA2)
+            |  \\
+          PMIP  LMA2 --- CN2
+
+Each LMA gives its mobiles a prefix of its own pool (draft E.3; the mobiles
+configure by SLAAC from the MAG's unicast RAs). The PMIP client's static
+anchor policy sends mn2 (by its MN identifier) to LMA2 and everyone else to
+LMA1; the MAG learns the anchor from the Notification and keeps a tunnel to
+each LMA. Each mobile reaches the correspondent behind its own LMA, and that
+correspondent reaches it back. LMA2 is reached through LMA1's namespace,
+which routes the core network.
+"""
+
+import os
+from ipaddress import IPv6Network
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from netlmm.lab import Mobile
+from netlmm.lab.domain import (
+    CN_ADDRESS, LMA_ADDRESS, MAG_ADDRESSES, MN_MAC, PMIP_ADDRESS, Topology, dataPlaneConfig,
+    pickDataPlane,
+)
+from netlmm.lab.wait import waitFor
+
+LMA2_ADDRESS = "2001:db8:fffe::1"
+CN2_ADDRESS = "2001:db8:c2::2"
+MN2_MAC = "02:00:00:00:aa:02"
+POOLS = {"lma1": IPv6Network("2001:db8:100::/48"), "lma2": IPv6Network("2001:db8:200::/48")}
+HOMES = {"lma1": "2001:db8:1::/64", "lma2": "2001:db8:2::/64"}
+
+_LMA = """[lma]
+listen = "[{address}]:5436"
+home_prefix = "{home}"
+max_lifetime = 3600
+allowed_clients = ["{pmip}"]
+[lma.prefixes]
+pool = "{pool}"
+length = 64
+[lma.dataplane]
+{plane}
+"""
+
+_PMIP = f"""[pmip]
+listen = "[{PMIP_ADDRESS}]:5437"
+mh_bind = "[{PMIP_ADDRESS}]:0"
+allowed_mags = ["2001:db8:a1::/64", "2001:db8:ffff::/64"]
+detach_delay = 3.0
+[pmip.tls]
+transport = "tcp"
+[[pmip.lmas]]
+name = "lma1"
+address = "[{LMA_ADDRESS}]:5436"
+prefixes = ["{HOMES['lma1']}", "{POOLS['lma1']}"]
+[[pmip.lmas]]
+name = "lma2"
+address = "[{LMA2_ADDRESS}]:5436"
+prefixes = ["{HOMES['lma2']}", "{POOLS['lma2']}"]
+[pmip.anchor]
+policy = "static"
+default = "lma1"
+[pmip.anchor.mobiles]
+"{MN2_MAC}" = "lma2"
+"""
+
+_MAG = f"""[mag]
+name = "MAG1"
+address = "{MAG_ADDRESSES[0]}"
+lma_address = "{LMA_ADDRESS}"
+pmip = "[{PMIP_ADDRESS}]:5437"
+[mag.tls]
+transport = "tcp"
+[mag.access]
+interface = "acc0"
+ra_interval_max = 10
+[mag.attachment]
+detector = "rs"
+idle_timeout = 0
+[mag.assignment]
+strategy = "prefix"
+[mag.dataplane]
+{{plane}}
+"""
+
+
+class TwoLmaTopology(Topology):
+    """The shared topology plus LMA2 (behind LMA1) with its correspondent, and mn2."""
+
+    def _build(self):
+        super()._build()
+        for node in ("lma2", "cn2"):
+            self.add(node, router=node == "lma2")
+        self.link("lma2", "up0", "lma", "l2", 1600)
+        self.addr("lma2", "up0", "2001:db8:d::2/64")
+        self.addr("lma", "l2", "2001:db8:d::1/64")
+        self.addr("lma2", "lo", f"{LMA2_ADDRESS}/128")
+        self.exec("lma2", "ip", "-6", "route", "add", "default", "via", "2001:db8:d::1")
+        self.exec("lma", "ip", "-6", "route", "add", f"{LMA2_ADDRESS}/128",
+                  "via", "2001:db8:d::2")
+        self.link("cn2", "eth0", "lma2", "cn0")
+        self.addr("cn2", "eth0", f"{CN2_ADDRESS}/64")
+        self.addr("lma2", "cn0", "2001:db8:c2::1/64")
+        self.exec("cn2", "ip", "-6", "route", "add", "default", "via", "2001:db8:c2::1")
+        self.mobile("mn2")
+
+
+class TwoLmaTests(SynchronousTestCase):
+    """Two mobiles at one MAG, anchored at two LMAs by the PMIP client's policy."""
+
+    def setUp(self):
+        plane, needs = pickDataPlane()
+        self.workdir = os.path.abspath(self.mktemp())
+        os.makedirs(self.workdir)
+        self.t = TwoLmaTopology(testCase=self, needs=(needs,))
+        self.t.build()
+        configs = {
+            "lma": _LMA.format(address=LMA_ADDRESS, home=HOMES["lma1"], pmip=PMIP_ADDRESS,
+                               pool=POOLS["lma1"],
+                               plane=dataPlaneConfig(plane, "lma", LMA_ADDRESS, "m1")),
+            "lma2": _LMA.format(address=LMA2_ADDRESS, home=HOMES["lma2"], pmip=PMIP_ADDRESS,
+                                pool=POOLS["lma2"],
+                                plane=dataPlaneConfig(plane, "lma", LMA2_ADDRESS, "up0")),
+            "pmip": _PMIP,
+            "mag1": _MAG.format(plane=dataPlaneConfig(plane, "mag", MAG_ADDRESSES[0],
+                                                      "core0")),
+        }
+        for node, text in configs.items():
+            with open(self.path(f"{node}.toml"), "w") as f:
+                f.write(text)
+        for node in ("lma", "lma2"):
+            self.t.twistd(node, "lma", self.path(f"{node}.toml"), self.path(f"{node}.log"))
+            self.waitFor(lambda n=node: "LMA listening" in self.log(n), node)
+        self.t.twistd("pmip", "pmip", self.path("pmip.toml"), self.path("pmip.log"))
+        self.waitFor(lambda: "MAGs connect to" in self.log("pmip"), "the PMIP client")
+        self.t.twistd("mag1", "mag", self.path("mag1.toml"), self.path("mag1.log"))
+        self.waitFor(lambda: "connected to PMIP client" in self.log("mag1"), "MAG1")
+        self.mobiles = {"mn": self.t.mn, "mn2": Mobile(self.t, "mn2", MN2_MAC)}
+
+    def path(self, name):
+        return os.path.join(self.workdir, name)
+
+    def log(self, node):
+        try:
+            with open(self.path(f"{node}.log")) as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def logs(self):
+        return "\n".join(f"--- {n}.log\n{self.log(n)[-3000:]}"
+                         for n in ("lma", "lma2", "pmip", "mag1"))
+
+    def waitFor(self, predicate, what, timeout=20.0):
+        waitFor(predicate, what, timeout,
+                alive=lambda: all(p.poll() is None for p, _ in self.t.processes),
+                details=self.logs)
+
+    def ping(self, node, target, count=1):
+        return self.t.exec(node, "ping", "-c", str(count), "-i", "0.2", "-W", "2",
+                           str(target), check=False).returncode
+
+    def test_twoMobilesTwoLmas(self):
+        for mobile in self.mobiles.values():
+            mobile.attach("mag1")
+        addresses = {}
+        for node, mobile in self.mobiles.items():
+            self.waitFor(lambda m=mobile: m.address() is not None, f"{node}'s address")
+            addresses[node] = mobile.address()
+        # Each has a prefix of its own LMA's pool: the policy anchored mn at
+        # the default LMA and mn2 (by the map) at LMA2.
+        self.assertIn(addresses["mn"], POOLS["lma1"])
+        self.assertIn(addresses["mn2"], POOLS["lma2"])
+        self.assertIn("new binding", self.log("lma"))
+        self.assertIn("new binding", self.log("lma2"))
+        self.assertNotIn(MN2_MAC, self.log("lma"))
+        self.assertNotIn(MN_MAC, self.log("lma2"))
+        # Each reaches the correspondent behind its own LMA, and back: the MAG
+        # tunnels each mobile's prefix to the LMA the Notification named.
+        for node, cn, cnAddress in (("mn", "cn", CN_ADDRESS), ("mn2", "cn2", CN2_ADDRESS)):
+            self.waitFor(lambda n=node, a=cnAddress: self.ping(n, a) == 0,
+                         f"{node} -> {cn}", 15)
+            self.assertEqual(self.ping(cn, addresses[node], 3), 0)
+        # LMA1 routes only its own homes (and LMA2's address): CN2 is out of
+        # its reach and mn2's prefix unknown to it. So mn2's uplink went
+        # through LMA2, and CN1, behind LMA1, cannot reach mn2.
+        self.assertNotEqual(self.ping("cn", addresses["mn2"]), 0)
