@@ -25,7 +25,7 @@ from netlmm.lab.domain import (
     CN_ADDRESS, LMA_ADDRESS, MAG_ADDRESSES, MN_MAC, PMIP_ADDRESS, Topology, dataPlaneConfig,
     pickDataPlane,
 )
-from netlmm.lab.wait import waitFor
+from netlmm.test.test_multi_pmip_netns import _TwoClients
 
 LMA2_ADDRESS = "2001:db8:fffe::1"
 CN2_ADDRESS = "2001:db8:c2::2"
@@ -108,8 +108,11 @@ class TwoLmaTopology(Topology):
         self.mobile("mn2")
 
 
-class TwoLmaTests(SynchronousTestCase):
-    """Two mobiles at one MAG, anchored at two LMAs by the PMIP client's policy."""
+class TwoLmaTests(_TwoClients, SynchronousTestCase):
+    """
+    Two mobiles at one MAG, anchored at two LMAs by the PMIP client's policy
+    (the daemons' files and waits as in the two-client domain).
+    """
 
     def setUp(self):
         plane, needs = pickDataPlane()
@@ -140,35 +143,16 @@ class TwoLmaTests(SynchronousTestCase):
         self.waitFor(lambda: "connected to PMIP client" in self.log("mag1"), "MAG1")
         self.mobiles = {"mn": self.t.mn, "mn2": Mobile(self.t, "mn2", MN2_MAC)}
 
-    def path(self, name):
-        return os.path.join(self.workdir, name)
-
-    def log(self, node):
-        try:
-            with open(self.path(f"{node}.log")) as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
-
     def logs(self):
         return "\n".join(f"--- {n}.log\n{self.log(n)[-3000:]}"
                          for n in ("lma", "lma2", "pmip", "mag1"))
-
-    def waitFor(self, predicate, what, timeout=20.0):
-        waitFor(predicate, what, timeout,
-                alive=lambda: all(p.poll() is None for p, _ in self.t.processes),
-                details=self.logs)
-
-    def ping(self, node, target, count=1):
-        return self.t.exec(node, "ping", "-c", str(count), "-i", "0.2", "-W", "2",
-                           str(target), check=False).returncode
 
     def test_twoMobilesTwoLmas(self):
         for mobile in self.mobiles.values():
             mobile.attach("mag1")
         addresses = {}
         for node, mobile in self.mobiles.items():
-            self.waitFor(lambda m=mobile: m.address() is not None, f"{node}'s address")
+            self.waitFor(lambda m=mobile: m.address() is not None, f"{node}'s address", 20)
             addresses[node] = mobile.address()
         # Each has a prefix of its own LMA's pool: the policy anchored mn at
         # the default LMA and mn2 (by the map) at LMA2.
@@ -181,10 +165,10 @@ class TwoLmaTests(SynchronousTestCase):
         # Each reaches the correspondent behind its own LMA, and back: the MAG
         # tunnels each mobile's prefix to the LMA the Notification named.
         for node, cn, cnAddress in (("mn", "cn", CN_ADDRESS), ("mn2", "cn2", CN2_ADDRESS)):
-            self.waitFor(lambda n=node, a=cnAddress: self.ping(n, a) == 0,
+            self.waitFor(lambda n=node, a=cnAddress: self.ping(n, a, 1) == 0,
                          f"{node} -> {cn}", 15)
             self.assertEqual(self.ping(cn, addresses[node], 3), 0)
         # LMA1 routes only its own homes (and LMA2's address): CN2 is out of
         # its reach and mn2's prefix unknown to it. So mn2's uplink went
         # through LMA2, and CN1, behind LMA1, cannot reach mn2.
-        self.assertNotEqual(self.ping("cn", addresses["mn2"]), 0)
+        self.assertNotEqual(self.ping("cn", addresses["mn2"], 1), 0)
