@@ -17,7 +17,8 @@ that LMA can route the home. Then L{StaticAnchors}: the configured MN
 identifier -> LMA map, else the default LMA; L{HashAnchors}: the map, else
 a stable hash of the MN identifier, as L{netlmm.core.selection} chooses a
 PMIP client (the same mobile always lands on the same LMA, whatever the
-order of the config).
+order of the config); L{LeastLoadedAnchors}: the map, else the LMA with
+the fewest of this client's mobiles.
 
 This module imports nothing from Twisted (only zope.interface, for the\nplugin interface).
 """
@@ -93,6 +94,9 @@ class AnchorPolicy:
     """
 
     name = None
+    #: Set by L{AnchoredCore}: a callable returning LMA name -> how many
+    #: mobiles this client has there (for policies that balance load).
+    loads = None
 
     def __init__(self, anchors, mobiles=None):
         self.anchors = tuple(anchors)
@@ -185,6 +189,22 @@ class HashAnchors(AnchorPolicy):
         return self._byEndpoint[self._selector.choose(bytes(mnId))]
 
 
+class LeastLoadedAnchors(AnchorPolicy):
+    """
+    Balance by load: after the prefix rule and the map, the LMA with the
+    fewest mobiles of this client (ties: the first listed). The count is
+    this client's own, so several PMIP clients balance each their share.
+    Unlike the hash, the choice depends on the order in which mobiles
+    arrive; a mobile keeps the LMA it got.
+    """
+
+    name = "least-loaded"
+
+    def byIdentifier(self, mnId):
+        loads = self.loads() if self.loads is not None else {}
+        return min(self.anchors, key=lambda a: loads.get(a.name, 0))
+
+
 class AnchoredCore:
     """
     A PMIP client core for several LMAs: one L{netlmm.core.pmip.PmipCore}
@@ -207,6 +227,8 @@ class AnchoredCore:
                                  f"not {a.address}")
         self.cores = cores
         self.policy = policy
+        if hasattr(policy, "loads"):
+            policy.loads = self.loads
         self._log = log
         self._byName = {a.name: (a, core) for a, core in cores}
         self._byAddress = {a.address: (a, core) for a, core in cores}
@@ -267,6 +289,10 @@ class AnchoredCore:
         for _, core in self.cores:
             merged.update(core.mobiles)
         return merged
+
+    def loads(self):
+        """LMA name -> how many mobiles this client has there."""
+        return {a.name: len(core.mobiles) for a, core in self.cores}
 
     def mobile(self, mnId):
         found = self._holding(mnId)

@@ -52,3 +52,6 @@ staticAnchors = AnchorPolicyPlugin(
 hashAnchors = AnchorPolicyPlugin(
     "hash", "netlmm.core.anchors", "HashAnchors.fromConfig",
     "the LMA anchoring the mobile's home prefix, else an MN-ID map, else a stable hash")
+leastLoadedAnchors = AnchorPolicyPlugin(
+    "least-loaded", "netlmm.core.anchors", "LeastLoadedAnchors.fromConfig",
+    "the LMA anchoring the mobile's home prefix, else an MN-ID map, else the least loaded")

@@ -27,8 +27,10 @@ The [pmip] table of the config file:
   [pmip.anchor] which LMA anchors a mobile the client does not know yet (a
                 known mobile stays with its LMA):
     policy      'static' (the prefix rule, then [pmip.anchor.mobiles], then
-                default) or 'hash' (the prefix rule, then the map, then a
-                stable SHA-256 hash of the MN identifier) ('static');
+                default), 'hash' (the prefix rule, then the map, then a
+                stable SHA-256 hash of the MN identifier) or 'least-loaded'
+                (the prefix rule, the map, then the LMA with the fewest of
+                this client's mobiles) ('static');
                 `twistd netlmm-pmip --list-anchor-policies` lists plugins
     default     with 'static': the LMA of mobiles nothing else places (the
                 first listed)

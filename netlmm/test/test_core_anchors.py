@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from netlmm.core import pmip
 from netlmm.core.anchors import (
-    Anchor, AnchoredCore, HashAnchors, StaticAnchors, checkAnchors,
+    Anchor, AnchoredCore, HashAnchors, LeastLoadedAnchors, StaticAnchors, checkAnchors,
 )
 from netlmm.core.effects import BadRecord, Notify, Persist, SendMH
 from netlmm.core.pmip import PmipCore
@@ -79,6 +79,25 @@ class PolicyTests(SynchronousTestCase):
                     if hashed(f"m{i}".encode(), [LMA1, LMA2]) is LMA1)
         self.assertIs(forward.choose(mnId, IN2), LMA2)
         self.assertIs(HashAnchors([LMA1, LMA2], {mnId: "lma2"}).choose(mnId, None), LMA2)
+
+    def test_leastLoaded(self):
+        """
+        The LMA with the fewest of the client's mobiles, ties to the first
+        listed; the prefix rule and the map still come first.
+        """
+        core = AnchoredCore([(LMA1, PmipCore(LMA1.address)), (LMA2, PmipCore(LMA2.address))],
+                            LeastLoadedAnchors([LMA1, LMA2], {b"pinned": "lma1"}))
+        placed = []
+        for i in range(5):
+            mnId = f"mn{i}".encode()
+            core.receiveTrigger(roundtrip(Trigger(i + 1, mnId, MAG1, None,
+                                                  AddressMode.LMA_ASSIGNED)), 0)
+            placed.append(core.anchorOf(mnId).name)
+        self.assertEqual(placed, ["lma1", "lma2", "lma1", "lma2", "lma1"])
+        self.assertEqual(core.loads(), {"lma1": 3, "lma2": 2})
+        self.assertIs(core.policy.choose(b"pinned", None), LMA1)
+        self.assertIs(core.policy.choose(b"new", IN1), LMA1)
+        self.assertIs(core.policy.choose(b"new", None), LMA2)
 
     def test_badInput(self):
         """A map to an unknown LMA, a default that is none of them: refused by name."""

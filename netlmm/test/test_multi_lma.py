@@ -14,7 +14,7 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from netlmm.core import profiles
-from netlmm.core.anchors import AnchoredCore, HashAnchors, StaticAnchors
+from netlmm.core.anchors import AnchoredCore, HashAnchors, LeastLoadedAnchors, StaticAnchors
 from netlmm.lab.netns import codeEnvironment
 from netlmm.tap import pmip as pmipTap
 
@@ -83,6 +83,12 @@ class ConfigTests(SynchronousTestCase):
         self.assertIsInstance(policy, HashAnchors)
         self.assertEqual(policy.choose(b"mn1@example.net", None).name, "lma2")
 
+    def test_leastLoadedPolicy(self):
+        service = pmipTap.makeService(self.parse(TWO + '[pmip.anchor]\n'
+                                                       'policy = "least-loaded"\n'))
+        self.assertIsInstance(service.core.policy, LeastLoadedAnchors)
+        self.assertEqual(service.core.policy.loads(), {"lma1": 0, "lma2": 0})
+
     def test_staticDefault(self):
         o = self.parse(TWO + '[pmip.anchor]\ndefault = "lma2"\n')
         self.assertEqual(o.built["anchor"].choose(b"anyone", None).name, "lma2")
@@ -96,9 +102,9 @@ class ConfigTests(SynchronousTestCase):
 
     def test_unknownPolicy(self):
         self.assertRejected(
-            TWO + '[pmip.anchor]\npolicy = "least-loaded"\n',
-            "pmip.anchor.policy: unknown anchor policy 'least-loaded'; expected one of "
-            "'hash', 'static' (`netlmm plugins` lists what is installed)")
+            TWO + '[pmip.anchor]\npolicy = "round-robin"\n',
+            "pmip.anchor.policy: unknown anchor policy 'round-robin'; expected one of "
+            "'hash', 'least-loaded', 'static' (`netlmm plugins` lists what is installed)")
 
     def test_prefixAtTwoLmas(self):
         self.assertRejected(
