@@ -94,6 +94,19 @@ class KernelLabCommandTests(SynchronousTestCase):
                                 "twisted.trial", "--temp-directory=/tmp/_trial_kernel",
                                 "a.b.C", "a.d"])
 
+    def test_timeoutByCount(self):
+        """
+        Without a timeout, a run gets 10 minutes plus 5 a test, but never more
+        than 70: CI has 90 minutes for everything.
+        """
+        def timeout(tests):
+            argv = kernel.kernelLabCommand(tests, tool="/x/kernel-lab", python="/v/bin/python")
+            return argv[argv.index("--timeout") + 1]
+        self.assertEqual(timeout(["a.b.C"]), "900")
+        self.assertEqual(timeout([f"a.T.test_{i}" for i in range(12)]), "4200")
+        self.assertEqual(timeout([f"a.T.test_{i}" for i in range(20)]), "4200")
+        self.assertEqual(kernel.runTimeout(11), 3900)
+
     def test_toolBesideAParent(self):
         """../shared/tools/kernel-lab is found from a checkout nested deeper too."""
         root = os.path.abspath(self.mktemp())
