@@ -249,9 +249,13 @@ class Dhcp4Tests(TestCase):
         except AssertionError as e:
             with open(log) as f:
                 raise AssertionError(f"{e}; dhclient said:\n{f.read()}") from None
-        routes = lab.exec("mn", "ip", "-4", "route", "show").stdout
-        self.assertIn("default via 10.20.0.1 dev eth0", routes)
-        self.assertIn("10.20.0.1 dev eth0", routes)
+
+        def routes():
+            return lab.exec("mn", "ip", "-4", "route", "show").stdout
+        # dhclient-script adds the address first, the routes a moment later.
+        yield until(lambda: "default via 10.20.0.1 dev eth0" in routes(), 10 * timeScale(),
+                    "dhclient's default route", interval=0.2)
+        self.assertIn("10.20.0.1 dev eth0", routes())
         self.assertEqual(server.counters["offers"], 1)
         self.assertGreaterEqual(server.counters["acks"], 1)
         # The MAG holds the router address and answers for it on the link.
