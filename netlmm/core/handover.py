@@ -24,8 +24,9 @@ One L{Session} per mobile in handover at this MAG, in one of these states:
     (none) --asked--> FORWARDING --done / timeout--> (none)
     (none) --depart--> DEPARTED --asked--> FORWARDING  [held meanwhile]
     DEPARTED --arrive--> (none)  [back: the hold goes to it]; --timeout--> (none)
-    (none) --leave--> OFFERING --accepted--> FORWARDING
-    OFFERING --refused / timeout--> (none)
+    (none) --leave--> OFFERING --accepted--> FORWARDING  [held until accepted]
+    OFFERING --refused / timeout--> DEPARTED   [still held: the mobile left]
+    OFFERING --arrive--> (none)                [back: the hold goes to it]
     FORWARDING --arrive--> (none)      [the mobile came back: stop first]
     RECEIVING / PREPARED --asked--> FORWARDING  [it moved on at once]
 
@@ -36,9 +37,13 @@ identifier, Home Network Prefix, link-layer identifier, LMA address) and
 starts forwarding the mobile's downlink to the new MAG; the others answer
 'requested context not available'. Predictive (the previous MAG learns the
 mobile is leaving and to which neighbour, e.g. from an 802.11v BSS
-transition): the previous MAG sends the HI with the context, and forwards
-once the target accepts. When the new MAG is bound at the LMA it sends a HI
-with code 'forwarding done' and the previous MAG stops.
+transition): the previous MAG holds the mobile's downlink at once (what it
+would send on the access link now reaches nobody), sends the HI with the
+context, and forwards what it held, and what follows, once the target
+accepts; if the target refuses or does not answer, it goes on holding as
+for a mobile that left without saying where to. When the new MAG is bound
+at the LMA it sends a HI with code 'forwarding done' and the previous MAG
+stops.
 
 A forwarded packet is never forwarded again: a MAG forwards a mobile only
 while it has no session delivering to it, and a mobile that comes back ends
@@ -98,9 +103,9 @@ TRANSITIONS = {
     (S.FORWARDING, "arrive"): S.REQUESTING,
     (None, "leave"): S.OFFERING,
     (S.OFFERING, "accepted"): S.FORWARDING,
-    (S.OFFERING, "refused"): None,
-    (S.OFFERING, "timeout"): None,
-    (S.OFFERING, "arrive"): S.REQUESTING,
+    (S.OFFERING, "refused"): S.DEPARTED,
+    (S.OFFERING, "timeout"): S.DEPARTED,
+    (S.OFFERING, "arrive"): None,
     (S.OFFERING, "asked"): S.FORWARDING,
     (None, "depart"): S.DEPARTED,
     (S.DEPARTED, "asked"): S.FORWARDING,
@@ -305,18 +310,18 @@ class HandoverCore:
             s.state = S.RECEIVING
             s.deadline = now + self.forwardTimeout
             return [ContextReady(s.context, s.peer)]
-        if state == S.DEPARTED:
-            # Back before anyone asked: what was held goes to it.
+        if state in (S.DEPARTED, S.OFFERING):
+            # Back before anything was forwarded: what was held goes to it.
             self._step(s, "arrive")
             del self.sessions[mnId]
+            self._forgetPending(s)
             self._say("{mnId} came back", mnId=_show(mnId))
             return [Release(mnId, s.context.phoa, None, "back"),
                     Fallback(mnId, "came back")]
         effects = []
-        if state in (S.FORWARDING, S.OFFERING):
+        if state == S.FORWARDING:
             self._step(s, "arrive")
-            if state == S.FORWARDING:
-                effects.append(StopForward(mnId, s.context.phoa, s.peer))
+            effects.append(StopForward(mnId, s.context.phoa, s.peer))
             self._say("{mnId} came back; forwarding to {peer} stopped", mnId=_show(mnId),
                       peer=s.peer)
             del self.sessions[mnId]
@@ -354,8 +359,8 @@ class HandoverCore:
     def leave(self, mnId, peer, now):
         """
         The mobile is about to move to the neighbour C{peer} (predictive):
-        offer it its context. Nothing happens for a mobile not bound here or
-        an unknown neighbour.
+        hold its downlink and offer C{peer} its context. Nothing happens for
+        a mobile not bound here or an unknown neighbour.
         """
         peer = IPv6Address(peer)
         context = self.lookup(mnId)
@@ -366,12 +371,14 @@ class HandoverCore:
             return []
         s = self.sessions.get(mnId)
         effects = []
+        holding = False
         if s is not None:
             self._step(s, "leave")
             if s.state == S.RECEIVING:
                 effects.append(Release(mnId, s.context.phoa, s.peer, "moved on"))
             elif s.state == S.DEPARTED:
                 context = s.context
+                holding = True
         else:
             s = Session(mnId, now)
             self.sessions[mnId] = s
@@ -385,6 +392,8 @@ class HandoverCore:
         self.counters["offered"] += 1
         hi = HandoverInitiate(s.sequence, HI_P | HI_F | HI_U, HiCode.ALL_CONTEXT,
                               context.options())
+        if not holding:
+            effects.append(Hold(mnId, context.phoa, None))
         return effects + [SendHandover(hi, peer)]
 
     def bound(self, mnId, now):
@@ -425,6 +434,11 @@ class HandoverCore:
                 if s.state == S.REQUESTING and s.waiting:
                     effects.extend(self._request(s, None, s.waiting))
             if s.deadline is None or s.deadline > now:
+                continue
+            if s.state == S.OFFERING:
+                self._say("{peer} did not answer the offer of {mnId}; holding until a MAG "
+                          "asks for it", peer=s.peer, mnId=_show(s.mnId))
+                self._departed(s, now, "timeout")
                 continue
             state = s.state
             self._step(s, "timeout")
@@ -570,10 +584,9 @@ class HandoverCore:
                 s.deadline = now + self.forwardTimeout
                 self.counters["forwarded"] += 1
                 return [Forward(s.mnId, s.context.phoa, peer)]
-            self._step(s, "refused")
-            del self.sessions[s.mnId]
-            self._say("{peer} refused {mnId}: {why}", peer=peer, mnId=_show(s.mnId),
-                      why=HackCode.name(hack.code))
+            self._say("{peer} refused {mnId}: {why}; holding until a MAG asks for it",
+                      peer=peer, mnId=_show(s.mnId), why=HackCode.name(hack.code))
+            self._departed(s, now, "refused")
             return []
         s.waiting.discard(peer)
         context = Context.fromMessage(hack) if hack.accepted else None
@@ -630,6 +643,14 @@ class HandoverCore:
     def _nextSequence(self):
         self._sequence = (self._sequence + 1) & 0xFFFF
         return self._sequence
+
+    def _departed(self, s, now, what):
+        """An offer came to nothing: the mobile left all the same (DEPARTED)."""
+        s.state = self._step(s, what)
+        self._forgetPending(s)
+        s.peer = None
+        s.deadline = now + self.prepareTimeout
+        s.retransmitAt = None
 
     def _forgetPending(self, s):
         for key in [k for k, v in self._pending.items() if v == s.mnId]:

@@ -353,8 +353,10 @@ class HandoverService(RoleService):
             return
         self.hold.buffer.open(phoa)
         self.hold.forget(phoa)
-        here = mnId in self._waiting or (self.mag is not None and
-                                         self.mag.core.attachment(mnId) is not None)
+        # A hold without a peer is for a mobile that left: not here, whatever
+        # the MAG core still has (hostapd tells nothing of a roam away).
+        here = peer is not None and (mnId in self._waiting or (
+            self.mag is not None and self.mag.core.attachment(mnId) is not None))
         self._held[phoa] = [mnId, peer, None, here, False]
         self.dataPlaneCall(self.dataplane.hold, phoa, self.hold.index or self.hold.name)
         if here:

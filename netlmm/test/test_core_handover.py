@@ -34,6 +34,12 @@ def sent(effects):
             if type(e) is SendHandover]
 
 
+def message(effects):
+    """The one handover message among C{effects}."""
+    [m] = [e.message for e in effects if type(e) is SendHandover]
+    return m
+
+
 def others(effects):
     return [e for e in effects if type(e) is not SendHandover]
 
@@ -205,19 +211,22 @@ class PredictiveTests(SynchronousTestCase):
 
     def test_prepared(self):
         """
-        MAG1 learns the mobile leaves for MAG2: it offers the context; MAG2
-        holds the traffic; MAG1 forwards once MAG2 accepts; the mobile's
-        arrival at MAG2 finds its context ready.
+        MAG1 learns the mobile leaves for MAG2: it holds the mobile's
+        downlink (nobody takes it on MAG1's link any more) and offers the
+        context; MAG2 holds the traffic; MAG1 forwards (what it held, then
+        the rest) once MAG2 accepts; the mobile's arrival at MAG2 finds its
+        context ready.
         """
         mag1, mag2 = self.pair.mag1, self.pair.mag2
         offer = mag1.leave(MN, MAG2, 10.0)
+        self.assertEqual(others(offer), [Hold(MN, PHOA, None)])
         self.assertEqual(sent(offer), [("HandoverInitiate", HiCode.ALL_CONTEXT, MAG2)])
-        self.assertEqual(Context.fromMessage(offer[0].message), CONTEXT)
+        self.assertEqual(Context.fromMessage(message(offer)), CONTEXT)
         self.assertEqual(mag1.session(MN).state, State.OFFERING)
-        answer = mag2.receive(offer[0].message, MAG1, 10.0, 10.001)
+        answer = mag2.receive(message(offer), MAG1, 10.0, 10.001)
         self.assertEqual(others(answer), [Hold(MN, PHOA, MAG1)])
         self.assertEqual(sent(answer), [("HandoverAcknowledge", HackCode.ACCEPTED, MAG1)])
-        self.assertEqual(mag1.receive(answer[1].message, MAG2, 10.0, 10.002),
+        self.assertEqual(mag1.receive(message(answer), MAG2, 10.0, 10.002),
                          [Forward(MN, PHOA, MAG2)])
         self.assertEqual(mag2.arrive(MN, MAC, 10.01), [ContextReady(CONTEXT, MAG1)])
         self.assertEqual(mag2.session(MN).state, State.RECEIVING)
@@ -225,18 +234,59 @@ class PredictiveTests(SynchronousTestCase):
     def test_neverArrives(self):
         """A mobile announced but never arriving: its buffer is freed after the timeout."""
         mag2 = self.pair.mag2
-        offer = self.pair.mag1.leave(MN, MAG2, 10.0)[0].message
+        offer = message(self.pair.mag1.leave(MN, MAG2, 10.0))
         mag2.receive(offer, MAG1, 10.0, 10.0)
         self.assertEqual(mag2.nextTimer(), 13.0)
         self.assertEqual(mag2.handleTimer(13.0), [Release(MN, PHOA, MAG1, "timeout")])
         self.assertIsNone(mag2.session(MN))
 
     def test_refusedOffer(self):
+        """
+        MAG2 refuses the offer: the mobile left all the same, so MAG1 goes
+        on holding until a MAG asks for it (here MAG3, reactively) or the
+        hold's time is up.
+        """
         mag1 = self.pair.mag1
-        offer = mag1.leave(MN, MAG2, 10.0)[0].message
+        offer = message(mag1.leave(MN, MAG2, 10.0))
         no = HandoverAcknowledge(offer.sequence, HACK_P, HackCode.INSUFFICIENT_RESOURCES)
         self.assertEqual(mag1.receive(no, MAG2, 10.0, 10.1), [])
+        self.assertEqual(mag1.session(MN).state, State.DEPARTED)
+        self.assertEqual(mag1.nextTimer(), 13.1)
+        hi = HandoverInitiate(7, HI_P | HI_F, HiCode.REQUEST,
+                              [mh.MobileNodeIdentifier(MN), ContextRequest([(22, b"")])])
+        asked = mag1.receive(hi, MAG3, 10.2, 10.2)
+        self.assertEqual(others(asked), [Forward(MN, PHOA, MAG3)])
+        self.assertEqual(mag1.session(MN).state, State.FORWARDING)
+
+    def test_offerUnanswered(self):
+        """MAG2 never answers: MAG1 holds on, then frees the hold."""
+        mag1 = self.pair.mag1
+        offer = message(mag1.leave(MN, MAG2, 10.0))
+        self.assertEqual(mag1.handleTimer(10.5), [])
+        self.assertEqual(mag1.session(MN).state, State.DEPARTED)
+        self.assertEqual(mag1.handleTimer(13.5), [Release(MN, PHOA, None, "timeout")])
         self.assertIsNone(mag1.session(MN))
+        # MAG2's late answer changes nothing and is no refusal.
+        late = HandoverAcknowledge(offer.sequence, HACK_P, HackCode.ACCEPTED)
+        self.assertEqual(mag1.receive(late, MAG2, 13.6, 13.6), [])
+
+    def test_backWhileOffering(self):
+        """The mobile comes back before MAG2 answers: what MAG1 held goes to it."""
+        mag1 = self.pair.mag1
+        offer = message(mag1.leave(MN, MAG2, 10.0))
+        self.assertEqual(mag1.arrive(MN, MAC, 10.1), [Release(MN, PHOA, None, "back"),
+                                                     Fallback(MN, "came back")])
+        self.assertIsNone(mag1.session(MN))
+        late = HandoverAcknowledge(offer.sequence, HACK_P, HackCode.ACCEPTED)
+        self.assertEqual(mag1.receive(late, MAG2, 10.2, 10.2), [])
+
+    def test_leaveAfterDeparture(self):
+        """Told where the mobile went after it left: already held, offered."""
+        mag1 = self.pair.mag1
+        self.assertEqual(mag1.depart(MN, 10.0), [Hold(MN, PHOA, None)])
+        offer = mag1.leave(MN, MAG2, 10.1)
+        self.assertEqual(others(offer), [])
+        self.assertEqual(sent(offer), [("HandoverInitiate", HiCode.ALL_CONTEXT, MAG2)])
 
     def test_leaveForStranger(self):
         self.assertEqual(self.pair.mag1.leave(MN, "2001:db8:9::1", 1.0), [])

@@ -71,6 +71,32 @@ class FakeMag:
         self.proceeded.append(event)
 
 
+class FakeHold:
+    """The daemon-side hold, as the service sees it."""
+
+    index = None
+    name = "nlbuf0"
+
+    def __init__(self):
+        self.buffer = PacketBuffer()
+        self.forwarded = []
+
+    def forget(self, destination):
+        pass
+
+    def forwardTo(self, destination, peer, now):
+        self.forwarded.append((destination, peer))
+        return len(self.buffer.take(destination, now))
+
+
+class FakeAccess:
+    def __init__(self):
+        self.solicited = []
+
+    def solicit(self, target):
+        self.solicited.append(target)
+
+
 class Domain:
     def __init__(self, clock, keys1=None, keys2=None):
         self.clock = clock
@@ -147,6 +173,34 @@ class ServiceTests(SynchronousTestCase):
         self.clock.advance(0.25)
         self.assertEqual(self.mag2.mag.proceeded, [event])
         self.assertIsNone(self.mag2.core.session(MN))
+
+    def test_predictive(self):
+        """
+        MAG1 learns (802.11v) that the mobile goes to MAG2's access point: it
+        holds the mobile's downlink at once, without probing its own access
+        link for it (hostapd says nothing of a roam away, so the MAG core still
+        has the mobile), offers the context, and once MAG2 accepts sends what
+        it held on to MAG2.
+        """
+        hold = FakeHold()
+        access = FakeAccess()
+        self.mag1.hold, self.mag1.access = hold, access
+        self.mag1.accessPoints = {"02:00:00:00:02:00": MAG2}
+        self.mag1.leaving(MN, "02:00:00:00:02:00".upper())
+        self.assertEqual(self.mag1.dataplane.handovers, {PHOA: ("hold", "nlbuf0")})
+        self.assertTrue(hold.buffer.holding(PHOA))
+        self.clock.advance(0.1)
+        self.assertEqual(access.solicited, [])
+        self.domain.deliver(MAG1)
+        self.assertEqual(self.mag2.core.session(MN).state, State.PREPARED)
+        self.domain.deliver(MAG2)
+        self.assertEqual(hold.forwarded, [(PHOA, MAG2)])
+        self.assertEqual(self.mag1.core.session(MN).state, State.FORWARDING)
+
+    def test_predictiveUnknownAccessPoint(self):
+        """A transition to an access point of no neighbour changes nothing."""
+        self.mag1.leaving(MN, "02:00:00:00:09:00")
+        self.assertEqual((self.mag1.core.sessions, self.mag1.transport.sent), ({}, []))
 
     def refusedAtMag1(self, data, source=MAG2):
         """Deliver C{data} to MAG1 from C{source}; MAG1 must change nothing."""
