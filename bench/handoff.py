@@ -104,7 +104,7 @@ def main():
     parser.add_argument("--handovers", type=int, default=20)
     parser.add_argument("--rate", type=float, default=1000.0, help="stream packets/s")
     parser.add_argument("--case", action="append", choices=sorted(CASES))
-    parser.add_argument("--dataplane", choices=("seg6", "userspace"), default=None,
+    parser.add_argument("--dataplane", choices=("seg6", "userspace", "ip6tnl"), default=None,
                         help="default: the best this kernel has")
     args = parser.parse_args()
     reason = kernel.needsRoot()

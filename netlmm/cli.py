@@ -28,7 +28,7 @@ def main(argv=None):
                            "mac80211_hwsim radios) with context transfer and forwarding; "
                            "the mobile (wpa_supplicant) roams MAG1 -> MAG2 -> MAG1 under a "
                            "1,000 packets/s stream")
-    demo.add_argument("--dataplane", default=None, choices=("seg6", "userspace"),
+    demo.add_argument("--dataplane", default=None, choices=("seg6", "userspace", "ip6tnl"),
                       help="with --netns: the data plane (default: seg6 where the kernel "
                            "has seg6 lightweight tunnels, else userspace)")
     ctl = sub.add_parser("mag-ctl", help="tell a running MAG (attachment detector "

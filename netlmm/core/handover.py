@@ -28,6 +28,8 @@ One L{Session} per mobile in handover at this MAG, in one of these states:
     OFFERING --refused / timeout--> DEPARTED   [still held: the mobile left]
     OFFERING --arrive--> (none)                [back: the hold goes to it]
     FORWARDING --arrive--> (none)      [the mobile came back: stop first]
+    REQUESTING --offer--> RECEIVING    [the offer crossed our request]
+    FORWARDING --leave--> FORWARDING   [the target asked before we offered]
     RECEIVING / PREPARED --asked--> FORWARDING  [it moved on at once]
 
 Reactive (the mobile attaches at the new MAG, which knows nothing of it):
@@ -86,6 +88,7 @@ TRANSITIONS = {
     (S.REQUESTING, "fallback"): None,
     (S.REQUESTING, "timeout"): None,
     (S.REQUESTING, "leave"): None,
+    (S.REQUESTING, "offer"): S.RECEIVING,
     (None, "offer"): S.PREPARED,
     (S.PREPARED, "offer"): S.PREPARED,
     (S.PREPARED, "arrive"): S.RECEIVING,
@@ -101,6 +104,7 @@ TRANSITIONS = {
     (S.FORWARDING, "done"): None,
     (S.FORWARDING, "timeout"): None,
     (S.FORWARDING, "arrive"): S.REQUESTING,
+    (S.FORWARDING, "leave"): S.FORWARDING,
     (None, "leave"): S.OFFERING,
     (S.OFFERING, "accepted"): S.FORWARDING,
     (S.OFFERING, "refused"): S.DEPARTED,
@@ -372,6 +376,11 @@ class HandoverCore:
         s = self.sessions.get(mnId)
         effects = []
         holding = False
+        if s is not None and s.state == S.FORWARDING:
+            # The target asked for it before this MAG learnt it was leaving
+            # (a roam faster than the 802.11v response): forwarding already.
+            self._step(s, "leave")
+            return []
         if s is not None:
             self._step(s, "leave")
             if s.state == S.RECEIVING:
@@ -545,6 +554,8 @@ class HandoverCore:
             return self._answer(hi, peer, HackCode.NOT_ACCEPTED,
                                 "offered context without a Home Network Prefix")
         s = self.sessions.get(mnId)
+        if s is not None and s.state == S.REQUESTING and peer in s.waiting:
+            return self._crossed(hi, s, context, peer, now)
         if s is not None and s.state not in (S.PREPARED,):
             return self._answer(hi, peer, HackCode.NOT_ACCEPTED,
                                 f"{_show(mnId)} is in handover here ({s.state.value})")
@@ -562,6 +573,29 @@ class HandoverCore:
         return [Hold(mnId, context.phoa, peer),
                 SendHandover(HandoverAcknowledge(hi.sequence, flags, HackCode.ACCEPTED,
                                                  [mh.MobileNodeIdentifier(mnId)]), peer)]
+
+    def _crossed(self, hi, s, context, peer, now):
+        """
+        The mobile attached here and this MAG asked its neighbours while its
+        previous MAG, told it was leaving, offered its context: the offer
+        and the request crossed. The offer answers the request (the previous
+        MAG forwards on either the request or this acceptance).
+        """
+        self._step(s, "offer")
+        self._forgetPending(s)
+        s.state = S.RECEIVING
+        s.peer = peer
+        s.context = context
+        s.waiting = set()
+        s.retransmitAt = None
+        s.deadline = now + self.forwardTimeout
+        self.counters["contexts"] += 1
+        self._say("{peer} announces {mnId} ({phoa}), which is here already: its context",
+                  peer=peer, mnId=_show(s.mnId), phoa=context.phoa)
+        flags = HACK_P | (HACK_F if hi.flag(HI_F) else 0) | (HACK_U if hi.flag(HI_U) else 0)
+        return [Hold(s.mnId, context.phoa, peer), ContextReady(context, peer),
+                SendHandover(HandoverAcknowledge(hi.sequence, flags, HackCode.ACCEPTED,
+                                                 [mh.MobileNodeIdentifier(s.mnId)]), peer)]
 
     # ------------------------------------------------------------ HAck
 

@@ -288,6 +288,45 @@ class PredictiveTests(SynchronousTestCase):
         self.assertEqual(others(offer), [])
         self.assertEqual(sent(offer), [("HandoverInitiate", HiCode.ALL_CONTEXT, MAG2)])
 
+    def test_offerCrossesRequest(self):
+        """
+        The station roams faster than MAG1 hears of it (802.11v response
+        late): MAG2 asks while MAG1 offers. The offer answers MAG2's request;
+        MAG1 forwards on the request; the answers that cross are no refusals.
+        """
+        mag1, mag2 = self.pair.mag1, self.pair.mag2
+        request = mag2.arrive(MN, MAC, 10.0)[0].message
+        offer = message(mag1.leave(MN, MAG2, 10.001))
+        got = mag2.receive(offer, MAG1, 10.001, 10.002)
+        self.assertEqual(others(got), [Hold(MN, PHOA, MAG1), ContextReady(CONTEXT, MAG1)])
+        self.assertEqual(sent(got), [("HandoverAcknowledge", HackCode.ACCEPTED, MAG1)])
+        self.assertEqual(mag2.session(MN).state, State.RECEIVING)
+        asked = mag1.receive(request, MAG2, 10.0, 10.002)
+        self.assertEqual(others(asked), [Forward(MN, PHOA, MAG2)])
+        self.assertEqual(mag1.session(MN).state, State.FORWARDING)
+        self.assertEqual(mag2.receive(message(asked), MAG1, 10.002, 10.003), [])
+        self.assertEqual(mag1.receive(message(got), MAG2, 10.002, 10.003), [])
+        self.assertEqual((mag1.counters["refused"], mag2.counters["refused"]), (0, 0))
+        self.assertEqual(mag2.session(MN).state, State.RECEIVING)
+        self.assertEqual(mag1.session(MN).state, State.FORWARDING)
+
+    def test_leaveWhileForwarding(self):
+        """Asked before told the station leaves: already forwarding, nothing more."""
+        mag1, mag2 = self.pair.mag1, self.pair.mag2
+        mag1.receive(mag2.arrive(MN, MAC, 10.0)[0].message, MAG2, 10.0, 10.001)
+        self.assertEqual(mag1.leave(MN, MAG2, 10.002), [])
+        self.assertEqual(mag1.session(MN).state, State.FORWARDING)
+
+    def test_offerFromAnotherWhileRequesting(self):
+        """An offer from a neighbour not asked (the mobile is here) is refused."""
+        mag2 = self.pair.mag2
+        mag2.arrive(MN, MAC, 10.0)
+        mag2.session(MN).waiting.discard(MAG1)
+        offer = message(self.pair.mag1.leave(MN, MAG2, 10.001))
+        got = mag2.receive(offer, MAG1, 10.001, 10.002)
+        self.assertEqual(sent(got), [("HandoverAcknowledge", HackCode.NOT_ACCEPTED, MAG1)])
+        self.assertEqual(mag2.session(MN).state, State.REQUESTING)
+
     def test_leaveForStranger(self):
         self.assertEqual(self.pair.mag1.leave(MN, "2001:db8:9::1", 1.0), [])
         self.assertEqual(self.pair.mag1.leave(b"unbound", MAG2, 1.0), [])

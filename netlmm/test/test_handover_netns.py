@@ -4,7 +4,9 @@ daemons and a stock Linux mobile (root): the mobile's link is deleted at
 MAG1 and created at MAG2, its new address is tentative for a second (DAD);
 meanwhile MAG1 holds and then forwards its downlink to MAG2, which holds it
 until the mobile answers and delivers it. Nothing is lost but what was on
-the link at the instant it was deleted.
+the link at the instant it was deleted. On each data plane: `userspace`
+(the daemon's TUN), and the kernel ones, seg6 and ip6tnl (where the kernel
+lacks them, `./dev test` runs those under kernel-lab).
 """
 
 from twisted.trial.unittest import TestCase
@@ -14,11 +16,17 @@ from netlmm.lab.domain import NetnsDomain
 
 
 class WiredHandoverTests(TestCase):
+    """On the userspace data plane (the daemon's TUN): any kernel."""
+
     timeout = 300 * timeScale()
+    dataplane = "userspace"
+
+    def domain(self):
+        return NetnsDomain(self.mktemp(), self.dataplane, testCase=self, handover=True)
 
     def test_noLoss(self):
         """Forwarding and holding: a ping flow from the CN loses nothing, both ways."""
-        domain = NetnsDomain(self.mktemp(), testCase=self, handover=True)
+        domain = self.domain()
         domain.start()
         phoa = domain.attach("mag1")
         for target, old in (("mag2", "mag1"), ("mag1", "mag2")):
@@ -39,7 +47,7 @@ class WiredHandoverTests(TestCase):
         goes on as without handover after context_timeout, and the handover
         completes (the LMA's binding moves, the mobile keeps its address).
         """
-        domain = NetnsDomain(self.mktemp(), testCase=self, handover=True)
+        domain = self.domain()
         domain.start()
         phoa = domain.attach("mag1")
         domain.topology.stop(domain.daemons.pop(2))  # MAG1
@@ -48,3 +56,15 @@ class WiredHandoverTests(TestCase):
         self.assertIn("no context for 02:00:00:00:aa:01 from 2001:db8:ffff::11",
                       domain.log("mag2"))
         self.assertEqual(domain.ping("cn", phoa).returncode, 0)
+
+
+class Seg6WiredHandoverTests(WiredHandoverTests):
+    """Forwarding and holding on the seg6 data plane (kernel routes, seg6 encap)."""
+
+    dataplane = "seg6"
+
+
+class Ip6tnlWiredHandoverTests(WiredHandoverTests):
+    """Forwarding and holding on the ip6tnl data plane (ip6ip6 devices)."""
+
+    dataplane = "ip6tnl"

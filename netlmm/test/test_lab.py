@@ -141,10 +141,11 @@ class DataPlaneChoiceTests(SynchronousTestCase):
         self.assertEqual(domain.pickDataPlane("seg6"), ("seg6", "seg6"))
 
     def test_none(self):
-        FakeKernel(self, {"seg6": "no seg6", "tun": "no TUN devices"})
+        FakeKernel(self, {"seg6": "no seg6", "tun": "no TUN devices", "ip6tnl": "no ip6tnl"})
         e = self.assertRaises(CommandFailed, domain.bestDataPlane)
         self.assertEqual(str(e), "no data plane can run on this kernel (seg6: this kernel "
-                                 "has no seg6; userspace: this kernel has no TUN devices)")
+                                 "has no seg6; userspace: this kernel has no TUN devices; "
+                                 "ip6tnl: this kernel has no ip6tnl)")
         # A test asking for the best then skips for the first one's reason.
         self.assertEqual(domain.pickDataPlane(), ("seg6", "seg6"))
 

@@ -9,7 +9,9 @@ correspondent, and keeps its address.
 from twisted.trial.unittest import TestCase
 
 from netlmm.lab import timeScale
-from netlmm.lab.domain import CN_ADDRESS, MAG_ADDRESSES, NetnsDomain
+from netlmm.lab.domain import (
+    CN_ADDRESS, MAG_ADDRESSES, ROUTER_ADDRESS, ROUTER_MAC, NetnsDomain,
+)
 
 
 class WifiRoamTests(TestCase):
@@ -34,6 +36,49 @@ class WifiRoamTests(TestCase):
             self.assertRegex(domain.log("lma"), rf"binding for {phoa} moves \S+ -> {pcoa}")
             self.assertIn("02:00:00:00:aa:01 associated", domain.log(target))
         self.assertEqual(domain.ping("cn", phoa).returncode, 0)
+
+
+class OneRouterTests(TestCase):
+    timeout = 600 * timeScale()
+
+    def routers(self, domain):
+        """The mobile's default routers and their link-layer addresses."""
+        import json
+        routes = json.loads(domain.topology.sh("mn", "ip -6 -j route show default").stdout)
+        gateways = sorted(hop["gateway"] for r in routes
+                          for hop in (r.get("nexthops") or [r]) if "gateway" in hop)
+        neighbours = json.loads(domain.topology.sh("mn", "ip -6 -j neigh show dev wlan0")
+                                .stdout)
+        macs = {n["dst"]: n.get("lladdr") for n in neighbours if n["dst"] in gateways}
+        return gateways, macs
+
+    def solicitations(self, domain):
+        """How many Router Solicitations the mobile's kernel has sent."""
+        for line in domain.topology.sh("mn", "cat /proc/net/snmp6").stdout.splitlines():
+            name, _, value = line.partition(" ")
+            if name == "Icmp6OutRouterSolicits":
+                return int(value)
+        raise AssertionError("no Icmp6OutRouterSolicits in /proc/net/snmp6")
+
+    def test_roamKeepsRouter(self):
+        """
+        Every MAG answers as one router (one link-local and one MAC): across
+        roams MAG1 -> MAG2 -> MAG1 the station keeps its one default router
+        and its neighbour entry, sends no Router Solicitation, and its uplink
+        goes on through the new MAG.
+        """
+        domain = NetnsDomain(self.mktemp(), testCase=self, wifi=True, handover=True)
+        domain.start()
+        phoa = domain.attach("mag1")
+        self.assertEqual(domain.ping("mn", CN_ADDRESS).returncode, 0)
+        router = self.routers(domain)
+        self.assertEqual(router, ([ROUTER_ADDRESS], {ROUTER_ADDRESS: ROUTER_MAC}))
+        sent = self.solicitations(domain)
+        for target in ("mag2", "mag1"):
+            self.assertEqual(domain.roam(target), phoa)
+            self.assertEqual(domain.ping("mn", CN_ADDRESS).returncode, 0, domain.logs())
+            self.assertEqual(self.routers(domain), router)
+        self.assertEqual(self.solicitations(domain), sent)
 
 
 class WifiDemoTests(TestCase):
