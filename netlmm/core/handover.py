@@ -581,15 +581,7 @@ class HandoverCore:
         and the request crossed. The offer answers the request (the previous
         MAG forwards on either the request or this acceptance).
         """
-        self._step(s, "offer")
-        self._forgetPending(s)
-        s.state = S.RECEIVING
-        s.peer = peer
-        s.context = context
-        s.waiting = set()
-        s.retransmitAt = None
-        s.deadline = now + self.forwardTimeout
-        self.counters["contexts"] += 1
+        self._receiving(s, "offer", context, peer, now)
         self._say("{peer} announces {mnId} ({phoa}), which is here already: its context",
                   peer=peer, mnId=_show(s.mnId), phoa=context.phoa)
         flags = HACK_P | (HACK_F if hi.flag(HI_F) else 0) | (HACK_U if hi.flag(HI_U) else 0)
@@ -635,15 +627,7 @@ class HandoverCore:
             self._say("no neighbour has the context of {mnId}; going on without it",
                       mnId=_show(s.mnId))
             return [Fallback(s.mnId, "no neighbour has it")]
-        self._step(s, "context")
-        self._forgetPending(s)
-        s.state = S.RECEIVING
-        s.peer = peer
-        s.context = context
-        s.waiting = set()
-        s.retransmitAt = None
-        s.deadline = now + self.forwardTimeout
-        self.counters["contexts"] += 1
+        self._receiving(s, "context", context, peer, now)
         self._say("context of {mnId} from {peer}: {phoa}", mnId=_show(s.mnId), peer=peer,
                   phoa=context.phoa)
         effects = [ContextReady(context, peer)]
@@ -677,6 +661,17 @@ class HandoverCore:
     def _nextSequence(self):
         self._sequence = (self._sequence + 1) & 0xFFFF
         return self._sequence
+
+    def _receiving(self, s, what, context, peer, now):
+        """The mobile is here and its context came from C{peer} (RECEIVING)."""
+        s.state = self._step(s, what)
+        self._forgetPending(s)
+        s.peer = peer
+        s.context = context
+        s.waiting = set()
+        s.retransmitAt = None
+        s.deadline = now + self.forwardTimeout
+        self.counters["contexts"] += 1
 
     def _departed(self, s, now, what):
         """An offer came to nothing: the mobile left all the same (DEPARTED)."""
