@@ -36,7 +36,10 @@ class WiredHandoverTests(TestCase):
             # Only what the old MAG had already handed to the link when the
             # link was deleted may be lost: 0 to 4 packets at 100/s (a busy
             # machine widens that moment); without handover about 45 are.
-            self.assertLessEqual(result["lost"], 10, (result, domain.logs()))
+            # Under kernel-lab (16 times slower) the old MAG takes up to half
+            # a second to see the link go: 50 packets (seg6, load 16).
+            self.assertLessEqual(result["lost"], max(10, 4 * timeScale()),
+                                 (result, domain.logs()))
             self.assertIn("context of 02:00:00:00:aa:01 from", domain.log(target))
             self.assertRegex(domain.log(old), r"packets held for \S+ sent on to")
             self.assertRegex(domain.log(target), r"reachable at \S+; \d+ held packets "
