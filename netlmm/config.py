@@ -28,13 +28,18 @@ class Table:
     """
     Typed access to one TOML table; keys that are read are remembered so
     that L{finish} can refuse the ones nobody asked for (typos).
+
+    C{base} is the directory of the config file: L{path} takes relative
+    paths from there, for every path key of every role (one rule, whatever
+    the working directory of the daemon).
     """
 
-    def __init__(self, data, where):
+    def __init__(self, data, where, base=None):
         if not isinstance(data, dict):
             raise ConfigError(f"{where}: expected a table, got {type(data).__name__}")
         self.data = data
         self.where = where
+        self.base = base
         self._seen = set()
 
     def _key(self, key):
@@ -50,7 +55,7 @@ class Table:
 
     def table(self, key, required=False):
         """A sub-table (an empty one when absent and not required)."""
-        return Table(self._get(key, {}, required), self._key(key))
+        return Table(self._get(key, {}, required), self._key(key), self.base)
 
     def strings(self, key):
         """A list of strings; [] when absent."""
@@ -79,6 +84,18 @@ class Table:
                 f"{self._key(key)}: expected one of "
                 + ", ".join(repr(c) for c in choices) + f", got {value!r}")
         return value
+
+    def path(self, key, default=None, required=False):
+        """
+        A file or socket path; a relative one is taken from the config
+        file's directory (C{base}), not from the working directory.
+        """
+        value = self.string(key, default, required)
+        if value is None:
+            return None
+        if not value:
+            raise ConfigError(f"{self._key(key)}: expected a path, got ''")
+        return resolvePath(value, self.base)
 
     def number(self, key, default=None, required=False, minimum=None,
                maximum=None, integer=False):
@@ -166,6 +183,15 @@ class Table:
             raise ConfigError(
                 f"{self._key(unknown[0])}: unknown key; known keys here are "
                 + ", ".join(sorted(self._seen)))
+
+
+def resolvePath(path, base):
+    """C{path}, taken from directory C{base} when it is relative (and base is set)."""
+    import os
+    path = os.path.expanduser(path)
+    if base is None or os.path.isabs(path):
+        return path
+    return os.path.join(base, path)
 
 
 def _network(value, key):

@@ -29,6 +29,21 @@ from netlmm.interfaces import IAttachmentDetector
 from netlmm.wire.control import mnIdProblem, showMnId
 
 
+#: The longest UNIX socket path the kernel takes (sun_path, less the NUL).
+_SUN_PATH = 107
+
+
+def socketName(path):
+    """
+    The name to bind or connect the UNIX socket at C{path} by: the path, or
+    the same file relative to the working directory when only that fits the
+    kernel's 107 octets (a deep test directory, say). None when neither fits.
+    """
+    candidates = [path, os.path.relpath(path)]
+    fitting = [c for c in candidates if len(os.fsencode(c)) <= _SUN_PATH]
+    return min(fitting, key=len) if fitting else None
+
+
 class _CommandProtocol(LineOnlyReceiver):
     delimiter = b"\n"
     MAX_LENGTH = 1024
@@ -74,32 +89,54 @@ class ControlDetector:
 
     @classmethod
     def fromConfig(cls, table, reactor, **context):
-        """Options: C{socket}, the path of the UNIX socket (required)."""
-        path = table.string("socket", required=True)
+        """
+        Options: C{socket}, the path of the UNIX socket (required; relative
+        to the config file's directory).
+        """
+        path = table.path("socket", required=True)
         table.finish()
         return cls(reactor, path)
 
     def start(self, mag):
+        """
+        Listen on the socket; a missing directory, a socket another MAG
+        serves or any other failure to listen is a
+        L{netlmm.daemon.StartupError} naming the path.
+        """
+        from netlmm.daemon import StartupError, describeFailure
         self.mag = mag
+        directory = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(directory):
+            raise StartupError(f"control socket {self.path}: the directory {directory} "
+                               "does not exist")
+        name = socketName(self.path)
+        if name is None:
+            raise StartupError(f"control socket {self.path}: the path is too long for "
+                               f"a UNIX socket (at most {_SUN_PATH} octets)")
         if os.path.exists(self.path):
             # A socket left by a daemon that did not stop cleanly.
             probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                probe.connect(self.path)
+                probe.connect(name)
             except OSError:
                 os.unlink(self.path)
             else:
-                raise RuntimeError(f"{self.path}: another MAG is listening there")
+                raise StartupError(f"control socket {self.path}: another MAG is "
+                                   "listening there")
             finally:
                 probe.close()
         factory = Factory.forProtocol(_CommandProtocol)
+        factory.noisy = False
         factory.detector = self
-        d = endpoints.UNIXServerEndpoint(self.reactor, self.path, mode=0o600).listen(factory)
+        d = endpoints.UNIXServerEndpoint(self.reactor, name, mode=0o600).listen(factory)
 
         def listening(port):
             self.port = port
             self.log.info("control detector: commands on {path}", path=self.path)
-        return d.addCallback(listening)
+
+        def failed(f):
+            raise StartupError(f"control socket {self.path}: {describeFailure(f)}")
+        return d.addCallbacks(listening, failed)
 
     def stop(self):
         if self.port is not None:
@@ -143,7 +180,7 @@ def clientMain(path, words):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(5)
     try:
-        s.connect(path)
+        s.connect(socketName(os.path.abspath(path)) or path)
     except OSError as e:
         print(f"netlmm mag-ctl: cannot connect to {path}: {e.strerror}", file=sys.stderr)
         return 1

@@ -37,6 +37,7 @@ from ipaddress import IPv6Address
 from twisted.logger import Logger
 
 from netlmm.config import ConfigError
+from netlmm.daemon import StartupError
 from netlmm.wire.errors import DecodeError
 from netlmm.wire.icmpv6 import (
     ALL_NODES, PIO_AUTONOMOUS, PIO_ONLINK, RA_MANAGED, RA_OTHER, RS, UNSPECIFIED, MtuOption,
@@ -258,7 +259,7 @@ class AccessLink:
             packet = self.system.packetSocket(iface)
         except OSError as e:
             self._users -= 1
-            raise RuntimeError(f"access interface {iface!r}: {e.strerror or e}") from None
+            raise StartupError(f"access interface {iface!r}: {e.strerror or e}") from None
         self._icmp = SocketReader(self.reactor, icmp, self._icmpReceived,
                                   f"icmpv6({iface})", ancillary=True)
         self._packet = SocketReader(self.reactor, packet, self._frameReceived,

@@ -47,6 +47,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from netlmm.config import ConfigError
+from netlmm.daemon import StartupError
 from netlmm.dataplane import _netlink as nl
 from netlmm.dataplane.handover import HandoverRoutes
 from netlmm.interfaces import IDataPlane
@@ -98,10 +99,10 @@ def setTunnelSource(address):
         subprocess.run(["ip", "sr", "tunsrc", "set", address], check=True,
                        capture_output=True, text=True, timeout=10)
     except FileNotFoundError:
-        raise RuntimeError("seg6 data plane: iproute2's 'ip' is needed to set the "
+        raise StartupError("seg6 data plane: iproute2's 'ip' is needed to set the "
                            "tunnel source address") from None
     except subprocess.CalledProcessError as e:
-        raise RuntimeError(f"seg6 data plane: 'ip sr tunsrc set {address}' failed: "
+        raise StartupError(f"seg6 data plane: 'ip sr tunsrc set {address}' failed: "
                            f"{e.stderr.strip()}") from None
 
 

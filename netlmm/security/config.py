@@ -16,8 +16,11 @@ def securityConfig(table, configPath, client=False):
     144 may set is C{max_clock_offset} in its main table.
     """
     t = table.table("security")
+    if t.base is None and configPath:
+        # A table read without its file's directory (older callers).
+        t.base = os.path.dirname(os.path.abspath(configPath))
     mode = t.string("mode", "none", choices=("none", "rfc4285"))
-    keys = t.string("keys")
+    keys = t.path("keys")
     if client:
         if "replay_window" in t.data:
             raise ConfigError(f"{t.where}.replay_window: only the LMA checks PBU "
@@ -39,11 +42,8 @@ def securityConfig(table, configPath, client=False):
         raise ConfigError(f"{t.where}.keys: missing: mode 'rfc4285' needs a key "
                           f"file or a [{t.where}.radius] table (keys from AAA)")
     if keys is not None:
-        path = keys
-        if not os.path.isabs(path) and configPath:
-            path = os.path.join(os.path.dirname(os.path.abspath(configPath)), path)
         try:
-            result["keys"] = loadKeyFile(path)
+            result["keys"] = loadKeyFile(keys)
         except KeyFileError as e:
             raise ConfigError(f"{t.where}.keys: {e}") from None
     if radius.data:
@@ -51,9 +51,6 @@ def securityConfig(table, configPath, client=False):
         result["radius"] = radiusConfig(radius)
         secretFile = result["radius"]["secretFile"]
         if secretFile is not None:
-            if not os.path.isabs(secretFile) and configPath:
-                secretFile = os.path.join(
-                    os.path.dirname(os.path.abspath(configPath)), secretFile)
             try:
                 from netlmm.security.keystore import checkPermissions
                 checkPermissions(secretFile)

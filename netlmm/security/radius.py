@@ -254,7 +254,7 @@ def radiusConfig(t):
     from netlmm.config import parseEndpoint
     parsed = [parseEndpoint(s, f"{t.where}.servers") for s in servers]
     secret = t.string("secret")
-    secretFile = t.string("secret_file")
+    secretFile = t.path("secret_file")
     if (secret is None) == (secretFile is None):
         raise ConfigError(f"{t.where}: give exactly one of secret or secret_file")
     timeout = t.number("timeout", 1.0, minimum=0.05, maximum=60)

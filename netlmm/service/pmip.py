@@ -151,7 +151,18 @@ class PmipService(RoleService):
                 return None
             return Channel("tcp").listen(self.reactor, self.peerListen[0],
                                          self.peerListen[1], self.peerServer
-                                         ).addCallback(peerListening)
+                                         ).addCallbacks(peerListening, cannotListenPeers)
+
+        def cannotListen(f):
+            self.port.stopListening()
+            from netlmm.daemon import StartupError, describeFailure
+            raise StartupError(f"PMIP client: MAG channel ({self.channel.transport}): "
+                               f"{describeFailure(f)}")
+
+        def cannotListenPeers(f):
+            from netlmm.daemon import StartupError, describeFailure
+            raise StartupError(f"PMIP client: peer channel (peer_listen): "
+                               f"{describeFailure(f)}")
 
         def peerListening(port):
             self.peerListening = port
@@ -159,13 +170,8 @@ class PmipService(RoleService):
                           "[{address}]:{port}; asking {peers}",
                           address=self.peerListen[0], port=port.getHost().port,
                           peers=", ".join(self.peerClients) or "none")
-        d.addCallback(listening)
-        d.addErrback(self._cannotListen)
+        d.addCallbacks(listening, cannotListen)
         return d
-
-    def _cannotListen(self, failure):
-        self.port.stopListening()
-        return failure
 
     def stopService(self):
         self.port.stopListening()

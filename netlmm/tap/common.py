@@ -7,6 +7,10 @@ from twisted.python import usage
 from netlmm.config import ConfigError, Table, loadToml
 
 
+class ConfigRejected(usage.UsageError):
+    """The config file cannot be used; the text names the file and the key."""
+
+
 class RoleOptions(usage.Options):
     """
     Base of the roles' options: C{--config FILE}, read and validated in
@@ -19,6 +23,8 @@ class RoleOptions(usage.Options):
     hasControl = False
     optParameters = [
         ["config", "c", None, "The role's TOML configuration file (required)."],
+        ["log-level", None, "info", "The least severe netlmm events logged: debug "
+         "(also every binding's events), info, warn, error or critical."],
     ]
 
     #: The config keys, shown verbatim after the options in --help.
@@ -28,14 +34,36 @@ class RoleOptions(usage.Options):
         # usage.Options re-wraps longdesc; the key list must keep its layout.
         return super().getUsage(width) + "\n" + self.configHelp.strip("\n") + "\n"
 
+    def parseOptions(self, options=None):
+        """
+        As usage.Options, except under twistd: there a bad option or config
+        ends the process with one line on stderr (status 1), where twistd
+        would print its whole --help before the error.
+        """
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            parent = getattr(self, "parent", None)
+            if parent is None:
+                raise
+            command = f"twistd {parent.subCommand}"
+            hint = "" if isinstance(e, ConfigRejected) else \
+                f" (`{command} --help` lists the options)"
+            raise SystemExit(f"{command}: error: {e}{hint}") from None
+
     def postOptions(self):
+        level = self["log-level"]
+        if level not in ("debug", "info", "warn", "error", "critical"):
+            raise usage.UsageError(f"--log-level: expected debug, info, warn, error or "
+                                   f"critical, got {level!r}")
         path = self["config"]
         if path is None:
             raise usage.UsageError("--config FILE is required")
-        # Relative paths in the file (certificates, keys) are from its directory.
+        # Relative paths in the file (certificates, keys, sockets, state)
+        # are taken from its directory.
         self.configDir = os.path.dirname(os.path.abspath(path))
         try:
-            document = Table(loadToml(path), "")
+            document = Table(loadToml(path), "", base=self.configDir)
             table = document.table(self.section, required=True)
             self.built = self.build(table)
             table.finish()
@@ -49,32 +77,40 @@ class RoleOptions(usage.Options):
                                   "attachment detector 'control')")
             document.finish()
         except ConfigError as e:
-            raise usage.UsageError(f"{path}: {e}") from None
+            raise ConfigRejected(f"{path}: {e}") from None
         except (ValueError, OSError) as e:
-            raise usage.UsageError(f"{path}: {e}") from None
+            raise ConfigRejected(f"{path}: {e}") from None
 
     def build(self, table):
         """Validate the role's table; return what makeService needs."""
         raise NotImplementedError
 
 
-def withManagement(service, options, roles=None):
+def daemon(options, services):
     """
-    C{service} with what the config's top-level tables add to any role:
-    [metrics] (Prometheus metrics over HTTP, L{netlmm.metrics}) of
-    C{roles} (the services whose metrics are served; C{[service]} unless
-    given) and [control] (the local command socket, L{netlmm.ctl}).
+    The service twistd runs for a role: C{services} started in order, then
+    what the config's top-level tables add to any role: [metrics]
+    (Prometheus metrics of C{services} over HTTP, L{netlmm.metrics}) and
+    [control] (the first service's local command socket, L{netlmm.ctl}). A
+    start-up failure of any of them is reported in one line and ends the
+    process with status 1 (L{netlmm.daemon.DaemonService}); the log level is
+    set from C{--log-level}.
     """
     from twisted.internet import reactor
+    from netlmm.daemon import DaemonService, setLogLevel
+    setLogLevel(options["log-level"])
+    services = list(services)
     listen = getattr(options, "metricsListen", None)
     if listen is not None:
         from netlmm.metrics import MetricsService
-        MetricsService(reactor, listen, roles or [service]).setServiceParent(service)
+        services.append(MetricsService(reactor, listen, list(services)))
     path = getattr(options, "controlSocket", None)
     if path is not None:
         from netlmm.ctl import ControlService
-        ControlService(reactor, path, service).setServiceParent(service)
-    return service
+        services.append(ControlService(reactor, path, services[0]))
+    parent = getattr(options, "parent", None)
+    name = getattr(parent, "subCommand", None) or f"netlmm-{options.section}"
+    return DaemonService(name, services, config=parent)
 
 
 def listPlugins(registry):

@@ -5,7 +5,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Network
 from netlmm.config import ConfigError
 from netlmm.core.lma import AddressPool, LmaCore, Ordering, PeerPolicy, PrefixPool, Profile
 from netlmm.dataplane import dataplanes
-from netlmm.tap.common import RoleOptions, sub, withManagement
+from netlmm.tap.common import RoleOptions, sub
 
 
 class Options(RoleOptions):
@@ -200,10 +200,11 @@ def _peerNetwork(t, address):
 def makeService(options):
     """The LMA service described by the validated options."""
     from twisted.internet import reactor
-    from twisted.logger import Logger
+    from netlmm.daemon import roleLogger
     from netlmm.service.lma import LmaService
+    from netlmm.tap.common import daemon
     b = options.built
-    core = LmaCore(log=Logger(namespace="netlmm.lma"), **b["core"])
+    core = LmaCore(log=roleLogger("netlmm.lma"), **b["core"])
     guard = None
     if b["security"] is not None:
         from netlmm.security.guard import LmaGuard
@@ -215,4 +216,4 @@ def makeService(options):
         from netlmm.store import SqliteStore, loadOrExit
         service.store = SqliteStore(b["stateFile"], "lma-bindings", reactor)
         loadOrExit(service, "lma")
-    return withManagement(service, options)
+    return daemon(options, [service])

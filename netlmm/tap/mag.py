@@ -184,25 +184,20 @@ See etc/netlmm/mag.toml for a commented example."""
 def makeService(options):
     """The MAG service described by the validated options."""
     from twisted.internet import reactor
-    from twisted.logger import Logger
+    from netlmm.daemon import roleLogger
     from netlmm.service.mag import MagService
+    from netlmm.tap.common import daemon
     b = options.built
-    core = MagCore(log=Logger(namespace="netlmm.mag"), **b["core"])
+    core = MagCore(log=roleLogger("netlmm.mag"), **b["core"])
     mag = MagService(reactor, core, b["pmip"], b["strategy"], b["dataplane"],
                      detector=b["detector"], name=b["name"], channel=b["channel"],
                      pmipMap=b.get("pmipMap"), ipv4=b.get("ipv4"),
                      handover=b.get("handover"))
-    from netlmm.tap.common import withManagement
     if not b.get("colocated"):
-        return withManagement(mag, options)
+        return daemon(options, [mag])
     # The co-located PMIP client starts first, so the MAG finds it listening.
-    from twisted.application.service import MultiService
     from netlmm.tap import pmip as pmipTap
-    both = MultiService()
-    pmip = pmipTap.serviceFromBuilt(b["colocated"])
-    pmip.setServiceParent(both)
-    mag.setServiceParent(both)
-    return withManagement(both, options, roles=[pmip, mag])
+    return daemon(options, [pmipTap.serviceFromBuilt(b["colocated"]), mag])
 
 
 def accessTechnology(table, key="access_technology"):

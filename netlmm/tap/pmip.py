@@ -157,14 +157,14 @@ See etc/netlmm/pmip.toml for a commented example."""
 
 def makeService(options):
     """The PMIP client service described by the validated options."""
-    from netlmm.tap.common import withManagement
-    return withManagement(serviceFromBuilt(options.built), options)
+    from netlmm.tap.common import daemon
+    return daemon(options, [serviceFromBuilt(options.built)])
 
 
 def serviceFromBuilt(b):
     """The PMIP client service for what L{Options.build} returned."""
     from twisted.internet import reactor
-    from twisted.logger import Logger
+    from netlmm.daemon import roleLogger
     from netlmm.service.pmip import PmipService
     guard = None
     if b["security"] is not None:
@@ -178,7 +178,7 @@ def serviceFromBuilt(b):
         core = anchoredCore(b, guard, [peerKey(p) for p in peers])
         lmaPorts = {a.address: a.port for a in core.anchors}
     else:
-        core = PmipCore(log=Logger(namespace="netlmm.pmip"), security=guard,
+        core = PmipCore(log=roleLogger("netlmm.pmip"), security=guard,
                         peers=[peerKey(p) for p in peers], profile=profileFromBuilt(b),
                         **b["core"])
     service = PmipService(reactor, core, b["listen"], b["mhBind"], b["transport"],
@@ -197,17 +197,17 @@ def anchoredCore(b, guard, peers):
     The L{netlmm.core.anchors.AnchoredCore} for the validated C{[[pmip.lmas]]}:
     one L{PmipCore} per LMA (its profile; C{guard} where it signs).
     """
-    from twisted.logger import Logger
+    from netlmm.daemon import roleLogger
     from netlmm.core.anchors import AnchoredCore
     cores = []
     for lma in b["lmas"]:
         anchor = lma["anchor"]
         settings = dict(b["core"], lmaAddress=anchor.address)
-        core = PmipCore(log=Logger(namespace=f"netlmm.pmip.{anchor.name}"),
+        core = PmipCore(log=roleLogger(f"netlmm.pmip.{anchor.name}"),
                         security=guard if lma["sign"] else None, peers=peers,
                         profile=profileFromBuilt(lma), **settings)
         cores.append((anchor, core))
-    return AnchoredCore(cores, b["anchor"], log=Logger(namespace="netlmm.pmip"))
+    return AnchoredCore(cores, b["anchor"], log=roleLogger("netlmm.pmip"))
 
 
 def _profile(table, source, default=None):

@@ -264,6 +264,45 @@ ordering = "timestamp"
                             f'state_file = "{missing}/pmip.db"\n',
                             f"pmip.state_file: directory {missing} does not exist")
 
+    def test_relativePathsFromTheConfigFile(self):
+        """
+        One rule for every path key of every role: a relative path is taken
+        from the config file's directory, whatever the working directory.
+        """
+        base = Path(self.mktemp()).absolute()
+        (base / "etc").mkdir(parents=True)
+        elsewhere = base / "run"
+        elsewhere.mkdir()
+        self.addCleanup(os.chdir, os.getcwd())
+        os.chdir(elsewhere)
+        config = base / "etc" / "lma.toml"
+        config.write_text(self.LMA.replace("[lma.dataplane]",
+                                           'state_file = "state/lma.db"\n[lma.dataplane]'))
+        with self.assertRaises(usage.UsageError) as cm:
+            lmaTap.Options().parseOptions(["--config", str(config)])
+        self.assertIn(f"lma.state_file: directory {base}/etc/state does not exist",
+                      str(cm.exception))
+        config = base / "etc" / "pmip.toml"
+        config.write_text('[pmip]\nlma = "[::1]:5436"\nallowed_mags = ["::1"]\n'
+                          'state_file = "state/pmip.db"\n[pmip.tls]\ntransport = "tcp"\n')
+        with self.assertRaises(usage.UsageError) as cm:
+            pmipTap.Options().parseOptions(["--config", str(config)])
+        self.assertIn(f"pmip.state_file: directory {base}/etc/state does not exist",
+                      str(cm.exception))
+        config = base / "etc" / "mag.toml"
+        config.write_text(self.MAG % ("static", 'socket = "run/mag.sock"'))
+        options = magTap.Options()
+        options.parseOptions(["--config", str(config)])
+        self.assertEqual(options.built["detector"].path, f"{base}/etc/run/mag.sock")
+        # Keys (and certificates, test_tls) follow the same rule.
+        shutil.copy(examples() / "keys.toml", base / "etc" / "keys.toml")
+        os.chmod(base / "etc" / "keys.toml", 0o644)
+        config = base / "etc" / "lma.toml"
+        config.write_text(self.LMA + '[lma.security]\nmode = "rfc4285"\nkeys = "keys.toml"\n')
+        with self.assertRaises(usage.UsageError) as cm:
+            lmaTap.Options().parseOptions(["--config", str(config)])
+        self.assertIn(f"lma.security.keys: {base}/etc/keys.toml", str(cm.exception))
+
     MAG = '''[mag]
 address = "2001:db8:ff::1"
 lma_address = "::1"
@@ -455,6 +494,11 @@ class DaemonTests(SynchronousTestCase):
             self.assertIn(p.wait(timeout=10), (0, -signal.SIGTERM))
             self.assertIn("Server Shut Down.", self.log(role))
         self.assertFalse((self.dir / "netlmm-mag1.sock").exists())
+        # No Twisted chatter about factories and ports (issue 11).
+        for role in ("lma", "pmip", "mag"):
+            for noise in ("Starting factory", "Stopping factory", " starting on ",
+                          "Port ", " object at 0x"):
+                self.assertNotIn(noise, self.log(role))
 
     def test_colocatedPmipClient(self):
         """

@@ -233,7 +233,8 @@ class DaemonTablesTests(TestCase):
         from netlmm.tap import lma as lmaTap
         options = lmaTap.Options()
         options.parseOptions(["--config", self.write(self.LMA)])
-        self.assertEqual(list(lmaTap.makeService(options)), [])
+        from netlmm.service.lma import LmaService
+        self.assertEqual([type(s) for s in lmaTap.makeService(options)], [LmaService])
 
     def test_magHasNoControlTable(self):
         from twisted.python import usage

@@ -90,7 +90,6 @@ def channelFromTable(table, role, base=None):
     C{[mag.tls]}); without the table, plain TCP. Relative paths are taken
     from C{base} (the config file's directory).
     """
-    import os
     from netlmm.transport.tls import loadCredentials
     present = "tls" in table.data
     t = table.table("tls")
@@ -106,12 +105,9 @@ def channelFromTable(table, role, base=None):
                                   f"'sctp+tls' (transport is {transport!r})")
         t.finish()
         return Channel(transport)
-    paths = []
-    for k in keys:
-        value = t.string(k, required=True)
-        if base is not None and not os.path.isabs(value):
-            value = os.path.join(base, value)
-        paths.append(value)
+    if t.base is None:
+        t.base = base
+    paths = [t.path(k, required=True) for k in keys]
     if peerName is not None:
         from netlmm.pki import PkiError, checkName
         try:

@@ -198,6 +198,8 @@ class ControlFactory(Factory):
     """
 
     protocol = ControlProtocol
+    #: No "Starting factory" lines in the logs.
+    noisy = False
     #: True when the connections run over TLS (set by the service).
     tls = False
     #: An IReactorTime for the handshake timeout, or None for no timeout.

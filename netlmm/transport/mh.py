@@ -72,11 +72,19 @@ class MHPort:
     # ------------------------------------------------------------ lifecycle
 
     def startListening(self):
-        """Open and bind the socket and start reading."""
-        if self.kind == "udp":
-            s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-        else:
-            s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, mh.IPPROTO_MH)
+        """
+        Open and bind the socket and start reading; a socket that cannot be
+        opened raises L{netlmm.daemon.StartupError} naming the address.
+        """
+        try:
+            if self.kind == "udp":
+                s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            else:
+                s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, mh.IPPROTO_MH)
+        except OSError as e:
+            from netlmm.daemon import StartupError, reasonOf
+            raise StartupError(f"cannot open a {self.kind} Mobility Header socket: "
+                               f"{reasonOf(e)}") from None
         try:
             if self.kind == "udp":
                 s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
@@ -84,9 +92,12 @@ class MHPort:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
             s.bind((str(self.address), self.port if self.kind == "udp" else 0))
             s.setblocking(False)
-        except OSError:
+        except OSError as e:
             s.close()
-            raise
+            from netlmm.daemon import StartupError, reasonOf
+            what = (f"[{self.address}]:{self.port}/udp" if self.kind == "udp"
+                    else f"{self.address} (raw, protocol 135)")
+            raise StartupError(f"MH socket {what}: {reasonOf(e)}") from None
         self.socket = s
         if self.kind == "udp":
             self.port = s.getsockname()[1]
