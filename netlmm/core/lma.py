@@ -381,7 +381,7 @@ class LmaCore:
         #: PBU, when set (the service logs them); else they go to C{log}.
         self.refused = None
         self.counters = {
-            "pbu": 0, "accepted": 0, "rejected": 0, "deregistered": 0,
+            "pbu": 0, "accepted": 0, "rejected": 0, "new": 0, "deregistered": 0,
             "expired": 0, "bindingErrors": 0, "unexpected": 0,
             "retransmissions": 0, "moved": 0, "created": 0,
         }
@@ -569,13 +569,22 @@ class LmaCore:
             return self._bindingUpdate(message, source, now)
         if type(message) is mh.UnknownMessage:
             self.counters["bindingErrors"] += 1
-            self._say("unknown MH type {mhType} from {source}: Binding Error",
-                      mhType=message.mhType, source=source)
+            self._refuse(source, "unknown MH type",
+                         "unknown MH type {mhType} from {peer}: Binding Error",
+                         mhType=message.mhType)
             return [SendMH(mh.BindingError(mh.BE_UNKNOWN_MH_TYPE), source)]
         self.counters["unexpected"] += 1
-        self._say("{kind} from {source} is not for an LMA; dropped",
-                  kind=type(message).__name__, source=source)
+        kind = type(message).__name__
+        self._refuse(source, f"{kind} not for an LMA",
+                     "{kind} from {peer} is not for an LMA; dropped", kind=kind)
         return []
+
+    def _refuse(self, source, reason, fmt, **fields):
+        """A message from C{source} refused: through C{refused} when set (bounded)."""
+        if self.refused is not None:
+            self.refused(source, reason, fmt, **fields)
+        elif self._log is not None:
+            self._log.warn(fmt, peer=source, **fields)
 
     # ------------------------------------------------------------ PBU processing
 
@@ -1121,6 +1130,7 @@ class LmaCore:
         effects = self.step(b, Event.REGISTER)
         self._schedule(b, now)
         effects.append(_persist(b))
+        self.counters["new"] += 1
         if self._log is not None:
             self._log.debug("new binding {homes} -> {pcoa} for MN {mnId} ({profile})",
                             homes=_homes(b), pcoa=b.pcoa, mnId=_show(b.mnId),

@@ -230,11 +230,14 @@ class Lab:
         return p
 
     def twistd(self, node, role, config, log):
-        """Start `twistd -n netlmm-ROLE --config CONFIG` in C{node}."""
+        """
+        Start `twistd -n netlmm-ROLE --config CONFIG` in C{node}, logging at
+        debug level (each binding's events, which tests look for).
+        """
         return self.start(node, [sys.executable, "-c",
                                  "from twisted.scripts.twistd import run; run()",
                                  "-n", "--pidfile=", f"netlmm-{role}", "--config",
-                                 str(config)], log)
+                                 str(config), "--log-level", "debug"], log)
 
     def stop(self, process, sig=signal.SIGTERM, timeout=5.0):
         """Stop one process started here: C{sig}, then SIGKILL after C{timeout} s."""

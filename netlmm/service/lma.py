@@ -1,12 +1,18 @@
 """The LMA daemon: Mobility Header socket + L{LmaCore} + data plane."""
 
 from twisted.internet.defer import maybeDeferred
+from twisted.internet.task import LoopingCall
 
 from netlmm.core.effects import RouteAdd, RouteMove, RouteRemove, SendMH
+from netlmm.ratelimit import RefusalLog, TokenBucket
 from netlmm.service.base import RoleService
 from netlmm.transport.mh import MHPort
 from netlmm.wire import mh
 from netlmm.wire.control import showMnId
+
+#: Binding Errors (RFC 6275 9.3.3: rate limited as ICMPv6 errors are, RFC
+#: 4443 2.4 (f)): a burst of 10, then 10 a second.
+BE_RATE, BE_BURST = 10.0, 10
 
 
 class LmaService(RoleService):
@@ -18,27 +24,42 @@ class LmaService(RoleService):
         the PBUs of every peer whose policy asks for RFC 4285 (all of them
         unless a peer is set to C{security = "none"}) before the core sees
         them, and signs the answers.
+    @param statsInterval: seconds between the lines that sum up the binding
+        events (new, moved, deregistered, ...: the core logs each one at
+        debug level only); 0 for none.
     """
 
     def __init__(self, reactor, core, listen, transport, dataplane, observer=None,
-                 name="LMA", security=None):
+                 name="LMA", security=None, statsInterval=300.0):
         super().__init__(reactor, core, observer)
         self.setName(name)
         self.dataplane = dataplane
         self.security = security
         self.port = MHPort(reactor, self._received, listen[0], listen[1], transport,
                            observer=self.observe if observer else None)
+        #: Refused messages (the core's and the security checks'), counted;
+        #: their lines are bounded per peer and reason by C{refusalLog}.
         self.refusals = 0
         #: PBAcks sent, by status (the metrics' netlmm_lma_pbas_sent_total).
         self.pbaStatus = {}
+        self.refusalLog = RefusalLog(self.log, reactor)
+        #: Binding Errors sent; those the bucket refuses are counted in
+        #: C{bindingErrors.refused} and not sent.
+        self.bindingErrors = TokenBucket(BE_RATE, BE_BURST)
+        self.statsInterval = statsInterval
+        self._stats = None
+        self._lastCounters = dict(core.counters)
         # The core reports its refusals here, so that every refusal is
         # logged by one method.
         core.refused = self._refused
 
     def _refused(self, peer, reason, fmt, **kw):
-        """Log one refused message from C{peer} (C{reason}: the status name)."""
+        """
+        Log one refused message from C{peer} (C{reason}: the status name or
+        a short fixed text), bounded per peer and reason (L{RefusalLog}).
+        """
         self.refusals += 1
-        self.log.warn("LMA: " + fmt, peer=peer, reason=reason, **kw)
+        self.refusalLog.refused(peer, reason, "LMA: " + fmt, **kw)
 
     def _signed(self, source):
         """True when PBUs from C{source} must carry RFC 4285 authentication."""
@@ -58,12 +79,42 @@ class LmaService(RoleService):
                           kind=self.port.kind, address=self.port.address,
                           port=self.port.port, prefix=self.core.homePrefix)
             RoleService.startService(self)
+            if self.statsInterval:
+                self._stats = LoopingCall(self.logStatistics)
+                self._stats.clock = self.reactor
+                self._stats.start(self.statsInterval, now=False)
         return d.addCallback(listen)
 
     def stopService(self):
         self.port.stopListening()
+        if self._stats is not None and self._stats.running:
+            self._stats.stop()
+        self.logStatistics()
+        self.refusalLog.stop()
         d = maybeDeferred(RoleService.stopService, self)
         return d.addCallback(lambda _: self.dataplane.stop())
+
+    def logStatistics(self):
+        """
+        One line with the binding events since the last one (the core logs
+        each at debug level only), when there were any.
+        """
+        counters = self.core.counters
+        delta = {k: v - self._lastCounters.get(k, 0) for k, v in counters.items()}
+        delta["bindingErrorsNotSent"] = self.bindingErrors.refused - self._lastCounters.get(
+            "bindingErrorsNotSent", 0)
+        if not any(delta.values()):
+            return
+        self._lastCounters = dict(counters, bindingErrorsNotSent=self.bindingErrors.refused)
+        self.log.info("LMA: {bindings} bindings; since the last report {pbu} PBUs: {new} "
+                      "new, {moved} moved, {deregistered} deregistered, {rejected} "
+                      "rejected, {retransmissions} retransmissions; {expired} expired; "
+                      "{bindingErrors} Binding Errors ({bindingErrorsNotSent} not sent: "
+                      "rate limit)", bindings=len(self.core.bindings), **{
+                          k: delta.get(k, 0) for k in (
+                              "pbu", "new", "moved", "deregistered", "rejected",
+                              "retransmissions", "expired", "bindingErrors",
+                              "bindingErrorsNotSent")})
 
     def _received(self, message, raw, source, now, fetched=False):
         signed = type(message) is mh.BindingUpdate and self._signed(source[0])
@@ -151,6 +202,9 @@ class LmaService(RoleService):
                     if replyTo[0] is e.destination or replyTo[0] == e.destination:
                         port = replyTo[1]
                 message = e.message
+                if type(message) is mh.BindingError and not self.bindingErrors.take(
+                        self.reactor.seconds()):
+                    continue
                 if type(message) is mh.BindingAcknowledgement:
                     statuses = self.pbaStatus
                     statuses[message.status] = statuses.get(message.status, 0) + 1

@@ -168,7 +168,13 @@ class MagService(RoleService):
         for up in self.upstreams.values():
             steps.append(up.client.stopService())
         d = gatherResults(steps)
-        d.addCallback(lambda _: RoleService.stopService(self))
+
+        def stopped(_):
+            # The last refusals' summaries, and no timer left behind.
+            for up in self.upstreams.values():
+                up.factory.stopFactory()
+            return RoleService.stopService(self)
+        d.addCallback(stopped)
         d.addCallback(lambda _: self.dataplane.stop())
         return d
 
@@ -295,8 +301,9 @@ class MagService(RoleService):
             return
         self.observe("received", message, proto.peer)
         if type(message) is not Notification:
-            self.log.warn("{name}: the PMIP client sent a {kind}; only Notifications "
-                          "are for a MAG", name=self.name, kind=type(message).__name__)
+            proto.refused("unexpected message", "{name}: the PMIP client {peer} sent a "
+                          "{kind}; only Notifications are for a MAG", name=self.name,
+                          kind=type(message).__name__)
             return
         results = self.notificationResults
         results[message.result] = results.get(message.result, 0) + 1

@@ -5,7 +5,10 @@ from ipaddress import IPv6Network
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import maybeDeferred
 
+from twisted.logger import LogLevel
+
 from netlmm.core.effects import AskPeers, Notify, SendMH
+from netlmm.ratelimit import RefusalLog
 from netlmm.service.base import RoleService
 from netlmm.transport.channel import Channel
 from netlmm.transport.control import ControlFactory
@@ -73,11 +76,20 @@ class PmipService(RoleService):
         peers' addresses when None).
     @param lmaPorts: LMA address -> its MH port, when the core has several
         LMAs (L{netlmm.core.anchors.AnchoredCore}); C{lmaPort} otherwise.
+    @param limits: the listeners' bounds (L{LIMITS} for the keys; the
+        defaults for those not given).
     """
+
+    #: The bounds of the MAG and peer listeners: connections at once, from
+    #: one address, seconds for a TLS handshake, seconds a connection may be
+    #: quiet when its peer has a newer one up or it stalled mid-message.
+    LIMITS = {"maxConnections": 256, "maxPerPeer": 8, "handshakeTimeout": 10.0,
+              "idleTimeout": 60.0}
 
     def __init__(self, reactor, core, listen, mhBind, transport, lmaPort,
                  allowedMags, observer=None, name="PMIP client", channel=None,
-                 peers=(), peerListen=None, allowedPeers=None, lmaPorts=None):
+                 peers=(), peerListen=None, allowedPeers=None, lmaPorts=None,
+                 limits=None):
         super().__init__(reactor, core, observer)
         self.setName(name)
         self.listen = listen
@@ -102,8 +114,11 @@ class PmipService(RoleService):
         self.triggerLatency = None
         self._triggered = {}
         self.channel = channel if channel is not None else Channel("tcp")
+        self.limits = dict(self.LIMITS, **(limits or {}))
+        self.connectionLog = RefusalLog(self.log, reactor, level=LogLevel.info)
         self.factory = _MagFacing(self)
         self.channel.prepare(self.factory, reactor, "PMIP client", "mag")
+        self.factory.limit(self.allowedMags, **self.limits)
         self.listening = None
         self._mags = {}
         self.connections = set()
@@ -114,8 +129,10 @@ class PmipService(RoleService):
         self.allowedPeers = tuple(IPv6Network(n) for n in allowedPeers)
         self.peerServer = _PeerFacing(self)
         self.peerServer.clock = reactor
+        self.peerServer.limit(self.allowedPeers, **self.limits)
         #: '[address]:port' -> (ClientService, factory) towards each peer.
         self.peerClients = {}
+        self._peerFactories = []
         #: '[address]:port' -> the current connection to that peer.
         self.peerConnections = {}
         self.peerAnswering = set()
@@ -123,6 +140,7 @@ class PmipService(RoleService):
             key = peerKey((address, port))
             factory = _PeerFacing(self, key)
             factory.clock = reactor
+            self._peerFactories.append(factory)
             endpoint = Channel("tcp").clientEndpoint(reactor, address, port, timeout=5)
             self.peerClients[key] = ClientService(endpoint, factory, backoffPolicy(
                 initialDelay=0.5, maxDelay=10.0), clock=reactor)
@@ -175,6 +193,7 @@ class PmipService(RoleService):
 
     def stopService(self):
         self.port.stopListening()
+        self.connectionLog.stop()
         for proto in list(self.connections) + list(self.peerAnswering):
             proto.transport.loseConnection()
         d = maybeDeferred(RoleService.stopService, self)
@@ -184,7 +203,13 @@ class PmipService(RoleService):
             d.addCallback(lambda _, c=client: c.stopService())
         if self.peerListening is not None:
             d.addCallback(lambda _: self.peerListening.stopListening())
-        return d
+
+        def stopped(result):
+            # The last refusals' summaries, and no timer left behind.
+            for factory in [self.factory, self.peerServer] + self._peerFactories:
+                factory.stopFactory()
+            return result
+        return d.addCallback(stopped)
 
     # ------------------------------------------------------------ peers (Appendix B)
 
@@ -193,12 +218,7 @@ class PmipService(RoleService):
             self.peerConnections[peer] = proto
             self.log.info("PMIP client: connected to peer {peer}", peer=peer)
             return
-        address = proto.peer[0]
-        if not any(address in n for n in self.allowedPeers):
-            self.log.warn("PMIP client: refused peer connection from {peer}: not a "
-                          "configured peer", peer=proto.describe())
-            proto.transport.loseConnection()
-            return
+        # The listener admitted only allowed_peers (ControlFactory.admit).
         self.peerAnswering.add(proto)
 
     def peerDisconnected(self, proto, peer):
@@ -221,8 +241,8 @@ class PmipService(RoleService):
             self.observe("received", message, proto.peer)
             self.feed(self.core.receiveConflictResponse, peer, message)
         else:
-            self.log.warn("PMIP client: unexpected {kind} on a peer connection "
-                          "{peer}; dropped", kind=kind.__name__, peer=proto.describe())
+            proto.refused("unexpected message", "PMIP client: unexpected {kind} on a peer "
+                          "connection {peer}; dropped", kind=kind.__name__)
 
     def _askPeers(self, effect):
         request = effect.request
@@ -239,14 +259,12 @@ class PmipService(RoleService):
     # ------------------------------------------------------------ MAG side
 
     def magConnected(self, proto):
-        address = proto.peer[0]
-        if not any(address in n for n in self.allowedMags):
-            self.log.warn("PMIP client: refused MAG connection from {peer}: "
-                          "not in allowed_mags", peer=proto.describe())
-            proto.transport.loseConnection()
-            return
+        # The listener admitted only allowed_mags (ControlFactory.admit), before TLS.
         self.connections.add(proto)
-        self.log.info("PMIP client: MAG connected from {peer}", peer=proto.describe())
+        # Bounded too: a peer that connects again and again is not a log line each time.
+        self.connectionLog.refused(proto.peer[0], "connections",
+                                   "PMIP client: MAG connected from {peer}",
+                                   peer=proto.describe())
 
     def magDisconnected(self, proto):
         self.connections.discard(proto)
@@ -275,8 +293,8 @@ class PmipService(RoleService):
             self._mags[message.magAddress] = proto
             problem = self.feed(self.core.receiveDetach, message)
         else:
-            self.log.warn("PMIP client: a MAG sent a {kind}; only Trigger and "
-                          "Detach are for a PMIP client", kind=kind.__name__)
+            proto.refused("unexpected message", "PMIP client: {peer} sent a {kind}; only "
+                          "Trigger and Detach are for a PMIP client", kind=kind.__name__)
             return
         if problem is not None:
             self._sendTo(proto, Notification(message.transaction, Result.MALFORMED,
@@ -324,10 +342,9 @@ class PmipService(RoleService):
             self._refuseTrigger(trigger, proto)
 
     def _refuseTrigger(self, trigger, proto):
-        self.log.warn("PMIP client: no security association for MN {mnId}; "
-                      "Trigger {txn} from {peer} refused",
-                      mnId=showMnId(trigger.mnId),
-                      txn=trigger.transaction, peer=proto.describe())
+        proto.refused("no security association", "PMIP client: no security association "
+                      "for MN {mnId}; Trigger {txn} from {peer} refused",
+                      mnId=showMnId(trigger.mnId), txn=trigger.transaction)
         self._sendTo(proto, Notification(trigger.transaction, Result.NOT_AUTHORIZED,
                                          trigger.mnId), trigger.magAddress)
         return False
@@ -377,9 +394,10 @@ class PmipService(RoleService):
         if security.counters["verified"] > verified:
             self.observe("verified", message, source)
         elif self.core.unauthenticated > dropped:
-            self.log.warn("PMIP client: PBAck seq {seq} from [{source}]:{port} failed "
-                          "authentication; dropped", seq=message.sequence,
-                          source=source[0], port=source[1])
+            self.port.refusals.refused(source[0], "PBAck not authentic",
+                                       "PMIP client: PBAck seq {seq} from [{source}]:{port} "
+                                       "failed authentication; dropped", seq=message.sequence,
+                                       source=source[0], port=source[1])
 
     def execute(self, effects):
         for e in effects:

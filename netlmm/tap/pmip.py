@@ -72,6 +72,14 @@ The [pmip] table of the config file:
   peer_timeout  seconds to wait for the peers; a silent peer does not block
                 the mobile, the PBU goes and the LMA's DAD applies (1.0)
   allowed_peers networks peer connections may come from (the peers' addresses)
+  [pmip.limits] what the MAG and peer listeners take; refused connections are
+                closed before any byte is read or TLS handshake is made:
+    max_connections           connections at once (256)
+    max_connections_per_peer  connections from one address (8)
+    handshake_timeout         seconds for a TLS handshake (10)
+    idle_timeout              seconds without a message after which a
+                connection is closed if it stalled in the middle of one, or
+                if its peer has a newer connection up (60)
   [pmip.retransmit] initial (1.0) and max (32.0): PBU retransmission timeout,
                 doubled from initial up to max, then the PBU is given up
   [pmip.security] message authentication of PBUs/PBAcks (RFC 4285):
@@ -139,6 +147,7 @@ See etc/netlmm/pmip.toml for a commented example."""
             peerListen = (listen[0], 5438)
         peerTimeout = table.number("peer_timeout", 1.0, minimum=0.01, maximum=60)
         allowedPeers = table.networks("allowed_peers")
+        limits = limitsFromTable(table)
         rt = table.table("retransmit")
         initial = rt.number("initial", 1.0, minimum=0.01, maximum=3600)
         maximum = rt.number("max", 32.0, minimum=0.01, maximum=3600)
@@ -150,6 +159,7 @@ See etc/netlmm/pmip.toml for a commented example."""
                     allowedMags=mags, security=security, stateFile=stateFile, channel=channel,
                     peers=peers, peerListen=peerListen, allowedPeers=allowedPeers,
                     profile=profile, lmas=lmas, anchor=anchor,
+                    limits=limits,
                     core=dict(lmaAddress=lma[0], lifetime=lifetime, peerTimeout=peerTimeout,
                               initialTimeout=initial, maxTimeout=maximum,
                               detachDelay=detachDelay, maxOffset=maxOffset))
@@ -184,7 +194,8 @@ def serviceFromBuilt(b):
     service = PmipService(reactor, core, b["listen"], b["mhBind"], b["transport"],
                           b["lma"][1], b["allowedMags"], channel=b["channel"],
                           peers=peers, peerListen=b.get("peerListen"),
-                          allowedPeers=b.get("allowedPeers"), lmaPorts=lmaPorts)
+                          allowedPeers=b.get("allowedPeers"), lmaPorts=lmaPorts,
+                          limits=b.get("limits"))
     if b["stateFile"]:
         from netlmm.store import SqliteStore, loadOrExit
         service.store = SqliteStore(b["stateFile"], "pmip-bindings", reactor)
@@ -287,3 +298,20 @@ def profileFromBuilt(b):
         return profiles.Rfc5213Profile(p["ordering"] or profiles.TIMESTAMP,
                                        p["accessTechnology"], p["source"])
     return profiles.NetlmmDialect()
+
+
+def limitsFromTable(table):
+    """C{[pmip.limits]}: the listeners' bounds, as PmipService takes them."""
+    from netlmm.service.pmip import PmipService
+    d = PmipService.LIMITS
+    t = table.table("limits")
+    limits = dict(
+        maxConnections=t.number("max_connections", d["maxConnections"], minimum=1,
+                                maximum=65535, integer=True),
+        maxPerPeer=t.number("max_connections_per_peer", d["maxPerPeer"], minimum=1,
+                            maximum=65535, integer=True),
+        handshakeTimeout=t.number("handshake_timeout", d["handshakeTimeout"],
+                                  minimum=0.1, maximum=600),
+        idleTimeout=t.number("idle_timeout", d["idleTimeout"], minimum=1, maximum=86400))
+    t.finish()
+    return limits

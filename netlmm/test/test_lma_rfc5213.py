@@ -900,7 +900,8 @@ class LoggingTests(Rfc5213Mixin, SynchronousTestCase):
         twisted.logger, both through the core's own log and through the
         service's one refusal method (no KeyError, no clash of names).
         """
-        from netlmm.service.lma import LmaService
+        from netlmm.ratelimit import RefusalLog
+from netlmm.service.lma import LmaService
         from twisted.logger import formatEvent
         messages = [
             pbu(mnId=None), pbu(hnps=[hnp("2001:db8:9::/64")]), pbu(timestamp=None),
@@ -919,6 +920,7 @@ class LoggingTests(Rfc5213Mixin, SynchronousTestCase):
                 service = LmaService.__new__(LmaService)
                 service.log = log
                 service.refusals = 0
+                service.refusalLog = RefusalLog(log, burst=len(messages))
                 lma.refused = service._refused
             for message in messages:
                 raw = mh.encodeMessage(message)

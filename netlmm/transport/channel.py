@@ -14,8 +14,12 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from netlmm.config import ConfigError
 from netlmm.pki import ROLES
+from netlmm.transport.control import Gate
 
 TRANSPORTS = ("tls", "sctp+tls", "tcp", "sctp")
+
+#: The listen() backlog of the MAG and peer listeners.
+BACKLOG = 1024
 
 
 class Channel:
@@ -58,17 +62,27 @@ class Channel:
         factory.expected = ROLES[expectRole]
 
     def serverEndpoint(self, reactor, address, port):
+        # A deep accept queue: a flood of connections is taken and refused
+        # (or admitted) at once, not left to the kernel's SYN-ACK retries.
         if self.sctp:
             from netlmm.transport.sctp import SCTPServerEndpoint
-            return SCTPServerEndpoint(reactor, port, interface=str(address))
-        return endpoints.TCP6ServerEndpoint(reactor, port, interface=str(address))
+            return SCTPServerEndpoint(reactor, port, interface=str(address),
+                                      backlog=BACKLOG)
+        return endpoints.TCP6ServerEndpoint(reactor, port, backlog=BACKLOG,
+                                            interface=str(address))
 
     def listen(self, reactor, address, port, factory, expectRole="mag"):
-        """Listen for the peers (MAGs, for a PMIP client): Deferred[IListeningPort]."""
+        """
+        Listen for the peers (MAGs, for a PMIP client): Deferred[IListeningPort].
+        C{factory} (a L{ControlFactory}) admits or refuses each connection
+        before TLS sees it (L{Gate}).
+        """
+        inner = factory
         if self.tls:
-            factory = TLSMemoryBIOFactory(
+            inner = TLSMemoryBIOFactory(
                 self.credentials.serverCreator(expectRole, None), False, factory)
-        return self.serverEndpoint(reactor, address, port).listen(factory)
+            inner.noisy = False
+        return self.serverEndpoint(reactor, address, port).listen(Gate(factory, inner))
 
     def clientEndpoint(self, reactor, address, port, expectRole="pmip", timeout=5):
         """The endpoint a MAG connects to its PMIP client with."""

@@ -2,14 +2,24 @@
 The MAG <-> PMIP client protocol over a byte stream: TCP, TLS over TCP
 (L{netlmm.transport.tls}) or SCTP (L{netlmm.transport.sctp}). Messages are
 framed by the Length field of their own header.
+
+A listener is guarded (L{Gate}, L{ControlFactory.admit}) before any byte is
+read and before any TLS handshake: the peer's address must be allowed, and
+connections are capped per peer address and in total. Accepted connections
+have a handshake timeout (TLS) and an idle timeout (L{ControlProtocol}).
+What a peer gets refused for is logged with bounds
+(L{netlmm.ratelimit.RefusalLog}), per peer and reason.
 """
 
+from collections import Counter
 from ipaddress import IPv6Address
 
 from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
+
+from netlmm.ratelimit import RefusalLog
 
 from netlmm.wire import DecodeError, EncodeError
 from netlmm.wire.control import (
@@ -34,6 +44,12 @@ class ControlProtocol(Protocol):
     or no handshake within C{factory.handshakeTimeout}) is logged with the
     peer's address and the reason, and counted as C{refused}.
 
+    With C{factory.idleTimeout}, a connection that has sent no complete
+    message for that long is closed when it stopped in the middle of one
+    (stalled), or when its peer has a newer connection that is up (a
+    restarted MAG, or a peer holding connections open); the one connection
+    a MAG keeps to its PMIP client stays, however quiet.
+
     @ivar identity: (role, name) of the authenticated TLS peer, else None.
     """
 
@@ -49,18 +65,50 @@ class ControlProtocol(Protocol):
         #: Why this end gave up on the peer before authentication.
         self.refusal = None
         self._handshakeTimer = None
+        self._idleTimer = None
+        #: When the last complete message arrived (or the connection came up).
+        self.lastMessage = None
+        self.upSince = None
 
     def connectionMade(self):
         peer = self.transport.getPeer()
         self.peer = (IPv6Address(peer.host.partition("%")[0]), peer.port)
+        self.factory.registered(self)
         if not self.factory.tls:
-            self.authenticated = True
-            self.factory.connectionMade(self)
+            self._up()
             return
         clock = self.factory.clock
         if clock is not None:
             self._handshakeTimer = clock.callLater(self.factory.handshakeTimeout,
                                                    self._handshakeTimedOut)
+
+    def _up(self):
+        self.authenticated = True
+        clock = self.factory.clock
+        if clock is not None:
+            self.upSince = self.lastMessage = clock.seconds()
+            if self.factory.idleTimeout:
+                self._idleTimer = clock.callLater(self.factory.idleTimeout, self._idleCheck)
+        self.factory.connectionMade(self)
+
+    def _idleCheck(self):
+        self._idleTimer = None
+        clock, timeout = self.factory.clock, self.factory.idleTimeout
+        idle = clock.seconds() - self.lastMessage
+        if idle < timeout:
+            self._idleTimer = clock.callLater(timeout - idle, self._idleCheck)
+            return
+        if self._buffer:
+            why = f"stalled in the middle of a message for {timeout:g} s"
+        elif self.factory.hasNewer(self):
+            why = f"idle for {timeout:g} s while a newer connection from it is up"
+        else:
+            self._idleTimer = clock.callLater(timeout, self._idleCheck)
+            return
+        self.factory.counters["idle"] += 1
+        self.refused("idle", "{side}: closing the connection of {peer}: {why}",
+                     side=self.factory.side, why=why)
+        self.transport.abortConnection()
 
     def _handshakeTimedOut(self):
         self._handshakeTimer = None
@@ -80,26 +128,38 @@ class ControlProtocol(Protocol):
             self.refusal = "no authenticated netlmm identity after the handshake"
             self.transport.abortConnection()
             return
-        self.authenticated = True
-        self.factory.connectionMade(self)
+        self._up()
 
     def _cancelTimer(self):
-        if self._handshakeTimer is not None and self._handshakeTimer.active():
-            self._handshakeTimer.cancel()
-        self._handshakeTimer = None
+        for name in ("_handshakeTimer", "_idleTimer"):
+            timer = getattr(self, name)
+            if timer is not None and timer.active():
+                timer.cancel()
+            setattr(self, name, None)
 
     def connectionLost(self, reason):
         self._cancelTimer()
+        self.factory.unregistered(self)
         if self.authenticated:
             self.factory.connectionLost(self, reason)
             return
         self.factory.counters["refused"] += 1
         why = (self.refusal or getattr(self.transport, "netlmmRefusal", None)
                or _tlsReason(reason))
-        self.log.warn("{side}: refused {expected} {peer}: {reason}",
-                      side=self.factory.side, expected=self.factory.expected,
-                      peer=self.describe(), reason=why)
+        # Bounded per peer and kind: the reason itself may name details.
+        kind = "no TLS handshake" if why.startswith("no TLS handshake") else "TLS refused"
+        self.refused(kind, "{side}: refused {expected} {peer}: {why}",
+                     side=self.factory.side, expected=self.factory.expected, why=why)
         self.factory.connectionRefused(self, why)
+
+    def refused(self, reason, format, **fields):
+        """
+        Log that this peer's input or connection was refused for C{reason},
+        bounded per peer address and reason (the factory's L{RefusalLog});
+        C{format} may use C{{peer}} (this connection, described).
+        """
+        self.factory.refusals.refused(self.peer[0] if self.peer else "?", reason,
+                                      format, **dict(fields, peer=self.describe()))
 
     def dataReceived(self, data):
         if not self.authenticated:
@@ -109,8 +169,8 @@ class ControlProtocol(Protocol):
             try:
                 length = peekLength(self._buffer)
             except DecodeError as e:
-                self.log.warn("broken stream from {peer}: {error}; closing",
-                              peer=self.describe(), error=e)
+                self.refused("broken stream", "broken stream from {peer}: {error}; closing",
+                             error=e)
                 self.factory.counters["malformed"] += 1
                 self._buffer = b""
                 self.transport.loseConnection()
@@ -121,12 +181,14 @@ class ControlProtocol(Protocol):
             self._frame(frame)
 
     def _frame(self, frame):
+        if self.factory.clock is not None:
+            self.lastMessage = self.factory.clock.seconds()
         try:
             message = decodeControl(frame)
         except DecodeError as e:
             self.factory.counters["malformed"] += 1
-            self.log.warn("malformed message from {peer}: {error}",
-                          peer=self.describe(), error=e)
+            self.refused("malformed message", "malformed message from {peer}: {error}",
+                         error=e)
             if len(frame) >= HEADER and frame[0] not in (NOTIFICATION,
                                                          CONFLICT_RESPONSE):
                 self.send(Notification(transactionOf(frame), Result.MALFORMED))
@@ -195,6 +257,10 @@ def _tlsReason(reason):
 class ControlFactory(Factory):
     """
     Base factory for both ends; subclasses override the three callbacks.
+
+    A listener's factory also says whom it takes (L{admit}): C{allowed}
+    networks (None: any address), at most C{maxConnections} connections at
+    once and C{maxPerPeer} from one address.
     """
 
     protocol = ControlProtocol
@@ -202,15 +268,90 @@ class ControlFactory(Factory):
     noisy = False
     #: True when the connections run over TLS (set by the service).
     tls = False
-    #: An IReactorTime for the handshake timeout, or None for no timeout.
+    #: An IReactorTime for the timeouts, or None for no timeout.
     clock = None
     handshakeTimeout = 10.0
+    #: Seconds without a complete message before a stalled connection, or a
+    #: quiet one whose peer has a newer one up, is closed (None: never).
+    idleTimeout = None
+    #: Networks a listener takes connections from (None: any address).
+    allowed = None
+    maxConnections = None
+    maxPerPeer = None
     #: For the logs: this end, and the peer it expects.
     side = "control"
     expected = "peer"
 
     def __init__(self):
-        self.counters = {"received": 0, "sent": 0, "malformed": 0, "refused": 0}
+        self.counters = {"received": 0, "sent": 0, "malformed": 0, "refused": 0,
+                         "idle": 0}
+        #: The connections up or being set up (TLS handshakes included).
+        self.live = set()
+        self._perPeer = Counter()
+        self._refusals = None
+
+    @property
+    def refusals(self):
+        """The L{RefusalLog} of this end's refusals (made on first use)."""
+        if self._refusals is None:
+            self._refusals = RefusalLog(ControlProtocol.log, self.clock)
+        return self._refusals
+
+    def stopFactory(self):
+        if self._refusals is not None:
+            self._refusals.stop()
+
+    def limit(self, allowed=None, maxConnections=None, maxPerPeer=None,
+              idleTimeout=None, handshakeTimeout=None):
+        """Set whom a listener takes and its timeouts (see the class)."""
+        self.allowed = None if allowed is None else tuple(allowed)
+        self.maxConnections = maxConnections
+        self.maxPerPeer = maxPerPeer
+        self.idleTimeout = idleTimeout
+        if handshakeTimeout is not None:
+            self.handshakeTimeout = handshakeTimeout
+
+    def admit(self, addr):
+        """
+        Whether a listener takes a connection from C{addr} (an IPv6Address
+        of Twisted): checked before any byte is read or TLS handshake made.
+        A refusal is counted, logged (bounded) and answered by closing.
+        """
+        address = IPv6Address(addr.host.partition("%")[0])
+        if self.allowed is not None and not any(address in n for n in self.allowed):
+            why, reason = "not an allowed address", "address not allowed"
+        elif self.maxPerPeer is not None and self._perPeer[address] >= self.maxPerPeer:
+            why = f"it has {self.maxPerPeer} connections already (the most per peer)"
+            reason = "too many connections"
+        elif self.maxConnections is not None and len(self.live) >= self.maxConnections:
+            why = f"{self.maxConnections} connections are up (the most in all)"
+            reason = "connection limit"
+        else:
+            return True
+        self.counters["refused"] += 1
+        self.refusals.refused(address, reason, "{side}: refused a connection from "
+                              "[{address}]:{port} before reading it: {why}",
+                              side=self.side, address=address, port=addr.port, why=why)
+        return False
+
+    def registered(self, proto):
+        """A connection came up (not yet authenticated over TLS)."""
+        self.live.add(proto)
+        self._perPeer[proto.peer[0]] += 1
+
+    def unregistered(self, proto):
+        """A connection went away, whatever its state."""
+        if proto in self.live:
+            self.live.discard(proto)
+            self._perPeer[proto.peer[0]] -= 1
+            if self._perPeer[proto.peer[0]] <= 0:
+                del self._perPeer[proto.peer[0]]
+
+    def hasNewer(self, proto):
+        """True when C{proto}'s peer has a newer connection that is up."""
+        return any(other is not proto and other.peer[0] == proto.peer[0]
+                   and other.authenticated and other.upSince is not None
+                   and other.upSince > proto.upSince for other in self.live)
 
     def connectionMade(self, proto):
         """A connection is up (and authenticated, over TLS)."""
@@ -223,3 +364,32 @@ class ControlFactory(Factory):
 
     def messageReceived(self, message, proto):
         """A decoded message arrived on C{proto}."""
+
+
+class Gate(Factory):
+    """
+    The outermost factory of a listener: asks C{policy} (a
+    L{ControlFactory}) to L{ControlFactory.admit} each connection and
+    closes the refused ones at once, before TLS (C{inner}, a
+    TLSMemoryBIOFactory around the policy) or anything else sees them.
+    """
+
+    noisy = False
+
+    def __init__(self, policy, inner=None):
+        self.policy = policy
+        self.inner = inner if inner is not None else policy
+
+    def buildProtocol(self, addr):
+        if not self.policy.admit(addr):
+            return None
+        return self.inner.buildProtocol(addr)
+
+    def doStart(self):
+        self.inner.doStart()
+
+    def doStop(self):
+        self.inner.doStop()
+
+    def logPrefix(self):
+        return self.inner.logPrefix()

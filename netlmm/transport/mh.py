@@ -68,6 +68,9 @@ class MHPort:
         self._parsed = {}
         self._peers = {}
         self.counters = {"received": 0, "sent": 0, "malformed": 0, "dropped": 0}
+        from netlmm.ratelimit import RefusalLog
+        #: Lines about malformed datagrams and failed sends, bounded per peer.
+        self.refusals = RefusalLog(self.log, reactor)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -105,6 +108,7 @@ class MHPort:
 
     def stopListening(self):
         """Stop reading and close the socket."""
+        self.refusals.stop()
         if self.socket is not None:
             self.reactor.removeReader(self)
             self.socket.close()
@@ -172,8 +176,9 @@ class MHPort:
                 message = mh.decodeMessage(data)
         except DecodeError as e:
             self.counters["malformed"] += 1
-            self.log.warn("malformed Mobility Header from [{source}]:{port}: {error}",
-                          source=source, port=addr[1], error=e)
+            self.refusals.refused(source, "malformed Mobility Header",
+                                  "malformed Mobility Header from [{source}]:{port}: "
+                                  "{error}", source=source, port=addr[1], error=e)
             return
         if self.observer is not None:
             self.observer("received", message, (source, addr[1]))
@@ -255,5 +260,6 @@ class MHPort:
             self.counters["sent"] += 1
         except (BlockingIOError, OSError) as e:
             self.counters["dropped"] += 1
-            self.log.warn("cannot send to [{host}]:{port}: {error}",
-                          host=target[0], port=target[1], error=e)
+            self.refusals.refused(target[0], "cannot send",
+                                  "cannot send to [{host}]:{port}: {error}",
+                                  host=target[0], port=target[1], error=e)
