@@ -1,0 +1,1 @@
+"""Twisted adapters: Mobility Header sockets, the MAG <-> PMIP client stream (TCP, TLS, SCTP)."""
