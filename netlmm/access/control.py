@@ -17,6 +17,7 @@ import os
 import re
 import socket
 import sys
+from ipaddress import IPv6Address
 
 from twisted.internet import endpoints
 from twisted.internet.protocol import Factory
@@ -149,7 +150,15 @@ class ControlDetector:
             raise ValueError("empty command; expected attach, detach or list")
         verb, args = words[0], words[1:]
         if verb == "attach" and len(args) in (1, 2):
-            event = AttachmentEvent(args[0], args[1] if len(args) == 2 else None)
+            phoa = None
+            if len(args) == 2:
+                try:
+                    phoa = IPv6Address(args[1])
+                except ValueError:
+                    raise ValueError(f"{args[1]!r} is not an IPv6 address; give the "
+                                     "mobile's pHoA (e.g. 2001:db8:1::100) or leave it "
+                                     "out") from None
+            event = AttachmentEvent(args[0], phoa)
             self.mag.attached(event)
             return [f"ok attached {args[0]}"]
         if verb == "detach" and len(args) == 1:
@@ -175,14 +184,20 @@ def _homes(a):
     return [str(h) for h in homes] or ["-"]
 
 
-def clientMain(path, words):
-    """`netlmm mag-ctl`: send one command and print the reply."""
+def clientMain(path, words, out=None, err=None):
+    """
+    `netlmm mag-ctl`: send one command and print the answer: for list, one
+    line per mobile (MNID STATE and its homes); for attach and detach, what was done;
+    an error on stderr with status 1.
+    """
+    out = out or sys.stdout
+    err = err or sys.stderr
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(5)
     try:
         s.connect(socketName(os.path.abspath(path)) or path)
     except OSError as e:
-        print(f"netlmm mag-ctl: cannot connect to {path}: {e.strerror}", file=sys.stderr)
+        print(f"netlmm mag-ctl: cannot connect to {path}: {e.strerror}", file=err)
         return 1
     with s:
         s.sendall(" ".join(words).encode("utf-8") + b"\n")
@@ -192,6 +207,16 @@ def clientMain(path, words):
             if not chunk:
                 break
             data += chunk
-    text = data.decode("utf-8", "replace")
-    sys.stdout.write(text)
-    return 0 if text.startswith("ok") else 1
+    lines = data.decode("utf-8", "replace").splitlines()
+    status = lines[0] if lines else "error the MAG closed the connection without an answer"
+    if not status.startswith("ok"):
+        print(f"netlmm mag-ctl: {status.removeprefix('error').strip()}", file=err)
+        return 1
+    if words and words[0] == "list":
+        # "ok N" counts the lines that follow; only the mobiles are printed.
+        rows = lines[1:]
+    else:
+        rows = [status.removeprefix("ok").strip()]
+    for row in rows:
+        print(row, file=out)
+    return 0
