@@ -231,6 +231,26 @@ def issueFiles(directory, role, name, days=825, force=False):
     return certPath, keyPath
 
 
+#: The nodes of the shipped example configs (etc/netlmm), made by `./dev setup`.
+EXAMPLE_NODES = (("pmip", "pmip1"), ("mag", "MAG1"), ("mag", "MAG2"))
+
+
+def ensureDomain(directory, domain, nodes=EXAMPLE_NODES):
+    """
+    A PKI in C{directory} with a CA for C{domain} and a certificate for each
+    C{(role, name)} of C{nodes}: what is missing is made, what is there is
+    kept. Returns the paths written.
+    """
+    directory = Path(directory)
+    made = []
+    if not (directory / CA_CERT).exists():
+        made += initDomain(directory, domain)
+    for role, name in nodes:
+        if not all(p.exists() for p in nodeFiles(directory, role, name)):
+            made += issueFiles(directory, role, name, force=True)
+    return made
+
+
 def main(args, out):
     """The C{netlmm pki} sub-command; C{args} from argparse."""
     try:

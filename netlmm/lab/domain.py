@@ -227,6 +227,8 @@ mh_bind = "[{pmip}]:0"
 lifetime = 3600
 allowed_mags = ["2001:db8:a1::/64", "2001:db8:a2::/64", "2001:db8:ffff::/64"]
 detach_delay = {detachDelay}
+[pmip.tls]
+transport = "tcp"
 """
 
 _MAG_TOML = """[mag]
@@ -243,6 +245,8 @@ interface = "acc0"
 {assignment}
 [mag.dataplane]
 {magPlane}
+[mag.tls]
+transport = "tcp"
 {handover}{magExtra}"""
 
 #: The domain's one router identity, when the MAGs share it (same MAC and

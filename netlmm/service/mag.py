@@ -145,6 +145,10 @@ class MagService(RoleService):
                           pmip=", ".join(up.describe() for up in self.upstreams.values()),
                           channel=self.channel.describe(),
                           lma=self.core.lmaAddress, strategy=self.strategy.name)
+            if not self.channel.tls:
+                self.log.warn("{name}: the channel to the PMIP client is not authenticated "
+                              "(draft 4.9.4 requires it): use TLS in [mag.tls] on any "
+                              "network that is not fully trusted", name=self.name)
             steps = [maybeDeferred(self.strategy.start, self)]
             if self.ipv4 is not None:
                 steps.append(maybeDeferred(self.ipv4.start, self))

@@ -352,6 +352,8 @@ address = "2001:db8:ff::1"
 lma_address = "::1"
 [mag.dataplane]
 kind = "memory"
+[mag.tls]
+transport = "tcp"
 """
 
     def test_magConfig(self):

@@ -33,6 +33,19 @@ def examples():
     raise SkipTest("etc/netlmm not found: run the tests from the source tree (./dev test)")
 
 
+def copyExamples(directory):
+    """
+    The shipped configs and key file in C{directory}, with the PKI `./dev
+    setup` makes for them (pki/) and the key file's mode 0600 (git does not
+    keep modes).
+    """
+    from netlmm.pki import ensureDomain
+    for name in ("lma.toml", "pmip.toml", "mag.toml", "keys.toml"):
+        shutil.copy(examples() / name, Path(directory) / name)
+    os.chmod(Path(directory) / "keys.toml", 0o600)
+    ensureDomain(Path(directory) / "pki", "example.net")
+
+
 def portFree(port):
     """True when the daemons could bind [::1]:port (UDP for the LMA, TCP listen)."""
     for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
@@ -254,6 +267,7 @@ ordering = "timestamp"
 
     def test_retransmitOrder(self):
         self.assertRejected(pmipTap.Options(), '[pmip]\nlma = "[::1]:5436"\nallowed_mags = ["::1"]\n'
+                            '[pmip.tls]\ntransport = "tcp"\n'
                             '[pmip.retransmit]\ninitial = 4.0\nmax = 2.0\n',
                             "pmip.retransmit.max")
 
@@ -261,7 +275,7 @@ ordering = "timestamp"
         """The state file's directory must exist (the daemon makes the file, not the directory)."""
         missing = os.path.abspath(self.mktemp())
         self.assertRejected(pmipTap.Options(), '[pmip]\nlma = "[::1]:5436"\nallowed_mags = ["::1"]\n'
-                            f'state_file = "{missing}/pmip.db"\n',
+                            f'state_file = "{missing}/pmip.db"\n[pmip.tls]\ntransport = "tcp"\n',
                             f"pmip.state_file: directory {missing} does not exist")
 
     def test_relativePathsFromTheConfigFile(self):
@@ -313,6 +327,8 @@ detector = "control"
 %s
 [mag.dataplane]
 kind = "memory"
+[mag.tls]
+transport = "tcp"
 '''
 
     def test_unknownStrategyListsKnown(self):
@@ -334,7 +350,7 @@ kind = "memory"
         """A co-located PMIP client the MAG would not use is a config error."""
         text = (self.MAG % ("static", 'socket = "x.sock"')) + (
             '[mag.pmip_client]\nlisten = "[::1]:6000"\nlma = "[::1]:5436"\n'
-            'allowed_mags = ["::1"]\n')
+            'allowed_mags = ["::1"]\n[mag.pmip_client.tls]\ntransport = "tcp"\n')
         self.assertRejected(magTap.Options(), text, "mag.pmip_client.listen",
                             "not one of this MAG's PMIP clients")
 
@@ -353,9 +369,7 @@ kind = "memory"
         """
         base = Path(self.mktemp())
         base.mkdir()
-        for name in ("lma.toml", "pmip.toml", "mag.toml", "keys.toml"):
-            shutil.copy(examples() / name, base / name)
-        os.chmod(base / "keys.toml", 0o600)
+        copyExamples(base)
         for options, name in ((lmaTap.Options(), "lma.toml"), (pmipTap.Options(), "pmip.toml"),
                               (magTap.Options(), "mag.toml")):
             options.parseOptions(["--config", str(base / name)])
@@ -417,9 +431,7 @@ class DaemonTests(SynchronousTestCase):
     def setUp(self):
         self.dir = Path(self.mktemp())
         self.dir.mkdir()
-        for name in ("lma.toml", "pmip.toml", "mag.toml", "keys.toml"):
-            shutil.copy(examples() / name, self.dir / name)
-        os.chmod(self.dir / "keys.toml", 0o600)
+        copyExamples(self.dir)
         self.procs = []
 
     def tearDown(self):
@@ -474,7 +486,7 @@ class DaemonTests(SynchronousTestCase):
         mag = self.start("mag")
         self.waitFor(lambda: "connected to PMIP client" in self.log("mag"), "the MAG")
         code, text = self.ctl("attach", "mn1@example.net")
-        self.assertEqual((code, text.strip()), (0, "ok attached mn1@example.net"))
+        self.assertEqual((code, text.strip()), (0, "attached mn1@example.net"))
         self.waitFor(lambda: "BOUND" in self.ctl("list")[1], "the binding")
         code, text = self.ctl("list")
         self.assertIn("mn1@example.net BOUND 2001:db8:1::100", text)

@@ -48,6 +48,8 @@ allowed_mags = ["2001:db8:a1::/64", "2001:db8:a2::/64", "2001:db8:ffff::/64"]
 detach_delay = 3.0
 peers = ["[{peer}]:5438"]
 peer_timeout = 1.0
+[pmip.tls]
+transport = "tcp"
 """
 
 _MAG = """[mag]
@@ -66,6 +68,8 @@ idle_timeout = 0
 strategy = "slaac"
 [mag.dataplane]
 {plane}
+[mag.tls]
+transport = "tcp"
 """
 
 

@@ -487,6 +487,8 @@ detector = "control"
 socket = "mag.sock"
 [mag.dataplane]
 kind = "memory"
+[mag.tls]
+transport = "tcp"
 ''')
         script = f'''
 import netlmm.plugins, netlmm_example_strategy.hashed as h
@@ -521,6 +523,8 @@ detector = "control"
 socket = "mag.sock"
 [mag.dataplane]
 kind = "memory"
+[mag.tls]
+transport = "tcp"
 ''')
         script = f'''
 from twisted.python import usage

@@ -475,8 +475,25 @@ class ConfigTests(SynchronousTestCase):
         self.assertEqual(built["channel"].peerName, "pmip1")
         self.assertEqual(built["channel"].credentials.describe(), "MAG MAG1")
 
-    def test_defaultIsPlainTcp(self):
-        self.assertEqual(self.parse(pmipTap.Options(), self.PMIP)["channel"].transport, "tcp")
+    def test_channelMustBeChosen(self):
+        """Without [pmip.tls] / [mag.tls] the daemon refuses to start (secure by default)."""
+        self.rejected(pmipTap.Options(), self.PMIP, "pmip.tls: missing",
+                      "mutually authenticated TLS", "transport = 'tcp'")
+        self.rejected(magTap.Options(), self.MAG, "mag.tls: missing")
+
+    def test_tlsIsTheDefaultTransport(self):
+        """A [pmip.tls] table that names no transport is TLS, and needs its files."""
+        self.rejected(pmipTap.Options(), self.PMIP + "[pmip.tls]\n", "pmip.tls.ca: missing")
+
+    def test_plainTcpOnlyWhenSaid(self):
+        built = self.parse(pmipTap.Options(), self.PMIP + '[pmip.tls]\ntransport = "tcp"\n')
+        self.assertEqual(built["channel"].transport, "tcp")
+
+    def test_missingFileSaysHowToMakeIt(self):
+        """A certificate that is not there: the error says how to make the PKI."""
+        self.rejected(pmipTap.Options(), self.PMIP + self.TLS.format(role="pmip", name="p9"),
+                      f"pmip.tls.certificate: {self.dir.absolute()}/pki/pmip-p9.pem: no such "
+                      "file", "netlmm pki issue --dir DIR --role pmip --name NAME")
 
     def test_tcpWithCredentialsRefused(self):
         self.rejected(pmipTap.Options(), self.PMIP + self.TLS.format(
@@ -524,9 +541,9 @@ class DemoTests(TestCase):
 
 class DaemonTlsTests(SynchronousTestCase):
     """
-    The shipped configs switched to TLS as their comments say, with
-    certificates made by `netlmm pki` as README.md says: the daemons bind
-    a mobile over the authenticated channel.
+    The shipped configs, TLS as shipped, with certificates made by `netlmm
+    pki` as their comments say: the daemons bind a mobile over the
+    authenticated channel.
     """
 
     def setUp(self):
@@ -534,10 +551,9 @@ class DaemonTlsTests(SynchronousTestCase):
         self.dir = Path(self.mktemp())
         self.dir.mkdir()
         import shutil
-        for name in os.listdir(examples()):
+        for name in ("lma.toml", "pmip.toml", "mag.toml", "keys.toml"):
             shutil.copy(examples() / name, self.dir / name)
-            if "key" in name:  # git does not keep a secret file's 0600
-                os.chmod(self.dir / name, 0o600)
+        os.chmod(self.dir / "keys.toml", 0o600)  # git does not keep a secret file's 0600
         self.procs = []
 
     def tearDown(self):
@@ -553,15 +569,6 @@ class DaemonTlsTests(SynchronousTestCase):
                              capture_output=True, text=True, timeout=60)
         self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
         return out.stdout
-
-    def enableTls(self, name, role):
-        path = self.dir / name
-        text = path.read_text()
-        section = text[text.index(f"[{role}.tls]"):]
-        enabled = section.replace('transport = "tcp"', 'transport = "tls"').replace("# ca", "ca") \
-            .replace("# certificate", "certificate").replace("# key", "key") \
-            .replace("# pmip_name", "pmip_name")
-        path.write_text(text.replace(section, enabled))
 
     def log(self, role):
         return (self.dir / f"{role}.log").read_text()
@@ -599,8 +606,6 @@ class DaemonTlsTests(SynchronousTestCase):
         self.run_("pki", "init", "--dir", "pki", "--domain", "example.net")
         self.run_("pki", "issue", "--dir", "pki", "--role", "pmip", "--name", "pmip1")
         self.run_("pki", "issue", "--dir", "pki", "--role", "mag", "--name", "MAG1")
-        self.enableTls("pmip.toml", "pmip")
-        self.enableTls("mag.toml", "mag")
         self.start("lma")
         self.waitFor(lambda: "LMA listening" in self.log("lma"), "the LMA")
         self.start("pmip")

@@ -9,6 +9,8 @@ MAG <-> PMIP client protocol, chosen by name in the config ([pmip.tls] and
     tcp        TCP, unauthenticated (trusted networks only)
 """
 
+import os
+
 from twisted.internet import endpoints
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
@@ -101,13 +103,20 @@ class Channel:
 def channelFromTable(table, role, base=None):
     """
     The L{Channel} described by a role's C{tls} sub-table (C{[pmip.tls]} or
-    C{[mag.tls]}); without the table, plain TCP. Relative paths are taken
-    from C{base} (the config file's directory).
+    C{[mag.tls]}). The table is required: the channel is mutually
+    authenticated TLS unless it says C{transport = "tcp"} (or "sctp")
+    explicitly. Relative paths are taken from the config file's directory.
     """
     from netlmm.transport.tls import loadCredentials
-    present = "tls" in table.data
+    if "tls" not in table.data:
+        where = f"{table.where}.tls" if table.where else "tls"
+        raise ConfigError(
+            f"{where}: missing: the MAG <-> PMIP client channel is mutually authenticated "
+            f"TLS (draft 4.9.4): give [{where}] ca, certificate and key (`netlmm pki init` "
+            f"and `netlmm pki issue` make them), or transport = 'tcp' to run it "
+            "unauthenticated on a network you trust")
     t = table.table("tls")
-    transport = t.string("transport", "tls" if present else "tcp", choices=TRANSPORTS)
+    transport = t.string("transport", "tls", choices=TRANSPORTS)
     keys = ("ca", "certificate", "key")
     peerName = None
     if role == "mag":
@@ -121,7 +130,16 @@ def channelFromTable(table, role, base=None):
         return Channel(transport)
     if t.base is None:
         t.base = base
-    paths = [t.path(k, required=True) for k in keys]
+    paths = []
+    for k in keys:
+        path = t.path(k, required=True)
+        if not os.path.exists(path):
+            raise ConfigError(
+                f"{t.where}.{k}: {path}: no such file; the domain's PKI makes it: "
+                f"`netlmm pki init --dir DIR --domain DOMAIN`, then `netlmm pki issue --dir "
+                f"DIR --role {role} --name NAME` (`./dev setup` makes etc/netlmm/pki for "
+                "the shipped examples)")
+        paths.append(path)
     if peerName is not None:
         from netlmm.pki import PkiError, checkName
         try:
