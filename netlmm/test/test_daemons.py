@@ -581,3 +581,69 @@ class DaemonTests(SynchronousTestCase):
         p = self.start("lma")
         self.assertNotEqual(p.wait(timeout=30), 0)
         self.assertIn("lma.home_prefix", self.log("lma"))
+
+
+def readmeDaemonCommands():
+    """
+    The commands of README.md's "Running the daemons" block, in order, as
+    (command, expected output or None): a `# prints: TEXT` comment is the
+    output the command must print.
+    """
+    readme = examples().parent.parent / "README.md"
+    text = readme.read_text()
+    section = text[text.index("## Running the daemons"):]
+    section = section[:section.index("\n## ", 1)]
+    commands = []
+    started = False
+    for line in section.splitlines():
+        if line.startswith("    "):
+            started = True
+            command, _, comment = line.strip().partition("#")
+            comment = comment.strip()
+            expected = comment[len("prints:"):].strip() if comment.startswith("prints:") \
+                else None
+            commands.append((command.strip(), expected))
+        elif started and line.strip():
+            break
+    return commands
+
+
+class ReadmeTests(SynchronousTestCase):
+    """The README's daemon section, run literally (issue 11)."""
+
+    def test_daemonSectionAsWritten(self):
+        """
+        In a copy of the tree's etc/netlmm (with the PKI ./dev setup makes),
+        every command of the block runs as written, in one shell, and prints
+        what the README says.
+        """
+        if not (portFree(5436) and portFree(5437)):
+            raise SkipTest("ports 5436/5437 on ::1 are in use")
+        commands = readmeDaemonCommands()
+        self.assertEqual(commands[0][0], "./dev setup && . .venv/bin/activate")
+        root = Path(self.mktemp()).absolute()
+        (root / "etc" / "netlmm").mkdir(parents=True)
+        copyExamples(root / "etc" / "netlmm")
+        env = codeEnvironment()
+        # What `. .venv/bin/activate` gives: twistd and netlmm on the PATH.
+        env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env["PATH"]])
+        self.addCleanup(self.killAll, root)
+        for command, expected in commands[1:]:
+            p = subprocess.run(["bash", "-c", command], cwd=root, env=env,
+                               capture_output=True, text=True, timeout=60)
+            logs = "\n".join(f.read_text() for f in root.glob("*.log"))
+            self.assertEqual(p.returncode, 0, f"{command}:\n{p.stdout}{p.stderr}\n{logs}")
+            if expected is not None:
+                self.assertEqual(p.stdout.strip(), expected, command)
+        deadline = time.monotonic() + 10
+        while list(root.glob("*.pid")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(list(root.glob("*.pid")), [])
+        self.assertFalse((root / "etc" / "netlmm" / "netlmm-mag1.sock").exists())
+
+    def killAll(self, root):
+        for pidfile in root.glob("*.pid"):
+            try:
+                os.kill(int(pidfile.read_text()), signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
