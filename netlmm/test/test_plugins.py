@@ -355,17 +355,41 @@ class ByHand:
         self.assertFalse((self.packageDir / "dropin.cache").exists())
 
     def test_readOnlyDirectory(self):
-        """The same with a real read-only directory (not as root: root writes anyway)."""
-        if os.geteuid() == 0:
-            raise SkipTest("root can write to a read-only directory")
+        """
+        The same with a real read-only directory, in a process that cannot
+        write to it: this one when it is not root; as root (CI), a child
+        without the capabilities that let root write anywhere.
+        """
         impl = f"impl_{FakePluginPackageTests.counter + 1}"
         package = self.makePackage(
             {"acme": _pluginModule("acme", impl, "AcmeAssignment.fromConfig")},
             {impl: _strategyModule("AcmeAssignment", "acme")})
         os.chmod(self.packageDir, 0o555)
         self.addCleanup(os.chmod, self.packageDir, 0o755)
-        registry = self.strategies(package)
-        self.assertEqual(registry.names(), ["acme"])
+        script = (
+            "import sys\n"
+            "from netlmm.interfaces import IAddressAssignment, IAddressAssignmentFactory\n"
+            "from netlmm.registry import Registry\n"
+            f"r = Registry('s', IAddressAssignmentFactory, IAddressAssignment, "
+            f"package={package!r})\n"
+            "print(r.names(), r.broken())\n")
+        argv = [sys.executable, "-c", script]
+        if os.geteuid() == 0:
+            setpriv = shutil.which("setpriv")
+            if setpriv is None:
+                raise SkipTest("as root this needs setpriv (util-linux) to drop "
+                               "CAP_DAC_OVERRIDE; it is not installed")
+            argv = [setpriv, "--bounding-set=-dac_override,-dac_read_search,-fowner"] + argv
+        # The proof that the child cannot write there, whoever runs the test.
+        probe = subprocess.run(argv[:-2] + ["-c", f"open({str(self.packageDir / 'w')!r}, 'w')"],
+                               capture_output=True, text=True, timeout=60)
+        self.assertIn("PermissionError", probe.stderr)
+        import netlmm
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [str(self.packageDir.parent), str(Path(netlmm.__file__).resolve().parents[1])]))
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
+        self.assertEqual((done.returncode, done.stdout.strip()), (0, "['acme'] []"),
+                         done.stderr)
         self.assertFalse((self.packageDir / "dropin.cache").exists())
 
     def test_builtinsWithReadOnlyCache(self):

@@ -13,15 +13,10 @@ from netlmm.wire.dhcp6 import (
 )
 from netlmm.wire.errors import DecodeError, EncodeError
 
-try:
-    from scapy.layers import dhcp6 as _scapy
-    _SCAPY_SKIP = None
-except ModuleNotFoundError as e:  # pragma: no cover - depends on the environment
-    # Only a missing scapy skips; a scapy that is there but broken fails.
-    if not (e.name or "").startswith("scapy"):
-        raise
-    _scapy = None
-    _SCAPY_SKIP = f"scapy is not installed ({e}); cannot cross-check"
+from netlmm.test.scapytools import MISSING as _SCAPY_SKIP, scapyModule
+
+# Not installed: the scapy tests skip; installed but broken: this import fails.
+_scapy = scapyModule("scapy.layers.dhcp6")
 
 MAC = bytes.fromhex("02000000aa01")
 DUID = dhcp6.duidLL(MAC)

@@ -14,13 +14,11 @@ from netlmm.wire.icmpv6 import (
     decodeFrame, decodeMessage, encodeFrame, encodeMessage, macBytes, macText,
 )
 
-try:
-    from scapy.layers import inet6 as _scapy6
-    from scapy.layers.l2 import Ether as _Ether
-    _SCAPY_SKIP = None
-except Exception as e:  # pragma: no cover - depends on the environment
-    _scapy6 = None
-    _SCAPY_SKIP = f"scapy is not importable ({e}); cannot cross-check"
+from netlmm.test.scapytools import MISSING as _SCAPY_SKIP, scapyModule
+
+# Not installed: the scapy tests skip; installed but broken: this import fails.
+_scapy6 = scapyModule("scapy.layers.inet6")
+_Ether = getattr(scapyModule("scapy.layers.l2"), "Ether", None)
 
 MAC = bytes.fromhex("020000000a01")
 PREFIX = IPv6Network("2001:db8:1::/64")
