@@ -1,7 +1,8 @@
 """
 Name -> factory registries for the pluggable parts (strategies, detectors,
-data planes). The config names a part; the registry finds it or says which
-names exist.
+data planes), all three built here (L{strategies}, L{detectors},
+L{dataplanes}). The config names a part; the registry finds it or says
+which names exist.
 
 The parts are Twisted plugins: module-level objects in the plugin package
 C{netlmm.plugins} that provide L{netlmm.interfaces.IAddressAssignmentFactory},
@@ -20,8 +21,8 @@ from zope.interface import implementer
 
 from netlmm.config import ConfigError
 from netlmm.interfaces import (
-    IAddressAssignmentFactory, IAnchorPolicy, IAnchorPolicyFactory,
-    IAttachmentDetectorFactory, IDataPlaneFactory,
+    IAddressAssignment, IAddressAssignmentFactory, IAnchorPolicy, IAnchorPolicyFactory,
+    IAttachmentDetector, IAttachmentDetectorFactory, IDataPlane, IDataPlaneFactory,
 )
 
 #: The plugin package searched for parts.
@@ -311,6 +312,16 @@ class AnchorPolicyPlugin(_LazyPart):
     L{AddressAssignmentPlugin})."""
 
 
+#: Address-assignment strategies: the MAG config's [mag.assignment] strategy.
+strategies = Registry("address-assignment strategy", IAddressAssignmentFactory,
+                      IAddressAssignment)
+#: Attachment detectors: the MAG config's [mag.attachment] detector.
+detectors = Registry("attachment detector", IAttachmentDetectorFactory,
+                     IAttachmentDetector)
+#: Data planes: [mag.dataplane] / [lma.dataplane] kind.
+dataplanes = Registry("data plane", IDataPlaneFactory, IDataPlane)
+
+
 def _anchorPolicies():
     # The sans-IO core does not import zope.interface's declarations.
     from zope.interface import classImplements
@@ -325,11 +336,8 @@ anchors = _anchorPolicies()
 
 def registries():
     """The registries, as C{(title, registry)}, for listings."""
-    from netlmm.access import getDetectors
-    from netlmm.assignment import strategies
-    from netlmm.dataplane import dataplanes
     return [("address-assignment strategies ([mag.assignment] strategy)", strategies),
-            ("attachment detectors ([mag.attachment] detector)", getDetectors()),
+            ("attachment detectors ([mag.attachment] detector)", detectors),
             ("data planes ([mag.dataplane] / [lma.dataplane] kind)", dataplanes),
             ("anchor policies ([pmip.anchor] policy)", anchors)]
 

@@ -50,23 +50,7 @@ def macOfEvent(event):
     return None
 
 
-def _detectors():
-    # Filled from the plugins (netlmm's own are in netlmm/plugins/netlmm_parts.py);
-    # registry.register() here still works for a detector registered directly.
-    from netlmm.interfaces import IAttachmentDetector, IAttachmentDetectorFactory
-    from netlmm.registry import Registry
-    registry = Registry("attachment detector", IAttachmentDetectorFactory,
-                        IAttachmentDetector)
-    return registry
-
-
-#: Attachment detectors by name (the MAG config's [mag.attachment] detector).
-detectors = None
-
-
 def getDetectors():
-    """The registry of attachment detectors."""
-    global detectors
-    if detectors is None:
-        detectors = _detectors()
+    """The registry of attachment detectors (L{netlmm.registry.detectors})."""
+    from netlmm.registry import detectors
     return detectors

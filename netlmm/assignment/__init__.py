@@ -1,21 +1,10 @@
 """
 Address-assignment strategies (L{netlmm.interfaces.IAddressAssignment}),
-selected by name in the MAG config's C{[mag.assignment]} table.
+selected by name in the MAG config's C{[mag.assignment]} table: netlmm's own
+are declared as plugins in netlmm/plugins/netlmm_parts.py, and found with the
+others in L{netlmm.registry.strategies}.
 """
 
-from netlmm.interfaces import IAddressAssignment, IAddressAssignmentFactory
-from netlmm.registry import Registry
+from netlmm.registry import strategies
 
-#: Filled from the plugins (netlmm's own are in netlmm/plugins/netlmm_parts.py).
-strategies = Registry("address-assignment strategy", IAddressAssignmentFactory,
-                      IAddressAssignment)
-
-
-def _register():
-    """
-    Strategies registered directly, besides the plugins: still accepted, but
-    a new strategy is best declared in netlmm/plugins/netlmm_parts.py.
-    """
-
-
-_register()
+__all__ = ["strategies"]

@@ -1,17 +1,10 @@
-"""Data planes (L{netlmm.interfaces.IDataPlane}), selected by name in the config."""
+"""
+Data planes (L{netlmm.interfaces.IDataPlane}), selected by name in the
+config: netlmm's own are declared as plugins in
+netlmm/plugins/netlmm_parts.py, and found with the others in
+L{netlmm.registry.dataplanes}.
+"""
 
-from netlmm.interfaces import IDataPlane, IDataPlaneFactory
-from netlmm.registry import Registry
+from netlmm.registry import dataplanes
 
-#: Filled from the plugins (netlmm's own are in netlmm/plugins/netlmm_parts.py).
-dataplanes = Registry("data plane", IDataPlaneFactory, IDataPlane)
-
-
-def _register():
-    """
-    Data planes registered directly, besides the plugins: still accepted, but
-    a new data plane is best declared in netlmm/plugins/netlmm_parts.py.
-    """
-
-
-_register()
+__all__ = ["dataplanes"]

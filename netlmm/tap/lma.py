@@ -4,7 +4,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Network
 
 from netlmm.config import ConfigError
 from netlmm.core.lma import AddressPool, LmaCore, Ordering, PeerPolicy, PrefixPool, Profile
-from netlmm.dataplane import dataplanes
+from netlmm.registry import dataplanes
 from netlmm.tap.common import RoleOptions, sub
 
 

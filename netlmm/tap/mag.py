@@ -1,9 +1,7 @@
 """twistd netlmm-mag: a Mobile Access Gateway."""
 
-from netlmm.access import getDetectors
-from netlmm.assignment import strategies
 from netlmm.core.mag import MagCore
-from netlmm.dataplane import dataplanes
+from netlmm.registry import dataplanes, detectors, strategies
 from netlmm.tap.common import RoleOptions, sub
 
 
@@ -153,7 +151,7 @@ See etc/netlmm/mag.toml for a commented example."""
             table._get("ipv4", None, False)
         strategy = sub(table, "assignment", "strategy", strategies, reactor=reactor,
                        access=access)
-        detector = sub(table, "attachment", "detector", getDetectors(), reactor=reactor,
+        detector = sub(table, "attachment", "detector", detectors, reactor=reactor,
                        access=access)
         dataplane = sub(table, "dataplane", "kind", dataplanes, reactor=reactor,
                         role="mag")

@@ -38,6 +38,22 @@ BUILTINS = {
 class BuiltinTests(SynchronousTestCase):
     """netlmm's own parts come from its plugin module, through the registries."""
 
+    def test_registriesBuiltInOnePlace(self):
+        """
+        The three registries are made in netlmm.registry, and nowhere else
+        in netlmm's code; the names the packages export are those objects.
+        """
+        from netlmm import registry
+        self.assertIs(strategies, registry.strategies)
+        self.assertIs(getDetectors(), registry.detectors)
+        self.assertIs(dataplanes, registry.dataplanes)
+        self.assertEqual([r for _, r in registry.registries()],
+                         [registry.strategies, registry.detectors, registry.dataplanes])
+        root = Path(registry.__file__).parent
+        makers = [str(p.relative_to(root)) for p in root.rglob("*.py")
+                  if "test" not in p.parts and "Registry(" in p.read_text()]
+        self.assertEqual(makers, ["registry.py"])
+
     def test_builtinsArePlugins(self):
         """
         Every built-in part is declared in netlmm.plugins.netlmm_parts, and
