@@ -43,7 +43,8 @@ The [mag] table of the config file:
                         DHCPv6 itself with the LMA's address when the access
                         link is configured (dhcp, preferred_lifetime,
                         valid_lifetime)
-  [mag.attachment]      detector = 'control' with socket = PATH (required):
+  [mag.attachment]      detector = 'control' with socket = PATH (required,
+                        relative to this file like every path here):
                         `netlmm mag-ctl --socket PATH attach MNID [PHOA]`;
                         'rs' (Router Solicitations; idle_timeout = 300,
                         watch_ports = true), 'link' (bridge port and FDB
@@ -86,12 +87,12 @@ The [mag] table of the config file:
                         ('drop-new' | 'drop-old'), buffer_device ('nlbuf0');
                         [mag.handover.access_points] BSSID = 'neighbour addr'
                         (predictive handover on an 802.11v transition)
-  [mag.tls]             the channel to the PMIP client (draft 4.9.3/4.9.4);
-                        without this table: plain TCP, unauthenticated.
-                        Paths are relative to this file.
-    transport           'tls' (TLS 1.2+ over TCP), 'sctp+tls' (TLS over SCTP),
-                        or, unauthenticated, 'tcp' or 'sctp' ('tls' when the
-                        table is there)
+  [mag.tls]             the channel to the PMIP client (draft 4.9.3/4.9.4),
+                        required: mutually authenticated TLS unless transport
+                        says otherwise. Paths are relative to this file.
+    transport           'tls' (TLS 1.2+ over TCP, the default), 'sctp+tls'
+                        (TLS over SCTP), or, unauthenticated (a warning at
+                        start), 'tcp' or 'sctp'
     ca                  the domain CA certificate (PEM): only a PMIP client it
                         issued is accepted
     certificate         this MAG's certificate (role mag) from that CA

@@ -90,10 +90,11 @@ The [pmip] table of the config file:
                 attributes): servers = ['[addr]:port', ...] (failover in
                 order), secret or secret_file (0600), timeout (1.0),
                 retries (3), key_lifetime (3600), algorithm, nas_identifier
-  [pmip.tls]    the MAG channel (draft 4.9.3/4.9.4); without this table: plain
-                TCP, unauthenticated. Paths are relative to this file.
-    transport   'tls' (TLS 1.2+ over TCP), 'sctp+tls' (TLS over SCTP), or,
-                unauthenticated, 'tcp' or 'sctp' ('tls' when the table is there)
+  [pmip.tls]    the MAG channel (draft 4.9.3/4.9.4), required: mutually
+                authenticated TLS unless transport says otherwise.
+                Paths are relative to this file.
+    transport   'tls' (TLS 1.2+ over TCP, the default), 'sctp+tls' (TLS over
+                SCTP), or, unauthenticated (a warning at start), 'tcp' or 'sctp'
     ca          the domain CA certificate (PEM): only MAGs it issued connect
     certificate this PMIP client's certificate (role pmip) from that CA
     key         its private key (PEM, unencrypted, not readable by others)
