@@ -49,6 +49,7 @@ class RefusalLog:
         self.lines = 0
         self._window = None
         self._timer = None
+        self._stopped = False
         self._seen = {}
         self._logged = 0
         self._overflow = Counter()
@@ -88,7 +89,7 @@ class RefusalLog:
 
     def _open(self, now):
         self._window = now
-        if self.clock is not None and self._timer is None:
+        if self.clock is not None and self._timer is None and not self._stopped:
             self._timer = self.clock.callLater(self.interval, self._expired)
 
     def _expired(self):
@@ -117,11 +118,20 @@ class RefusalLog:
         self._overflow = Counter()
 
     def stop(self):
-        """Give the pending summaries and cancel the timer (at stop)."""
+        """
+        Give the pending summaries and cancel the timer (at stop). Refusals
+        that come after (a connection that closes late) are still bounded,
+        without a timer: their summary comes with a later refusal or stop.
+        """
+        self._stopped = True
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
         self.flush()
+
+    def start(self):
+        """Summaries on time again (after L{stop}, for a service started anew)."""
+        self._stopped = False
 
     def _emit(self, format, **fields):
         self.lines += 1

@@ -176,7 +176,7 @@ class MagService(RoleService):
         def stopped(_):
             # The last refusals' summaries, and no timer left behind.
             for up in self.upstreams.values():
-                up.factory.stopFactory()
+                up.factory.stopRefusals()
             return RoleService.stopService(self)
         d.addCallback(stopped)
         d.addCallback(lambda _: self.dataplane.stop())

@@ -207,7 +207,7 @@ class PmipService(RoleService):
         def stopped(result):
             # The last refusals' summaries, and no timer left behind.
             for factory in [self.factory, self.peerServer] + self._peerFactories:
-                factory.stopFactory()
+                factory.stopRefusals()
             return result
         return d.addCallback(stopped)
 

@@ -95,6 +95,21 @@ class RefusalLogTests(SynchronousTestCase):
         self.assertEqual(self.texts()[1:], ["1 more like this from p suppressed in the last "
                                             "60 s: x", "third"])
 
+    def test_noTimerAfterStop(self):
+        """After stop, refusals are still bounded, but no timer is left behind."""
+        r = self.refusals(burst=1)
+        r.stop()
+        for _ in range(5):
+            r.refused("p", "x", "late")
+        self.assertEqual(self.texts(), ["late"])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        r.stop()
+        self.assertEqual(self.texts()[-1], "4 more like this from p suppressed in the last "
+                                           "0 s: x")
+        r.start()
+        r.refused("p", "x", "again")
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+
     def test_stopFlushes(self):
         r = self.refusals(burst=1)
         r.refused("p", "x", "a")

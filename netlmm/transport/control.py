@@ -297,9 +297,14 @@ class ControlFactory(Factory):
             self._refusals = RefusalLog(ControlProtocol.log, self.clock)
         return self._refusals
 
-    def stopFactory(self):
-        if self._refusals is not None:
-            self._refusals.stop()
+    def stopRefusals(self):
+        """
+        Give the refusals' pending summaries and leave no timer (the owning
+        service calls it at stop; a listener's L{Gate} when it stops).
+        """
+        # Made if need be: a refusal after this (a connection that ends
+        # late) must find it stopped, not start a timer of its own.
+        self.refusals.stop()
 
     def limit(self, allowed=None, maxConnections=None, maxPerPeer=None,
               idleTimeout=None, handshakeTimeout=None):
@@ -390,6 +395,7 @@ class Gate(Factory):
 
     def doStop(self):
         self.inner.doStop()
+        self.policy.stopRefusals()
 
     def logPrefix(self):
         return self.inner.logPrefix()
