@@ -17,7 +17,6 @@ import os
 import re
 import socket
 import sys
-from ipaddress import IPv6Address
 
 from twisted.internet import endpoints
 from twisted.internet.protocol import Factory
@@ -150,15 +149,8 @@ class ControlDetector:
             raise ValueError("empty command; expected attach, detach or list")
         verb, args = words[0], words[1:]
         if verb == "attach" and len(args) in (1, 2):
-            phoa = None
-            if len(args) == 2:
-                try:
-                    phoa = IPv6Address(args[1])
-                except ValueError:
-                    raise ValueError(f"{args[1]!r} is not an IPv6 address; give the "
-                                     "mobile's pHoA (e.g. 2001:db8:1::100) or leave it "
-                                     "out") from None
-            event = AttachmentEvent(args[0], phoa)
+            # AttachmentEvent names a bad identifier or pHoA in words.
+            event = AttachmentEvent(args[0], args[1] if len(args) == 2 else None)
             self.mag.attached(event)
             return [f"ok attached {args[0]}"]
         if verb == "detach" and len(args) == 1:
