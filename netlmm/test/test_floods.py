@@ -10,13 +10,14 @@ import socket
 import time
 from ipaddress import IPv6Address
 from pathlib import Path
+from types import SimpleNamespace
 
 from twisted.internet import endpoints, reactor
 from twisted.internet.defer import gatherResults, inlineCallbacks
 from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.internet.task import deferLater
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from netlmm.tap import lma as lmaTap, pmip as pmipTap
 from netlmm.lab.wait import until
@@ -308,3 +309,32 @@ class BeforeTlsTests(TestCase):
         self.addCleanup(good.transport.loseConnection)
         yield until(lambda: pmip.connections, what="the MAG to be authenticated")
         self.assertEqual(len(handshakes), 1)
+
+
+class IdleRuleTests(SynchronousTestCase):
+    """Which quiet connection the idle timeout may close (ControlFactory.hasNewer)."""
+
+    def proto(self, address, upSince, identity=None):
+        return SimpleNamespace(peer=(IPv6Address(address), 1000), upSince=upSince,
+                               identity=identity, authenticated=True)
+
+    def test_newerFromTheSamePeer(self):
+        from netlmm.transport.control import ControlFactory
+        f = ControlFactory()
+        old, new = self.proto("::1", 1.0), self.proto("::1", 2.0)
+        other = self.proto("2001:db8::2", 3.0)
+        f.live.update([old, new, other])
+        self.assertEqual((f.hasNewer(old), f.hasNewer(new), f.hasNewer(other)),
+                         (True, False, False))
+
+    def test_twoMagsBehindOneAddress(self):
+        """Over TLS the identity counts too: MAG1 and MAG2 behind one NAT both stay."""
+        from netlmm.transport.control import ControlFactory
+        f = ControlFactory()
+        mag1 = self.proto("::1", 1.0, ("mag", "MAG1"))
+        mag2 = self.proto("::1", 2.0, ("mag", "MAG2"))
+        mag1again = self.proto("::1", 3.0, ("mag", "MAG1"))
+        f.live.update([mag1, mag2])
+        self.assertFalse(f.hasNewer(mag1))
+        f.live.add(mag1again)
+        self.assertEqual((f.hasNewer(mag1), f.hasNewer(mag2)), (True, False))

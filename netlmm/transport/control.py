@@ -353,8 +353,13 @@ class ControlFactory(Factory):
                 del self._perPeer[proto.peer[0]]
 
     def hasNewer(self, proto):
-        """True when C{proto}'s peer has a newer connection that is up."""
+        """
+        True when C{proto}'s peer has a newer connection that is up: from
+        the same address and, over TLS, the same authenticated identity
+        (two MAGs behind one address keep one connection each).
+        """
         return any(other is not proto and other.peer[0] == proto.peer[0]
+                   and other.identity == proto.identity
                    and other.authenticated and other.upSince is not None
                    and other.upSince > proto.upSince for other in self.live)
 
