@@ -10,7 +10,6 @@ import socket
 import time
 from ipaddress import IPv6Address
 from pathlib import Path
-from types import SimpleNamespace
 
 from twisted.internet import endpoints, reactor
 from twisted.internet.defer import gatherResults, inlineCallbacks
@@ -315,8 +314,12 @@ class IdleRuleTests(SynchronousTestCase):
     """Which quiet connection the idle timeout may close (ControlFactory.hasNewer)."""
 
     def proto(self, address, upSince, identity=None):
-        return SimpleNamespace(peer=(IPv6Address(address), 1000), upSince=upSince,
-                               identity=identity, authenticated=True)
+        class Proto:
+            peer = (IPv6Address(address), 1000)
+            authenticated = True
+        p = Proto()
+        p.upSince, p.identity = upSince, identity
+        return p
 
     def test_newerFromTheSamePeer(self):
         from netlmm.transport.control import ControlFactory
