@@ -140,8 +140,22 @@ def describeFailure(failure):
     from netlmm.statefile import StateFileError
     if isinstance(error, (ConfigError, StateFileError)):
         return str(error)
+    code = getattr(error, "code", None)
+    if type(error).__name__ == "NetlinkError" and isinstance(code, int):
+        # pyroute2's kernel refusals: (95, 'Operation not supported').
+        return f"the kernel refused a netlink request: {reasonOf(OSError(code, os.strerror(code)))}"
     text = str(error)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def startupStep(what, start):
+    """
+    C{start()} (a value or a Deferred) with its failure named as C{what}:
+    a L{StartupError} "WHAT: CAUSE", for a service's start-up steps.
+    """
+    def failed(f):
+        raise StartupError(f"{what}: {describeFailure(f)}")
+    return maybeDeferred(start).addErrback(failed)
 
 
 class DaemonService(MultiService):

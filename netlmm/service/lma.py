@@ -69,7 +69,9 @@ class LmaService(RoleService):
         return policy is None or policy.rfc4285 is not False
 
     def startService(self):
-        d = maybeDeferred(self.dataplane.start)
+        from netlmm.daemon import startupStep
+        d = startupStep(f"LMA: data plane {getattr(self.dataplane, 'name', '?')!r}",
+                        self.dataplane.start)
 
         def listen(_):
             self.restoreState()

@@ -133,7 +133,9 @@ class MagService(RoleService):
         return self.core.address
 
     def startService(self):
-        d = maybeDeferred(self.dataplane.start)
+        from netlmm.daemon import startupStep
+        d = startupStep(f"{self.name}: data plane {getattr(self.dataplane, 'name', '?')!r}",
+                        self.dataplane.start)
 
         def started(_):
             for up in self.upstreams.values():

@@ -279,6 +279,14 @@ class _Reactor(task.Clock):
         self.stopped = True
 
 
+class NetlinkError(Exception):
+    """Like pyroute2's: the kernel's errno in C{code}."""
+
+    def __init__(self, code, text):
+        super().__init__(code, text)
+        self.code = code
+
+
 class DaemonServiceTests(SynchronousTestCase):
     """The start-up sequence and its failures, with a fake reactor."""
 
@@ -374,6 +382,15 @@ class DaemonServiceTests(SynchronousTestCase):
                 end(*args)
             self.assertEqual(os.read(r, 100), expected)
 
+    def test_startupStepNamesTheStep(self):
+        """A step's failure is a StartupError that says which step failed."""
+        from netlmm.daemon import startupStep
+        d = startupStep("LMA: data plane 'seg6'",
+                        lambda: defer.fail(NetlinkError(95, "Operation not supported")))
+        self.assertEqual(str(self.failureResultOf(d, StartupError).value),
+                         "LMA: data plane 'seg6': the kernel refused a netlink request: "
+                         "operation not supported")
+
     def test_describeFailure(self):
         """The causes of failed starts, in words."""
         cases = [
@@ -384,6 +401,8 @@ class DaemonServiceTests(SynchronousTestCase):
              "/x/y: no such file or directory"),
             (defer.FirstError(Failure(StartupError("inner")), 0), "inner"),
             (ValueError("bad"), "ValueError: bad"),
+            (NetlinkError(95, "Operation not supported"),
+             "the kernel refused a netlink request: operation not supported"),
         ]
         for error, text in cases:
             self.assertEqual(describeFailure(error), text)
