@@ -212,6 +212,29 @@ class TwistdFailureTests(SynchronousTestCase):
                 "twistd netlmm-lma: error: lma.toml: lma.max_lifetime: expected a value "
                 "from 4 to 262140, got 300000"])
 
+    def test_certificateAndKeyOneLine(self):
+        """A missing certificate, a private key others can read: one line each, status 1."""
+        from netlmm import pki
+        pki.ensureDomain(self.dir / "pki", "example.net", [("pmip", "pmip1")])
+        tls = ('ca = "pki/ca.pem"\ncertificate = "pki/pmip-{name}.pem"\n'
+               'key = "pki/pmip-{name}.key"\n')
+        text = pmipConfig(freePort(), freePort(socket.SOCK_DGRAM)).replace(
+            'transport = "tcp"\n', tls)
+        config = self.write("pmip.toml", text.format(name="nobody"))
+        status, output, _ = self.run_("pmip", config)
+        self.assertEqual(status, 1)
+        self.assertEqual(len(output.strip().splitlines()), 1, output)
+        self.assertIn(f"pmip.tls.certificate: {self.dir}/pki/pmip-nobody.pem: no such file",
+                      output)
+        os.chmod(self.dir / "pki" / "pmip-pmip1.key", 0o644)
+        config = self.write("pmip.toml", text.format(name="pmip1"))
+        status, output, _ = self.run_("pmip", config, daemon=True)
+        self.assertEqual(status, 1)
+        self.assertEqual(output.strip().splitlines(), [
+            f"twistd netlmm-pmip: error: pmip.toml: pmip.tls.key: {self.dir}/pki/"
+            "pmip-pmip1.key: the private key is accessible to every user (mode 0644); "
+            f"refused: chmod 600 {self.dir}/pki/pmip-pmip1.key"])
+
     def test_unknownOptionOneLine(self):
         status = subprocess.run(TWISTD + ["-n", "netlmm-pmip", "--frobnicate"],
                                 cwd=self.dir, capture_output=True, text=True,
