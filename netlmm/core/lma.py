@@ -569,18 +569,18 @@ class LmaCore:
             return self._bindingUpdate(message, source, now)
         if type(message) is mh.UnknownMessage:
             self.counters["bindingErrors"] += 1
-            self._refuse(source, "unknown MH type",
+            self._refuseMessage(source, "unknown MH type",
                          "unknown MH type {mhType} from {peer}: Binding Error",
                          mhType=message.mhType)
             return [SendMH(mh.BindingError(mh.BE_UNKNOWN_MH_TYPE), source)]
         self.counters["unexpected"] += 1
         kind = type(message).__name__
-        self._refuse(source, f"{kind} not for an LMA",
+        self._refuseMessage(source, f"{kind} not for an LMA",
                      "{kind} from {peer} is not for an LMA; dropped", kind=kind)
         return []
 
-    def _refuse(self, source, reason, fmt, **fields):
-        """A message from C{source} refused: through C{refused} when set (bounded)."""
+    def _refuseMessage(self, source, reason, fmt, **fields):
+        """A message (not a PBU) from C{source} refused: through C{refused} when set."""
         if self.refused is not None:
             self.refused(source, reason, fmt, **fields)
         elif self._log is not None:

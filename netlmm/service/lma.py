@@ -42,7 +42,7 @@ class LmaService(RoleService):
         self.refusals = 0
         #: PBAcks sent, by status (the metrics' netlmm_lma_pbas_sent_total).
         self.pbaStatus = {}
-        self.refusalLog = RefusalLog(self.log, reactor)
+        self._refusalLog = None
         #: Binding Errors sent; those the bucket refuses are counted in
         #: C{bindingErrors.refused} and not sent.
         self.bindingErrors = TokenBucket(BE_RATE, BE_BURST)
@@ -52,6 +52,13 @@ class LmaService(RoleService):
         # The core reports its refusals here, so that every refusal is
         # logged by one method.
         core.refused = self._refused
+
+    @property
+    def refusalLog(self):
+        """The L{RefusalLog} of the refusals, made on first use (on C{self.log})."""
+        if self._refusalLog is None:
+            self._refusalLog = RefusalLog(self.log, self.reactor)
+        return self._refusalLog
 
     def _refused(self, peer, reason, fmt, **kw):
         """

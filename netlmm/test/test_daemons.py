@@ -511,8 +511,9 @@ class DaemonTests(SynchronousTestCase):
             self.assertIn("Server Shut Down.", self.log(role))
         self.assertFalse((self.dir / "netlmm-mag1.sock").exists())
         # ... and summed up in the LMA's statistics line (here at stop).
-        self.assertIn("LMA: 0 bindings; since the last report 2 PBUs: 1 new, 0 refreshed, "
-                      "0 moved, 1 deregistered, 0 rejected; 0 expired", self.log("lma"))
+        self.assertIn("LMA: 0 bindings; since the last report 2 PBUs: 1 new, 0 moved, "
+                      "1 deregistered, 0 rejected, 0 retransmissions; 0 expired",
+                      self.log("lma"))
         # No Twisted chatter about factories and ports (issue 11).
         for role in ("lma", "pmip", "mag"):
             for noise in ("Starting factory", "Stopping factory", " starting on ",

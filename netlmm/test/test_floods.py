@@ -121,7 +121,7 @@ kind = "memory"
         # Three kinds of refusal, three first lines each; nothing per datagram.
         self.assertEqual(len(lines.texts("malformed Mobility Header from [::1]")), 3)
         self.assertEqual(len(lines.texts("unknown MH type 42 from ::1")), 3)
-        self.assertEqual(len(lines.texts("rejected with ADMINISTRATIVELY_PROHIBITED")), 3)
+        self.assertEqual(len(lines.texts("refused with ADMINISTRATIVELY_PROHIBITED")), 3)
         self.assertLessEqual(len(lines), 12, lines.texts())
         yield lma.stopService()
         # At stop the summaries say how many were not logged.

@@ -901,7 +901,7 @@ class LoggingTests(Rfc5213Mixin, SynchronousTestCase):
         service's one refusal method (no KeyError, no clash of names).
         """
         from netlmm.ratelimit import RefusalLog
-from netlmm.service.lma import LmaService
+        from netlmm.service.lma import LmaService
         from twisted.logger import formatEvent
         messages = [
             pbu(mnId=None), pbu(hnps=[hnp("2001:db8:9::/64")]), pbu(timestamp=None),
@@ -920,7 +920,7 @@ from netlmm.service.lma import LmaService
                 service = LmaService.__new__(LmaService)
                 service.log = log
                 service.refusals = 0
-                service.refusalLog = RefusalLog(log, burst=len(messages))
+                service._refusalLog = RefusalLog(log, burst=len(messages))
                 lma.refused = service._refused
             for message in messages:
                 raw = mh.encodeMessage(message)
