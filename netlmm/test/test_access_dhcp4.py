@@ -281,6 +281,8 @@ detector = "rs"
 interface = "acc0"
 [mag.assignment]
 strategy = "prefix"
+[mag.tls]
+transport = "tcp"
 {extra}
 """
 
