@@ -33,6 +33,7 @@ from socket import AF_INET
 
 from twisted.logger import Logger
 
+from netlmm.daemon import StartupError, reasonOf
 from netlmm.dataplane import _netlink as nl
 from netlmm.wire import dhcp4
 from netlmm.wire.dhcp4 import Message, Option, addresses, messageType, seconds, subnetMask
@@ -184,7 +185,7 @@ class Dhcp4Server:
             sock = self.system.dhcp4ServerSocket(self.interface)
         except OSError as e:
             self.link.stop()
-            raise RuntimeError(f"DHCPv4 on {self.interface!r}: {e.strerror or e}") from None
+            raise StartupError(f"DHCPv4 on {self.interface!r}: {reasonOf(e)}") from None
         self.reader = SocketReader(self.reactor, sock, self._received,
                                    f"dhcpv4({self.interface})")
         self.reader.startReading()

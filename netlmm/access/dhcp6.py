@@ -18,7 +18,7 @@ from ipaddress import IPv6Address
 
 from twisted.logger import Logger
 
-from netlmm.daemon import StartupError
+from netlmm.daemon import StartupError, reasonOf
 from netlmm.wire import dhcp6
 from netlmm.wire.dhcp6 import Message
 from netlmm.wire.errors import DecodeError
@@ -106,7 +106,7 @@ class AccessDhcp6:
             sock = openDhcpSocket(self.system, self.interface)
         except OSError as e:
             self._close()
-            raise StartupError(f"DHCPv6 on {self.interface!r}: {e.strerror or e}") from None
+            raise StartupError(f"DHCPv6 on {self.interface!r}: {reasonOf(e)}") from None
         self.reader = SocketReader(self.reactor, sock, self._received,
                                    f"dhcpv6({self.interface})", ancillary=True)
         self.reader.startReading()

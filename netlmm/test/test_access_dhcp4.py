@@ -4,6 +4,7 @@ the access link (checked with scapy as the independent decoder), the router
 addresses on the access interface, and its config.
 """
 
+import errno
 from ipaddress import IPv4Address, IPv4Interface, IPv6Network
 from socket import AF_INET
 
@@ -15,6 +16,7 @@ from netlmm.access.dhcp4 import Dhcp4Server, RouterAddresses
 from netlmm.access.link import AccessConfig, AccessLink
 from netlmm.config import ConfigError, Table
 from netlmm.core.mag import Homes
+from netlmm.daemon import StartupError, describeFailure
 from netlmm.dataplane import _netlink as nl
 from netlmm.lab.fakes import FakeAccessSystem, FakeNetlink
 from netlmm.wire import dhcp4
@@ -230,6 +232,15 @@ class Dhcp4ServerTests(SynchronousTestCase):
         self.bind()
         self.successResultOf(self.server.stop())
         self.assertEqual(self.fake.addr("dump", family=AF_INET), [])
+
+    def test_socketRefused(self):
+        """A socket the server cannot open stops the MAG with one line naming it."""
+        def refuse(interface):
+            raise PermissionError(errno.EACCES, "Permission denied")
+        self.system.dhcp4ServerSocket = refuse
+        e = self.assertRaises(StartupError, self.server.start, None)
+        self.assertEqual(str(e), "DHCPv4 on 'acc0': permission denied")
+        self.assertEqual(describeFailure(e), "DHCPv4 on 'acc0': permission denied")
 
     def test_unboundForgets(self):
         self.bind()
