@@ -24,8 +24,10 @@ from twisted.internet.threads import deferToThread
 from netlmm.access.netlink import RTMGRP_LINK, RtnetlinkWatcher
 from netlmm.core.effects import HomeTunnel as HomeTunnelEffect
 from netlmm.core.effects import SendToHomeAgent
+from netlmm.daemon import StartupError, reasonOf, startupStep
 from netlmm.dataplane import _netlink as nl
 from netlmm.dataplane.ip6tnl import IP6_TNL_F_IGN_ENCAP_LIMIT
+from netlmm.ratelimit import Refusing
 from netlmm.service.base import RoleService
 from netlmm.transport.mip6 import Xfrm, XfrmError
 from netlmm.wire import mh
@@ -200,11 +202,7 @@ class HomeTunnel(nl.NetlinkWork):
                    protocol=self.protocol)
 
 
-class MobileStartupError(RuntimeError):
-    """`netlmm mn` cannot start; the text is one line naming the cause."""
-
-
-class MobileService(RoleService):
+class MobileService(Refusing, RoleService):
     """
     Keeps the mobile's home registration: care-of addresses from C{watcher}
     go to the core, its Binding Updates out through C{port} (a mobile
@@ -214,6 +212,8 @@ class MobileService(RoleService):
         mobile's MN-HA SA: it signs each BU (RFC 4285, with the packet's
         care-of and home addresses) and checks each BA.
     """
+
+    refusalPrefix = "MN: "
 
     def __init__(self, reactor, core, port, watcher, tunnel, security=None, xfrm=None,
                  observer=None, name="MN"):
@@ -235,14 +235,15 @@ class MobileService(RoleService):
             d.addCallback(lambda _: deferToThread(
                 self.xfrm.install, Xfrm.mobileCommands(self.core.home)))
             d.addErrback(self._xfrmFailed)
-        d.addCallback(lambda _: self.tunnel.start())
+        d.addCallback(lambda _: startupStep(f"MN: home tunnel {getattr(self.tunnel, 'name', '?')!r}",
+                                            self.tunnel.start))
 
         def listen(_):
             try:
                 self.port.startListening()
             except OSError as e:
-                raise MobileStartupError(f"MN: cannot open a raw Mobility Header socket: "
-                                         f"{e.strerror or e}") from None
+                raise StartupError(f"MN: cannot open a raw Mobility Header socket: "
+                                   f"{reasonOf(e)}") from None
             RoleService.startService(self)
             self.log.info("MN {mnId}: home address {home} at home agent {ha}",
                           mnId=self.core.mnId.decode("utf-8", "replace"),
@@ -252,7 +253,7 @@ class MobileService(RoleService):
 
     def _xfrmFailed(self, failure):
         failure.trap(XfrmError)
-        raise MobileStartupError(
+        raise StartupError(
             "MN: this kernel does not take type 2 routing headers (it needs "
             f"CONFIG_IPV6_MIP6, module mip6): {failure.value}")
 
@@ -265,6 +266,7 @@ class MobileService(RoleService):
 
         def cleanUp(_):
             self.port.stopListening()
+            self.stopRefusing()
             if self.xfrm is not None:
                 self.xfrm.remove()
             return maybeDeferred(RoleService.stopService, self)
@@ -290,7 +292,8 @@ class MobileService(RoleService):
                 return
             if why is not OK:
                 self.dropped += 1
-                self.log.warn("MN: BA from {source} dropped: {why}", source=source, why=why)
+                self._refused(source, "BA dropped", "BA from {source} dropped: {why}",
+                              source=source, why=why)
                 return
         if message.status >= 128:
             self.log.warn("MN: home agent {source} refused: {status}", source=source,

@@ -138,6 +138,42 @@ class RefusalLog:
         self.log.emit(self.level, format, **fields)
 
 
+class Refusing:
+    """
+    Mixin for a role service that refuses its peers' messages (CONTRACTS 5):
+    L{_refused} is the one method every refusal goes through; it counts it
+    in C{refusals} and logs it through one L{RefusalLog} on C{self.log}
+    (made on first use, on C{self.reactor}), each line starting with
+    C{refusalPrefix}. The service calls L{stopRefusing} when it stops.
+    """
+
+    #: What each refusal line starts with ("LMA: ").
+    refusalPrefix = ""
+    #: Refused messages, counted whether logged or not.
+    refusals = 0
+    _refusalLog = None
+
+    @property
+    def refusalLog(self):
+        """The L{RefusalLog} of the refusals, made on first use."""
+        if self._refusalLog is None:
+            self._refusalLog = RefusalLog(self.log, self.reactor)
+        return self._refusalLog
+
+    def _refused(self, peer, reason, fmt, /, **fields):
+        """
+        Log one refused message from C{peer} (C{reason}: the status name or
+        a short fixed text, the key of the bound; details go in C{fields}).
+        """
+        self.refusals += 1
+        self.refusalLog.refused(peer, reason, self.refusalPrefix + fmt, **fields)
+
+    def stopRefusing(self):
+        """Write the pending summaries; no timer is left behind."""
+        if self._refusalLog is not None:
+            self._refusalLog.stop()
+
+
 class TokenBucket:
     """
     A token bucket (RFC 4443 section 2.4 (f), which RFC 6275 section 9.3.3

@@ -8,16 +8,14 @@ from twisted.internet.defer import maybeDeferred
 from twisted.internet.threads import deferToThread
 
 from netlmm.core.effects import RouteAdd, RouteMove, RouteRemove, SendToMobile
+from netlmm.daemon import StartupError, reasonOf, startupStep
+from netlmm.ratelimit import Refusing
 from netlmm.service.base import RoleService
 from netlmm.transport.mip6 import Xfrm, XfrmError
 from netlmm.wire import mh
 
 
-class GmaStartupError(RuntimeError):
-    """The GMA cannot start; the text is one line naming the cause."""
-
-
-class GmaService(RoleService):
+class GmaService(Refusing, RoleService):
     """
     Answers mobiles' home registrations on C{port} (a L{MIP6Port}) and
     drives C{dataplane}.
@@ -30,6 +28,8 @@ class GmaService(RoleService):
         (None: install nothing, for tests).
     """
 
+    refusalPrefix = "GMA: "
+
     def __init__(self, reactor, core, port, dataplane, security=None, xfrm=None,
                  observer=None, name="GMA"):
         super().__init__(reactor, core, observer)
@@ -41,10 +41,10 @@ class GmaService(RoleService):
         self.xfrm = xfrm
         self._verdict = None
         core.refused = self._refused
-        self.refusals = 0
 
     def startService(self):
-        d = maybeDeferred(self.dataplane.start)
+        d = startupStep(f"GMA: data plane {getattr(self.dataplane, 'name', '?')!r}",
+                        self.dataplane.start)
         if self.xfrm is not None:
             d.addCallback(lambda _: deferToThread(self.xfrm.install,
                                                   Xfrm.homeAgentCommands()))
@@ -55,9 +55,9 @@ class GmaService(RoleService):
             try:
                 self.port.startListening()
             except OSError as e:
-                raise GmaStartupError(
+                raise StartupError(
                     f"GMA: cannot open a raw Mobility Header socket on "
-                    f"{self.port.address}: {e.strerror or e}") from None
+                    f"{self.port.address}: {reasonOf(e)}") from None
             self.log.info("GMA listening for Binding Updates on {address}, home prefix "
                           "{prefix}, {n} mobiles", address=self.port.address,
                           prefix=self.core.homePrefix, n=len(self.core.mobiles))
@@ -66,12 +66,13 @@ class GmaService(RoleService):
 
     def _xfrmFailed(self, failure):
         failure.trap(XfrmError)
-        raise GmaStartupError(
+        raise StartupError(
             "GMA: this kernel does not take Home Address options (it needs "
             f"CONFIG_IPV6_MIP6, module mip6): {failure.value}")
 
     def stopService(self):
         self.port.stopListening()
+        self.stopRefusing()
         d = maybeDeferred(RoleService.stopService, self)
         if self.xfrm is not None:
             d.addCallback(lambda _: self.xfrm.remove())
@@ -104,14 +105,6 @@ class GmaService(RoleService):
         ba = mh.BindingAcknowledgement(verdict.status, 0, bu.sequence, 0)
         ba = self.security.answer(ba, verdict, now, _coaHoa(careOf, home))
         self.port.sendToMobile(ba, careOf, home, octets=self.security.octets.take(ba))
-
-    def _refused(self, peer, cause, fmt, **fields):
-        """
-        Every refused Binding Update is logged here, once, with the peer's
-        address (CONTRACTS 5: the one place to rate-limit).
-        """
-        self.refusals += 1
-        self.log.warn("GMA: " + fmt, **fields)
 
     # ------------------------------------------------------------ effects
 

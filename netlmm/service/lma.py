@@ -4,7 +4,7 @@ from twisted.internet.defer import maybeDeferred
 from twisted.internet.task import LoopingCall
 
 from netlmm.core.effects import RouteAdd, RouteMove, RouteRemove, SendMH
-from netlmm.ratelimit import RefusalLog, TokenBucket
+from netlmm.ratelimit import Refusing, TokenBucket
 from netlmm.service.base import RoleService
 from netlmm.transport.mh import MHPort
 from netlmm.wire import mh
@@ -15,7 +15,7 @@ from netlmm.wire.control import showMnId
 BE_RATE, BE_BURST = 10.0, 10
 
 
-class LmaService(RoleService):
+class LmaService(Refusing, RoleService):
     """
     Answers Proxy Binding Updates on C{listen} = (address, port) over
     C{transport} ("udp" or "raw") and drives C{dataplane}.
@@ -29,6 +29,8 @@ class LmaService(RoleService):
         debug level only); 0 for none.
     """
 
+    refusalPrefix = "LMA: "
+
     def __init__(self, reactor, core, listen, transport, dataplane, observer=None,
                  name="LMA", security=None, statsInterval=300.0):
         super().__init__(reactor, core, observer)
@@ -37,12 +39,8 @@ class LmaService(RoleService):
         self.security = security
         self.port = MHPort(reactor, self._received, listen[0], listen[1], transport,
                            observer=self.observe if observer else None)
-        #: Refused messages (the core's and the security checks'), counted;
-        #: their lines are bounded per peer and reason by C{refusalLog}.
-        self.refusals = 0
         #: PBAcks sent, by status (the metrics' netlmm_lma_pbas_sent_total).
         self.pbaStatus = {}
-        self._refusalLog = None
         #: Binding Errors sent; those the bucket refuses are counted in
         #: C{bindingErrors.refused} and not sent.
         self.bindingErrors = TokenBucket(BE_RATE, BE_BURST)
@@ -52,21 +50,6 @@ class LmaService(RoleService):
         # The core reports its refusals here, so that every refusal is
         # logged by one method.
         core.refused = self._refused
-
-    @property
-    def refusalLog(self):
-        """The L{RefusalLog} of the refusals, made on first use (on C{self.log})."""
-        if self._refusalLog is None:
-            self._refusalLog = RefusalLog(self.log, self.reactor)
-        return self._refusalLog
-
-    def _refused(self, peer, reason, fmt, **kw):
-        """
-        Log one refused message from C{peer} (C{reason}: the status name or
-        a short fixed text), bounded per peer and reason (L{RefusalLog}).
-        """
-        self.refusals += 1
-        self.refusalLog.refused(peer, reason, "LMA: " + fmt, **kw)
 
     def _signed(self, source):
         """True when PBUs from C{source} must carry RFC 4285 authentication."""
@@ -99,7 +82,7 @@ class LmaService(RoleService):
         if self._stats is not None and self._stats.running:
             self._stats.stop()
         self.logStatistics()
-        self.refusalLog.stop()
+        self.stopRefusing()
         d = maybeDeferred(RoleService.stopService, self)
         return d.addCallback(lambda _: self.dataplane.stop())
 

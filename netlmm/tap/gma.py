@@ -4,7 +4,7 @@ from ipaddress import IPv6Address
 
 from netlmm.config import ConfigError
 from netlmm.core.gma import GmaCore
-from netlmm.dataplane import dataplanes
+from netlmm.registry import dataplanes
 from netlmm.tap.common import RoleOptions, sub
 
 
@@ -69,15 +69,6 @@ See etc/netlmm/gma.toml for a commented example."""
                               maxLifetime=maxLifetime))
 
 
-def _path(table, key, configPath):
-    """A path key, relative to the config file's directory."""
-    import os
-    value = table.string(key)
-    if value and not os.path.isabs(value) and configPath:
-        value = os.path.join(os.path.dirname(os.path.abspath(configPath)), value)
-    return value
-
-
 def _mobiles(table, prefix):
     """[gma.mobiles]: NAI -> home address(es), each inside the home prefix, none twice."""
     from netlmm.wire.control import mnIdProblem
@@ -113,11 +104,12 @@ def _mobiles(table, prefix):
 def makeService(options):
     """The GMA service described by the validated options."""
     from twisted.internet import reactor
-    from twisted.logger import Logger
+    from netlmm.daemon import roleLogger
     from netlmm.service.gma import GmaService
+    from netlmm.tap.common import daemon
     from netlmm.transport.mip6 import MIP6Port, Xfrm
     b = options.built
-    core = GmaCore(log=Logger(namespace="netlmm.gma"), **b["core"])
+    core = GmaCore(log=roleLogger("netlmm.gma"), **b["core"])
     guard = None
     if b["security"] is not None:
         from netlmm.security.config import buildKeys
@@ -129,5 +121,4 @@ def makeService(options):
         from netlmm.store import SqliteStore, loadOrExit
         service.store = SqliteStore(b["stateFile"], "gma-bindings", reactor)
         loadOrExit(service, "gma")
-    from netlmm.tap.common import withManagement
-    return withManagement(service, options)
+    return daemon(options, [service])

@@ -65,16 +65,22 @@ See etc/netlmm/mn.toml for a commented example."""
                     security=security)
 
 
-def makeService(options, reactor=None):
+def makeService(options):
+    """The service twistd runs (`twistd netlmm-mn`): the mobile's, as L{mobileService}."""
+    from netlmm.tap.common import daemon
+    return daemon(options, [mobileService(options)])
+
+
+def mobileService(options, reactor=None):
     """The mobile's service described by the validated options."""
     if reactor is None:
         from twisted.internet import reactor
-    from twisted.logger import Logger
     from netlmm.core.mn import MobileCore
+    from netlmm.daemon import roleLogger
     from netlmm.mobile import AddressWatcher, HomeTunnel, MobileService
     from netlmm.transport.mip6 import MIP6Port, Xfrm
     b = options.built
-    core = MobileCore(log=Logger(namespace="netlmm.mn"), **b["core"])
+    core = MobileCore(log=roleLogger("netlmm.mn"), **b["core"])
     guard = None
     if b["security"] is not None:
         from netlmm.security.guard import PmipGuard
@@ -97,13 +103,16 @@ def main(argv):
         return 2
     from twisted.internet import reactor
     from twisted.logger import globalLogBeginner, textFileLogObserver
+    from netlmm.daemon import setLogLevel
+    setLogLevel(options["log-level"])
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)],
                                      redirectStandardIO=False)
-    service = makeService(options, reactor)
+    service = mobileService(options, reactor)
     status = {"code": 0}
 
     def failed(f):
-        print(f"netlmm mn cannot start: {f.getErrorMessage()}", file=sys.stderr)
+        from netlmm.daemon import describeFailure
+        print(f"netlmm mn cannot start: {describeFailure(f)}", file=sys.stderr)
         status["code"] = 1
         reactor.stop()
 

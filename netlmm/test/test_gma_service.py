@@ -190,6 +190,38 @@ class GmaServiceTests(SynchronousTestCase):
         self.assertRefusedOnce(answer, Status.ADMINISTRATIVELY_PROHIBITED)
         self.assertSigned(answer)
 
+    def test_refusalsBounded(self):
+        """
+        A flood of unauthenticated BUs from one care-of address: each is
+        answered (146) and counted, 3 are logged, then one summary a minute.
+        """
+        from netlmm.test.test_floods import Lines
+        lines = Lines(self)
+        bu = mh.BindingUpdate(1, mh.BU_A | mh.BU_H, 75, [mh.MobileNodeIdentifier(MN1)])
+        raw = mh.encodeMessage(bu)
+        for _ in range(500):
+            self.assertEqual(self.deliver(bu, raw)[0].status, Status.MIPV6_AUTH_FAIL)
+        self.assertEqual(self.service.refusals, 500)
+        self.assertEqual(len(lines.texts("GMA: BU seq 1 for")), 3)
+        self.clock.advance(60)
+        self.assertEqual(lines.texts("more like this"),
+                         [f"497 more like this from {COA1} suppressed in the last 60 s: "
+                          "MIPV6_AUTH_FAIL"])
+        self.assertEqual(len(lines), 4)
+
+    def test_dataPlaneFailureNamed(self):
+        """A data plane that cannot start stops the GMA with one line naming it."""
+        from twisted.internet import defer
+        from netlmm.daemon import StartupError
+        from netlmm.test.test_startup import NetlinkError
+        self.service.stopService()
+        dataplane = MemoryDataPlane()
+        dataplane.start = lambda: defer.fail(NetlinkError(95, "Operation not supported"))
+        service = GmaService(self.clock, self.core, FakePort(), dataplane)
+        failure = self.failureResultOf(service.startService(), StartupError)
+        self.assertEqual(str(failure.value), "GMA: data plane 'memory': the kernel refused a "
+                         "netlink request: operation not supported")
+
     def test_stopRemovesRoutes(self):
         self.deliver(*self.mobile.bu(COA1))
         self.service.stopService()
@@ -251,6 +283,20 @@ class PortTests(SynchronousTestCase):
         self.port.datagram(b"\x3b\x01\x05", [], str(HOA), 0.0)
         self.assertEqual((self.got, self.port.counters["malformed"]), ([], 1))
 
+    def test_malformedFloodBounded(self):
+        """13,000 malformed datagrams from one source: 3 lines, then one summary."""
+        from netlmm.test.test_floods import Lines
+        lines = Lines(self)
+        for _ in range(13000):
+            self.port.datagram(b"\x3b\x01\x05", [], str(HOA), 0.0)
+        self.assertEqual(self.port.counters["malformed"], 13000)
+        self.assertEqual(len(lines.texts(f"malformed Mobility Header from {HOA}: ")), 3)
+        self.port.reactor.advance(60)
+        self.assertEqual(lines.texts("more like this"),
+                         [f"12997 more like this from {HOA} suppressed in the last 60 s: "
+                          "malformed Mobility Header"])
+        self.assertEqual(len(lines), 4)
+
 
 class XfrmTests(SynchronousTestCase):
 
@@ -307,7 +353,7 @@ kind = "memory"
         self.assertEqual(core["mobiles"][b"mn2@example.net"],
                          [IPv6Address("2001:db8:100::20"), IPv6Address("2001:db8:100::21")])
         self.assertEqual(o.built["security"]["keys"].forMobile(b"mn1@example.net").spi, 1000)
-        service = tap.makeService(o)
+        [service] = tap.makeService(o).ordered
         self.assertEqual(service.core.homePrefix.compressed, "2001:db8:100::/64")
 
     def test_help(self):

@@ -231,6 +231,23 @@ class MobileServiceTests(SynchronousTestCase):
         self.clock.advance(1.5)
         self.assertEqual(len(self.port.sent), 1)
 
+    def test_forgedAnswersBounded(self):
+        """A flood of unauthenticated BAs: each dropped and counted, 3 logged, one summary."""
+        from netlmm.test.test_floods import Lines
+        self.watcher.changed(COA1)
+        lines = Lines(self)
+        ba = mh.BindingAcknowledgement(0, 0, 1, 75)
+        raw = mh.encodeMessage(ba, GMA, HOA)
+        for _ in range(200):
+            self.port.handler(mh.decodeMessage(raw), raw, GMA, HOA, COA1, self.clock.seconds())
+        self.assertEqual(self.service.dropped, 200)
+        self.assertIs(self.core.state, MobileState.REGISTERING)
+        self.assertEqual(len(lines.texts(f"MN: BA from {GMA} dropped: ")), 3)
+        self.clock.advance(60)
+        self.assertEqual(lines.texts("more like this"),
+                         [f"197 more like this from {GMA} suppressed in the last 60 s: "
+                          "BA dropped"])
+
     def test_stopDeregistersFirst(self):
         """Stop: a deregistration, and the service stops once it is answered."""
         self.watcher.changed(COA1)

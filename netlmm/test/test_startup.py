@@ -86,6 +86,17 @@ transport = "tcp"
 '''
 
 
+GMA_CONFIG = """
+[gma]
+address = "2001:db8:dead::1"
+home_prefix = "2001:db8:100::/64"
+[gma.mobiles]
+"mn1@example.net" = "2001:db8:100::10"
+[gma.dataplane]
+kind = "memory"
+"""
+
+
 class TwistdFailureTests(SynchronousTestCase):
     """Each way a daemon cannot start, as twistd runs it."""
 
@@ -234,6 +245,19 @@ class TwistdFailureTests(SynchronousTestCase):
             f"twistd netlmm-pmip: error: pmip.toml: pmip.tls.key: {self.dir}/pki/"
             "pmip-pmip1.key: the private key is accessible to every user (mode 0644); "
             f"refused: chmod 600 {self.dir}/pki/pmip-pmip1.key"])
+
+    def test_gmaKernelWithoutMip6(self):
+        """A GMA on a kernel that cannot take Home Address options."""
+        from unittest import SkipTest
+        from netlmm.lab import kernel
+        reason = kernel.missing("mip6")
+        if reason is None:
+            raise SkipTest("this kernel has mip6: the GMA would install xfrm states on the host")
+        if reason.startswith("cannot probe"):
+            raise SkipTest(reason)
+        config = self.write("gma.toml", GMA_CONFIG)
+        self.assertFailsLoudly("gma", config, "GMA: this kernel does not take Home Address "
+                                              "options (it needs CONFIG_IPV6_MIP6, module mip6)")
 
     def test_unknownOptionOneLine(self):
         status = subprocess.run(TWISTD + ["-n", "netlmm-pmip", "--frobnicate"],

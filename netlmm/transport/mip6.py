@@ -72,6 +72,9 @@ class MIP6Port:
         self.system = system if system is not None else _socket
         self.socket = None
         self.counters = {"received": 0, "sent": 0, "malformed": 0, "dropped": 0}
+        from netlmm.ratelimit import RefusalLog
+        #: Lines about malformed datagrams and failed sends, bounded per peer.
+        self.refusals = RefusalLog(self.log, reactor)
 
     def startListening(self):
         """Open and bind the socket and start reading."""
@@ -91,6 +94,7 @@ class MIP6Port:
         self.reactor.addReader(self)
 
     def stopListening(self):
+        self.refusals.stop()
         if self.socket is not None:
             self.reactor.removeReader(self)
             self.socket.close()
@@ -156,8 +160,9 @@ class MIP6Port:
                 message = mh.decodeMessage(data)
         except DecodeError as e:
             self.counters["malformed"] += 1
-            self.log.warn("malformed Mobility Header from {source}: {error}",
-                          source=source, error=e)
+            self.refusals.refused(source, "malformed Mobility Header",
+                                  "malformed Mobility Header from {source}: {error}",
+                                  source=source, error=e)
             return
         if self.observer is not None:
             self.observer("received", message, (careOf, 0))
@@ -209,9 +214,10 @@ class MIP6Port:
             self.socket.sendmsg([data], ancillary, 0, (str(destination), 0))
         except OSError as e:
             self.counters["dropped"] += 1
-            self.log.warn("cannot send {kind} to {destination}: {error}",
-                          kind=type(message).__name__, destination=via or destination,
-                          error=e)
+            self.refusals.refused(str(via or destination), "cannot send",
+                                  "cannot send {kind} to {destination}: {error}",
+                                  kind=type(message).__name__,
+                                  destination=via or destination, error=e)
             return False
         self.counters["sent"] += 1
         if self.observer is not None:
