@@ -127,6 +127,9 @@ kind = "memory"
             "2001:db8:1::/64", "2001:db8:1::1/64"), "lma.home_prefix", "IPv6 prefix")
 
     PMIP = '[pmip]\nlma = "[::1]:5436"\nallowed_mags = ["::1"]\n'
+    #: The channel table a PMIP config needs (plain TCP, said explicitly); it
+    #: comes last, after the keys the tests add to [pmip].
+    PLAIN = '[pmip.tls]\ntransport = "tcp"\n'
 
     def test_pmipProfiles(self):
         """
@@ -136,30 +139,34 @@ kind = "memory"
         """
         from netlmm.core import profiles
         o = pmipTap.Options()
-        o.parseOptions(["--config", self.write(self.PMIP)])
+        o.parseOptions(["--config", self.write(self.PMIP + self.PLAIN)])
         self.assertIsInstance(pmipTap.profileFromBuilt(o.built), profiles.NetlmmDialect)
         o = pmipTap.Options()
         o.parseOptions(["--config", self.write(
             self.PMIP + 'profile = "rfc5213"\nordering = "sequence"\n'
-            'access_technology = 4\nmh_bind = "[2001:db8::a]:0"\n')])
+            'access_technology = 4\nmh_bind = "[2001:db8::a]:0"\n' + self.PLAIN)])
         profile = pmipTap.profileFromBuilt(o.built)
         self.assertIsInstance(profile, profiles.Rfc5213Profile)
         self.assertEqual((profile.ordering, profile.accessTechnology, str(profile.source)),
                          ("sequence", 4, "2001:db8::a"))
         o = pmipTap.Options()
         o.parseOptions(["--config", self.write(self.PMIP + 'profile = "rfc5213"\n'
-                                               'mh_bind = "[::]:0"\n')])
+                                               'mh_bind = "[::]:0"\n' + self.PLAIN)])
         profile = pmipTap.profileFromBuilt(o.built)
         self.assertEqual((profile.ordering, profile.source), ("timestamp", None))
 
     def test_pmipProfileErrors(self):
-        self.assertRejected(pmipTap.Options(), self.PMIP + 'profile = "pmipv6"\n',
+        self.assertRejected(pmipTap.Options(),
+                            self.PMIP + 'profile = "pmipv6"\n' + self.PLAIN,
                             "pmip.profile", "'netlmm', 'rfc5213'")
-        self.assertRejected(pmipTap.Options(), self.PMIP + 'ordering = "timestamp"\n',
+        self.assertRejected(pmipTap.Options(),
+                            self.PMIP + 'ordering = "timestamp"\n' + self.PLAIN,
                             "pmip.ordering: the netlmm dialect orders PBUs by sequence")
         self.assertRejected(pmipTap.Options(), self.PMIP + 'profile = "rfc5213"\n'
-                            'ordering = "clock"\n', "pmip.ordering", "'timestamp', 'sequence'")
-        self.assertRejected(pmipTap.Options(), self.PMIP + 'access_technology = 0\n',
+                            'ordering = "clock"\n' + self.PLAIN, "pmip.ordering",
+                            "'timestamp', 'sequence'")
+        self.assertRejected(pmipTap.Options(),
+                            self.PMIP + 'access_technology = 0\n' + self.PLAIN,
                             "pmip.access_technology", "from 1 to 255")
 
     def test_badTransport(self):

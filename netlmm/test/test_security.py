@@ -612,6 +612,7 @@ kind = "memory"
         path = self.mktemp()
         with open(path, "w") as f:
             f.write('[pmip]\nlma = "[::1]:5436"\nallowed_mags = ["::1"]\n' + main
+                    + '[pmip.tls]\ntransport = "tcp"\n'
                     + f'[pmip.security]\nmode = "rfc4285"\nkeys = "{keys}"\n' + security)
         o = pmipTap.Options()
         try:
