@@ -491,7 +491,9 @@ class DaemonTests(SynchronousTestCase):
             raise SkipTest("ports 5436/5437 on ::1 are in use")
         lma = self.start("lma")
         self.waitFor(lambda: "LMA listening" in self.log("lma"), "the LMA")
-        pmip = self.start("pmip")
+        # The PMIP client logs each mobile's events at debug level, asked for
+        # here to see the deregistration.
+        pmip = self.start("pmip", "--log-level", "debug")
         self.waitFor(lambda: "MAGs connect to" in self.log("pmip"), "the PMIP client")
         mag = self.start("mag")
         self.waitFor(lambda: "connected to PMIP client" in self.log("mag"), "the MAG")
