@@ -137,8 +137,8 @@ def describeFailure(failure):
     if isinstance(error, StartupError):
         return str(error)
     from netlmm.config import ConfigError
-    from netlmm.statefile import StateFileError
-    if isinstance(error, (ConfigError, StateFileError)):
+    from netlmm.store import StateError
+    if isinstance(error, (ConfigError, StateError)):
         return str(error)
     code = getattr(error, "code", None)
     if type(error).__name__ == "NetlinkError" and isinstance(code, int):

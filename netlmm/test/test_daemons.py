@@ -281,8 +281,10 @@ ordering = "timestamp"
     def test_stateFileDirectoryMissing(self):
         """The state file's directory must exist (the daemon makes the file, not the directory)."""
         missing = os.path.abspath(self.mktemp())
-        self.assertRejected(pmipTap.Options(), '[pmip]\nlma = "[::1]:5436"\nallowed_mags = ["::1"]\n'
-                            f'state_file = "{missing}/pmip.db"\n[pmip.tls]\ntransport = "tcp"\n',
+        self.assertRejected(pmipTap.Options(),
+                            '[pmip]\nlma = "[::1]:5436"\nallowed_mags = ["::1"]\n'
+                            f'state_file = "{missing}/pmip.db"\n'
+                            '[pmip.tls]\ntransport = "tcp"\n',
                             f"pmip.state_file: directory {missing} does not exist")
 
     def test_relativePathsFromTheConfigFile(self):

@@ -383,7 +383,7 @@ kind = "memory"
         store.load()
         store.rewrite([Persist(home.packed, record)])
         store._release()
-        service = tap.makeService(o)
+        [service] = tap.makeService(o).ordered
         self.addCleanup(service.store._release)
         self.assertEqual(service.core.binding(home).sequence, 5)
         store = SqliteStore(path, "gma-bindings", reactor)

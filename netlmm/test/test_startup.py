@@ -134,7 +134,7 @@ class TwistdFailureTests(SynchronousTestCase):
                            timeout=timeout, env=codeEnvironment())
         return p.returncode, p.stdout + p.stderr, log.read_text() if log.exists() else ""
 
-    def assertFailsLoudly(self, role, config, cause):
+    def assertFailsLoudly(self, role, config, cause, beforeFork=False):
         """
         Both ways: status 1, the cause in one line, no traceback, and
         daemonized the cause reaches the terminal, the log says it and no
@@ -149,6 +149,14 @@ class TwistdFailureTests(SynchronousTestCase):
         self.assertNotIn("Unhandled error", output)
         status, output, log = self.run_(role, config, daemon=True)
         self.assertEqual(status, 1, output + log)
+        if beforeFork:
+            # Found in makeService (state): the whole line on the terminal,
+            # before twistd forks or opens its log.
+            self.assertEqual(len([line for line in output.splitlines()
+                                  if f"netlmm-{role} cannot start: " in line
+                                  and cause in line]), 1, output)
+            self.assertFalse((self.dir / f"{role}.pid").exists())
+            return
         # twistd's parent shows the first 98 octets of the cause.
         self.assertIn(cause[:80], output)
         self.assertIn(f"netlmm-{role} cannot start: ", log)
@@ -211,7 +219,8 @@ class TwistdFailureTests(SynchronousTestCase):
             {"format": 1, "kind": "pmip-bindings", "records": [{"phoa": "zzz"}]}))
         config = self.write("pmip.toml", pmipConfig(
             freePort(), freePort(socket.SOCK_DGRAM), 'state_file = "state.json"'))
-        self.assertFailsLoudly("pmip", config, f"{self.dir}/state.json: record 0")
+        self.assertFailsLoudly("pmip", config, f"{self.dir}/state.json: bad record #0",
+                               beforeFork=True)
 
     def test_configErrorOneLine(self):
         """A bad config: one line on stderr, not after twistd's --help."""
