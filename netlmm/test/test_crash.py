@@ -318,6 +318,11 @@ class KillTests(TestCase):
         lma = lma.replace('listen = "[::1]:5436"', f'listen = "[::1]:{self.lmaPort}"')
         pmip = pmip.replace('listen = "[::1]:5437"', f'listen = "[::1]:{self.pmipPort}"')
         pmip = pmip.replace('lma = "[::1]:5436"', f'lma = "[::1]:{self.lmaPort}"')
+        # The in-process MAGs speak plain TCP: the PMIP client's channel
+        # (mutual TLS as shipped) says so.
+        pmip = re.sub(r"\[pmip\.tls\]\n(?:[^\[\n][^\n]*\n)*",
+                      '[pmip.tls]\ntransport = "tcp"\n', pmip)
+        self.assertIn('[pmip.tls]\ntransport = "tcp"\n', pmip)
         for text, what in ((lma, "lma"), (pmip, "pmip")):
             self.assertIn('state_file = "', text, f"the shipped {what}.toml keeps no state")
         (self.dir / "lma.toml").write_text(lma)
