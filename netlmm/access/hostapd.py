@@ -43,12 +43,9 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from netlmm.access import AttachmentEvent
+from netlmm.daemon import StartupError
 from netlmm.interfaces import IAttachmentDetector
 
-try:
-    from netlmm.daemon import StartupError
-except ImportError:  # pragma: no cover - until netlmm.daemon is everywhere
-    StartupError = RuntimeError
 
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _EVENT = re.compile(r"^<(\d)>(\S+)\s*(.*)$")

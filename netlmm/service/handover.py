@@ -13,7 +13,8 @@ one the key file gives for that neighbour (an C{[[sa]]} entry with
 C{client} or C{clients} naming the neighbour). A message from an address
 that is not a neighbour, without a valid authenticator, with a timestamp
 outside the window or not later than the last one from that neighbour
-(replayed), or that does not decode, is refused, logged once, counted, and
+(replayed), or that does not decode, is refused, counted, logged within
+the bounds of a L{netlmm.ratelimit.RefusalLog} per neighbour and reason, and
 changes nothing; it gets no answer (an answer to an unauthenticated sender
 would serve attackers).
 
@@ -32,6 +33,8 @@ from netlmm.access import AttachmentEvent
 from netlmm.core.handover import (
     ContextReady, Fallback, Forward, Hold, Refused, Release, SendHandover, StopForward,
 )
+from netlmm.daemon import StartupError, reasonOf
+from netlmm.ratelimit import Refusing
 from netlmm.security.auth import AuthenticationError, encodeSigned, locate, verify
 from netlmm.security.replay import DEFAULT_WINDOW, ReplayWindow, fromNtp, toNtp
 from netlmm.service.base import RoleService
@@ -98,7 +101,7 @@ class HandoverGuard:
         return fromNtp(stamp.timestamp)
 
 
-class HandoverService(RoleService):
+class HandoverService(Refusing, RoleService):
     """
     @param core: the L{netlmm.core.handover.HandoverCore}.
     @param guard: the L{HandoverGuard}.
@@ -113,6 +116,7 @@ class HandoverService(RoleService):
     """
 
     log = Logger()
+    refusalPrefix = "handover: "
 
     def __init__(self, reactor, core, guard, dataplane, access=None, hold=None,
                  port=HANDOVER_PORT, accessPoints=None, probeInterval=0.02, observer=None,
@@ -136,7 +140,6 @@ class HandoverService(RoleService):
         #: pHoA -> [mnId, peer, mac or None, reachable, over]
         self._held = {}
         self._probe = None
-        self._refusals = set()
         #: How long forwarding goes on once the target is bound: what was
         #: already on its way here still reaches the mobile.
         self.linger = linger
@@ -154,10 +157,8 @@ class HandoverService(RoleService):
             try:
                 self.mh.startListening()
             except OSError as e:
-                from netlmm.access.hostapd import StartupError
                 raise StartupError(f"handover: cannot listen on [{self.core.address}]:"
-                                   f"{self.port} (UDP): {(e.strerror or str(e)).lower()}") \
-                    from None
+                                   f"{self.port} (UDP): {reasonOf(e)}") from None
             self.transport = self.mh
         if hasattr(self.dataplane, "handoverStart"):
             self.dataPlaneCall(self.dataplane.handoverStart)
@@ -187,6 +188,7 @@ class HandoverService(RoleService):
             self.mh = self.transport = None
         if self.hold is not None:
             self.hold.stop()
+        self.stopRefusing()
         return RoleService.stopService(self)
 
     def _observeWire(self, direction, message, peer):
@@ -241,30 +243,27 @@ class HandoverService(RoleService):
             try:
                 message = fho.decodeMessage(raw)
             except DecodeError as e:
-                self._refused(peer, f"malformed {fho.MESSAGE_TYPES[message.mhType].__name__}: "
-                                    f"{e}")
+                self._refuse(peer, "malformed", f"malformed "
+                             f"{fho.MESSAGE_TYPES[message.mhType].__name__}: {e}")
                 return
         if type(message) not in (fho.HandoverInitiate, fho.HandoverAcknowledge):
-            self._refused(peer, f"unexpected {type(message).__name__}")
+            self._refuse(peer, "not a HI or HAck", f"unexpected {type(message).__name__}")
             return
         try:
             sentAt = self.guard.check(message, raw, peer, now)
         except AuthenticationError as e:
-            self._refused(peer, str(e))
+            self._refuse(peer, "failed authentication", str(e))
             return
         self.feed(self.core.receive, message, peer, sentAt)
 
-    def _refused(self, peer, reason):
+    def _refuse(self, peer, key, detail):
+        """
+        One refused message from C{peer}: counted, and logged through the
+        service's L{netlmm.ratelimit.RefusalLog} (C{key}: a fixed text, what
+        the bound counts and its summary names; C{detail}: this message's).
+        """
         self.counters["refused"] += 1
-        key = (peer, reason)
-        if key in self._refusals:
-            self.log.debug("handover: refused from {peer}: {reason}", peer=peer, reason=reason)
-            return
-        if len(self._refusals) > 4096:
-            self._refusals.clear()
-        self._refusals.add(key)
-        self.log.warn("handover: refused a message from {peer}: {reason}", peer=peer,
-                      reason=reason)
+        self._refused(peer, key, "refused a message from {peer}: {detail}", detail=detail)
 
     # ------------------------------------------------------------ effects
 
@@ -289,7 +288,7 @@ class HandoverService(RoleService):
                 if event is not None and self.mag is not None:
                     self.mag.proceed(event)
             elif kind is Refused:
-                self._refused(e.peer, e.reason)
+                self._refuse(e.peer, "refused by the handover rules", e.reason)
 
     def _send(self, message, peer, now):
         try:

@@ -1,7 +1,7 @@
 """
 Two MAGs' handover services talking RFC 5949 over a memory wire, without
 root: context transfer, forwarding, authentication and replay protection
-(refused, logged once, nothing changed), the hold and its bounds, the
+(refused, counted, logged within bounds, nothing changed), the hold and its bounds, the
 [mag.handover] config.
 """
 
@@ -23,7 +23,7 @@ from netlmm.service.handover import (
     HandoverGuard, HandoverService, fromConfig, loadHandoverKeys, writeHandoverKeys,
 )
 from netlmm.wire import mh
-from netlmm.wire.fho import HandoverInitiate, HiCode
+from netlmm.wire.fho import HackCode, HandoverAcknowledge, HandoverInitiate, HiCode
 
 MAG1 = IPv6Address("2001:db8:ffff::11")
 MAG2 = IPv6Address("2001:db8:ffff::12")
@@ -258,20 +258,37 @@ class ServiceTests(SynchronousTestCase):
         data = HandoverGuard(KeyStore([other])).sign(hi, MAG2, MAG1, self.clock.seconds())
         self.refusedAtMag1(data)
 
-    def test_refusalsLoggedOnce(self):
+    def test_refusalsBounded(self):
+        """
+        Refusals are counted one by one and logged within the bounds of a
+        RefusalLog per neighbour and fixed reason: a flood of 500 tampered
+        HIs and 500 HAcks that answer nothing (each naming another sequence
+        number) gives 3 lines of each, then one summary of each a minute.
+        """
+        from netlmm.test.test_floods import Lines
+        lines = Lines(self)
         data = bytearray(self.request())
         data[-1] ^= 1
-        events = []
-        from twisted.logger import globalLogPublisher
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
-        for _ in range(3):
+        for _ in range(500):
             self.mag1._received(mh.decodeMessage(bytes(data)), bytes(data), (MAG2, 5436),
                                 self.clock.seconds())
-        warnings = [e for e in events if e.get("log_format", "").startswith(
-            "handover: refused a message")]
-        self.assertEqual(len(warnings), 1)
-        self.assertEqual(self.mag1.counters["refused"], 3)
+        for n in range(500):
+            hack = HandoverAcknowledge(1000 + n, code=HackCode.CONTEXT_ACCEPTED)
+            raw = self.mag2.guard.sign(hack, MAG2, MAG1, self.clock.seconds())
+            self.mag1._received(mh.decodeMessage(raw), raw, (MAG2, 5436), self.clock.seconds())
+        self.assertEqual(self.mag1.counters["refused"], 1000)
+        self.assertEqual(len(lines.texts(f"handover: refused a message from {MAG2}: ",
+                                         "authenticat")), 3)
+        self.assertEqual(len(lines.texts(f"handover: refused a message from {MAG2}: HAck ",
+                                         "answers no HI pending")), 3)
+        self.assertEqual(len(lines), 6)
+        self.clock.advance(60)
+        self.assertEqual(sorted(lines.texts("more like this")), [
+            f"497 more like this from {MAG2} suppressed in the last 60 s: "
+            "failed authentication",
+            f"497 more like this from {MAG2} suppressed in the last 60 s: "
+            "refused by the handover rules"])
+        self.assertEqual(len(lines), 8)
 
 
 class BufferTests(SynchronousTestCase):
