@@ -12,6 +12,7 @@ from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
 from netlmm.access.control import ControlDetector, clientMain
+from netlmm.core.mag import NO_HOMES, State
 
 
 class _Mag:
@@ -24,7 +25,7 @@ class _Mag:
     def attached(self, event):
         self.events.append(("attached", event))
         self.core.attachments[event.mnId] = SimpleNamespace(
-            mnId=event.mnId, state="TRIGGERED", phoa=event.phoa)
+            mnId=event.mnId, state=State.TRIGGERED, phoa=event.phoa, homes=NO_HOMES)
 
     def detached(self, mnId):
         self.events.append(("detached", mnId))
