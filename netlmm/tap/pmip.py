@@ -209,8 +209,8 @@ def anchoredCore(b, guard, peers):
     The L{netlmm.core.anchors.AnchoredCore} for the validated C{[[pmip.lmas]]}:
     one L{PmipCore} per LMA (its profile; C{guard} where it signs).
     """
-    from netlmm.daemon import roleLogger
     from netlmm.core.anchors import AnchoredCore
+    from netlmm.daemon import roleLogger
     cores = []
     for lma in b["lmas"]:
         anchor = lma["anchor"]

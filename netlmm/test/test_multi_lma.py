@@ -60,7 +60,7 @@ class ConfigTests(SynchronousTestCase):
         One core per LMA, each with its address, profile and prefixes; the
         static policy by default; MH ports per LMA for the service.
         """
-        service = pmipTap.makeService(self.parse(TWO))
+        [service] = pmipTap.makeService(self.parse(TWO)).ordered
         core = service.core
         self.assertIsInstance(core, AnchoredCore)
         self.assertIsInstance(core.policy, StaticAnchors)
@@ -84,8 +84,8 @@ class ConfigTests(SynchronousTestCase):
         self.assertEqual(policy.choose(b"mn1@example.net", None).name, "lma2")
 
     def test_leastLoadedPolicy(self):
-        service = pmipTap.makeService(self.parse(TWO + '[pmip.anchor]\n'
-                                                       'policy = "least-loaded"\n'))
+        [service] = pmipTap.makeService(self.parse(TWO + '[pmip.anchor]\n'
+                                                       'policy = "least-loaded"\n')).ordered
         self.assertIsInstance(service.core.policy, LeastLoadedAnchors)
         self.assertEqual(service.core.policy.loads(), {"lma1": 0, "lma2": 0})
 
@@ -98,7 +98,7 @@ class ConfigTests(SynchronousTestCase):
         o = self.parse('[pmip]\nlma = "[::1]:5436"\nallowed_mags = ["::1"]\n'
                        '[pmip.tls]\ntransport = "tcp"\n')
         self.assertIsNone(o.built["lmas"])
-        self.assertNotIsInstance(pmipTap.makeService(o).core, AnchoredCore)
+        self.assertNotIsInstance(pmipTap.makeService(o).ordered[0].core, AnchoredCore)
 
     def test_unknownPolicy(self):
         self.assertRejected(

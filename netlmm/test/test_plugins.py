@@ -49,7 +49,8 @@ class BuiltinTests(SynchronousTestCase):
         self.assertIs(getDetectors(), registry.detectors)
         self.assertIs(dataplanes, registry.dataplanes)
         self.assertEqual([r for _, r in registry.registries()],
-                         [registry.strategies, registry.detectors, registry.dataplanes])
+                         [registry.strategies, registry.detectors, registry.dataplanes,
+                          registry.anchors])
         root = Path(registry.__file__).parent
         # netlmm.registry's Registry, not another library's (CollectorRegistry).
         makers = [str(p.relative_to(root)) for p in root.rglob("*.py")
