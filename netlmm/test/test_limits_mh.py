@@ -238,3 +238,73 @@ class NetlmmPbuTests(LmaPbuTests):
         raise SkipTest("the netlmm dialect has no Timestamp, HI, ATT or IPv4 request")
     test_timestamp = test_handoffIndicator = test_accessTechnology = notInDialect
     test_ipv4Request = notInDialect
+
+
+class HandoverTests(SynchronousTestCase):
+    """
+    HIs and HAcks at the handover service (RFC 5949), signed by the
+    neighbour as L{netlmm.test.test_handover_service} sets the two MAGs up:
+    each field's largest legal value and smallest illegal one.
+    """
+
+    def setUp(self):
+        from netlmm.test.test_handover_service import MAG1, MAG2, MN, ServiceTests
+        self.MAG1, self.MAG2, self.MN = MAG1, MAG2, MN
+        ServiceTests.setUp(self)
+
+    def feed(self, message=None, raw=None):
+        """C{message}, signed by MAG2, into MAG1's handler; what MAG1 sent back."""
+        from netlmm.wire import fho
+        now = self.clock.seconds()
+        if raw is None:
+            raw = self.mag2.guard.sign(message, self.MAG2, self.MAG1, now)
+        before = self.mag1.counters["refused"]
+        self.mag1._received(mh.decodeMessage(raw), raw, (self.MAG2, 5436), now)
+        sent = [fho.decodeMessage(data) for data, _ in self.mag1.transport.sent]
+        self.mag1.transport.sent = []
+        return self.mag1.counters["refused"] - before, sent
+
+    def hi(self, sequence=1, code=0, mnId=None):
+        from netlmm.wire import fho
+        if mnId == b"":
+            mnIdOption = mh.MalformedOption(8, b"\x01", "length 1")
+        else:
+            mnIdOption = mh.MobileNodeIdentifier(self.MN if mnId is None else mnId)
+        return fho.HandoverInitiate(sequence, None, code, [
+            mnIdOption, fho.ContextRequest([(22, b"")])])
+
+    def test_sequenceAndCode(self):
+        """
+        Sequence 0xFFFF with code 0 (a request) gets the context; code 4,
+        the smallest not defined, is answered NOT_ACCEPTED and counted.
+        """
+        from netlmm.wire.fho import HackCode
+        refused, [hack] = self.feed(self.hi(0xFFFF))
+        self.assertEqual((refused, hack.code, hack.sequence),
+                         (0, HackCode.CONTEXT_ACCEPTED, 0xFFFF))
+        refused, [hack] = self.feed(self.hi(2, code=4))
+        self.assertEqual((refused, hack.code, hack.sequence), (1, HackCode.NOT_ACCEPTED, 2))
+        refused, [hack] = self.feed(self.hi(3, code=255))
+        self.assertEqual((refused, hack.code), (1, HackCode.NOT_ACCEPTED))
+
+    def test_mnId(self):
+        """254 octets: an unknown mobile (131); an empty MN-ID: NOT_ACCEPTED, none echoed."""
+        from netlmm.wire.fho import HackCode
+        refused, [hack] = self.feed(self.hi(mnId=b"m" * 254))
+        self.assertEqual((refused, hack.code), (1, HackCode.CONTEXT_NOT_AVAILABLE))
+        self.assertEqual(hack.option(mh.MobileNodeIdentifier).identifier, b"m" * 254)
+        refused, [hack] = self.feed(self.hi(mnId=b""))
+        self.assertEqual((refused, hack.code), (1, HackCode.NOT_ACCEPTED))
+        self.assertIsNone(hack.option(mh.MobileNodeIdentifier))
+
+    def test_unsolicitedHack(self):
+        """A HAck with code 255 answering no HI: refused, counted, not answered."""
+        from netlmm.wire.fho import HandoverAcknowledge
+        self.assertEqual(self.feed(HandoverAcknowledge(1, None, 255, [
+            mh.MobileNodeIdentifier(self.MN)])), (1, []))
+
+    def test_truncated(self):
+        """An 8-octet HI (its fixed part cut short): refused as malformed."""
+        raw = bytes((59, 0, 14, 0, 0, 0, 0, 1))
+        self.assertEqual(type(mh.decodeMessage(raw)), mh.UnknownMessage)
+        self.assertEqual(self.feed(raw=raw), (1, []))
