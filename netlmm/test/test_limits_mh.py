@@ -308,3 +308,41 @@ class HandoverTests(SynchronousTestCase):
         raw = bytes((59, 0, 14, 0, 0, 0, 0, 1))
         self.assertEqual(type(mh.decodeMessage(raw)), mh.UnknownMessage)
         self.assertEqual(self.feed(raw=raw), (1, []))
+
+
+class GmaBuTests(SynchronousTestCase):
+    """
+    Binding Updates at the GMA service, signed as `netlmm mn` signs them
+    (the fixture of L{netlmm.test.test_gma_service}).
+    """
+
+    def setUp(self):
+        from netlmm.test.test_gma_service import GmaServiceTests
+        GmaServiceTests.setUp(self)
+        self.deliver = lambda bu, raw: GmaServiceTests.deliver(self, bu, raw)[0]
+
+    def test_lifetime(self):
+        """0xFFFF units is granted as the GMA's most (900 units)."""
+        from netlmm.test.test_gma_service import COA1
+        ba = self.deliver(*self.mobile.bu(COA1, lifetime=0xFFFF))
+        self.assertEqual((ba.status, ba.lifetime), (Status.ACCEPTED, 900))
+
+    def test_sequenceWrap(self):
+        """0 follows 0xFFFF; 0xFFFF again is answered with the last accepted, 0."""
+        from netlmm.test.test_gma_service import COA1
+        for sequence in (0xFFFF, 0):
+            ba = self.deliver(*self.mobile.bu(COA1, sequence=sequence))
+            self.assertEqual((ba.status, ba.sequence), (Status.ACCEPTED, sequence))
+            self.clock.advance(1)
+        ba = self.deliver(*self.mobile.bu(COA1, sequence=0xFFFF))
+        self.assertEqual((ba.status, ba.sequence, ba.lifetime),
+                         (Status.SEQUENCE_OUT_OF_WINDOW, 0, 0))
+
+    def test_mnIdUnsigned(self):
+        """An unsigned BU with a 254-octet or an empty MN-ID: MIPV6_AUTH_FAIL, no route."""
+        for option in (MobileNodeIdentifier(b"m" * 254),
+                       mh.MalformedOption(8, b"\x01", "length 1")):
+            raw = mh.encodeMessage(mh.BindingUpdate(1, mh.BU_A | mh.BU_H, 75, [option]))
+            ba = self.deliver(mh.decodeMessage(raw), raw)
+            self.assertEqual((ba.status, ba.lifetime), (Status.MIPV6_AUTH_FAIL, 0))
+            self.assertEqual(self.dataplane.routes, {})
