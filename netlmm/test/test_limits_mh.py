@@ -346,3 +346,51 @@ class GmaBuTests(SynchronousTestCase):
             ba = self.deliver(mh.decodeMessage(raw), raw)
             self.assertEqual((ba.status, ba.lifetime), (Status.MIPV6_AUTH_FAIL, 0))
             self.assertEqual(self.dataplane.routes, {})
+
+
+class MobileBaTests(SynchronousTestCase):
+    """
+    Binding Acknowledgements at `netlmm mn`'s handler, signed by the GMA's
+    guard (the fixture of L{netlmm.test.test_mobile}).
+    """
+
+    def setUp(self):
+        from netlmm.test.test_mobile import COA1, MobileServiceTests
+        MobileServiceTests.setUp(self)
+        self.addCleanup(self.service.stopService)
+        self.watcher.changed(COA1)
+
+    def answer(self, status, lifetime, sign=True):
+        """Answer the BU in flight with C{status} and C{lifetime}."""
+        [(bu, homeAgent, careOf, home)] = self.port.sent
+        self.port.sent = []
+        raw = mh.encodeMessage(bu, home, homeAgent)
+        now = self.clock.seconds()
+        verdict = self.gmaGuard.check(mh.decodeMessage(raw, home, homeAgent), raw,
+                                      careOf, now, coaHoa=(careOf, home))
+        self.assertTrue(verdict.ok, verdict.reason)
+        ba = mh.BindingAcknowledgement(status, 0, bu.sequence, lifetime)
+        if sign:
+            ba = self.gmaGuard.answer(ba, verdict, now, (careOf, home))
+        raw = mh.encodeMessage(ba, homeAgent, home)
+        self.port.handler(mh.decodeMessage(raw), raw, homeAgent, home, careOf, now)
+
+    def test_lifetime(self):
+        """The longest lifetime, 0xFFFF units, binds."""
+        from netlmm.core.mn import MobileState
+        self.answer(Status.ACCEPTED, 0xFFFF)
+        self.assertIs(self.core.state, MobileState.BOUND)
+
+    def test_status255(self):
+        """Status 255, the largest refusal: REFUSED, nothing dropped, no exception."""
+        from netlmm.core.mn import MobileState
+        self.answer(255, 0)
+        self.assertIs(self.core.state, MobileState.REFUSED)
+        self.assertEqual(self.service.dropped, 0)
+
+    def test_unsigned(self):
+        """An unsigned BA is dropped and counted."""
+        from netlmm.core.mn import MobileState
+        self.answer(Status.ACCEPTED, 0xFFFF, sign=False)
+        self.assertIs(self.core.state, MobileState.REGISTERING)
+        self.assertEqual(self.service.dropped, 1)
