@@ -14,7 +14,6 @@ with its prefix length), else the pHoA it asked for, else '-'.
 """
 
 import os
-import re
 import socket
 import sys
 
@@ -26,6 +25,7 @@ from zope.interface import implementer
 
 from netlmm.access import AttachmentEvent
 from netlmm.interfaces import IAttachmentDetector
+from netlmm.ctl import words
 from netlmm.wire.control import mnIdProblem, showMnId
 
 
@@ -50,7 +50,7 @@ class _CommandProtocol(LineOnlyReceiver):
 
     def lineReceived(self, line):
         try:
-            reply = self.factory.detector.command(_words(line))
+            reply = self.factory.detector.command(words(line))
         except ValueError as e:
             self.factory.detector.log.warn("control detector: refused {command!r}: {error}",
                                            command=line[:100], error=e)
@@ -59,19 +59,6 @@ class _CommandProtocol(LineOnlyReceiver):
             self.sendLine(r.encode("utf-8"))
         # One command per connection keeps clients trivial.
         self.transport.loseConnection()
-
-
-def _words(line):
-    """
-    The words of a command line; its octets must be UTF-8 (identifiers are).
-    Only spaces and tabs separate words: other characters str.split() takes
-    for white space (U+0085, U+001C...) stay in the word, to be refused.
-    """
-    try:
-        text = line.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"the command is not valid UTF-8 (octet {e.start})") from None
-    return [w for w in re.split(r"[ \t\r]+", text) if w]
 
 
 @implementer(IAttachmentDetector)
