@@ -43,6 +43,7 @@ from netlmm.wire.mh import (
     BindingRefreshRequest,
     BindingUpdate,
     HandoffIndicator,
+    Heartbeat,
     HomeNetworkPrefix,
     IPv4DefaultRouterAddress,
     IPv4DhcpSupportMode,
@@ -54,6 +55,7 @@ from netlmm.wire.mh import (
     MobileNodeLinkLayerIdentifier,
     MobilityMessageAuthentication,
     MobilityMessageReplayProtection,
+    RestartCounter,
     Status,
     Timestamp,
     UnknownMessage,
@@ -336,14 +338,29 @@ KNOWN = [
         "3b 02 06 00 0000  aa 20 000d 0000  25 06 84 00 00000000  01 02 0000",
     ),
     (
-        "an unknown option type (28, Restart Counter) is kept as it came",
-        BindingUpdate(10, PROXY, 0, [UnknownOption(28, h("00000007"))]),
-        "3b 02 05 00 0000  000a c200 0000  1c 04 00000007  01 04 00000000",
+        "an unknown option type (60) is kept as it came",
+        BindingUpdate(10, PROXY, 0, [UnknownOption(60, h("00000007"))]),
+        "3b 02 05 00 0000  000a c200 0000  3c 04 00000007  01 04 00000000",
     ),
     (
-        "an unknown MH type (13, Heartbeat) keeps its message data",
-        UnknownMessage(13, h("0000 00000001 01020000")),
-        "3b 01 0d 00 0000  0000 00000001 01020000",
+        "an unknown MH type (17) keeps its message data",
+        UnknownMessage(17, h("0000 00000001 01020000")),
+        "3b 01 11 00 0000  0000 00000001 01020000",
+    ),
+    (
+        "Heartbeat Request (RFC 5847 5.1): flags 0, sequence, PadN 4 to 16",
+        Heartbeat(0x01020304),
+        "3b 01 0d 00 0000  0000 01020304  01 02 0000",
+    ),
+    (
+        "Heartbeat Response with the Restart Counter (type 28, 4n+2) at 14",
+        Heartbeat(0xFFFFFFFF, mh.HB_R, [RestartCounter(7)]),
+        "3b 02 0d 00 0000  0001 ffffffff  01 00  1c 04 00000007  01 02 0000",
+    ),
+    (
+        "unsolicited Heartbeat Response: U and R",
+        Heartbeat(0, mh.HB_U | mh.HB_R, [RestartCounter(0x80000001)]),
+        "3b 02 0d 00 0000  0003 00000000  01 00  1c 04 80000001  01 02 0000",
     ),
 ]
 
@@ -693,8 +710,8 @@ class KnownValuesTests(SynchronousTestCase):
         """MH and option type numbers match the IANA registry."""
         self.assertEqual(
             [BindingRefreshRequest.MH_TYPE, BindingUpdate.MH_TYPE,
-             BindingAcknowledgement.MH_TYPE, BindingError.MH_TYPE],
-            [0, 5, 6, 7],
+             BindingAcknowledgement.MH_TYPE, BindingError.MH_TYPE, Heartbeat.MH_TYPE],
+            [0, 5, 6, 7, 13],
         )
         self.assertEqual(
             {cls.__name__: number for number, cls in mh.OPTION_TYPES.items()},
@@ -715,6 +732,7 @@ class KnownValuesTests(SynchronousTestCase):
                 "IPv4HomeAddressReply": 37,
                 "IPv4DefaultRouterAddress": 38,
                 "IPv4DhcpSupportMode": 39,
+                "RestartCounter": 28,
             },
         )
 
@@ -977,6 +995,7 @@ options = st.one_of(
     st.builds(IPv4HomeAddressReply, u8, addresses4, st.integers(0, 32)),
     st.builds(IPv4DefaultRouterAddress, addresses4),
     st.builds(IPv4DhcpSupportMode, st.booleans()),
+    st.builds(RestartCounter, u32),
     st.builds(
         MalformedOption,
         st.just(HomeNetworkPrefix.TYPE),
@@ -1015,6 +1034,8 @@ messages = st.one_of(
     bindingAcks,
     st.builds(BindingError, u8, addresses, optionLists()),
     st.builds(BindingRefreshRequest, optionLists()),
+    st.builds(Heartbeat, u32, st.sampled_from([0, mh.HB_R, mh.HB_U | mh.HB_R]),
+              optionLists()),
 )
 
 
@@ -1022,7 +1043,7 @@ messages = st.one_of(
 def framedHeaders(draw):
     """Random message data behind a header whose Header Len is right."""
     units = draw(st.integers(1, 24))
-    mhType = draw(st.sampled_from([0, 5, 6, 7]) | u8)
+    mhType = draw(st.sampled_from([0, 5, 6, 7, 13]) | u8)
     body = draw(st.binary(min_size=8 * units - 6, max_size=8 * units - 6))
     return bytes((59, units - 1, mhType, 0)) + body
 
@@ -1178,6 +1199,42 @@ class GeneratedTests(SynchronousTestCase):
         self.assertEqual(message.options, ())
 
 
+class HeartbeatTests(SynchronousTestCase):
+    """RFC 5847 Heartbeat messages: flags, reserved bits, lenient options."""
+
+    def test_flags(self):
+        """R marks a Response, U an unsolicited one; a Request has neither."""
+        request = Heartbeat(5)
+        self.assertEqual((request.response, request.unsolicited), (False, False))
+        response = Heartbeat(5, mh.HB_R)
+        self.assertEqual((response.response, response.unsolicited), (True, False))
+        unsolicited = Heartbeat(5, mh.HB_U | mh.HB_R)
+        self.assertEqual((unsolicited.response, unsolicited.unsolicited), (True, True))
+
+    def test_reservedBitsIgnored(self):
+        """Reserved bits set by a peer are ignored (RFC 5847 5.1), not kept."""
+        data = h("3b 01 0d 00 0000  fffd 0000002a  01 02 0000")
+        self.assertEqual(decodeMessage(data), Heartbeat(42, mh.HB_R))
+
+    def test_malformedRestartCounter(self):
+        """
+        A Restart Counter of the wrong length does not make the Heartbeat
+        undecodable: it decodes to a MalformedOption saying why.
+        """
+        data = h("3b 01 0d 00 0000  0001 00000009  1c 02 0007")
+        message = decodeMessage(data)
+        self.assertEqual(message.sequence, 9)
+        self.assertIsNone(message.option(RestartCounter))
+        self.assertEqual(message.malformed(RestartCounter), (MalformedOption(
+            28, h("0007"), "RestartCounter option: length 2, expected 4"),))
+
+    def test_truncated(self):
+        """A Heartbeat without its whole fixed part is a DecodeError."""
+        with self.assertRaises(DecodeError) as caught:
+            decodeMessage(h("3b 00 0d 00 0000  0001"))
+        self.assertEqual(str(caught.exception), "Heartbeat needs 12 octets, header is 8")
+
+
 class UnknownTests(SynchronousTestCase):
     """What netlmm does not understand is kept, not dropped or mangled."""
 
@@ -1233,6 +1290,10 @@ class ConstructorTests(SynchronousTestCase):
         self.assertRefused(BindingError, 1, "10.0.0.1")
         self.assertRefused(BindingUpdate, 1, options=[b"\x02\x02\x00\x01"])
         self.assertRefused(BindingRefreshRequest, [HandoffIndicator(1), "x"])
+        self.assertRefused(Heartbeat, 1 << 32)
+        self.assertRefused(Heartbeat, -1)
+        self.assertRefused(Heartbeat, 1, 0x0004)
+        self.assertRefused(Heartbeat, 1, 0, ["x"])
         self.assertRefused(UnknownMessage, 256, b"")
         self.assertRefused(UnknownMessage, 13, b"\x00" * 2043)
         self.assertRefused(UnknownMessage, 13, "text")
@@ -1272,6 +1333,8 @@ class ConstructorTests(SynchronousTestCase):
         self.assertRefused(IPv4DefaultRouterAddress, "::1")
         self.assertRefused(IPv4DhcpSupportMode, 1)
         self.assertRefused(IPv4DhcpSupportMode, None)
+        self.assertRefused(RestartCounter, -1)
+        self.assertRefused(RestartCounter, 1 << 32)
         self.assertRefused(MalformedOption, 200, b"", "unknown type")
         self.assertRefused(MalformedOption, 0, b"", "padding")
         self.assertRefused(MalformedOption, 22, b"x" * 256, "too long")
@@ -1714,6 +1777,31 @@ class TsharkTests(SynchronousTestCase):
              ba["mip6.ipv4ha.ha"], ba["mip6.ipv4dra.dra"], ba["mip6.ipv4dsm.s_flag"]),
             ("6", "130", "30", "192.0.2.10", "192.0.2.1", "0"))
         for row in (bu, ba):
+            self.assertEqual((row["_ws.expert.message"], row["_ws.malformed"]), ("", ""))
+
+    def test_heartbeats(self):
+        """
+        RFC 5847 Heartbeat Request, Response and unsolicited Response: MH
+        type 13, the R and U flags, the 32-bit sequence number, the Restart
+        Counter option (type 28) read at its place; no expert warning.
+        """
+        fields = ["mip6.mhtype", "mip6.hb.u_flag", "mip6.hb.r_flag", "mip6.hb.seqnr",
+                  "mip6.rc", "_ws.expert.message", "_ws.malformed"]
+        rows = self.decode([
+            (Heartbeat(0x89ABCDEF), MAG, LMA),
+            (Heartbeat(0x89ABCDEF, mh.HB_R, [RestartCounter(0xFEDCBA98)]), LMA, MAG),
+            (Heartbeat(0, mh.HB_U | mh.HB_R, [RestartCounter(3)]), MAG, LMA),
+        ], fields)
+
+        def flag(value):
+            return {"1": 1, "True": 1, "true": 1, "0": 0, "False": 0, "false": 0}[value]
+
+        self.assertEqual(
+            [(r["mip6.mhtype"], flag(r["mip6.hb.u_flag"]), flag(r["mip6.hb.r_flag"]),
+              int(r["mip6.hb.seqnr"]), r["mip6.rc"]) for r in rows],
+            [("13", 0, 0, 0x89ABCDEF, ""), ("13", 0, 1, 0x89ABCDEF, str(0xFEDCBA98)),
+             ("13", 1, 1, 0, "3")])
+        for row in rows:
             self.assertEqual((row["_ws.expert.message"], row["_ws.malformed"]), ("", ""))
 
     def test_malformedIsMalformedForTsharkToo(self):

@@ -34,6 +34,12 @@ MH_BRR = 0
 MH_BU = 5
 MH_BA = 6
 MH_BE = 7
+MH_HEARTBEAT = 13
+
+# Heartbeat flags, the last two bits of the 16-bit word after the checksum
+# (RFC 5847 5.1): U unsolicited Response, R Response (clear: a Request).
+HB_U = 0x0002
+HB_R = 0x0001
 
 # Binding Update flags (16-bit word, RFC 6275 6.1.7, RFC 5213 8.1).
 BU_A = 0x8000
@@ -672,6 +678,29 @@ class IPv4DhcpSupportMode(MobilityOption, namedtuple("_V4DSM", "server")):
         return tuple.__new__(cls, (bool(body[1] & cls.S),))
 
 
+class RestartCounter(MobilityOption, namedtuple("_RC", "value")):
+    """
+    The sender's restart counter (RFC 5847 5.2), carried in Heartbeat
+    Responses: a 32-bit number that changes only when the node restarted
+    and lost its PMIPv6 state. Alignment 4n+2, so the counter is 4-aligned.
+    """
+
+    __slots__ = ()
+    TYPE = 28
+    ALIGN = (4, 2)
+
+    def __new__(cls, value):
+        return tuple.__new__(cls, (_u32("restart counter", value),))
+
+    def body(self):
+        return struct.pack("!I", self.value)
+
+    @classmethod
+    def fromBody(cls, body):
+        _fixedLength(cls, body, 4)
+        return tuple.__new__(cls, struct.unpack("!I", body))
+
+
 class UnknownOption(MobilityOption, namedtuple("_UO", "type data")):
     """An option netlmm does not know: kept so it re-encodes byte for byte."""
 
@@ -747,6 +776,7 @@ OPTION_TYPES = {
         IPv4HomeAddressReply,
         IPv4DefaultRouterAddress,
         IPv4DhcpSupportMode,
+        RestartCounter,
     )
 }
 
@@ -925,6 +955,45 @@ class BindingError(
         return tuple.__new__(cls, (fixed[0], IPv6Address(bytes(fixed[2:])), options))
 
 
+class Heartbeat(MobilityMessage, namedtuple("_HB", "sequence flags options")):
+    """
+    Heartbeat (MH type 13, RFC 5847 5.1): 14 reserved bits, the U and R
+    flags (L{HB_U}, L{HB_R}), a 32-bit sequence number, options (a
+    Response carries the sender's L{RestartCounter}). A Request has R
+    clear; its Response repeats its sequence number. Reserved bits are
+    sent as zero and ignored on receipt.
+    """
+
+    __slots__ = ()
+    MH_TYPE = MH_HEARTBEAT
+    FIXED = 6
+
+    def __new__(cls, sequence, flags=0, options=()):
+        flags = _u16("flags", flags)
+        if flags & ~(HB_U | HB_R):
+            raise EncodeError(f"Heartbeat flags {flags:#06x}: only U (0x2) and R (0x1) exist")
+        return tuple.__new__(cls, (_u32("sequence number", sequence), flags,
+                                   _options(options)))
+
+    def fixed(self):
+        return struct.pack("!HI", self.flags, self.sequence)
+
+    @classmethod
+    def _fromFixed(cls, fixed, options):
+        flags, sequence = struct.unpack("!HI", fixed)
+        return tuple.__new__(cls, (sequence, flags & (HB_U | HB_R), options))
+
+    @property
+    def response(self):
+        """True for a Heartbeat Response (R flag), False for a Request."""
+        return bool(self.flags & HB_R)
+
+    @property
+    def unsolicited(self):
+        """True for an unsolicited Response (U flag)."""
+        return bool(self.flags & HB_U)
+
+
 class UnknownMessage(MobilityMessage, namedtuple("_UM", "mhType data")):
     """
     A Mobility Header of a type netlmm does not process: the message data
@@ -954,7 +1023,8 @@ class UnknownMessage(MobilityMessage, namedtuple("_UM", "mhType data")):
 
 MESSAGE_TYPES = {
     cls.MH_TYPE: cls
-    for cls in (BindingRefreshRequest, BindingUpdate, BindingAcknowledgement, BindingError)
+    for cls in (BindingRefreshRequest, BindingUpdate, BindingAcknowledgement, BindingError,
+                Heartbeat)
 }
 
 
