@@ -6,6 +6,8 @@ per connection; the MAG closes it after the reply:
     attach MNID [PHOA]   ->  ok attached MNID
     detach MNID          ->  ok detached MNID
     list                 ->  ok N  then one line per mobile: MNID STATE HOMES...
+    drain [A]:P          ->  ok drained [A]:P, N mobiles moved (draft E.1)
+    undrain [A]:P        ->  ok undrained [A]:P
 
 HOMES are what a bound mobile has (pHoA, per-MN prefix, IPv4 home address
 with its prefix length), else the pHoA it asked for, else '-'.
@@ -147,12 +149,24 @@ class ControlDetector:
                 raise ValueError(f"MN identifier {showMnId(mnId)} {problem}")
             self.mag.detached(mnId)
             return [f"ok detached {args[0]}"]
+        if verb in ("drain", "undrain") and len(args) == 1:
+            from netlmm.config import ConfigError, parseEndpoint
+            try:
+                endpoint = parseEndpoint(args[0], verb)
+            except ConfigError as e:
+                raise ValueError(str(e)) from None
+            if verb == "drain":
+                moved = self.mag.drainClient(endpoint)
+                return [f"ok drained {args[0]}, {moved} mobiles moved"]
+            self.mag.undrainClient(endpoint)
+            return [f"ok undrained {args[0]}"]
         if verb == "list" and not args:
             rows = [" ".join([showMnId(a.mnId), str(a.state.value), *_homes(a)])
                     for a in self.mag.core.attachments.values()]
             return [f"ok {len(rows)}"] + rows
         raise ValueError(f"cannot parse {' '.join(words)!r}; expected "
-                         "'attach MNID [PHOA]', 'detach MNID' or 'list'")
+                         "'attach MNID [PHOA]', 'detach MNID', 'list', 'drain [A]:P' or "
+                         "'undrain [A]:P'")
 
 
 def _homes(a):

@@ -270,6 +270,22 @@ class MagCore:
             linkLayerId=a.linkLayerId, accessTechnology=self.accessTechnology)
         return [SendControl(a.request)]
 
+    def relocate(self, mnId, now):
+        """
+        Trigger again for a bound mobile, with everything the MAG knows of
+        it (pHoA or per-MN prefix, IPv4 home address, link-layer
+        identifier), so that another PMIP client registers the same homes
+        (draft E.1, PMIP client relocation: the service sends the Trigger to
+        the new client). The tunnels stay while it is answered.
+        """
+        a = self.attachments.get(mnId)
+        if a is None or a.state is not BOUND:
+            raise InvalidInput("relocate", None if a is None else a.state,
+                               "only a bound mobile is relocated")
+        if a.mode == AddressMode.PREFIX:
+            return self.addressReady(mnId, None, a.mode, now, prefix=a.homes.prefix)
+        return self.addressReady(mnId, a.homes.phoa or a.phoa, a.mode, now)
+
     def detach(self, mnId, now):
         """The mobile left the access link."""
         a = self.attachments.get(mnId)

@@ -14,6 +14,13 @@ does not matter; Python's salted C{hash()} is never used.
 All MAGs of a domain must be configured with the same client list (and the
 same map): a MAG with another list chooses differently for some mobiles.
 
+When the chosen client has failed or is drained (draft E.1, PMIP client
+relocation), the MAG takes the next one in L{ClientSelector.ranking}: after
+the first choice come the other clients by rendezvous hashing (highest
+SHA-256 of the MN identifier, a zero octet and the client's text first), so
+every MAG picks the same successor for a mobile and one client's mobiles are
+spread over all the others rather than piled on one.
+
 This module imports nothing from Twisted.
 """
 
@@ -55,8 +62,33 @@ class ClientSelector:
                                  "which is not one of the PMIP clients")
             self.explicit[bytes(mnId)] = endpoint
 
-    def choose(self, mnId):
-        """The (address, port) of the PMIP client for C{mnId} (bytes)."""
+    def choose(self, mnId, excluded=()):
+        """
+        The (address, port) of the PMIP client for C{mnId} (bytes): the
+        first of L{ranking} not in C{excluded}, or None when all are.
+        """
+        if not excluded:
+            return self._first(mnId)
+        for endpoint in self.ranking(mnId):
+            if endpoint not in excluded:
+                return endpoint
+        return None
+
+    def ranking(self, mnId):
+        """
+        Every client in the order the MAGs try them for C{mnId}: the map's
+        or the hash's choice, then the others by rendezvous hashing.
+        """
+        first = self._first(mnId)
+        mnId = bytes(mnId)
+
+        def weight(endpoint):
+            text = endpointText(endpoint).encode("ascii")
+            return hashlib.sha256(mnId + b"\0" + text).digest()
+        rest = sorted((c for c in self.clients if c != first), key=weight, reverse=True)
+        return [first] + rest
+
+    def _first(self, mnId):
         chosen = self.explicit.get(mnId)
         if chosen is not None:
             return chosen

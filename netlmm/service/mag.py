@@ -12,6 +12,7 @@ from zope.interface import implementer
 
 from netlmm.access import macOfEvent
 from netlmm.core.selection import ClientSelector
+from netlmm.core.mag import State
 from netlmm.core.effects import AddressConflict, Bound, SendControl, TunnelDown, TunnelUp, Unbound
 from netlmm.interfaces import IMagControl
 from netlmm.service.base import RoleService
@@ -49,6 +50,9 @@ class _Upstream:
         self.factory = _PmipFacing(service, self)
         self.connection = None
         self.client = None
+        #: The pending relocation of this client's mobiles after the
+        #: connection went (an IDelayedCall), or None.
+        self.failover = None
 
     def describe(self):
         return f"[{self.endpoint[0]}]:{self.endpoint[1]}"
@@ -70,11 +74,20 @@ class MagService(RoleService):
         plain TCP when None.
     @param ipv4: the L{netlmm.access.dhcp4.Dhcp4Server} that gives IPv4
         mobiles the home address the LMA assigned (RFC 5844), or None.
+    @param failoverAfter: with several PMIP clients, how long (seconds) the
+        connection to one may stay lost before its mobiles are moved to the
+        next client of L{ClientSelector.ranking} (draft E.1); None: never.
+
+    Each mobile stays with the client it was first sent to (its I{pin})
+    for as long as it is attached here: a client that comes back does not
+    get its mobiles back, and a client that failed is only avoided for new
+    mobiles until it is connected again. L{drainClient} moves a client's
+    mobiles at once and keeps new ones away until L{undrainClient}.
     """
 
     def __init__(self, reactor, core, pmip, strategy, dataplane, detector=None,
                  observer=None, name="MAG", channel=None, pmipMap=None, ipv4=None,
-                 handover=None):
+                 handover=None, failoverAfter=5.0):
         super().__init__(reactor, core, observer)
         #: The L{netlmm.service.handover.HandoverService} (context transfer and
         #: forwarding with the neighbour MAGs), or None.
@@ -96,6 +109,14 @@ class MagService(RoleService):
         #: The first configured PMIP client (the only one in most domains).
         self.pmip = clients[0]
         self.selector = ClientSelector(clients, pmipMap)
+        self.failoverAfter = failoverAfter
+        #: MN identifier -> the endpoint of the client that serves it.
+        self.pins = {}
+        #: Clients new mobiles avoid: failed (until connected again) or drained.
+        self.unavailable = set()
+        self.drained = set()
+        #: How many mobiles were moved to another client (draft E.1).
+        self.relocations = 0
         self.strategy = strategy
         self.dataplane = dataplane
         self.detector = detector
@@ -125,8 +146,82 @@ class MagService(RoleService):
         return self._first.connection
 
     def upstreamFor(self, mnId):
-        """The L{_Upstream} (PMIP client) that serves C{mnId}."""
-        return self.upstreams[self.selector.choose(mnId)]
+        """
+        The L{_Upstream} (PMIP client) that serves C{mnId}: its pin, else
+        the first available choice (pinned while the mobile is attached).
+        """
+        endpoint = self.pins.get(mnId)
+        if endpoint is None:
+            endpoint = (self.selector.choose(mnId, self.unavailable)
+                        or self.selector.choose(mnId))
+            if self.core.attachment(mnId) is not None:
+                self.pins[mnId] = endpoint
+        return self.upstreams[endpoint]
+
+    # ------------------------------------------------------------ relocation (E.1)
+
+    def drainClient(self, endpoint):
+        """
+        Move every mobile of the client at C{endpoint} ((address, port)) to
+        its next choice now, and send it no new ones until L{undrainClient}.
+        Returns how many mobiles were moved.
+        """
+        endpoint = self._known(endpoint)
+        self.drained.add(endpoint)
+        self.unavailable.add(endpoint)
+        return self.relocate(endpoint, "drained")
+
+    def undrainClient(self, endpoint):
+        """New mobiles may go to the client at C{endpoint} again."""
+        endpoint = self._known(endpoint)
+        self.drained.discard(endpoint)
+        up = self.upstreams[endpoint]
+        if up.connection is not None:
+            self.unavailable.discard(endpoint)
+
+    def _known(self, endpoint):
+        endpoint = (IPv6Address(endpoint[0]), int(endpoint[1]))
+        if endpoint not in self.upstreams:
+            raise ValueError(f"[{endpoint[0]}]:{endpoint[1]} is not one of this MAG's "
+                             "PMIP clients")
+        return endpoint
+
+    def relocate(self, endpoint, why):
+        """
+        Move the mobiles pinned to the client at C{endpoint} to their next
+        available client: a bound mobile is triggered there again with the
+        homes it has (L{MagCore.relocate}), a pending Trigger or Detach is
+        sent there. Mobiles with no other client left stay. Returns how
+        many moved.
+        """
+        moved = 0
+        for mnId, pinned in list(self.pins.items()):
+            if pinned != endpoint:
+                continue
+            target = self.selector.choose(mnId, self.unavailable)
+            if target is None or target == endpoint:
+                continue
+            a = self.core.attachment(mnId)
+            if a is None:
+                del self.pins[mnId]
+                continue
+            self.pins[mnId] = target
+            moved += 1
+            if a.transaction is not None:
+                self._send(a.request, self.upstreams[target])
+            elif a.state is State.BOUND:
+                self.feed(self.core.relocate, mnId)
+        self.relocations += moved
+        self.log.warn("{name}: PMIP client [{address}]:{port} {why}: {n} mobiles moved to "
+                      "other PMIP clients", name=self.name, address=endpoint[0],
+                      port=endpoint[1], why=why, n=moved)
+        return moved
+
+    def _clientFailed(self, up):
+        """The connection to C{up} stayed lost for L{failoverAfter} seconds."""
+        up.failover = None
+        self.unavailable.add(up.endpoint)
+        self.relocate(up.endpoint, f"unreachable for {self.failoverAfter:g} s")
 
     @property
     def address(self):
@@ -172,6 +267,9 @@ class MagService(RoleService):
         if self.detector is not None:
             steps.append(maybeDeferred(self.detector.stop))
         for up in self.upstreams.values():
+            if up.failover is not None:
+                up.failover.cancel()
+                up.failover = None
             steps.append(up.client.stopService())
         d = gatherResults(steps)
 
@@ -284,6 +382,12 @@ class MagService(RoleService):
     def pmipConnected(self, proto, upstream=None):
         up = upstream or self._first
         up.connection = proto
+        if up.failover is not None:
+            up.failover.cancel()
+            up.failover = None
+        if up.endpoint not in self.drained:
+            # New mobiles may go there again; moved ones stay where they are.
+            self.unavailable.discard(up.endpoint)
         self.log.info("{name}: connected to PMIP client {peer}", name=self.name,
                       peer=proto.describe())
         # What waits for this client: the requests made while it was not
@@ -300,12 +404,24 @@ class MagService(RoleService):
             up.connection = None
             self.log.warn("{name}: lost the PMIP client connection {peer}",
                           name=self.name, peer=up.describe())
+            if (self.failoverAfter is not None and len(self.upstreams) > 1
+                    and up.failover is None and up.client.running):
+                up.failover = self.reactor.callLater(self.failoverAfter,
+                                                     self._clientFailed, up)
 
     def controlReceived(self, message, proto):
         if not any(proto is up.connection for up in self.upstreams.values()):
             # Only a current, authenticated PMIP client connection counts.
             return
         self.observe("received", message, proto.peer)
+        pinned = self.pins.get(getattr(message, "mnId", None))
+        if pinned is not None and self.upstreams[pinned].connection is not proto:
+            # A client this mobile was moved away from (it came back, or
+            # answers late): it no longer speaks for the mobile here.
+            self.log.info("{name}: {kind} for {mnId} from {peer}, which no longer serves "
+                          "it; ignored", name=self.name, kind=type(message).__name__,
+                          mnId=showMnId(message.mnId), peer=proto.describe())
+            return
         if type(message) is not Notification:
             proto.refused("unexpected message", "{name}: the PMIP client {peer} sent a "
                           "{kind}; only Notifications are for a MAG", name=self.name,
@@ -343,6 +459,8 @@ class MagService(RoleService):
                 if self.handover is not None:
                     self.handover.bound(e.mnId)
             elif kind is Unbound:
+                if self.core.attachment(e.mnId) is None:
+                    self.pins.pop(e.mnId, None)
                 if self.ipv4 is not None:
                     self.ipv4.unbound(e.mnId)
                 self.strategy.unbound(e.mnId, e.phoa, e.reason)

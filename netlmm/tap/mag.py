@@ -24,6 +24,10 @@ The [mag] table of the config file:
                         its listen must be one of pmip / pmip_clients
   [mag.pmip_map]        MNID = '[a]:p': explicit choices that win over the
                         hash (each must be one of pmip_clients / pmip)
+  pmip_failover         with several PMIP clients: seconds the connection to
+                        one may stay lost before its mobiles move to the
+                        next client (draft E.1; 5); `mag-ctl drain '[a]:p'`
+                        moves them at once
   notification_timeout  seconds to wait for a Notification (70)
   access_technology     the access link's RFC 5213 8.5 Access Technology
                         Type, sent in every Trigger: 'ethernet' (IEEE 802.3,
@@ -141,6 +145,7 @@ See etc/netlmm/mag.toml for a commented example."""
         pmip = pmipClients(table)
         pmipMap = pmipMapFromTable(table, pmip)
         timeout = table.number("notification_timeout", 70, minimum=1, maximum=3600)
+        failover = table.number("pmip_failover", 5.0, minimum=0, maximum=3600)
         technology = accessTechnology(table)
         from netlmm.access.link import fromConfig as accessFromConfig
         access = accessFromConfig(table, reactor)
@@ -174,7 +179,7 @@ See etc/netlmm/mag.toml for a commented example."""
                               "forward between MAGs")
         return dict(name=name, pmip=pmip, pmipMap=pmipMap, strategy=strategy, detector=detector,
                     dataplane=dataplane, channel=channel, colocated=colocated, ipv4=ipv4,
-                    handover=handover,
+                    handover=handover, failoverAfter=failover,
                     core=dict(address=address, lmaAddress=lma,
                               notificationTimeout=timeout, accessTechnology=technology,
                               ipv4=ipv4 is not None))
@@ -191,7 +196,7 @@ def makeService(options):
     mag = MagService(reactor, core, b["pmip"], b["strategy"], b["dataplane"],
                      detector=b["detector"], name=b["name"], channel=b["channel"],
                      pmipMap=b.get("pmipMap"), ipv4=b.get("ipv4"),
-                     handover=b.get("handover"))
+                     handover=b.get("handover"), failoverAfter=b.get("failoverAfter", 5.0))
     if not b.get("colocated"):
         return daemon(options, [mag])
     # The co-located PMIP client starts first, so the MAG finds it listening.
