@@ -190,7 +190,8 @@ class FailoverServiceTests(TestCase):
         self.assertTrue(0 < len(first) < len(mobiles), first)
         stopped = time.monotonic()
         yield self.pmips[0].stopService()
-        yield until(lambda: all(self.holder(m) == 1 for m, _ in mobiles), 10,
+        yield until(lambda: all(self.holder(m) == 1 and self.mag.core.attachment(m).state
+                                is magcore.BOUND for m, _ in mobiles), 10,
                     "every mobile bound through PMIP2")
         self.assertGreaterEqual(time.monotonic() - stopped, 0.3)
         self.assertEqual(self.mag.relocations, len(first))
