@@ -377,13 +377,19 @@ class LmaCore:
         self._expiries = Expiries()
         self._peers = {}
         self._pcoas = {}
+        #: Called as C{mayRelocate(mnId, client)} for a PBU from a PMIP
+        #: client other than the one that holds the mobile's netlmm binding
+        #: (draft E.1): True when that client is authorized for the mobile.
+        #: None: no client may take a binding over.
+        self.mayRelocate = None
         #: Called as C{refused(peer, reason, fmt, **fields)} for each refused
         #: PBU, when set (the service logs them); else they go to C{log}.
         self.refused = None
         self.counters = {
             "pbu": 0, "accepted": 0, "rejected": 0, "new": 0, "deregistered": 0,
             "expired": 0, "bindingErrors": 0, "unexpected": 0,
-            "retransmissions": 0, "moved": 0, "created": 0,
+            "retransmissions": 0, "moved": 0, "created": 0, "relocated": 0,
+            "relocationsRefused": 0,
         }
 
     # ------------------------------------------------------------ persistence
@@ -754,6 +760,8 @@ class LmaCore:
                                    home=home)
                 raise _Refusal(Status.NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX,
                                "{home} is bound to another MN", home=home)
+        if p.source is not b.client and p.source != b.client:
+            self._relocation(p, b)
         if b.last is not None and self._retransmission(p, b):
             return self._accept(p, b, self._grant(bu))
         # The usual case inline (the PBU per binding per refresh): the
@@ -766,6 +774,29 @@ class LmaCore:
             raise _Refusal(Status.UNSPECIFIED, "no Alternate Care-of Address option")
         ipv4 = b.ipv4 if not p.v4 and p.broken is None else self._ipv4(p, b)
         return self._update(p, b, self._intern(p.acoa.address), ipv4, now)
+
+    def _relocation(self, p, b):
+        """
+        PBU C{p} for netlmm session C{b} comes from a PMIP client other than
+        the one that holds it: the mobile's MAG moved it to this client
+        (draft E.1), or a client that lost it speaks for it again. Allowed
+        only when the PBU names the mobile and L{mayRelocate} says this
+        client is authorized for it (AAA, doc/protocol.md 2.4); otherwise
+        129 and nothing changes. The new client's sequence numbers are its
+        own (L{_checkSequence} keeps one per sender).
+        """
+        authority = self.mayRelocate
+        if p.mnId != b.mnId:
+            raise _Refusal(Status.ADMINISTRATIVELY_PROHIBITED,
+                           "{homes} is held by PMIP client {holder}; a PBU from another "
+                           "client must name the mobile", homes=_homes(b), holder=b.client)
+        if authority is None or not authority(b.mnId, p.source):
+            self.counters["relocationsRefused"] += 1
+            raise _Refusal(Status.ADMINISTRATIVELY_PROHIBITED,
+                           "MN {mnId} is held by PMIP client {holder}; this client is not "
+                           "authorized to take it over", mnId=_show(b.mnId), holder=b.client)
+        if p.bu.lifetime:
+            self.counters["relocated"] += 1
 
     def _netlmmCreate(self, p, now, hnp, home=None):
         """A new netlmm session for PBU C{p}: C{home} named, or assigned."""

@@ -69,6 +69,6 @@ def buildKeys(security, reactor):
     from netlmm.security.radius import AaaKeys, RadiusKeyClient
     client = RadiusKeyClient(reactor, radius["servers"], radius["secret"],
                              radius["timeout"], radius["retries"], radius["algorithm"],
-                             radius["nasIdentifier"])
+                             radius["nasIdentifier"], radius.get("nasAddress"))
     static = list(security["keys"]) if security["keys"] is not None else ()
     return AaaKeys(client, radius["lifetime"], reactor, static)

@@ -15,6 +15,14 @@ after the last one it fails with L{AAAUnavailable}.
 
 L{AaaKeys} caches what the server returned, with a lifetime, in a
 L{KeyStore} that the guards read synchronously.
+
+Which PMIP client a key is for (draft Appendix C and E.1): every request
+names it in NAS-IPv6-Address (RFC 3162). A PMIP client names itself
+(C{nasAddress}); the LMA names the client whose PBU it checks, and the SA it
+gets back is good for that client only. The server authorizes a client for a
+mobile by answering Access-Accept for that pair (a FreeRADIUS users entry
+with the check item C{NAS-IPv6-Address == ...}), and should give each pair an
+SPI of its own.
 """
 
 import os
@@ -41,7 +49,8 @@ class AAAUnavailable(Exception):
 
 
 class _Request:
-    __slots__ = ("packet", "data", "deferred", "server", "attempt", "timer", "mnId")
+    __slots__ = ("packet", "data", "deferred", "server", "attempt", "timer", "mnId",
+                 "client")
 
 
 class RadiusKeyClient(DatagramProtocol):
@@ -53,7 +62,7 @@ class RadiusKeyClient(DatagramProtocol):
     log = Logger()
 
     def __init__(self, reactor, servers, secret, timeout=1.0, retries=3,
-                 algorithm="hmac-sha1-96", nasIdentifier="netlmm"):
+                 algorithm="hmac-sha1-96", nasIdentifier="netlmm", nasAddress=None):
         if not servers:
             raise ValueError("at least one RADIUS server is needed")
         self.reactor = reactor
@@ -63,6 +72,9 @@ class RadiusKeyClient(DatagramProtocol):
         self.retries = retries
         self.algorithm = algorithm
         self.nasIdentifier = nasIdentifier
+        #: The PMIP client this one asks for when a fetch names none (an
+        #: IPv6Address, or None to send no NAS-IPv6-Address).
+        self.nasAddress = nasAddress
         self.dictionary = Dictionary(DICTIONARY)
         self._pending = {}
         self._nextId = int.from_bytes(os.urandom(1), "big")
@@ -84,8 +96,12 @@ class RadiusKeyClient(DatagramProtocol):
             port, self.port = self.port, None
             return port.stopListening()
 
-    def fetch(self, mnId):
-        """A Deferred firing with the L{SecurityAssociation} for C{mnId}."""
+    def fetch(self, mnId, client=None):
+        """
+        A Deferred firing with the L{SecurityAssociation} for C{mnId}; with
+        C{client} (an IPv6 address), the SA of that PMIP client, good for it
+        only.
+        """
         if self.port is None:
             self.start()
         if len(self._pending) >= 256:
@@ -98,6 +114,9 @@ class RadiusKeyClient(DatagramProtocol):
                                  secret=self.secret, dict=self.dictionary)
         p["User-Name"] = mnId.decode("utf-8", "replace")
         p["NAS-Identifier"] = self.nasIdentifier
+        nas = client if client is not None else self.nasAddress
+        if nas is not None:
+            p["NAS-IPv6-Address"] = str(nas)
         p.add_message_authenticator()
         r = _Request()
         r.packet = p
@@ -107,6 +126,7 @@ class RadiusKeyClient(DatagramProtocol):
         r.attempt = 0
         r.timer = None
         r.mnId = mnId
+        r.client = client
         self._pending[rid] = r
         self.counters["requests"] += 1
         self._send(rid)
@@ -175,7 +195,8 @@ class RadiusKeyClient(DatagramProtocol):
             key = reply["3GPP2-MN-HA-Shared-Key"][0]
             if isinstance(key, str):
                 key = key.encode("utf-8")
-            sa = SecurityAssociation(spi, key, self.algorithm, r.mnId)
+            clients = () if r.client is None else (f"{r.client}/128",)
+            sa = SecurityAssociation(spi, key, self.algorithm, r.mnId, clients)
         except (KeyError, IndexError, ValueError, TypeError, radpacket.PacketError) as e:
             self._finish(rid, AAAUnavailable(
                 f"Access-Accept for {r.mnId.decode('utf-8', 'replace')} has no usable "
@@ -217,15 +238,19 @@ class AaaKeys(KeyStore):
         return (self.hasMobile(mnId) and expiry is not None
                 and expiry > self.clock.seconds())
 
-    def fetch(self, mnId):
-        """A Deferred firing with the (new) SA of C{mnId}, cached on success."""
-        d = self._inflight.get(mnId)
+    def fetch(self, mnId, client=None):
+        """
+        A Deferred firing with the (new) SA of C{mnId}, cached on success;
+        with C{client}, the SA AAA gives that PMIP client (the LMA's ask).
+        """
+        key = (mnId, client)
+        d = self._inflight.get(key)
         if d is None:
-            d = self.client.fetch(mnId)
-            self._inflight[mnId] = d
+            d = self.client.fetch(mnId) if client is None else self.client.fetch(mnId, client)
+            self._inflight[key] = d
 
             def done(result):
-                self._inflight.pop(mnId, None)
+                self._inflight.pop(key, None)
                 if isinstance(result, SecurityAssociation):
                     self.add(result)
                     self._expiry[mnId] = self.clock.seconds() + self.lifetime
@@ -262,7 +287,8 @@ def radiusConfig(t):
     lifetime = t.number("key_lifetime", 3600, minimum=1, maximum=86400 * 30)
     algorithm = t.string("algorithm", "hmac-sha1-96", choices=tuple(ALGORITHMS))
     nasId = t.string("nas_identifier", "netlmm")
+    nasAddress = t.address("nas_address")
     t.finish()
     return dict(servers=parsed, secret=secret, secretFile=secretFile, timeout=timeout,
                 retries=retries, lifetime=lifetime, algorithm=algorithm,
-                nasIdentifier=nasId)
+                nasIdentifier=nasId, nasAddress=nasAddress)

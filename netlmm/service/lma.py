@@ -10,6 +10,9 @@ from netlmm.transport.mh import MHPort
 from netlmm.wire import mh
 from netlmm.wire.control import showMnId
 
+#: The values of L{LmaService}'s C{relocation}.
+RELOCATION = ("authorized", "any", "never")
+
 #: Binding Errors (RFC 6275 9.3.3: rate limited as ICMPv6 errors are, RFC
 #: 4443 2.4 (f)): a burst of 10, then 10 a second.
 BE_RATE, BE_BURST = 10.0, 10
@@ -27,12 +30,19 @@ class LmaService(Refusing, RoleService):
     @param statsInterval: seconds between the lines that sum up the binding
         events (new, moved, deregistered, ...: the core logs each one at
         debug level only); 0 for none.
+    @param relocation: which PMIP client may take over a mobile's netlmm
+        binding from the one that holds it (draft E.1, L{mayRelocate}):
+        C{"authorized"} (one whose PBU an SA for that very mobile
+        authenticated: with keys from AAA, the SA the AAA server gave that
+        client), C{"any"} (any allowed client: trusted networks, labs) or
+        C{"never"}.
     """
 
     refusalPrefix = "LMA: "
 
     def __init__(self, reactor, core, listen, transport, dataplane, observer=None,
-                 name="LMA", security=None, statsInterval=300.0):
+                 name="LMA", security=None, statsInterval=300.0,
+                 relocation="authorized"):
         super().__init__(reactor, core, observer)
         self.setName(name)
         self.dataplane = dataplane
@@ -50,6 +60,26 @@ class LmaService(Refusing, RoleService):
         # The core reports its refusals here, so that every refusal is
         # logged by one method.
         core.refused = self._refused
+        if relocation not in RELOCATION:
+            raise ValueError(f"relocation must be one of {', '.join(RELOCATION)}, "
+                             f"not {relocation!r}")
+        self.relocation = relocation
+        core.mayRelocate = self.mayRelocate
+
+    def mayRelocate(self, mnId, client):
+        """
+        True when PMIP client C{client} may take over C{mnId}'s binding
+        (asked by the core while it handles that client's PBU). With
+        "authorized": the PBU was authenticated (RFC 4285) with an SA that
+        names this mobile: a per-MN SA, which the guard has checked is good
+        for this client (from AAA: the one the AAA server issued to this
+        client for this mobile), or a per-client SA listing the mobile.
+        """
+        if self.relocation != "authorized":
+            return self.relocation == "any"
+        verdict = self.context[1] if self.context is not None else None
+        sa = None if verdict is None else verdict.sa
+        return sa is not None and (sa.mnId == mnId or mnId in sa.mobiles)
 
     def _signed(self, source):
         """True when PBUs from C{source} must carry RFC 4285 authentication."""
@@ -168,7 +198,9 @@ class LmaService(Refusing, RoleService):
                 self._refuse(bu, source, Verdict(status, f"no key from AAA: "
                                                  f"{f.getErrorMessage()}", None,
                                                  None, mnId), self.reactor.seconds())
-        self.security.keys.fetch(mnId).addCallbacks(arrived, failed)
+        # AAA says whether this PMIP client is authorized for the mobile:
+        # the key it gives is for this client only (Appendix C, E.1).
+        self.security.keys.fetch(mnId, source[0]).addCallbacks(arrived, failed)
 
     def _mobileOf(self, phoa):
         b = self.core.binding(phoa)

@@ -24,6 +24,12 @@ The [lma] table of the config file:
                   (required; the [[lma.peers]] addresses are allowed too)
   mobiles         MN identifiers served, as patterns ('*@example.net'); an
                   RFC 5213 PBU for another gets 153. Unset: every mobile
+  relocation      which PMIP client may take over a netlmm binding another
+                  client holds (draft E.1, doc/protocol.md 2.4):
+                  'authorized' (one whose PBU an SA for that very mobile
+                  authenticated; with [lma.security.radius]: the key the AAA
+                  server gave that client), 'any' (any allowed client:
+                  trusted networks only) or 'never' ('authorized')
   state_file      the database (SQLite) that keeps the binding cache across
                   restarts: every binding is written before its PBAck leaves;
                   relative to this file; a JSON state file of earlier versions
@@ -63,7 +69,8 @@ The [lma] table of the config file:
   [lma.security.radius] keys from AAA (Appendix C, RFC 2865, 3GPP2 MN-HA
                   attributes): servers = ['[addr]:port', ...] (failover in
                   order), secret or secret_file (0600), timeout (1.0),
-                  retries (3), key_lifetime (3600), algorithm, nas_identifier
+                  retries (3), key_lifetime (3600), algorithm, nas_identifier;
+                  each request names the PBU's PMIP client in NAS-IPv6-Address
 See etc/netlmm/lma.toml for a commented example."""
     section = "lma"
     hasControl = True
@@ -79,6 +86,8 @@ See etc/netlmm/lma.toml for a commented example."""
                                    integer=True)
         clients = table.networks("allowed_clients", required=True)
         mobiles = _patterns(table, "mobiles")
+        from netlmm.service.lma import RELOCATION
+        relocation = table.string("relocation", "authorized", choices=RELOCATION)
         from netlmm.store import stateFileFromTable
         stateFile = stateFileFromTable(table, getattr(self, "configDir", None))
         poolTable = table.table("pool")
@@ -110,7 +119,7 @@ See etc/netlmm/lma.toml for a commented example."""
         dataplane = sub(table, "dataplane", "kind", dataplanes, reactor=reactor,
                         role="lma")
         return dict(listen=listen, transport=transport, dataplane=dataplane,
-                    security=security, stateFile=stateFile,
+                    security=security, stateFile=stateFile, relocation=relocation,
                     core=dict(homePrefix=prefix, authorizedClients=clients,
                               maxLifetime=maxLifetime, pool=pool, prefixPool=prefixPool,
                               peers=peers, policy=policy, mobiles=mobiles,
@@ -211,7 +220,7 @@ def makeService(options):
         from netlmm.security.config import buildKeys
         guard = LmaGuard(buildKeys(b["security"], reactor), b["security"]["window"])
     service = LmaService(reactor, core, b["listen"], b["transport"], b["dataplane"],
-                         security=guard)
+                         security=guard, relocation=b.get("relocation", "authorized"))
     if b["stateFile"]:
         from netlmm.store import SqliteStore, loadOrExit
         service.store = SqliteStore(b["stateFile"], "lma-bindings", reactor)

@@ -89,7 +89,9 @@ The [pmip] table of the config file:
   [pmip.security.radius] keys from AAA (Appendix C, RFC 2865, 3GPP2 MN-HA
                 attributes): servers = ['[addr]:port', ...] (failover in
                 order), secret or secret_file (0600), timeout (1.0),
-                retries (3), key_lifetime (3600), algorithm, nas_identifier
+                retries (3), key_lifetime (3600), algorithm, nas_identifier,
+                nas_address (this client's address, sent as NAS-IPv6-Address so
+                the server can authorize each client for each mobile, E.1)
   [pmip.tls]    the MAG channel (draft 4.9.3/4.9.4), required: mutually
                 authenticated TLS unless transport says otherwise.
                 Paths are relative to this file.

@@ -310,3 +310,301 @@ transport = "tcp"
         with self.assertRaises(usage.UsageError) as cm:
             magTap.Options().parseOptions(["--config", str(path)])
         self.assertIn("mag.pmip_failover", str(cm.exception))
+
+
+CLIENT_A = IPv6Address("2001:db8:b::2")
+CLIENT_B = IPv6Address("2001:db8:b::3")
+HOME_PREFIX = "2001:db8:1::/64"
+
+
+def netlmmPbu(seq, mnId=MN1, phoa=PHOA, mag=MAG1, lifetime=100, now=None):
+    """A netlmm-dialect PBU (with the replay option when C{now} is given)."""
+    from netlmm.wire import mh
+    options = [mh.HomeNetworkPrefix(phoa), mh.AlternateCareOfAddress(mag)]
+    if mnId is not None:
+        options.append(mh.MobileNodeIdentifier(mnId))
+    return mh.BindingUpdate(seq, mh.BU_A | mh.BU_H | mh.BU_P, lifetime // 4, options)
+
+
+class LmaTakeoverCoreTests(SynchronousTestCase):
+    """L{LmaCore}: a PBU for a binding another PMIP client holds (draft E.1)."""
+
+    def setUp(self):
+        from netlmm.core.lma import LmaCore
+        self.asked = []
+        self.authorized = set()
+
+        def mayRelocate(mnId, client):
+            self.asked.append((mnId, client))
+            return (mnId, client) in self.authorized
+        self.core = LmaCore(HOME_PREFIX, ["2001:db8:b::/64"])
+        self.core.mayRelocate = mayRelocate
+        self.status(self.core.receive(netlmmPbu(100), CLIENT_A, 0))
+
+    def status(self, effects):
+        [send] = [e for e in effects if type(e).__name__ == "SendMH"]
+        return send.message.status
+
+    def snapshot(self):
+        b = self.core.binding(PHOA)
+        return (b.client, b.sequence, b.pcoa, b.expiry, b.state)
+
+    def test_refusedUnlessAuthorized(self):
+        """129, nothing changed; the authority was asked about this client."""
+        before = self.snapshot()
+        self.assertEqual(self.status(self.core.receive(
+            netlmmPbu(7, mag="2001:db8:ff::2"), CLIENT_B, 1)), 129)
+        self.assertEqual(self.snapshot(), before)
+        self.assertEqual(self.asked, [(MN1, CLIENT_B)])
+        self.assertEqual(self.core.counters["relocationsRefused"], 1)
+
+    def test_noAuthority(self):
+        """Without an authority (mayRelocate None) no client takes a binding over."""
+        self.core.mayRelocate = None
+        before = self.snapshot()
+        self.assertEqual(self.status(self.core.receive(netlmmPbu(7), CLIENT_B, 1)), 129)
+        self.assertEqual(self.snapshot(), before)
+
+    def test_mustNameTheMobile(self):
+        """A PBU without the MN identifier from another client: 129, authority not asked."""
+        self.authorized.add((MN1, CLIENT_B))
+        before = self.snapshot()
+        self.assertEqual(self.status(self.core.receive(
+            netlmmPbu(7, mnId=None), CLIENT_B, 1)), 129)
+        self.assertEqual(self.snapshot(), before)
+        self.assertEqual(self.asked, [])
+
+    def test_authorizedTakesOver(self):
+        """
+        The new client's own sequence number (lower than the old client's)
+        is accepted; the old client's next PBU is then a takeover too and
+        refused when it is not authorized, even with a greater number.
+        """
+        self.authorized.add((MN1, CLIENT_B))
+        self.assertEqual(self.status(self.core.receive(netlmmPbu(7), CLIENT_B, 1)), 0)
+        b = self.core.binding(PHOA)
+        self.assertEqual((b.client, b.sequence, b.mnId), (CLIENT_B, 7, MN1))
+        self.assertEqual(self.core.counters["relocated"], 1)
+        # The old client comes back with a stale refresh (it would pass the
+        # sequence check: 101 > 100).
+        before = self.snapshot()
+        self.assertEqual(self.status(self.core.receive(netlmmPbu(101), CLIENT_A, 2)), 129)
+        self.assertEqual(self.snapshot(), before)
+        # Its deregistration deletes nothing either.
+        self.assertEqual(self.status(self.core.receive(
+            netlmmPbu(102, lifetime=0), CLIENT_A, 2)), 129)
+        self.assertEqual(self.snapshot(), before)
+        # The holder refreshes as usual, without asking the authority again.
+        asked = len(self.asked)
+        self.assertEqual(self.status(self.core.receive(netlmmPbu(8), CLIENT_B, 3)), 0)
+        self.assertEqual(len(self.asked), asked)
+
+    def test_backWithAnOldNumber(self):
+        """A client that held the binding before must still go forward from its number."""
+        self.authorized |= {(MN1, CLIENT_B), (MN1, CLIENT_A)}
+        self.assertEqual(self.status(self.core.receive(netlmmPbu(7), CLIENT_B, 1)), 0)
+        self.assertEqual(self.status(self.core.receive(netlmmPbu(99), CLIENT_A, 2)), 135)
+        self.assertEqual(self.core.binding(PHOA).client, CLIENT_B)
+        self.assertEqual(self.status(self.core.receive(netlmmPbu(101), CLIENT_A, 2)), 0)
+        self.assertEqual(self.core.binding(PHOA).client, CLIENT_A)
+
+
+class LmaTakeoverServiceTests(SynchronousTestCase):
+    """L{LmaService.mayRelocate}: which SA authorizes a takeover."""
+
+    def service(self, associations, relocation="authorized"):
+        from twisted.internet.task import Clock
+        from netlmm.core.lma import LmaCore
+        from netlmm.dataplane.memory import MemoryDataPlane
+        from netlmm.security.guard import LmaGuard
+        from netlmm.security.keystore import KeyStore
+        from netlmm.service.lma import LmaService
+        self.clock = Clock()
+        self.clock.advance(1000)
+        keys = KeyStore(associations)
+        lma = LmaService(self.clock, LmaCore(HOME_PREFIX, ["2001:db8:b::/64"]),
+                         (IPv6Address("::1"), 0), "udp", MemoryDataPlane(),
+                         security=LmaGuard(keys) if associations else None,
+                         relocation=relocation)
+        self.sent = []
+        lma.port.send = lambda message, *a, **kw: self.sent.append(message)
+        self.keys = keys
+        return lma
+
+    def send(self, lma, client, seq, mnId=MN1):
+        from netlmm.security.guard import PmipGuard
+        from netlmm.wire import mh
+        bu = netlmmPbu(seq, mnId)
+        raw = None
+        if len(self.keys):
+            from netlmm.security.keystore import KeyStore
+            # The client's own key store: the SAs it was given.
+            own = KeyStore([sa for sa in self.keys if sa.allowsClient(client)])
+            pmip = PmipGuard(own, client=client)
+            bu = pmip.protect(bu, mnId, self.clock.seconds())
+            raw = pmip.octets.take(bu)
+        else:
+            raw = mh.encodeMessage(bu)
+        lma._received(mh.decodeMessage(raw), raw, (client, 5436), self.clock.seconds())
+        self.clock.advance(1)
+        return self.sent[-1].status
+
+    def test_perMobileSaOfTheClient(self):
+        """Each client has a per-MN SA good for it only: the takeover is authorized."""
+        from netlmm.security.auth import SecurityAssociation
+        key = b"k" * 20
+        lma = self.service([SecurityAssociation(1000, key, mnId=MN1, clients=["2001:db8:b::2"]),
+                            SecurityAssociation(1001, key, mnId=MN1, clients=["2001:db8:b::3"])])
+        self.assertEqual(self.send(lma, CLIENT_A, 100), 0)
+        self.assertEqual(self.send(lma, CLIENT_B, 7), 0)
+        self.assertEqual(lma.core.binding(PHOA).client, CLIENT_B)
+
+    def test_clientSaForAnyMobile(self):
+        """
+        A per-client SA that covers every mobile authenticates the PBU but
+        does not name the mobile: the takeover is refused (129).
+        """
+        from netlmm.security.auth import SecurityAssociation
+        key = b"k" * 20
+        lma = self.service([SecurityAssociation(1000, key, clients=["2001:db8:b::2"]),
+                            SecurityAssociation(1001, key, clients=["2001:db8:b::3"])])
+        self.assertEqual(self.send(lma, CLIENT_A, 100), 0)
+        self.assertEqual(self.send(lma, CLIENT_B, 7), 129)
+        self.assertEqual(lma.core.binding(PHOA).client, CLIENT_A)
+
+    def test_withoutSecurity(self):
+        """Unauthenticated PBUs authorize nothing, unless relocation = 'any'."""
+        lma = self.service([])
+        self.assertEqual(self.send(lma, CLIENT_A, 100), 0)
+        self.assertEqual(self.send(lma, CLIENT_B, 7), 129)
+        lma = self.service([], relocation="any")
+        self.assertEqual(self.send(lma, CLIENT_A, 100), 0)
+        self.assertEqual(self.send(lma, CLIENT_B, 7), 0)
+        lma = self.service([], relocation="never")
+        self.assertRaises(ValueError, self.service, [], relocation="sometimes")
+
+
+PER_CLIENT_USERS = """
+"mn1@example.net" NAS-IPv6-Address == 2001:db8:b::2, Auth-Type := Accept
+\t3GPP2-MN-HA-SPI = 1000,
+\t3GPP2-MN-HA-Shared-Key = "0123456789abcdef0123"
+
+"mn1@example.net" NAS-IPv6-Address == 2001:db8:b::3, Auth-Type := Accept
+\t3GPP2-MN-HA-SPI = 1001,
+\t3GPP2-MN-HA-Shared-Key = "fedcba9876543210fedcba98"
+
+"mn2@example.net" NAS-IPv6-Address == 2001:db8:b::2, Auth-Type := Accept
+\t3GPP2-MN-HA-SPI = 2000,
+\t3GPP2-MN-HA-Shared-Key = "abcdefabcdefabcdefabcdef"
+
+DEFAULT Auth-Type := Reject
+"""
+
+
+class AaaRelocationTests(TestCase):
+    """
+    FreeRADIUS authorizes each PMIP client for each mobile (NAS-IPv6-Address):
+    the LMA lets client B take mn1 over from client A, and refuses B for
+    mn2, which the server authorizes for A only.
+    """
+
+    timeout = 30
+
+    def setUp(self):
+        from netlmm.test import test_radius
+        if test_radius.FREERADIUS is None:
+            from twisted.trial.unittest import SkipTest
+            raise SkipTest("freeradius is not installed (apt-get install freeradius)")
+
+        class Server(test_radius.FreeRadius):
+            def setUsers(self, spi, key):
+                import os
+                with open(os.path.join(self.dir, "users"), "w") as f:
+                    f.write(PER_CLIENT_USERS)
+        import os
+        self.server = Server(os.path.abspath(self.mktemp()))
+        self.addCleanup(self.server.stop)
+        self.server.start()
+        self.secret = test_radius.SECRET
+
+    def keys(self, nasAddress=None):
+        from netlmm.security.radius import AaaKeys, RadiusKeyClient
+        client = RadiusKeyClient(reactor, [("::1", self.server.port)], self.secret,
+                                 0.3, 2, nasAddress=nasAddress)
+        client.start()
+        self.addCleanup(client.stop)
+        return AaaKeys(client)
+
+    @inlineCallbacks
+    def lmaService(self):
+        from netlmm.core.lma import LmaCore
+        from netlmm.dataplane.memory import MemoryDataPlane
+        from netlmm.security.guard import LmaGuard
+        from netlmm.service.lma import LmaService
+        self.lmaKeys = self.keys()
+        lma = LmaService(reactor, LmaCore(HOME_PREFIX, ["2001:db8:b::/64"]),
+                         (IPv6Address("::1"), 0), "udp", MemoryDataPlane(),
+                         security=LmaGuard(self.lmaKeys))
+        yield lma.startService()
+        self.addCleanup(lma.stopService)
+        # PBAcks to the clients' (unreachable) addresses are collected instead.
+        self.answers = []
+        lma.port.send = lambda message, *a, **kw: self.answers.append(message)
+        return lma
+
+    @inlineCallbacks
+    def pbu(self, lma, client, keys, seq, mnId, phoa, sa=None):
+        """Client C{client} signs a PBU with its key for C{mnId}; the LMA's answer."""
+        from netlmm.lab.wait import until
+        from netlmm.security.guard import PmipGuard
+        from netlmm.security.keystore import KeyStore
+        from netlmm.wire import mh
+        if sa is None:
+            sa = yield keys.fetch(mnId)
+        guard = PmipGuard(KeyStore([sa]), client=client)
+        bu = guard.protect(netlmmPbu(seq, mnId, phoa), mnId, time.time())
+        raw = guard.octets.take(bu)
+        answered = len(self.answers)
+        lma._received(mh.decodeMessage(raw), raw, (client, 5436), time.time())
+        yield until(lambda: len(self.answers) > answered, 5, "the PBAck")
+        return self.answers[-1].status
+
+    @inlineCallbacks
+    def test_authorizedClientTakesOver(self):
+        lma = yield self.lmaService()
+        keysA, keysB = self.keys(CLIENT_A), self.keys(CLIENT_B)
+        status = yield self.pbu(lma, CLIENT_A, keysA, 100, MN1, PHOA)
+        self.assertEqual(status, 0)
+        # B's own key for mn1 (another SPI): the LMA asks AAA about B and mn1.
+        status = yield self.pbu(lma, CLIENT_B, keysB, 7, MN1, PHOA)
+        self.assertEqual(status, 0)
+        b = lma.core.binding(PHOA)
+        self.assertEqual((b.client, b.sequence), (CLIENT_B, 7))
+        self.assertEqual(self.lmaKeys.client.counters["accepts"], 2)
+        sa = self.lmaKeys.bySpi(1001)
+        self.assertTrue(sa.allowsClient(CLIENT_B))
+        self.assertFalse(sa.allowsClient(CLIENT_A))
+
+    @inlineCallbacks
+    def test_unauthorizedClientRefused(self):
+        """
+        B cannot get a key for mn2 from AAA; signing with a key of its own
+        making, it is refused by the LMA after AAA rejects (B, mn2): 129,
+        the binding unchanged.
+        """
+        from netlmm.security.auth import SecurityAssociation
+        from netlmm.security.radius import KeyRejected
+        lma = yield self.lmaService()
+        keysA, keysB = self.keys(CLIENT_A), self.keys(CLIENT_B)
+        phoa2 = IPv6Address("2001:db8:1::200")
+        status = yield self.pbu(lma, CLIENT_A, keysA, 100, b"mn2@example.net", phoa2)
+        self.assertEqual(status, 0)
+        yield self.assertFailure(keysB.fetch(b"mn2@example.net"), KeyRejected)
+        b = lma.core.binding(phoa2)
+        before = (b.client, b.sequence, b.pcoa, b.expiry)
+        forged = SecurityAssociation(2001, b"x" * 20, mnId=b"mn2@example.net")
+        status = yield self.pbu(lma, CLIENT_B, keysB, 7, b"mn2@example.net", phoa2, forged)
+        self.assertEqual(status, 129)
+        b = lma.core.binding(phoa2)
+        self.assertEqual((b.client, b.sequence, b.pcoa, b.expiry), before)
+        self.assertEqual(self.lmaKeys.client.counters["rejects"], 1)
