@@ -30,6 +30,12 @@ the LMA just made is deregistered at once and the MAG told why.
 
 Address conflict detection with other PMIP clients (Appendix B) is in
 L{netlmm.core.conflicts}; the mobile waits in AWAITING_PEERS meanwhile.
+
+A client restarted with bindings from its store asks its peers about each
+restored pHoA before the binding's first refresh: a peer that holds the
+mobile now (its MAG moved it there, draft E.1) answers held-here, and the
+binding is forgotten without a PBU, so the restarted client neither takes
+the mobile back nor sends stale PBUs. The mobile stays BOUND meanwhile.
 """
 
 import enum
@@ -368,12 +374,15 @@ class PmipCore:
         written. Returns the effects (none: the refreshes come from the
         timer). Raises L{BadRecord} naming the first bad record.
         """
+        # With peers, a restored pHoA is first checked with them (is the
+        # mobile held there now?); their channels need a moment to connect.
+        delay = self.conflicts.peerTimeout if self.peers else 0
         for i, r in enumerate(records):
             m = _fromRecord(i, r)
             if m.expiry <= now or m.mnId in self.mobiles:
                 continue
             m.state = BOUND
-            m.refreshAt = now
+            m.refreshAt = now + delay
             m.saved = m.restored = True
             m.savedMag = m.mag
             self.mobiles[m.mnId] = m
@@ -476,6 +485,8 @@ class PmipCore:
                       "pending request; dropped", txn=response.transaction, peer=peer)
             return []
         outcome = self.conflicts.answered(m.check, peer, response.result)
+        if m.check.verifying:
+            return self._verified(m, outcome, peer, now)
         if outcome == "conflict":
             c = m.check
             self._step(m, Event.CONFLICT)
@@ -493,6 +504,37 @@ class PmipCore:
         if self.conflicts.answered(m.check, peer, None) == "unique":
             return self._unique(m, now)
         return []
+
+    def _verify(self, m, now):
+        """Ask the peers whether one of them holds restored mobile C{m} now."""
+        m.check, ask = self.conflicts.ask(m.mnId, m.home, None, None, now, verifying=True)
+        self._say("restored {mnId} ({phoa}): asking {n} peer(s) whether one holds it "
+                  "now, before refreshing", mnId=showMnId(m.mnId), phoa=m.home,
+                  n=len(self.peers))
+        return [ask]
+
+    def _verified(self, m, outcome, peer, now):
+        """
+        The check of restored mobile C{m} is over (C{outcome} 'held'), or
+        may be ('unique', 'conflict', None: still waiting).
+        """
+        if outcome == "held":
+            self._say("restored {mnId} ({phoa}) is held by peer {peer} now (relocated "
+                      "while this client was down): forgotten, no PBU",
+                      mnId=showMnId(m.mnId), phoa=m.home, peer=peer)
+            return self._forget(m)
+        if outcome is None:
+            return []
+        # Nobody holds it (a conflict is the LMA's to judge): refresh now.
+        self.conflicts.done(m.check)
+        m.check = None
+        return self._refresh(m, now)
+
+    def _refresh(self, m, now):
+        """Refresh bound mobile C{m}'s binding."""
+        self._step(m, Event.REFRESH)
+        m.refreshAt = None
+        return self._start(m, _Pending("refresh", m.pcoa, None, None, self.lifetime), now)
 
     def answerConflict(self, request, now=None):
         """
@@ -624,17 +666,21 @@ class PmipCore:
                 effects.extend(self._retransmit(m, p, now))
             elif m.check is not None and m.check.deadline <= now:
                 self.conflicts.timedOut(m.check)
-                effects.extend(self._unique(m, now))
+                if m.check.verifying:
+                    effects.extend(self._verified(m, "unique", None, now))
+                else:
+                    effects.extend(self._unique(m, now))
             elif m.detachAt is not None and m.detachAt <= now:
                 self._step(m, Event.DEREGISTER)
                 m.detachAt = None
                 effects.extend(self._start(m, _Pending("deregister", m.pcoa, None, None, 0),
                                            now))
             elif m.state == BOUND and m.refreshAt is not None and m.refreshAt <= now:
-                self._step(m, Event.REFRESH)
-                m.refreshAt = None
-                effects.extend(self._start(m, _Pending("refresh", m.pcoa, None, None,
-                                                       self.lifetime), now))
+                if m.restored and self.peers and m.phoa is not None and m.check is None:
+                    m.refreshAt = None
+                    effects.extend(self._verify(m, now))
+                else:
+                    effects.extend(self._refresh(m, now))
             self._reschedule(m)
         return effects
 
@@ -743,8 +789,9 @@ class PmipCore:
             c = m.check
             m.check = None
             self.conflicts.done(c)
-            effects.append(Notify(self._notification(c.transaction, Result.SUPERSEDED, m),
-                                  c.mag))
+            if not c.verifying:
+                effects.append(Notify(self._notification(c.transaction, Result.SUPERSEDED,
+                                                         m), c.mag))
         p = m.pending
         if p is not None and p.transaction is not None:
             effects.append(Notify(self._notification(p.transaction, Result.SUPERSEDED, m),

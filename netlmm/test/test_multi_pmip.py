@@ -249,7 +249,8 @@ class PmipPeersTests(SynchronousTestCase):
         no = core.answerConflict(ConflictRequest(6, MN2, "2001:db8:1::9"))
         self.assertEqual(no.result, Conflict.NO_CONFLICT)
         same = core.answerConflict(ConflictRequest(7, MN1, PHOA))
-        self.assertEqual(same.result, Conflict.NO_CONFLICT)
+        # The same mobile bound here: held (draft E.1, a restarted peer asks).
+        self.assertEqual(same.result, Conflict.HELD_HERE)
 
     def test_simultaneousChecks(self):
         """Two clients checking one address at once: the lower MN identifier wins."""

@@ -608,3 +608,129 @@ class AaaRelocationTests(TestCase):
         b = lma.core.binding(phoa2)
         self.assertEqual((b.client, b.sequence, b.pcoa, b.expiry), before)
         self.assertEqual(self.lmaKeys.client.counters["rejects"], 1)
+
+
+class RestoredClientTests(SynchronousTestCase):
+    """
+    A PMIP client restarted from its store asks its peers before refreshing
+    a restored binding (Appendix B request; HELD_HERE): a mobile a MAG moved
+    to a peer meanwhile is forgotten without a PBU.
+    """
+
+    PEER_A, PEER_B = "[2001:db8:b::2]:5438", "[2001:db8:b::3]:5438"
+
+    def setUp(self):
+        from netlmm.core.lma import LmaCore
+        self.lma = LmaCore(HOME_PREFIX, ["2001:db8:b::/64"])
+        self.lma.mayRelocate = lambda mnId, client: True
+        self.pbus = []
+
+    def client(self, peers):
+        from netlmm.core.pmip import PmipCore
+        return PmipCore(LMA, peers=peers, peerTimeout=1.0)
+
+    def converse(self, core, effects, source, now):
+        """Deliver PBUs to the LMA and its PBAcks back; the other effects."""
+        from netlmm.wire import mh
+        rest = []
+        effects = list(effects)
+        while effects:
+            e = effects.pop(0)
+            if type(e).__name__ != "SendMH":
+                rest.append(e)
+                continue
+            self.pbus.append((source, e.message))
+            raw = mh.encodeMessage(e.message)
+            for answer in self.lma.receive(mh.decodeMessage(raw), source, now):
+                if type(answer).__name__ != "SendMH":
+                    continue
+                data = mh.encodeMessage(answer.message)
+                effects.extend(core.receiveMH(mh.decodeMessage(data), data, LMA, now))
+        return rest
+
+    def bind(self, core, source, transaction, now):
+        self.converse(core, core.receiveTrigger(
+            Trigger(transaction, MN1, MAG1, PHOA, AddressMode.STATIC), now), source, now)
+        self.assertEqual(core.mobile(MN1).state, "BOUND")
+
+    def records(self, core):
+        return [e.record for e in core.snapshot()]
+
+    def test_heldByPeer(self):
+        from netlmm.core.effects import AskPeers, Persist
+        from netlmm.wire.control import Conflict
+        a = self.client([self.PEER_B])
+        self.bind(a, CLIENT_A, 1, 0)
+        saved = self.records(a)
+        # A dies; its MAG moves the mobile to B.
+        b = self.client([self.PEER_A])
+        self.bind(b, CLIENT_B, 2, 10)
+        self.assertEqual(self.lma.binding(PHOA).client, CLIENT_B)
+        # A restarts from its store: nothing at once, then a question to B.
+        again = self.client([self.PEER_B])
+        self.assertEqual(again.restore(saved, 20), [])
+        self.assertEqual(again.nextTimer(), 21)
+        [ask] = again.handleTimer(21)
+        self.assertIsInstance(ask, AskPeers)
+        self.assertEqual((ask.request.mnId, ask.request.phoa), (MN1, PHOA))
+        answer = b.answerConflict(ask.request)
+        self.assertEqual(answer.result, Conflict.HELD_HERE)
+        effects = again.receiveConflictResponse(self.PEER_B, answer, 21.01)
+        self.assertEqual(effects, [Persist(MN1, None)])
+        self.assertIsNone(again.mobile(MN1))
+        self.assertEqual(again.nextTimer(), None)
+        # No PBU from A after its restart; B still holds the binding.
+        self.assertEqual([s for s, _ in self.pbus], [CLIENT_A, CLIENT_B])
+        self.assertEqual(self.lma.binding(PHOA).client, CLIENT_B)
+        self.assertEqual(again.conflictCounters["held"], 1)
+
+    def test_notHeldRefreshes(self):
+        """A peer without the mobile (or an older one) says no-conflict: refresh."""
+        from netlmm.wire.control import Conflict, ConflictResponse
+        a = self.client([self.PEER_B])
+        self.bind(a, CLIENT_A, 1, 0)
+        again = self.client([self.PEER_B])
+        again.restore(self.records(a), 20)
+        [ask] = again.handleTimer(21)
+        answer = ConflictResponse(ask.request.transaction, Conflict.NO_CONFLICT, MN1, PHOA)
+        rest = self.converse(again, again.receiveConflictResponse(self.PEER_B, answer, 21.1),
+                             CLIENT_A, 21.1)
+        self.assertEqual(len(self.pbus), 2)
+        self.assertEqual(again.mobile(MN1).state, "BOUND")
+        self.assertFalse(again.mobile(MN1).restored)
+        self.assertEqual([type(e).__name__ for e in rest], ["Persist"])
+
+    def test_silentPeerRefreshes(self):
+        """No answer within peerTimeout: the binding is refreshed anyway."""
+        a = self.client([self.PEER_B])
+        self.bind(a, CLIENT_A, 1, 0)
+        again = self.client([self.PEER_B])
+        again.restore(self.records(a), 20)
+        again.handleTimer(21)
+        self.assertEqual(again.nextTimer(), 22)
+        self.converse(again, again.handleTimer(22), CLIENT_A, 22)
+        self.assertEqual(len(self.pbus), 2)
+        self.assertEqual(again.mobile(MN1).state, "BOUND")
+
+    def test_triggerWhileAsking(self):
+        """The MAG triggers during the check: handled as usual, nothing answered for the check."""
+        a = self.client([self.PEER_B])
+        self.bind(a, CLIENT_A, 1, 0)
+        again = self.client([self.PEER_B])
+        again.restore(self.records(a), 20)
+        again.handleTimer(21)
+        rest = self.converse(again, again.receiveTrigger(
+            Trigger(5, MN1, MAG1, PHOA, AddressMode.STATIC), 21.1), CLIENT_A, 21.1)
+        notes = [e.notification for e in rest if type(e).__name__ == "Notify"]
+        self.assertEqual([(n.transaction, n.result) for n in notes], [(5, Result.SUCCESS)])
+        self.assertIsNone(again.mobile(MN1).check)
+
+    def test_withoutPeers(self):
+        """No peers: restored bindings are refreshed at once, as before."""
+        a = self.client(())
+        self.bind(a, CLIENT_A, 1, 0)
+        again = self.client(())
+        again.restore(self.records(a), 20)
+        self.assertEqual(again.nextTimer(), 20)
+        self.converse(again, again.handleTimer(20), CLIENT_A, 20)
+        self.assertEqual(len(self.pbus), 2)

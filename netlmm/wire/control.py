@@ -138,8 +138,12 @@ class Conflict:
 
     NO_CONFLICT = 0
     CONFLICT_DETECTED = 1
+    #: The same mobile (same MN identifier and pHoA) is bound through the
+    #: answering client: it took the mobile over (draft E.1). An answerer
+    #: that does not know it says NO_CONFLICT instead.
+    HELD_HERE = 2
 
-    NAMES = {0: "no-conflict", 1: "conflict-detected"}
+    NAMES = {0: "no-conflict", 1: "conflict-detected", 2: "held-here"}
 
 
 # ---------------------------------------------------------------- field checks
@@ -414,8 +418,8 @@ class ConflictResponse(
 ):
     """
     A peer's answer to the L{ConflictRequest} with the same transaction:
-    C{result} is L{Conflict}.NO_CONFLICT or CONFLICT_DETECTED; C{mnId} and
-    C{phoa} repeat the request's.
+    C{result} is L{Conflict}.NO_CONFLICT, CONFLICT_DETECTED or HELD_HERE;
+    C{mnId} and C{phoa} repeat the request's.
     """
 
     __slots__ = ()
