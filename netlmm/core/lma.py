@@ -795,8 +795,6 @@ class LmaCore:
             raise _Refusal(Status.ADMINISTRATIVELY_PROHIBITED,
                            "MN {mnId} is held by PMIP client {holder}; this client is not "
                            "authorized to take it over", mnId=_show(b.mnId), holder=b.client)
-        if p.bu.lifetime:
-            self.counters["relocated"] += 1
 
     def _netlmmCreate(self, p, now, hnp, home=None):
         """A new netlmm session for PBU C{p}: C{home} named, or assigned."""
@@ -1111,6 +1109,13 @@ class LmaCore:
         bu = p.bu
         source = p.source
         if source is not b.client and source != b.client:
+            if p.profile is Profile.NETLMM and p.bu.lifetime:
+                # Authorized by _relocation (draft E.1).
+                self.counters["relocated"] += 1
+                if self._log is not None:
+                    self._log.debug("binding for {homes} (MN {mnId}) taken over by PMIP "
+                                    "client {client} from {holder}", homes=_homes(b),
+                                    mnId=_show(b.mnId), client=source, holder=b.client)
             others = b.others
             if others is None:
                 others = b.others = {}
