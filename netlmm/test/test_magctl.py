@@ -79,7 +79,8 @@ class MagCtlTests(TestCase):
         status, out, err = yield self.ctl("frobnicate")
         self.assertEqual((status, out), (1, ""))
         self.assertEqual(err, "netlmm mag-ctl: cannot parse 'frobnicate'; expected "
-                              "'attach MNID [PHOA]', 'detach MNID' or 'list'\n")
+                              "'attach MNID [PHOA]', 'detach MNID', 'list', "
+                              "'drain [A]:P' or 'undrain [A]:P'\n")
 
     @inlineCallbacks
     def test_noMag(self):
