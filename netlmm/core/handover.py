@@ -536,16 +536,19 @@ class HandoverCore:
         s.context = context
         s.deadline = now + self.forwardTimeout
         s.retransmitAt = None
+        flags = HACK_P | (HACK_F if hi.flag(HI_F) else 0)
+        hack = HandoverAcknowledge(hi.sequence, flags, HackCode.CONTEXT_ACCEPTED,
+                                   context.options())
+        # The HAck goes first: the target holds the mobile's packets once it
+        # has the context, and the forwarded packets should find it so.
+        effects.append(SendHandover(hack, peer))
         if not again:
             self.counters["forwarded"] += 1
             self._say("context of {mnId} to {peer}; forwarding its downlink there",
                       mnId=_show(mnId), peer=peer)
             if hi.flag(HI_F):
                 effects.append(Forward(mnId, context.phoa, peer))
-        flags = HACK_P | (HACK_F if hi.flag(HI_F) else 0)
-        hack = HandoverAcknowledge(hi.sequence, flags, HackCode.CONTEXT_ACCEPTED,
-                                   context.options())
-        return effects + [SendHandover(hack, peer)]
+        return effects
 
     def _offered(self, hi, mnId, peer, now):
         """The previous MAG says the mobile is coming here, with its context."""

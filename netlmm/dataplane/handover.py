@@ -177,21 +177,29 @@ class PacketBuffer:
         self.policy = policy
         #: destination (IPv6Address) -> deque of (arrival time, packet)
         self.queues = {}
+        #: destinations whose packets came early (L{add}), not held for yet
+        self.unclaimed = set()
         self.packets = 0
         self.bytes = 0
         self.counters = dict(held=0, delivered=0, droppedPackets=0, droppedBytes=0,
                              droppedAge=0, droppedUnknown=0, droppedFreed=0)
 
-    def add(self, destination, packet, now):
+    def add(self, destination, packet, now, early=False):
         """
         Hold C{packet} for C{destination} (held with L{open}); False when it
         is dropped (not held for, or a bound with policy 'drop-new').
+        C{early}: a packet another MAG forwarded before this one holds for
+        C{destination} (its context is on its way): kept, within the same
+        bounds, for the L{open} that follows, or dropped by age.
         """
-        queue = self.queues.get(destination)
-        if queue is None:
+        if not early and (destination not in self.queues or destination in self.unclaimed):
             self.counters["droppedUnknown"] += 1
             return False
         self.expire(now)
+        queue = self.queues.get(destination)
+        if queue is None:
+            queue = self.queues[destination] = collections.deque()
+            self.unclaimed.add(destination)
         size = len(packet)
         while self.packets + 1 > self.maxPackets or self.bytes + size > self.maxBytes:
             reason = "droppedPackets" if self.packets + 1 > self.maxPackets else "droppedBytes"
@@ -218,15 +226,29 @@ class PacketBuffer:
         return True
 
     def open(self, destination):
-        """Begin holding for C{destination} (an address, or a per-MN prefix)."""
-        self.queues.setdefault(_home(destination), collections.deque())
+        """
+        Begin holding for C{destination} (an address, or a per-MN prefix),
+        with what arrived early for it, in arrival order.
+        """
+        home = _home(destination)
+        queue = self.queues.setdefault(home, collections.deque())
+        self.unclaimed.discard(home)
+        if isinstance(home, IPv6Network):
+            early = [a for a in self.unclaimed if a in home]
+            for address in early:
+                self.unclaimed.discard(address)
+                queue.extend(self.queues.pop(address))
+            if early:
+                self.queues[home] = collections.deque(sorted(queue, key=lambda e: e[0]))
 
     def holding(self, destination):
-        return destination in self.queues
+        return destination in self.queues and destination not in self.unclaimed
 
     def take(self, destination, now):
         """Stop holding for C{destination}; its packets, oldest first, not expired."""
-        queue = self.queues.pop(_home(destination), None)
+        home = _home(destination)
+        self.unclaimed.discard(home)
+        queue = self.queues.pop(home, None)
         if queue is None:
             return []
         out = []
@@ -242,20 +264,25 @@ class PacketBuffer:
 
     def free(self, destination):
         """Stop holding for C{destination} and drop what is held (the mobile never came)."""
-        queue = self.queues.pop(_home(destination), None)
+        home = _home(destination)
+        self.unclaimed.discard(home)
+        queue = self.queues.pop(home, None)
         for _, packet in queue or ():
             self.packets -= 1
             self.bytes -= len(packet)
             self.counters["droppedFreed"] += 1
 
     def expire(self, now):
-        """Drop the packets older than C{maxAge}."""
-        for queue in self.queues.values():
+        """Drop the packets older than C{maxAge} (and what nobody claimed in that time)."""
+        for destination, queue in list(self.queues.items()):
             while queue and now - queue[0][0] > self.maxAge:
                 _, packet = queue.popleft()
                 self.packets -= 1
                 self.bytes -= len(packet)
                 self.counters["droppedAge"] += 1
+            if not queue and destination in self.unclaimed:
+                del self.queues[destination]
+                self.unclaimed.discard(destination)
 
 
 #: Socket buffers of the hold (SO_SNDBUFFORCE / SO_RCVBUFFORCE, root): a
@@ -370,8 +397,11 @@ class BufferDevice:
                 return
             self.received(packet, self.reactor.seconds())
 
-    def received(self, packet, now):
-        """One packet routed into the hold."""
+    def received(self, packet, now, early=False):
+        """
+        One packet routed into the hold (C{early}: one a neighbour MAG
+        forwarded here, maybe before this MAG holds for it: see L{PacketBuffer.add}).
+        """
         if len(packet) < 40 or packet[0] >> 4 != 6:
             return
         destination = self._home(IPv6Address(packet[24:40]))
@@ -382,7 +412,16 @@ class BufferDevice:
             else:
                 self.forward(packet, to)
             return
-        self.buffer.add(destination, packet, now)
+        self.buffer.add(destination, packet, now, early)
+
+    def fromNeighbour(self, packet):
+        """
+        A packet a neighbour MAG forwarded here for a mobile this MAG holds,
+        or does not serve yet (the HAck with its context may come later, and
+        the hold's route a worker-thread turn after it): held, not routed,
+        which would send it back towards the LMA and round to the neighbour.
+        """
+        self.received(packet, self.reactor.seconds(), early=True)
 
     def _home(self, address):
         """The home (an address, or a per-MN prefix holding it) held for C{address}."""

@@ -145,6 +145,8 @@ class HandoverService(Refusing, RoleService):
         self.linger = linger
         #: pHoA -> the DelayedCall that ends its forwarding.
         self._lingering = {}
+        #: The DelayedCalls that forget released mobiles (L{_drained}).
+        self._draining = set()
         self.counters = dict(refused=0, released=0, freed=0)
 
     # ------------------------------------------------------------ lifecycle
@@ -166,6 +168,8 @@ class HandoverService(Refusing, RoleService):
             maybeDeferred(self.dataplane.acceptFrom, peer)
         if self.hold is not None and self.access is not None:
             self.hold.start(self.access.mac, self.core.address)
+            if hasattr(self.dataplane, "fromNeighbour"):
+                self.dataplane.fromNeighbour = self.hold.fromNeighbour
         if self.access is not None:
             self.access.frameListeners.append(self._frame)
         RoleService.startService(self)
@@ -181,12 +185,18 @@ class HandoverService(Refusing, RoleService):
             if timer.active():
                 timer.cancel()
         self._lingering = {}
+        for call in self._draining:
+            if call.active():
+                call.cancel()
+        self._draining = set()
         if self.access is not None and self._frame in self.access.frameListeners:
             self.access.frameListeners.remove(self._frame)
         if self.mh is not None:
             self.mh.stopListening()
             self.mh = self.transport = None
         if self.hold is not None:
+            if getattr(self.dataplane, "fromNeighbour", None) == self.hold.fromNeighbour:
+                self.dataplane.fromNeighbour = None
             self.hold.stop()
         self.stopRefusing()
         return RoleService.stopService(self)
@@ -382,15 +392,31 @@ class HandoverService(Refusing, RoleService):
             self.counters["freed"] += 1
             self.log.info("handover: freed the hold of {phoa} ({reason})", phoa=phoa,
                           reason=reason)
+        d = self.dataPlaneCall(self.dataplane.restore, phoa)
         if self.hold is not None:
-            self.hold.forget(phoa)
-        self.dataPlaneCall(self.dataplane.restore, phoa)
+            if entry is not None and entry[2] is not None:
+                # Released: what the kernel routes into the hold until its
+                # route is gone (a worker-thread turn) still goes to the mobile.
+                d.addBoth(self._drained, phoa, entry[2])
+            else:
+                self.hold.forget(phoa)
         if reason == "timeout" and entry is not None and self.mag is not None:
             a = self.mag.core.attachment(entry[0])
             if a is None or a.state != "BOUND":
                 # The early uplink of a handover that did not complete.
                 self.dataPlaneCall(self.dataplane.tunnelDown, entry[0], phoa,
                                    self.mag.core.lmaAddress)
+
+    def _drained(self, result, phoa, mac):
+        """The hold's route of a released mobile is gone: forget it once the device is read."""
+        def forget():
+            self._draining.discard(call)
+            if phoa not in self._held and \
+                    getattr(self.hold, "released", {}).get(phoa) == ("mac", mac):
+                self.hold.forget(phoa)
+        call = self.reactor.callLater(self.probeInterval, forget)
+        self._draining.add(call)
+        return result
 
     def _probeSoon(self):
         if self._probe is None or not self._probe.active():

@@ -77,6 +77,8 @@ class ReactiveTests(SynchronousTestCase):
         self.assertEqual(mag2.session(MN).state, State.REQUESTING)
 
         answer = mag1.receive(hi, MAG2, 100.0, 100.001)
+        # The HAck before the forwarding: MAG2 holds once it has the context.
+        self.assertEqual([type(e) for e in answer], [SendHandover, Forward])
         self.assertEqual(others(answer), [Forward(MN, PHOA, MAG2)])
         (hack,) = [e.message for e in answer if type(e) is SendHandover]
         self.assertEqual((hack.sequence, hack.flags, hack.code),

@@ -114,6 +114,31 @@ class UserspaceHandoverTests(SynchronousTestCase):
         self.assertTrue(self.plane.decapsulate(packet, MAG2))
         self.assertFalse(self.plane.decapsulate(packet, "2001:db8:9::9"))
 
+    def test_fromNeighbourHeld(self):
+        """
+        With a hold, what a neighbour forwards for a mobile not served here
+        yet, or held here, goes into the hold, not to the kernel (which would
+        route it back to the core); a mobile delivered or served here, or a
+        stranger's packet, is not the hold's business.
+        """
+        taken = []
+        self.plane.fromNeighbour = taken.append
+        tun = self.system.tuns[0]
+        self.plane.acceptFrom(MAG2)
+        packet = ipv6Packet("2001:db8:c::1", PHOA)
+        self.assertTrue(self.plane.decapsulate(packet, MAG2))
+        self.successResultOf(self.plane.tunnelUp(b"mn", PHOA, LMA))
+        self.successResultOf(self.plane.hold(PHOA, 77))
+        self.assertTrue(self.plane.decapsulate(packet, MAG2))
+        self.assertEqual((taken, tun.written), ([packet, packet], []))
+        self.successResultOf(self.plane.deliver(PHOA, b"\x02" * 6))
+        self.assertTrue(self.plane.decapsulate(packet, MAG2))
+        self.successResultOf(self.plane.restore(PHOA))
+        self.assertTrue(self.plane.decapsulate(packet, MAG2))
+        self.assertTrue(self.plane.decapsulate(packet, LMA))
+        self.assertFalse(self.plane.decapsulate(packet, "2001:db8:9::9"))
+        self.assertEqual((len(taken), tun.written), (2, [packet] * 3))
+
     def test_prefixForwarded(self):
         self.successResultOf(self.plane.forward(HNP, MAG2))
         inside = str(IPv6Network(HNP)[5])

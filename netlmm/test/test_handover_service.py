@@ -7,7 +7,7 @@ root: context transfer, forwarding, authentication and replay protection
 
 import os
 import tempfile
-from ipaddress import IPv6Address
+from ipaddress import IPv6Address, IPv6Network
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from netlmm.access import AttachmentEvent
 from netlmm.config import ConfigError, Table
 from netlmm.core.handover import Context, HandoverCore, State
-from netlmm.dataplane.handover import PacketBuffer
+from netlmm.dataplane.handover import BufferDevice, PacketBuffer
 from netlmm.dataplane.memory import MemoryDataPlane
 from netlmm.security.auth import SecurityAssociation
 from netlmm.security.keystore import KeyStore
@@ -23,12 +23,14 @@ from netlmm.service.handover import (
     HandoverGuard, HandoverService, fromConfig, loadHandoverKeys, writeHandoverKeys,
 )
 from netlmm.wire import mh
+from netlmm.wire.icmpv6 import Frame
 from netlmm.wire.fho import HackCode, HandoverAcknowledge, HandoverInitiate, HiCode
 
 MAG1 = IPv6Address("2001:db8:ffff::11")
 MAG2 = IPv6Address("2001:db8:ffff::12")
 LMA = IPv6Address("2001:db8:ffff::1")
 MN = b"02:00:00:00:aa:01"
+MN_MAC = bytes.fromhex("02000000aa01")
 PHOA = IPv6Address("2001:db8:1::ff:fe00:aa01")
 KEY = SecurityAssociation(300, b"k" * 20, "hmac-sha1-96", clients=[f"{MAG1}/128",
                                                                      f"{MAG2}/128"])
@@ -132,7 +134,9 @@ class Domain:
         return out
 
 
-class ServiceTests(SynchronousTestCase):
+class TwoMags:
+    """Mixin: MAG1 serves the mobile; MAG2 is its neighbour."""
+
     def setUp(self):
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
@@ -140,6 +144,9 @@ class ServiceTests(SynchronousTestCase):
         self.mag1 = self.domain.services[MAG1]
         self.mag2 = self.domain.services[MAG2]
         self.mag1.mag.core.attachments[MN] = _Attachment("BOUND", PHOA, 1_699_999_000)
+
+
+class ServiceTests(TwoMags, SynchronousTestCase):
 
     def test_reactive(self):
         """The HI and HAck cross authenticated; MAG1 forwards, MAG2 goes on with the pHoA."""
@@ -291,6 +298,89 @@ class ServiceTests(SynchronousTestCase):
         self.assertEqual(len(lines), 8)
 
 
+class FakeFrames:
+    """The hold's AF_PACKET socket: records the frames sent."""
+
+    def __init__(self):
+        self.sent = []
+
+    def send(self, frame):
+        self.sent.append(frame)
+
+
+class ReleaseTests(TwoMags, SynchronousTestCase):
+    """MAG2's hold with a mobile that arrives reactively."""
+
+    def setUp(self):
+        super().setUp()
+        self.hold = BufferDevice(self.clock, PacketBuffer(), "acc0")
+        self.hold.frames, self.hold.sourceMac = FakeFrames(), bytes(6)
+        self.mag2.hold, self.mag2.access = self.hold, FakeAccess()
+        self.mag2.arrived(AttachmentEvent(MN, linkLayer="02:00:00:00:aa:01"))
+        self.domain.deliver(MAG2)
+        self.domain.deliver(MAG1)
+
+    def packet(self, n):
+        return b"\x60" + bytes(7) + IPv6Address("2001:db8:c::1").packed + PHOA.packed \
+            + n.to_bytes(4, "big")
+
+    def answer(self):
+        """The mobile sends from its address on MAG2's access link."""
+        self.mag2._frame(Frame(bytes(6), MN_MAC, PHOA, LMA, 64, 17, b""))
+
+    def test_stragglersAfterBound(self):
+        """
+        Bound before the mobile answered, the hold is released when it does;
+        what the kernel still routes into the hold until the route is gone
+        goes to the mobile too, not dropped as 'not held for'.
+        """
+        self.hold.received(self.packet(0), self.clock.seconds())
+        self.mag2.bound(MN)
+        self.assertTrue(self.hold.buffer.holding(PHOA))
+        self.answer()
+        self.assertEqual(self.mag2.dataplane.handovers, {})
+        self.hold.received(self.packet(1), self.clock.seconds())
+        self.assertEqual([f[54:58] for f in self.hold.frames.sent],
+                         [n.to_bytes(4, "big") for n in (0, 1)])
+        self.clock.advance(self.mag2.probeInterval)
+        self.hold.received(self.packet(2), self.clock.seconds())
+        self.assertEqual(len(self.hold.frames.sent), 2)
+        self.assertEqual(self.hold.buffer.counters["droppedUnknown"], 1)
+
+    def test_stragglersNotForgottenByAnotherHandover(self):
+        """A handover that began meanwhile keeps its own state in the hold."""
+        self.mag2.bound(MN)
+        self.answer()
+        self.hold.released[PHOA] = ("peer", MAG1)
+        self.clock.advance(self.mag2.probeInterval)
+        self.assertEqual(self.hold.released, {PHOA: ("peer", MAG1)})
+
+
+    def test_fromNeighbourWired(self):
+        """The userspace data plane hands what neighbours forward to the hold while it runs."""
+        class Plane(MemoryDataPlane):
+            fromNeighbour = None
+
+        class Hold(FakeHold):
+            def start(self, mac, address):
+                pass
+
+            def stop(self):
+                pass
+
+            def fromNeighbour(self, packet):
+                pass
+        hold, plane, access = Hold(), Plane(), FakeAccess()
+        access.mac, access.frameListeners = bytes(6), []
+        service = HandoverService(self.clock, HandoverCore(MAG2, [MAG1]),
+                                  HandoverGuard(KeyStore([KEY])), plane, access, hold,
+                                  transport=Wire(MAG2))
+        service.startService()
+        self.assertEqual(plane.fromNeighbour, hold.fromNeighbour)
+        service.stopService()
+        self.assertIsNone(plane.fromNeighbour)
+
+
 class BufferTests(SynchronousTestCase):
     def packet(self, n, size=100):
         return b"\x60" + bytes(23) + PHOA.packed + n.to_bytes(4, "big") + bytes(size - 44)
@@ -333,6 +423,43 @@ class BufferTests(SynchronousTestCase):
 
     def test_policyChecked(self):
         self.assertRaises(ValueError, PacketBuffer, policy="random")
+
+    def test_early(self):
+        """
+        What a neighbour forwards before this MAG holds for the mobile is
+        kept, within the bounds, and comes first once it holds; not held for
+        (holding() is False) until then.
+        """
+        b = PacketBuffer(maxPackets=3, maxBytes=10_000, maxAge=1.0)
+        self.assertTrue(b.add(PHOA, self.packet(0), 0.0, early=True))
+        self.assertTrue(b.add(PHOA, self.packet(1), 0.1, early=True))
+        self.assertFalse(b.holding(PHOA))
+        self.assertFalse(b.add(PHOA, self.packet(9), 0.1))  # not early: not held for
+        b.open(PHOA)
+        self.assertTrue(b.holding(PHOA))
+        b.add(PHOA, self.packet(2), 0.2)
+        b.add(PHOA, self.packet(3), 0.3)
+        self.assertEqual(b.counters["droppedPackets"], 1)
+        self.assertEqual(b.take(PHOA, 0.4), [self.packet(n) for n in range(3)])
+
+    def test_earlyUnclaimed(self):
+        """Early packets nobody holds for go by age, counted, and leave nothing behind."""
+        b = PacketBuffer(maxAge=1.0)
+        b.add(PHOA, self.packet(0), 0.0, early=True)
+        b.expire(1.5)
+        self.assertEqual((b.counters["droppedAge"], b.packets, b.queues, b.unclaimed),
+                         (1, 0, {}, set()))
+
+    def test_earlyPrefix(self):
+        """A per-MN prefix held adopts the early packets of its addresses, oldest first."""
+        prefix = IPv6Network("2001:db8:1::/64")
+        other = IPv6Address("2001:db8:1::9")
+        b = PacketBuffer()
+        b.add(other, self.packet(1), 0.2, early=True)
+        b.add(PHOA, self.packet(0), 0.1, early=True)
+        b.open(prefix)
+        self.assertEqual(b.take(prefix, 0.3), [self.packet(0), self.packet(1)])
+        self.assertEqual((b.queues, b.unclaimed, b.packets), ({}, set(), 0))
 
 
 class ConfigTests(SynchronousTestCase):
