@@ -414,12 +414,13 @@ class BufferDevice:
             return
         self.buffer.add(destination, packet, now, early)
 
-    def fromNeighbour(self, packet):
+    def divert(self, packet):
         """
-        A packet a neighbour MAG forwarded here for a mobile this MAG holds,
-        or does not serve yet (the HAck with its context may come later, and
-        the hold's route a worker-thread turn after it): held, not routed,
-        which would send it back towards the LMA and round to the neighbour.
+        A packet the data plane hands over without routing it here (the
+        userspace one's C{toHold}): for a mobile this MAG holds, or one a
+        neighbour forwards before this MAG holds for it (the HAck with its
+        context may come later, and the hold's route a worker-thread turn
+        after it).
         """
         self.received(packet, self.reactor.seconds(), early=True)
 

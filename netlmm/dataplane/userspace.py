@@ -255,10 +255,10 @@ class UserspaceDataPlane(HandoverRoutes, nl.NetlinkWork):
         #: MAGs whose tunnelled packets are accepted.
         self._forwards = {}
         self._accepted = set()
-        #: Handover: takes the IPv6 packets a neighbour MAG forwards here for
-        #: a mobile held here or not served yet (the hold's
-        #: L{netlmm.dataplane.handover.BufferDevice.fromNeighbour}), or None.
-        self.fromNeighbour = None
+        #: Handover: takes the IPv6 downlink of a mobile held here, and what a
+        #: neighbour MAG forwards for one not served yet (the hold's
+        #: L{netlmm.dataplane.handover.BufferDevice.divert}), or None.
+        self.toHold = None
 
     @classmethod
     def fromConfig(cls, table, reactor=None, role=None, **context):
@@ -412,13 +412,16 @@ class UserspaceDataPlane(HandoverRoutes, nl.NetlinkWork):
         mobile = source if self.role == "lma" else destination
         peer = self.peers.lookup(mobile)
         outer = IPv6Address(outerSource.split("%")[0])
-        if self.fromNeighbour is not None and peer != outer and outer in self._accepted \
-                and mobile.version == 6:
+        if self.toHold is not None and mobile.version == 6:
             how = _inHomes(self._handover(), mobile)
-            if (how is None and peer is None) or (how is not None and how[0] == "hold"):
-                # Straight into the hold: the kernel would route it back to the
-                # core until the hold's route is in (a loop through the LMA).
-                self.fromNeighbour(inner)
+            neighbour = peer != outer and outer in self._accepted
+            if (how is not None and how[0] == "hold" and (neighbour or peer == outer)) or (
+                    how is None and peer is None and neighbour):
+                # Straight into the hold, not through the kernel: its route
+                # comes a worker-thread turn later, and meanwhile the packet
+                # would go to the link the mobile left, or (forwarded early)
+                # back to the core and round through the LMA.
+                self.toHold(inner)
                 self.counters["decapsulated"] += 1
                 return True
         if peer != outer and (outer in self._accepted

@@ -168,8 +168,8 @@ class HandoverService(Refusing, RoleService):
             maybeDeferred(self.dataplane.acceptFrom, peer)
         if self.hold is not None and self.access is not None:
             self.hold.start(self.access.mac, self.core.address)
-            if hasattr(self.dataplane, "fromNeighbour"):
-                self.dataplane.fromNeighbour = self.hold.fromNeighbour
+            if hasattr(self.dataplane, "toHold"):
+                self.dataplane.toHold = self.hold.divert
         if self.access is not None:
             self.access.frameListeners.append(self._frame)
         RoleService.startService(self)
@@ -195,8 +195,8 @@ class HandoverService(Refusing, RoleService):
             self.mh.stopListening()
             self.mh = self.transport = None
         if self.hold is not None:
-            if getattr(self.dataplane, "fromNeighbour", None) == self.hold.fromNeighbour:
-                self.dataplane.fromNeighbour = None
+            if getattr(self.dataplane, "toHold", None) == self.hold.divert:
+                self.dataplane.toHold = None
             self.hold.stop()
         self.stopRefusing()
         return RoleService.stopService(self)

@@ -114,30 +114,34 @@ class UserspaceHandoverTests(SynchronousTestCase):
         self.assertTrue(self.plane.decapsulate(packet, MAG2))
         self.assertFalse(self.plane.decapsulate(packet, "2001:db8:9::9"))
 
-    def test_fromNeighbourHeld(self):
+    def test_toHold(self):
         """
-        With a hold, what a neighbour forwards for a mobile not served here
-        yet, or held here, goes into the hold, not to the kernel (which would
-        route it back to the core); a mobile delivered or served here, or a
-        stranger's packet, is not the hold's business.
+        With a hold, the downlink of a mobile held here (from its LMA or
+        forwarded by a neighbour), and what a neighbour forwards for a mobile
+        not served here yet, go into the hold, not to the kernel (whose route
+        into the hold comes later: meanwhile it would send them to the link the
+        mobile left, or back to the core); a mobile delivered or served here,
+        a stranger's packet, the LMA's packet for a mobile not held, are not
+        the hold's business.
         """
         taken = []
-        self.plane.fromNeighbour = taken.append
+        self.plane.toHold = taken.append
         tun = self.system.tuns[0]
         self.plane.acceptFrom(MAG2)
         packet = ipv6Packet("2001:db8:c::1", PHOA)
-        self.assertTrue(self.plane.decapsulate(packet, MAG2))
+        self.assertTrue(self.plane.decapsulate(packet, MAG2))          # early
         self.successResultOf(self.plane.tunnelUp(b"mn", PHOA, LMA))
+        self.assertTrue(self.plane.decapsulate(packet, LMA))           # served here
         self.successResultOf(self.plane.hold(PHOA, 77))
-        self.assertTrue(self.plane.decapsulate(packet, MAG2))
-        self.assertEqual((taken, tun.written), ([packet, packet], []))
+        self.assertTrue(self.plane.decapsulate(packet, MAG2))          # held
+        self.assertTrue(self.plane.decapsulate(packet, LMA))           # held
+        self.assertEqual((len(taken), tun.written), (3, [packet]))
         self.successResultOf(self.plane.deliver(PHOA, b"\x02" * 6))
         self.assertTrue(self.plane.decapsulate(packet, MAG2))
         self.successResultOf(self.plane.restore(PHOA))
         self.assertTrue(self.plane.decapsulate(packet, MAG2))
-        self.assertTrue(self.plane.decapsulate(packet, LMA))
         self.assertFalse(self.plane.decapsulate(packet, "2001:db8:9::9"))
-        self.assertEqual((len(taken), tun.written), (2, [packet] * 3))
+        self.assertEqual((len(taken), tun.written), (3, [packet] * 3))
 
     def test_prefixForwarded(self):
         self.successResultOf(self.plane.forward(HNP, MAG2))

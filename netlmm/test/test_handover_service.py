@@ -356,10 +356,10 @@ class ReleaseTests(TwoMags, SynchronousTestCase):
         self.assertEqual(self.hold.released, {PHOA: ("peer", MAG1)})
 
 
-    def test_fromNeighbourWired(self):
-        """The userspace data plane hands what neighbours forward to the hold while it runs."""
+    def test_divertWired(self):
+        """The userspace data plane hands held mobiles' packets to the hold while it runs."""
         class Plane(MemoryDataPlane):
-            fromNeighbour = None
+            toHold = None
 
         class Hold(FakeHold):
             def start(self, mac, address):
@@ -368,7 +368,7 @@ class ReleaseTests(TwoMags, SynchronousTestCase):
             def stop(self):
                 pass
 
-            def fromNeighbour(self, packet):
+            def divert(self, packet):
                 pass
         hold, plane, access = Hold(), Plane(), FakeAccess()
         access.mac, access.frameListeners = bytes(6), []
@@ -376,9 +376,9 @@ class ReleaseTests(TwoMags, SynchronousTestCase):
                                   HandoverGuard(KeyStore([KEY])), plane, access, hold,
                                   transport=Wire(MAG2))
         service.startService()
-        self.assertEqual(plane.fromNeighbour, hold.fromNeighbour)
+        self.assertEqual(plane.toHold, hold.divert)
         service.stopService()
-        self.assertIsNone(plane.fromNeighbour)
+        self.assertIsNone(plane.toHold)
 
 
 class BufferTests(SynchronousTestCase):
