@@ -25,8 +25,7 @@ from netlmm.lab import eui64
 from netlmm.lab.domain import (
     CN_ADDRESS, HOME_PREFIX, LMA_ADDRESS, MAG_ADDRESSES, dataPlaneConfig, pickDataPlane,
 )
-from netlmm.lab.wait import waitFor
-from netlmm.test.test_multi_pmip_netns import PMIPS, TwoClientTopology, macsFor
+from netlmm.test.test_multi_pmip_netns import PMIPS, TwoClientTopology, _TwoClients, macsFor
 
 #: Seconds the MAG waits for a lost PMIP client before moving its mobiles.
 FAILOVER = 1.0
@@ -119,7 +118,7 @@ def keyFiles():
     return {"lma-keys.toml": lma, "pmip-keys.toml": pmip1, "pmip2-keys.toml": pmip2}
 
 
-class RelocationTests(SynchronousTestCase):
+class RelocationTests(_TwoClients, SynchronousTestCase):
     """kill -9 of one of two PMIP clients with 20 mobiles bound."""
 
     def setUp(self):
@@ -161,26 +160,9 @@ class RelocationTests(SynchronousTestCase):
         with open(self.path(name), "w") as f:
             f.write(text)
 
-    def path(self, name):
-        return os.path.join(self.workdir, name)
-
-    def log(self, node):
-        try:
-            with open(self.path(f"{node}.log")) as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
-
     def logs(self):
         return "\n".join(f"--- {n}.log\n{self.log(n)[-3000:]}"
                          for n in ("lma", "pmip", "pmip2", "pmip-again", "mag1"))
-
-    def waitFor(self, predicate, what, timeout=20.0):
-        waitFor(predicate, what, timeout, details=self.logs)
-
-    def ping(self, node, target, count=1):
-        return self.t.exec(node, "ping", "-c", str(count), "-i", "0.2", "-W", "2",
-                           str(target), check=False).returncode
 
     def test_killOneClient(self):
         t = self.t
