@@ -3,7 +3,7 @@
 from ipaddress import IPv6Network
 
 from twisted.application.internet import ClientService, backoffPolicy
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import maybeDeferred, succeed
 
 from twisted.logger import LogLevel
 
@@ -120,6 +120,8 @@ class PmipService(RoleService):
         self.channel.prepare(self.factory, reactor, "PMIP client", "mag")
         self.factory.limit(self.allowedMags, **self.limits)
         self.listening = None
+        #: True while drained (L{drain}): MAGs are neither served nor admitted.
+        self.draining = False
         self._mags = {}
         self.connections = set()
         self.peerListen = peerListen
@@ -145,14 +147,58 @@ class PmipService(RoleService):
             self.peerClients[key] = ClientService(endpoint, factory, backoffPolicy(
                 initialDelay=0.5, maxDelay=10.0), clock=reactor)
 
-    def startService(self):
-        self.restoreState()
-        self.port.startListening()
-        d = self.channel.listen(self.reactor, self.listen[0], self.listen[1],
-                                self.factory, expectRole="mag")
+    def _listenForMags(self):
+        """Open the MAG channel's listener; a Deferred firing with the port."""
+        # Again after undrain: on the port bound first (listen port 0 in tests).
+        number = self.listen[1] or getattr(self, "_magPort", 0)
+        d = self.channel.listen(self.reactor, self.listen[0], number, self.factory,
+                                expectRole="mag")
 
         def listening(port):
             self.listening = port
+            self._magPort = port.getHost().port
+            return port
+        return d.addCallback(listening)
+
+    def drain(self):
+        """
+        Take this client out of service (draft E.1): close every MAG channel
+        and stop listening for MAGs, so that each MAG moves this client's
+        mobiles to another client once its C{pmip_failover} has passed. The
+        bindings are refreshed meanwhile; each one another client takes over
+        is refused here at its next refresh (129) and forgotten. Returns how
+        many MAG channels were closed.
+        """
+        closed = len(self.connections)
+        if not self.draining:
+            self.draining = True
+            if self.listening is not None:
+                port, self.listening = self.listening, None
+                port.stopListening()
+            for proto in list(self.connections):
+                proto.transport.loseConnection()
+            self.log.warn("PMIP client: drained: {n} MAG channels closed, no MAG admitted "
+                          "until undrained", n=closed)
+        return closed
+
+    def undrain(self):
+        """Serve MAGs again after L{drain}: a Deferred firing when listening."""
+        if not self.draining:
+            return succeed(None)
+        self.draining = False
+
+        def failed(f):
+            self.log.failure("PMIP client: cannot listen for MAGs again", f)
+        d = self._listenForMags().addErrback(failed)
+        d.addCallback(lambda _: self.log.info("PMIP client: undrained; MAGs may connect"))
+        return d
+
+    def startService(self):
+        self.restoreState()
+        self.port.startListening()
+        d = self._listenForMags()
+
+        def listening(port):
             self.log.info("PMIP client: MAGs connect to [{address}]:{port}; PBUs go "
                           "to {lmas} over {kind}; MAG channel: {channel}",
                           address=self.listen[0], port=port.getHost().port,
@@ -259,6 +305,10 @@ class PmipService(RoleService):
     # ------------------------------------------------------------ MAG side
 
     def magConnected(self, proto):
+        if self.draining:
+            # Accepted just before the listener closed.
+            proto.transport.loseConnection()
+            return
         # The listener admitted only allowed_mags (ControlFactory.admit), before TLS.
         self.connections.add(proto)
         # Bounded too: a peer that connects again and again is not a log line each time.
@@ -428,8 +478,16 @@ class PmipService(RoleService):
         """
         A command from the local control socket (L{netlmm.ctl}): C{list} or
         C{show KEY}, KEY an MN identifier, a home address (or one inside a
-        mobile's prefix) or a pCoA (its MAG's address).
+        mobile's prefix) or a pCoA (its MAG's address); C{drain} and
+        C{undrain} (L{drain}).
         """
+        if words in (["drain"], ["undrain"]):
+            if words[0] == "drain":
+                closed = self.drain()
+                return [f"ok drained: {closed} MAG channels closed; MAGs move this "
+                        "client's mobiles to other clients"]
+            self.undrain()
+            return ["ok undrained"]
         from netlmm.ctl import addressOrNone, bindingCommand
         from netlmm.wire.control import showMnId
         mobiles = self.core.mobiles

@@ -248,6 +248,31 @@ class FailoverServiceTests(TestCase):
         self.assertRaises(ValueError, self.mag.drainClient, (IPv6Address("::2"), 1))
 
 
+    @inlineCallbacks
+    def test_drainClient(self):
+        """`netlmm ctl drain` on a PMIP client: its MAGs move its mobiles away."""
+        from netlmm.lab.wait import until
+        yield self.domain(failoverAfter=0.3)
+        mobiles = _mobiles(8)
+        yield self.bindAll(mobiles)
+        first = {m for m, _ in mobiles if self.holder(m) == 0}
+        self.assertTrue(first)
+        [reply] = self.pmips[0].command(["drain"])
+        self.assertEqual(reply, "ok drained: 1 MAG channels closed; MAGs move this "
+                                "client's mobiles to other clients")
+        yield until(lambda: all(self.pmips[1].core.mobile(m) is not None
+                                and self.mag.core.attachment(m).state is magcore.BOUND
+                                for m in first), 10, "the mobiles at PMIP2")
+        self.assertEqual(self.mag.relocations, len(first))
+        self.assertIsNone(self.mag.upstreams[self.ports[0]].connection)
+        self.assertEqual(self.pmips[0].command(["drain"])[0][:10], "ok drained")
+        self.assertEqual(self.pmips[0].command(["undrain"]), ["ok undrained"])
+        yield until(lambda: self.mag.upstreams[self.ports[0]].connection is not None, 15,
+                    "the MAG back at PMIP1")
+        # Moved mobiles stay where they are.
+        for m in first:
+            self.assertEqual(self.mag.pins[m], self.ports[1])
+
 class OperatorTests(SynchronousTestCase):
     """`mag-ctl drain` and `[mag] pmip_failover`."""
 
@@ -734,3 +759,4 @@ class RestoredClientTests(SynchronousTestCase):
         self.assertEqual(again.nextTimer(), 20)
         self.converse(again, again.handleTimer(20), CLIENT_A, 20)
         self.assertEqual(len(self.pbus), 2)
+
