@@ -1,11 +1,13 @@
 """
 PMIP client relocation (draft E.1) with the real daemons in namespaces (root
 only): 20 real Linux mobiles on one MAG, two PMIP clients with RFC 4285 per-MN
-keys (each client's good for it only), kill -9 of one client. Every mobile
-it served is re-registered through the other within a measured time, keeps
-its address, and its traffic goes on; the killed client, restarted with its
-store, takes none back and sends no PBU for them. A mobile the surviving
-client is not authorized for is refused by the LMA, its binding unchanged.
+keys per client, from a real FreeRADIUS (Appendix C: each client is
+authorized for each mobile by NAS-IPv6-Address) or from key files; kill -9
+of one client. Every mobile it served is re-registered through the other
+within a measured time, keeps its address, and its traffic goes on; the
+killed client, restarted with its store, takes none back and sends no PBU
+for them. A mobile the surviving client is not authorized for is refused
+(by the AAA server, or by the LMA: 129), its binding unchanged.
 
     CN --- LMA --- MAG1 ==acc0== 20 mobiles
            | |
@@ -38,7 +40,7 @@ allowed_clients = ["{pmip1}", "{pmip2}"]
 relocation = "authorized"
 [lma.security]
 mode = "rfc4285"
-keys = "lma-keys.toml"
+{security}
 [lma.dataplane]
 {plane}
 """
@@ -54,7 +56,7 @@ peer_timeout = 1.0
 state_file = "{name}.db"
 [pmip.security]
 mode = "rfc4285"
-keys = "{name}-keys.toml"
+{security}
 [pmip.tls]
 transport = "tcp"
 """
@@ -118,8 +120,29 @@ def keyFiles():
     return {"lma-keys.toml": lma, "pmip-keys.toml": pmip1, "pmip2-keys.toml": pmip2}
 
 
-class RelocationTests(_TwoClients, SynchronousTestCase):
+RADIUS_PORT = 1812
+SECRET = "netlmm-relocation-secret"
+
+
+def users():
+    """FreeRADIUS users: the same pairs as L{keyFiles} (no per-client SA 3000)."""
+    entries = []
+    for i, mac in enumerate(_MACS):
+        for client, spi in ((PMIPS[0], 1000 + i), (PMIPS[1], 2000 + i)):
+            if client == PMIPS[1] and mac == _UNAUTHORIZED:
+                continue
+            entries.append(f'"{mac}" NAS-IPv6-Address == {client}, Auth-Type := Accept\n'
+                           f'\t3GPP2-MN-HA-SPI = {spi},\n'
+                           f'\t3GPP2-MN-HA-Shared-Key = "key-{spi}-0123456789abcdef"\n')
+    return "\n".join(entries + ["DEFAULT Auth-Type := Reject\n"])
+
+
+class _Relocation(_TwoClients):
     """kill -9 of one of two PMIP clients with 20 mobiles bound."""
+
+    def security(self, name=None, me=None):
+        """The [*.security] lines of the LMA (C{name} None) or a PMIP client."""
+        raise NotImplementedError
 
     def setUp(self):
         plane, needs = pickDataPlane()
@@ -129,16 +152,14 @@ class RelocationTests(_TwoClients, SynchronousTestCase):
                    for node, mac in zip(_NODES, _MACS)}
         self.t = TwoClientTopology(self, mobiles, needs=(needs,))
         self.t.build()
-        for name, entries in keyFiles().items():
-            path = self.path(name)
-            with open(path, "w") as f:
-                f.write("\n".join(entries))
-            os.chmod(path, 0o600)
+        self.prepare()
         common = dict(lma=LMA_ADDRESS, prefix=HOME_PREFIX, pmip1=PMIPS[0], pmip2=PMIPS[1])
         self.write("lma.toml", _LMA.format(
-            **common, plane=dataPlaneConfig(plane, "lma", LMA_ADDRESS, "m1")))
+            **common, plane=dataPlaneConfig(plane, "lma", LMA_ADDRESS, "m1"),
+            security=self.security()))
         for name, me, peer in (("pmip", PMIPS[0], PMIPS[1]), ("pmip2", PMIPS[1], PMIPS[0])):
-            self.write(f"{name}.toml", _PMIP.format(**common, me=me, peer=peer, name=name))
+            self.write(f"{name}.toml", _PMIP.format(**common, me=me, peer=peer, name=name,
+                                                    security=self.security(name, me)))
         self.write("mag1.toml", _MAG.format(
             **common, address=MAG_ADDRESSES[0], failover=FAILOVER,
             plane=dataPlaneConfig(plane, "mag", MAG_ADDRESSES[0], "core0")))
@@ -204,12 +225,10 @@ class RelocationTests(_TwoClients, SynchronousTestCase):
             self.assertEqual(t.mobiles[node].address(), phoas[mac])
         for mac in moved[:3]:
             self.assertEqual(self.ping("cn", phoas[mac]), 0)
-        # Bad input: PMIP2 has no SA naming the unauthorized mobile: 129, the
-        # binding still PMIP1's (no takeover line), the MAG lets it go.
-        self.assertRegex(lma, rf"refused with ADMINISTRATIVELY_PROHIBITED: MN "
-                              rf"{re.escape(_UNAUTHORIZED)} is held by PMIP client "
-                              rf"{re.escape(PMIPS[0])}; this client is not authorized")
-        self.assertNotIn(f"(MN {_UNAUTHORIZED}) taken over", lma)
+        # Bad input: PMIP2 is not authorized for one mobile: refused, the
+        # binding still PMIP1's (no takeover line).
+        self.waitFor(lambda: self.refusedUnauthorized(), "the unauthorized mobile's refusal")
+        self.assertNotIn(f"(MN {_UNAUTHORIZED}) taken over", self.log("lma"))
         # PMIP1 restarts with its store: it asks PMIP2, which holds them.
         before = len(lma)
         self.startPmip("pmip", "pmip-again.log")
@@ -239,3 +258,63 @@ class RelocationTests(_TwoClients, SynchronousTestCase):
         # The tunnel stays up throughout: at most a reply or two lost to jitter.
         self.assertGreaterEqual(received, sent - 2)
         self.assertLess(max(gaps), 0.5)
+
+
+class KeyFileRelocationTests(_Relocation, SynchronousTestCase):
+    """
+    Static keys: PMIP2's per-client SA (any mobile) signs its PBU for the
+    mobile it has no per-MN SA for; the LMA refuses the takeover (129).
+    """
+
+    def prepare(self):
+        for name, entries in keyFiles().items():
+            path = self.path(name)
+            with open(path, "w") as f:
+                f.write("\n".join(entries))
+            os.chmod(path, 0o600)
+
+    def security(self, name=None, me=None):
+        return f'keys = "{name or "lma"}-keys.toml"'
+
+    def refusedUnauthorized(self):
+        return re.search(rf"refused with ADMINISTRATIVELY_PROHIBITED: MN "
+                         rf"{re.escape(_UNAUTHORIZED)} is held by PMIP client "
+                         rf"{re.escape(PMIPS[0])}; this client is not authorized",
+                         self.log("lma")) is not None
+
+
+class AaaRelocationTests(_Relocation, SynchronousTestCase):
+    """
+    Keys from a real FreeRADIUS (in the LMA's namespace): the LMA and each
+    client ask with NAS-IPv6-Address = the client. PMIP2 gets an
+    Access-Reject for the mobile it is not authorized for and answers its MAG
+    not-authorized; no PBU reaches the LMA.
+    """
+
+    def prepare(self):
+        from netlmm.test import test_radius
+        if test_radius.FREERADIUS is None:
+            from twisted.trial.unittest import SkipTest
+            raise SkipTest("freeradius is not installed (apt-get install freeradius)")
+        directory = self.path("radius")
+        os.makedirs(directory)
+        config = test_radius.CONFIG.format(dir=directory, port=RADIUS_PORT, secret=SECRET)
+        config = config.replace("ipv6addr = ::1\n  secret", "ipv6addr = ::/0\n  secret")
+        config = config.replace("ipv6addr = ::1\n    port", f"ipv6addr = {LMA_ADDRESS}\n    port")
+        with open(os.path.join(directory, "radiusd.conf"), "w") as f:
+            f.write(config)
+        with open(os.path.join(directory, "users"), "w") as f:
+            f.write(users())
+        self.t.start("lma", [test_radius.FREERADIUS, "-X", "-d", directory],
+                     self.path("radius.log"))
+        self.waitFor(lambda: "Ready to process requests" in self.log("radius"), "FreeRADIUS")
+
+    def security(self, name=None, me=None):
+        lines = ["[{}.security.radius]".format("lma" if name is None else "pmip"),
+                 f'servers = ["[{LMA_ADDRESS}]:{RADIUS_PORT}"]', f'secret = "{SECRET}"']
+        if me is not None:
+            lines.append(f'nas_address = "{me}"')
+        return "\n".join(lines)
+
+    def refusedUnauthorized(self):
+        return f"no key from AAA for MN {_UNAUTHORIZED}" in self.log("pmip2")
