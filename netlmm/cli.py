@@ -28,6 +28,12 @@ def main(argv=None):
                            "mac80211_hwsim radios) with context transfer and forwarding; "
                            "the mobile (wpa_supplicant) roams MAG1 -> MAG2 -> MAG1 under a "
                            "1,000 packets/s stream")
+    demo.add_argument("--domains", action="store_true",
+                      help="with --netns (a kernel with Mobile IPv6): two domains (LMA1, "
+                           "LMA2, three MAGs, one in both), the GMA and a correspondent; a "
+                           "Mobile IPv6 mobile (netlmm mn) and a plain one change domain "
+                           "with a TCP connection open; exits 1 when the first one's "
+                           "connection does not survive")
     demo.add_argument("--dataplane", default=None, choices=("seg6", "userspace", "ip6tnl"),
                       help="with --netns: the data plane (default: seg6 where the kernel "
                            "has seg6 lightweight tunnels, else userspace)")
@@ -53,11 +59,15 @@ def main(argv=None):
         return pki.main(args, sys.stdout)
     if args.command == "demo" and args.netns:
         from netlmm import demo_netns
+        if args.wifi and args.domains:
+            parser.error("--wifi and --domains are two different demos")
+        if args.domains:
+            return demo_netns.runDomains(dataplane=args.dataplane)
         if args.wifi:
             return demo_netns.runWifi(dataplane=args.dataplane)
         return demo_netns.run(dataplane=args.dataplane)
-    if args.command == "demo" and args.wifi:
-        parser.error("--wifi goes with --netns")
+    if args.command == "demo" and (args.wifi or args.domains):
+        parser.error(f"--{'wifi' if args.wifi else 'domains'} goes with --netns")
     if args.command == "demo":
         from netlmm import demo
         return demo.main()

@@ -258,3 +258,105 @@ def _burst(burst, lanes):
     return (first, lanes.get(src, src), lanes.get(dst, dst),
             f"forwarded downlink: {len(distinct)} packets in IPv6-in-IPv6 over "
             f"{(last - first) * 1000:.0f} ms")
+
+
+#: Lanes of the two-domain ladder: MN runs `netlmm mn`, PN is a plain host.
+DOMAIN_LANES = ["MN", "PN", "MAG1", "MAG2", "MAG3", "PMIP1", "PMIP2", "LMA1", "LMA2", "GMA", "CN"]
+
+
+def runDomains(out=sys.stdout, dataplane=None, workdir=None):
+    """
+    `netlmm demo --netns --domains`: two local mobility domains (LMA1 and
+    LMA2, each with its PMIP client; MAG1 in LMA1's, MAG3 in LMA2's, MAG2 in
+    both), the GMA and a correspondent (L{netlmm.lab.domains}). A Mobile
+    IPv6 mobile (`netlmm mn`) moves MAG1 -> MAG2 -> MAG3 and a plain one
+    MAG1 -> MAG2 (into LMA2's domain), each with a TCP connection from the
+    CN open. Prints the ladder as captured on the core network and, per
+    mobile, whether its connection survived and its addresses before and
+    after; returns the exit status (1 when the MIPv6 mobile's connection did
+    not survive, 2 when this host cannot run it).
+    """
+    from netlmm.lab.domains import LMAS, MAGS, PMIPS, TwoDomains, crossDomains
+    from netlmm.lab.mip6 import GMA_ADDRESS, NEEDS
+    try:
+        reason = kernel.needsRoot()
+        if reason:
+            raise CommandFailed(reason)
+        reason = next(filter(None, map(kernel.missing, NEEDS)), None)
+        if reason:
+            raise CommandFailed(f"the GMA and `netlmm mn` need a kernel with Mobile IPv6 "
+                                f"(mip6, ip6tnl, seg6); this one has {reason}")
+        dataplane = chooseDataPlane(dataplane)
+    except CommandFailed as e:
+        print(f"netlmm demo --netns --domains: {e}", file=sys.stderr)
+        return 2
+    workdir = workdir or tempfile.mkdtemp(prefix="netlmm-demo-domains-")
+    print(f"netlmm demo --netns --domains: {dataplane} data plane; logs and capture in "
+          f"{workdir}", file=out)
+    lab = TwoDomains(directory=workdir, dataplane=dataplane)
+    notes = []
+    lanes = {GMA_ADDRESS: "GMA"}
+    for table in (LMAS, PMIPS, MAGS):
+        lanes.update({address: node.upper() for node, address in table.items()})
+
+    def note(sender, receiver, text):
+        notes.append((time.time(), sender, receiver, text))
+    try:
+        lab.startAll()
+        # Everything between the domains' nodes and the GMA crosses the core
+        # bridge; "host GMA" keeps the BU/BA themselves, not their copies
+        # inside the MAG-LMA tunnels.
+        capture = lab.capture("core", "core", lab.path("core.pcap"),
+                              filter=f"udp port 5436 or tcp port 5437 or (host {GMA_ADDRESS} "
+                                     "and (ip6[6] == 60 or ip6[6] == 43 or ip6[6] == 135))")
+        start = time.time()
+        results = crossDomains(lab, note, window=5.0)
+        capture.stop()
+        print("\nSignalling as captured on the core network (MN: netlmm mn, PN: a plain "
+              "host):", file=out)
+        for line in _domainLadder(lab, capture, start, notes, lanes):
+            print(line, file=out)
+        print(file=out)
+        for name, what in (("mn", "MN (Mobile IPv6, netlmm mn)"), ("pn", "PN (plain IPv6)")):
+            r = results[name]
+            print(f"{what}: TCP connection {'SURVIVED' if r['survived'] else 'did not survive'};"
+                  f" addresses before {', '.join(r['before'])}; after "
+                  f"{', '.join(r['after']) or '-'}", file=out)
+            for old, new, first in r["moves"]:
+                gap = "none" if first is None else f"{first * 1000:.0f} ms"
+                print(f"  move {old.upper()} -> {new.upper()}: first packet on the new path "
+                      f"{gap} after the new link came up", file=out)
+        if not results["mn"]["survived"]:
+            print("demo FAILED: the Mobile IPv6 mobile's TCP connection did not survive",
+                  file=sys.stderr)
+            return 1
+        return 0
+    except CommandFailed as e:
+        print(f"demo FAILED: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("demo interrupted: removing the namespaces", file=sys.stderr)
+        return 130
+    finally:
+        lab.destroy()
+
+
+def _domainLadder(lab, capture, start, notes, lanes):
+    """The two-domain ladder: notes, PMIP signalling (pcap) and BU/BA (tshark)."""
+    rows = list(notes)
+    packets = readPcap(capture.path)
+    for m in signalling(packets, 5437):
+        rows.append((m.time, lanes.get(str(m.src), str(m.src)),
+                     lanes.get(str(m.dst), str(m.dst)), describe(m.message)))
+    for t, src, dst, kind, buSeq, baSeq, status, lifetime, home in capture.fields(
+            "mipv6 and not udp", "frame.time_epoch", "ipv6.src", "ipv6.dst", "mip6.mhtype",
+            "mip6.bu.seqnr", "mip6.ba.seqnr", "mip6.ba.status", "mip6.bu.lifetime",
+            "ipv6.opt.mipv6.home_address"):
+        if kind == "5":
+            text = f"BU seq={buSeq} HoA={home} CoA={src} lifetime={lifetime}"
+            rows.append((float(t), "MN", "GMA", text))
+        elif kind == "6":
+            rows.append((float(t), "GMA", "MN", f"BA seq={baSeq} status={status} to {dst}"))
+    ladder = Ladder(DOMAIN_LANES, start, _Clock(start))
+    ladder.rows = [(t - start, s, r, text) for t, s, r, text in sorted(rows)]
+    return ladder.render()

@@ -42,8 +42,13 @@ NEEDS = ("mip6", "ip6tnl", "seg6")
 class MobileIpv6Lab(Lab):
     """The namespaces, the two daemons and the mobile's moves (see module)."""
 
-    def __init__(self, testCase=None, directory=None, prefix=None):
-        super().__init__(testCase, prefix, needs=NEEDS)
+    #: The networks care-of addresses come from, and the GMA's data-plane
+    #: interface (subclasses with other access networks change them).
+    careOfNetworks = tuple(p for p, *_ in ROUTERS.values())
+    gmaInterface = "g0"
+
+    def __init__(self, testCase=None, directory=None, prefix=None, needs=NEEDS):
+        super().__init__(testCase, prefix, needs=needs)
         if directory is None:
             import tempfile
             directory = tempfile.mkdtemp(prefix="netlmm-mip6-")
@@ -84,7 +89,7 @@ class MobileIpv6Lab(Lab):
 
     def startGma(self, extra="", dataplane="seg6"):
         """`twistd -n netlmm-gma` in the GMA namespace; returns when it listens."""
-        careOf = ", ".join(f'"{p}"' for p, *_ in ROUTERS.values())
+        careOf = ", ".join(f'"{p}"' for p in self.careOfNetworks)
         config = self.path("gma.toml")
         with open(config, "w") as f:
             f.write(f"""[gma]
@@ -98,7 +103,7 @@ max_lifetime = 600
 [gma.dataplane]
 kind = "{dataplane}"
 address = "{GMA_ADDRESS}"
-interface = "g0"
+interface = "{self.gmaInterface}"
 [gma.security]
 mode = "rfc4285"
 keys = "keys.toml"
