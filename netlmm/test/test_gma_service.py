@@ -165,6 +165,56 @@ class GmaServiceTests(SynchronousTestCase):
         self.assertRefusedOnce(answer, Status.MIPV6_ID_MISMATCH, {HOA: COA1})
         self.assertSigned(answer)
 
+    def assertBindingKept(self, answer, status):
+        """Refused with C{status}, signed or not, and HOA still bound at COA1."""
+        self.assertEqual(answer[0].status, status)
+        self.assertEqual(self.dataplane.routes, {HOA: COA1})
+        self.assertEqual(self.service.bindingTable()[1].split()[:3],
+                         [str(HOA), MN1.decode(), str(COA1)])
+        self.assertEqual(self.service.refusals, 1)
+
+    def bound(self):
+        """The mobile bound at COA1, one second ago."""
+        self.assertEqual(self.deliver(*self.mobile.bu(COA1))[0].status, Status.ACCEPTED)
+        self.clock.advance(1)
+
+    def test_unauthenticatedCannotMove(self):
+        """
+        An unsigned BU for a bound home address from another care-of address
+        (a hijack of the home address, issue 10 bad input): 146, the binding
+        stays where its mobile put it.
+        """
+        self.bound()
+        bu = mh.BindingUpdate(9, mh.BU_A | mh.BU_H, 75, [mh.MobileNodeIdentifier(MN1)])
+        answer = self.deliver(bu, mh.encodeMessage(bu), careOf=COA2)
+        self.assertBindingKept(answer, Status.MIPV6_AUTH_FAIL)
+
+    def test_replayedMoveRefused(self):
+        """
+        A BU the mobile sent from COA2 earlier, replayed after it moved back
+        to COA1 (an attacker's way to pull its traffic): 144, still at COA1.
+        """
+        old = self.mobile.bu(COA2)
+        self.deliver(*old, careOf=COA2)
+        self.clock.advance(1)
+        self.bound()
+        self.service.refusals = 0
+        self.assertBindingKept(self.deliver(*old, careOf=COA2), Status.MIPV6_ID_MISMATCH)
+
+    def test_careOfOutsideCannotMove(self):
+        """A signed BU from a care-of address outside every domain: 129, still at COA1."""
+        self.bound()
+        answer = self.deliver(*self.mobile.bu(STRAY), careOf=STRAY)
+        self.assertBindingKept(answer, Status.ADMINISTRATIVELY_PROHIBITED)
+        self.assertSigned(answer)
+
+    def test_otherHomeCannotMove(self):
+        """MN2's signed BU naming MN1's home address: 133, MN1 still at COA1."""
+        self.bound()
+        mobile = Mobile(self.clock, sa=SA2, mnId=MN2, home=HOA)
+        answer = self.deliver(*mobile.bu(COA2), careOf=COA2)
+        self.assertBindingKept(answer, Status.NOT_HOME_AGENT_FOR_MN)
+
     def test_otherMobilesSa(self):
         """MN2's key for MN1's identity: 129."""
         mobile = Mobile(self.clock, sa=SA2._replace(mnId=MN1), mnId=MN1)
