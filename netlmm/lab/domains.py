@@ -114,11 +114,14 @@ class TwoDomains(MobileIpv6Lab):
 
     careOfNetworks = tuple(str(p) for p in POOLS.values())
     gmaInterface = "core"
+    gmaNode = "core"
 
     def __init__(self, testCase=None, directory=None, prefix=None, dataplane=None, gma=True):
         self.dataplane, need = pickDataPlane(dataplane)
         needs = (need,) + (NEEDS if gma else ())
         super().__init__(testCase, directory, prefix, needs=tuple(dict.fromkeys(needs)))
+        self.directory = os.path.abspath(self.directory)
+        os.makedirs(self.directory, exist_ok=True)
         self.withGma = gma
         self.mobile = Mobile(self, "mn", MN_MAC)
         self.plain = Mobile(self, "pn", PN_MAC)

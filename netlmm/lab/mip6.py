@@ -46,6 +46,8 @@ class MobileIpv6Lab(Lab):
     #: interface (subclasses with other access networks change them).
     careOfNetworks = tuple(p for p, *_ in ROUTERS.values())
     gmaInterface = "g0"
+    #: The namespace the GMA runs in.
+    gmaNode = "gma"
 
     def __init__(self, testCase=None, directory=None, prefix=None, needs=NEEDS):
         super().__init__(testCase, prefix, needs=needs)
@@ -109,7 +111,7 @@ mode = "rfc4285"
 keys = "keys.toml"
 """)
         self.gmaLog = self.path("gma.log")
-        self.gma = self.twistd("gma", "gma", config, self.gmaLog)
+        self.gma = self.twistd(self.gmaNode, "gma", config, self.gmaLog)
         self.waitLog(self.gmaLog, "GMA listening", self.gma, timeout=60)
         return self.gma
 

@@ -39,7 +39,7 @@ class PlainMobileTests(SynchronousTestCase):
         so the old TCP connection does not survive, which the test states.
         """
         lab = TwoDomains(self, self.mktemp(), gma=False)
-        os.makedirs(lab.directory)
+
         lab.startAll()
         result = plainMove(lab, window=3.0)
         self.assertEqual(len(_inPool("lma1", result["before"])), 1, result)
@@ -66,7 +66,7 @@ class MobileIpv6Tests(SynchronousTestCase):
         Update with the Home Address option and an accepting BA on the wire).
         """
         lab = TwoDomains(self, self.mktemp())
-        os.makedirs(lab.directory)
+
         lab.startAll()
         capture = lab.capture("core", "core", lab.path("core.pcap"),
                               filter=f"host {GMA_ADDRESS}")
