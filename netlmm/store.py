@@ -83,6 +83,8 @@ class _GroupCommit:
     """
 
     log = Logger()
+    #: The longest wait between two attempts at a write that failed, seconds.
+    retryCap = 5.0
 
     def __init__(self, reactor):
         self.reactor = reactor
@@ -113,6 +115,15 @@ class _GroupCommit:
         if self._writing is None and self._retry is None:
             self._startWrite()
         return d
+
+    @property
+    def available(self):
+        """
+        False while writing fails (since the last failed attempt, until one
+        succeeds): the role services then refuse new work rather than pile
+        up acknowledgements they cannot release.
+        """
+        return not self._failures
 
     @property
     def pending(self):
@@ -158,7 +169,7 @@ class _GroupCommit:
         batch.update(self._staged)
         self._staged = batch
         self._waiters[:0] = waiters
-        delay = min(0.1 * 2 ** (self._failures - 1), 5.0)
+        delay = min(0.1 * 2 ** (self._failures - 1), self.retryCap)
         if self._failures == 1 or self._failures % 10 == 0:
             self.log.error("state {location}: cannot write ({error}); {n} entries and "
                            "their acknowledgements wait, trying again in {delay:g} s",

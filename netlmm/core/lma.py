@@ -585,6 +585,36 @@ class LmaCore:
                      "{kind} from {peer} is not for an LMA; dropped", kind=kind)
         return []
 
+    def knows(self, bu):
+        """
+        True when PBU C{bu} names a session this LMA has (by a home in its
+        Home Network Prefix options, or by its MN identifier): a refresh,
+        handoff or deregistration rather than a new attachment.
+        """
+        for o in bu.options:
+            t = type(o)
+            if t is mh.HomeNetworkPrefix:
+                if not o.unspecified and self.binding(o.prefix) is not None:
+                    return True
+            elif t is mh.MobileNodeIdentifier:
+                if o.identifier in self._byMnId:
+                    return True
+        return False
+
+    def refuse(self, bu, source, status, why, now):
+        """
+        The effects that refuse PBU C{bu} from C{source} with C{status} for a
+        reason of the service's (C{why}: one line), nothing else changed:
+        the answer echoes what the PBU sent, as every refusal does.
+        """
+        if type(source) is not IPv6Address:
+            source = IPv6Address(source)
+        p = _Pbu(bu, source)
+        policy = self._peer(source)[1]
+        if policy is not None and policy.profile is not None:
+            p.profile = policy.profile
+        return self._refuse(p, _Refusal(status, why), now)
+
     def _refuseMessage(self, source, reason, fmt, **fields):
         """A message (not a PBU) from C{source} refused: through C{refused} when set."""
         if self.refused is not None:

@@ -51,6 +51,9 @@ class LmaService(Refusing, RoleService):
                            observer=self.observe if observer else None)
         #: PBAcks sent, by status (the metrics' netlmm_lma_pbas_sent_total).
         self.pbaStatus = {}
+        #: PBUs met while the state store could not write: refused with
+        #: 130 (new attachments) or left unanswered (delayed).
+        self.storeCounters = {"refused": 0, "delayed": 0}
         #: Binding Errors sent; those the bucket refuses are counted in
         #: C{bindingErrors.refused} and not sent.
         self.bindingErrors = TokenBucket(BE_RATE, BE_BURST)
@@ -153,9 +156,35 @@ class LmaService(Refusing, RoleService):
             self.observe("verified", message, source)
         self.context = (source, verdict)
         try:
-            self.feed(self.core.receive, message, source[0])
+            store = self.store
+            if store is not None and not store.available and type(message) is \
+                    mh.BindingUpdate:
+                self._storeUnavailable(message, source, now)
+            else:
+                self.feed(self.core.receive, message, source[0])
         finally:
             self.context = None
+
+    def _storeUnavailable(self, bu, source, now):
+        """
+        A PBU while the state store cannot write (Redis away or frozen):
+        nothing it asks may be acknowledged, so nothing changes. A new
+        attachment is refused at once with 130 (insufficient resources:
+        RFC 6275 6.1.8, the MAG may try again later); a PBU for a session
+        the LMA has (a refresh, handoff or deregistration) is not answered:
+        its sender retransmits, and the binding it had stays as stored.
+        """
+        if self.core.knows(bu):
+            self.storeCounters["delayed"] += 1
+            self._refused(source[0], "state store unavailable",
+                          "PBU seq {seq} from [{peer}]:{port} not answered: the state "
+                          "store cannot write ({location})", seq=bu.sequence,
+                          port=source[1], location=self.store.location)
+            return
+        self.storeCounters["refused"] += 1
+        self.execute(self.core.refuse(
+            bu, source[0], mh.Status.INSUFFICIENT_RESOURCES,
+            f"the state store cannot write ({self.store.location})", now))
 
     def _mustFetch(self, bu, raw, source):
         """
@@ -276,6 +305,11 @@ class LmaService(Refusing, RoleService):
             yield counter("netlmm_lma_auth_verified",
                           "PBUs whose RFC 4285 authentication verified",
                           self.security.counters["verified"])
+        if self.store is not None:
+            yield counter("netlmm_lma_pbus_store_unavailable",
+                          "PBUs met while the state store could not write: refused "
+                          "(130, new attachments) or delayed (not answered)",
+                          self.storeCounters, "outcome")
         yield gauge("netlmm_lma_bindings",
                     "Binding cache entries (mobility sessions) by state (RFC 6475 "
                     "pmip6BindingCacheTable)",

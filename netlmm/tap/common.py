@@ -29,10 +29,19 @@ class RoleOptions(usage.Options):
 
     #: The config keys, shown verbatim after the options in --help.
     configHelp = ""
+    #: Whether the role keeps durable state (and so reads a [state] table).
+    keepsState = False
+    stateHelp = """
+The top-level [state] table keeps the state in Redis (instead of state_file):
+  backend = 'redis', address = '[::1]:6379' or socket = a path, database
+  (0), prefix ('netlmm:'), timeout (1.0 s), password_file, replicas (0);
+  see doc/operations.md "State in Redis"
+"""
 
     def getUsage(self, width=None):
         # usage.Options re-wraps longdesc; the key list must keep its layout.
-        return super().getUsage(width) + "\n" + self.configHelp.strip("\n") + "\n"
+        return (super().getUsage(width) + "\n" + self.configHelp.strip("\n") + "\n"
+                + (self.stateHelp.lstrip("\n") if self.keepsState else ""))
 
     def parseOptions(self, options=None):
         """
@@ -69,6 +78,19 @@ class RoleOptions(usage.Options):
             table.finish()
             from netlmm.metrics import metricsConfig
             self.metricsListen = metricsConfig(document)
+            self.stateBackend = None
+            if self.keepsState:
+                from netlmm.redisstore import stateConfig
+                self.stateBackend = stateConfig(document, self.configDir)
+            built = self.built if isinstance(self.built, dict) else {}
+            if self.stateBackend is not None and self.section == "mag" and \
+                    not built.get("colocated"):
+                raise ConfigError("state: a MAG keeps state only with a co-located "
+                                  "PMIP client ([mag.pmip_client])")
+            if self.stateBackend is not None and (built.get("stateFile") or (
+                    built.get("colocated") or {}).get("stateFile")):
+                raise ConfigError(f"{self.section}.state_file: not with [state] backend "
+                                  "'redis' (keep one)")
             from netlmm.ctl import controlConfig
             self.controlSocket = controlConfig(document, self.configDir)
             if self.controlSocket is not None and not self.hasControl:

@@ -41,6 +41,7 @@ The [gma] table of the config file:
                   replay_window = seconds a timestamp may be off (7)
 See etc/netlmm/gma.toml for a commented example."""
     section = "gma"
+    keepsState = True
 
     def build(self, table):
         address = table.address("address", required=True)
@@ -117,8 +118,10 @@ def makeService(options):
         guard = LmaGuard(buildKeys(b["security"], reactor), b["security"]["window"])
     port = MIP6Port(reactor, None, b["address"])
     service = GmaService(reactor, core, port, b["dataplane"], security=guard, xfrm=Xfrm())
-    if b["stateFile"]:
-        from netlmm.store import SqliteStore, loadOrExit
-        service.store = SqliteStore(b["stateFile"], "gma-bindings", reactor)
+    from netlmm.redisstore import makeStore
+    service.store = makeStore(getattr(options, "stateBackend", None), b["stateFile"],
+                              "gma-bindings", reactor)
+    if service.store is not None:
+        from netlmm.store import loadOrExit
         loadOrExit(service, "gma")
     return daemon(options, [service])

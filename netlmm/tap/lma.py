@@ -73,6 +73,7 @@ The [lma] table of the config file:
                   each request names the PBU's PMIP client in NAS-IPv6-Address
 See etc/netlmm/lma.toml for a commented example."""
     section = "lma"
+    keepsState = True
     hasControl = True
 
     def build(self, table):
@@ -221,8 +222,10 @@ def makeService(options):
         guard = LmaGuard(buildKeys(b["security"], reactor), b["security"]["window"])
     service = LmaService(reactor, core, b["listen"], b["transport"], b["dataplane"],
                          security=guard, relocation=b.get("relocation", "authorized"))
-    if b["stateFile"]:
-        from netlmm.store import SqliteStore, loadOrExit
-        service.store = SqliteStore(b["stateFile"], "lma-bindings", reactor)
+    from netlmm.redisstore import makeStore
+    service.store = makeStore(getattr(options, "stateBackend", None), b["stateFile"],
+                              "lma-bindings", reactor)
+    if service.store is not None:
+        from netlmm.store import loadOrExit
         loadOrExit(service, "lma")
     return daemon(options, [service])

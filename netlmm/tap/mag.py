@@ -106,6 +106,7 @@ The [mag] table of the config file:
                         Create them with `netlmm pki init` / `netlmm pki issue --role mag`.
 See etc/netlmm/mag.toml for a commented example."""
     section = "mag"
+    keepsState = True
 
     def opt_list_strategies(self):
         """List the installed address-assignment strategies (plugins) and exit."""
@@ -201,7 +202,8 @@ def makeService(options):
         return daemon(options, [mag])
     # The co-located PMIP client starts first, so the MAG finds it listening.
     from netlmm.tap import pmip as pmipTap
-    return daemon(options, [pmipTap.serviceFromBuilt(b["colocated"]), mag])
+    return daemon(options, [pmipTap.serviceFromBuilt(
+        b["colocated"], getattr(options, "stateBackend", None)), mag])
 
 
 def accessTechnology(table, key="access_technology"):

@@ -103,6 +103,7 @@ The [pmip] table of the config file:
                 Create them with `netlmm pki init` / `netlmm pki issue --role pmip`.
 See etc/netlmm/pmip.toml for a commented example."""
     section = "pmip"
+    keepsState = True
     hasControl = True
 
     def opt_list_anchor_policies(self):
@@ -171,11 +172,15 @@ See etc/netlmm/pmip.toml for a commented example."""
 def makeService(options):
     """The PMIP client service described by the validated options."""
     from netlmm.tap.common import daemon
-    return daemon(options, [serviceFromBuilt(options.built)])
+    return daemon(options, [serviceFromBuilt(options.built,
+                                             getattr(options, "stateBackend", None))])
 
 
-def serviceFromBuilt(b):
-    """The PMIP client service for what L{Options.build} returned."""
+def serviceFromBuilt(b, redis=None):
+    """
+    The PMIP client service for what L{Options.build} returned; its state in
+    Redis when C{redis} (L{netlmm.redisstore.stateConfig}) is given.
+    """
     from twisted.internet import reactor
     from netlmm.daemon import roleLogger
     from netlmm.service.pmip import PmipService
@@ -199,9 +204,10 @@ def serviceFromBuilt(b):
                           peers=peers, peerListen=b.get("peerListen"),
                           allowedPeers=b.get("allowedPeers"), lmaPorts=lmaPorts,
                           limits=b.get("limits"))
-    if b["stateFile"]:
-        from netlmm.store import SqliteStore, loadOrExit
-        service.store = SqliteStore(b["stateFile"], "pmip-bindings", reactor)
+    from netlmm.redisstore import makeStore
+    service.store = makeStore(redis, b["stateFile"], "pmip-bindings", reactor)
+    if service.store is not None:
+        from netlmm.store import loadOrExit
         loadOrExit(service, "pmip")
     return service
 
