@@ -219,6 +219,16 @@ class RedisStore(_GroupCommit):
     def _blocking(self):
         return BlockingRedis(self.target)
 
+    def ping(self):
+        """Raise L{StateError} unless Redis answers (blocking; for start-up)."""
+        r = self._blocking()
+        try:
+            r.call(b"PING")
+        except RedisError as e:
+            raise StateError(f"{self.location}: {e}") from None
+        finally:
+            r.close()
+
     def load(self):
         r = self._blocking()
         try:
@@ -373,9 +383,15 @@ def stateConfig(document, configDir):
         if mode & 0o077:
             raise ConfigError(f"state.password_file: {passwordFile} can be read by others; "
                               "chmod 600 it")
+    failover = table.table("failover")
+    if failover.data:
+        from netlmm.failover import failoverConfig
+        failover = failoverConfig(failover)
+    else:
+        failover = None
     table.finish()
     return dict(target=RedisTarget(address, path, int(database), password, timeout),
-                prefix=prefix, replicas=int(replicas))
+                prefix=prefix, replicas=int(replicas), failover=failover)
 
 
 def makeStore(redis, stateFile, kind, reactor):

@@ -35,7 +35,9 @@ class RoleOptions(usage.Options):
 The top-level [state] table keeps the state in Redis (instead of state_file):
   backend = 'redis', address = '[::1]:6379' or socket = a path, database
   (0), prefix ('netlmm:'), timeout (1.0 s), password_file, replicas (0);
-  see doc/operations.md "State in Redis"
+  see doc/operations.md "State in Redis". LMA only: [state.failover]
+  address = the service address with its prefix length, interface, lease
+  (1.0 s), name: one of an active/standby pair (doc/operations.md)
 """
 
     def getUsage(self, width=None):
@@ -83,6 +85,9 @@ The top-level [state] table keeps the state in Redis (instead of state_file):
                 from netlmm.redisstore import stateConfig
                 self.stateBackend = stateConfig(document, self.configDir)
             built = self.built if isinstance(self.built, dict) else {}
+            if (self.stateBackend or {}).get("failover") and self.section != "lma":
+                raise ConfigError("state.failover: only for the LMA (an active/standby "
+                                  "pair)")
             if self.stateBackend is not None and self.section == "mag" and \
                     not built.get("colocated"):
                 raise ConfigError("state: a MAG keeps state only with a co-located "

@@ -223,8 +223,21 @@ def makeService(options):
     service = LmaService(reactor, core, b["listen"], b["transport"], b["dataplane"],
                          security=guard, relocation=b.get("relocation", "authorized"))
     from netlmm.redisstore import makeStore
-    service.store = makeStore(getattr(options, "stateBackend", None), b["stateFile"],
-                              "lma-bindings", reactor)
+    redis = getattr(options, "stateBackend", None)
+    service.store = makeStore(redis, b["stateFile"], "lma-bindings", reactor)
+    if redis is not None and redis["failover"] is not None:
+        # One of an active/standby pair: the state is loaded when this
+        # daemon takes over; now only whether Redis answers.
+        from netlmm.failover import FailoverService
+        from netlmm.store import StateError
+        try:
+            service.store.ping()
+        except StateError as e:
+            raise SystemExit(f"netlmm-lma cannot start: {e}") from None
+        f = redis["failover"]
+        return daemon(options, [FailoverService(
+            reactor, service, service.store, f["lease"], f["name"], f["address"],
+            f["interface"])])
     if service.store is not None:
         from netlmm.store import loadOrExit
         loadOrExit(service, "lma")

@@ -22,6 +22,7 @@ from netlmm.lab.wait import until
 from netlmm.redisstore import BlockingRedis, RedisStore, RedisTarget
 from netlmm.store import StateError
 from netlmm.test.test_store import LO, deferLaterSeconds, pbu
+from netlmm.wire import mh
 
 MN1 = b"mn1@example.net"
 
@@ -291,6 +292,25 @@ class StateConfigTests(TestCase):
         e = self.assertRaises(ConfigRejected, self.options, path)
         self.assertIn("lma.state_file: not with [state] backend 'redis'", str(e))
 
+    def test_failover(self):
+        b = self.options(self.config(
+            '[state]\nbackend = "redis"\nsocket = "r.sock"\n[state.failover]\n'
+            'address = "2001:db8:f::1/64"\ninterface = "eth0"\nname = "lma-a"\n'
+        )).stateBackend["failover"]
+        self.assertEqual((str(b["address"]), b["interface"], b["lease"], b["name"]),
+                         ("2001:db8:f::1/64", "eth0", 1.0, "lma-a"))
+
+    def test_failoverBadAddress(self):
+        self.assertIn("state.failover.address: expected an IPv6 address with its prefix "
+                      "length such as '2001:db8:f::1/64', got 'lma'", self.refused(
+                          '[state]\nbackend = "redis"\nsocket = "r.sock"\n'
+                          '[state.failover]\naddress = "lma"\ninterface = "eth0"\n'))
+
+    def test_failoverOnlyForTheLma(self):
+        self.assertIn("state.failover: only for the LMA", self.refused(
+            '[state]\nbackend = "redis"\nsocket = "r.sock"\n[state.failover]\n'
+            'address = "2001:db8:f::1/64"\ninterface = "eth0"\n', "pmip"))
+
     def test_magWithoutPmipClient(self):
         """A MAG keeps state only for a co-located PMIP client: [state] alone is an error."""
         self.assertIn("state: a MAG keeps state only with a co-located PMIP client",
@@ -358,11 +378,9 @@ class LmaOverRedisTests(TestCase):
         self.addCleanup(self.port.stopListening)
 
     def send(self, message):
-        from netlmm.wire import mh
         self.port.write(mh.encodeMessage(message, LO, LO), ("::1", self.lma.port.port))
 
     def answers(self):
-        from netlmm.wire import mh
         return [mh.decodeMessage(data) for data, _ in self.probe.received]
 
     def stored(self):
@@ -384,7 +402,6 @@ class LmaOverRedisTests(TestCase):
         the LMA has is not answered (its sender retransmits). Redis back:
         the held PBAck leaves, and new mobiles are accepted again.
         """
-        from netlmm.wire import mh
         self.send(pbu(10))
         yield until(lambda: self.probe.received, what="the first PBAck")
         self.redis.kill()
@@ -453,3 +470,101 @@ class LmaOverRedisTests(TestCase):
         self.assertGreater(last, max(a.sequence for a in refused))
 
 
+
+
+class FailoverTests(TestCase):
+    """
+    Two LMA services of one pair in this process (on loopback, each on a
+    port of its own; the service address is the netns test's business):
+    the lease decides which one serves, the standby takes over with every
+    acknowledged binding, and a deposed active can write nothing.
+    """
+
+    timeout = 60
+
+    def setUp(self):
+        self.redis = runningRedis(self)
+
+    def member(self, node, lease=0.5):
+        from netlmm.core.lma import AddressPool, LmaCore
+        from netlmm.dataplane.memory import MemoryDataPlane
+        from netlmm.failover import FailoverService
+        from netlmm.service.lma import LmaService
+        lma = LmaService(
+            reactor, LmaCore("2001:db8:1::/64", ["::1/128"], 3600,
+                             AddressPool("2001:db8:1::100", "2001:db8:1::ffff")),
+            (LO, 0), "udp", MemoryDataPlane(), name=f"LMA {node}")
+        lma.store = RedisStore(self.redis.target(timeout=0.3), "lma-bindings", reactor)
+        f = FailoverService(reactor, lma, lma.store, lease=lease, name=node)
+        f.lostLease = []
+        f.lost = lambda: f.lostLease.append(True)
+        f.startService()
+        self.addCleanup(lambda: f.running and f.stopService())
+        return f
+
+    @inlineCallbacks
+    def pbus(self, f, messages):
+        """Send C{messages} to C{f}'s LMA; its answers."""
+        from netlmm.lab.fakes import UDPProbe
+        probe = UDPProbe()
+        port = reactor.listenUDP(0, probe, interface="::1")
+        try:
+            for m in messages:
+                port.write(mh.encodeMessage(m, LO, LO), ("::1", f.role.port.port))
+            yield until(lambda: len(probe.received) == len(messages), what="the answers")
+        finally:
+            yield port.stopListening()
+        return [mh.decodeMessage(data) for data, _ in probe.received]
+
+    @inlineCallbacks
+    def test_standbyTakesOverOnStop(self):
+        a = self.member("a")
+        yield until(lambda: a.state == "active", what="a to be active")
+        b = self.member("b")
+        yield until(lambda: b.state == "waiting", what="b to wait")
+        self.assertFalse(b.role.running)
+        self.assertEqual(b.command(["list"]), "standby (waiting): not serving; the "
+                         "active LMA answers\n")
+        answers = yield self.pbus(a, [pbu(1, mnId=b"mn%d" % i) for i in range(20)])
+        self.assertEqual({x.status for x in answers}, {0})
+        yield a.stopService()
+        # The lease was given up: b takes over within one poll.
+        yield until(lambda: b.state == "active", what="b to take over", timeout=2)
+        self.assertEqual(len(b.role.core.bindings), 20)
+        self.assertEqual(len(b.role.dataplane.routes), 20)
+        refresh = yield self.pbus(b, [pbu(2, phoa=str(
+            x.option(mh.HomeNetworkPrefix).prefix), mnId=None) for x in answers[:3]])
+        self.assertEqual([x.status for x in refresh], [0, 0, 0])
+
+    @inlineCallbacks
+    def test_deposedActiveCannotWrite(self):
+        """
+        An active that stops renewing (paused) loses the lease after
+        C{lease}; the standby takes over; the old active's writes are
+        refused by the fencing token, it finds the lease gone and steps
+        down, and its late PBU changed nothing in Redis.
+        """
+        a = self.member("a")
+        yield until(lambda: a.state == "active", what="a to be active")
+        b = self.member("b")
+        yield self.pbus(a, [pbu(1)])
+        # a "pauses": no more renewals.
+        a._call.cancel()
+        yield until(lambda: b.state == "active", what="b to take over", timeout=3)
+        self.assertIsNotNone(b.role.core.bindingFor(MN1))
+        # a's core still believes in MN1 and processes a handoff: not stored.
+        from netlmm.lab.fakes import UDPProbe
+        probe = UDPProbe()
+        port = reactor.listenUDP(0, probe, interface="::1")
+        self.addCleanup(port.stopListening)
+        port.write(mh.encodeMessage(pbu(5, phoa="2001:db8:1::100", mnId=None,
+                                        mag="2001:db8:ff::9"), LO, LO),
+                   ("::1", a.role.port.port))
+        yield until(lambda: a.store.counters["failures"], what="the fenced write")
+        a._renew()
+        yield until(lambda: a.lostLease, what="a to step down")
+        self.assertEqual(a.state, "stepped down")
+        yield deferLaterSeconds(0.3)
+        self.assertEqual(probe.received, [])
+        [(key, record)] = RedisStore(self.redis.target(), "lma-bindings", reactor).load()
+        self.assertEqual(IPv6Address(record["pcoa"]), IPv6Address("2001:db8:ff::1"))
