@@ -9,13 +9,17 @@ run, each in its own process, loaded by this script from a third process.
     python bench/lma_rate.py --quick         # 5,000 mobiles, 2 s (smoke test)
     python bench/lma_rate.py --profile out   # py-spy the LMA: out.<phase>.txt
     python bench/lma_rate.py --without-state # also the LMA with no state file
+    python bench/lma_rate.py --redis         # also the LMA with its state in Redis
 
 The shipped config directory is copied to a temporary one and only what a
 benchmark must change is changed: the listen port, the address pool widened
 to hold the benchmark's mobiles, and (when the config has one) the state
 file's path. Everything else, security included, is as shipped.
 With --without-state the LMA is also measured with `state_file = ""` (no
-durable state): the ratio of the two is what the state costs.
+durable state): the ratio of the two is what the state costs. With --redis
+it is also measured with its state in a redis-server this script starts
+(`[state] backend = "redis"` on a Unix socket, append-only file fsynced at
+every write: netlmm.lab.redis), case "LMA redis".
 
 Phases against the LMA, each timed on its own:
 
@@ -217,27 +221,40 @@ def measureEcho(pbus, args, log, results):
         proc.communicate(timeout=30)
 
 
-def lmaConfig(configs, port, mobiles, state):
-    """The shipped lma.toml with the benchmark's port, pool and state path."""
+def lmaConfig(configs, port, mobiles, state, redis=None):
+    """
+    The shipped lma.toml with the benchmark's port, pool and state path (or,
+    with C{redis}, a L{netlmm.lab.redis.RedisServer}, its state there).
+    """
     configs.edit("lma.toml", "lma", "listen", f'"[::1]:{port}"')
     # The pool holds the attach phase's mobiles (the shipped one 65,280).
     configs.edit("lma.toml", "lma.pool", "last", f'"{poolLast(mobiles)}"')
     configs.edit("lma.toml", "lma", "state_file",
-                 f'"{configs.path("lma-state")}"' if state else '""')
+                 f'"{configs.path("lma-state")}"' if state and not redis else '""')
+    if redis is not None:
+        with open(configs.path("lma.toml"), "a") as f:
+            f.write(f'\n[state]\nbackend = "redis"\nsocket = "{redis.socket}"\n')
 
 
-def measureLma(args, log, results, profile=None, withState=True, metrics=False):
+def measureLma(args, log, results, profile=None, withState=True, metrics=False,
+               redis=False):
     """
     One round against a twistd LMA. With C{metrics}, its [metrics] endpoint
-    is on and scraped every second, and the cases are named "... +metrics".
+    is on and scraped every second, and the cases are named "... +metrics";
+    with C{redis}, its state is in a redis-server ("LMA redis ...").
     """
     keys = load.shippedKeys()
     sa = load.clientSa(keys)
     configs = load.ShippedConfigs()
     port = load.freePort()
     state = withState and _shippedState()
-    lmaConfig(configs, port, args.mobiles, state)
-    lma = "LMA" if state or not _shippedState() else "LMA no state"
+    server = None
+    if redis:
+        from netlmm.lab.redis import RedisServer
+        server = RedisServer(configs.dir).start()
+    lmaConfig(configs, port, args.mobiles, state, server)
+    lma = "LMA redis" if redis else "LMA" if state or not _shippedState() \
+        else "LMA no state"
     url = load.enableMetrics(configs, "lma.toml") if metrics else None
     suffix = " +metrics" if metrics else ""
     daemon = load.Daemon("lma", configs.path("lma.toml"), configs.path("lma.log"))
@@ -284,6 +301,8 @@ def measureLma(args, log, results, profile=None, withState=True, metrics=False):
         if gen is not None:
             gen.close()
         daemon.stop()
+        if server is not None:
+            server.stop()
         if args.keep:
             log(f"  configs and log kept in {configs.dir}")
         else:
@@ -322,7 +341,8 @@ def summary(results, log):
                for r in results.get(name, [])]
     log("case                   best/s   median/s   runs        server us/req  ratio to echo "
         "(best; per run)  by CPU")
-    names = [f"{lma} {p}{m}" for lma in ("LMA", "LMA no state") for m in ("", " +metrics")
+    names = [f"{lma} {p}{m}" for lma in ("LMA", "LMA redis", "LMA no state")
+             for m in ("", " +metrics")
              for p in PHASES]
     for name in ("echo, signing", "echo, presigned") + tuple(names):
         rs = rates(name)
@@ -348,6 +368,12 @@ def summary(results, log):
             cpu = (min(r["serverUs"] for r in without)
                    / min(r["serverUs"] for r in with_))
             log(f"state cost, {p}: rate with/without {rate:.2f}, by CPU {cpu:.2f}")
+        redis = results.get(f"LMA redis {p}")
+        if with_ and redis:
+            rate = max(r["rate"] for r in redis) / max(r["rate"] for r in with_)
+            cpu = (min(r["serverUs"] for r in with_)
+                   / min(r["serverUs"] for r in redis))
+            log(f"Redis instead of SQLite, {p}: rate {rate:.2f}, by CPU {cpu:.2f}")
 
 
 def main():
@@ -370,6 +396,9 @@ def main():
     p.add_argument("--quick", action="store_true", help="smoke test: 5,000 mobiles, 2 s")
     p.add_argument("--without-state", action="store_true",
                    help="also measure the LMA with no state file (state_file = \"\")")
+    p.add_argument("--redis", action="store_true",
+                   help="also measure the LMA with its state in Redis (redis-server "
+                        "started here; case 'LMA redis')")
     p.add_argument("--metrics", action="store_true",
                    help="each round also runs the LMA with [metrics] on, scraped every "
                         "second (cases '... +metrics')")
@@ -402,6 +431,8 @@ def main():
         measureLma(args, log, results, args.profile if n == 0 else None)
         if args.without_state:
             measureLma(args, log, results, withState=False)
+        if args.redis:
+            measureLma(args, log, results, redis=True)
         if args.metrics:
             measureLma(args, log, results, metrics=True)
     summary(results, log)

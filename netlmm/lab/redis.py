@@ -28,13 +28,16 @@ def freePort():
 class RedisServer:
     """
     One redis-server in C{directory}: on the Unix socket
-    C{directory}/redis.sock, or with C{tcp} on [::1]:a free port too.
+    C{directory}/redis.sock, and with C{tcp} on [::1]:a free port too.
     L{start} may be called again after L{stop} or L{kill}: the same socket,
     port and data (the append-only file) come back.
     """
 
-    def __init__(self, directory, tcp=False):
+    def __init__(self, directory, tcp=False, fsync="always"):
         self.directory = directory
+        #: appendfsync: "always" (each write on disk before Redis answers),
+        #: "everysec" or "no".
+        self.fsync = fsync
         self.socket = os.path.join(directory, "redis.sock")
         self.port = freePort() if tcp else 0
         self.process = None
@@ -42,7 +45,7 @@ class RedisServer:
     def arguments(self):
         return ["redis-server", "--dir", self.directory, "--unixsocket", self.socket,
                 "--unixsocketperm", "700", "--port", str(self.port), "--bind", "::1",
-                "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+                "--appendonly", "yes", "--appendfsync", self.fsync, "--save", "",
                 "--daemonize", "no", "--logfile", os.path.join(self.directory, "redis.log"),
                 # Lua scripts of a few thousand entries must not be cut short.
                 "--busy-reply-threshold", "5000"]
