@@ -568,3 +568,21 @@ class FailoverTests(TestCase):
         self.assertEqual(probe.received, [])
         [(key, record)] = RedisStore(self.redis.target(), "lma-bindings", reactor).load()
         self.assertEqual(IPv6Address(record["pcoa"]), IPv6Address("2001:db8:ff::1"))
+
+
+class PmipTapTests(TestCase):
+
+    timeout = 30
+
+    def test_pmipClientKeepsItsStateInRedis(self):
+        """The PMIP client as the tap builds it: its bound mobiles in Redis, loaded at start."""
+        redis = runningRedis(self)
+        t = StateConfigTests("test_defaults")
+        path = t.config(f'[state]\nbackend = "redis"\nsocket = "{redis.socket}"\n'
+                        'prefix = "site1:"\n', "pmip")
+        from netlmm.tap import pmip
+        [service] = pmip.makeService(t.options(path, "pmip")).ordered
+        self.assertIsInstance(service.store, RedisStore)
+        self.assertEqual(service.store.hash, b"site1:pmip-bindings")
+        self.assertEqual(service.store.location,
+                         f"redis {redis.socket} site1:pmip-bindings")
