@@ -114,7 +114,6 @@ def measure(n, args, log):
             daemons.append(d)
         for d in daemons:
             d.waitFor(r"LMA listening")
-        mine = owners(args.mobiles, n)
         outs = [configs.path(f"result{i}.json") for i in range(n)]
         for i in range(n):
             drivers.append(subprocess.Popen(
