@@ -34,9 +34,18 @@ from twisted.application.service import Service
 from twisted.internet.defer import inlineCallbacks, maybeDeferred
 from twisted.logger import Logger
 
+#: Renews the lease while this daemon holds it (1); takes it again when it
+#: ran out and nobody took it meanwhile (2: nobody else can have served,
+#: e.g. while a takeover blocked on loading); 0 when another holds it.
 RENEW_SCRIPT = b"""
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 2
 end
 return 0
 """
@@ -131,8 +140,8 @@ class FailoverService(Service):
             if self.state != "unreachable":
                 self.state = "unreachable"
                 self.log.warn("{role}: standby cannot reach Redis ({error}); trying "
-                              "every {poll:g} s", role=self.role.name, error=e,
-                              poll=self.lease / 5)
+                              "every {poll:g} s", role=self.role.name,
+                              error=_describe(e, self.lease), poll=self.lease / 5)
             self._schedule(self.lease / 5, self._try)
             return
         if not self.running:
@@ -203,10 +212,13 @@ class FailoverService(Service):
             kept = None
             if asked - self._renewed + self.lease / 3 < self.lease:
                 self.log.warn("{role}: cannot renew the lease: {error}",
-                              role=self.role.name, error=e)
+                              role=self.role.name, error=_describe(e, self.lease / 3))
         if self.state != "active" or not self.running:
             return
         if kept:
+            if kept == 2:
+                self.log.warn("{role}: the lease had run out (nobody took it): taken "
+                              "again", role=self.role.name)
             self._renewed = asked
         elif kept == 0 or self.reactor.seconds() - self._renewed >= self.lease:
             why = "another daemon holds it" if kept == 0 else \
@@ -280,6 +292,14 @@ class FailoverService(Service):
                     "and serves, 0 as standby", 1 if self.state == "active" else 0)
         if self.state == "active":
             yield from self.role.metricFamilies()
+
+
+def _describe(error, timeout):
+    """An exception of a Redis call as a line for the log."""
+    from twisted.internet.defer import TimeoutError
+    if isinstance(error, TimeoutError):
+        return f"no answer within {timeout:g} s"
+    return str(error) or type(error).__name__
 
 
 # ------------------------------------------------------------ the address

@@ -256,8 +256,8 @@ class FailoverNetnsTests(TestCase):
     def test_pausedActiveStepsDown(self):
         """
         The active frozen (SIGSTOP) past its lease: the standby takes over;
-        woken up (SIGCONT), the old active finds the lease gone, writes
-        nothing (fenced), removes the address and exits with status 1; the
+        woken up (SIGCONT), the old active finds the lease gone (or not
+        renewed in time), removes the address and exits with status 1; the
         new active keeps serving every binding.
         """
         old = self.startLma("a")
@@ -279,8 +279,10 @@ class FailoverNetnsTests(TestCase):
         self.waitLog("b", "active (")
         os.kill(old.pid, signal.SIGCONT)
         self.assertEqual(old.wait(20), 1)
-        log = self.waitLog("a", "lost the lease")
-        self.assertIn("another daemon holds it", log)
+        # Woken, it finds the lease held by the other, or (when its renewal's
+        # timer fired first after the pause) not renewed in time: either way
+        # it steps down.
+        self.waitLog("a", "lost the lease")
         self.assertNotIn(str(SERVICE), self.lab.exec("a", "ip", "-6", "addr", "show",
                                                      "dev", "eth0").stdout)
         client.answers = []

@@ -570,6 +570,26 @@ class FailoverTests(TestCase):
         self.assertEqual(IPv6Address(record["pcoa"]), IPv6Address("2001:db8:ff::1"))
 
 
+    @inlineCallbacks
+    def test_leaseRunOutUnclaimedIsTakenAgain(self):
+        """
+        A lease that ran out while the active could not renew it (a takeover
+        blocked loading many bindings) and that nobody took is taken again;
+        the active does not step down.
+        """
+        a = self.member("a")
+        yield until(lambda: a.state == "active", what="a to be active")
+        a._call.cancel()
+        r = BlockingRedis(self.redis.target())
+        self.addCleanup(r.close)
+        r.call(b"DEL", b"netlmm:lma-bindings:owner")
+        yield a._renew()
+        self.assertEqual((a.state, a.lostLease), ("active", []))
+        self.assertEqual(r.call(b"GET", b"netlmm:lma-bindings:owner"), a.token)
+        answers = yield self.pbus(a, [pbu(1)])
+        self.assertEqual(answers[0].status, 0)
+
+
 class PmipTapTests(TestCase):
 
     timeout = 30
