@@ -451,7 +451,10 @@ class LmaOverRedisTests(TestCase):
         self.redis.kill()
         yield deferLaterSeconds(1.0)
         self.redis.start()
-        yield deferLaterSeconds(2.5)
+        # Back by itself: then a moment more of load, accepted again.
+        yield until(lambda: self.store.available, what="the store to write again",
+                    timeout=15)
+        yield deferLaterSeconds(0.5)
         load.stop()
         yield until(lambda: self.lma.awaitingCommit == 0, what="the held answers",
                     timeout=10)
