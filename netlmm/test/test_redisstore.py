@@ -362,7 +362,10 @@ class LmaOverRedisTests(TestCase):
     def setUp(self):
         from netlmm.lab.fakes import UDPProbe
         self.redis = runningRedis(self)
-        self.store = RedisStore(self.redis.target(timeout=0.3), "lma-bindings", reactor)
+        # Killed, Redis is noticed at once (the connection closes): the
+        # timeout matters for a frozen Redis only, and must not fire under
+        # a loaded machine's delays.
+        self.store = RedisStore(self.redis.target(timeout=1.0), "lma-bindings", reactor)
         from netlmm.core.lma import AddressPool, LmaCore
         from netlmm.dataplane.memory import MemoryDataPlane
         from netlmm.service.lma import LmaService
@@ -454,7 +457,8 @@ class LmaOverRedisTests(TestCase):
         # Back by itself: then a moment more of load, accepted again.
         yield until(lambda: self.store.available, what="the store to write again",
                     timeout=15)
-        yield deferLaterSeconds(0.5)
+        back = len(sent)
+        yield until(lambda: len(sent) > back + 50, what="more load", timeout=15)
         load.stop()
         yield until(lambda: self.lma.awaitingCommit == 0, what="the held answers",
                     timeout=10)
@@ -468,9 +472,8 @@ class LmaOverRedisTests(TestCase):
         self.assertTrue(accepted)
         stored = self.stored()
         self.assertEqual(accepted - stored, set())
-        # Accepted again after Redis came back.
-        last = max(a.sequence for a in answers if a.status == 0)
-        self.assertGreater(last, max(a.sequence for a in refused))
+        # Accepted again after Redis came back, by itself.
+        self.assertTrue([a for a in answers if a.status == 0 and a.sequence >= back])
 
 
 
