@@ -292,6 +292,10 @@ SO_SNDBUFFORCE = 32
 SO_RCVBUFFORCE = 33
 
 
+#: The hold's TUN transmit queue when the kernel refuses one of the bound's size.
+QUEUE_FALLBACK = 2048
+
+
 def setUp(name, queue=None):
     """
     Bring interface C{name} up, with a transmit queue of C{queue} packets
@@ -364,9 +368,7 @@ class BufferDevice:
             self.tunnel.setblocking(False)
         self.tun = self.system.openTun(self.name)
         self.name = self.tun.name
-        # The kernel queues what it routes into the hold until the daemon
-        # reads it: room for the hold's whole bound.
-        setUp(self.name, queue=max(1000, self.buffer.maxPackets))
+        self._queueUp()
         #: The device's index (routes name it without a netlink lookup).
         self.index = socket.if_nametoindex(self.name)
         self.frames = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
@@ -376,6 +378,24 @@ class BufferDevice:
         self._reader = _Reader(self.tun, self._read, "netlmm-buffer")
         self.reactor.addReader(self._reader)
         return self.name
+
+    def _queueUp(self):
+        """
+        Bring the TUN device up. The kernel queues what it routes into the
+        hold until the daemon reads it: room for the hold's whole bound if
+        the kernel allows (Debian's 6.1 refuses 65,536 with ERANGE), else for
+        L{QUEUE_FALLBACK} packets, what the daemon reads in a busy moment.
+        """
+        queue = max(1000, self.buffer.maxPackets)
+        try:
+            setUp(self.name, queue=queue)
+        except OSError as e:
+            if queue <= QUEUE_FALLBACK:
+                raise
+            self.log.warn("buffer: {name}: a transmit queue of {queue} packets refused "
+                          "({error}); {fallback} instead", name=self.name, queue=queue,
+                          error=e.strerror or e, fallback=QUEUE_FALLBACK)
+            setUp(self.name, queue=QUEUE_FALLBACK)
 
     def stop(self):
         if self._reader is not None:

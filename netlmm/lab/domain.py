@@ -397,8 +397,8 @@ class NetnsDomain:
                  f"context_timeout = {0.5 * kernel.timeScale():g}",
                  f"prepare_timeout = {3 * kernel.timeScale():g}",
                  f"buffer_time = {3 * kernel.timeScale():g}",
-                 # room for buffer_time of a 1,000 packets/s stream (handoffFlow)
-                 f"buffer_packets = {int(4096 * kernel.timeScale())}",
+                 # room for 3 s of a 1,000 packets/s stream (handoffFlow)
+                 "buffer_packets = 4096",
                  f"replay_window = {7 * kernel.timeScale():g}", self.handoverExtra]
         if self.wifi:
             otherAp = self.topology.aps[f"mag{2 - i}"]

@@ -381,6 +381,32 @@ class ReleaseTests(TwoMags, SynchronousTestCase):
         self.assertIsNone(plane.toHold)
 
 
+class QueueTests(SynchronousTestCase):
+    def test_queueFallback(self):
+        """
+        A kernel that refuses a TUN transmit queue of the bound's size (Debian
+        6.1: ERANGE at 65,536) gets one of QUEUE_FALLBACK, with a warning; the
+        MAG starts.
+        """
+        import errno
+
+        from netlmm.dataplane import handover
+        asked = []
+
+        def setUp(name, queue=None):
+            asked.append(queue)
+            if queue > handover.QUEUE_FALLBACK:
+                raise OSError(errno.ERANGE, "Numerical result out of range")
+        self.patch(handover, "setUp", setUp)
+        device = BufferDevice(Clock(), PacketBuffer(maxPackets=65536), "acc0")
+        device._queueUp()
+        self.assertEqual(asked, [65536, handover.QUEUE_FALLBACK])
+        small = BufferDevice(Clock(), PacketBuffer(maxPackets=2048), "acc0")
+        self.patch(handover, "setUp", lambda name, queue=None: (_ for _ in ()).throw(
+            OSError(errno.EPERM, "no")))
+        self.assertRaises(OSError, small._queueUp)
+
+
 class BufferTests(SynchronousTestCase):
     def packet(self, n, size=100):
         return b"\x60" + bytes(23) + PHOA.packed + n.to_bytes(4, "big") + bytes(size - 44)
