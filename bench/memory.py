@@ -84,7 +84,9 @@ def build(role, configs):
         from netlmm.tap import pmip as tap
     options = tap.Options()
     options.parseOptions(["--config", configs.path(f"{role}.toml")])
-    return tap.makeService(options)
+    # makeService wraps the role's service (and [metrics], [control]) in
+    # a netlmm.daemon.DaemonService: the role's is the first.
+    return tap.makeService(options).ordered[0]
 
 
 #: Triggers fed before the reactor runs the stores' commits: few enough

@@ -156,11 +156,14 @@ class IStateStore(Interface):
 
     def load():
         """
-        Every entry kept, as a list of (key, record) pairs with the records
-        decoded. An entry of an older format whose key the store cannot
-        tell comes with key None (the service then has the core make the
-        records again and calls L{rewrite}). Raises
-        L{netlmm.store.StateError} when the state cannot be read.
+        Every entry kept, as an iterable of (key, record) pairs with the
+        records decoded: a list, or an iterator that reads and decodes them
+        as it goes (the service restores a chunk at a time, so a large
+        state is never held whole). An entry of an older format whose key
+        the store cannot tell comes with key None (the service then has the
+        core make the records again and calls L{rewrite}). Raises
+        L{netlmm.store.StateError} when the state cannot be read, at once
+        or while iterating.
         """
 
     def put(key, record):

@@ -296,23 +296,40 @@ class SqliteStore(_GroupCommit):
             raise StateError(f"{self.path}: cannot read state: {e.strerror}") from None
         if head and head != _SQLITE_MAGIC:
             return [(None, r) for r in self._loadJson()]
+        # Checked (and made, when new) at once; read when iterated.
+        self._connect(self.path).close()
+        return self._rows()
+
+    #: Rows fetched from SQLite at a time by L{load}'s iterator.
+    fetchRows = 1000
+
+    def _rows(self):
+        """
+        The entries, decoded as they are read, a few rows at a time. The
+        connection is closed once they are all read: twistd may fork after
+        loading, and SQLite's locks do not pass to a child. The writer opens
+        its own.
+        """
+        import sqlite3
         db = self._connect(self.path)
         try:
-            rows = db.execute("SELECT key, record FROM entries").fetchall()
-        except Exception as e:
+            cursor = db.execute("SELECT key, record FROM entries")
+            while True:
+                rows = cursor.fetchmany(self.fetchRows)
+                if not rows:
+                    break
+                for key, text in rows:
+                    try:
+                        record = json.loads(text)
+                    except (TypeError, ValueError) as e:
+                        raise StateError(f"{self.path}: bad record "
+                                         f"{describeKey(bytes(key))}: not JSON ({e})") \
+                            from None
+                    yield bytes(key), record
+        except sqlite3.Error as e:
             raise StateError(f"{self.path}: cannot read state: {e}") from None
         finally:
-            # Not kept open: twistd may fork after loading, and SQLite's
-            # locks do not pass to a child. The writer opens its own.
             db.close()
-        entries = []
-        for key, text in rows:
-            try:
-                entries.append((bytes(key), json.loads(text)))
-            except (TypeError, ValueError) as e:
-                raise StateError(f"{self.path}: bad record {describeKey(bytes(key))}: "
-                                 f"not JSON ({e})") from None
-        return entries
 
     def _connect(self, path):
         import sqlite3

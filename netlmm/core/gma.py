@@ -170,7 +170,8 @@ class GmaCore:
         Load records made by L{_record}: the unexpired bindings of mobiles
         still configured with that home address come back with their
         sequence numbers. Returns the RouteAdd effects that put them back
-        into the data plane; raises L{BadRecord} naming the first bad one.
+        into the data plane and a Persist deletion for each record left out;
+        raises L{BadRecord} naming the first bad one.
         """
         effects = []
         for i, r in enumerate(records):
@@ -180,6 +181,7 @@ class GmaCore:
             if int(home) in self.bindings:
                 raise BadRecord(i, f"home address {home} appears twice")
             if expiry <= now or self._owners.get(home) != mnId:
+                effects.append(Persist(home.packed, None))
                 continue
             b = Binding(home, mnId, careOf, sequence)
             b.lifetime, b.expiry = int(lifetime), expiry

@@ -403,17 +403,22 @@ class LmaCore:
         Load records made by L{_record} (or by releases that knew only one
         /128 pHoA per binding); the unexpired sessions come back with their
         sequence numbers and pool entries. Returns the RouteAdd effects that
-        put them back into the data plane. Raises L{BadRecord} naming the
-        first bad record.
+        put them back into the data plane, and a Persist deletion for each
+        record left out (expired, or in conflict with one taken back). May
+        be called once per chunk of a large state. Raises L{BadRecord}
+        naming the first bad record.
         """
         effects = []
         for i, r in enumerate(records):
             b = self._fromRecord(i, r)
-            if b.expiry <= now or any(_homeKey(h) in self._byHome for h in b.homes):
-                continue
-            if b.ipv4 is not None and int(b.ipv4.ip) in self._byIpv4:
-                continue
-            if b.profile is Profile.NETLMM and b.mnId in self._byMnId:
+            if (b.expiry <= now or any(_homeKey(h) in self._byHome for h in b.homes)
+                    or (b.ipv4 is not None and int(b.ipv4.ip) in self._byIpv4)
+                    or (b.profile is Profile.NETLMM and b.mnId in self._byMnId)):
+                key = _storeKey(b)
+                # (Not the key of a session taken back: a JSON state file
+                # of old had no keys, and could hold a mobile twice.)
+                if not any(_storeKey(o) == key for o in self._byMnId.get(b.mnId, ())):
+                    effects.append(tuple.__new__(Persist, (key, None)))
                 continue
             b.key = self._newKey()
             for home in b.homes:

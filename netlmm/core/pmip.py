@@ -371,15 +371,23 @@ class PmipCore:
         which name a pHoA only): unexpired bindings come back BOUND and are
         refreshed at once, which also resynchronises the sequence number
         with the LMA (status 135) if PBUs went out after the record was
-        written. Returns the effects (none: the refreshes come from the
-        timer). Raises L{BadRecord} naming the first bad record.
+        written. Returns a Persist deletion for each expired record left
+        out; the refreshes come from the timer. May be called once per
+        chunk of a large state. Raises L{BadRecord} naming the first bad
+        record.
         """
         # With peers, a restored pHoA is first checked with them (is the
         # mobile held there now?); their channels need a moment to connect.
         delay = self.conflicts.peerTimeout if self.peers else 0
+        effects = []
         for i, r in enumerate(records):
             m = _fromRecord(i, r)
-            if m.expiry <= now or m.mnId in self.mobiles:
+            if m.mnId in self.mobiles:
+                # A second record of a mobile (a JSON state file of old had
+                # no keys): its key is the first one's.
+                continue
+            if m.expiry <= now:
+                effects.append(Persist(m.mnId, None))
                 continue
             m.state = BOUND
             m.refreshAt = now + delay
@@ -388,7 +396,7 @@ class PmipCore:
             self.mobiles[m.mnId] = m
             self._byHome[m.home] = m
             self._reschedule(m)
-        return []
+        return effects
 
     def nextTimer(self):
         """The earliest time a retransmission, refresh or deregistration is due."""

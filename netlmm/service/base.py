@@ -1,6 +1,7 @@
 """What the three role services share: feeding a core, driving its timer, keeping its state."""
 
 import gc
+from itertools import islice
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import maybeDeferred
@@ -56,38 +57,67 @@ class RoleService(MultiService):
     #: view of them (C{gc.freeze}).
     freezeFrom = 10_000
 
+    #: Records read, decoded and given to the core's restore() at a time: a
+    #: large state is never held whole, so the start leaves no high-water
+    #: mark of transient objects among the restored ones.
+    restoreChunk = 1000
+
     def loadState(self):
         """
-        Read the store into the core. The taps call it in makeService, before
-        twistd forks, so that state that cannot be used stops the daemon;
-        otherwise L{restoreState} does at start. Raises
-        L{netlmm.store.StateError} naming the file and the bad record.
+        Read the store into the core, a chunk of records at a time. The taps
+        call it in makeService, before twistd forks, so that state that
+        cannot be used stops the daemon; otherwise L{restoreState} does at
+        start. Raises L{netlmm.store.StateError} naming the file and the bad
+        record. The records the core leaves out (expired while the daemon
+        was down) are deleted from the store when the service starts.
         """
         self._restored = []
         if self.store is None:
             return
         from netlmm.store import StateError, describeKey
-        entries = self.store.load()
+        now = self.reactor.seconds()
+        effects, total, leftOut, legacy = [], 0, 0, False
+        # Nothing restored is garbage: collections during the load would
+        # only walk the growing cache again and again.
+        collecting = gc.isenabled()
+        gc.disable()
         try:
-            effects = self.core.restore([r for _, r in entries], self.reactor.seconds())
-        except BadRecord as e:
-            raise StateError(f"{self.store.location}: bad record "
-                             f"{describeKey(entries[e.index][0], e.index)}: {e.reason}") \
-                from None
-        kept = self.core.snapshot()
-        if any(key is None for key, _ in entries):
-            # An older format: keep what the core made of it, keyed.
-            self.store.rewrite(kept)
-        else:
-            # Entries the core left out (expired while the daemon was down).
-            live = {p.key for p in kept}
-            for key, _ in entries:
-                if key not in live:
-                    self.store.put(key, None)
+            entries = iter(self.store.load())
+            while True:
+                chunk = list(islice(entries, self.restoreChunk))
+                if not chunk:
+                    break
+                try:
+                    made = self.core.restore([r for _, r in chunk], now)
+                except BadRecord as e:
+                    raise StateError(
+                        f"{self.store.location}: bad record "
+                        f"{describeKey(chunk[e.index][0], total + e.index)}: "
+                        f"{e.reason}") from None
+                total += len(chunk)
+                # An older format without keys is rewritten whole below.
+                legacy = legacy or chunk[0][0] is None
+                for e in made:
+                    if type(e) is not Persist:
+                        effects.append(e)
+                        continue
+                    if e.record is None:
+                        leftOut += 1
+                    if not legacy:
+                        self.store.put(e.key, e.record)
+                del chunk, made
+        finally:
+            if collecting:
+                gc.enable()
+        kept = total - leftOut
+        if legacy:
+            persists = self.core.snapshot()
+            kept = len(persists)
+            self.store.rewrite(persists)
+            del persists
         self.log.info("{role}: restored {n} of {total} entries from {location}",
-                      role=self.name, n=len(kept), total=len(entries),
-                      location=self.store.location)
-        if len(kept) >= self.freezeFrom:
+                      role=self.name, n=kept, total=total, location=self.store.location)
+        if kept >= self.freezeFrom:
             # The restored entries live as long as their bindings: collect
             # once, then move every object there is into the permanent
             # generation, so that full collections never walk them again (a

@@ -322,17 +322,19 @@ class GmaCoreTests(SynchronousTestCase):
     def test_restore(self):
         """
         What the Persist effects kept comes back with sequence numbers and
-        routes; expired bindings and mobiles no longer configured are left out.
+        routes; expired bindings and mobiles no longer configured are left
+        out, and their records deleted.
         """
         self.register(9, now=0.0)
         self.receive(bu(3, mnId=MN2), home=HOA2, now=0.0)
         records = [p.record for p in self.core.snapshot()]
         fresh = GmaCore(HOME_PREFIX, {MN1: [HOA]}, maxLifetime=3600)
         effects = fresh.restore(records, 100.0)
-        self.assertEqual(effects, [RouteAdd(HOA, COA1)])
+        self.assertEqual(effects, [RouteAdd(HOA, COA1), Persist(HOA2.packed, None)])
         self.assertEqual(fresh.binding(HOA).sequence, 9)
         self.assertEqual(fresh.nextTimer(), 3600)
-        self.assertEqual(GmaCore(HOME_PREFIX, {MN1: [HOA]}).restore(records, 4000.0), [])
+        self.assertEqual(GmaCore(HOME_PREFIX, {MN1: [HOA]}).restore(records, 4000.0),
+                         [Persist(HOA.packed, None), Persist(HOA2.packed, None)])
 
     def test_restoreBadRecord(self):
         good = {"home": str(HOA), "mn": MN1.hex(), "careOf": str(COA1), "sequence": 1,

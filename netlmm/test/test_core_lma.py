@@ -666,14 +666,15 @@ class PersistenceTests(LmaTestMixin, SynchronousTestCase):
     def test_restore(self):
         """
         Unexpired bindings come back with sequence, lifetime, expiry, client
-        and pool address; their routes are put back; expired ones stay out.
+        and pool address; their routes are put back; expired ones stay out,
+        and their records are deleted.
         """
         old = self.makeLma(pool=AddressPool(POOL_FIRST, "2001:db8:1::1ff"), maxLifetime=400)
         kept = self.stored(self.send(old, pbu(7, phoa=None), now=0))
         kept += self.stored(self.send(old, pbu(9, mnId=MN2, mag=MAG2), now=100))
         lma = self.makeLma(pool=AddressPool(POOL_FIRST, "2001:db8:1::1ff"))
         effects = lma.restore([r for _, r in kept], now=450)
-        self.assertEqual(effects, [RouteAdd(PHOA, MAG2)])
+        self.assertEqual(effects, [Persist(MN1, None), RouteAdd(PHOA, MAG2)])
         self.assertIsNone(lma.bindingFor(MN1))
         b = lma.bindingFor(MN2)
         self.assertEqual((b.phoa, b.pcoa, b.sequence, b.lifetime, b.expiry, b.client),

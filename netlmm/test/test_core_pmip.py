@@ -776,13 +776,13 @@ class PersistenceTests(PmipTestMixin, SynchronousTestCase):
     def test_restore(self):
         """
         An unexpired record comes back BOUND at its MAG and is refreshed at
-        once; an expired one is left out.
+        once; an expired one is left out, and its record deleted.
         """
         old = self.makePmip()
         kept = self.stored(self.ack(old, self.onlyPBU(self.trigger(old, 1)))[0])
         self.assertEqual(len(kept), 1)
         core = self.makePmip()
-        self.assertEqual(core.restore([kept[0][1]], now=3700), [])
+        self.assertEqual(core.restore([kept[0][1]], now=3700), [Persist(MN1, None)])
         self.assertEqual(core.mobiles, {})
         self.assertEqual(core.restore([kept[0][1]], now=100), [])
         m = core.mobile(MN1)

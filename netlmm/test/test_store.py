@@ -87,7 +87,7 @@ class SqliteStoreTests(SynchronousTestCase):
     def test_newFile(self):
         """A missing file becomes an empty database only this user can read, in WAL mode."""
         s = self.store()
-        self.assertEqual(s.load(), [])
+        self.assertEqual(list(s.load()), [])
         self.assertEqual(stat.S_IMODE(os.stat(self.path).st_mode), 0o600)
         db = sqlite3.connect(self.path)
         self.assertEqual(db.execute("PRAGMA journal_mode").fetchone()[0], "wal")
@@ -115,7 +115,7 @@ class SqliteStoreTests(SynchronousTestCase):
         self.successResultOf(d)
         self.successResultOf(s.close())
         again = self.store()
-        self.assertEqual(again.load(), [(MN1, {"phoa": "2001:db8:1:0:0:0:0:1", "n": 1})])
+        self.assertEqual(list(again.load()), [(MN1, {"phoa": "2001:db8:1:0:0:0:0:1", "n": 1})])
 
     def test_groupCommit(self):
         """
@@ -236,8 +236,27 @@ class SqliteStoreTests(SynchronousTestCase):
         with open(self.path, "r+b") as f:
             f.seek(4096)
             f.write(b"\xff" * 8192)
-        e = self.assertRaises(StateError, self.store().load)
+        e = self.assertRaises(StateError, lambda: list(self.store().load()))
         self.assertIn(f"{self.path}: cannot ", str(e))
+
+    def test_loadReadsAsItGoes(self):
+        """
+        load() checks the file at once and then reads the rows as they are
+        asked for, a few at a time, so a large state is never held whole.
+        """
+        s = self.store()
+        list(s.load())
+        for i in range(5):
+            s.put(b"mn%d" % i, {"n": i})
+        s.commit()
+        self.run.step()
+        s.close()
+        s = self.store()
+        s.fetchRows = 2
+        entries = s.load()
+        self.assertNotIsInstance(entries, list)
+        self.assertEqual(next(entries), (b"mn0", {"n": 0}))
+        self.assertEqual(list(entries), [(b"mn%d" % i, {"n": i}) for i in range(1, 5)])
 
     def test_recordNotJson(self):
         s = self.store()
@@ -247,7 +266,7 @@ class SqliteStoreTests(SynchronousTestCase):
         db.execute("INSERT INTO entries VALUES (?, ?)", (b"mn\n7", "{broken"))
         db.commit()
         db.close()
-        e = self.assertRaises(StateError, self.store().load)
+        e = self.assertRaises(StateError, list, self.store().load())
         self.assertEqual(str(e), f"{self.path}: bad record 'mn\\n7': not JSON (Expecting "
                                  "property name enclosed in double quotes: line 1 column 2 "
                                  "(char 1))")
@@ -267,7 +286,7 @@ class SqliteStoreTests(SynchronousTestCase):
         with open(self.path, "w") as f:
             json.dump(document, f)
         s = self.store()
-        self.assertEqual(s.load(), [(None, {"n": 1})])
+        self.assertEqual(list(s.load()), [(None, {"n": 1})])
         s.rewrite([Persist(MN1, {"n": 1})])
         self.assertEqual(rows(self.path), [(MN1, {"n": 1})])
         with open(self.path + ".json") as f:
@@ -277,7 +296,7 @@ class SqliteStoreTests(SynchronousTestCase):
         s.commit()
         self.run.step()
         s.close()
-        self.assertEqual(self.store().load(), [(MN1, {"n": 1}), (b"mn2", {"n": 2})])
+        self.assertEqual(list(self.store().load()), [(MN1, {"n": 1}), (b"mn2", {"n": 2})])
 
     def test_jsonStateFileOfOtherKind(self):
         with open(self.path, "w") as f:
@@ -504,6 +523,50 @@ class ServiceStateTests(TestCase):
         large.loadState()
         large.store._release()
         self.assertGreater(gc.get_freeze_count(), 0)
+
+    def test_restoredInChunks(self):
+        """
+        The core restores a chunk of records at a time, read from the store
+        as they go; no snapshot of the whole cache is taken to find the
+        records left out (the core says which with Persist deletions).
+        """
+        path = os.path.abspath(self.mktemp())
+        store = SqliteStore(path, "lma-bindings", reactor)
+        list(store.load())
+        store.rewrite([Persist(b"mn%d" % i, self.record(b"mn%d" % i, f"2001:db8:1::{i:x}",
+                                                        expiry=reactor.seconds() + 3000
+                                                        if i != 3 else 1.0))
+                       for i in range(1, 6)])
+        store._release()
+        lma = self.lmaService(path)
+        lma.restoreChunk = 2
+        sizes = []
+        restore = lma.core.restore
+
+        def chunked(records, now):
+            sizes.append(len(records))
+            return restore(records, now)
+        lma.core.restore = chunked
+        lma.core.snapshot = lambda: self.fail("snapshot() taken")
+        lma.loadState()
+        self.assertEqual(sizes, [2, 2, 1])
+        self.assertEqual(sorted(b.mnId for b in lma.core.bindings.values()),
+                         [b"mn1", b"mn2", b"mn4", b"mn5"])
+        self.assertEqual(lma.store._staged, {b"mn3": None})
+        lma.store._release()
+
+    def test_badRecordInLaterChunkNamed(self):
+        """A bad record without a key (a JSON state file) is named by its place in the file."""
+        path = os.path.abspath(self.mktemp())
+        with open(path, "w") as f:
+            json.dump({"format": 1, "kind": "lma-bindings", "records": [
+                self.record(), self.record(b"mn2", "2001:db8:1::101"),
+                self.record(b"mn3", phoa="zzz")]}, f)
+        lma = self.lmaService(path)
+        lma.restoreChunk = 2
+        e = self.assertRaises(StateError, lma.loadState)
+        self.assertEqual(str(e), f"{path}: bad record #2: 'phoa': 'zzz' is not an "
+                                 "IPv6 address")
 
     def test_badRecordNamed(self):
         """A record the core cannot use stops the start, naming the file and the record."""
