@@ -417,7 +417,7 @@ class LmaCore:
                 key = _storeKey(b)
                 # (Not the key of a session taken back: a JSON state file
                 # of old had no keys, and could hold a mobile twice.)
-                if not any(_storeKey(o) == key for o in self._byMnId.get(b.mnId, ())):
+                if not any(_storeKey(o) == key for o in self.sessionsOf(b.mnId)):
                     effects.append(tuple.__new__(Persist, (key, None)))
                 continue
             b.key = self._newKey()
@@ -483,11 +483,14 @@ class LmaCore:
     def bindingFor(self, mnId):
         """The (first) session of mobile C{mnId}, or None."""
         sessions = self._byMnId.get(mnId)
-        return sessions[0] if sessions else None
+        return sessions if type(sessions) is not list else sessions[0]
 
     def sessionsOf(self, mnId):
         """Every session of mobile C{mnId} (several when multihomed)."""
-        return tuple(self._byMnId.get(mnId, ()))
+        sessions = self._byMnId.get(mnId)
+        if sessions is None:
+            return ()
+        return (sessions,) if type(sessions) is not list else tuple(sessions)
 
     def policyFor(self, source):
         """The L{PeerPolicy} of peer C{source}, or None when it is not authorized."""
@@ -954,7 +957,7 @@ class LmaCore:
                 b = self._byIpv4.get(int(request.address))
                 if b is not None and b.mnId == p.mnId:
                     return b
-        sessions = self._byMnId.get(p.mnId)
+        sessions = self.sessionsOf(p.mnId)
         if not sessions:
             return None
         hi = p.hi.value
@@ -1272,11 +1275,15 @@ class LmaCore:
                 self._prefixLengths.add(home.prefixlen)
         if b.ipv4 is not None:
             self._byIpv4[int(b.ipv4.ip)] = b
+        # A mobile's one session itself, a list only when it has several
+        # (a list per mobile cost about 120 bytes).
         sessions = self._byMnId.get(b.mnId)
         if sessions is None:
-            self._byMnId[b.mnId] = [b]
-        else:
+            self._byMnId[b.mnId] = b
+        elif type(sessions) is list:
             sessions.append(b)
+        else:
+            self._byMnId[b.mnId] = [sessions, b]
 
     def _unindex(self, b):
         del self.bindings[b.key]
@@ -1290,11 +1297,12 @@ class LmaCore:
             if self.ipv4Pool is not None and b.ipv4.ip in self.ipv4Pool:
                 self.ipv4Pool.release(b.ipv4.ip)
         sessions = self._byMnId.get(b.mnId)
-        if sessions is not None:
-            if b in sessions:
-                sessions.remove(b)
-            if not sessions:
-                del self._byMnId[b.mnId]
+        if sessions is b:
+            del self._byMnId[b.mnId]
+        elif type(sessions) is list and b in sessions:
+            sessions.remove(b)
+            if len(sessions) == 1:
+                self._byMnId[b.mnId] = sessions[0]
 
     def _poolOf(self, home):
         if type(home) is IPv6Address:

@@ -40,7 +40,6 @@ the mobile back nor sends stale PBUs. The mobile stays BOUND meanwhile.
 
 import enum
 import heapq
-import itertools
 import random
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Network
 
@@ -58,6 +57,11 @@ from netlmm.wire.control import (
 _ZERO = IPv6Address("::")
 #: The longest per-MN prefix a mobile can form addresses in by SLAAC.
 MAX_PREFIX_LENGTH = 64
+
+
+#: How many MAG addresses the client keeps one shared object for (a MAG
+#: naming ever new addresses must not grow the table without bound).
+INTERNED = 4096
 
 
 class State(str, enum.Enum):
@@ -334,10 +338,11 @@ class PmipCore:
         #: Sequence number -> the mobiles with a PBU in flight carrying it,
         #: to match a PBA whose MN Identifier and home are missing or malformed.
         self._inFlight = {}
-        # (due, tiebreak, mnId): a lazy heap; an entry is live while the
-        # mobile's own due time still equals it.
+        # (due, mnId): a lazy heap; an entry is live while the mobile's own
+        # due time still equals it.
         self._timers = []
-        self._tiebreak = itertools.count()
+        # One object per MAG address: many mobiles share a few MAGs.
+        self._addresses = {}
 
     # ------------------------------------------------------------ queries
 
@@ -382,6 +387,7 @@ class PmipCore:
         effects = []
         for i, r in enumerate(records):
             m = _fromRecord(i, r)
+            m.pcoa, m.mag = self._intern(m.pcoa), self._intern(m.mag)
             if m.mnId in self.mobiles:
                 # A second record of a mobile (a JSON state file of old had
                 # no keys): its key is the first one's.
@@ -402,7 +408,7 @@ class PmipCore:
         """The earliest time a retransmission, refresh or deregistration is due."""
         heap = self._timers
         while heap:
-            due, _, mnId = heap[0]
+            due, mnId = heap[0]
             m = self.mobiles.get(mnId)
             if m is not None and _due(m) == due:
                 return due
@@ -413,7 +419,7 @@ class PmipCore:
 
     def receiveTrigger(self, trigger, now):
         """A MAG reports C{trigger.mnId} attached at C{trigger.magAddress}."""
-        mag = trigger.magAddress
+        mag = self._intern(trigger.magAddress)
         refusal = self.profile.refusal(trigger)
         if refusal is None and trigger.prefix is not None \
                 and trigger.prefix.prefixlen > MAX_PREFIX_LENGTH:
@@ -665,7 +671,7 @@ class PmipCore:
         effects = []
         heap = self._timers
         while heap and heap[0][0] <= now:
-            due, _, mnId = heapq.heappop(heap)
+            due, mnId = heapq.heappop(heap)
             m = self.mobiles.get(mnId)
             if m is None or _due(m) != due:
                 continue
@@ -714,10 +720,21 @@ class PmipCore:
         m.state = TRANSITIONS[key]
         return m.state
 
+    def _intern(self, address):
+        """The one object kept for a MAG address (up to L{INTERNED} of them)."""
+        if address is None:
+            return None
+        known = self._addresses.get(int(address))
+        if known is not None:
+            return known
+        if len(self._addresses) < INTERNED:
+            self._addresses[int(address)] = address
+        return address
+
     def _reschedule(self, m):
         due = _due(m)
         if due is not None and self.mobiles.get(m.mnId) is m:
-            heapq.heappush(self._timers, (due, next(self._tiebreak), m.mnId))
+            heapq.heappush(self._timers, (due, m.mnId))
 
     def _learn(self, m, trigger):
         """What a Trigger tells about the mobile's link and IPv4 wishes."""
@@ -749,7 +766,7 @@ class PmipCore:
         m = Mobile(trigger.mnId, self._rng.randrange(0x10000), trigger.mode)
         self._step(m, Event.CHECK)
         m.home = trigger.phoa
-        m.mag = trigger.magAddress
+        m.mag = self._intern(trigger.magAddress)
         self._learn(m, trigger)
         self.mobiles[m.mnId] = m
         self._byHome[m.home] = m

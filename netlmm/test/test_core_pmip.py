@@ -797,6 +797,28 @@ class PersistenceTests(PmipTestMixin, SynchronousTestCase):
         effects, _ = self.ack(core, bu, lifetime=0, now=103)
         self.assertEqual(self.stored(effects), [(MN1, None)])
 
+    def test_magAddressesShared(self):
+        """
+        Mobiles at one MAG share one object for its address, whether they
+        came by Triggers (each decoded afresh) or from the store: a million
+        mobiles must not each keep a copy.
+        """
+        core = self.makePmip()
+        self.register(core, 1, mnId=MN1)
+        self.register(core, 2, mnId=MN2)
+        one, two = core.mobile(MN1), core.mobile(MN2)
+        self.assertIs(one.mag, two.mag)
+        self.assertIs(one.pcoa, two.pcoa)
+        records = [p.record for p in core.snapshot()]
+        records = [{k: (str(v) if k in ("pcoa", "mag") else v) for k, v in r.items()}
+                   for r in records]
+        restored = self.makePmip()
+        restored.restore(records, 10)
+        one, two = restored.mobile(MN1), restored.mobile(MN2)
+        self.assertEqual(one.mag, MAG1)
+        self.assertIs(one.mag, two.mag)
+        self.assertIs(one.pcoa, two.pcoa)
+
     def restarted(self, effects):
         """A new client restored from the last record that C{effects} kept."""
         [(_, record)] = self.stored(effects)[-1:]

@@ -581,6 +581,28 @@ class DeregistrationTests(Rfc5213Mixin, SynchronousTestCase):
         self.assertEqual(lma.prefixPool.inUse, 0)
         self.assertEqual(lma.counters["deregistered"], 1)
 
+    def test_oneOfTwoSessionsDeleted(self):
+        """
+        A multihomed mobile's other session stays found by its MN identifier
+        when one is deleted, and nothing is left once both are.
+        """
+        lma = self.makeLma()
+        self.accepted(lma, pbu())
+        self.accepted(lma, pbu(2, hi=HandoffIndicator.ATTACHMENT_OVER_NEW_INTERFACE,
+                               att=AccessTechnologyType.WLAN, llId=MAC2, timestamp=T0 + 1),
+                      now=T0 + 1, source=MAG2)
+        first, second = lma.sessionsOf(MN1)
+        self.accepted(lma, pbu(3, hnps=[hnp(P0)], lifetime=0, timestamp=T0 + 2), now=T0 + 2)
+        lma.handleTimer(T0 + 12)
+        self.assertEqual(lma.sessionsOf(MN1), (second,))
+        self.assertIs(lma.bindingFor(MN1), second)
+        self.accepted(lma, pbu(4, hnps=[hnp(P1)], lifetime=0, att=AccessTechnologyType.WLAN,
+                               llId=MAC2, timestamp=T0 + 13), now=T0 + 13, source=MAG2)
+        lma.handleTimer(T0 + 23)
+        self.assertEqual(lma.sessionsOf(MN1), ())
+        self.assertIsNone(lma.bindingFor(MN1))
+        self.assertEqual(lma.bindings, {})
+
     def test_handoffWithinTheDelay(self):
         """The mobile shows up at MAG2 before the delay ends: moved, kept."""
         lma = self.makeLma()
