@@ -69,19 +69,19 @@ def breakdown(core):
     parts = {
         "Binding object": _rounded(getsizeof(b)),
         "pHoA IPv6Address": _rounded(getsizeof(b.phoa)) + _rounded(getsizeof(b.phoa._ip)),
-        "binding-cache key (int)": _rounded(getsizeof(int(b.phoa))),
         "MN identifier bytes": _rounded(getsizeof(b.mnId)),
         "expiry float": _rounded(getsizeof(b.expiry)),
         "bindings dict": getsizeof(core.bindings) / n,
         "MN identifier dict": getsizeof(core._byMnId) / n,
+        "home index dict (keys: the pHoAs' own ints)": getsizeof(core._byHome) / n,
         "pending expiries (deques + tuples)":
             (getsizeof(heap) + len(heap) * _rounded(getsizeof(heap[0]))) / n,
         "stale entries' floats": max(0, len(heap) - n) * 24 / n,
     }
     if core.pool is not None and core.pool.inUse:
-        taken = core.pool._taken
-        parts["pool (set of ints)"] = (getsizeof(taken) + len(taken) * _rounded(
-            getsizeof(next(iter(taken))))) / n
+        blocks = core.pool._slots._blocks
+        parts["pool (bitmap blocks)"] = (getsizeof(blocks) + len(blocks) * _rounded(
+            getsizeof(next(iter(blocks.values()))))) / n
     # lifetime, sequence: small ints, shared; pCoA and client: shared objects.
     return parts, len(heap)
 

@@ -210,11 +210,19 @@ class Binding:
                 f"lifetime={self.lifetime}, expiry={self.expiry})")
 
 
+#: Marks a prefix's key (see L{_homeKey}): above every address's integer.
+_PREFIX = 1 << 136
+
+
 def _homeKey(home):
-    """One integer per home: the address (or network) and its length."""
+    """
+    One integer per home: a pHoA's own integer (the very object the address
+    holds, so the index costs no object per binding), a prefix's address
+    and length above every address.
+    """
     if type(home) is IPv6Address:
-        return (int(home) << 8) | 128
-    return (int(home.network_address) << 8) | home.prefixlen
+        return int(home)
+    return _PREFIX | (int(home.network_address) << 8) | home.prefixlen
 
 
 def _route(home):
@@ -470,12 +478,12 @@ class LmaCore:
         if type(address) is IPv4Address:
             return self._byIpv4.get(int(address))
         value = int(address)
-        b = self._byHome.get((value << 8) | 128)
+        b = self._byHome.get(value)
         if b is not None:
             return b
         for length in self._prefixLengths:
             shift = 128 - length
-            b = self._byHome.get((((value >> shift) << shift) << 8) | length)
+            b = self._byHome.get(_PREFIX | (((value >> shift) << shift) << 8) | length)
             if b is not None:
                 return b
         return None
@@ -779,7 +787,7 @@ class LmaCore:
         else:
             if hnp.prefixLength == 128:
                 home = hnp.prefix
-                b = self._byHome.get((value << 8) | 128)
+                b = self._byHome.get(value)
             else:
                 home = _network(hnp)
                 if home is None:
@@ -1393,7 +1401,9 @@ def _readHomes(value):
             homes.append(_home(IPv6Network(h)) if type(h) is IPv6Network else h)
             continue
         try:
-            homes.append(_home(IPv6Network(h)))
+            # A pHoA as the stores write it: read without a network object.
+            homes.append(read.address(h) if isinstance(h, str) and "/" not in h
+                         else _home(IPv6Network(h)))
         except (TypeError, ValueError):
             raise ValueError(f"{h!r} is not an IPv6 address or prefix") from None
     return tuple(homes)

@@ -12,48 +12,63 @@ class _Slots:
     """
     Numbered slots 0..size-1, lowest free first: a counter for the slots
     never handed out and a heap of the ones given back, so a pool of a /48
-    split in /64s costs nothing until it is used.
+    split in /64s costs nothing until it is used. Which slots are taken is
+    a bitmap in blocks of 512 slots (64 octets), made when a slot in them is first
+    taken and dropped when the last is given back: about a bit per slot of
+    a pool in use (a set of slot numbers cost about 75 bytes a slot).
     """
 
     def __init__(self, size):
         self.size = size
         self._next = 0
         self._free = []
-        self._taken = set()
+        #: Block number -> bytearray of BLOCK bits.
+        self._blocks = {}
+        self._count = 0
 
     def allocate(self):
         while self._free:
             slot = heapq.heappop(self._free)
-            if slot not in self._taken:
-                self._taken.add(slot)
+            if self.take(slot):
                 return slot
         while self._next < self.size:
             slot = self._next
             self._next += 1
-            if slot not in self._taken:
-                self._taken.add(slot)
+            if self.take(slot):
                 return slot
         return None
 
     def take(self, slot):
         """Mark C{slot} taken; False when it already was."""
-        if slot in self._taken:
+        block = self._blocks.get(slot >> 9)
+        if block is None:
+            block = self._blocks[slot >> 9] = bytearray(64)
+        octet, bit = (slot >> 3) & 63, 1 << (slot & 7)
+        if block[octet] & bit:
             return False
-        self._taken.add(slot)
+        block[octet] |= bit
+        self._count += 1
         return True
 
     def release(self, slot):
-        if slot in self._taken:
-            self._taken.discard(slot)
-            if slot < self._next:
-                heapq.heappush(self._free, slot)
+        block = self._blocks.get(slot >> 9)
+        octet, bit = (slot >> 3) & 63, 1 << (slot & 7)
+        if block is None or not block[octet] & bit:
+            return
+        block[octet] &= ~bit & 0xFF
+        self._count -= 1
+        if not block[octet] and not any(block):
+            del self._blocks[slot >> 9]
+        if slot < self._next:
+            heapq.heappush(self._free, slot)
 
     def taken(self, slot):
-        return slot in self._taken
+        block = self._blocks.get(slot >> 9)
+        return block is not None and bool(block[(slot >> 3) & 63] & (1 << (slot & 7)))
 
     @property
     def inUse(self):
-        return len(self._taken)
+        return self._count
 
 
 class AddressPool:

@@ -174,6 +174,33 @@ class AddressPoolTests(SynchronousTestCase):
     def test_empty(self):
         self.assertRaises(ValueError, AddressPool, "2001:db8:1::2", "2001:db8:1::1")
 
+    def test_largePoolKeepsABitPerAddress(self):
+        """
+        Addresses taken across a large pool (a /64) are kept as bits in
+        blocks made as they are needed and dropped once empty; a double
+        reservation is refused and a release of a free address changes
+        nothing.
+        """
+        pool = AddressPool("2001:db8:1::", "2001:db8:1::ffff:ffff:ffff:ffff")
+        first = [pool.allocate() for _ in range(1500)]
+        self.assertEqual(first[-1], IPv6Address("2001:db8:1::5db"))
+        far = IPv6Address("2001:db8:1::ffff:ffff:ffff:fffe")
+        self.assertTrue(pool.reserve(far))
+        self.assertFalse(pool.reserve(far))
+        self.assertTrue(pool.taken(far))
+        self.assertFalse(pool.taken(far + 1))
+        self.assertEqual(pool.inUse, 1501)
+        self.assertEqual(len(pool._slots._blocks), 4)
+        for a in first[:512]:
+            pool.release(a)
+        pool.release(first[0])
+        self.assertEqual(pool.inUse, 989)
+        self.assertEqual(len(pool._slots._blocks), 3)
+        self.assertEqual(pool.allocate(), first[0])
+        pool.release(far)
+        self.assertEqual(len(pool._slots._blocks), 3)
+        self.assertEqual(pool.allocate(), first[1])
+
 
 class InitialRegistrationTests(LmaTestMixin, SynchronousTestCase):
     """Section 4.1 steps 4-5: the first PBU for a mobile."""
