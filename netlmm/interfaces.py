@@ -153,6 +153,13 @@ class IStateStore(Interface):
     """
 
     location = Attribute("Text naming where the state is (a path), for logs and errors.")
+    counters = Attribute(
+        "A dict of ints for the metrics: 'commits' (transactions written), "
+        "'entries' (entries they carried), 'failures' (writes that failed).")
+    latency = Attribute(
+        "A L{netlmm.metrics.Histogram} of the seconds each committed write took "
+        "from its start until it was durable.")
+    pending = Attribute("How many entries are staged or being written.")
 
     def load():
         """

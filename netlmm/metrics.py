@@ -10,7 +10,8 @@ the plain ints and dicts they keep anyway (the cores' and guards'
 C{counters}, a status -> count dict), and L{RoleCollector} turns them into
 metric families only when scraped. The one addition to a hot path is the
 PMIP client's Trigger -> Notification latency, a L{Histogram} (one bisect per
-Notification). Every daemon also exports prometheus_client's process_*
+Notification); the state stores time their transactions the same way (one
+bisect per commit, netlmm.store). Every daemon also exports prometheus_client's process_*
 metrics (CPU seconds, resident memory, open file descriptors).
 
 Names follow the Prometheus conventions (netlmm_<role>_..., _total for

@@ -18,6 +18,7 @@ L{MemoryStore} keeps the same promises in memory, for tests.
 
 import json
 import os
+import time
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Network
 
 from twisted.internet.defer import Deferred, succeed
@@ -87,6 +88,7 @@ class _GroupCommit:
     retryCap = 5.0
 
     def __init__(self, reactor):
+        from netlmm.metrics import Histogram
         self.reactor = reactor
         #: Entries put since the last write began: key -> encoded record or None.
         self._staged = {}
@@ -99,6 +101,10 @@ class _GroupCommit:
         self._closing = False
         #: Transactions committed and entries they carried.
         self.counters = {"commits": 0, "entries": 0, "failures": 0}
+        #: How long each committed write took, from its start until it was
+        #: durable (seconds): what the acknowledgements it holds wait for.
+        self.latency = Histogram()
+        self._began = 0.0
 
     def put(self, key, record):
         self._staged[key] = None if record is None else encode(record)
@@ -115,6 +121,9 @@ class _GroupCommit:
         if self._writing is None and self._retry is None:
             self._startWrite()
         return d
+
+    def _now(self):
+        return time.monotonic() if self.reactor is None else self.reactor.seconds()
 
     @property
     def available(self):
@@ -134,6 +143,7 @@ class _GroupCommit:
         batch, self._staged = self._staged, {}
         waiters, self._waiters = self._waiters, []
         self._writing = (batch, waiters)
+        self._began = self._now()
         d = self._write(batch)
         d.addCallbacks(self._written, self._failed)
 
@@ -142,6 +152,7 @@ class _GroupCommit:
         self._writing = None
         self.counters["commits"] += 1
         self.counters["entries"] += len(batch)
+        self.latency.observe(self._now() - self._began)
         if self._failures:
             self.log.info("state {location}: writing again after {n} failed attempts",
                           location=self.location, n=self._failures)

@@ -127,6 +127,32 @@ class RoleService(MultiService):
             gc.freeze()
         self._restored = effects
 
+    def storeMetricFamilies(self, prefix):
+        """
+        The state store's Prometheus metrics (L{netlmm.metrics}), when the
+        role keeps state: commit latency, transactions, entries, failures,
+        and what waits for the store now.
+        """
+        store = self.store
+        if store is None:
+            return
+        from netlmm.metrics import counter, gauge
+        yield store.latency.family(
+            f"{prefix}_store_commit_seconds",
+            "Time each state store transaction took from its start until it was "
+            "durable; the acknowledgements it holds wait that long")
+        for key, name, what in (
+                ("commits", "commits", "State store transactions committed"),
+                ("entries", "entries_written",
+                 "Entries (changes and deletions) written by those transactions"),
+                ("failures", "failures", "State store writes that failed (and are retried)")):
+            yield counter(f"{prefix}_store_{name}", what, store.counters[key])
+        yield gauge(f"{prefix}_store_pending", "Entries staged or being written",
+                    store.pending)
+        yield gauge(f"{prefix}_acknowledgements_held",
+                    "Answers (PBAcks, Notifications) held until the store commits",
+                    self.awaitingCommit)
+
     def restoreState(self):
         """Load the store if not done yet, and carry out what the core asked (before serving)."""
         if self._restored is None:

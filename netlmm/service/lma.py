@@ -314,6 +314,7 @@ class LmaService(Refusing, RoleService):
                     "Binding cache entries (mobility sessions) by state (RFC 6475 "
                     "pmip6BindingCacheTable)",
                     tally(core.bindings.values(), "state", lambda s: s.value), "state")
+        yield from self.storeMetricFamilies("netlmm_lma")
         yield from self.port.metricFamilies("netlmm_lma")
 
     def command(self, words):

@@ -554,6 +554,7 @@ class PmipService(RoleService):
         yield gauge("netlmm_pmip_peer_connections",
                     "Connections to peer PMIP clients open (conflict detection)",
                     len(self.peerConnections))
+        yield from self.storeMetricFamilies("netlmm_pmip")
         yield from self.port.metricFamilies("netlmm_pmip")
 
 

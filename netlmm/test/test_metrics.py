@@ -5,6 +5,7 @@ client's endpoints are scraped over HTTP with Twisted's Agent and the values
 compared with what was done.
 """
 
+import os
 from ipaddress import IPv6Address
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -21,6 +22,7 @@ from netlmm.lab.wait import until
 from netlmm.metrics import Histogram, MetricsService, metricsConfig
 from netlmm.security import auth, replay
 from netlmm.security.auth import SecurityAssociation
+from netlmm.store import MemoryStore, SqliteStore
 from netlmm.wire import mh
 
 LO = IPv6Address("::1")
@@ -154,6 +156,56 @@ class MetricsScrapeTests(TestCase):
         self.assertEqual(code, 404)
         code, _ = yield scrape(self.metrics["lma"], "/metrics/x")
         self.assertEqual(code, 404)
+
+
+class StoreMetricsTests(TestCase):
+    """The state stores' commit latency and counts, scraped over HTTP."""
+
+    timeout = 30
+
+    @inlineCallbacks
+    def test_storeLatencyScraped(self):
+        """
+        With state kept (the LMA in SQLite, the PMIP client in memory), each
+        role's endpoint shows its store's commits as a latency histogram and
+        counters equal to what the store did, and nothing left waiting.
+        """
+        domain = demo.Domain(reactor, detachDelay=0.05, tls=False, mobiles=MOBILES)
+        path = os.path.abspath(self.mktemp())
+        domain.lma.store = SqliteStore(path, "lma-bindings", reactor)
+        domain.lma.loadState()
+        yield domain.start()
+        self.addCleanup(domain.stop)
+        domain.pmip.store = MemoryStore(reactor)
+        metrics = {}
+        for role, service in (("lma", domain.lma), ("pmip", domain.pmip)):
+            m = MetricsService(reactor, (LO, 0), [service])
+            yield m.startService()
+            self.addCleanup(m.stopService)
+            metrics[role] = m
+        yield attachAndHandOff(domain)
+        for role, service in (("lma", domain.lma), ("pmip", domain.pmip)):
+            code, samples = yield scrape(metrics[role])
+            self.assertEqual(code, 200)
+            store = service.store
+            commits = store.counters["commits"]
+            self.assertGreaterEqual(commits, 2, role)
+            prefix = f"netlmm_{role}_store"
+            self.assertEqual(samples[(f"{prefix}_commit_seconds_count", ())], commits)
+            self.assertEqual(samples[(f"{prefix}_commit_seconds_bucket",
+                                      (("le", "+Inf"),))], commits)
+            self.assertAlmostEqual(samples[(f"{prefix}_commit_seconds_sum", ())],
+                                   store.latency.sum)
+            self.assertEqual(samples[(f"{prefix}_commits_total", ())], commits)
+            # Each attachment and the handoff changed a record.
+            self.assertGreaterEqual(samples[(f"{prefix}_entries_written_total", ())], 3)
+            self.assertEqual(samples[(f"{prefix}_entries_written_total", ())],
+                             store.counters["entries"])
+            self.assertEqual(samples[(f"{prefix}_failures_total", ())], 0)
+            self.assertEqual(samples[(f"{prefix}_pending", ())], 0)
+            self.assertEqual(samples[(f"netlmm_{role}_acknowledgements_held", ())], 0)
+        # A real disk write takes time; the SQLite store's is measured.
+        self.assertGreater(domain.lma.store.latency.sum, 0)
 
 
 class HistogramTests(TestCase):

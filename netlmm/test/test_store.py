@@ -318,6 +318,33 @@ class MemoryStoreTests(SynchronousTestCase):
         self.successResultOf(d)
         self.assertEqual(s.entries, {b"a": {"p": "0:0:0:0:0:0:0:1"}})
 
+    def test_commitLatencyObserved(self):
+        """
+        Each committed write's time from its start until it is durable goes
+        into the store's latency histogram (the [metrics] endpoint's
+        netlmm_ROLE_store_commit_seconds); a failed write is counted apart.
+        """
+        clock = Clock()
+        s = MemoryStore(clock, automatic=False)
+        s.put(b"a", {"v": 1})
+        s.commit()
+        clock.advance(0.003)
+        s.completeWrite()
+        self.assertEqual(s.latency.count, 1)
+        self.assertAlmostEqual(s.latency.sum, 0.003)
+        self.assertEqual(s.latency.counts[s.latency.bounds.index(0.005)], 1)
+        s.failWith = OSError("disk full")
+        s.put(b"b", {"v": 2})
+        s.commit()
+        s.completeWrite()
+        self.assertEqual((s.latency.count, s.counters["failures"]), (1, 1))
+        clock.advance(0.1)
+        clock.advance(0.5)
+        s.failWith = None
+        s.completeWrite()
+        self.assertEqual((s.latency.count, s.counters["commits"]), (2, 2))
+        self.assertAlmostEqual(s.latency.sum, 0.003 + 0.5)
+
     def test_crashLosesWhatIsNotWritten(self):
         s = MemoryStore(Clock(), automatic=False)
         s.put(b"a", {"v": 1})
