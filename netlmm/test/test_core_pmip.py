@@ -797,6 +797,21 @@ class PersistenceTests(PmipTestMixin, SynchronousTestCase):
         effects, _ = self.ack(core, bu, lifetime=0, now=103)
         self.assertEqual(self.stored(effects), [(MN1, None)])
 
+    def test_recordOfEarlierReleaseRestored(self):
+        """A record as the release before compact mobiles wrote it comes back BOUND."""
+        core = self.makePmip()
+        record = json.loads(
+            '{"mn":"6d6e304062656e6368","pcoa":"2001:db8:ff:0:0:0:0:1",'
+            '"mag":"2001:db8:ff:0:0:0:0:1","sequence":20372,"lifetime":3600,'
+            '"expiry":3700.5,"mode":3,"phoa":"2001:db8:1:0:0:0:0:100"}')
+        self.assertEqual(core.restore([record], 100), [])
+        m = core.mobile(b"mn0@bench")
+        self.assertEqual((m.state, m.phoa, m.pcoa, m.mag, m.sequence, m.lifetime, m.expiry,
+                          m.mode),
+                         (pmip.BOUND, IPv6Address("2001:db8:1::100"),
+                          IPv6Address("2001:db8:ff::1"), IPv6Address("2001:db8:ff::1"),
+                          20372, 3600, 3700.5, AddressMode.LMA_ASSIGNED))
+
     def test_magAddressesShared(self):
         """
         Mobiles at one MAG share one object for its address, whether they

@@ -582,6 +582,40 @@ class ServiceStateTests(TestCase):
         self.assertEqual(lma.store._staged, {b"mn3": None})
         lma.store._release()
 
+    def test_stateOfEarlierReleaseLoads(self):
+        """
+        A database as the release before chunked restores wrote it (schema
+        and records copied from one) loads: the live binding comes back
+        with its pool address, the expired one is deleted at start.
+        """
+        path = os.path.abspath(self.mktemp())
+        db = sqlite3.connect(path)
+        db.executescript(
+            "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);"
+            "CREATE TABLE entries (key BLOB PRIMARY KEY, record TEXT NOT NULL) WITHOUT ROWID;"
+            "INSERT INTO meta VALUES ('format', '1'), ('kind', 'lma-bindings');")
+        later = reactor.seconds() + 3000
+        for key, last, expiry in ((b"mn0@bench", "100", later),
+                                  (b"mn1@bench", "101", reactor.seconds() - 10)):
+            db.execute("INSERT INTO entries VALUES (?, ?)", (key, (
+                '{"phoa":"2001:db8:1:0:0:0:0:%s","homes":["2001:db8:1:0:0:0:0:%s"],'
+                '"ipv4":null,"mn":"%s","pcoa":"2001:db8:ff:0:0:0:0:1","sequence":20372,'
+                '"lifetime":3600,"expiry":%r,"client":"0:0:0:0:0:0:0:1","profile":"netlmm",'
+                '"state":"REGISTERED","timestamp":null,"att":null,"llid":null,"lla":null}'
+                % (last, last, key.hex(), expiry))))
+        db.commit()
+        db.close()
+        lma = self.lmaService(path)
+        lma.loadState()
+        self.addCleanup(lma.store._release)
+        b = lma.core.bindingFor(b"mn0@bench")
+        self.assertEqual((b.phoa, b.pcoa, b.client, b.sequence, b.lifetime, b.expiry),
+                         (IPv6Address("2001:db8:1::100"), IPv6Address("2001:db8:ff::1"),
+                          IPv6Address("::1"), 20372, 3600, later))
+        self.assertTrue(lma.core.pool.taken(IPv6Address("2001:db8:1::100")))
+        self.assertIsNone(lma.core.bindingFor(b"mn1@bench"))
+        self.assertEqual(lma.store._staged, {b"mn1@bench": None})
+
     def test_badRecordInLaterChunkNamed(self):
         """A bad record without a key (a JSON state file) is named by its place in the file."""
         path = os.path.abspath(self.mktemp())
