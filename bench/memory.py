@@ -5,6 +5,7 @@ state file), holding N bindings each, state store included.
 
     python bench/memory.py                    # 1,000,000 bindings (minutes)
     python bench/memory.py --bindings 100000
+    python bench/memory.py --lma-only         # the LMA alone, its state made by its core
 
 How: the two services are built in this process from the copied shipped
 configs, exactly as twistd builds them, and wired back to back through
@@ -153,6 +154,48 @@ def fill(configs, count, log):
     task.react(run)
 
 
+def fillLma(configs, count, log):
+    """
+    The LMA alone (--lma-only): its core, built from the copied shipped
+    config, is fed one PBU per mobile directly (as bench/lma_memory.py does;
+    no PMIP client, no RFC 4285, no sockets), and the records its Persist
+    effects name are written to its state in one transaction. Several times
+    quicker than the fill through both daemons, for a million mobiles on a
+    busy machine; the daemon then loads them exactly as in the full run.
+    """
+    from ipaddress import IPv6Address
+
+    from netlmm.core.effects import Persist
+    from netlmm.wire import mh
+
+    lma = build("lma", configs)
+    core, receive = lma.core, lma.core.receive
+    client = IPv6Address("::1")
+    mags = [IPv6Address(f"2001:db8:ff::{i + 1:x}") for i in range(16)]
+    unspecified = IPv6Address("::")
+    flags = mh.BU_A | mh.BU_H | mh.BU_P
+    kept = {}
+    start = time.perf_counter()
+    for i in range(count):
+        mnId = b"mn%d@bench" % i
+        bu = mh.BindingUpdate(1, flags, 65535, [
+            mh.HomeNetworkPrefix(unspecified), mh.AlternateCareOfAddress(mags[i % 16]),
+            mh.MobileNodeIdentifier(mnId)])
+        effects = receive(bu, client, time.time())
+        if effects[-1].message.status != 0:
+            raise SystemExit(f"mobile {i}: {effects[-1].message!r}")
+        for e in effects:
+            if type(e) is Persist:
+                kept[e.key] = e.record
+        if (i + 1) % 100_000 == 0 and i + 1 < count:
+            log(f"  {i + 1} bound ({(time.perf_counter() - start) / (i + 1) * 1e6:.0f} us each)")
+    log(f"  {len(core.bindings)} of {count} mobiles bound at the LMA core in "
+        f"{time.perf_counter() - start:.0f} s")
+    if len(core.bindings) != count:
+        raise SystemExit("not every mobile was bound")
+    lma.store.rewrite([Persist(k, r) for k, r in kept.items()])
+
+
 def resident(role, configs, count, log):
     """VmRSS of the daemon started from its state, and with an empty state."""
     figures = {}
@@ -179,6 +222,9 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--bindings", type=int, default=1_000_000)
     p.add_argument("--keep", action="store_true", help="keep configs, states and logs")
+    p.add_argument("--lma-only", action="store_true",
+                   help="the LMA alone, its state made by its core fed PBUs directly "
+                        "(quicker; for 1,000,000 on a busy machine)")
     p.add_argument("--fill", metavar="DIR", help=argparse.SUPPRESS)
     args = p.parse_args()
 
@@ -192,15 +238,21 @@ def main():
     try:
         states = {role: configs.path(f"{role}.full") for role in ("lma", "pmip")}
         configure(configs, states, args.bindings)
-        log(f"binding {args.bindings} mobiles through the PMIP client and the LMA "
-            "(in one process, shipped configs)")
-        # In a process of its own: the reactor runs the services' stop.
-        import subprocess
-        subprocess.run([sys.executable, os.path.abspath(__file__), "--fill", configs.dir,
-                        "--bindings", str(args.bindings)], check=True, cwd=load.ROOT)
-        for role in ("lma", "pmip"):
+        roles = ("lma",) if args.lma_only else ("lma", "pmip")
+        if args.lma_only:
+            log(f"binding {args.bindings} mobiles at the LMA core (shipped config)")
+            fillLma(configs, args.bindings, log)
+        else:
+            log(f"binding {args.bindings} mobiles through the PMIP client and the LMA "
+                "(in one process, shipped configs)")
+            # In a process of its own: the reactor runs the services' stop.
+            import subprocess
+            subprocess.run([sys.executable, os.path.abspath(__file__), "--fill",
+                            configs.dir, "--bindings", str(args.bindings)],
+                           check=True, cwd=load.ROOT)
+        for role in roles:
             log(f"  {role} state: {os.path.getsize(states[role]) / 2**20:.1f} MiB on disk")
-        for role in ("lma", "pmip"):
+        for role in roles:
             resident(role, configs, args.bindings, log)
     finally:
         if args.keep:
