@@ -1,5 +1,7 @@
 """A data plane that only remembers: for tests, the demo, and dry runs."""
 
+from collections import deque
+
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -10,9 +12,14 @@ from netlmm.interfaces import IDataPlane
 class MemoryDataPlane:
     """
     Keeps the routes (LMA: home -> pCoA) and tunnels (MAG: home -> LMA) it
-    was asked for in dictionaries, and a list of every change in C{changes}.
-    A home is whatever it is given (a pHoA, a per-MN prefix, an IPv4 address).
+    was asked for in dictionaries, and the last L{CHANGES_KEPT} changes in
+    C{changes} (oldest first). A home is whatever it is given (a pHoA, a
+    per-MN prefix, an IPv4 address).
     """
+
+    #: Changes kept in C{changes}: the shipped LMA runs on this data plane,
+    #: and a list of every change grew by a tuple a binding, forever.
+    CHANGES_KEPT = 1000
 
     name = "memory"
     log = Logger()
@@ -23,7 +30,7 @@ class MemoryDataPlane:
         #: Handover: pHoA -> how its downlink goes; the neighbours accepted.
         self.handovers = {}
         self.accepted = set()
-        self.changes = []
+        self.changes = deque(maxlen=self.CHANGES_KEPT)
         self.running = False
 
     @classmethod
