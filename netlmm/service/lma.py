@@ -293,6 +293,10 @@ class LmaService(Refusing, RoleService):
                                 ("deregistered", "deregistrations",
                                  "bindings deregistered by their MAG"),
                                 ("expired", "expirations", "bindings expired"),
+                                ("relocated", "relocations", "bindings taken over by "
+                                 "another PMIP client (draft E.1)"),
+                                ("relocationsRefused", "relocations_refused",
+                                 "takeovers refused: client not authorized for the mobile"),
                                 ("bindingErrors", "binding_errors",
                                  "Binding Error messages sent")):
             yield counter(f"netlmm_lma_{name}", what.capitalize(), core.counters[key])

@@ -343,6 +343,8 @@ class MagService(RoleService):
                 "signalling when it came from another MAG)")
         yield gauge("netlmm_mag_attachments", "Mobiles attached here, by state",
                     tally(self.core.attachments.values(), "state"), "state")
+        yield counter("netlmm_mag_relocations", "Mobiles moved to another PMIP client "
+                      "(draft E.1: their client failed or was drained)", self.relocations)
         yield gauge("netlmm_mag_pmip_connections",
                     "PMIP clients this MAG is connected to (of those configured)",
                     sum(up.connection is not None for up in self.upstreams.values()))

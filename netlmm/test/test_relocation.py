@@ -122,6 +122,15 @@ class MagCoreRelocateTests(SynchronousTestCase):
         self.assertEqual(core.attachment(MN1).state, magcore.ATTACHED)
 
 
+def metric(service, name):
+    """The value of C{service}'s metric family C{name} (one sample, no labels)."""
+    for family in service.metricFamilies():
+        if family.name == name:
+            [sample] = family.samples
+            return sample.value
+    raise KeyError(name)
+
+
 def _mobiles(n):
     return [(f"mn{i}@example.net".encode(), IPv6Address(f"2001:db8:1::{i + 0x100:x}"))
             for i in range(n)]
@@ -195,6 +204,7 @@ class FailoverServiceTests(TestCase):
                     "every mobile bound through PMIP2")
         self.assertGreaterEqual(time.monotonic() - stopped, 0.3)
         self.assertEqual(self.mag.relocations, len(first))
+        self.assertEqual(metric(self.mag, "netlmm_mag_relocations"), len(first))
         for mnId, phoa in mobiles:
             a = self.mag.core.attachment(mnId)
             self.assertEqual((a.state, a.phoa), (magcore.BOUND, phoa))
@@ -483,6 +493,8 @@ class LmaTakeoverServiceTests(SynchronousTestCase):
         self.assertEqual(self.send(lma, CLIENT_A, 100), 0)
         self.assertEqual(self.send(lma, CLIENT_B, 7), 0)
         self.assertEqual(lma.core.binding(PHOA).client, CLIENT_B)
+        self.assertEqual(metric(lma, "netlmm_lma_relocations"), 1)
+        self.assertEqual(metric(lma, "netlmm_lma_relocations_refused"), 0)
 
     def test_clientSaForAnyMobile(self):
         """
@@ -496,6 +508,7 @@ class LmaTakeoverServiceTests(SynchronousTestCase):
         self.assertEqual(self.send(lma, CLIENT_A, 100), 0)
         self.assertEqual(self.send(lma, CLIENT_B, 7), 129)
         self.assertEqual(lma.core.binding(PHOA).client, CLIENT_A)
+        self.assertEqual(metric(lma, "netlmm_lma_relocations_refused"), 1)
 
     def test_withoutSecurity(self):
         """Unauthenticated PBUs authorize nothing, unless relocation = 'any'."""
