@@ -190,6 +190,17 @@ KNOWN = [
         f"02 22 2000 00000000  05 01 0a  01 03 {MN1_HEX}  02 10 {A1_HEX}",
     ),
     (
+        "Detach releasing an old prefix (after an anchor move)",
+        Detach(13, b"mn1", MAG, prefix=IPv6Network("2001:db8:1::/64")),
+        f"03 32 2000 0000000d  01 03 {MN1_HEX}  06 10 {MAG_HEX}  07 11 {PREFIX_HEX}",
+    ),
+    (
+        "unsolicited Notification: re-anchored at another LMA with a new prefix",
+        Notification(0, Result.REANCHORED, b"mn1", prefix=IPv6Network("2001:db8:1::/64"),
+                     lma=A1),
+        f"02 35 2000 00000000  05 01 0c  01 03 {MN1_HEX}  07 11 {PREFIX_HEX}  0c 10 {A1_HEX}",
+    ),
+    (
         "Notification with nothing but a result",
         Notification(5, Result.MALFORMED),
         "02 0b 2000 00000005  05 01 05",
@@ -493,7 +504,7 @@ class KnownValuesTests(SynchronousTestCase):
         self.assertEqual(control.MAX_LENGTH, 255)
         for code, name in Result.NAMES.items():
             self.assertEqual(getattr(Result, name.upper().replace("-", "_")), code)
-        self.assertEqual(sorted(Result.NAMES), list(range(12)))
+        self.assertEqual(sorted(Result.NAMES), list(range(13)))
 
 
 class FramingTests(SynchronousTestCase):

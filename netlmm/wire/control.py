@@ -124,12 +124,18 @@ class Result:
     #: address was asked, no home assigned...): the PMIP client deregisters
     #: what the LMA bound. The container holds the PBAck.
     PBACK_UNUSABLE = 11
+    #: Unsolicited: the mobile is anchored at another LMA now (draft 4.4);
+    #: the Notification names the new home (C{prefix}) and LMA (C{lma}). The
+    #: MAG advertises the new prefix, deprecates the old one and keeps its
+    #: tunnel to the old LMA until it releases the old home (a Detach naming
+    #: it).
+    REANCHORED = 12
 
     NAMES = {
         0: "success", 1: "pback-rejected", 2: "phoa-mismatch",
         3: "lma-unreachable", 4: "address-conflict", 5: "malformed",
         6: "moved", 7: "not-authorized", 8: "superseded", 9: "unknown-mn",
-        10: "binding-lost", 11: "pback-unusable",
+        10: "binding-lost", 11: "pback-unusable", 12: "reanchored",
     }
 
 
@@ -330,17 +336,22 @@ class Trigger(
 
 class Detach(
     ControlMessage,
-    namedtuple("_Detach", "transaction mnId magAddress phoa extra linkLayerId"),
+    namedtuple("_Detach", "transaction mnId magAddress phoa extra linkLayerId prefix"),
 ):
-    """MAG -> PMIP client: mobile C{mnId} has left the MAG at C{magAddress}."""
+    """
+    MAG -> PMIP client: mobile C{mnId} has left the MAG at C{magAddress}.
+    With C{prefix} (an old home a REANCHORED Notification deprecated) it
+    releases only that home: the mobile stays, the old binding is
+    deregistered.
+    """
 
     __slots__ = ()
     TYPE = DETACH
-    OPTIONS = (OPT_L2_ID, OPT_MAG_ADDRESS, OPT_IP_ADDRESS, OPT_LINK_LAYER_ID)
+    OPTIONS = (OPT_L2_ID, OPT_MAG_ADDRESS, OPT_IP_ADDRESS, OPT_LINK_LAYER_ID, OPT_PREFIX)
     REQUIRED = (OPT_L2_ID, OPT_MAG_ADDRESS)
 
     def __new__(cls, transaction, mnId, magAddress, phoa=None, extra=(),
-                linkLayerId=None):
+                linkLayerId=None, prefix=None):
         return tuple.__new__(cls, (
             _u32("transaction number", transaction),
             _mnId(mnId),
@@ -348,6 +359,7 @@ class Detach(
             _optional(_addr, "pHoA", phoa),
             _extras(extra),
             _optional(_linkLayerId, "link-layer identifier", linkLayerId),
+            _optional(_prefix, "home network prefix", prefix),
         ))
 
 
