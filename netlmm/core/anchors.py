@@ -20,15 +20,38 @@ PMIP client (the same mobile always lands on the same LMA, whatever the
 order of the config); L{LeastLoadedAnchors}: the map, else the LMA with
 the fewest of this client's mobiles.
 
+Moving a mobile to another anchor (draft 4.4) while it stays at its MAG
+(L{AnchoredCore.move}: an operator's command, a drain): the client registers
+the mobile with the new LMA (a new per-MN prefix), then tells the MAG with an
+unsolicited REANCHORED Notification naming the new prefix and LMA. The MAG
+advertises the new prefix and deprecates the old one; the old binding stays
+(refreshed by its core as any binding) until the MAG releases the old home
+(a Detach naming the old prefix: unused for a while, or its valid lifetime
+ran out), the mobile leaves or hands over, or the old LMA drops it. Each move
+is one state machine, L{MOVE_TRANSITIONS}, driven by L{AnchoredCore._stepMove}:
+
+    (none) --move--> MOVING --accepted--> MOVED --release--> RELEASING --released--> (none)
+    MOVING --failed--> (none)                   (the mobile stays at the old LMA)
+    MOVING --abandon--> ABANDONING --released--> (none)
+                           (it left or moved during the registration: the new binding goes)
+    MOVED --lost--> (none)                      (the old binding ended by itself)
+
+Only mobiles with a per-MN prefix (address mode PREFIX, draft E.3) move:
+the MAG can advertise a new prefix to them alone. A mobile with an IPv4 home
+address does not (its IPv4 address cannot be deprecated the same way).
+
 This module imports nothing from Twisted (only zope.interface, for the\nplugin interface).
 """
 
+import enum
 from collections import namedtuple
 from ipaddress import IPv6Address
 
-from netlmm.core.effects import BadRecord, Notify, Persist
+from netlmm.core.effects import BadRecord, InvalidInput, Notify, Persist
 from netlmm.core.selection import ClientSelector, endpointText
-from netlmm.wire.control import AddressMode, Notification, Result, showMnId, withLma
+from netlmm.wire.control import (
+    AddressMode, Detach, Notification, Result, Trigger, showMnId, withLma,
+)
 
 
 class Anchor(namedtuple("Anchor", "name address port tunnel prefixes")):
@@ -205,6 +228,66 @@ class LeastLoadedAnchors(AnchorPolicy):
         return min(self.anchors, key=lambda a: loads.get(a.name, 0))
 
 
+class MoveState(str, enum.Enum):
+    """Where a move of a mobile to another LMA stands (see the module docstring)."""
+
+    #: Registering with the new LMA; the old one still anchors the mobile.
+    MOVING = "MOVING"
+    #: Anchored at the new LMA; the old binding kept for the old home.
+    MOVED = "MOVED"
+    #: The old binding is being deregistered.
+    RELEASING = "RELEASING"
+    #: The mobile left or moved during the registration: the new binding goes.
+    ABANDONING = "ABANDONING"
+
+    def __str__(self):
+        return self.value
+
+
+MOVING, MOVED, RELEASING, ABANDONING = MoveState
+
+#: (state, event) -> the next state of a move; None: the move is over.
+MOVE_TRANSITIONS = {
+    (None, "move"): MOVING,
+    (MOVING, "accepted"): MOVED,
+    (MOVING, "failed"): None,
+    (MOVING, "abandon"): ABANDONING,
+    (ABANDONING, "released"): None,
+    (MOVED, "release"): RELEASING,
+    (MOVED, "lost"): None,
+    (RELEASING, "released"): None,
+    (RELEASING, "lost"): None,
+}
+
+
+class Move:
+    """One mobile's move from the LMA C{old} to C{new} ((L{Anchor}, core) pairs)."""
+
+    __slots__ = ("mnId", "state", "old", "new", "oldHome", "mag", "answer", "started")
+
+    def __init__(self, mnId, old, new, oldHome, mag, started):
+        self.mnId = mnId
+        self.state = None
+        self.old = old
+        self.new = new
+        #: The home (per-MN prefix) the old LMA anchors.
+        self.oldHome = oldHome
+        #: The MAG the mobile is at (where the new binding points).
+        self.mag = mag
+        #: (transaction, MAG) of the Detach that releases the old home, or None.
+        self.answer = None
+        self.started = started
+
+    def __repr__(self):
+        return (f"Move({self.mnId!r}, {self.state}, {self.old[0].name} -> "
+                f"{self.new[0].name}, old home {self.oldHome})")
+
+
+def movedKey(name, mnId):
+    """The store key of a moved mobile's old binding (its current one is keyed C{mnId})."""
+    return b"moved-from:" + name.encode("utf-8") + b":" + bytes(mnId)
+
+
 class AnchoredCore:
     """
     A PMIP client core for several LMAs: one L{netlmm.core.pmip.PmipCore}
@@ -237,6 +320,12 @@ class AnchoredCore:
             core.conflicts = self.conflicts
         #: Triggers no LMA would take (the policy chose none).
         self.unanchored = 0
+        #: MN identifier -> its L{Move} to another LMA, while one is under way.
+        self.moves = {}
+        #: Moves whose dropped binding is being deregistered (RELEASING, ABANDONING).
+        self._dropping = set()
+        self.moveCounters = dict(started=0, moved=0, failed=0, abandoned=0, released=0,
+                                 lost=0)
 
     # ------------------------------------------------------------ queries
 
@@ -255,7 +344,7 @@ class AnchoredCore:
 
     def securityFor(self, mnId, home=None):
         """The security layer of the core that takes (or would take) C{mnId}."""
-        found = self._holding(mnId)
+        found = self._current(mnId)
         if found is None:
             anchor = self.policy.choose(mnId, home)
             found = None if anchor is None else self._byName[anchor.name]
@@ -284,10 +373,14 @@ class AnchoredCore:
 
     @property
     def mobiles(self):
-        """MN identifier -> cache entry, over all LMAs."""
+        """MN identifier -> cache entry (the current binding of a moving mobile), over all LMAs."""
         merged = {}
         for _, core in self.cores:
             merged.update(core.mobiles)
+        for mnId in self.moves:
+            found = self._current(mnId)
+            if found is not None and mnId in found[1].mobiles:
+                merged[mnId] = found[1].mobiles[mnId]
         return merged
 
     def loads(self):
@@ -295,19 +388,35 @@ class AnchoredCore:
         return {a.name: len(core.mobiles) for a, core in self.cores}
 
     def mobile(self, mnId):
-        found = self._holding(mnId)
+        found = self._current(mnId)
         return None if found is None else found[1].mobile(mnId)
 
     def anchorOf(self, mnId):
-        """The L{Anchor} of a mobile this client knows, or None."""
-        found = self._holding(mnId)
+        """The L{Anchor} of a mobile this client knows (the new one once moved), or None."""
+        found = self._current(mnId)
         return None if found is None else found[0]
 
     # ------------------------------------------------------------ persistence
 
     def snapshot(self):
-        """The cores' records, each naming its LMA (C{lma}: the anchor's name)."""
-        return [p for a, core in self.cores for p in self._persisted(a, core.snapshot())]
+        """
+        The cores' records, each naming its LMA (C{lma}: the anchor's name);
+        the old binding of a moved mobile is marked C{moved} and kept under
+        L{movedKey}.
+        """
+        out = []
+        for a, core in self.cores:
+            for p in self._persisted(a, core.snapshot()):
+                move = self.moves.get(p.key)
+                if move is not None and move.state in (MOVED, RELEASING) \
+                        and move.old[0] is a:
+                    p = Persist(movedKey(a.name, p.key), dict(p.record, moved=True))
+                elif move is not None and move.state in (MOVING, ABANDONING) \
+                        and move.new[0] is a:
+                    # Not durable before the new LMA accepted it.
+                    continue
+                out.append(p)
+        return out
 
     def restore(self, records, now):
         """
@@ -317,23 +426,48 @@ class AnchoredCore:
         """
         first = self.cores[0][0].name
         groups = {a.name: ([], []) for a, _ in self.cores}
+        moved = []
         for i, r in enumerate(records):
             name = r.get("lma", first) if isinstance(r, dict) else first
             if name not in groups:
                 raise BadRecord(i, f"'lma': {name!r} is not one of the LMAs ("
                                    + ", ".join(groups) + ")")
-            if isinstance(r, dict) and "lma" in r:
-                r = {k: v for k, v in r.items() if k != "lma"}
+            if isinstance(r, dict) and ("lma" in r or "moved" in r):
+                if r.get("moved", False) is not False:
+                    if r["moved"] is not True:
+                        raise BadRecord(i, f"'moved': expected true, got {r['moved']!r}")
+                    moved.append((name, r.get("mn")))
+                r = {k: v for k, v in r.items() if k not in ("lma", "moved")}
             groups[name][0].append(i)
             groups[name][1].append(r)
         effects = []
         for a, core in self.cores:
             indices, mine = groups[a.name]
             try:
-                effects.extend(self._wrap(a, core.restore(mine, now)))
+                effects.extend(core.restore(mine, now))
             except BadRecord as e:
                 raise BadRecord(indices[e.index], e.reason) from None
-        return effects
+        # A moved mobile's old binding: in MOVED again when its current one
+        # came back too; else it is the current one (kept under its own key).
+        for name, mnHex in moved:
+            mnId = bytes.fromhex(mnHex)
+            old = self._byName[name]
+            current = next((pair for pair in self.cores
+                            if pair[0] is not old[0] and mnId in pair[1].mobiles), None)
+            m = old[1].mobiles.get(mnId)
+            if m is None:
+                continue
+            if current is None:
+                # Its new binding was not kept: the old one is the current one.
+                from netlmm.core.pmip import _record
+                effects += [Persist(movedKey(name, mnId), None),
+                            Persist(mnId, dict(_record(m), lma=name))]
+                continue
+            move = Move(mnId, old, current, m.home, current[1].mobiles[mnId].mag, now)
+            self._stepMove(move, "move")
+            self._stepMove(move, "accepted")
+            self.moves[mnId] = move
+        return self._wrapAll(effects, now)
 
     def nextTimer(self):
         times = [t for t in (core.nextTimer() for _, core in self.cores) if t is not None]
@@ -342,7 +476,13 @@ class AnchoredCore:
     # ------------------------------------------------------------ inputs
 
     def receiveTrigger(self, trigger, now):
-        found = self._holding(trigger.mnId)
+        effects = []
+        move = self.moves.get(trigger.mnId)
+        if move is not None and move.state is MOVED and trigger.magAddress != move.mag:
+            # A handover: the new MAG knows only the current home, so the
+            # old binding goes now.
+            effects = self._release(move, now)
+        found = self._current(trigger.mnId)
         if found is None:
             home = _homeOf(trigger)
             holder = self._holdingHome(home)
@@ -360,11 +500,18 @@ class AnchoredCore:
                                                 trigger.mnId), trigger.magAddress)]
                 found = self._byName[anchor.name]
         anchor, core = found
-        return self._wrap(anchor, core.receiveTrigger(trigger, now))
+        return effects + self._wrap(anchor, core.receiveTrigger(trigger, now), now)
 
     def receiveDetach(self, detach, now):
-        anchor, core = self._holding(detach.mnId) or self.cores[0]
-        return self._wrap(anchor, core.receiveDetach(detach, now))
+        move = self.moves.get(detach.mnId)
+        if detach.prefix is not None:
+            return self._releaseHome(move, detach, now)
+        effects = []
+        if move is not None and move.state is MOVED:
+            # The mobile left: both bindings go.
+            effects = self._release(move, now)
+        anchor, core = self._current(detach.mnId) or self.cores[0]
+        return effects + self._wrap(anchor, core.receiveDetach(detach, now), now)
 
     def receiveMH(self, message, raw, source, now):
         found = self._byAddress.get(IPv6Address(source))
@@ -373,27 +520,205 @@ class AnchoredCore:
                       kind=type(message).__name__, source=source)
             return []
         anchor, core = found
-        return self._wrap(anchor, core.receiveMH(message, raw, source, now))
+        return self._wrap(anchor, core.receiveMH(message, raw, source, now), now)
 
     def handleTimer(self, now):
         effects = []
         for anchor, core in self.cores:
             due = core.nextTimer()
             if due is not None and due <= now:
-                effects.extend(self._wrap(anchor, core.handleTimer(now)))
+                effects.extend(self._wrap(anchor, core.handleTimer(now), now))
         return effects
 
     def receiveConflictResponse(self, peer, response, now):
         anchor, core = self._asked(response.transaction)
-        return self._wrap(anchor, core.receiveConflictResponse(peer, response, now))
+        return self._wrap(anchor, core.receiveConflictResponse(peer, response, now), now)
 
     def peerFailed(self, transaction, peer, now):
         anchor, core = self._asked(transaction)
-        return self._wrap(anchor, core.peerFailed(transaction, peer, now))
+        return self._wrap(anchor, core.peerFailed(transaction, peer, now), now)
 
     def answerConflict(self, request, now=None):
         _, core = self._holdingHome(request.phoa) or self.cores[0]
         return core.answerConflict(request, now)
+
+    # ------------------------------------------------------------ moves (draft 4.4)
+
+    def move(self, mnId, name, now):
+        """
+        Anchor C{mnId} at the LMA named C{name} while it stays at its MAG:
+        register it there (a new per-MN prefix); once accepted the MAG hears
+        REANCHORED and the old binding stays until the MAG releases the old
+        home (see the module docstring). Returns the effects; raises
+        ValueError, nothing changed, when the mobile cannot move (the reason
+        names it).
+        """
+        from netlmm.core.pmip import BOUND, REFRESHING
+        if name not in self._byName:
+            raise ValueError(f"no LMA is named {name!r} (the LMAs: "
+                             + ", ".join(self._byName) + ")")
+        who = showMnId(mnId)
+        move = self.moves.get(mnId)
+        if move is not None:
+            raise ValueError(f"{who} is {move.state} already ({move.old[0].name} -> "
+                             f"{move.new[0].name}); one move at a time")
+        found = self._current(mnId)
+        if found is None:
+            raise ValueError(f"{who} is not bound through this PMIP client")
+        if found[0].name == name:
+            raise ValueError(f"{who} is anchored at {name} already")
+        m = found[1].mobiles[mnId]
+        if m.state not in (BOUND, REFRESHING):
+            raise ValueError(f"{who} is {m.state}; only a bound mobile moves")
+        if m.mode != AddressMode.PREFIX:
+            raise ValueError(f"{who} has no per-MN prefix (address mode "
+                             f"{AddressMode.NAMES.get(m.mode, m.mode)}); only a mobile with a "
+                             "prefix of its own can be given a new one")
+        if m.ipv4 is not None:
+            raise ValueError(f"{who} has the IPv4 home address {m.ipv4}, which cannot be "
+                             "deprecated as an IPv6 prefix can")
+        new = self._byName[name]
+        if mnId in new[1].mobiles:
+            raise ValueError(f"{who} still has a binding at {name} (being deregistered)")
+        move = Move(mnId, found, new, m.home, m.mag, now)
+        self._stepMove(move, "move")
+        self.moves[mnId] = move
+        self.moveCounters["started"] += 1
+        self._say("moving {mnId} from {old} to {new}", mnId=who, old=found[0].name,
+                  new=name)
+        trigger = Trigger(0, mnId, m.mag, None, AddressMode.PREFIX,
+                          linkLayerId=m.linkLayerId, accessTechnology=m.accessTechnology)
+        return self._wrap(new[0], new[1].receiveTrigger(trigger, now), now)
+
+    def _stepMove(self, move, event):
+        """Move C{move} by C{event} (L{MOVE_TRANSITIONS}); InvalidInput when not allowed."""
+        key = (move.state, event)
+        if key not in MOVE_TRANSITIONS:
+            raise InvalidInput(event, move.state)
+        move.state = MOVE_TRANSITIONS[key]
+        if move.state is None:
+            self.moves.pop(move.mnId, None)
+            self._dropping.discard(move.mnId)
+        return move.state
+
+    def _moveNotify(self, move, anchor, e, now):
+        """A Notification of one of the cores a moving mobile is in."""
+        n = e.notification
+        fromOld = anchor is move.old[0]
+        current = move.new[0] if move.state in (MOVED, RELEASING) else move.old[0]
+        if anchor is current:
+            if n.result == Result.SUCCESS:
+                e = e._replace(notification=withLma(n, anchor.tunnel))
+            return [e]
+        if move.state is MOVING:
+            # The new LMA's answer to the registration.
+            if n.result == Result.SUCCESS:
+                return self._accepted(move, n, now)
+            if move.mnId in move.new[1].mobiles:
+                # Its binding there is being undone (an unusable answer).
+                self._stepMove(move, "abandon")
+                self._dropping.add(move.mnId)
+            else:
+                self._stepMove(move, "failed")
+            self.moveCounters["failed"] += 1
+            self._say("{mnId} not moved to {new}: {why}; it stays at {old}",
+                      mnId=showMnId(move.mnId), new=move.new[0].name,
+                      why=Result.NAMES.get(n.result, n.result), old=move.old[0].name)
+            return []
+        if not fromOld:
+            # ABANDONING: the new binding's deregistration is nobody's business.
+            return []
+        if n.transaction == 0 and n.result == Result.BINDING_LOST:
+            self._stepMove(move, "lost")
+            self.moveCounters["lost"] += 1
+            return [Notify(Notification(0, Result.BINDING_LOST, move.mnId,
+                                        prefix=move.oldHome, lma=anchor.tunnel), e.mag)]
+        if move.answer is not None and n.transaction == move.answer[0]:
+            return [Notify(n._replace(prefix=move.oldHome, phoa=None), move.answer[1])]
+        return []
+
+    def _accepted(self, move, n, now):
+        """The new LMA accepted C{move}'s registration."""
+        from netlmm.core.pmip import BOUND, REFRESHING, _record
+        mnId = move.mnId
+        old = move.old[1].mobiles.get(mnId)
+        newM = move.new[1].mobiles.get(mnId)
+        if old is None or old.state not in (BOUND, REFRESHING) or old.mag != move.mag \
+                or newM is None:
+            # It left or handed over meanwhile: the new binding goes.
+            self._stepMove(move, "abandon")
+            self.moveCounters["abandoned"] += 1
+            self._say("{mnId} left {mag} while moving to {new}; the new binding goes",
+                      mnId=showMnId(mnId), mag=move.mag, new=move.new[0].name)
+            if newM is None:
+                self._stepMove(move, "released")
+                return []
+            self._dropping.add(mnId)
+            return self._wrap(move.new[0], move.new[1].receiveDetach(
+                Detach(0, mnId, newM.mag), now), now)
+        self._stepMove(move, "accepted")
+        self.moveCounters["moved"] += 1
+        self._say("{mnId} moved from {old} to {new}: {home}; {oldHome} kept until released",
+                  mnId=showMnId(mnId), old=move.old[0].name, new=move.new[0].name,
+                  home=n.prefix, oldHome=move.oldHome)
+        oldName, newName = move.old[0].name, move.new[0].name
+        return [Persist(mnId, dict(_record(newM), lma=newName)),
+                Persist(movedKey(oldName, mnId), dict(_record(old), lma=oldName, moved=True)),
+                Notify(Notification(0, Result.REANCHORED, mnId, prefix=n.prefix,
+                                    lma=move.new[0].tunnel), move.mag)]
+
+    def _movePersist(self, move, anchor, e):
+        """A record of a moving mobile: which key it goes to, or None to drop it."""
+        if move.state in (MOVED, RELEASING):
+            if anchor is move.old[0]:
+                key = movedKey(anchor.name, move.mnId)
+                record = None if e.record is None else dict(e.record, lma=anchor.name,
+                                                            moved=True)
+                return Persist(key, record)
+        elif anchor is move.new[0]:
+            # MOVING / ABANDONING: the new binding is not the mobile's yet.
+            return None
+        return e if e.record is None else e._replace(record=dict(e.record, lma=anchor.name))
+
+    def _release(self, move, now, answer=None):
+        """Deregister C{move}'s old binding; C{answer}: the MAG's Detach to answer."""
+        self._stepMove(move, "release")
+        move.answer = answer
+        self._dropping.add(move.mnId)
+        old = move.old[1].mobiles[move.mnId]
+        transaction = 0 if answer is None else answer[0]
+        self._say("releasing the old home {home} of {mnId} at {old}", home=move.oldHome,
+                  mnId=showMnId(move.mnId), old=move.old[0].name)
+        return self._wrap(move.old[0], move.old[1].receiveDetach(
+            Detach(transaction, move.mnId, old.mag), now), now)
+
+    def _releaseHome(self, move, detach, now):
+        """A Detach naming a prefix: the MAG releases a moved mobile's old home."""
+        if move is not None and move.oldHome == detach.prefix:
+            if move.state is MOVED:
+                return self._release(move, now, (detach.transaction, detach.magAddress))
+            if move.state is RELEASING:
+                if move.answer is None:
+                    move.answer = (detach.transaction, detach.magAddress)
+                return []
+        self._say("Detach {txn} for {mnId} releases {prefix}, which is no old home of it",
+                  txn=detach.transaction, mnId=showMnId(detach.mnId), prefix=detach.prefix)
+        return [Notify(Notification(detach.transaction, Result.UNKNOWN_MN, detach.mnId,
+                                    prefix=detach.prefix), detach.magAddress)]
+
+    def _released(self):
+        """Moves whose dropped binding is gone now."""
+        for mnId in list(self._dropping):
+            move = self.moves.get(mnId)
+            if move is None:
+                self._dropping.discard(mnId)
+                continue
+            core = move.old[1] if move.state is RELEASING else move.new[1]
+            if mnId not in core.mobiles:
+                if move.state is RELEASING:
+                    self.moveCounters["released"] += 1
+                self._stepMove(move, "released")
+        return []
 
     # ------------------------------------------------------------ internals
 
@@ -411,19 +736,56 @@ class AnchoredCore:
                 return pair
         return None
 
+    def _current(self, mnId):
+        """The (L{Anchor}, core) that anchors C{mnId} now, or None."""
+        move = self.moves.get(mnId)
+        if move is not None:
+            return move.new if move.state in (MOVED, RELEASING) else move.old
+        return self._holding(mnId)
+
     def _asked(self, transaction):
         mnId = self.conflicts.mobileAsked(transaction)
-        return (None if mnId is None else self._holding(mnId)) or self.cores[0]
+        return (None if mnId is None else self._current(mnId)) or self.cores[0]
 
-    def _wrap(self, anchor, effects):
-        """Name the LMA in SUCCESS Notifications and in the records kept."""
+    def _wrap(self, anchor, effects, now=None):
+        """
+        Name the LMA in SUCCESS Notifications and in the records kept; a
+        moving mobile's Notifications and records go through L{_moveNotify}
+        and L{_movePersist}.
+        """
         out = []
+        moves = self.moves
         for e in effects:
             kind = type(e)
-            if kind is Notify and e.notification.result == Result.SUCCESS:
-                e = e._replace(notification=withLma(e.notification, anchor.tunnel))
-            elif kind is Persist and e.record is not None:
-                e = e._replace(record=dict(e.record, lma=anchor.name))
+            if kind is Notify:
+                move = moves.get(e.notification.mnId) if moves else None
+                if move is not None:
+                    out.extend(self._moveNotify(move, anchor, e, now))
+                    continue
+                if e.notification.result == Result.SUCCESS:
+                    e = e._replace(notification=withLma(e.notification, anchor.tunnel))
+            elif kind is Persist:
+                move = moves.get(e.key) if moves else None
+                if move is not None:
+                    e = self._movePersist(move, anchor, e)
+                    if e is None:
+                        continue
+                elif e.record is not None:
+                    e = e._replace(record=dict(e.record, lma=anchor.name))
+            out.append(e)
+        if self._dropping:
+            out.extend(self._released())
+        return out
+
+    def _wrapAll(self, effects, now):
+        """L{_wrap} for effects of several cores (restore): each Persist names its LMA."""
+        out = []
+        for e in effects:
+            if type(e) is Persist and e.record is not None:
+                found = self._current(e.key)
+                if found is not None:
+                    out.extend(self._wrap(found[0], [e], now))
+                    continue
             out.append(e)
         return out
 

@@ -479,7 +479,8 @@ class PmipService(RoleService):
         A command from the local control socket (L{netlmm.ctl}): C{list} or
         C{show KEY}, KEY an MN identifier, a home address (or one inside a
         mobile's prefix) or a pCoA (its MAG's address); C{drain} and
-        C{undrain} (L{drain}).
+        C{undrain} (L{drain}); with several LMAs C{move MNID LMA} (anchor the
+        mobile at that LMA, draft 4.4).
         """
         if words in (["drain"], ["undrain"]):
             if words[0] == "drain":
@@ -490,6 +491,8 @@ class PmipService(RoleService):
             return ["ok undrained"]
         from netlmm.ctl import addressOrNone, bindingCommand
         from netlmm.wire.control import showMnId
+        if words and words[0] == "move":
+            return self._move(words[1:])
         mobiles = self.core.mobiles
 
         def find(key):
@@ -514,6 +517,17 @@ class PmipService(RoleService):
                     f"mag {m.mag or '-'}", f"sequence {m.sequence}",
                     f"lifetime {m.lifetime}", f"expires-in {expires}"]
         return bindingCommand(words, mobiles.values, len(mobiles), find, row, detail)
+
+    def _move(self, args):
+        """C{move MNID LMA}: 'ok 0' once the registration with the new LMA is under way."""
+        if len(args) != 2:
+            raise ValueError("expected 'move MNID LMA'")
+        if not hasattr(self.core, "move"):
+            raise ValueError("this PMIP client has one LMA; there is none to move to")
+        problem = self.feed(self.core.move, args[0].encode("utf-8"), args[1])
+        if problem is not None:
+            raise ValueError(str(problem))
+        return ["ok 0"]
 
     def enableMetrics(self):
         """Time each Trigger until its Notification (for the metrics)."""

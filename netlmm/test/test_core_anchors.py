@@ -18,7 +18,7 @@ from netlmm.core.effects import BadRecord, Notify, Persist, SendMH
 from netlmm.core.pmip import PmipCore
 from netlmm.test.test_core_pmip import MAG1, MAG2, PMIP, roundtrip
 from netlmm.wire import mh
-from netlmm.wire.control import AddressMode, Result, Trigger
+from netlmm.wire.control import AddressMode, Detach, Result, Trigger
 from netlmm.wire.mh import (
     BA_P, BindingAcknowledgement, BindingUpdate, HomeNetworkPrefix, MobileNodeIdentifier,
     Status,
@@ -280,3 +280,194 @@ class AnchoredCoreTests(SynchronousTestCase):
                               [(LMA1, PmipCore(LMA2.address)), (LMA2, PmipCore(LMA2.address))],
                               StaticAnchors([LMA1, LMA2]))
         self.assertIn("the core of LMA 'lma1' sends to 2001:db8:f2::1", str(e))
+
+
+P1 = IPv6Network("2001:db8:1:1::/64")
+P2 = IPv6Network("2001:db8:2:2::/64")
+
+
+class MoveTests(AnchoredCoreTests):
+    """
+    Moving a mobile with a per-MN prefix from lma1 to lma2 while it stays at
+    its MAG (draft 4.4): the new registration, REANCHORED to the MAG, the
+    old binding kept until released, and each way a move ends.
+    """
+
+    def ackPrefix(self, bu, lma, prefix, status=Status.ACCEPTED, now=0, lifetime=900):
+        options = [HomeNetworkPrefix(prefix.network_address, prefix.prefixlen),
+                   bu.option(MobileNodeIdentifier)]
+        ba = BindingAcknowledgement(status, BA_P, bu.sequence,
+                                    lifetime if status < 128 else 0,
+                                    [o for o in options if o is not None])
+        raw = mh.encodeMessage(ba, lma.address, PMIP)
+        return self.core.receiveMH(mh.decodeMessage(raw, lma.address, PMIP), raw,
+                                   lma.address, now)
+
+    def bindAtLma1(self):
+        bu = self.pbu(self.trigger(b"mn1", mode=AddressMode.PREFIX), LMA1)
+        n = self.notification(self.ackPrefix(bu, LMA1, P1))
+        self.assertEqual((n.result, n.prefix), (Result.SUCCESS, P1))
+
+    def moveToLma2(self, now=1):
+        bu = self.pbu(self.core.move(b"mn1", "lma2", now), LMA2)
+        # A new registration: MN-ID, a prefix asked of lma2, the same MAG.
+        self.assertEqual(bu.option(MobileNodeIdentifier).identifier, b"mn1")
+        self.assertEqual(bu.lifetime > 0, True)
+        self.assertEqual(self.core.moves[b"mn1"].state, "MOVING")
+        # The old LMA anchors it until the new one accepts.
+        self.assertEqual(self.core.anchorOf(b"mn1"), LMA1)
+        return bu
+
+    def test_moveAndRelease(self):
+        """
+        The new LMA accepts: the MAG hears REANCHORED (new prefix, new LMA),
+        the records swap; the old binding is refreshed at lma1 until the
+        MAG's Detach naming the old prefix deregisters it.
+        """
+        self.bindAtLma1()
+        bu = self.moveToLma2()
+        effects = self.ackPrefix(bu, LMA2, P2, now=1)
+        self.assertEqual([type(e) for e in effects], [Persist, Persist, Notify])
+        current, old, notify = effects
+        self.assertEqual((current.key, current.record["lma"], current.record["prefix"]),
+                         (b"mn1", "lma2", P2))
+        self.assertEqual((old.key, old.record["lma"], old.record["moved"]),
+                         (b"moved-from:lma1:mn1", "lma1", True))
+        n = notify.notification
+        self.assertEqual(roundtrip(n), n)
+        self.assertEqual((n.transaction, n.result, n.prefix, n.lma, notify.mag),
+                         (0, Result.REANCHORED, P2, LMA2.address, MAG1))
+        self.assertEqual(self.core.anchorOf(b"mn1"), LMA2)
+        self.assertEqual(self.core.mobile(b"mn1").home, P2)
+        self.assertEqual(self.core.moves[b"mn1"].state, "MOVED")
+        # Both LMAs' bindings are refreshed; the old one keeps its own key.
+        due = self.core.nextTimer()
+        refreshes = [e for e in self.core.handleTimer(due + 1) if type(e) is SendMH]
+        self.assertEqual(sorted(str(e.destination) for e in refreshes),
+                         sorted([str(LMA1.address), str(LMA2.address)]))
+        old = next(e.message for e in refreshes if e.destination == LMA1.address)
+        effects = self.ackPrefix(old, LMA1, P1, now=due + 1)
+        self.assertEqual([(e.key, e.record["moved"]) for e in effects if type(e) is Persist],
+                         [(b"moved-from:lma1:mn1", True)])
+        self.assertEqual([e for e in effects if type(e) is Notify], [])
+        # The MAG releases the old prefix.
+        self.assertEqual(self.core.receiveDetach(roundtrip(
+            Detach(77, b"mn1", MAG1, prefix=P1)), due + 2), [])
+        dereg = next(e.message for e in self.core.handleTimer(due + 4)
+                     if type(e) is SendMH and e.destination == LMA1.address)
+        self.assertEqual(dereg.lifetime, 0)
+        effects = self.ackPrefix(dereg, LMA1, P1, now=due + 4, lifetime=0)
+        self.assertEqual([e for e in effects if type(e) is Persist],
+                         [Persist(b"moved-from:lma1:mn1", None)])
+        n = self.notification(effects)
+        self.assertEqual((n.transaction, n.result, n.prefix), (77, Result.SUCCESS, P1))
+        self.assertEqual(self.core.moves, {})
+        self.assertIsNone(self.cores["lma1"].mobile(b"mn1"))
+        self.assertEqual(self.core.anchorOf(b"mn1"), LMA2)
+        self.assertEqual(self.core.moveCounters["released"], 1)
+
+    def test_moveRefused(self):
+        """A move that cannot be made says why and changes nothing."""
+        self.assertRaises(ValueError, self.core.move, b"mn1", "lma2", 0)
+        self.bindAtLma1()
+        for name, why in (("lma9", "no LMA is named 'lma9' (the LMAs: lma1, lma2)"),
+                          ("lma1", "mn1 is anchored at lma1 already")):
+            e = self.assertRaises(ValueError, self.core.move, b"mn1", name, 0)
+            self.assertEqual(str(e), why)
+        bu = self.pbu(self.trigger(b"mn3", IN1, AddressMode.STATIC, txn=3), LMA1)
+        self.notification(self.ack(bu, LMA1.address, IN1))
+        e = self.assertRaises(ValueError, self.core.move, b"mn3", "lma2", 0)
+        self.assertIn("no per-MN prefix (address mode static)", str(e))
+        self.moveToLma2()
+        e = self.assertRaises(ValueError, self.core.move, b"mn1", "lma2", 0)
+        self.assertIn("is MOVING already (lma1 -> lma2)", str(e))
+
+    def test_newLmaRefuses(self):
+        """The new LMA refuses: the mobile stays at the old one, the MAG hears nothing."""
+        self.bindAtLma1()
+        bu = self.moveToLma2()
+        effects = self.ackPrefix(bu, LMA2, P2, status=Status.ADMINISTRATIVELY_PROHIBITED)
+        self.assertEqual([e for e in effects if type(e) is Notify], [])
+        self.assertEqual([e.key for e in effects if type(e) is Persist], [])
+        self.assertEqual(self.core.moves, {})
+        self.assertEqual(self.core.anchorOf(b"mn1"), LMA1)
+        self.assertEqual(self.core.moveCounters["failed"], 1)
+
+    def test_leftWhileMoving(self):
+        """
+        The mobile leaves during the registration: its Detach goes to the
+        old LMA's core; the new binding, once accepted, is deregistered.
+        """
+        self.bindAtLma1()
+        bu = self.moveToLma2()
+        self.assertEqual(self.core.receiveDetach(roundtrip(Detach(9, b"mn1", MAG1)), 1), [])
+        effects = self.ackPrefix(bu, LMA2, P2, now=1.5)
+        self.assertEqual([e for e in effects if type(e) is Notify], [])
+        self.assertEqual(self.core.moves[b"mn1"].state, "ABANDONING")
+        sends = self.core.handleTimer(3)
+        self.assertEqual(sorted((str(e.destination), e.message.lifetime) for e in sends),
+                         sorted([(str(LMA2.address), 0), (str(LMA1.address), 0)]))
+        for e in sends:
+            lma = LMA1 if e.destination == LMA1.address else LMA2
+            effects = self.ackPrefix(e.message, lma, P1 if lma is LMA1 else P2, now=3,
+                                     lifetime=0)
+            notes = [x.notification for x in effects if type(x) is Notify]
+            # Only the MAG's own Detach is answered.
+            self.assertEqual([(n.transaction, n.result) for n in notes],
+                             [(9, Result.SUCCESS)] if lma is LMA1 else [])
+        self.assertEqual(self.core.moves, {})
+        self.assertEqual(self.core.mobiles, {})
+
+    def test_leavesAfterMove(self):
+        """A plain Detach after the move deregisters both bindings."""
+        self.bindAtLma1()
+        self.ackPrefix(self.moveToLma2(), LMA2, P2, now=1)
+        self.assertEqual(self.core.receiveDetach(roundtrip(Detach(9, b"mn1", MAG1)), 2), [])
+        self.assertEqual(self.core.moves[b"mn1"].state, "RELEASING")
+        sends = self.core.handleTimer(4)
+        self.assertEqual(sorted(str(e.destination) for e in sends),
+                         sorted([str(LMA1.address), str(LMA2.address)]))
+        for e in sends:
+            lma = LMA1 if e.destination == LMA1.address else LMA2
+            self.ackPrefix(e.message, lma, P1 if lma is LMA1 else P2, now=4, lifetime=0)
+        self.assertEqual(self.core.moves, {})
+        self.assertEqual(self.core.mobiles, {})
+
+    def test_oldBindingLost(self):
+        """The old LMA drops the old binding: the MAG hears binding-lost naming the old prefix."""
+        self.bindAtLma1()
+        self.ackPrefix(self.moveToLma2(), LMA2, P2, now=1)
+        due = self.core.nextTimer()
+        refresh = next(e.message for e in self.core.handleTimer(due)
+                       if type(e) is SendMH and e.destination == LMA1.address)
+        effects = self.ackPrefix(refresh, LMA1, P1, status=Status.NOT_HOME_AGENT_FOR_MN - 1,
+                                 now=due)
+        n = self.notification(effects)
+        self.assertEqual((n.transaction, n.result, n.prefix, n.lma),
+                         (0, Result.BINDING_LOST, P1, LMA1.tunnel))
+        self.assertEqual(self.core.moves, {})
+        self.assertEqual(self.core.anchorOf(b"mn1"), LMA2)
+
+    def test_releaseNoOldHome(self):
+        """A Detach releasing a prefix that is no old home of the mobile: unknown-mn."""
+        self.bindAtLma1()
+        n = self.notification(self.core.receiveDetach(roundtrip(
+            Detach(5, b"mn1", MAG1, prefix=P2)), 1))
+        self.assertEqual((n.transaction, n.result, n.prefix), (5, Result.UNKNOWN_MN, P2))
+        self.assertEqual(self.core.anchorOf(b"mn1"), LMA1)
+
+    def test_restoreMoved(self):
+        """After a restart the move is MOVED again: both bindings, each with its key."""
+        self.bindAtLma1()
+        self.ackPrefix(self.moveToLma2(), LMA2, P2, now=1)
+        snapshot = self.core.snapshot()
+        self.assertEqual(sorted(p.key for p in snapshot), [b"mn1", b"moved-from:lma1:mn1"])
+        self.setUp()
+        self.core.restore([p.record for p in snapshot], 2)
+        self.assertEqual(self.core.moves[b"mn1"].state, "MOVED")
+        self.assertEqual(self.core.moves[b"mn1"].oldHome, P1)
+        self.assertEqual(self.core.anchorOf(b"mn1"), LMA2)
+        self.setUp()
+        e = self.assertRaises(BadRecord, self.core.restore,
+                              [dict(p.record, moved="yes") for p in snapshot], 2)
+        self.assertIn("'moved': expected true, got 'yes'", str(e))

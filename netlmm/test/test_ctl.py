@@ -89,6 +89,16 @@ class ControlSocketTests(TestCase):
         self.assertIsNotNone(self.domain.lma.core.bindingFor(MOBILES[0]))
 
     @inlineCallbacks
+    def test_moveNeedsSeveralLmas(self):
+        """`move` (draft 4.4) needs several LMAs and both its words; refused, nothing changed."""
+        status, lines = yield self.ctl("pmip", "move", "mn1@example.net", "lma2")
+        self.assertEqual((status, lines),
+                         (1, ["error this PMIP client has one LMA; there is none to move to"]))
+        status, lines = yield self.ctl("pmip", "move", "mn1@example.net")
+        self.assertEqual((status, lines), (1, ["error expected 'move MNID LMA'"]))
+        self.assertIsNotNone(self.domain.lma.core.bindingFor(MOBILES[0]))
+
+    @inlineCallbacks
     def test_otherUserRefused(self):
         """A peer that is neither root nor the daemon's user gets nothing."""
         self.patch(ctl, "peerUid", lambda transport: os.geteuid() + 4242)
