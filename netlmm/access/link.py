@@ -136,11 +136,14 @@ class AccessConfig(namedtuple("AccessConfig",
                    maxInterval, hopLimit, advertise, managed, other, autonomous, retrans,
                    linkLocal, routerMac, routerAddress)
 
-    def advertisement(self, mac, routerLifetime=None, prefixes=None, preferred=None):
+    def advertisement(self, mac, routerLifetime=None, prefixes=None, preferred=None,
+                      deprecated=()):
         """
         The RA this MAG sends, with its C{mac} as the source link-layer
         address, for C{prefixes} (default: the shared prefix, if any);
         C{preferred} overrides the preferred lifetime (0 deprecates).
+        C{deprecated}: (prefix, valid lifetime) pairs advertised with
+        preferred lifetime 0 (old prefixes after an anchor move, draft 4.4).
         """
         if prefixes is None:
             prefixes = [] if self.prefix is None else [self.prefix]
@@ -148,6 +151,7 @@ class AccessConfig(namedtuple("AccessConfig",
         options = [PrefixInformation(p, flags, self.validLifetime,
                                      self.preferredLifetime if preferred is None else preferred)
                    for p in prefixes]
+        options += [PrefixInformation(p, flags, int(valid), 0) for p, valid in deprecated]
         options.append(MtuOption(self.mtu))
         if mac is not None:
             options.insert(0, SourceLinkLayer(mac))
@@ -364,7 +368,7 @@ class AccessLink:
         self.sent += 1
         return True
 
-    def advertiseTo(self, mac, prefixes, routerLifetime=None, preferred=None):
+    def advertiseTo(self, mac, prefixes, routerLifetime=None, preferred=None, deprecated=()):
         """
         Send the mobile with C{mac} (6 octets) an RA of its own for
         C{prefixes}, in a frame addressed to its MAC alone (RFC 6085); the
@@ -375,7 +379,8 @@ class AccessLink:
         if source is None or self.mac is None:
             self.dropped += 1
             return False
-        ra = self.config.advertisement(self.mac, routerLifetime, prefixes, preferred)
+        ra = self.config.advertisement(self.mac, routerLifetime, prefixes, preferred,
+                                       deprecated)
         return self.sendFrame(encodeFrame(mac, self.mac, source, ALL_NODES, ra))
 
     def advertise(self, destination, routerLifetime=None):

@@ -24,6 +24,11 @@ other's addresses. Every address the mobile forms in its prefix works (the
 data plane routes the whole prefix). When a binding ends while the mobile
 is still here (moved elsewhere, lost) its RA deprecates the prefix and
 withdraws the default router.
+
+After an anchor move (draft 4.4) the mobile's RA carries its new prefix and,
+until the MAG releases them, its old prefixes with preferred lifetime 0 and
+the valid lifetime they have left: the mobile forms a new address for new
+connections, and those open on the old address go on through the old LMA.
 """
 
 from twisted.logger import Logger
@@ -163,7 +168,12 @@ class PrefixAssignment:
         prefix = self.prefixes.get(mnId)
         if mac is None or prefix is None:
             return False
-        if self.link.advertiseTo(mac, [prefix], routerLifetime, preferred):
+        deprecated = ()
+        oldHomes = getattr(self.mag, "oldHomes", None)
+        if oldHomes is not None:
+            now = self.reactor.seconds()
+            deprecated = [(o.prefix, max(0, o.deadline - now)) for o in oldHomes(mnId)]
+        if self.link.advertiseTo(mac, [prefix], routerLifetime, preferred, deprecated):
             self.advertised += 1
             return True
         return False

@@ -7,6 +7,7 @@ Trigger to bound, and detachment.
     BOUND --detach--> DETACHING --answer--> (none)
     BOUND --moved / lost--> (none)
     TRIGGERED --conflict--> ATTACHED
+    BOUND --reanchor--> BOUND (another LMA anchors it now; the old home is kept)
 
 L{TRANSITIONS} is the whole machine: every input goes through L{MagCore.step},
 which refuses an input the table has no entry for (L{InvalidInput}, nothing
@@ -16,6 +17,15 @@ On ADDRESS_CONFLICT (Appendix B) the mobile stays attached: the MAG defends
 the address on the access link (the L{AddressConflict} effect goes to the
 strategy), the mobile configures another one, and the strategy calls
 L{MagCore.addressReady} again with it.
+
+An unsolicited REANCHORED Notification (draft 4.4: the PMIP client moved the
+mobile to another LMA) gives a bound mobile a new per-MN prefix at the new
+LMA. Its old prefix becomes an L{OldHome}: the strategy advertises it
+deprecated (preferred lifetime 0), its tunnel to the old LMA stays, and the
+MAG releases it (tunnel down, a Detach naming the prefix, so the PMIP client
+deregisters the old binding) once it has been unused for C{idleRelease}
+seconds (when the data plane can tell, L{lastUsed}) or C{oldLifetime} after
+the move at the latest. A mobile that leaves takes its old homes along.
 
 Tunnel state is installed only after a successful Notification (section
 4.9), one L{TunnelUp} per I{home} of the mobile: its pHoA, its per-MN
@@ -67,6 +77,7 @@ TRANSITIONS = {
     (ATTACHED, "address"): TRIGGERED,
     (BOUND, "address"): TRIGGERED,
     (TRIGGERED, "success"): BOUND,
+    (BOUND, "reanchor"): BOUND,
     (TRIGGERED, "failure"): None,
     (TRIGGERED, "conflict"): ATTACHED,
     (TRIGGERED, "timeout"): None,
@@ -108,12 +119,32 @@ class Homes(namedtuple("Homes", "phoa prefix ipv4 ipv4Router")):
 NO_HOMES = Homes(None, None, None, None)
 
 
+class OldHome:
+    """
+    A home another LMA anchored before the mobile moved (draft 4.4): kept,
+    deprecated, until released at C{deadline} or when unused for a while.
+    """
+
+    __slots__ = ("prefix", "lma", "since", "deadline", "checkAt")
+
+    def __init__(self, prefix, lma, since, deadline):
+        self.prefix = prefix
+        self.lma = lma
+        self.since = since
+        self.deadline = deadline
+        #: When to look at its use next.
+        self.checkAt = deadline
+
+    def __repr__(self):
+        return f"OldHome({self.prefix}, lma={self.lma}, deadline={self.deadline})"
+
+
 class Attachment:
     """The MAG's state for one attached mobile."""
 
     __slots__ = ("mnId", "state", "phoa", "mode", "transaction", "deadline",
                  "tunnels", "lma", "since", "linkLayerId", "homes",
-                 "request")
+                 "request", "old")
 
     def __init__(self, mnId, now, linkLayerId=None):
         self.mnId = mnId
@@ -136,6 +167,8 @@ class Attachment:
         self.homes = NO_HOMES
         #: The Trigger or Detach of the pending C{transaction}.
         self.request = None
+        #: L{OldHome}s of an earlier anchor, deprecated.
+        self.old = []
 
     @property
     def tunnel(self):
@@ -160,10 +193,25 @@ class MagCore:
         MAG's access link, sent in every Trigger (None: not sent).
     @param ipv4: ask the LMA for an IPv4 home address for every mobile
         (RFC 5844: the MAG's policy for its mobiles).
+    @param oldLifetime: how long (seconds) a mobile moved to another LMA
+        keeps its old prefix at most: the valid lifetime its RAs give the
+        deprecated prefix, after which the MAG releases it.
+    @param idleRelease: release an old prefix unused for this long
+        (seconds; 0: only at the end of C{oldLifetime}). Needs L{lastUsed}.
     """
 
+    #: Set by the service: C{lastUsed(home)}, when a packet of the home last
+    #: went through the data plane (L{netlmm.dataplane.userspace}), or None
+    #: when the data plane cannot tell.
+    lastUsed = None
+
     def __init__(self, address, lmaAddress, notificationTimeout=70.0, log=None,
-                 accessTechnology=None, ipv4=False):
+                 accessTechnology=None, ipv4=False, oldLifetime=3600.0, idleRelease=60.0):
+        self.oldLifetime = oldLifetime
+        self.idleRelease = idleRelease
+        #: transaction -> (MN identifier, Detach, deadline) of the releases of
+        #: old homes not answered yet.
+        self._releases = {}
         self.address = IPv6Address(address)
         self.lmaAddress = IPv6Address(lmaAddress)
         self.notificationTimeout = notificationTimeout
@@ -188,20 +236,29 @@ class MagCore:
         a = self.attachments.get(mnId)
         return a.homes if a is not None and a.state is BOUND else NO_HOMES
 
+    def oldHomes(self, mnId):
+        """The L{OldHome}s C{mnId} keeps deprecated here (after an anchor move)."""
+        a = self.attachments.get(mnId)
+        return tuple(a.old) if a is not None else ()
+
     def requests(self):
         """
         The Triggers and Detaches not answered yet, oldest first: what to
         send a PMIP client when the connection to it is (re)made, since a
         client that restarted lost what it had not answered.
         """
-        pending = [a for a in self.attachments.values() if a.transaction is not None]
-        pending.sort(key=lambda a: a.deadline)
-        return [a.request for a in pending]
+        pending = [(a.deadline, a.request) for a in self.attachments.values()
+                   if a.transaction is not None]
+        pending += [(deadline, detach) for _, detach, deadline in self._releases.values()]
+        pending.sort(key=lambda p: p[0])
+        return [request for _, request in pending]
 
     def nextTimer(self):
-        """When a pending Trigger or Detach times out next, or None."""
+        """When a pending Trigger or Detach times out next (or an old home is due), or None."""
         deadlines = [a.deadline for a in self.attachments.values()
                      if a.deadline is not None]
+        deadlines += [o.checkAt for a in self.attachments.values() for o in a.old]
+        deadlines += [deadline for _, _, deadline in self._releases.values()]
         return min(deadlines) if deadlines else None
 
     # ------------------------------------------------------------ the machine
@@ -308,7 +365,13 @@ class MagCore:
         """A Notification from the PMIP client."""
         n = notification
         if n.transaction == 0:
-            return self._unsolicited(n)
+            return self._unsolicited(n, now)
+        release = self._releases.pop(n.transaction, None)
+        if release is not None:
+            self._say("MN {mnId}: old home {prefix} released: {result}",
+                      mnId=showMnId(release[0]), prefix=release[1].prefix,
+                      result=control.Result.NAMES.get(n.result, n.result))
+            return []
         a = self._byTransaction.get(n.transaction)
         if a is None and self._abandoned.pop(n.transaction, None) is not None:
             self._say("late Notification {txn} for an abandoned transaction",
@@ -337,9 +400,17 @@ class MagCore:
         return self._fail(a, n.result, reason)
 
     def handleTimer(self, now):
-        """Give up Triggers and Detaches that got no Notification in time."""
+        """
+        Give up Triggers and Detaches that got no Notification in time;
+        release old homes that are due (unused, or at the end of their time).
+        """
         effects = []
+        for t, (_, _, deadline) in list(self._releases.items()):
+            if deadline <= now:
+                del self._releases[t]
         for a in list(self.attachments.values()):
+            if a.old:
+                effects.extend(self._checkOld(a, now))
             if a.deadline is not None and a.deadline <= now:
                 self.step(a, "timeout")
                 self._forgetTransaction(a)
@@ -375,7 +446,7 @@ class MagCore:
         lma = n.lma if n.lma is not None else self.lmaAddress
         if a.lma is not None and lma != a.lma:
             # Anchored at another LMA now: every home's tunnel goes there.
-            effects = self._tunnelDown(a)
+            effects = self._tunnelDown(a, old=False)
         else:
             effects = [TunnelDown(a.mnId, h, a.lma) for h in a.tunnels if h not in wanted]
         effects += [TunnelUp(a.mnId, h, lma) for h in wanted if h not in a.tunnels]
@@ -415,14 +486,86 @@ class MagCore:
             a.transaction = None
             a.deadline = None
 
-    def _tunnelDown(self, a):
+    def _tunnelDown(self, a, old=True):
+        """Tunnels of C{a}'s homes down (and of its old homes, unless C{old} is false)."""
         effects = [TunnelDown(a.mnId, h, a.lma) for h in a.tunnels]
         a.tunnels = ()
         a.lma = None
+        if old:
+            effects += [TunnelDown(a.mnId, o.prefix, o.lma) for o in a.old]
+            a.old = []
         return effects
 
-    def _unsolicited(self, n):
+    def _reanchored(self, a, n, now):
+        """REANCHORED: C{a} has a new prefix at another LMA; its old prefix is kept."""
+        old = a.homes.prefix
+        if a.state is not BOUND or old is None or n.prefix is None \
+                or n.lma is None or n.prefix == old:
+            self._say("MN {mnId}: REANCHORED to {prefix} at {lma} not usable here "
+                      "(state {state}, prefix {old}); ignored", mnId=showMnId(a.mnId),
+                      prefix=n.prefix, lma=n.lma, state=a.state, old=old)
+            return []
+        self.step(a, "reanchor")
+        a.old.append(OldHome(old, a.lma, now, now + self.oldLifetime))
+        self._schedule(a.old[-1], now)
+        effects = [TunnelUp(a.mnId, n.prefix, n.lma)]
+        if a.homes.ipv4 is not None:
+            # Not expected (the PMIP client moves no IPv4 mobile): IPv4 follows.
+            effects.append(TunnelUp(a.mnId, a.homes.ipv4.ip, n.lma))
+        a.homes = a.homes._replace(prefix=n.prefix)
+        a.tunnels = a.homes.dataPlane()
+        a.lma = n.lma
+        self._say("MN {mnId} re-anchored at {lma} with {prefix}; {old} deprecated",
+                  mnId=showMnId(a.mnId), lma=n.lma, prefix=n.prefix, old=old)
+        return effects + [Bound(a.mnId, a.phoa, n.prefix, a.homes.ipv4, a.homes.ipv4Router)]
+
+    def _schedule(self, o, now):
+        """When to look at the old home C{o} next."""
+        check = o.deadline
+        if self.idleRelease and self.lastUsed is not None:
+            check = min(check, self.lastUsed(o.prefix) + self.idleRelease)
+        o.checkAt = max(check, now)
+
+    def _checkOld(self, a, now):
+        """Release C{a}'s old homes that are due."""
+        effects = []
+        for o in list(a.old):
+            if o.checkAt > now:
+                continue
+            idle = None
+            if self.idleRelease and self.lastUsed is not None:
+                idle = now - self.lastUsed(o.prefix)
+            if o.deadline > now and (idle is None or idle < self.idleRelease):
+                self._schedule(o, now)
+                continue
+            effects.extend(self._release(a, o, now, "its time is over" if idle is None
+                                         or idle < self.idleRelease
+                                         else f"unused for {idle:.0f} s"))
+        return effects
+
+    def _release(self, a, o, now, why):
+        """Drop the old home C{o} of C{a} and tell the PMIP client (a Detach naming it)."""
+        a.old.remove(o)
+        self._say("MN {mnId}: releasing the old home {prefix} ({why})",
+                  mnId=showMnId(a.mnId), prefix=o.prefix, why=why)
+        t = self._nextTransaction
+        self._nextTransaction = t % 0xFFFFFFFF + 1
+        detach = Detach(t, a.mnId, self.address, linkLayerId=a.linkLayerId, prefix=o.prefix)
+        self._releases[t] = (a.mnId, detach, now + self.notificationTimeout)
+        return [TunnelDown(a.mnId, o.prefix, o.lma), SendControl(detach)]
+
+    def _unsolicited(self, n, now):
         a = None if n.mnId is None else self.attachments.get(n.mnId)
+        if n.result == Result.REANCHORED:
+            return [] if a is None else self._reanchored(a, n, now)
+        if a is not None and n.result == Result.BINDING_LOST and n.prefix is not None:
+            for o in a.old:
+                if o.prefix == n.prefix:
+                    # The old LMA dropped the old home: only that goes.
+                    a.old.remove(o)
+                    self._say("MN {mnId}: old home {prefix} lost", mnId=showMnId(a.mnId),
+                              prefix=o.prefix)
+                    return [TunnelDown(a.mnId, o.prefix, o.lma)]
         if n.result not in (Result.MOVED, Result.BINDING_LOST):
             raise InvalidInput("Notification", "unsolicited",
                                f"result {n.result} needs a transaction")

@@ -25,6 +25,7 @@ import fcntl
 import os
 import socket
 import struct
+import time
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from socket import AF_INET, AF_INET6
 
@@ -259,6 +260,9 @@ class UserspaceDataPlane(HandoverRoutes, nl.NetlinkWork):
         #: neighbour MAG forwards for one not served yet (the hold's
         #: L{netlmm.dataplane.handover.BufferDevice.divert}), or None.
         self.toHold = None
+        #: Homes whose use is watched (L{lastUsed}): home -> when a packet
+        #: of it last went through the tunnel.
+        self._watched = {}
 
     @classmethod
     def fromConfig(cls, table, reactor=None, role=None, **context):
@@ -384,6 +388,8 @@ class UserspaceDataPlane(HandoverRoutes, nl.NetlinkWork):
             self._error(f"send to {peer}", e)
             return False
         self.counters["tunnelled"] += 1
+        if self._watched:
+            self._used(destination if self.role == "lma" else source)
         return True
 
     def _readSocket(self, sock=None):
@@ -438,7 +444,33 @@ class UserspaceDataPlane(HandoverRoutes, nl.NetlinkWork):
             self._error("write to TUN", e)
             return False
         self.counters["decapsulated"] += 1
+        if self._watched:
+            self._used(mobile)
         return True
+
+    def lastUsed(self, phoa):
+        """
+        When (the reactor's seconds) a packet from or to the home C{phoa}
+        last went through the tunnel: the MAG releases a deprecated home
+        unused for a while (an anchor move, draft 4.4). The first call
+        starts watching the home and answers its own time; watching ends
+        with the home's tunnel.
+        """
+        h = nl.home(phoa, self.name)
+        last = self._watched.get(h)
+        if last is None:
+            last = self._watched[h] = self._now()
+        return last
+
+    def _used(self, address):
+        for home in self._watched:
+            if address == home or (isinstance(home, IPv6Network) and address.version == 6
+                                   and address in home):
+                self._watched[home] = self._now()
+                return
+
+    def _now(self):
+        return getattr(self.reactor, "seconds", time.time)()
 
     def _error(self, what, e):
         self.counters["errors"] += 1
@@ -511,6 +543,7 @@ class UserspaceDataPlane(HandoverRoutes, nl.NetlinkWork):
     def tunnelDown(self, mnId, phoa, lma):
         """Stop carrying C{phoa}'s traffic."""
         h = nl.home(phoa, self.name)
+        self._watched.pop(h, None)
         if self.peers.pop(h) is None:
             return None
         last = not self.peers.count(nl.family(h))

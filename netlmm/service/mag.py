@@ -119,6 +119,8 @@ class MagService(RoleService):
         self.relocations = 0
         self.strategy = strategy
         self.dataplane = dataplane
+        # The core releases an old home unused for a while (anchor move).
+        core.lastUsed = getattr(dataplane, "lastUsed", None)
         self.detector = detector
         self.ipv4 = ipv4
         self.channel = channel if channel is not None else Channel("tcp")
@@ -368,6 +370,10 @@ class MagService(RoleService):
     def homes(self, mnId):
         """What C{mnId} is bound with here (L{netlmm.core.mag.Homes})."""
         return self.core.homes(mnId)
+
+    def oldHomes(self, mnId):
+        """The deprecated homes C{mnId} keeps after an anchor move (L{netlmm.core.mag.OldHome})."""
+        return self.core.oldHomes(mnId)
 
     def detached(self, mnId):
         """A mobile left the access link."""

@@ -29,6 +29,13 @@ The [mag] table of the config file:
                         next client (draft E.1; 5); `mag-ctl drain '[a]:p'`
                         moves them at once
   notification_timeout  seconds to wait for a Notification (70)
+  old_prefix_lifetime   after the PMIP client moves a mobile to another LMA
+                        (draft 4.4), how long its old prefix stays usable at
+                        most: the valid lifetime its RAs give the deprecated
+                        prefix; then the old binding is released (3600)
+  old_prefix_idle       release the old prefix earlier once no packet of it
+                        went through the tunnel for this many seconds (60;
+                        0: never; only data planes that can tell, userspace)
   access_technology     the access link's RFC 5213 8.5 Access Technology
                         Type, sent in every Trigger: 'ethernet' (IEEE 802.3,
                         the default), 'wlan' (IEEE 802.11a/b/g), 'wimax',
@@ -147,6 +154,9 @@ See etc/netlmm/mag.toml for a commented example."""
         pmipMap = pmipMapFromTable(table, pmip)
         timeout = table.number("notification_timeout", 70, minimum=1, maximum=3600)
         failover = table.number("pmip_failover", 5.0, minimum=0, maximum=3600)
+        oldLifetime = table.number("old_prefix_lifetime", 3600, minimum=1,
+                                   maximum=0xFFFFFFFE, integer=True)
+        idleRelease = table.number("old_prefix_idle", 60, minimum=0, maximum=0xFFFFFFFE)
         technology = accessTechnology(table)
         from netlmm.access.link import fromConfig as accessFromConfig
         access = accessFromConfig(table, reactor)
@@ -183,7 +193,8 @@ See etc/netlmm/mag.toml for a commented example."""
                     handover=handover, failoverAfter=failover,
                     core=dict(address=address, lmaAddress=lma,
                               notificationTimeout=timeout, accessTechnology=technology,
-                              ipv4=ipv4 is not None))
+                              ipv4=ipv4 is not None, oldLifetime=oldLifetime,
+                              idleRelease=idleRelease))
 
 
 def makeService(options):

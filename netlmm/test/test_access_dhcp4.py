@@ -328,6 +328,19 @@ transport = "tcp"
             b = self.options(mag=f"access_technology = {value}")
             self.assertEqual(b["core"]["accessTechnology"], expected)
 
+    def test_oldPrefix(self):
+        """How long an old prefix is kept after an anchor move (draft 4.4), and bad values."""
+        from twisted.python import usage
+        b = self.options()
+        self.assertEqual((b["core"]["oldLifetime"], b["core"]["idleRelease"]), (3600, 60))
+        b = self.options(mag="old_prefix_lifetime = 900\nold_prefix_idle = 0")
+        self.assertEqual((b["core"]["oldLifetime"], b["core"]["idleRelease"]), (900, 0))
+        for line, key in (("old_prefix_lifetime = 0", "mag.old_prefix_lifetime"),
+                          ("old_prefix_lifetime = 1.5", "mag.old_prefix_lifetime"),
+                          ("old_prefix_idle = -1", "mag.old_prefix_idle")):
+            e = self.assertRaises(usage.UsageError, self.options, mag=line)
+            self.assertIn(key + ":", str(e))
+
     def test_badAccessTechnology(self):
         from twisted.python import usage
         for value in ("0", "256", "'wifi'", "true"):

@@ -195,6 +195,20 @@ class PrefixStrategyTests(SynchronousTestCase):
                          {(MAC_A, (HNP_A,)), (MAC_B, (HNP_B,))})
         self.assertEqual(self.strategy.advertised, 8)
 
+    def test_oldPrefixDeprecated(self):
+        """
+        After an anchor move the RA carries the new prefix and, deprecated
+        (preferred 0), the old one with the valid lifetime it has left.
+        """
+        from netlmm.core.mag import OldHome
+        a = self.attach(MAC_A)
+        self.mag.oldHomes = lambda mnId: [OldHome(HNP_A, None, 0, 600)] if mnId == a else []
+        self.reactor.advance(100)
+        self.bind(a, HNP_B)
+        [(_, ra, _)] = frames(self.system)
+        self.assertEqual([(p.prefix, p.validLifetime, p.preferredLifetime)
+                          for p in ra.prefixes], [(HNP_B, 86400, 14400), (HNP_A, 500, 0)])
+
     def test_solicitations(self):
         """A bound mobile's RS is answered at once; an unbound one's is not."""
         a = self.attach(MAC_A)

@@ -549,3 +549,93 @@ class RequestsTests(MagTestMixin, SynchronousTestCase):
         self.sent(core.addressReady(MN1, None, AddressMode.LMA_ASSIGNED, 0))
         core.handleTimer(10)
         self.assertEqual(core.requests(), [])
+
+
+LMA2 = IPv6Address("2001:db8:fffe::1")
+
+
+class ReanchorTests(MagTestMixin, SynchronousTestCase):
+    """
+    REANCHORED (draft 4.4): the mobile gets a new prefix at another LMA; the
+    old prefix keeps its tunnel to the old LMA until released.
+    """
+
+    def setUp(self):
+        self.used = {}
+        self.core = self.makeMag(oldLifetime=600, idleRelease=30)
+        self.core.lastUsed = lambda home: self.used.setdefault(home, 0)
+        self.core.attach(MN1, 0, linkLayerId=MAC)
+        t = self.sent(self.core.addressReady(MN1, None, AddressMode.PREFIX, 0))
+        self.notify(self.core, Notification(t.transaction, Result.SUCCESS, MN1, prefix=HNP))
+
+    def reanchor(self, now=10):
+        return self.notify(self.core, Notification(0, Result.REANCHORED, MN1, prefix=HNP2,
+                                                   lma=LMA2), now)
+
+    def test_reanchor(self):
+        """New prefix tunnelled to the new LMA, the old one kept, both told to the strategy."""
+        self.assertEqual(self.reanchor(), [TunnelUp(MN1, HNP2, LMA2), Bound(MN1, None, HNP2)])
+        a = self.core.attachment(MN1)
+        self.assertEqual((a.state, a.lma, a.tunnels), (mag.BOUND, LMA2, (HNP2,)))
+        self.assertEqual(self.core.homes(MN1).prefix, HNP2)
+        [old] = self.core.oldHomes(MN1)
+        self.assertEqual((old.prefix, old.lma, old.deadline), (HNP, LMA, 610))
+        # Looked at again once it could have been idle long enough.
+        self.assertEqual(self.core.nextTimer(), 30)
+
+    def test_releasedWhenIdle(self):
+        """Unused for idleRelease seconds: tunnel down, a Detach naming the old prefix."""
+        self.reanchor()
+        self.used[HNP] = 25
+        self.assertEqual(self.core.handleTimer(30), [])
+        self.assertEqual(self.core.nextTimer(), 55)
+        effects = self.core.handleTimer(55)
+        self.assertEqual(effects[0], TunnelDown(MN1, HNP, LMA))
+        detach = self.sent(effects)
+        self.assertEqual((detach.mnId, detach.prefix, detach.phoa, detach.linkLayerId),
+                         (MN1, HNP, None, MAC))
+        self.assertEqual(self.core.oldHomes(MN1), ())
+        # Until answered, it is sent again on a new connection.
+        self.assertEqual(self.core.requests(), [detach])
+        self.assertEqual(self.notify(self.core, Notification(
+            detach.transaction, Result.SUCCESS, MN1, prefix=HNP), 56), [])
+        self.assertEqual(self.core.requests(), [])
+        self.assertEqual(self.core.attachment(MN1).state, mag.BOUND)
+
+    def test_releasedAtDeadline(self):
+        """In use, it goes anyway at the end of its time; without lastUsed only then."""
+        self.reanchor()
+        for t in range(30, 610, 30):
+            self.used[HNP] = t
+            self.assertEqual(self.core.handleTimer(t), [])
+        self.assertEqual(self.core.nextTimer(), 610)
+        self.assertEqual(self.core.handleTimer(610)[0], TunnelDown(MN1, HNP, LMA))
+        self.setUp()
+        self.core.lastUsed = None
+        self.reanchor()
+        self.assertEqual(self.core.nextTimer(), 610)
+
+    def test_oldHomeLost(self):
+        """binding-lost naming the old prefix drops only it."""
+        self.reanchor()
+        effects = self.notify(self.core, Notification(0, Result.BINDING_LOST, MN1,
+                                                      prefix=HNP, lma=LMA), 20)
+        self.assertEqual(effects, [TunnelDown(MN1, HNP, LMA)])
+        self.assertEqual(self.core.attachment(MN1).state, mag.BOUND)
+        self.assertEqual(self.core.oldHomes(MN1), ())
+
+    def test_leavingTakesOldHomes(self):
+        """The mobile leaves: both tunnels go."""
+        self.reanchor()
+        effects = self.core.detach(MN1, 20)
+        self.assertEqual(effects[:2], [TunnelDown(MN1, HNP2, LMA2), TunnelDown(MN1, HNP, LMA)])
+        self.assertEqual(self.core.oldHomes(MN1), ())
+
+    def test_notUsable(self):
+        """REANCHORED for a mobile not bound here, or without a prefix: ignored."""
+        self.assertEqual(self.notify(self.core, Notification(0, Result.REANCHORED, MN2,
+                                                             prefix=HNP2, lma=LMA2)), [])
+        self.assertEqual(self.notify(self.core, Notification(0, Result.REANCHORED, MN1,
+                                                             lma=LMA2)), [])
+        self.assertEqual(self.core.oldHomes(MN1), ())
+        self.assertEqual(self.core.attachment(MN1).lma, LMA)

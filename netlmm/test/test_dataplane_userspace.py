@@ -215,6 +215,35 @@ class MagTests(SynchronousTestCase):
         self.assertEqual(self.tun.written, [packet])
         self.assertEqual(self.plane.counters["dropped"], 1)
 
+    def test_lastUsed(self):
+        """
+        A watched home's last packet, either way, is remembered (the MAG
+        releases an old prefix unused for a while); watching ends with its tunnel.
+        """
+        from twisted.internet.task import Clock
+        self.plane.reactor = clock = Clock()
+        clock.advance(100)
+        self.plane.tunnelUp("mn", PHOA, LMA)
+        self.plane.tunnelUp("mn2", PHOA2, LMA)
+        self.assertEqual(self.plane.lastUsed(PHOA), 100)
+        clock.advance(5)
+        self.tun.incoming.append(ipv6Packet(PHOA, CN))
+        self.plane._readTun()
+        self.assertEqual(self.plane.lastUsed(PHOA), 105)
+        clock.advance(5)
+        self.sock.incoming.append((ipv6Packet(CN, PHOA), LMA))
+        self.plane._readSocket()
+        self.assertEqual(self.plane.lastUsed(PHOA), 110)
+        # Another mobile's packets, and dropped ones, do not count.
+        clock.advance(5)
+        self.tun.incoming.append(ipv6Packet(PHOA2, CN))
+        self.sock.incoming.append((ipv6Packet(CN, PHOA), MAG2))
+        self.plane._readTun()
+        self.plane._readSocket()
+        self.assertEqual(self.plane.lastUsed(PHOA), 110)
+        self.plane.tunnelDown("mn", PHOA, LMA)
+        self.assertEqual(self.plane._watched, {})
+
     def test_tunnelDown(self):
         self.plane.tunnelUp("mn", PHOA, LMA)
         self.plane.tunnelUp("mn2", PHOA2, LMA)
