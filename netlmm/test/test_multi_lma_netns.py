@@ -13,14 +13,26 @@ LMA1; the MAG learns the anchor from the Notification and keeps a tunnel to
 each LMA. Each mobile reaches the correspondent behind its own LMA, and that
 correspondent reaches it back. LMA2 is reached through LMA1's namespace,
 which routes the core network.
+
+L{AnchorMoveTests}: the operator moves mn from LMA1 to LMA2 while it stays
+at MAG1 (`netlmm ctl move`, draft 4.4): mn forms an address in its new
+prefix, new connections use it, its TCP connection on the old address goes
+on through LMA1 until it is closed; then the MAG releases the old prefix and
+LMA1's binding goes.
 """
 
+import io
 import os
-from ipaddress import IPv6Network
+import shutil
+import tempfile
+import time
+from ipaddress import IPv6Address, IPv6Network
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from netlmm.ctl import clientMain
 from netlmm.lab import Mobile
+from netlmm.lab.probes import ECHO_CLIENT, ECHO_SERVER, command, echoes
 from netlmm.lab.domain import (
     CN_ADDRESS, LMA_ADDRESS, MAG_ADDRESSES, MN_MAC, PMIP_ADDRESS, Topology, dataPlaneConfig,
     pickDataPlane,
@@ -38,6 +50,8 @@ listen = "[{address}]:5436"
 home_prefix = "{home}"
 max_lifetime = 3600
 allowed_clients = ["{pmip}"]
+[control]
+socket = "{sockets}/{node}.sock"
 [lma.prefixes]
 pool = "{pool}"
 length = 64
@@ -65,6 +79,8 @@ policy = "static"
 default = "lma1"
 [pmip.anchor.mobiles]
 "{MN2_MAC}" = "lma2"
+[control]
+socket = "{{sockets}}/pmip.sock"
 """
 
 _MAG = f"""[mag]
@@ -72,6 +88,8 @@ name = "MAG1"
 address = "{MAG_ADDRESSES[0]}"
 lma_address = "{LMA_ADDRESS}"
 pmip = "[{PMIP_ADDRESS}]:5437"
+old_prefix_lifetime = 600
+old_prefix_idle = 2
 [mag.tls]
 transport = "tcp"
 [mag.access]
@@ -108,26 +126,29 @@ class TwoLmaTopology(Topology):
         self.mobile("mn2")
 
 
-class TwoLmaTests(_TwoClients, SynchronousTestCase):
-    """
-    Two mobiles at one MAG, anchored at two LMAs by the PMIP client's policy
-    (the daemons' files and waits as in the two-client domain).
-    """
+class _TwoLmas(_TwoClients):
+    """The daemons of the topology (files and waits as in the two-client domain)."""
+
+    #: The data plane (None: the best this kernel has).
+    dataPlane = None
 
     def setUp(self):
-        plane, needs = pickDataPlane()
+        plane, needs = pickDataPlane(self.dataPlane)
+        # Control sockets: a UNIX socket path is at most 107 octets.
+        self.sockets = tempfile.mkdtemp(prefix="netlmm-")
+        self.addCleanup(shutil.rmtree, self.sockets, True)
         self.workdir = os.path.abspath(self.mktemp())
         os.makedirs(self.workdir)
         self.t = TwoLmaTopology(testCase=self, needs=(needs,))
         self.t.build()
         configs = {
             "lma": _LMA.format(address=LMA_ADDRESS, home=HOMES["lma1"], pmip=PMIP_ADDRESS,
-                               pool=POOLS["lma1"],
+                               pool=POOLS["lma1"], node="lma", sockets=self.sockets,
                                plane=dataPlaneConfig(plane, "lma", LMA_ADDRESS, "m1")),
             "lma2": _LMA.format(address=LMA2_ADDRESS, home=HOMES["lma2"], pmip=PMIP_ADDRESS,
-                                pool=POOLS["lma2"],
+                                pool=POOLS["lma2"], node="lma2", sockets=self.sockets,
                                 plane=dataPlaneConfig(plane, "lma", LMA2_ADDRESS, "up0")),
-            "pmip": _PMIP,
+            "pmip": _PMIP.format(sockets=self.sockets),
             "mag1": _MAG.format(plane=dataPlaneConfig(plane, "mag", MAG_ADDRESSES[0],
                                                       "core0")),
         }
@@ -146,6 +167,16 @@ class TwoLmaTests(_TwoClients, SynchronousTestCase):
     def logs(self):
         return "\n".join(f"--- {n}.log\n{self.log(n)[-3000:]}"
                          for n in ("lma", "lma2", "pmip", "mag1"))
+
+    def ctl(self, node, *words):
+        """A command to C{node}'s control socket: its reply lines."""
+        out = io.StringIO()
+        clientMain(os.path.join(self.sockets, f"{node}.sock"), list(words), out=out)
+        return out.getvalue().splitlines()
+
+
+class TwoLmaTests(_TwoLmas, SynchronousTestCase):
+    """Two mobiles at one MAG, anchored at two LMAs by the PMIP client's policy."""
 
     def test_twoMobilesTwoLmas(self):
         for mobile in self.mobiles.values():
@@ -172,3 +203,76 @@ class TwoLmaTests(_TwoClients, SynchronousTestCase):
         # its reach and mn2's prefix unknown to it. So mn2's uplink went
         # through LMA2, and CN1, behind LMA1, cannot reach mn2.
         self.assertNotEqual(self.ping("cn", addresses["mn2"], 1), 0)
+
+
+class AnchorMoveTests(_TwoLmas, SynchronousTestCase):
+    """
+    A move to another LMA while the mobile stays (draft 4.4), with the
+    userspace data plane (it tells the MAG when the old prefix was last used).
+    """
+
+    dataPlane = "userspace"
+
+    def test_moveKeepsLiveSession(self):
+        mn = self.t.mn
+        mn.attach("mag1")
+        self.waitFor(lambda: mn.address() is not None, "mn's address", 20)
+        old = mn.address()
+        self.assertIn(old, POOLS["lma1"])
+        # A long TCP connection from the old address to CN1 (behind LMA1).
+        server = self.t.start("cn", command(ECHO_SERVER, CN_ADDRESS, 7000),
+                              log=self.path("server.log"))
+        self.waitFor(lambda: "listening" in open(self.path("server.log")).read(),
+                     "the echo server")
+        clientLog = self.path("client.log")
+        client = self.t.start("mn", command(ECHO_CLIENT, CN_ADDRESS, 7000, 0.05),
+                              log=clientLog)
+        self.waitFor(lambda: len(echoes(clientLog)[0]) > 5, "echoes before the move")
+
+        moved = time.monotonic()
+        self.assertEqual(self.ctl("pmip", "move", MN_MAC, "lma2"), ["ok 0"])
+
+        def new():
+            return [a for a in mn.addresses() if a in POOLS["lma2"]]
+        self.waitFor(lambda: new(), "an address in LMA2's prefix", 20)
+        formed = time.monotonic() - moved
+        # The old address is deprecated, not gone: new connections use the new one.
+        line = [w for w in self.t.exec("mn", "ip", "-6", "-o", "addr", "show", "dev",
+                                       "eth0").stdout.splitlines() if str(old) in w]
+        self.assertEqual(len(line), 1)
+        self.assertIn("deprecated", line[0])
+        route = self.t.exec("mn", "ip", "-6", "route", "get", CN2_ADDRESS).stdout
+        self.assertIn(f"src {new()[0]}", route)
+        # CN2 is reachable only through LMA2, hence only from the new address.
+        self.waitFor(lambda: self.ping("mn", CN2_ADDRESS, 1) == 0, "mn -> cn2 (new path)", 15)
+        self.assertEqual(self.ping("cn2", new()[0], 3), 0)
+        # The old connection went on through LMA1.
+        after = time.monotonic()
+        self.waitFor(lambda: len([t for t, _ in echoes(clientLog)[0] if t > after]) > 20,
+                     "echoes after the move")
+        rows, error = echoes(clientLog)
+        self.assertIsNone(error)
+        self.assertEqual([n for _, n in rows], list(range(1, len(rows) + 1)),
+                         "echoes lost or out of order: the old connection did not survive")
+        gaps = [b - a for (a, _), (b, _) in zip(rows, rows[1:])]
+        # Both bindings at once meanwhile.
+        self.assertEqual(self.ctl("lma", "list")[0], "ok 1")
+        self.assertEqual(self.ctl("lma2", "list")[0], "ok 1")
+        # Closed: unused for old_prefix_idle, the old prefix is released and
+        # LMA1's binding deregistered; LMA2's stays.
+        for p in (client, server):
+            p.terminate()
+            p.wait(10)
+        for p, f in self.t.processes:
+            if p in (client, server) and f is not None:
+                f.close()
+        self.t.processes = [(p, f) for p, f in self.t.processes if p not in (client, server)]
+        closed = time.monotonic()
+        self.waitFor(lambda: self.ctl("lma", "list")[0] == "ok 0",
+                     "LMA1's binding to be deregistered", 30)
+        released = time.monotonic() - closed
+        self.assertEqual(self.ctl("lma2", "list")[0], "ok 1")
+        self.assertIn("releasing the old home", self.log("mag1"))
+        self.assertEqual(self.ping("mn", CN2_ADDRESS, 1), 0)
+        print(f"\nnew address {formed:.2f} s after the move command; longest echo gap "
+              f"{max(gaps) * 1000:.0f} ms; old binding gone {released:.1f} s after close")
