@@ -120,6 +120,9 @@ class AnchorPolicy:
     #: Set by L{AnchoredCore}: a callable returning LMA name -> how many
     #: mobiles this client has there (for policies that balance load).
     loads = None
+    #: Names of the LMAs being drained (L{AnchoredCore.drain}): the policy
+    #: places no mobile there unless its home lies in their prefixes.
+    drained = frozenset()
 
     def __init__(self, anchors, mobiles=None):
         self.anchors = tuple(anchors)
@@ -136,10 +139,21 @@ class AnchorPolicy:
         for a in self.anchors:
             if a.anchors(home):
                 return a
-        mapped = self.mobiles.get(mnId)
-        if mapped is not None:
-            return mapped
-        return self.byIdentifier(mnId)
+        chosen = self.mobiles.get(mnId)
+        if chosen is None:
+            chosen = self.byIdentifier(mnId)
+        if chosen is not None and chosen.name in self.drained:
+            chosen = self.instead()
+        return chosen
+
+    def instead(self):
+        """
+        The LMA for a mobile the rule placed at a drained one: the least
+        loaded of the others (ties: the first listed), None when all are drained.
+        """
+        loads = self.loads() if self.loads is not None else {}
+        others = [a for a in self.anchors if a.name not in self.drained]
+        return min(others, key=lambda a: loads.get(a.name, 0)) if others else None
 
     def byIdentifier(self, mnId):
         """The policy's own rule for a mobile neither its home nor the map places."""
@@ -312,6 +326,11 @@ class AnchoredCore:
         self.policy = policy
         if hasattr(policy, "loads"):
             policy.loads = self.loads
+        #: Names of the LMAs being drained (L{drain}).
+        self.drained = set()
+        #: MN identifier -> why the last L{drain} could not move it.
+        self.unmoved = {}
+        policy.drained = self.drained
         self._log = log
         self._byName = {a.name: (a, core) for a, core in cores}
         self._byAddress = {a.address: (a, core) for a, core in cores}
@@ -589,6 +608,59 @@ class AnchoredCore:
         trigger = Trigger(0, mnId, m.mag, None, AddressMode.PREFIX,
                           linkLayerId=m.linkLayerId, accessTechnology=m.accessTechnology)
         return self._wrap(new[0], new[1].receiveTrigger(trigger, now), now)
+
+    def drain(self, name, now):
+        """
+        Drain the LMA named C{name}: the policy places no new mobile there,
+        and each of its bound mobiles is moved (L{move}) to the LMA the
+        policy picks instead. Mobiles that cannot move now are listed by
+        L{drainStatus}; draining again moves those that can by then.
+        Returns the effects; ValueError when no other LMA is left.
+        """
+        if name not in self._byName:
+            raise ValueError(f"no LMA is named {name!r} (the LMAs: "
+                             + ", ".join(self._byName) + ")")
+        if all(a.name == name or a.name in self.drained for a in self.anchors):
+            raise ValueError(f"{name} is the last LMA not drained; there is nowhere to move "
+                             "its mobiles")
+        self.drained.add(name)
+        self._say("draining {lma}: it anchors no new mobile; its mobiles move", lma=name)
+        core = self._byName[name][1]
+        effects = []
+        self.unmoved = {}
+        for mnId in sorted(core.mobiles):
+            if mnId in self.moves or self._current(mnId)[0].name != name:
+                continue
+            target = self.policy.choose(mnId, None)
+            try:
+                effects.extend(self.move(mnId, target.name, now))
+            except ValueError as e:
+                self.unmoved[mnId] = str(e)
+        return effects
+
+    def undrain(self, name):
+        """The LMA named C{name} takes new mobiles again (those moved away stay moved)."""
+        if name not in self._byName:
+            raise ValueError(f"no LMA is named {name!r} (the LMAs: "
+                             + ", ".join(self._byName) + ")")
+        self.drained.discard(name)
+
+    def drainStatus(self, name):
+        """
+        Rows 'MNID STATE' for each mobile the LMA C{name} still holds: its
+        move's state, or 'STAYS why' for one that could not move.
+        """
+        rows = []
+        for mnId in sorted(self._byName[name][1].mobiles):
+            move = self.moves.get(mnId)
+            who = showMnId(mnId)
+            if move is not None:
+                rows.append(f"{who} {move.state} {move.old[0].name} -> {move.new[0].name}")
+            elif mnId in self.unmoved:
+                rows.append(f"{who} STAYS {self.unmoved[mnId]}")
+            else:
+                rows.append(f"{who} {self._byName[name][1].mobiles[mnId].state}")
+        return rows
 
     def _stepMove(self, move, event):
         """Move C{move} by C{event} (L{MOVE_TRANSITIONS}); InvalidInput when not allowed."""

@@ -479,8 +479,10 @@ class PmipService(RoleService):
         A command from the local control socket (L{netlmm.ctl}): C{list} or
         C{show KEY}, KEY an MN identifier, a home address (or one inside a
         mobile's prefix) or a pCoA (its MAG's address); C{drain} and
-        C{undrain} (L{drain}); with several LMAs C{move MNID LMA} (anchor the
-        mobile at that LMA, draft 4.4).
+        C{undrain} alone (this client, L{drain}); with several LMAs C{move
+        MNID LMA} (anchor the mobile at that LMA, draft 4.4), C{drain LMA} /
+        C{undrain LMA} (that LMA) and C{lmas} (each LMA, its mobiles, drained
+        or not).
         """
         if words in (["drain"], ["undrain"]):
             if words[0] == "drain":
@@ -491,8 +493,10 @@ class PmipService(RoleService):
             return ["ok undrained"]
         from netlmm.ctl import addressOrNone, bindingCommand
         from netlmm.wire.control import showMnId
-        if words and words[0] == "move":
-            return self._move(words[1:])
+        if words and words[0] in _ANCHOR_COMMANDS:
+            if not hasattr(self.core, "move"):
+                raise ValueError("this PMIP client has one LMA; there is none to move to")
+            return getattr(self, "_" + words[0])(words[1:])
         mobiles = self.core.mobiles
 
         def find(key):
@@ -522,12 +526,42 @@ class PmipService(RoleService):
         """C{move MNID LMA}: 'ok 0' once the registration with the new LMA is under way."""
         if len(args) != 2:
             raise ValueError("expected 'move MNID LMA'")
-        if not hasattr(self.core, "move"):
-            raise ValueError("this PMIP client has one LMA; there is none to move to")
-        problem = self.feed(self.core.move, args[0].encode("utf-8"), args[1])
+        self._anchorInput(self.core.move, args[0].encode("utf-8"), args[1])
+        return ["ok 0"]
+
+    def _drain(self, args):
+        """
+        C{drain LMA}: 'ok N', then a row per mobile the LMA still holds (its
+        move under way, or why it stays).
+        """
+        if len(args) != 1:
+            raise ValueError("expected 'drain LMA'")
+        self._anchorInput(self.core.drain, args[0])
+        rows = self.core.drainStatus(args[0])
+        return [f"ok {len(rows)}"] + rows
+
+    def _undrain(self, args):
+        """C{undrain LMA}: the LMA takes new mobiles again."""
+        if len(args) != 1:
+            raise ValueError("expected 'undrain LMA'")
+        self.core.undrain(args[0])
+        return ["ok 0"]
+
+    def _lmas(self, args):
+        """C{lmas}: 'ok N', then 'NAME [ADDRESS]:PORT MOBILES drained|serving' per LMA."""
+        if args:
+            raise ValueError("expected 'lmas'")
+        loads = self.core.loads()
+        rows = [f"{a.name} [{a.address}]:{a.port} {loads[a.name]} "
+                + ("drained" if a.name in self.core.drained else "serving")
+                for a in self.core.anchors]
+        return [f"ok {len(rows)}"] + rows
+
+    def _anchorInput(self, method, *args):
+        """Feed an operator's anchor command to the core; its refusal as ValueError."""
+        problem = self.feed(method, *args)
         if problem is not None:
             raise ValueError(str(problem))
-        return ["ok 0"]
 
     def enableMetrics(self):
         """Time each Trigger until its Notification (for the metrics)."""
@@ -582,6 +616,10 @@ def _names(m, address):
 
 #: Triggers timed at once, at most (L{PmipService.enableMetrics}).
 _MAX_TIMED = 65536
+
+
+#: The control socket's commands on anchors (a PMIP client with several LMAs).
+_ANCHOR_COMMANDS = ("move", "drain", "undrain", "lmas")
 
 
 def peerKey(endpoint):

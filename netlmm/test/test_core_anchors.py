@@ -125,8 +125,8 @@ class PolicyTests(SynchronousTestCase):
         self.assertEqual(str(e), "at least one LMA is needed")
 
 
-class AnchoredCoreTests(SynchronousTestCase):
-    """One PMIP client, two LMAs: each mobile's PBUs go to its LMA only."""
+class _Anchored:
+    """Helpers: an anchored core with two LMAs played by hand."""
 
     def setUp(self):
         self.cores = {a.name: PmipCore(a.address, rng=random.Random(3)) for a in (LMA1, LMA2)}
@@ -157,6 +157,10 @@ class AnchoredCoreTests(SynchronousTestCase):
         self.assertEqual(len(notes), 1, effects)
         self.assertEqual(roundtrip(notes[0]), notes[0])
         return notes[0]
+
+
+class AnchoredCoreTests(_Anchored, SynchronousTestCase):
+    """One PMIP client, two LMAs: each mobile's PBUs go to its LMA only."""
 
     def test_twoMobilesTwoLmas(self):
         """
@@ -286,12 +290,8 @@ P1 = IPv6Network("2001:db8:1:1::/64")
 P2 = IPv6Network("2001:db8:2:2::/64")
 
 
-class MoveTests(AnchoredCoreTests):
-    """
-    Moving a mobile with a per-MN prefix from lma1 to lma2 while it stays at
-    its MAG (draft 4.4): the new registration, REANCHORED to the MAG, the
-    old binding kept until released, and each way a move ends.
-    """
+class _Moving(_Anchored):
+    """Helpers: mobiles with per-MN prefixes bound at lma1 and moved to lma2."""
 
     def ackPrefix(self, bu, lma, prefix, status=Status.ACCEPTED, now=0, lifetime=900):
         options = [HomeNetworkPrefix(prefix.network_address, prefix.prefixlen),
@@ -317,6 +317,14 @@ class MoveTests(AnchoredCoreTests):
         # The old LMA anchors it until the new one accepts.
         self.assertEqual(self.core.anchorOf(b"mn1"), LMA1)
         return bu
+
+
+class MoveTests(_Moving, SynchronousTestCase):
+    """
+    Moving a mobile with a per-MN prefix from lma1 to lma2 while it stays at
+    its MAG (draft 4.4): the new registration, REANCHORED to the MAG, the
+    old binding kept until released, and each way a move ends.
+    """
 
     def test_moveAndRelease(self):
         """
@@ -471,3 +479,87 @@ class MoveTests(AnchoredCoreTests):
         e = self.assertRaises(BadRecord, self.core.restore,
                               [dict(p.record, moved="yes") for p in snapshot], 2)
         self.assertIn("'moved': expected true, got 'yes'", str(e))
+
+
+class DrainTests(_Moving, SynchronousTestCase):
+    """Draining an LMA: its mobiles move, the policy places none there, undrain."""
+
+    def bindMany(self, count):
+        """C{count} mobiles with per-MN prefixes bound at lma1; their prefixes."""
+        prefixes = {}
+        for i in range(count):
+            mnId = b"m%02d" % i
+            bu = self.pbu(self.trigger(mnId, mode=AddressMode.PREFIX, txn=100 + i), LMA1)
+            prefixes[mnId] = IPv6Network(f"2001:db8:1:{i + 100:x}::/64")
+            self.notification(self.ackPrefix(bu, LMA1, prefixes[mnId]))
+        return prefixes
+
+    def test_fiftyMobiles(self):
+        """
+        50 mobiles at lma1, drained: each is registered at lma2 and keeps its
+        lma1 binding (its live sessions' address) until its MAG releases it;
+        then all are at lma2 only.
+        """
+        old = self.bindMany(50)
+        effects = self.core.drain("lma1", 10)
+        pbus = [e for e in effects if type(e) is SendMH]
+        self.assertEqual({e.destination for e in pbus}, {LMA2.address})
+        self.assertEqual(len(pbus), 50)
+        self.assertEqual(self.core.drainStatus("lma1")[0], "m00 MOVING lma1 -> lma2")
+        notes = []
+        for i, e in enumerate(pbus):
+            mnId = e.message.option(MobileNodeIdentifier).identifier
+            new = IPv6Network(f"2001:db8:2:{i + 100:x}::/64")
+            notes += [x.notification for x in self.ackPrefix(e.message, LMA2, new, now=11)
+                      if type(x) is Notify]
+        self.assertEqual({(n.result, n.lma) for n in notes},
+                         {(Result.REANCHORED, LMA2.address)})
+        self.assertEqual(len(notes), 50)
+        self.assertEqual(self.core.loads(), {"lma1": 50, "lma2": 50})
+        # Nothing of lma1 is deregistered before the MAG says so.
+        due = self.core.nextTimer()
+        sent = [e for e in self.core.handleTimer(due) if type(e) is SendMH]
+        self.assertTrue(all(e.message.lifetime > 0 for e in sent))
+        for mnId, prefix in old.items():
+            self.core.receiveDetach(roundtrip(Detach(7, mnId, MAG1, prefix=prefix)), due)
+        deregs = [e for e in self.core.handleTimer(due + 2) if type(e) is SendMH
+                  and e.destination == LMA1.address and e.message.lifetime == 0]
+        self.assertEqual(len(deregs), 50)
+        for e in deregs:
+            mnId = e.message.option(MobileNodeIdentifier)
+            self.ackPrefix(e.message, LMA1, P1, now=due + 2, lifetime=0)
+        self.assertEqual(self.core.loads(), {"lma1": 0, "lma2": 50})
+        self.assertEqual(self.core.moves, {})
+        self.assertEqual(self.core.moveCounters["released"], 50)
+        self.assertEqual(self.core.drainStatus("lma1"), [])
+
+    def test_policySkipsDrained(self):
+        """A new mobile the policy would place at a drained LMA goes elsewhere; undrain."""
+        self.core.drain("lma2", 0)
+        bu = self.pbu(self.trigger(b"mn2", mode=AddressMode.PREFIX), LMA1)
+        self.assertEqual(self.core.anchorOf(b"mn2"), LMA1)
+        self.notification(self.ackPrefix(bu, LMA1, P1))
+        self.core.undrain("lma2")
+        self.pbu(self.trigger(b"mn4", mode=AddressMode.PREFIX, txn=4), LMA1)
+        self.core.policy.mobiles[b"mn5"] = LMA2
+        self.pbu(self.trigger(b"mn5", mode=AddressMode.PREFIX, txn=5), LMA2)
+
+    def test_drainRefused(self):
+        """Draining the last LMA, or one that does not exist: refused, nothing changed."""
+        self.core.drain("lma1", 0)
+        e = self.assertRaises(ValueError, self.core.drain, "lma2", 0)
+        self.assertEqual(str(e), "lma2 is the last LMA not drained; there is nowhere to "
+                                 "move its mobiles")
+        e = self.assertRaises(ValueError, self.core.drain, "lma7", 0)
+        self.assertIn("no LMA is named 'lma7'", str(e))
+        self.assertEqual(self.core.drained, {"lma1"})
+
+    def test_unmovableListed(self):
+        """A mobile that cannot move now is listed with the reason; draining again moves it."""
+        bu = self.pbu(self.trigger(b"mn1", mode=AddressMode.PREFIX), LMA1)
+        self.assertEqual(self.core.drain("lma1", 0), [])
+        self.assertEqual(self.core.drainStatus("lma1"),
+                         ["mn1 STAYS mn1 is REGISTERING; only a bound mobile moves"])
+        self.notification(self.ackPrefix(bu, LMA1, P1))
+        self.pbu(self.core.drain("lma1", 1), LMA2)
+        self.assertEqual(self.core.drainStatus("lma1"), ["mn1 MOVING lma1 -> lma2"])

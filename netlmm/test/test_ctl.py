@@ -90,12 +90,14 @@ class ControlSocketTests(TestCase):
 
     @inlineCallbacks
     def test_moveNeedsSeveralLmas(self):
-        """`move` (draft 4.4) needs several LMAs and both its words; refused, nothing changed."""
-        status, lines = yield self.ctl("pmip", "move", "mn1@example.net", "lma2")
-        self.assertEqual((status, lines),
-                         (1, ["error this PMIP client has one LMA; there is none to move to"]))
-        status, lines = yield self.ctl("pmip", "move", "mn1@example.net")
-        self.assertEqual((status, lines), (1, ["error expected 'move MNID LMA'"]))
+        """
+        `move`, `drain`, `lmas` (draft 4.4) need several LMAs; refused,
+        nothing changed (test_multi_lma_netns uses them with two).
+        """
+        for words in (("move", "mn1@example.net", "lma2"), ("drain", "lma1"), ("lmas",)):
+            status, lines = yield self.ctl("pmip", *words)
+            self.assertEqual((status, lines), (1, [
+                "error this PMIP client has one LMA; there is none to move to"]), words)
         self.assertIsNotNone(self.domain.lma.core.bindingFor(MOBILES[0]))
 
     @inlineCallbacks
