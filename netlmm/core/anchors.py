@@ -36,6 +36,12 @@ is one state machine, L{MOVE_TRANSITIONS}, driven by L{AnchoredCore._stepMove}:
                            (it left or moved during the registration: the new binding goes)
     MOVED --lost--> (none)                      (the old binding ended by itself)
 
+A move also starts by itself when a mobile's MAG prefers another LMA (the
+C{mags} of L{AnchoredCore}, [pmip.anchor.mags]): a mobile that hands over
+to a MAG of two overlapping domains keeps its old prefix (the handoff goes
+to the old LMA as usual) and, once that is accepted, is moved to the LMA
+that MAG prefers; a new mobile there is anchored at that LMA at once.
+
 Only mobiles with a per-MN prefix (address mode PREFIX, draft E.3) move:
 the MAG can advertise a new prefix to them alone. A mobile with an IPv4 home
 address does not (its IPv4 address cannot be deprecated the same way).
@@ -313,9 +319,12 @@ class AnchoredCore:
         the first core's conflict detector (one numbering of the peers'
         checks, Appendix B).
     @param policy: the L{AnchorPolicy} for mobiles not known yet.
+    @param mags: (MAG network, LMA name) pairs: the LMA a mobile at a MAG
+        inside the network should be anchored at (the first match), after
+        the prefix rule and the policy's per-mobile map.
     """
 
-    def __init__(self, cores, policy, log=None):
+    def __init__(self, cores, policy, log=None, mags=()):
         cores = list(cores)
         checkAnchors([a for a, _ in cores])
         for a, core in cores:
@@ -334,6 +343,12 @@ class AnchoredCore:
         self._log = log
         self._byName = {a.name: (a, core) for a, core in cores}
         self._byAddress = {a.address: (a, core) for a, core in cores}
+        self.mags = []
+        for network, name in mags:
+            if name not in self._byName:
+                raise ValueError(f"the MAGs {network} prefer LMA {name!r}, which is not one "
+                                 "of the LMAs (" + ", ".join(self._byName) + ")")
+            self.mags.append((network, self._byName[name][0]))
         self.conflicts = cores[0][1].conflicts
         for _, core in cores[1:]:
             core.conflicts = self.conflicts
@@ -509,7 +524,9 @@ class AnchoredCore:
                 # Another LMA's mobile has it: its core answers the conflict.
                 found = holder
             else:
-                anchor = self.policy.choose(trigger.mnId, home)
+                anchor = self._preferredFor(trigger.mnId, home, trigger.magAddress)
+                if anchor is None:
+                    anchor = self.policy.choose(trigger.mnId, home)
                 if anchor is None:
                     self.unanchored += 1
                     self._say("Trigger {txn} for {mnId}: the anchor policy chose no LMA; "
@@ -661,6 +678,35 @@ class AnchoredCore:
             else:
                 rows.append(f"{who} {self._byName[name][1].mobiles[mnId].state}")
         return rows
+
+    def preferredAt(self, mag):
+        """The L{Anchor} the MAG at C{mag} prefers ([pmip.anchor.mags]), or None."""
+        for network, anchor in self.mags:
+            if mag in network:
+                return anchor
+        return None
+
+    def _preferredFor(self, mnId, home, mag):
+        """The LMA C{mag} prefers for a new mobile, unless its home or the map places it."""
+        if not self.mags or any(a.anchors(home) for a in self.anchors) \
+                or bytes(mnId) in getattr(self.policy, "mobiles", {}):
+            return None
+        anchor = self.preferredAt(mag)
+        return None if anchor is None or anchor.name in self.drained else anchor
+
+    def _toPreferred(self, anchor, e, now):
+        """After a SUCCESS at C{anchor}: move the mobile if its MAG prefers another LMA."""
+        preferred = self.preferredAt(e.mag)
+        if preferred is None or preferred is anchor or preferred.name in self.drained:
+            return []
+        mnId = e.notification.mnId
+        try:
+            return self.move(mnId, preferred.name, now)
+        except ValueError as why:
+            self._say("{mnId} stays at {lma} although its MAG {mag} prefers {preferred}: "
+                      "{why}", mnId=showMnId(mnId), lma=anchor.name, mag=e.mag,
+                      preferred=preferred.name, why=why)
+            return []
 
     def _stepMove(self, move, event):
         """Move C{move} by C{event} (L{MOVE_TRANSITIONS}); InvalidInput when not allowed."""
@@ -836,6 +882,10 @@ class AnchoredCore:
                     continue
                 if e.notification.result == Result.SUCCESS:
                     e = e._replace(notification=withLma(e.notification, anchor.tunnel))
+                    if self.mags and now is not None:
+                        out.append(e)
+                        out.extend(self._toPreferred(anchor, e, now))
+                        continue
             elif kind is Persist:
                 move = moves.get(e.key) if moves else None
                 if move is not None:

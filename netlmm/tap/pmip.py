@@ -35,6 +35,10 @@ The [pmip] table of the config file:
     default     with 'static': the LMA of mobiles nothing else places (the
                 first listed)
     [pmip.anchor.mobiles]  "MN-ID" = "LMA name"
+    [pmip.anchor.mags]     "MAG address or prefix" = "LMA name": the LMA a
+                mobile at that MAG is anchored at (after the prefix rule and
+                the map); a mobile with a per-MN prefix that hands over to
+                such a MAG keeps its old prefix and is moved there (draft 4.4)
   mh_bind       '[address]:port' of this client's MH socket ('[::1]:0'); in
                 the rfc5213 profile a PMIP client co-located with its MAG
                 binds the MAG's address: PBUs from it carry no Alternate CoA
@@ -134,9 +138,10 @@ See etc/netlmm/pmip.toml for a commented example."""
         from netlmm.security.config import securityConfig
         security = securityConfig(table, self["config"], client=True)
         lmas = anchor = None
+        anchorMags = []
         if several:
             lmas = _lmas(table, profile, transport, security, mhBind[0])
-            anchor = _anchorPolicy(table, lmas)
+            anchor, anchorMags = _anchorPolicy(table, lmas)
             lma = (lmas[0]["anchor"].address, lmas[0]["anchor"].port)
         elif "anchor" in table.data:
             raise ConfigError("pmip.anchor: an anchor policy chooses among several "
@@ -162,7 +167,7 @@ See etc/netlmm/pmip.toml for a commented example."""
         return dict(listen=listen, lma=lma, mhBind=mhBind, transport=transport,
                     allowedMags=mags, security=security, stateFile=stateFile, channel=channel,
                     peers=peers, peerListen=peerListen, allowedPeers=allowedPeers,
-                    profile=profile, lmas=lmas, anchor=anchor,
+                    profile=profile, lmas=lmas, anchor=anchor, anchorMags=anchorMags,
                     limits=limits,
                     core=dict(lmaAddress=lma[0], lifetime=lifetime, peerTimeout=peerTimeout,
                               initialTimeout=initial, maxTimeout=maximum,
@@ -227,7 +232,8 @@ def anchoredCore(b, guard, peers):
                         security=guard if lma["sign"] else None, peers=peers,
                         profile=profileFromBuilt(lma), **settings)
         cores.append((anchor, core))
-    return AnchoredCore(cores, b["anchor"], log=roleLogger("netlmm.pmip"))
+    return AnchoredCore(cores, b["anchor"], log=roleLogger("netlmm.pmip"),
+                        mags=b.get("anchorMags", ()))
 
 
 def _profile(table, source, default=None):
@@ -296,7 +302,27 @@ def _anchorPolicy(table, lmas):
     t = table.table("anchor")
     name = t.string("policy", "static")
     anchors = [m["anchor"] for m in lmas]
-    return policies.create(name, t, f"{t.where}.policy", anchors=anchors)
+    mags = _preferredLmas(t.table("mags"), anchors)
+    policy = policies.create(name, t, f"{t.where}.policy", anchors=anchors)
+    return policy, mags
+
+
+def _preferredLmas(t, anchors):
+    """[pmip.anchor.mags]: (MAG network, LMA name) pairs, validated."""
+    from ipaddress import IPv6Network
+    from netlmm.config import ConfigError
+    names = [a.name for a in anchors]
+    mags = []
+    for key in list(t.data):
+        name = t.string(key, choices=names)
+        try:
+            network = IPv6Network(key)
+        except ValueError:
+            raise ConfigError(f"{t.where}.{key}: expected a MAG's IPv6 address or prefix "
+                              f"(the key), got {key!r}") from None
+        mags.append((network, name))
+    t.finish()
+    return mags
 
 
 def profileFromBuilt(b):

@@ -563,3 +563,51 @@ class DrainTests(_Moving, SynchronousTestCase):
         self.notification(self.ackPrefix(bu, LMA1, P1))
         self.pbu(self.core.drain("lma1", 1), LMA2)
         self.assertEqual(self.core.drainStatus("lma1"), ["mn1 MOVING lma1 -> lma2"])
+
+
+class PreferredLmaTests(_Moving, SynchronousTestCase):
+    """
+    MAG2 (in both domains) prefers lma2 ([pmip.anchor.mags]): a new mobile
+    there goes to lma2; one handing over from MAG1 keeps its lma1 prefix
+    (handoff at lma1) and is then moved to lma2.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.core = AnchoredCore([(LMA1, self.cores["lma1"]), (LMA2, self.cores["lma2"])],
+                                 StaticAnchors([LMA1, LMA2], {b"mn2": "lma2"}),
+                                 mags=[(IPv6Network(f"{MAG2}/128"), "lma2")])
+
+    def test_newMobileAtPreferringMag(self):
+        self.pbu(self.trigger(b"mn3", mode=AddressMode.PREFIX, mag=MAG2), LMA2)
+        self.pbu(self.trigger(b"mn4", mode=AddressMode.PREFIX, txn=2), LMA1)
+
+    def test_handoverMoves(self):
+        self.bindAtLma1()
+        handoff = self.pbu(self.trigger(b"mn1", mode=AddressMode.PREFIX, txn=2, mag=MAG2),
+                           LMA1)
+        effects = self.ackPrefix(handoff, LMA1, P1, now=1)
+        # MAG2 hears SUCCESS with the old prefix at lma1 first (MAG1 MOVED)...
+        self.assertEqual(self.notification(effects, mag=MAG1).result, Result.MOVED)
+        n = self.notification(effects, mag=MAG2)
+        self.assertEqual((n.transaction, n.result, n.prefix, n.lma),
+                         (2, Result.SUCCESS, P1, LMA1.tunnel))
+        # ...while the move to lma2 starts from MAG2.
+        register = self.pbu(effects, LMA2)
+        self.assertEqual(register.option(mh.AlternateCareOfAddress).address, MAG2)
+        self.assertEqual(self.core.moves[b"mn1"].state, "MOVING")
+        n = self.notification(self.ackPrefix(register, LMA2, P2, now=2))
+        self.assertEqual((n.result, n.prefix, n.lma), (Result.REANCHORED, P2, LMA2.address))
+        self.assertEqual(self.core.anchorOf(b"mn1"), LMA2)
+        # Back at MAG1 (no preference): the old prefix goes, the mobile stays at lma2.
+        effects = self.trigger(b"mn1", mode=AddressMode.PREFIX, txn=3, now=3)
+        self.assertEqual(sorted(str(e.destination) for e in effects if type(e) is SendMH),
+                         [str(LMA2.address)])
+        self.assertEqual(self.core.moves[b"mn1"].state, "RELEASING")
+
+    def test_unknownLma(self):
+        e = self.assertRaises(ValueError, AnchoredCore,
+                              [(LMA1, PmipCore(LMA1.address)), (LMA2, PmipCore(LMA2.address))],
+                              StaticAnchors([LMA1, LMA2]),
+                              mags=[(IPv6Network(f"{MAG2}/128"), "lma3")])
+        self.assertIn("prefer LMA 'lma3', which is not one of the LMAs", str(e))

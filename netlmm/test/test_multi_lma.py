@@ -137,6 +137,22 @@ class ConfigTests(SynchronousTestCase):
                             "pmip.anchor.mobiles.mn1: expected one of 'lma1', 'lma2', "
                             "got 'lma3'")
 
+    def test_preferredLmaOfMags(self):
+        """[pmip.anchor.mags]: a MAG (address or prefix) = the LMA its mobiles go to."""
+        [service] = pmipTap.makeService(self.parse(
+            TWO + '[pmip.anchor.mags]\n"2001:db8:a2::1" = "lma2"\n'
+                  '"2001:db8:a3::/64" = "lma1"\n')).ordered
+        core = service.core
+        self.assertEqual(core.preferredAt(IPv6Address("2001:db8:a2::1")).name, "lma2")
+        self.assertEqual(core.preferredAt(IPv6Address("2001:db8:a3::9")).name, "lma1")
+        self.assertIsNone(core.preferredAt(IPv6Address("2001:db8:a2::2")))
+        self.assertRejected(TWO + '[pmip.anchor.mags]\n"2001:db8:a2::1" = "lma3"\n',
+                            "pmip.anchor.mags.2001:db8:a2::1: expected one of 'lma1', "
+                            "'lma2', got 'lma3'")
+        self.assertRejected(TWO + '[pmip.anchor.mags]\n"mag2" = "lma2"\n',
+                            "pmip.anchor.mags.mag2: expected a MAG's IPv6 address or "
+                            "prefix (the key), got 'mag2'")
+
     def test_badLmaEntry(self):
         """A key of one LMA is named with its index."""
         self.assertRejected(TWO.replace('tunnel = "2001:db8:e2::1"', 'tunnel = "x"'),
