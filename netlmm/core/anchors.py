@@ -248,6 +248,36 @@ class LeastLoadedAnchors(AnchorPolicy):
         return min(self.anchors, key=lambda a: loads.get(a.name, 0))
 
 
+class AaaAnchors(StaticAnchors):
+    """
+    The LMA the AAA server assigns: the RFC 6572 PMIP6-Home-LMA-IPv6-Address
+    in the Access-Accept that brings the mobile's key (draft Appendix C,
+    L{netlmm.security.radius}), matched against each LMA's address and
+    tunnel address; after the prefix rule and the map. A mobile the server
+    names no LMA for, or an LMA not configured, goes to C{default} (the
+    first listed) and is counted in C{unmatched}. Needs keys from RADIUS.
+    """
+
+    name = "aaa"
+    #: Asks for the mobile's key before choosing (L{AnchoredCore.securityFor}).
+    needsAaa = True
+    #: Set when built: C{lookup(mnId)}, the address AAA named, or None
+    #: (L{netlmm.security.radius.AaaKeys.homeLma}).
+    lookup = None
+
+    def __init__(self, anchors, mobiles=None, default=None):
+        super().__init__(anchors, mobiles, default)
+        self.unmatched = 0
+
+    def byIdentifier(self, mnId):
+        address = self.lookup(mnId) if self.lookup is not None else None
+        for a in self.anchors:
+            if address is not None and address in (a.address, a.tunnel):
+                return a
+        self.unmatched += 1
+        return self.default
+
+
 class MoveState(str, enum.Enum):
     """Where a move of a mobile to another LMA stands (see the module docstring)."""
 
@@ -379,6 +409,9 @@ class AnchoredCore:
     def securityFor(self, mnId, home=None):
         """The security layer of the core that takes (or would take) C{mnId}."""
         found = self._current(mnId)
+        if found is None and getattr(self.policy, "needsAaa", False):
+            # The policy reads the AAA server's answer: ask it first.
+            return self.security
         if found is None:
             anchor = self.policy.choose(mnId, home)
             found = None if anchor is None else self._byName[anchor.name]

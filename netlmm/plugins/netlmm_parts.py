@@ -52,6 +52,10 @@ staticAnchors = AnchorPolicyPlugin(
 hashAnchors = AnchorPolicyPlugin(
     "hash", "netlmm.core.anchors", "HashAnchors.fromConfig",
     "the LMA anchoring the mobile's home prefix, else an MN-ID map, else a stable hash")
+aaaAnchors = AnchorPolicyPlugin(
+    "aaa", "netlmm.core.anchors", "AaaAnchors.fromConfig",
+    "the LMA anchoring the mobile's home prefix, else an MN-ID map, else the LMA the AAA "
+    "server names (RFC 6572), else the default LMA")
 leastLoadedAnchors = AnchorPolicyPlugin(
     "least-loaded", "netlmm.core.anchors", "LeastLoadedAnchors.fromConfig",
     "the LMA anchoring the mobile's home prefix, else an MN-ID map, else the least loaded")

@@ -6,7 +6,10 @@ association with an Access-Request (User-Name = the MN's NAI, with a
 Message-Authenticator) and reads the 3GPP2 vendor attributes
 (vendor 5535) MN-HA-SPI (57) and MN-HA-Shared-Key (58, salt-encrypted),
 which FreeRADIUS and other servers carry in their stock dictionaries. An
-Access-Reject means the mobile is not authorized (L{KeyRejected}).
+Access-Reject means the mobile is not authorized (L{KeyRejected}). An
+Access-Accept may also name the mobile's LMA (RFC 6572
+PMIP6-Home-LMA-IPv6-Address, 147): L{AaaKeys.homeLma} keeps it for the
+'aaa' anchor policy (L{netlmm.core.anchors.AaaAnchors}).
 
 Packets are built and parsed with pyrad's codec; the transport is a
 Twisted UDP port. Each request is retransmitted C{retries} times, C{timeout}
@@ -26,6 +29,7 @@ SPI of its own.
 """
 
 import os
+from ipaddress import IPv6Address
 
 from pyrad import packet as radpacket
 from pyrad.dictionary import Dictionary
@@ -81,6 +85,9 @@ class RadiusKeyClient(DatagramProtocol):
         self.port = None
         self.counters = {"requests": 0, "accepts": 0, "rejects": 0, "timeouts": 0,
                          "retransmissions": 0, "failovers": 0, "invalid": 0}
+        #: MN identifier -> the LMA its last Access-Accept named (RFC 6572),
+        #: taken by L{AaaKeys} when the fetch completes.
+        self.homeLmas = {}
 
     def start(self):
         """Open the UDP port (an ephemeral one on ::)."""
@@ -203,6 +210,21 @@ class RadiusKeyClient(DatagramProtocol):
                 f"3GPP2 MN-HA SPI/key: {e}"))
             return
         self.counters["accepts"] += 1
+        try:
+            lma = reply["PMIP6-Home-LMA-IPv6-Address"][0]
+        except (KeyError, IndexError):
+            lma = None
+        except Exception as e:  # pyrad's decoding of a malformed value
+            lma = None
+            self.log.warn("Access-Accept for {mnId}: unusable PMIP6-Home-LMA-IPv6-Address: "
+                          "{error}", mnId=r.mnId.decode("utf-8", "replace"), error=e)
+        if lma is not None:
+            try:
+                self.homeLmas[r.mnId] = IPv6Address(lma)
+            except ValueError:
+                self.log.warn("Access-Accept for {mnId}: PMIP6-Home-LMA-IPv6-Address {lma!r} "
+                              "is not an IPv6 address", mnId=r.mnId.decode("utf-8", "replace"),
+                              lma=lma)
         self._finish(rid, sa)
 
     def _finish(self, rid, result):
@@ -231,6 +253,11 @@ class AaaKeys(KeyStore):
         self.clock = clock or client.reactor
         self._expiry = {}
         self._inflight = {}
+        self._homeLmas = {}
+
+    def homeLma(self, mnId):
+        """The LMA (IPv6Address) the AAA server named for C{mnId} (RFC 6572), or None."""
+        return self._homeLmas.get(mnId)
 
     def fresh(self, mnId):
         """True when an SA for C{mnId} is cached and not expired."""
@@ -251,9 +278,14 @@ class AaaKeys(KeyStore):
 
             def done(result):
                 self._inflight.pop(key, None)
+                lma = self.client.homeLmas.pop(mnId, None)
                 if isinstance(result, SecurityAssociation):
                     self.add(result)
                     self._expiry[mnId] = self.clock.seconds() + self.lifetime
+                    if lma is None:
+                        self._homeLmas.pop(mnId, None)
+                    else:
+                        self._homeLmas[mnId] = lma
                 return result
             d.addBoth(done)
         # Every caller gets its own Deferred with the same outcome.

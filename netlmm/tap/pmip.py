@@ -30,10 +30,14 @@ The [pmip] table of the config file:
                 default), 'hash' (the prefix rule, then the map, then a
                 stable SHA-256 hash of the MN identifier) or 'least-loaded'
                 (the prefix rule, the map, then the LMA with the fewest of
-                this client's mobiles) ('static');
+                this client's mobiles) or 'aaa' (the prefix rule, the map,
+                then the LMA the AAA server names in the Access-Accept that
+                brings the mobile's key: RFC 6572 PMIP6-Home-LMA-IPv6-Address,
+                matched against address and tunnel; needs
+                [pmip.security.radius]; else default) ('static');
                 `twistd netlmm-pmip --list-anchor-policies` lists plugins
-    default     with 'static': the LMA of mobiles nothing else places (the
-                first listed)
+    default     with 'static' and 'aaa': the LMA of mobiles nothing else
+                places (the first listed)
     [pmip.anchor.mobiles]  "MN-ID" = "LMA name"
     [pmip.anchor.mags]     "MAG address or prefix" = "LMA name": the LMA a
                 mobile at that MAG is anchored at (after the prefix rule and
@@ -142,6 +146,11 @@ See etc/netlmm/pmip.toml for a commented example."""
         if several:
             lmas = _lmas(table, profile, transport, security, mhBind[0])
             anchor, anchorMags = _anchorPolicy(table, lmas)
+            if getattr(anchor, "needsAaa", False) and (security is None
+                                                       or security.get("radius") is None):
+                raise ConfigError(f"pmip.anchor.policy: {anchor.name!r} takes the LMA from "
+                                  "the AAA server's answer; it needs keys from RADIUS "
+                                  "([pmip.security.radius])")
             lma = (lmas[0]["anchor"].address, lmas[0]["anchor"].port)
         elif "anchor" in table.data:
             raise ConfigError("pmip.anchor: an anchor policy chooses among several "
@@ -232,7 +241,10 @@ def anchoredCore(b, guard, peers):
                         security=guard if lma["sign"] else None, peers=peers,
                         profile=profileFromBuilt(lma), **settings)
         cores.append((anchor, core))
-    return AnchoredCore(cores, b["anchor"], log=roleLogger("netlmm.pmip"),
+    policy = b["anchor"]
+    if getattr(policy, "needsAaa", False):
+        policy.lookup = guard.keys.homeLma
+    return AnchoredCore(cores, policy, log=roleLogger("netlmm.pmip"),
                         mags=b.get("anchorMags", ()))
 
 

@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from netlmm.core import pmip
 from netlmm.core.anchors import (
-    Anchor, AnchoredCore, HashAnchors, LeastLoadedAnchors, StaticAnchors, checkAnchors,
+    AaaAnchors, Anchor, AnchoredCore, HashAnchors, LeastLoadedAnchors, StaticAnchors, checkAnchors,
 )
 from netlmm.core.effects import BadRecord, Notify, Persist, SendMH
 from netlmm.core.pmip import PmipCore
@@ -611,3 +611,26 @@ class PreferredLmaTests(_Moving, SynchronousTestCase):
                               StaticAnchors([LMA1, LMA2]),
                               mags=[(IPv6Network(f"{MAG2}/128"), "lma3")])
         self.assertIn("prefer LMA 'lma3', which is not one of the LMAs", str(e))
+
+
+class AaaPolicyTests(SynchronousTestCase):
+    """The 'aaa' policy: the LMA the AAA server named (RFC 6572), else the default."""
+
+    def test_choose(self):
+        named = {b"mn1": LMA2.tunnel, b"mn2": LMA1.tunnel, b"mn3": NOWHERE}
+        policy = AaaAnchors([LMA1, LMA2], {b"mn4": "lma2"}, default="lma1")
+        policy.lookup = named.get
+        self.assertEqual([policy.choose(m, None).name for m in (b"mn1", b"mn2", b"mn3", b"mn4",
+                                                                 b"mn5")],
+                         ["lma2", "lma1", "lma1", "lma2", "lma1"])
+        # A home inside an LMA's prefixes still decides.
+        self.assertEqual(policy.choose(b"mn1", IN1).name, "lma1")
+        self.assertEqual(policy.unmatched, 2)
+
+    def test_keyFirst(self):
+        """A mobile the client does not know: its key (and so AAA's answer) comes first."""
+        guard = object()
+        core = AnchoredCore([(LMA1, PmipCore(LMA1.address)),
+                             (LMA2, PmipCore(LMA2.address, security=guard))],
+                            AaaAnchors([LMA1, LMA2]))
+        self.assertIs(core.securityFor(b"mn1"), guard)

@@ -14,7 +14,9 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from netlmm.core import profiles
-from netlmm.core.anchors import AnchoredCore, HashAnchors, LeastLoadedAnchors, StaticAnchors
+from netlmm.core.anchors import (
+    AaaAnchors, AnchoredCore, HashAnchors, LeastLoadedAnchors, StaticAnchors,
+)
 from netlmm.lab.netns import codeEnvironment
 from netlmm.tap import pmip as pmipTap
 
@@ -104,7 +106,8 @@ class ConfigTests(SynchronousTestCase):
         self.assertRejected(
             TWO + '[pmip.anchor]\npolicy = "round-robin"\n',
             "pmip.anchor.policy: unknown anchor policy 'round-robin'; expected one of "
-            "'hash', 'least-loaded', 'static' (`netlmm plugins` lists what is installed)")
+            "'aaa', 'hash', 'least-loaded', 'static' (`netlmm plugins` lists what is "
+            "installed)")
 
     def test_prefixAtTwoLmas(self):
         self.assertRejected(
@@ -152,6 +155,29 @@ class ConfigTests(SynchronousTestCase):
         self.assertRejected(TWO + '[pmip.anchor.mags]\n"mag2" = "lma2"\n',
                             "pmip.anchor.mags.mag2: expected a MAG's IPv6 address or "
                             "prefix (the key), got 'mag2'")
+
+    def test_aaaPolicy(self):
+        """
+        'aaa' reads the LMA from the AAA server's answer: it is wired to the
+        RADIUS key store, and refused without one.
+        """
+        radius = ('[pmip.security]\nmode = "rfc4285"\n[pmip.security.radius]\n'
+                  'servers = ["[::1]:1812"]\nsecret = "s3cret"\n')
+        [service] = pmipTap.makeService(self.parse(
+            TWO + radius + '[pmip.anchor]\npolicy = "aaa"\ndefault = "lma2"\n')).ordered
+        policy = service.core.policy
+        self.assertIsInstance(policy, AaaAnchors)
+        keys = service.core.security.keys
+        self.assertEqual(policy.lookup, keys.homeLma)
+        keys._homeLmas[b"mn1"] = IPv6Address("2001:db8:e2::1")
+        self.assertEqual(policy.choose(b"mn1", None).name, "lma2")
+        keys._homeLmas[b"mn1"] = IPv6Address("2001:db8:f1::1")
+        self.assertEqual(policy.choose(b"mn1", None).name, "lma1")
+        self.assertEqual(policy.choose(b"mn9", None).name, "lma2")
+        self.assertEqual(policy.unmatched, 1)
+        self.assertRejected(TWO + '[pmip.anchor]\npolicy = "aaa"\n',
+                            "pmip.anchor.policy: 'aaa' takes the LMA from the AAA server's "
+                            "answer; it needs keys from RADIUS ([pmip.security.radius])")
 
     def test_badLmaEntry(self):
         """A key of one LMA is named with its index."""

@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import time
+from ipaddress import IPv6Address
 
 from twisted.internet import reactor
 from twisted.internet.protocol import DatagramProtocol
@@ -92,7 +93,8 @@ USERS = """
 
 "mn2@example.net" Auth-Type := Accept
 \t3GPP2-MN-HA-SPI = 2000,
-\t3GPP2-MN-HA-Shared-Key = "abcdefabcdefabcdefabcdef"
+\t3GPP2-MN-HA-Shared-Key = "abcdefabcdefabcdefabcdef",
+\tPMIP6-Home-LMA-IPv6-Address = 2001:db8:f2::1
 
 "banned@example.net" Auth-Type := Reject
 
@@ -210,6 +212,20 @@ class RadiusClientTests(RadiusTestCase):
         self.assertEqual(sa.key, KEY_1000.encode())
         self.assertEqual(sa.mnId, MN)
         self.assertEqual(sa.algorithm, "hmac-sha1-96")
+
+    @inlineCallbacks
+    def test_homeLma(self):
+        """
+        The LMA the server names (RFC 6572 PMIP6-Home-LMA-IPv6-Address, from
+        FreeRADIUS's own dictionary) is kept with the key, for the 'aaa'
+        anchor policy; a mobile the server names none for has none.
+        """
+        keys = AaaKeys(self.client())
+        yield keys.fetch(b"mn2@example.net")
+        yield keys.fetch(MN)
+        self.assertEqual(keys.homeLma(b"mn2@example.net"), IPv6Address("2001:db8:f2::1"))
+        self.assertIsNone(keys.homeLma(MN))
+        self.assertEqual(keys.client.homeLmas, {})
 
     @inlineCallbacks
     def test_reject(self):
