@@ -457,7 +457,8 @@ class MagService(RoleService):
             elif kind is TunnelDown:
                 self.dataPlaneCall(self.dataplane.tunnelDown, e.mnId, e.phoa, e.lma)
             elif kind is Bound:
-                if self.attachToBound is not None:
+                # (Not a REANCHORED Bound: the mobile was bound already.)
+                if self.attachToBound is not None and not self.core.oldHomes(e.mnId):
                     since = self.attachedSince(e.mnId)
                     if since is not None:
                         self.attachToBound.observe(self.reactor.seconds() - since)

@@ -597,6 +597,14 @@ class PmipService(RoleService):
         yield gauge("netlmm_pmip_mobiles",
                     "Mobiles in the PMIP client's cache, by state",
                     tally(self.core.mobiles.values(), "state"), "state")
+        moves = getattr(self.core, "moveCounters", None)
+        if moves is not None:
+            yield counter("netlmm_pmip_anchor_moves",
+                          "Moves of mobiles to another LMA (draft 4.4), by outcome: started, "
+                          "moved, failed, abandoned, released (old binding deregistered), "
+                          "lost (old binding dropped by its LMA)", dict(moves), "event")
+            yield gauge("netlmm_pmip_lma_mobiles", "Mobiles anchored at each LMA",
+                        self.core.loads(), "lma")
         yield gauge("netlmm_pmip_mag_connections", "MAG connections open",
                     len(self.connections))
         yield gauge("netlmm_pmip_peer_connections",

@@ -311,3 +311,52 @@ class PrefixConfigTests(SynchronousTestCase):
         self.assertEqual(str(e), "mag.access.prefix: the 'slaac' strategy learns addresses "
                                  "in the shared prefix the MAG advertises; it is required")
 
+
+
+class ReanchorServiceTests(SynchronousTestCase):
+    """
+    The MAG service after REANCHORED (draft 4.4): both prefixes in the data
+    plane, each to its LMA; the RA carries the new prefix and the deprecated
+    old one; the attach-to-bound histogram counts the attachment once; the
+    old prefix released when the data plane saw it unused.
+    """
+
+    def test_reanchored(self):
+        from netlmm.core.mag import MagCore
+        from netlmm.dataplane.memory import MemoryDataPlane
+        from netlmm.service.mag import MagService
+        from netlmm.wire.control import Notification, Result
+        lma1, lma2 = IPv6Address("2001:db8:ff::99"), IPv6Address("2001:db8:fe::99")
+        reactor = MemoryReactorClock()
+        system = FakeAccessSystem()
+        link = AccessLink(reactor, perMnConfig(), system)
+        plane = MemoryDataPlane()
+        used = {}
+        plane.lastUsed = lambda home: used.setdefault(home, reactor.seconds())
+        core = MagCore("2001:db8:ff::1", lma1, oldLifetime=600, idleRelease=30)
+        mag = MagService(reactor, core, ("::1", 1), PrefixAssignment(reactor, link), plane)
+        mag.enableMetrics()
+        mag.strategy.start(mag)
+        self.addCleanup(mag.strategy.stop)
+        mnId = macText(MAC_A).encode()
+        mag.attached(AttachmentEvent(mnId, linkLayer=macText(MAC_A)))
+        [trigger] = mag.core.requests()
+        mag.feed(mag.core.receiveNotification, Notification(
+            trigger.transaction, Result.SUCCESS, mnId, prefix=HNP_A))
+        reactor.advance(10)
+        del system.sockets[1].sent[:]
+        mag.feed(mag.core.receiveNotification, Notification(
+            0, Result.REANCHORED, mnId, prefix=HNP_B, lma=lma2))
+        self.assertEqual(plane.tunnels, {HNP_A: lma1, HNP_B: lma2})
+        [(frame, ra, _)] = frames(system)
+        self.assertEqual([(p.prefix, p.validLifetime, p.preferredLifetime)
+                          for p in ra.prefixes], [(HNP_B, 86400, 14400), (HNP_A, 600, 0)])
+        self.assertEqual(frame.destinationMac, MAC_A)
+        self.assertEqual(sum(mag.attachToBound.counts), 1)
+        # Unused since the move: released 30 s later (tunnel down, Detach).
+        self.assertEqual(mag.core.nextTimer(), 40)
+        reactor.advance(30)
+        mag.feed(mag.core.handleTimer)
+        self.assertEqual(plane.tunnels, {HNP_B: lma2})
+        [detach] = mag.core.requests()
+        self.assertEqual((type(detach).__name__, detach.prefix), ("Detach", HNP_A))

@@ -78,6 +78,18 @@ class ConfigTests(SynchronousTestCase):
         self.assertIs(c1.conflicts, c2.conflicts)
         self.assertEqual(service.lmaPorts, {a1.address: 5436, a2.address: 5436})
 
+    def test_moveMetrics(self):
+        """The anchor moves and each LMA's mobiles are scraped."""
+        [service] = pmipTap.makeService(self.parse(TWO)).ordered
+        service.core.moveCounters["moved"] = 3
+        found = {}
+        for family in service.metricFamilies():
+            found[family.name] = {tuple(s.labels.values()): s.value for s in family.samples}
+            if family.name == "netlmm_pmip_lma_mobiles":
+                break
+        self.assertEqual(found["netlmm_pmip_anchor_moves"][("moved",)], 3)
+        self.assertEqual(found["netlmm_pmip_lma_mobiles"], {("lma1",): 0, ("lma2",): 0})
+
     def test_hashPolicyWithMap(self):
         o = self.parse(TWO + '[pmip.anchor]\npolicy = "hash"\n'
                              '[pmip.anchor.mobiles]\n"mn1@example.net" = "lma2"\n')

@@ -251,8 +251,14 @@ class AnchorMoveTests(_TwoLmas, SynchronousTestCase):
         C{move()}; checks the new address, the connection, the release.
         """
         mn = self.t.mn
+        # The baseline: from the mobile's arrival to its first packet
+        # through LMA1 (RS, Trigger, PBU, RA, its address's DAD).
+        attached = time.monotonic()
         mn.attach("mag1")
-        self.waitFor(lambda: mn.address() is not None, "mn's address", 20)
+        self.waitFor(lambda: self.t.exec("mn", "ping", "-c", "1", "-W", "0.2", CN_ADDRESS,
+                                         check=False).returncode == 0,
+                     "mn -> cn through LMA1", 20)
+        firstAttached = time.monotonic() - attached
         old = mn.address()
         self.assertIn(old, POOLS["lma1"])
         # A long TCP connection from the old address to CN1 (behind LMA1).
@@ -318,6 +324,7 @@ class AnchorMoveTests(_TwoLmas, SynchronousTestCase):
                             for row in self.ctl("lma2", "list")[1:]))
         self.assertIn("releasing the old home", self.log("mag1"))
         self.assertEqual(self.ping("mn", CN2_ADDRESS, 1), 0)
-        print(f"\nfirst packet on the new path {firstPacket:.2f} s after the move command; "
+        print(f"\nfirst packet: on the new path {firstPacket:.2f} s after the move command, "
+              f"after attaching {firstAttached:.2f} s (ratio {firstPacket / firstAttached:.2f}); "
               f"longest echo gap {max(gaps) * 1000:.0f} ms; old binding gone "
               f"{released:.1f} s after close")
