@@ -333,6 +333,11 @@ class Move:
                 f"{self.new[0].name}, old home {self.oldHome})")
 
 
+def drainedKey(name):
+    """The store key that keeps the LMA C{name} drained across a restart."""
+    return b"drained:" + name.encode("utf-8")
+
+
 def movedKey(name, mnId):
     """The store key of a moved mobile's old binding (its current one is keyed C{mnId})."""
     return b"moved-from:" + name.encode("utf-8") + b":" + bytes(mnId)
@@ -483,7 +488,8 @@ class AnchoredCore:
                     # Not durable before the new LMA accepted it.
                     continue
                 out.append(p)
-        return out
+        return out + [Persist(drainedKey(name), {"drained": name})
+                      for name in sorted(self.drained)]
 
     def restore(self, records, now):
         """
@@ -495,6 +501,11 @@ class AnchoredCore:
         groups = {a.name: ([], []) for a, _ in self.cores}
         moved = []
         for i, r in enumerate(records):
+            if isinstance(r, dict) and "drained" in r and "mn" not in r:
+                # An LMA drained before the restart stays drained.
+                if r["drained"] in groups:
+                    self.drained.add(r["drained"])
+                continue
             name = r.get("lma", first) if isinstance(r, dict) else first
             if name not in groups:
                 raise BadRecord(i, f"'lma': {name!r} is not one of the LMAs ("
@@ -673,10 +684,11 @@ class AnchoredCore:
         if all(a.name == name or a.name in self.drained for a in self.anchors):
             raise ValueError(f"{name} is the last LMA not drained; there is nowhere to move "
                              "its mobiles")
+        effects = [] if name in self.drained else [
+            Persist(drainedKey(name), {"drained": name})]
         self.drained.add(name)
         self._say("draining {lma}: it anchors no new mobile; its mobiles move", lma=name)
         core = self._byName[name][1]
-        effects = []
         self.unmoved = {}
         for mnId in sorted(core.mobiles):
             if mnId in self.moves or self._current(mnId)[0].name != name:
@@ -688,12 +700,18 @@ class AnchoredCore:
                 self.unmoved[mnId] = str(e)
         return effects
 
-    def undrain(self, name):
-        """The LMA named C{name} takes new mobiles again (those moved away stay moved)."""
+    def undrain(self, name, now=None):
+        """
+        The LMA named C{name} takes new mobiles again (those moved away stay
+        moved). Returns the effects (the record of the drain deleted).
+        """
         if name not in self._byName:
             raise ValueError(f"no LMA is named {name!r} (the LMAs: "
                              + ", ".join(self._byName) + ")")
+        if name not in self.drained:
+            return []
         self.drained.discard(name)
+        return [Persist(drainedKey(name), None)]
 
     def drainStatus(self, name):
         """

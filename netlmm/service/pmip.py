@@ -544,7 +544,7 @@ class PmipService(RoleService):
         """C{undrain LMA}: the LMA takes new mobiles again."""
         if len(args) != 1:
             raise ValueError("expected 'undrain LMA'")
-        self.core.undrain(args[0])
+        self._anchorInput(self.core.undrain, args[0])
         return ["ok 0"]
 
     def _lmas(self, args):

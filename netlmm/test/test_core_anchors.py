@@ -554,10 +554,28 @@ class DrainTests(_Moving, SynchronousTestCase):
         self.assertIn("no LMA is named 'lma7'", str(e))
         self.assertEqual(self.core.drained, {"lma1"})
 
+    def test_drainKeptAcrossRestart(self):
+        """A drain is a record of its own: restored, and deleted by undrain."""
+        effects = self.core.drain("lma2", 0)
+        self.assertEqual(effects, [Persist(b"drained:lma2", {"drained": "lma2"})])
+        self.assertEqual(self.core.drain("lma2", 1), [])
+        snapshot = self.core.snapshot()
+        self.assertEqual(snapshot, [Persist(b"drained:lma2", {"drained": "lma2"})])
+        self.setUp()
+        self.core.restore([p.record for p in snapshot], 2)
+        self.assertEqual(self.core.drained, {"lma2"})
+        self.assertEqual(self.core.undrain("lma2"), [Persist(b"drained:lma2", None)])
+        self.assertEqual(self.core.undrain("lma2"), [])
+        # A drained LMA no longer configured is forgotten.
+        self.setUp()
+        self.core.restore([{"drained": "lma9"}], 2)
+        self.assertEqual(self.core.drained, set())
+
     def test_unmovableListed(self):
         """A mobile that cannot move now is listed with the reason; draining again moves it."""
         bu = self.pbu(self.trigger(b"mn1", mode=AddressMode.PREFIX), LMA1)
-        self.assertEqual(self.core.drain("lma1", 0), [])
+        self.assertEqual(self.core.drain("lma1", 0),
+                         [Persist(b"drained:lma1", {"drained": "lma1"})])
         self.assertEqual(self.core.drainStatus("lma1"),
                          ["mn1 STAYS mn1 is REGISTERING; only a bound mobile moves"])
         self.notification(self.ackPrefix(bu, LMA1, P1))
