@@ -587,8 +587,9 @@ class AnchoredCore:
         if detach.prefix is not None:
             return self._releaseHome(move, detach, now)
         effects = []
-        if move is not None and move.state is MOVED:
-            # The mobile left: both bindings go.
+        if move is not None and move.state is MOVED and detach.magAddress == move.mag:
+            # The mobile left: both bindings go. (A late Detach from a MAG
+            # it left before is the current core's business alone.)
             effects = self._release(move, now)
         anchor, core = self._current(detach.mnId) or self.cores[0]
         return effects + self._wrap(anchor, core.receiveDetach(detach, now), now)

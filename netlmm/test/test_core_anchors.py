@@ -441,6 +441,14 @@ class MoveTests(_Moving, SynchronousTestCase):
         self.assertEqual(self.core.moves, {})
         self.assertEqual(self.core.mobiles, {})
 
+    def test_lateDetachFromAnotherMag(self):
+        """A Detach from a MAG the mobile is not at leaves the old binding alone."""
+        self.bindAtLma1()
+        self.ackPrefix(self.moveToLma2(), LMA2, P2, now=1)
+        n = self.notification(self.core.receiveDetach(roundtrip(Detach(9, b"mn1", MAG2)), 2))
+        self.assertEqual(n.result, Result.MOVED)
+        self.assertEqual(self.core.moves[b"mn1"].state, "MOVED")
+
     def test_oldBindingLost(self):
         """The old LMA drops the old binding: the MAG hears binding-lost naming the old prefix."""
         self.bindAtLma1()
