@@ -15,10 +15,11 @@ correspondent reaches it back. LMA2 is reached through LMA1's namespace,
 which routes the core network.
 
 L{AnchorMoveTests}: the operator moves mn from LMA1 to LMA2 while it stays
-at MAG1 (`netlmm ctl move`, draft 4.4): mn forms an address in its new
-prefix, new connections use it, its TCP connection on the old address goes
-on through LMA1 until it is closed; then the MAG releases the old prefix and
-LMA1's binding goes.
+at MAG1 (`netlmm ctl move` or `drain`, draft 4.4), or mn hands over to MAG2,
+which prefers LMA2: mn forms an address in its new prefix, new connections
+use it, its TCP connection on the old address goes on through LMA1 until it
+is closed; then the MAG releases the old prefix and LMA1's binding goes.
+Both MAGs have one router identity (router_mac, router_address).
 """
 
 import io
@@ -34,8 +35,8 @@ from netlmm.ctl import clientMain
 from netlmm.lab import Mobile
 from netlmm.lab.probes import ECHO_CLIENT, ECHO_SERVER, command, echoes
 from netlmm.lab.domain import (
-    CN_ADDRESS, LMA_ADDRESS, MAG_ADDRESSES, MN_MAC, PMIP_ADDRESS, Topology, dataPlaneConfig,
-    pickDataPlane,
+    CN_ADDRESS, LMA_ADDRESS, MAG_ADDRESSES, MN_MAC, PMIP_ADDRESS, ROUTER_ADDRESS, ROUTER_MAC,
+    Topology, dataPlaneConfig, pickDataPlane,
 )
 from netlmm.test.test_multi_pmip_netns import _TwoClients
 
@@ -62,7 +63,7 @@ length = 64
 _PMIP = f"""[pmip]
 listen = "[{PMIP_ADDRESS}]:5437"
 mh_bind = "[{PMIP_ADDRESS}]:0"
-allowed_mags = ["2001:db8:a1::/64", "2001:db8:ffff::/64"]
+allowed_mags = ["2001:db8:a1::/64", "2001:db8:a2::/64", "2001:db8:ffff::/64"]
 detach_delay = 3.0
 [pmip.tls]
 transport = "tcp"
@@ -79,13 +80,15 @@ policy = "static"
 default = "lma1"
 [pmip.anchor.mobiles]
 "{MN2_MAC}" = "lma2"
+[pmip.anchor.mags]
+"{MAG_ADDRESSES[1]}" = "lma2"
 [control]
 socket = "{{sockets}}/pmip.sock"
 """
 
 _MAG = f"""[mag]
-name = "MAG1"
-address = "{MAG_ADDRESSES[0]}"
+name = "{{name}}"
+address = "{{address}}"
 lma_address = "{LMA_ADDRESS}"
 pmip = "[{PMIP_ADDRESS}]:5437"
 old_prefix_lifetime = 600
@@ -95,6 +98,8 @@ transport = "tcp"
 [mag.access]
 interface = "acc0"
 ra_interval_max = 10
+router_mac = "{ROUTER_MAC}"
+router_address = "{ROUTER_ADDRESS}"
 [mag.attachment]
 detector = "rs"
 idle_timeout = 0
@@ -149,9 +154,11 @@ class _TwoLmas(_TwoClients):
                                 pool=POOLS["lma2"], node="lma2", sockets=self.sockets,
                                 plane=dataPlaneConfig(plane, "lma", LMA2_ADDRESS, "up0")),
             "pmip": _PMIP.format(sockets=self.sockets),
-            "mag1": _MAG.format(plane=dataPlaneConfig(plane, "mag", MAG_ADDRESSES[0],
-                                                      "core0")),
         }
+        for i, node in enumerate(("mag1", "mag2")):
+            configs[node] = _MAG.format(name=node.upper(), address=MAG_ADDRESSES[i],
+                                        plane=dataPlaneConfig(plane, "mag", MAG_ADDRESSES[i],
+                                                              "core0"))
         for node, text in configs.items():
             with open(self.path(f"{node}.toml"), "w") as f:
                 f.write(text)
@@ -160,13 +167,15 @@ class _TwoLmas(_TwoClients):
             self.waitFor(lambda n=node: "LMA listening" in self.log(n), node)
         self.t.twistd("pmip", "pmip", self.path("pmip.toml"), self.path("pmip.log"))
         self.waitFor(lambda: "MAGs connect to" in self.log("pmip"), "the PMIP client")
-        self.t.twistd("mag1", "mag", self.path("mag1.toml"), self.path("mag1.log"))
-        self.waitFor(lambda: "connected to PMIP client" in self.log("mag1"), "MAG1")
+        for node in ("mag1", "mag2"):
+            self.t.twistd(node, "mag", self.path(f"{node}.toml"), self.path(f"{node}.log"))
+        for node in ("mag1", "mag2"):
+            self.waitFor(lambda n=node: "connected to PMIP client" in self.log(n), node)
         self.mobiles = {"mn": self.t.mn, "mn2": Mobile(self.t, "mn2", MN2_MAC)}
 
     def logs(self):
         return "\n".join(f"--- {n}.log\n{self.log(n)[-3000:]}"
-                         for n in ("lma", "lma2", "pmip", "mag1"))
+                         for n in ("lma", "lma2", "pmip", "mag1", "mag2"))
 
     def ctl(self, node, *words):
         """A command to C{node}'s control socket: its reply lines."""
@@ -245,10 +254,26 @@ class AnchorMoveTests(_TwoLmas, SynchronousTestCase):
         self.assertEqual(self.ctl("pmip", "undrain", "lma1"), ["ok 0"])
         self.assertIn("serving", self.ctl("pmip", "lmas")[1])
 
-    def liveSessionAcrossMove(self, move):
+    def test_handoverToMagPreferringLma2(self):
+        """
+        mn hands over from MAG1 (LMA1's domain) to MAG2, which prefers LMA2
+        ([pmip.anchor.mags]): handed over at LMA1 first (its connection goes
+        on through MAG2), then moved to LMA2 as by `move`.
+        """
+        mn = self.t.mn
+
+        def handover():
+            mn.detach()
+            mn.attach("mag2")
+        self.liveSessionAcrossMove(handover, at="mag2")
+        self.assertIn("re-anchored at", self.log("mag2"))
+        self.assertIn(f"{MN_MAC} moved from lma1 to lma2", self.log("pmip"))
+
+    def liveSessionAcrossMove(self, move, at="mag1"):
         """
         mn, anchored at LMA1 with a TCP connection open, is moved by
-        C{move()}; checks the new address, the connection, the release.
+        C{move()}; checks the new address, the connection, the release
+        (by the MAG C{at}, where the mobile is after the move).
         """
         mn = self.t.mn
         # The baseline: from the mobile's arrival to its first packet
@@ -322,7 +347,7 @@ class AnchorMoveTests(_TwoLmas, SynchronousTestCase):
         released = time.monotonic() - closed
         self.assertTrue(any(row.startswith(f"{MN_MAC} REGISTERED")
                             for row in self.ctl("lma2", "list")[1:]))
-        self.assertIn("releasing the old home", self.log("mag1"))
+        self.assertIn("releasing the old home", self.log(at))
         self.assertEqual(self.ping("mn", CN2_ADDRESS, 1), 0)
         print(f"\nfirst packet: on the new path {firstPacket:.2f} s after the move command, "
               f"after attaching {firstAttached:.2f} s (ratio {firstPacket / firstAttached:.2f}); "
