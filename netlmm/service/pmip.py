@@ -516,10 +516,19 @@ class PmipService(RoleService):
         def detail(m):
             now = self.reactor.seconds()
             expires = "-" if m.expiry is None else f"{max(0, m.expiry - now):.0f}"
-            return [f"mn-id {showMnId(m.mnId)}", f"state {m.state}",
-                    f"homes {' '.join(homes(m)) or '-'}", f"pcoa {m.pcoa or '-'}",
-                    f"mag {m.mag or '-'}", f"sequence {m.sequence}",
-                    f"lifetime {m.lifetime}", f"expires-in {expires}"]
+            lines = [f"mn-id {showMnId(m.mnId)}", f"state {m.state}",
+                     f"homes {' '.join(homes(m)) or '-'}", f"pcoa {m.pcoa or '-'}",
+                     f"mag {m.mag or '-'}", f"sequence {m.sequence}",
+                     f"lifetime {m.lifetime}", f"expires-in {expires}"]
+            anchorOf = getattr(self.core, "anchorOf", None)
+            if anchorOf is not None:
+                # Several LMAs: which anchors it, and a move under way.
+                lines.append(f"lma {anchorOf(m.mnId).name}")
+                move = self.core.moves.get(m.mnId)
+                if move is not None:
+                    lines += [f"move {move.state} {move.old[0].name} -> {move.new[0].name}",
+                              f"old-home {move.oldHome}"]
+            return lines
         return bindingCommand(words, mobiles.values, len(mobiles), find, row, detail)
 
     def _move(self, args):

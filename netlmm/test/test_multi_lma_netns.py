@@ -27,7 +27,7 @@ import os
 import shutil
 import tempfile
 import time
-from ipaddress import IPv6Address, IPv6Network
+from ipaddress import IPv6Network
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -329,6 +329,10 @@ class AnchorMoveTests(_TwoLmas, SynchronousTestCase):
                          "echoes lost or out of order: the old connection did not survive")
         gaps = [b - a for (a, _), (b, _) in zip(rows, rows[1:])]
         # Both bindings at once meanwhile.
+        shown = self.ctl("pmip", "show", MN_MAC)
+        self.assertIn("lma lma2", shown)
+        self.assertIn("move MOVED lma1 -> lma2", shown)
+        self.assertIn(f"old-home {IPv6Network(f'{old}/64', strict=False)}", shown)
         self.assertEqual(self.ctl("lma", "list")[0], "ok 1")
         self.assertTrue(any(row.startswith(f"{MN_MAC} REGISTERED")
                             for row in self.ctl("lma2", "list")[1:]))
