@@ -47,8 +47,9 @@ def main(argv=None):
     daemonCtl.add_argument("--socket", required=True,
                            help="the daemon's control socket path")
     daemonCtl.add_argument("words", nargs="+", help="list | show KEY (an MN identifier, "
-                           "a home address or a pCoA) | with several LMAs (PMIP client): "
-                           "move MNID LMA | drain LMA | undrain LMA | lmas")
+                           "a home address or a pCoA) | drain | undrain (a PMIP client: "
+                           "itself) | with several LMAs: move MNID LMA | drain LMA | "
+                           "undrain LMA | lmas")
     mn = sub.add_parser("mn", help="(root) keep this host's home address at the GMA as "
                         "it moves (RFC 6275 mobile node); --config FILE, --help for keys",
                         add_help=False)
