@@ -603,6 +603,10 @@ class AnchoredCore:
         anchor, core = found
         return self._wrap(anchor, core.receiveMH(message, raw, source, now), now)
 
+    def reregister(self, lma, now):
+        found = self._byAddress.get(IPv6Address(lma))
+        return [] if found is None else self._wrap(found[0], found[1].reregister(lma, now))
+
     def handleTimer(self, now):
         effects = []
         for anchor, core in self.cores:

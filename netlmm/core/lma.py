@@ -397,7 +397,7 @@ class LmaCore:
             "pbu": 0, "accepted": 0, "rejected": 0, "new": 0, "deregistered": 0,
             "expired": 0, "bindingErrors": 0, "unexpected": 0,
             "retransmissions": 0, "moved": 0, "created": 0, "relocated": 0,
-            "relocationsRefused": 0,
+            "relocationsRefused": 0, "released": 0,
         }
 
     # ------------------------------------------------------------ persistence
@@ -581,6 +581,28 @@ class LmaCore:
             if self._log is not None:
                 self._log.debug("binding for {homes} (MN {mnId}) {what}", homes=_homes(b),
                                 mnId=_show(b.mnId), what=what)
+        return effects
+
+    def releaseClient(self, client, before, now):
+        """
+        End the sessions PMIP client (or MAG) C{client} registered or
+        refreshed last at C{before} or earlier: it restarted and lost them
+        (its RFC 5847 Restart Counter changed, and C{before} is when it last
+        answered with the old one). Sessions it registered since are its
+        new state and stay.
+        """
+        if type(client) is not IPv6Address:
+            client = IPv6Address(client)
+        gone = [b for b in self.bindings.values()
+                if b.client == client and b.expiry - b.lifetime <= before]
+        effects = []
+        for b in gone:
+            effects.extend(self.step(b, Event.EXPIRE))
+            effects.append(Persist(_storeKey(b), None))
+        self.counters["released"] += len(gone)
+        if self._log is not None:
+            self._log.info("{n} bindings of restarted client {client} released",
+                           n=len(gone), client=client)
         return effects
 
     def receive(self, message, source, now):

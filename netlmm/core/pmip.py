@@ -168,6 +168,8 @@ _RESULTS = {
 _LOST = (mh.Status.MISSING_MN_IDENTIFIER_OPTION, mh.Status.NOT_HOME_AGENT_FOR_MN)
 #: Statuses whose PBA carries the LMA's time (RFC 5213 5.5).
 _CLOCK = (mh.Status.TIMESTAMP_MISMATCH, mh.Status.TIMESTAMP_LOWER_THAN_PREV_ACCEPTED)
+#: PBUs a second when every binding is registered again with a restarted LMA.
+REREGISTER_RATE = 2000.0
 #: How often a PBU is sent again after a resynchronisation (135, 144, 156).
 _RESYNCS = 3
 #: What L{PmipCore._unusable} leaves as it was.
@@ -332,7 +334,7 @@ class PmipCore:
         #: Per-binding events, counted rather than logged one by one.
         self.counters = {"bound": 0, "handoffs": 0, "refreshed": 0,
                          "deregistered": 0, "rejected": 0, "unusable": 0,
-                         "lost": 0, "unreachable": 0}
+                         "lost": 0, "unreachable": 0, "reregistered": 0}
         self.mobiles = {}
         self._byHome = {}
         #: Sequence number -> the mobiles with a PBU in flight carrying it,
@@ -665,6 +667,28 @@ class PmipCore:
         effects = self._ack(m, message, raw, now)
         self._reschedule(m)
         return effects
+
+    def reregister(self, lma, now):
+        """
+        LMA C{lma} restarted and lost its bindings (its RFC 5847 Restart
+        Counter changed): refresh every bound mobile registered with it now,
+        spread at L{REREGISTER_RATE} PBUs a second. An LMA without the
+        binding answers the refresh with 133 or 160, and the PBU goes again
+        naming the mobile (the recovery of L{_LOST}). Mobiles with a PBU in
+        flight are left alone: it is retransmitted anyway.
+        """
+        if IPv6Address(lma) != self.lmaAddress:
+            return []
+        count = 0
+        for m in self.mobiles.values():
+            if m.state == BOUND and m.pending is None:
+                m.refreshAt = now + count / REREGISTER_RATE
+                self._reschedule(m)
+                count += 1
+        self.counters["reregistered"] += count
+        self._say("LMA {lma} restarted: registering its {n} bindings again", lma=lma,
+                  n=count)
+        return []
 
     def handleTimer(self, now):
         """Retransmit, give up, refresh and deregister as due at C{now}."""

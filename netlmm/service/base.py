@@ -37,6 +37,11 @@ class RoleService(MultiService):
         self.invalidInputs = 0
         #: Where the core's Persist effects go (an IStateStore), or None.
         self.store = None
+        #: This node's RFC 5847 Restart Counter, set by L{loadState}.
+        self.restartCounter = None
+        #: The role's L{netlmm.service.heartbeat.HeartbeatConfig}, or None:
+        #: with one, the Restart Counter is kept in the store.
+        self.heartbeatConfig = None
         #: What the role's execute() needs from the input being handled
         #: (the LMA: the PBU's source port and security verdict). Held
         #: effects are carried out later with the context they were made in.
@@ -72,17 +77,21 @@ class RoleService(MultiService):
         was down) are deleted from the store when the service starts.
         """
         self._restored = []
+        from netlmm.service.heartbeat import COUNTER_KEY, restartCounter
         if self.store is None:
+            self.restartCounter = restartCounter([])[0]
             return
         from netlmm.store import StateError, describeKey
         now = self.reactor.seconds()
         effects, total, leftOut, legacy = [], 0, 0, False
+        # The Restart Counter's record, taken out of the entries as they go by.
+        counter = []
         # Nothing restored is garbage: collections during the load would
         # only walk the growing cache again and again.
         collecting = gc.isenabled()
         gc.disable()
         try:
-            entries = iter(self.store.load())
+            entries = iter(_withoutCounter(self.store.load(), counter))
             while True:
                 chunk = list(islice(entries, self.restoreChunk))
                 if not chunk:
@@ -115,6 +124,10 @@ class RoleService(MultiService):
             kept = len(persists)
             self.store.rewrite(persists)
             del persists
+        self.restartCounter, _, stored = restartCounter(counter)
+        if self.heartbeatConfig is not None and not stored:
+            # A new counter, kept with the state it goes with (RFC 5847 3.3).
+            self.store.put(COUNTER_KEY, {"restartCounter": self.restartCounter})
         self.log.info("{role}: restored {n} of {total} entries from {location}",
                       role=self.name, n=kept, total=total, location=self.store.location)
         if kept >= self.freezeFrom:
@@ -285,3 +298,16 @@ class RoleService(MultiService):
             else maybeDeferred(lambda: None)
         d.addCallback(lambda _: super(RoleService, self).stopService())
         return d
+
+
+def _withoutCounter(entries, counter):
+    """
+    C{entries} without the RFC 5847 Restart Counter's record, which is
+    appended to the list C{counter} instead.
+    """
+    from netlmm.service.heartbeat import COUNTER_KEY
+    for entry in entries:
+        if entry[0] == COUNTER_KEY:
+            counter.append(entry)
+        else:
+            yield entry

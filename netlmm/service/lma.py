@@ -42,8 +42,16 @@ class LmaService(Refusing, RoleService):
 
     def __init__(self, reactor, core, listen, transport, dataplane, observer=None,
                  name="LMA", security=None, statsInterval=300.0,
-                 relocation="authorized"):
+                 relocation="authorized", heartbeat=None):
         super().__init__(reactor, core, observer)
+        # None: answer the peers' Heartbeats, send none.
+        self.heartbeatConfig = heartbeat
+        #: L{netlmm.service.heartbeat.Heartbeats}, made at start.
+        self.heartbeats = None
+        # Client address -> the UDP port its accepted PBUs came from (where
+        # the heartbeats to it go).
+        self._clientPorts = {}
+        self._sweep = None
         self.setName(name)
         self.dataplane = dataplane
         self.security = security
@@ -99,6 +107,7 @@ class LmaService(Refusing, RoleService):
         def listen(_):
             self.restoreState()
             self.port.startListening()
+            self._startHeartbeats()
             self.log.info("LMA listening for Mobility Headers over {kind} on "
                           "[{address}]:{port}, home prefix {prefix}",
                           kind=self.port.kind, address=self.port.address,
@@ -110,7 +119,46 @@ class LmaService(Refusing, RoleService):
                 self._stats.start(self.statsInterval, now=False)
         return d.addCallback(listen)
 
+    def _startHeartbeats(self):
+        from netlmm.service.heartbeat import HeartbeatConfig, Heartbeats
+        config = self.heartbeatConfig or HeartbeatConfig(interval=0)
+        self.heartbeats = Heartbeats.fromConfig(
+            self.reactor, config, self.restartCounter, self._sendHeartbeat,
+            self._peerEvent, role="LMA")
+        self.heartbeats.start(self._clients())
+        if config.interval:
+            self._sweep = LoopingCall(self._watchClients)
+            self._sweep.clock = self.reactor
+            self._sweep.start(config.interval, now=False)
+
+    def _clients(self):
+        """The PMIP clients and MAGs that hold bindings here."""
+        return {b.client for b in self.core.bindings.values()}
+
+    def _watchClients(self):
+        """Heartbeats go to the clients that hold bindings, and only to them."""
+        clients = self._clients()
+        for peer in list(self.heartbeats.core.peers):
+            if peer not in clients:
+                self.heartbeats.unwatch(peer)
+                self._clientPorts.pop(peer, None)
+        for peer in clients:
+            self.heartbeats.watch(peer)
+
+    def _sendHeartbeat(self, message, destination, port):
+        self.port.send(message, destination, port or self._clientPorts.get(destination))
+
+    def _peerEvent(self, event):
+        from netlmm.core.heartbeat import PeerRestarted
+        if type(event) is PeerRestarted:
+            # The client lost what it registered before its restart.
+            self.feed(self.core.releaseClient, event.peer, event.lastHeard)
+
     def stopService(self):
+        if self.heartbeats is not None:
+            self.heartbeats.stop()
+        if self._sweep is not None and self._sweep.running:
+            self._sweep.stop()
         self.port.stopListening()
         if self._stats is not None and self._stats.running:
             self._stats.stop()
@@ -142,7 +190,16 @@ class LmaService(Refusing, RoleService):
                               "bindingErrorsNotSent")})
 
     def _received(self, message, raw, source, now, fetched=False):
-        signed = type(message) is mh.BindingUpdate and self._signed(source[0])
+        kind = type(message)
+        if kind is mh.Heartbeat or kind is mh.BindingError:
+            heartbeats = self.heartbeats
+            if heartbeats is not None:
+                if source[1] and source[0] in heartbeats.core.peers:
+                    # A watched client that restarted may use another port.
+                    self._clientPorts[source[0]] = source[1]
+                heartbeats.received(message, source[0], source[1])
+            return
+        signed = kind is mh.BindingUpdate and self._signed(source[0])
         if not fetched and signed and self._mustFetch(message, raw, source):
             return
         # What execute() needs to answer this PBU: its source port and, with
@@ -261,6 +318,9 @@ class LmaService(Refusing, RoleService):
                 if type(message) is mh.BindingAcknowledgement:
                     statuses = self.pbaStatus
                     statuses[message.status] = statuses.get(message.status, 0) + 1
+                    if port and message.status < 128:
+                        # Where the heartbeats to this client go.
+                        self._clientPorts[e.destination] = port
                 if verdict is not None and type(message) is mh.BindingAcknowledgement:
                     # Signed in one encoding: sent as the security layer encoded it.
                     message = self.security.answer(message, verdict, self.reactor.seconds())
@@ -319,6 +379,11 @@ class LmaService(Refusing, RoleService):
                     "pmip6BindingCacheTable)",
                     tally(core.bindings.values(), "state", lambda s: s.value), "state")
         yield from self.storeMetricFamilies("netlmm_lma")
+        yield counter("netlmm_lma_released",
+                      "Bindings released because their client restarted (RFC 5847)",
+                      core.counters["released"])
+        if self.heartbeats is not None:
+            yield from self.heartbeats.metricFamilies("netlmm_lma")
         yield from self.port.metricFamilies("netlmm_lma")
 
     def command(self, words):

@@ -89,8 +89,14 @@ class PmipService(RoleService):
     def __init__(self, reactor, core, listen, mhBind, transport, lmaPort,
                  allowedMags, observer=None, name="PMIP client", channel=None,
                  peers=(), peerListen=None, allowedPeers=None, lmaPorts=None,
-                 limits=None):
+                 limits=None, heartbeat=None, heartbeatLmas=None):
         super().__init__(reactor, core, observer)
+        # None: answer the peers' Heartbeats, send none.
+        self.heartbeatConfig = heartbeat
+        #: LMA addresses heartbeats go to (None: every LMA).
+        self.heartbeatLmas = heartbeatLmas
+        #: L{netlmm.service.heartbeat.Heartbeats}, made at start.
+        self.heartbeats = None
         self.setName(name)
         self.listen = listen
         self.lmaPort = lmaPort
@@ -196,6 +202,7 @@ class PmipService(RoleService):
     def startService(self):
         self.restoreState()
         self.port.startListening()
+        self._startHeartbeats()
         d = self._listenForMags()
 
         def listening(port):
@@ -237,7 +244,28 @@ class PmipService(RoleService):
         d.addCallbacks(listening, cannotListen)
         return d
 
+    def _startHeartbeats(self):
+        from netlmm.service.heartbeat import HeartbeatConfig, Heartbeats
+        config = self.heartbeatConfig or HeartbeatConfig(interval=0)
+        self.heartbeats = Heartbeats.fromConfig(
+            self.reactor, config, self.restartCounter, self._sendHeartbeat,
+            self._lmaEvent, role="PMIP client")
+        lmas = self.lmaPorts if self.heartbeatLmas is None else self.heartbeatLmas
+        self.heartbeats.start(lmas)
+
+    def _sendHeartbeat(self, message, destination, port):
+        self.port.send(message, destination,
+                       port or self.lmaPorts.get(destination, self.lmaPort))
+
+    def _lmaEvent(self, event):
+        from netlmm.core.heartbeat import PeerRestarted
+        if type(event) is PeerRestarted:
+            # RFC 5847 3.3: the LMA lost the bindings; register them again.
+            self.feed(self.core.reregister, event.peer)
+
     def stopService(self):
+        if self.heartbeats is not None:
+            self.heartbeats.stop()
         self.port.stopListening()
         self.connectionLog.stop()
         for proto in list(self.connections) + list(self.peerAnswering):
@@ -431,7 +459,14 @@ class PmipService(RoleService):
     # ------------------------------------------------------------ LMA side
 
     def _mhReceived(self, message, raw, source, now):
-        if type(message) is mh.BindingAcknowledgement:
+        kind = type(message)
+        if kind is mh.Heartbeat:
+            if self.heartbeats is not None:
+                self.heartbeats.received(message, source[0], source[1])
+            return
+        if kind is mh.BindingError and self.heartbeats is not None:
+            self.heartbeats.received(message, source[0], source[1])
+        if kind is mh.BindingAcknowledgement:
             statuses = self.pbackStatus
             statuses[message.status] = statuses.get(message.status, 0) + 1
         security = self.core.security
@@ -620,6 +655,11 @@ class PmipService(RoleService):
                     "Connections to peer PMIP clients open (conflict detection)",
                     len(self.peerConnections))
         yield from self.storeMetricFamilies("netlmm_pmip")
+        yield counter("netlmm_pmip_reregistered",
+                      "Bindings registered again because their LMA restarted (RFC 5847)",
+                      self.core.counters["reregistered"])
+        if self.heartbeats is not None:
+            yield from self.heartbeats.metricFamilies("netlmm_pmip")
         yield from self.port.metricFamilies("netlmm_pmip")
 
 

@@ -57,6 +57,12 @@ The [lma] table of the config file:
                   each PBU, see doc/protocol.md 1.3), ordering = as above,
                   security = 'rfc4285' | 'none' (as [lma.security] says;
                   standard MAGs sign nothing: they use IPsec, doc/security.md)
+  [lma.heartbeat] RFC 5847 heartbeats to the PMIP clients and MAGs holding
+                  bindings: interval = seconds between Requests (60; 0 sends
+                  none, Requests from peers are answered anyway), missing =
+                  Requests unanswered in a row before a peer is unreachable
+                  (3); a client whose Restart Counter changed lost its state:
+                  the bindings it registered before are released
   [lma.dataplane] kind = 'seg6' | 'ip6tnl' | 'userspace' | 'memory'; the
                   kernel ones take address (the LMA's tunnel address),
                   interface (core side), tables and priorities;
@@ -112,6 +118,8 @@ See etc/netlmm/lma.toml for a commented example."""
         window = rfc.number("timestamp_window", 0.3, minimum=0.001, maximum=60)
         delay = rfc.number("min_delay_before_bce_delete", 10, minimum=0, maximum=3600)
         rfc.finish()
+        from netlmm.service.heartbeat import HeartbeatConfig
+        heartbeat = HeartbeatConfig.fromTable(table.table("heartbeat"))
         from netlmm.security.config import securityConfig
         security = securityConfig(table, self["config"])
         policy = PeerPolicy(ordering=ordering)
@@ -121,6 +129,7 @@ See etc/netlmm/lma.toml for a commented example."""
                         role="lma")
         return dict(listen=listen, transport=transport, dataplane=dataplane,
                     security=security, stateFile=stateFile, relocation=relocation,
+                    heartbeat=heartbeat,
                     core=dict(homePrefix=prefix, authorizedClients=clients,
                               maxLifetime=maxLifetime, pool=pool, prefixPool=prefixPool,
                               peers=peers, policy=policy, mobiles=mobiles,
@@ -221,7 +230,8 @@ def makeService(options):
         from netlmm.security.config import buildKeys
         guard = LmaGuard(buildKeys(b["security"], reactor), b["security"]["window"])
     service = LmaService(reactor, core, b["listen"], b["transport"], b["dataplane"],
-                         security=guard, relocation=b.get("relocation", "authorized"))
+                         security=guard, relocation=b.get("relocation", "authorized"),
+                         heartbeat=b.get("heartbeat"))
     from netlmm.redisstore import makeStore
     redis = getattr(options, "stateBackend", None)
     service.store = makeStore(redis, b["stateFile"], "lma-bindings", reactor)

@@ -24,6 +24,8 @@ The [pmip] table of the config file:
     profile, ordering, access_technology  as below, for this LMA ([pmip]'s)
     security    'rfc4285' (sign with [pmip.security]'s keys) or 'none'
                 ('rfc4285' when [pmip.security] mode is, else 'none')
+    heartbeat   send it RFC 5847 heartbeats (true); false for an LMA that
+                does not implement them
   [pmip.anchor] which LMA anchors a mobile the client does not know yet (a
                 known mobile stays with its LMA):
     policy      'static' (the prefix rule, then [pmip.anchor.mobiles], then
@@ -43,6 +45,11 @@ The [pmip] table of the config file:
                 mobile at that MAG is anchored at (after the prefix rule and
                 the map); a mobile with a per-MN prefix that hands over to
                 such a MAG keeps its old prefix and is moved there (draft 4.4)
+  [pmip.heartbeat]  RFC 5847 heartbeats to the LMA(s): interval = seconds
+                between Requests (60; 0 sends none, Requests from the LMA are
+                answered anyway), missing = Requests unanswered in a row
+                before the LMA is unreachable (3); an LMA whose Restart
+                Counter changed lost its bindings: they are registered again
   mh_bind       '[address]:port' of this client's MH socket ('[::1]:0'); in
                 the rfc5213 profile a PMIP client co-located with its MAG
                 binds the MAG's address: PBUs from it carry no Alternate CoA
@@ -155,6 +162,8 @@ See etc/netlmm/pmip.toml for a commented example."""
         elif "anchor" in table.data:
             raise ConfigError("pmip.anchor: an anchor policy chooses among several "
                               "LMAs ([[pmip.lmas]]); with one lma = ... there is none")
+        from netlmm.service.heartbeat import HeartbeatConfig
+        heartbeat = HeartbeatConfig.fromTable(table.table("heartbeat"))
         from netlmm.transport.channel import channelFromTable
         channel = channelFromTable(table, "pmip", getattr(self, "configDir", None))
         from netlmm.store import stateFileFromTable
@@ -177,7 +186,7 @@ See etc/netlmm/pmip.toml for a commented example."""
                     allowedMags=mags, security=security, stateFile=stateFile, channel=channel,
                     peers=peers, peerListen=peerListen, allowedPeers=allowedPeers,
                     profile=profile, lmas=lmas, anchor=anchor, anchorMags=anchorMags,
-                    limits=limits,
+                    limits=limits, heartbeat=heartbeat,
                     core=dict(lmaAddress=lma[0], lifetime=lifetime, peerTimeout=peerTimeout,
                               initialTimeout=initial, maxTimeout=maximum,
                               detachDelay=detachDelay, maxOffset=maxOffset))
@@ -217,7 +226,8 @@ def serviceFromBuilt(b, redis=None):
                           b["lma"][1], b["allowedMags"], channel=b["channel"],
                           peers=peers, peerListen=b.get("peerListen"),
                           allowedPeers=b.get("allowedPeers"), lmaPorts=lmaPorts,
-                          limits=b.get("limits"))
+                          limits=b.get("limits"), heartbeat=b.get("heartbeat"),
+                          heartbeatLmas=_heartbeatLmas(b))
     from netlmm.redisstore import makeStore
     service.store = makeStore(redis, b["stateFile"], "pmip-bindings", reactor)
     if service.store is not None:
@@ -271,6 +281,13 @@ def _profile(table, source, default=None):
                 source=source)
 
 
+def _heartbeatLmas(b):
+    """The LMAs heartbeats go to (None: the one LMA)."""
+    if not b.get("lmas"):
+        return None
+    return [m["anchor"].address for m in b["lmas"] if m.get("heartbeat", True)]
+
+
 def _lmas(table, default, transport, security, source):
     """
     The validated C{[[pmip.lmas]]}: name, MH endpoint, tunnel address, the
@@ -298,9 +315,10 @@ def _lmas(table, default, transport, security, source):
         if sign and security is None:
             raise ConfigError(f"{t.where}.security: 'rfc4285' needs the keys of "
                               "[pmip.security] (mode = 'rfc4285')")
+        heartbeat = t.boolean("heartbeat", True)
         t.finish()
         lmas.append(dict(anchor=Anchor(name, address, port, tunnel, prefixes),
-                         profile=profile, sign=sign))
+                         profile=profile, sign=sign, heartbeat=heartbeat))
     try:
         checkAnchors([m["anchor"] for m in lmas])
     except ValueError as e:

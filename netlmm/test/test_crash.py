@@ -77,13 +77,44 @@ def freePort(kind):
 
 
 def stored(path):
-    """What a state database holds: MN identifier -> pCoA (text)."""
+    """
+    What a state database holds: MN identifier -> pCoA (text); the RFC 5847
+    Restart Counter's record left out.
+    """
+    from netlmm.service.heartbeat import COUNTER_KEY
     db = sqlite3.connect(path, timeout=5)
     try:
         return {bytes(k): str(IPv6Address(json.loads(r)["pcoa"])) for k, r in
-                db.execute("SELECT key, record FROM entries")}
+                db.execute("SELECT key, record FROM entries") if bytes(k) != COUNTER_KEY}
     finally:
         db.close()
+
+
+def shippedConfigs(case, directory, edit=lambda role, text: text):
+    """
+    The shipped lma.toml, pmip.toml and keys.toml copied to C{directory}
+    (made), on free ports, the PMIP client's MAG channel plain TCP (the
+    tests' MAGs run in-process); C{edit(role, text)} changes each config
+    more. Returns (LMA's UDP port, PMIP client's TCP port).
+    """
+    directory.mkdir(parents=True)
+    for name in ("lma.toml", "pmip.toml", "keys.toml"):
+        shutil.copy(examples() / name, directory / name)
+    os.chmod(directory / "keys.toml", 0o600)
+    lmaPort = freePort(socket.SOCK_DGRAM)
+    pmipPort = freePort(socket.SOCK_STREAM)
+    lma = (directory / "lma.toml").read_text()
+    pmip = (directory / "pmip.toml").read_text()
+    lma = lma.replace('listen = "[::1]:5436"', f'listen = "[::1]:{lmaPort}"')
+    pmip = pmip.replace('listen = "[::1]:5437"', f'listen = "[::1]:{pmipPort}"')
+    pmip = pmip.replace('lma = "[::1]:5436"', f'lma = "[::1]:{lmaPort}"')
+    pmip = re.sub(r"\[pmip\.tls\]\n(?:[^\[\n][^\n]*\n)*",
+                  '[pmip.tls]\ntransport = "tcp"\n', pmip)
+    case.assertIn('[pmip.tls]\ntransport = "tcp"\n', pmip)
+    for role, text in (("lma", lma), ("pmip", pmip)):
+        case.assertIn('state_file = "', text, f"the shipped {role}.toml keeps no state")
+        (directory / f"{role}.toml").write_text(edit(role, text))
+    return lmaPort, pmipPort
 
 
 def mnId(i):
@@ -306,27 +337,7 @@ class KillTests(TestCase):
 
     def setUp(self):
         self.dir = Path(self.mktemp()).resolve()
-        self.dir.mkdir(parents=True)
-        for name in ("lma.toml", "pmip.toml", "keys.toml"):
-            shutil.copy(examples() / name, self.dir / name)
-        os.chmod(self.dir / "keys.toml", 0o600)
-        self.lmaPort = freePort(socket.SOCK_DGRAM)
-        self.pmipPort = freePort(socket.SOCK_STREAM)
-        lma = (self.dir / "lma.toml").read_text()
-        pmip = (self.dir / "pmip.toml").read_text()
-        # The shipped configs, on other ports.
-        lma = lma.replace('listen = "[::1]:5436"', f'listen = "[::1]:{self.lmaPort}"')
-        pmip = pmip.replace('listen = "[::1]:5437"', f'listen = "[::1]:{self.pmipPort}"')
-        pmip = pmip.replace('lma = "[::1]:5436"', f'lma = "[::1]:{self.lmaPort}"')
-        # The in-process MAGs speak plain TCP: the PMIP client's channel
-        # (mutual TLS as shipped) says so.
-        pmip = re.sub(r"\[pmip\.tls\]\n(?:[^\[\n][^\n]*\n)*",
-                      '[pmip.tls]\ntransport = "tcp"\n', pmip)
-        self.assertIn('[pmip.tls]\ntransport = "tcp"\n', pmip)
-        for text, what in ((lma, "lma"), (pmip, "pmip")):
-            self.assertIn('state_file = "', text, f"the shipped {what}.toml keeps no state")
-        (self.dir / "lma.toml").write_text(lma)
-        (self.dir / "pmip.toml").write_text(pmip)
+        self.lmaPort, self.pmipPort = shippedConfigs(self, self.dir)
         self.states = {"lma": str(self.dir / "lma-state.db"),
                        "pmip": str(self.dir / "pmip-state.db")}
         self.procs = {}

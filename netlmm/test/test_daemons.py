@@ -184,6 +184,24 @@ kind = "memory"
             "[lma.dataplane]", 'max_lifetime = 300000\n[lma.dataplane]'),
             "lma.max_lifetime", "4 to 262140")
 
+    def test_heartbeatDefaults(self):
+        """RFC 5847's defaults when [lma.heartbeat] is left out: 60 s, 3 missing."""
+        o = lmaTap.Options()
+        o.parseOptions(["--config", self.write(self.LMA)])
+        self.assertEqual((o.built["heartbeat"].interval, o.built["heartbeat"].missing),
+                         (60.0, 3))
+
+    def test_heartbeatValidated(self):
+        """Each [lma.heartbeat] key is checked, and a typo named."""
+        for table, fragments in (
+                ("interval = -1", ("lma.heartbeat.interval", "0 to 3600")),
+                ('interval = "often"', ("lma.heartbeat.interval", "expected a number")),
+                ("missing = 0", ("lma.heartbeat.missing", "1 to 100")),
+                ("missing = 2.5", ("lma.heartbeat.missing", "expected an integer")),
+                ("intervall = 5", ("lma.heartbeat.intervall: unknown key", "interval"))):
+            self.assertRejected(lmaTap.Options(), self.LMA + f"[lma.heartbeat]\n{table}\n",
+                                *fragments)
+
     def test_poolOutsidePrefix(self):
         self.assertRejected(lmaTap.Options(), self.LMA + '[lma.pool]\nfirst = "2001:db8:2::1"\n'
                             'last = "2001:db8:2::9"\n', "lma.pool.first", "outside")
@@ -412,7 +430,8 @@ transport = "tcp"
                                 "address", "profile", "security",
                                 "[lma.pool]", "first", "last", "[lma.security]",
                                 "[lma.dataplane]", "[lma.security]", "mode", "keys",
-                                "replay_window", "--config"]),
+                                "replay_window", "[lma.heartbeat]", "interval",
+                                "missing", "--config"]),
             (pmipTap.Options(), ["listen", "lma", "mh_bind", "transport", "lifetime",
                                  "allowed_mags", "detach_delay", "state_file", "peers",
                                  "peer_listen", "peer_timeout", "[pmip.retransmit]",
@@ -423,7 +442,8 @@ transport = "tcp"
                                  "profile", "ordering", "access_technology",
                                  "[[pmip.lmas]]", "name", "address", "tunnel", "prefixes",
                                  "security", "[pmip.anchor]", "policy", "default",
-                                 "[pmip.anchor.mobiles]", "--config"]),
+                                 "[pmip.anchor.mobiles]", "[pmip.heartbeat]",
+                                 "interval", "missing", "heartbeat", "--config"]),
             (magTap.Options(), ["name", "address", "lma_address", "pmip",
                                 "notification_timeout", "pmip_clients", "[mag.pmip_map]",
                                 "[mag.assignment]", "strategy", "dhcp-relay",

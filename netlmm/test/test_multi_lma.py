@@ -198,7 +198,7 @@ class ConfigTests(SynchronousTestCase):
                             "'2001:db8::1', got 'x'")
         self.assertRejected(TWO.replace('profile = "rfc5213"', 'colour = "red"'),
                             "pmip.lmas[1].colour: unknown key; known keys here are "
-                            "access_technology, address, name, ordering, prefixes, "
+                            "access_technology, address, heartbeat, name, ordering, prefixes, "
                             "profile, security, tunnel")
         self.assertRejected(TWO.replace('profile = "rfc5213"', 'security = "rfc4285"'),
                             "pmip.lmas[1].security: 'rfc4285' needs the keys of "
