@@ -42,14 +42,14 @@ def main(argv=None):
     ctl.add_argument("--socket", required=True, help="the MAG's control socket path")
     ctl.add_argument("words", nargs="+", help="attach MNID [PHOA] | detach MNID | list")
     daemonCtl = sub.add_parser("ctl", help="list or show the bindings of a running LMA "
-                               "or PMIP client over its [control] socket; move a "
-                               "mobile to another LMA")
+                               "or PMIP client over its [control] socket; deregister one "
+                               "at the PMIP client; move a mobile to another LMA")
     daemonCtl.add_argument("--socket", required=True,
                            help="the daemon's control socket path")
-    daemonCtl.add_argument("words", nargs="+", help="list | show KEY (an MN identifier, "
-                           "a home address or a pCoA) | drain | undrain (a PMIP client: "
-                           "itself) | with several LMAs: move MNID LMA | drain LMA | "
-                           "undrain LMA | lmas")
+    daemonCtl.add_argument("words", nargs="+", help="list | show KEY | deregister KEY (KEY: "
+                           "an MN identifier, a home address or a pCoA) | drain | undrain "
+                           "(a PMIP client: itself) | with several LMAs: move MNID LMA | "
+                           "drain LMA | undrain LMA | lmas")
     mn = sub.add_parser("mn", help="(root) keep this host's home address at the GMA as "
                         "it moves (RFC 6275 mobile node); --config FILE, --help for keys",
                         add_help=False)

@@ -4,7 +4,7 @@ sends one command line over a UNIX socket and reads the reply; the daemon
 closes the connection after it. A reply starts "ok ..." (then rows) or
 "error ...". The MAG's 'control' attachment detector (attach/detach/list,
 L{netlmm.access.control}) and the LMA's and PMIP client's [control] table
-(list/show bindings) serve it; `netlmm ctl --socket PATH WORDS...` is the
+(list/show bindings; deregister one at the PMIP client) serve it; `netlmm ctl --socket PATH WORDS...` is the
 client (`netlmm mag-ctl` the same for the MAG).
 
 Who may command: the socket is created mode 0600, and each connection's
@@ -147,7 +147,7 @@ def clientMain(path, command, prog="netlmm ctl", out=None):
 LIST_LIMIT = 10000
 
 
-def bindingCommand(words, entries, count, find, row, detail):
+def bindingCommand(words, entries, count, find, row, detail, deregister=None):
     """
     The LMA's and PMIP client's commands on their bindings:
 
@@ -156,14 +156,29 @@ def bindingCommand(words, entries, count, find, row, detail):
         show KEY    ->  ok N  then, per binding KEY names (an MN identifier,
                         a home address, a pCoA), its fields as 'name value'
                         lines, a blank line between bindings
+        deregister KEY  ->  ok 1  then one line saying what was done, when
+                        KEY names one binding (the PMIP client only)
 
     C{entries()} iterates the bindings, C{count} is how many there are,
     C{find(key)} returns those KEY names, C{row(entry)} and C{detail(entry)}
-    format one.
+    format one, C{deregister(entry)} (None: the role cannot) ends one and
+    returns the line (ValueError: why it cannot).
     """
+    usage = "'list', 'show KEY'" + (" or 'deregister KEY'" if deregister else "")
     if not words:
-        raise ValueError("empty command; expected 'list' or 'show KEY'")
+        raise ValueError(f"empty command; expected {usage}")
     verb, args = words[0], words[1:]
+    if verb == "deregister" and deregister is None:
+        raise ValueError("deregister: not here; an LMA that drops a binding must tell its "
+                         "MAG (RFC 5846 Binding Revocation, not implemented): deregister "
+                         "it at its PMIP client")
+    if verb == "deregister" and len(args) == 1:
+        found = find(args[0])
+        if len(found) != 1:
+            raise ValueError(f"no binding for {args[0]!r}" if not found else
+                             f"{args[0]!r} names {len(found)} bindings; name one by its "
+                             "MN identifier or home address")
+        return ["ok 1", deregister(found[0])]
     if verb == "list" and not args:
         rows = []
         for entry in entries():
@@ -182,7 +197,7 @@ def bindingCommand(words, entries, count, find, row, detail):
                 lines.append("")
             lines.extend(detail(entry))
         return [f"ok {len(lines)}"] + lines
-    raise ValueError(f"cannot parse {' '.join(words)!r}; expected 'list' or 'show KEY' "
+    raise ValueError(f"cannot parse {' '.join(words)!r}; expected {usage} "
                      "(KEY: an MN identifier, a home address or a pCoA)")
 
 

@@ -603,6 +603,12 @@ class AnchoredCore:
         anchor, core = found
         return self._wrap(anchor, core.receiveMH(message, raw, source, now), now)
 
+    def deregister(self, mnId, now):
+        found = self._holding(mnId)
+        if found is None:
+            raise KeyError(mnId)
+        return self._wrap(found[0], found[1].deregister(mnId, now))
+
     def reregister(self, lma, now):
         found = self._byAddress.get(IPv6Address(lma))
         return [] if found is None else self._wrap(found[0], found[1].reregister(lma, now))

@@ -668,6 +668,35 @@ class PmipCore:
         self._reschedule(m)
         return effects
 
+    def deregister(self, mnId, now):
+        """
+        An operator ends C{mnId}'s binding (`netlmm ctl deregister`): a PBU
+        with lifetime 0 goes to the LMA at once, the MAG whose tunnel
+        carries the mobile is told (unsolicited binding-lost: it takes the
+        tunnel down), and a Trigger in hand is answered superseded. A
+        mobile the MAG already detached is deregistered now instead of after
+        the detach delay (the MAG's Detach is answered when the LMA has).
+        Raises KeyError for a mobile this client does not know, and
+        L{InvalidInput} when it is checked with the peers or already being
+        deregistered.
+        """
+        m = self.mobiles[mnId]
+        if m.state in (AWAITING_PEERS, DEREGISTERING):
+            raise InvalidInput("deregister", m.state)
+        effects = []
+        if m.state is not DETACH_PENDING:
+            self._step(m, Event.DETACH)
+            effects.extend(self._supersede(m, None))
+            if m.pcoa is not None:
+                effects.append(Notify(self._notification(0, Result.BINDING_LOST, m),
+                                      m.pcoa))
+        self._step(m, Event.DEREGISTER)
+        m.detachAt = m.refreshAt = None
+        self._say("{mnId} deregistered by the operator", mnId=showMnId(mnId))
+        effects.extend(self._start(m, _Pending("deregister", m.pcoa, None, None, 0), now))
+        self._reschedule(m)
+        return effects
+
     def reregister(self, lma, now):
         """
         LMA C{lma} restarted and lost its bindings (its RFC 5847 Restart

@@ -511,9 +511,10 @@ class PmipService(RoleService):
 
     def command(self, words):
         """
-        A command from the local control socket (L{netlmm.ctl}): C{list} or
-        C{show KEY}, KEY an MN identifier, a home address (or one inside a
-        mobile's prefix) or a pCoA (its MAG's address); C{drain} and
+        A command from the local control socket (L{netlmm.ctl}): C{list},
+        C{show KEY} or C{deregister KEY}, KEY an MN identifier, a home
+        address (or one inside a mobile's prefix) or a pCoA (its MAG's
+        address); C{drain} and
         C{undrain} alone (this client, L{drain}); with several LMAs C{move
         MNID LMA} (anchor the mobile at that LMA, draft 4.4), C{drain LMA} /
         C{undrain LMA} (that LMA) and C{lmas} (each LMA, its mobiles, drained
@@ -564,7 +565,14 @@ class PmipService(RoleService):
                     lines += [f"move {move.state} {move.old[0].name} -> {move.new[0].name}",
                               f"old-home {move.oldHome}"]
             return lines
-        return bindingCommand(words, mobiles.values, len(mobiles), find, row, detail)
+
+        def deregister(m):
+            error = self.feed(self.core.deregister, m.mnId)
+            if error is not None:
+                raise ValueError(f"cannot deregister {showMnId(m.mnId)} in state {m.state}")
+            return f"deregistering {showMnId(m.mnId)}"
+        return bindingCommand(words, mobiles.values, len(mobiles), find, row, detail,
+                              deregister)
 
     def _move(self, args):
         """C{move MNID LMA}: 'ok 0' once the registration with the new LMA is under way."""

@@ -722,6 +722,70 @@ class DetachTests(PmipTestMixin, SynchronousTestCase):
         self.assertEqual(str(m.state), "REGISTERING")
 
 
+class OperatorTests(PmipTestMixin, SynchronousTestCase):
+    """`netlmm ctl deregister` and the re-registration with a restarted LMA."""
+
+    def test_deregisterBound(self):
+        """
+        A bound mobile: a PBU with lifetime 0 at once, its MAG told
+        binding-lost; the PBAck ends it (nothing more for the MAG).
+        """
+        core = self.makePmip()
+        self.register(core, now=0)
+        effects = core.deregister(MN1, 10)
+        self.assertEqual(self.notifies(effects),
+                         [Notify(Notification(0, Result.BINDING_LOST, MN1, PHOA), MAG1)])
+        bu = self.onlyPBU(effects)
+        self.assertEqual((bu.lifetime, bu.option(HomeNetworkPrefix).prefix), (0, PHOA))
+        self.assertEqual(core.mobile(MN1).state, pmip.DEREGISTERING)
+        effects, raw = self.ack(core, bu, lifetime=0, now=10.1)
+        self.assertEqual(self.afterPersist(effects, deleted=True), [])
+        self.assertIsNone(core.mobile(MN1))
+        self.assertEqual(core.counters["deregistered"], 1)
+
+    def test_deregisterDetached(self):
+        """
+        A mobile its MAG already detached is deregistered now, not after the
+        detach delay; the MAG's Detach is answered when the LMA has.
+        """
+        core = self.makePmip(detachDelay=30)
+        self.register(core, now=0)
+        self.detach(core, 70, phoa=PHOA, now=100)
+        effects = core.deregister(MN1, 101)
+        self.assertEqual(self.notifies(effects), [])
+        bu = self.onlyPBU(effects)
+        effects, raw = self.ack(core, bu, lifetime=0, now=101.1)
+        self.assertEqual(self.afterPersist(effects, deleted=True),
+                         [Notify(Notification(70, Result.SUCCESS, MN1, PHOA, raw), MAG1)])
+
+    def test_deregisterRefused(self):
+        """Unknown: KeyError; already deregistering: InvalidInput, nothing changes."""
+        core = self.makePmip()
+        self.assertRaises(KeyError, core.deregister, MN1, 0)
+        self.register(core, now=0)
+        core.deregister(MN1, 1)
+        self.assertRaises(InvalidInput, core.deregister, MN1, 2)
+        self.assertEqual(core.mobile(MN1).state, pmip.DEREGISTERING)
+
+    def test_reregister(self):
+        """
+        The LMA restarted without its bindings: every bound mobile is
+        refreshed at once (spread at REREGISTER_RATE); another LMA's
+        restart changes nothing.
+        """
+        core = self.makePmip()
+        self.register(core, now=0)
+        self.register(core, transaction=2, mnId=b"mn2", now=0, phoa=OTHER)
+        self.assertEqual(core.reregister(IPv6Address("2001:db8:9::9"), 50), [])
+        self.assertGreater(core.nextTimer(), 50)
+        self.assertEqual(core.reregister(LMA, 50), [])
+        self.assertEqual(core.counters["reregistered"], 2)
+        self.assertEqual(core.nextTimer(), 50)
+        effects = core.handleTimer(50 + 1 / pmip.REREGISTER_RATE)
+        self.assertEqual(len([e for e in effects if type(e) is SendMH]), 2)
+        self.assertEqual({m.state for m in core.mobiles.values()}, {pmip.REFRESHING})
+
+
 class _Log:
     """Collects what a core says (its C{log=})."""
 

@@ -15,7 +15,9 @@ from twisted.trial.unittest import TestCase
 
 from netlmm import ctl
 from netlmm.config import ConfigError, Table
+from netlmm.core.lma import BindingState
 from netlmm.ctl import ControlService, clientMain, controlConfig
+from netlmm.lab.wait import until
 from netlmm.test.test_metrics import MOBILES, attachAndHandOff, startDomain
 
 
@@ -83,9 +85,14 @@ class ControlSocketTests(TestCase):
         self.assertEqual((status, lines), (1, ["error no binding for 'nobody@example.net'"]))
         status, lines = yield self.ctl("lma", "show", "2001:db8:99::1")
         self.assertEqual((status, lines), (1, ["error no binding for '2001:db8:99::1'"]))
-        status, lines = yield self.ctl("pmip", "deregister", "mn1@example.net")
+        status, lines = yield self.ctl("pmip", "frobnicate", "mn1@example.net")
+        self.assertEqual((status, lines), (1, [
+            "error cannot parse 'frobnicate mn1@example.net'; expected 'list', 'show KEY' "
+            "or 'deregister KEY' (KEY: an MN identifier, a home address or a pCoA)"]))
+        status, lines = yield self.ctl("pmip", "deregister", "nobody@example.net")
+        self.assertEqual((status, lines), (1, ["error no binding for 'nobody@example.net'"]))
+        status, lines = yield self.ctl("pmip", "deregister")
         self.assertEqual(status, 1)
-        self.assertTrue(lines[0].startswith("error cannot parse 'deregister mn1@example.net'"))
         self.assertIsNotNone(self.domain.lma.core.bindingFor(MOBILES[0]))
 
     @inlineCallbacks
@@ -99,6 +106,44 @@ class ControlSocketTests(TestCase):
             self.assertEqual((status, lines), (1, [
                 "error this PMIP client has one LMA; there is none to move to"]), words)
         self.assertIsNotNone(self.domain.lma.core.bindingFor(MOBILES[0]))
+
+    @inlineCallbacks
+    def test_lmaDeregisterRefused(self):
+        """
+        The LMA cannot deregister (it would have to tell the MAG, RFC 5846):
+        it says so and where to do it; the binding stays.
+        """
+        status, lines = yield self.ctl("lma", "deregister", "mn1@example.net")
+        self.assertEqual(status, 1)
+        self.assertIn("RFC 5846", lines[0])
+        self.assertIn("deregister it at its PMIP client", lines[0])
+        self.assertIsNotNone(self.domain.lma.core.bindingFor(MOBILES[0]))
+
+    @inlineCallbacks
+    def test_pmipDeregister(self):
+        """
+        `deregister` at the PMIP client, by home address: a PBU with lifetime
+        0 ends the LMA's binding, the MAG is told (it takes the tunnel down),
+        the client forgets the mobile; the other mobile is untouched.
+        """
+        mag1 = self.domain.mags[0]
+        m = self.domain.pmip.core.mobile(MOBILES[1])
+        phoa = m.phoa
+        self.assertIn(phoa, mag1.dataplane.tunnels)
+        status, lines = yield self.ctl("pmip", "deregister", str(phoa))
+        self.assertEqual((status, lines), (0, ["ok 1", "deregistering mn2@example.net"]))
+        lma = self.domain.lma.core
+        yield until(lambda: self.domain.pmip.core.mobile(MOBILES[1]) is None
+                    and getattr(lma.bindingFor(MOBILES[1]), "state", None)
+                    in (None, BindingState.DELETING), what="the deregistration")
+        yield until(lambda: mag1.core.attachment(MOBILES[1]) is None
+                    or mag1.core.attachment(MOBILES[1]).state != "BOUND",
+                    what="the MAG told")
+        self.assertNotIn(phoa, mag1.dataplane.tunnels)
+        self.assertEqual(self.domain.pmip.core.counters["deregistered"], 1)
+        self.assertEqual(lma.bindingFor(MOBILES[0]).state, BindingState.REGISTERED)
+        status, lines = yield self.ctl("pmip", "deregister", "mn2@example.net")
+        self.assertEqual((status, lines), (1, ["error no binding for 'mn2@example.net'"]))
 
     @inlineCallbacks
     def test_otherUserRefused(self):
