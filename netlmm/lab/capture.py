@@ -14,8 +14,12 @@ from netlmm.lab import kernel
 
 #: tshark display filter: ICMPv6 echo requests and replies.
 ECHO = "icmpv6.type == 128 or icmpv6.type == 129"
-#: tshark display filter: Mobility Header messages, not those quoted in ICMPv6 errors.
-MOBILITY = "mipv6 and not icmpv6"
+#: tshark display filter: Mobility Header messages, not those quoted in ICMPv6
+#: errors, and not RFC 5847 Heartbeats (type 13: the daemons send them on
+#: their own schedule; L{HEARTBEATS} selects them).
+MOBILITY = "mipv6 and not icmpv6 and mip6.mhtype != 13"
+#: tshark display filter: RFC 5847 Heartbeats.
+HEARTBEATS = "mipv6 and not icmpv6 and mip6.mhtype == 13"
 
 
 def skipUnlessCapture():
