@@ -264,11 +264,13 @@ class GmaCore:
         home = None if home is None else IPv6Address(home)
         if type(message) is mh.BindingUpdate:
             return self._bindingUpdate(message, careOf, home, mobile, now)
-        if type(message) is mh.UnknownMessage:
+        if type(message) is mh.UnknownMessage or type(message) is mh.Heartbeat:
             # RFC 6275 9.2: status 2, sent to the source, no routing header.
+            # A home agent has no RFC 5847 heartbeats: to it a Heartbeat is
+            # unknown, and the Binding Error tells the sender so.
             self.counters["bindingErrors"] += 1
             self._debug("unknown MH type {mhType} from {source}: Binding Error",
-                        mhType=message.mhType, source=careOf)
+                        mhType=message.MH_TYPE, source=careOf)
             error = mh.BindingError(mh.BE_UNKNOWN_MH_TYPE, home or careOf)
             return [SendToMobile(error, careOf, None)]
         self.counters["unexpected"] += 1

@@ -289,6 +289,10 @@ class GmaCoreTests(SynchronousTestCase):
         """
         effects = self.receive(UnknownMessage(42, b"\0" * 4))
         self.assertEqual(effects, [SendToMobile(BindingError(2, HOA), COA1, None)])
+        # RFC 5847 Heartbeats are for PMIPv6 peers: unknown to a home agent.
+        effects = self.receive(mh.Heartbeat(1))
+        self.assertEqual(effects, [SendToMobile(BindingError(2, HOA), COA1, None)])
+        self.assertEqual(self.core.counters["bindingErrors"], 2)
         self.assertEqual(self.receive(BindingAcknowledgement(0)), [])
         self.assertEqual(self.core.counters["unexpected"], 1)
 
