@@ -326,6 +326,9 @@ def runDomains(out=sys.stdout, dataplane=None, workdir=None):
                 gap = "none" if first is None else f"{first * 1000:.0f} ms"
                 print(f"  move {old.upper()} -> {new.upper()}: first packet on the new path "
                       f"{gap} after the new link came up", file=out)
+            if r.get("released") is not None:
+                print(f"  its old prefix released {r['released']:.1f} s after the old "
+                      "connection closed (unused that long: old_prefix_idle)", file=out)
         if not results["mn"]["survived"]:
             print("demo FAILED: the Mobile IPv6 mobile's TCP connection did not survive",
                   file=sys.stderr)

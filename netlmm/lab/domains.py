@@ -6,17 +6,25 @@ cross-domain tests and `netlmm demo --netns --domains` (issue 10; draft 4.4,
     CN --- core (router, GMA) ==bridge core== LMA1, LMA2, PMIP1, PMIP2,
                                               MAG1, MAG2, MAG3
     MAG1 ==acc0==   LMA1's domain (PMIP1)
-    MAG2 ==acc0==   both domains (PMIP1 and PMIP2; a mobile's client by
-                    [mag.pmip_map], see below)
+    MAG2 ==acc0==   both domains (PMIP1 and PMIP2, a mobile's client by
+                    [mag.pmip_map]; PMIP1 knows LMA2 too and prefers it here)
     MAG3 ==acc0==   LMA2's domain (PMIP2)
 
 Each domain is an LMA with its PMIP client; each LMA gives its mobiles a
 /64 of its own pool (draft E.3, the MAGs' 'prefix' strategy), so a mobile
-that changes domain gets an address under the other LMA's prefix (4.4: "a
-new PMIP client may be invoked"). MAG2 keeps tunnels to both LMAs (the
-Notification names the LMA); which domain serves a mobile there is the
-MAG's client choice: its [mag.pmip_map] sends the plain mobile (C{pn}) to
-PMIP2 and the Mobile IPv6 mobile (C{mn}) to PMIP1.
+that changes domain gets an address under the other LMA's prefix. MAG2
+keeps tunnels to both LMAs (the Notification names the LMA); its
+[mag.pmip_map] picks a mobile's client there, and so the two ways of draft
+4.4 to change anchor:
+
+  - the Mobile IPv6 mobile (C{mn}) goes to PMIP2 at MAG2: "a new PMIP
+    client may be invoked", which registers it with LMA2 (a new care-of
+    address for the GMA); at MAG3 it stays with PMIP2 and LMA2;
+  - the plain mobile (C{pn}) stays with PMIP1, which knows both LMAs and
+    prefers LMA2 at MAG2 ([pmip.anchor.mags]): it hands the mobile over at
+    LMA1, then moves it to LMA2; MAG2 advertises LMA2's prefix and
+    deprecates LMA1's, whose binding stays until the old address is unused
+    (old_prefix_idle, userspace data plane) or its lifetime ends.
 
 The core namespace routes each LMA's pool to it and is the GMA's home (the
 GMA of L{netlmm.lab.mip6}: home prefix 2001:db8:100::/64, care-of addresses
@@ -52,16 +60,18 @@ DOMAINS = {"lma1": "pmip1", "lma2": "pmip2"}
 MEMBERSHIP = {"mag1": ("lma1",), "mag2": ("lma1", "lma2"), "mag3": ("lma2",)}
 MN_MAC = "02:00:00:00:bb:01"
 PN_MAC = "02:00:00:00:bb:02"
-#: At MAG2 (both domains): the MIPv6 mobile stays in LMA1's domain, the plain
-#: one goes to LMA2's.
-MAG2_MAP = {MN_MAC: "lma1", PN_MAC: "lma2"}
+#: At MAG2 (both domains): the MIPv6 mobile goes to LMA2's PMIP client, the
+#: plain one stays with LMA1's, which moves its anchor to LMA2 there.
+MAG2_MAP = {MN_MAC: "lma2", PN_MAC: "lma1"}
+#: Seconds without a packet of the old prefix before MAG2 releases it.
+OLD_PREFIX_IDLE = 5
 CORE_MTU = 1700
 
 _LMA = """[lma]
 listen = "[{address}]:5436"
 home_prefix = "{home}"
 max_lifetime = 3600
-allowed_clients = ["{pmip}"]
+allowed_clients = [{clients}]
 [lma.prefixes]
 pool = "{pool}"
 length = 64
@@ -80,10 +90,10 @@ transport = "tcp"
 name = "{lma}"
 address = "[{lmaAddress}]:5436"
 prefixes = ["{home}", "{pool}"]
-[pmip.anchor]
+{more}[pmip.anchor]
 policy = "static"
 default = "{lma}"
-"""
+{mags}"""
 
 _MAG = """[mag]
 name = "{name}"
@@ -177,12 +187,21 @@ class TwoDomains(MobileIpv6Lab):
         files = {}
         for lma, address in LMAS.items():
             pmip = DOMAINS[lma]
+            # LMA2 also takes PMIP1's registrations (its anchor moves at MAG2).
+            clients = [PMIPS["pmip1"]] + ([PMIPS["pmip2"]] if lma == "lma2" else [])
             files[f"{lma}.toml"] = _LMA.format(
-                address=address, home=HOMES[lma], pool=POOLS[lma], pmip=PMIPS[pmip],
+                address=address, home=HOMES[lma], pool=POOLS[lma],
+                clients=", ".join(f'"{c}"' for c in clients),
                 plane=dataPlaneConfig(self.dataplane, "lma", address, "core0"))
+            more = mags = ""
+            if pmip == "pmip1":
+                more = ('[[pmip.lmas]]\nname = "lma2"\n'
+                        f'address = "[{LMAS["lma2"]}]:5436"\n'
+                        f'prefixes = ["{HOMES["lma2"]}", "{POOLS["lma2"]}"]\n')
+                mags = f'[pmip.anchor.mags]\n"{MAGS["mag2"]}" = "lma2"\n'
             files[f"{pmip}.toml"] = _PMIP.format(
                 address=PMIPS[pmip], core=CORE_NET, detachDelay=detachDelay, lma=lma,
-                lmaAddress=address, home=HOMES[lma], pool=POOLS[lma])
+                lmaAddress=address, home=HOMES[lma], pool=POOLS[lma], more=more, mags=mags)
         for mag, address in MAGS.items():
             lmas = MEMBERSHIP[mag]
             clients = [endpoint(DOMAINS[lma]) for lma in lmas]
@@ -190,7 +209,8 @@ class TwoDomains(MobileIpv6Lab):
                 clientLines = f'pmip = "{clients[0]}"'
                 pmipMap = ""
             else:
-                clientLines = "pmip_clients = [" + ", ".join(f'"{c}"' for c in clients) + "]"
+                clientLines = ("pmip_clients = [" + ", ".join(f'"{c}"' for c in clients) +
+                               f"]\nold_prefix_idle = {OLD_PREFIX_IDLE}")
                 pmipMap = "[mag.pmip_map]\n" + "".join(
                     f'"{mac}" = "{endpoint(DOMAINS[lma])}"\n' for mac, lma in MAG2_MAP.items())
             files[f"{mag}.toml"] = _MAG.format(
@@ -276,6 +296,18 @@ class TwoDomains(MobileIpv6Lab):
                 return lma
         return None
 
+    def describeAddresses(self, node, dev="eth0"):
+        """C{node}'s global addresses, each followed by " (deprecated)" if it is."""
+        out = self.exec(node, "ip", "-6", "-o", "addr", "show", "dev", dev, "scope", "global",
+                        check=False).stdout
+        found = []
+        for line in out.splitlines():
+            words = line.split()
+            if "inet6" in words:
+                address = words[words.index("inet6") + 1].split("/")[0]
+                found.append(address + (" (deprecated)" if "deprecated" in words else ""))
+        return found
+
     def startMobile(self, extra="", lifetime=60):
         """`netlmm mn` on C{mn} (attach it first); returns when it is bound."""
         process = super().startMobile(extra, lifetime)
@@ -334,18 +366,20 @@ class Echo:
 def crossDomains(lab, note=lambda sender, receiver, text: None, window=5.0):
     """
     The scenario of the check and the demo on a started L{TwoDomains}:
-    L{mobileIpv6Moves}, then L{plainMove}. C{note(sender, receiver, text)}
+    L{mobileIpv6Moves}, then L{plainMove} (with the release of the old
+    prefix where the data plane can tell it is unused: userspace). C{note(sender, receiver, text)}
     hears each step. Returns {"mn": ..., "pn": ...}, their results.
     """
-    return {"mn": mobileIpv6Moves(lab, note, window), "pn": plainMove(lab, note, window)}
+    return {"mn": mobileIpv6Moves(lab, note, window),
+            "pn": plainMove(lab, note, window, release=lab.dataplane == "userspace")}
 
 
 def mobileIpv6Moves(lab, note=lambda sender, receiver, text: None, window=5.0):
     """
     The MIPv6 mobile attaches at MAG1 (LMA1's domain), registers its
-    care-of address with the GMA, and moves MAG1 -> MAG2 (still LMA1's
-    domain for it) -> MAG3 (LMA2's) with a TCP connection from the CN to
-    its home address. Returns dict(before=[home, care-of], after=[home,
+    care-of address with the GMA, and moves MAG1 -> MAG2 (LMA2's domain for
+    it: a new care-of address) -> MAG3 (LMA2's domain: the same one) with a
+    TCP connection from the CN to its home address. Returns dict(before=[home, care-of], after=[home,
     care-of], moves=[(from, to, seconds from the new link to the first echo
     after it, or None if none within C{window} s)], survived=bool: no echo
     lost or reordered, and echoes after the last move).
@@ -375,14 +409,18 @@ def mobileIpv6Moves(lab, note=lambda sender, receiver, text: None, window=5.0):
     return result
 
 
-def plainMove(lab, note=lambda sender, receiver, text: None, window=5.0):
+def plainMove(lab, note=lambda sender, receiver, text: None, window=5.0, release=False):
     """
     The plain mobile attaches at MAG1 (LMA1's domain) and moves to MAG2,
-    where LMA2's domain serves it, with a TCP connection from the CN to its
-    address. Returns dict(before=[address], after=[addresses], moves=[(from,
-    to, seconds from the new link to the CN's first packet reaching the new
-    address, or None)], survived=bool: the old connection's echoes went on
-    within C{window} s, none lost).
+    where its PMIP client moves its anchor to LMA2 (draft 4.4), with a TCP
+    connection from the CN to its first address. Returns dict(before=[its
+    address], after=[its addresses, "(deprecated)" after those that are],
+    moves=[(from, to, seconds from the new link to the CN's first packet
+    reaching the new address, or None)], survived=bool: the old connection's
+    echoes went on, none lost, within C{window} s of the new link). With
+    C{release}, then closes that connection and adds released=seconds from
+    the close to MAG2 releasing the old prefix (None if not within
+    C{window} s after old_prefix_idle).
     """
     pn = lab.plain
     note("PN", "MAG1", "PN (plain IPv6 host) attaches at MAG1 (LMA1's domain)")
@@ -390,10 +428,15 @@ def plainMove(lab, note=lambda sender, receiver, text: None, window=5.0):
     note("MAG1", "PN", f"PN configures {address} (SLAAC, LMA1's prefix)")
     echo = Echo(lab, "pn", address, 7001)
     note("CN", "PN", f"TCP connection CN -> {address}, echo every 50 ms")
-    note("PN", "MAG2", "PN moves MAG1 -> MAG2 (LMA2's domain serves it there)")
-    moved, newAddress = lab.move(pn, "mag2")
-    note("MAG2", "PN", f"PN configures {newAddress} (SLAAC, "
-         f"{(lab.domainOf(newAddress) or '?').upper()}'s prefix)")
+    note("PN", "MAG2", "PN moves MAG1 -> MAG2 (its PMIP client prefers LMA2 there)")
+    moved, _ = lab.move(pn, "mag2")
+
+    def newAddresses():
+        return [a for a in pn.addresses() if lab.domainOf(a) == "lma2"]
+    lab.waitFor(newAddresses, "the plain mobile's address under LMA2's prefix", 20)
+    [newAddress] = newAddresses()
+    note("MAG2", "PN", f"PN configures {newAddress} (SLAAC, LMA2's prefix); {address} "
+         "deprecated, still valid")
 
     def reached():
         return lab.exec("cn", "ping", "-6", "-c", "1", "-W", "1", str(newAddress),
@@ -404,9 +447,22 @@ def plainMove(lab, note=lambda sender, receiver, text: None, window=5.0):
     except CommandFailed:
         reachedAfter = None
     first = echo.firstAfter(moved, window)
-    return dict(before=[str(address)], after=[str(a) for a in pn.addresses()],
-                moves=[("mag1", "mag2", reachedAfter)],
-                survived=first is not None and echo.intact())
+    result = dict(before=[str(address)], after=lab.describeAddresses("pn"),
+                  moves=[("mag1", "mag2", reachedAfter)],
+                  survived=first is not None and echo.intact())
+    if release:
+        note("CN", "PN", f"the TCP connection to {address} closes")
+        lab.stop(echo.client)
+        closed = time.monotonic()
+        try:
+            lab.waitFor(lambda: "releasing the old home" in lab.logOf("mag2"),
+                        "MAG2 to release the old prefix", OLD_PREFIX_IDLE + window)
+            result["released"] = time.monotonic() - closed
+            note("MAG2", "PMIP1", f"{address}'s prefix released (unused "
+                 f"{OLD_PREFIX_IDLE} s): LMA1's binding goes")
+        except CommandFailed:
+            result["released"] = None
+    return result
 
 
 __all__ = ["CommandFailed", "TwoDomains", "CN_ADDRESS", "HOME_ADDRESS", "GMA_ADDRESS",

@@ -29,29 +29,35 @@ def _inPool(lma, addresses):
 
 class PlainMobileTests(SynchronousTestCase):
 
-    def test_plainMobileChangesDomain(self):
+    def test_plainMobileKeepsOldAddressUntilClosed(self):
         """
-        MAG1 -> MAG2, where LMA2's domain serves the mobile: its address is
-        now under LMA2's prefix (LMA2 bound it through PMIP2) and the CN
-        reaches it. The old address leaves with LMA1's domain: the PMIP
-        clients are separate domains, and nothing keeps the old binding
-        (that needs the anchor move of issue 10 item 1 on one PMIP client):
-        so the old TCP connection does not survive, which the test states.
+        MAG1 -> MAG2, where the mobile's PMIP client moves its anchor to LMA2
+        (draft 4.4): the mobile gets a second address, under LMA2's prefix,
+        which the CN reaches; the first one is deprecated but its TCP
+        connection goes on, none lost, through LMA1. Once that connection
+        closes, MAG2 releases the old prefix (unused for old_prefix_idle s,
+        userspace data plane) and LMA1's binding is deregistered.
         """
         lab = TwoDomains(self, self.mktemp(), gma=False)
-
         lab.startAll()
-        result = plainMove(lab, window=3.0)
-        self.assertEqual(len(_inPool("lma1", result["before"])), 1, result)
-        self.assertEqual(_inPool("lma2", result["after"]), result["after"], result)
-        self.assertEqual(len(result["after"]), 1, result)
-        [(old, new, reached)] = result["moves"]
-        self.assertEqual((old, new), ("mag1", "mag2"))
+        result = plainMove(lab, window=5.0, release=lab.dataplane == "userspace")
+        [old] = result["before"]
+        self.assertTrue(_inPool("lma1", [old]), result)
+        self.assertIn(f"{old} (deprecated)", result["after"])
+        new = [a for a in result["after"] if a != f"{old} (deprecated)"]
+        self.assertEqual(len(new), 1, result)
+        self.assertTrue(_inPool("lma2", new), result)
+        [(_, _, reached)] = result["moves"]
         self.assertIsNotNone(reached, "the CN did not reach the new address")
-        self.assertLess(reached, 10 * timeScale())
-        self.assertIn("new binding", lab.logOf("lma2"))
-        self.assertIn("02:00:00:00:bb:02", lab.logOf("pmip2"))
-        self.assertFalse(result["survived"], result)
+        self.assertTrue(result["survived"], result)
+        self.assertIn("02:00:00:00:bb:02 moved from lma1 to lma2", lab.logOf("pmip1"))
+        self.assertNotIn("02:00:00:00:bb:02", lab.logOf("pmip2"))
+        if lab.dataplane != "userspace":
+            return
+        self.assertIsNotNone(result["released"], lab.logs())
+        self.assertLess(result["released"], 15 * timeScale())
+        lab.waitFor(lambda: "deregistered" in lab.logOf("lma1"),
+                    "LMA1's binding of the old prefix to go", 10)
 
 
 class MobileIpv6Tests(SynchronousTestCase):
@@ -60,10 +66,11 @@ class MobileIpv6Tests(SynchronousTestCase):
         """
         `netlmm mn` at MAG1 registers its care-of address (LMA1's prefix)
         with the GMA; a TCP connection from the CN to its home address keeps
-        echoing, none lost or reordered, across MAG1 -> MAG2 (same domain
-        for it: same care-of address, no Binding Update) and MAG2 -> MAG3
-        (LMA2's domain: a new care-of address under LMA2's prefix, a Binding
-        Update with the Home Address option and an accepting BA on the wire).
+        echoing, none lost or reordered, across MAG1 -> MAG2 (where PMIP2,
+        LMA2's client, takes it: a new care-of address under LMA2's prefix, a
+        Binding Update with the Home Address option and an accepting BA on
+        the wire) and MAG2 -> MAG3 (LMA2's domain still: same care-of
+        address, no Binding Update).
         """
         lab = TwoDomains(self, self.mktemp())
 
@@ -74,6 +81,7 @@ class MobileIpv6Tests(SynchronousTestCase):
         capture.stop()
         home, careOf1 = result["before"]
         _, careOf3 = result["after"]
+        self.assertIn("02:00:00:00:bb:01", lab.logOf("pmip2"))
         self.assertEqual(home, HOME_ADDRESS)
         self.assertTrue(_inPool("lma1", [careOf1]), result)
         self.assertTrue(_inPool("lma2", [careOf3]), result)
