@@ -101,12 +101,23 @@ def serveTlsEcho(directory, portFile, limit):
         def dataReceived(self, data):
             self.transport.write(data)
 
+    class EchoFactory(Factory):
+        # Channel.listen asks its factory to admit each connection (Gate).
+        protocol = Echo
+        noisy = False
+
+        def admit(self, addr):
+            return True
+
+        def stopRefusals(self):
+            pass
+
     def listening(port):
         tmp = portFile + ".tmp"
         with open(tmp, "w") as f:
             f.write(str(port.getHost().port))
         os.rename(tmp, portFile)
-    Channel("tls", credentials).listen(reactor, "::1", 0, Factory.forProtocol(Echo),
+    Channel("tls", credentials).listen(reactor, "::1", 0, EchoFactory(),
                                        expectRole="mag").addCallback(listening)
     reactor.callLater(limit, reactor.stop)
     reactor.run()
