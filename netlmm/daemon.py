@@ -45,23 +45,46 @@ logLevels = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
 _levelObserver = FilteringLogObserver(globalLogPublisher, [logLevels])
 
 
+class RoleLogger(Logger):
+    """
+    A Logger whose events below the configured level are dropped where they
+    are made, and that says whether its debug events are kept
+    (L{debugging}), so that the cores build a per-binding line (addresses
+    as text, the event, the filter's walk) only when someone reads it.
+    """
+
+    @property
+    def debugging(self):
+        """True when this logger's debug events are logged."""
+        return debugEnabled(self.namespace)
+
+
 def roleLogger(namespace):
     """
-    A Logger for C{namespace} whose events below the configured level (info
-    by default) are dropped where they are made: per-binding events are
-    logged at debug level and cost nothing unless asked for.
+    A L{RoleLogger} for C{namespace} whose events below the configured level
+    (info by default) are dropped where they are made: per-binding events
+    are logged at debug level and cost nothing unless asked for.
     """
-    return Logger(namespace=namespace, observer=_levelObserver)
+    return RoleLogger(namespace=namespace, observer=_levelObserver)
 
 
 def setLogLevel(name):
     """Log netlmm's events from level C{name} ('debug', 'info', ...) upwards."""
     logLevels.setLogLevelForNamespace("netlmm", LogLevel.levelWithName(name))
+    _debugging.clear()
+
+
+#: namespace -> whether its debug events are logged; cleared by setLogLevel.
+_debugging = {}
 
 
 def debugEnabled(namespace="netlmm"):
     """True when debug events of C{namespace} are logged (to skip costly ones)."""
-    return logLevels.logLevelForNamespace(namespace) <= LogLevel.debug
+    on = _debugging.get(namespace)
+    if on is None:
+        on = _debugging[namespace] = \
+            logLevels.logLevelForNamespace(namespace) <= LogLevel.debug
+    return on
 
 
 #: What Twisted says of every port and factory it starts and stops (with

@@ -166,3 +166,15 @@ class InvalidInput(Exception):
         self.state = state
         self.reason = reason
         super().__init__(f"{what} is not valid in state {state}" + (f": {reason}" if reason else ""))
+
+
+def debugging(log):
+    """
+    True when a core should build a debug event for C{log}: its logger is
+    there and keeps debug events. Per-binding lines (a new binding, a move,
+    a mobile bound) are debug events whose fields (addresses as text) cost
+    more than the rest of a refresh's logging; a daemon's logger
+    (L{netlmm.daemon.RoleLogger}) says whether anyone reads them. A logger
+    that does not say (a plain Logger in tests) gets them all.
+    """
+    return log is not None and getattr(log, "debugging", True)

@@ -43,7 +43,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Network
 
 from netlmm.core import records as read
 from netlmm.core.effects import (
-    BadRecord, InvalidInput, Persist, RouteAdd, RouteMove, RouteRemove, SendMH,
+    BadRecord, InvalidInput, Persist, RouteAdd, RouteMove, RouteRemove, SendMH, debugging,
 )
 from netlmm.core.expiry import Expiries
 from netlmm.core.pools import AddressPool, PrefixPool
@@ -578,7 +578,7 @@ class LmaCore:
                 self.counters["expired"] += 1
                 what = "expired"
             effects.append(Persist(_storeKey(b), None))
-            if self._log is not None:
+            if debugging(self._log):
                 self._log.debug("binding for {homes} (MN {mnId}) {what}", homes=_homes(b),
                                 mnId=_show(b.mnId), what=what)
         return effects
@@ -1165,7 +1165,7 @@ class LmaCore:
         else:
             last = None
         if last is not None and not seqGreater(p.bu.sequence, last):
-            if self._log is not None:
+            if debugging(self._log):
                 self._log.debug("PBU for {homes} seq {seq} not greater than {last}: 135",
                                 homes=_homes(b), seq=p.bu.sequence, last=last)
             raise _Refusal(Status.SEQUENCE_OUT_OF_WINDOW,
@@ -1235,7 +1235,7 @@ class LmaCore:
         self._schedule(b, now)
         effects.append(_persist(b))
         self.counters["new"] += 1
-        if self._log is not None:
+        if debugging(self._log):
             self._log.debug("new binding {homes} -> {pcoa} for MN {mnId} ({profile})",
                             homes=_homes(b), pcoa=b.pcoa, mnId=_show(b.mnId),
                             profile=b.profile.value)
@@ -1252,7 +1252,7 @@ class LmaCore:
         if pcoa is b.pcoa or pcoa == b.pcoa:
             effects = self.step(b, Event.REFRESH)
         else:
-            if self._log is not None:
+            if debugging(self._log):
                 self._log.debug("binding for {homes} moves {old} -> {new}", homes=_homes(b),
                                 old=b.pcoa, new=pcoa)
             effects = self.step(b, Event.MOVE, pcoa)
@@ -1283,7 +1283,7 @@ class LmaCore:
             effects.append(_persist(b))
         if event is not Event.STALE_DEREGISTER:
             self.counters["deregistered"] += 1
-            if self._log is not None:
+            if debugging(self._log):
                 self._log.debug("binding for {homes} deregistered", homes=_homes(b))
         return effects + self._accept(p, b, 0)
 

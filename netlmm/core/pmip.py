@@ -45,7 +45,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Network
 
 from netlmm.core import records as read
 from netlmm.core.conflicts import ConflictDetector
-from netlmm.core.effects import BadRecord, InvalidInput, Notify, Persist, SendMH
+from netlmm.core.effects import BadRecord, InvalidInput, Notify, Persist, SendMH, debugging
 from netlmm.core.records import fields
 from netlmm.core.profiles import NetlmmDialect, TIMESTAMP, describeStatus
 from netlmm.security.replay import DEFAULT_MAX_OFFSET, ClockOffset
@@ -757,10 +757,6 @@ class PmipCore:
         if self._log is not None:
             self._log.info(fmt, **kw)
 
-    def _debug(self, fmt, **kw):
-        if self._log is not None:
-            self._log.debug(fmt, **kw)
-
     def _step(self, m, event):
         """
         Move C{m} by C{event} (L{TRANSITIONS}); the one place a mobile's
@@ -808,10 +804,10 @@ class PmipCore:
             n = n._replace(ipv4=m.ipv4, ipv4Router=m.ipv4Router)
         if raw is not None:
             fitted = withContainer(n, raw)
-            if fitted is n:
-                self._debug("Notification {txn} for {mnId} goes without its container: "
-                            "with the {n}-octet PBAck it would pass 255 octets",
-                            txn=transaction, mnId=showMnId(m.mnId), n=len(raw))
+            if fitted is n and debugging(self._log):
+                self._log.debug("Notification {txn} for {mnId} goes without its container: "
+                                "with the {n}-octet PBAck it would pass 255 octets",
+                                txn=transaction, mnId=showMnId(m.mnId), n=len(raw))
             n = fitted
         return n
 
@@ -1039,8 +1035,9 @@ class PmipCore:
         m.pcoa = p.pcoa
         self.counters["refreshed" if p.kind == "refresh" else
                       "bound" if p.kind == "attach" else "handoffs"] += 1
-        self._debug("{mnId} bound: {home} via {pcoa} ({kind})", mnId=showMnId(m.mnId),
-                    home=m.home, pcoa=m.pcoa, kind=p.kind)
+        if debugging(self._log):
+            self._log.debug("{mnId} bound: {home} via {pcoa} ({kind})",
+                            mnId=showMnId(m.mnId), home=m.home, pcoa=m.pcoa, kind=p.kind)
         granted = ba.lifetimeSeconds
         m.lifetime = granted
         m.expiry = now + granted
@@ -1188,7 +1185,8 @@ class PmipCore:
     def _deregistered(self, m, raw):
         self._step(m, Event.ACCEPTED)
         self.counters["deregistered"] += 1
-        self._debug("{mnId} deregistered", mnId=showMnId(m.mnId))
+        if debugging(self._log):
+            self._log.debug("{mnId} deregistered", mnId=showMnId(m.mnId))
         transaction, mag = m.detach or (None, None)
         effects = self._forget(m)
         if transaction is None:

@@ -4,8 +4,9 @@ import gc
 from itertools import islice
 
 from twisted.application.service import MultiService
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from netlmm.core.effects import BadRecord, InvalidInput, Persist
 
@@ -274,12 +275,25 @@ class RoleService(MultiService):
         self.feed(self.core.handleTimer)
 
     def dataPlaneCall(self, method, *args):
-        """Call a data-plane method and log, not raise, its failure."""
-        d = maybeDeferred(method, *args)
-        d.addErrback(lambda f: self.log.failure(
-            "{role}: data plane {call} failed", f, role=self.name,
-            call=method.__name__))
-        return d
+        """
+        Call a data-plane method and log, not raise, its failure. Returns
+        what it returned: a Deferred from an asynchronous data plane (its
+        failure logged), the plain result of a synchronous one, which makes
+        no Deferred (the memory and kernel data planes answer at once, once
+        per new binding and per move), or None when it raised.
+        """
+        try:
+            result = method(*args)
+        except Exception:
+            self._dataPlaneFailed(Failure(), method)
+            return None
+        if isinstance(result, Deferred):
+            result.addErrback(self._dataPlaneFailed, method)
+        return result
+
+    def _dataPlaneFailed(self, failure, method):
+        self.log.failure("{role}: data plane {call} failed", failure, role=self.name,
+                         call=method.__name__)
 
     def startService(self):
         self._stopping = False

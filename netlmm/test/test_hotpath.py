@@ -1,0 +1,134 @@
+"""
+What the per-message path leaves out when nobody needs it: per-binding debug
+lines are not built unless debug is logged, and a synchronous data plane
+makes no Deferred (issue 12, doc/performance.md).
+"""
+
+from ipaddress import IPv6Address
+
+from twisted.internet.defer import Deferred, fail
+from twisted.logger import LogLevel, globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+
+from netlmm import daemon
+from netlmm.core import lma as lmacore
+from netlmm.core import pmip as pmipcore
+from netlmm.service.base import RoleService
+from netlmm.test.test_core_pmip import PmipTestMixin
+from netlmm.test.test_lma_rfc5213 import (
+    MAG1, MAG2, MN1, T0, CapturingLog, Rfc5213Mixin, hnp, pbu,
+)
+from netlmm.wire.mh import HandoffIndicator
+
+SAME_INTERFACE = HandoffIndicator.HANDOFF_BETWEEN_MAGS_SAME_INTERFACE
+
+
+class QuietLog(CapturingLog):
+    """A core's log that says, as a daemon's RoleLogger does, whether debug is read."""
+
+    def __init__(self, debugging):
+        super().__init__()
+        self.debugging = debugging
+
+    def debugLines(self):
+        return [fmt for level, fmt, kw in self.lines if level == "debug"]
+
+
+def _unbuildable(*args, **kw):
+    raise AssertionError("a debug line's fields were built although debug is off")
+
+
+class RoleLoggerTests(SynchronousTestCase):
+    """L{daemon.RoleLogger.debugging} follows C{--log-level}."""
+
+    def setUp(self):
+        self.addCleanup(daemon.setLogLevel, "info")
+
+    def test_followsLevel(self):
+        log = daemon.roleLogger("netlmm.lma")
+        daemon.setLogLevel("info")
+        self.assertFalse(log.debugging)
+        daemon.setLogLevel("debug")
+        self.assertTrue(log.debugging)
+        daemon.setLogLevel("warn")
+        self.assertFalse(log.debugging)
+
+    def test_debugEventsReachObserversOnlyWhenAsked(self):
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        log = daemon.roleLogger("netlmm.test")
+        daemon.setLogLevel("info")
+        log.debug("not kept")
+        daemon.setLogLevel("debug")
+        log.debug("kept")
+        self.assertEqual([e["log_format"] for e in events
+                          if e.get("log_level") == LogLevel.debug
+                          and e.get("log_namespace") == "netlmm.test"], ["kept"])
+
+
+class LmaDebugLineTests(Rfc5213Mixin, SynchronousTestCase):
+    """The LMA core builds its per-binding lines only for a log that reads debug."""
+
+    def lines(self, debugging):
+        lma = self.makeLma()
+        self.log = lma._log = QuietLog(debugging)
+        self.accepted(lma, pbu())
+        prefix = hnp(lma.bindingFor(MN1).homes[0])
+        self.accepted(lma, pbu(2, hnps=[prefix], hi=SAME_INTERFACE, timestamp=T0 + 1),
+                      now=T0 + 1, source=MAG2)
+        self.accepted(lma, pbu(3, hnps=[prefix], lifetime=0, timestamp=T0 + 2),
+                      now=T0 + 2, source=MAG2)
+        return self.log.debugLines()
+
+    def test_debugOff(self):
+        self.patch(lmacore, "_homes", _unbuildable)
+        self.assertEqual(self.lines(False), [])
+
+    def test_debugOn(self):
+        self.assertEqual(self.lines(True), [
+            "new binding {homes} -> {pcoa} for MN {mnId} ({profile})",
+            "binding for {homes} moves {old} -> {new}",
+            "binding for {homes} deregistered"])
+
+
+class PmipDebugLineTests(PmipTestMixin, SynchronousTestCase):
+    """The PMIP client's "bound" line is built only for a log that reads debug."""
+
+    def test_debugOff(self):
+        self.patch(pmipcore, "showMnId", _unbuildable)
+        log = QuietLog(False)
+        core = self.makePmip(log=log)
+        self.register(core)
+        self.assertEqual(core.counters["bound"], 1)
+        self.assertEqual(log.debugLines(), [])
+
+    def test_debugOn(self):
+        log = QuietLog(True)
+        self.register(self.makePmip(log=log))
+        self.assertEqual(log.debugLines(), ["{mnId} bound: {home} via {pcoa} ({kind})"])
+
+
+class DataPlaneCallTests(SynchronousTestCase):
+    """L{RoleService.dataPlaneCall}: failures logged, no Deferred for a synchronous call."""
+
+    def setUp(self):
+        self.service = RoleService(None, None)
+        self.service.setName("test")
+
+    def test_synchronous(self):
+        calls = []
+        result = self.service.dataPlaneCall(lambda *a: calls.append(a) or "done", MAG1, 1)
+        self.assertEqual((result, calls), ("done", [(MAG1, 1)]))
+
+    def test_synchronousFailureLogged(self):
+        def addRoute(phoa, pcoa):
+            raise OSError("no route")
+        self.assertIsNone(self.service.dataPlaneCall(addRoute, IPv6Address("::1"), MAG1))
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+
+    def test_deferredFailureLogged(self):
+        d = self.service.dataPlaneCall(lambda: fail(OSError("later")))
+        self.assertIsInstance(d, Deferred)
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+        self.assertIsNone(self.successResultOf(d))
