@@ -107,7 +107,7 @@ class SqliteStoreTests(SynchronousTestCase):
         self.assertEqual(rows(self.path), [])
         self.run.step()
         self.successResultOf(d)
-        self.assertEqual(rows(self.path), [(MN1, {"phoa": "2001:db8:1:0:0:0:0:1", "n": 1}),
+        self.assertEqual(rows(self.path), [(MN1, {"phoa": "2001:db8:1::1", "n": 1}),
                                            (b"mn2", {"n": 2})])
         s.put(b"mn2", None)
         d = s.commit()
@@ -115,7 +115,7 @@ class SqliteStoreTests(SynchronousTestCase):
         self.successResultOf(d)
         self.successResultOf(s.close())
         again = self.store()
-        self.assertEqual(list(again.load()), [(MN1, {"phoa": "2001:db8:1:0:0:0:0:1", "n": 1})])
+        self.assertEqual(list(again.load()), [(MN1, {"phoa": "2001:db8:1::1", "n": 1})])
 
     def test_groupCommit(self):
         """
@@ -316,7 +316,7 @@ class MemoryStoreTests(SynchronousTestCase):
         self.assertEqual(s.entries, {})
         s.completeWrite()
         self.successResultOf(d)
-        self.assertEqual(s.entries, {b"a": {"p": "0:0:0:0:0:0:0:1"}})
+        self.assertEqual(s.entries, {b"a": {"p": "::1"}})
 
     def test_commitLatencyObserved(self):
         """
@@ -354,10 +354,10 @@ class MemoryStoreTests(SynchronousTestCase):
         self.assertEqual(s.entries, {})
 
     def test_encode(self):
-        """JSON; IPv6 addresses in full (quicker than the compressed form), networks as text."""
+        """JSON; addresses and networks as their (compressed) text."""
         self.assertEqual(encode({"a": IPv6Address("2001:db8::1"), "b": [1, None],
                                  "c": IPv6Network("2001:db8:100::/48")}),
-                         '{"a":"2001:db8:0:0:0:0:0:1","b":[1,null],"c":"2001:db8:100::/48"}')
+                         '{"a":"2001:db8::1","b":[1,null],"c":"2001:db8:100::/48"}')
 
 
 def pbu(seq, phoa="::", mnId=MN1, lifetime=100, mag="2001:db8:ff::1"):
