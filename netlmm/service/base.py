@@ -51,6 +51,8 @@ class RoleService(MultiService):
         self._restored = None
         # The Deferred the last held effects wait for.
         self._holding = None
+        # Within a batch: the (effects, context) that wait for its commit.
+        self._gathered = None
         #: How many effects lists wait for a commit now.
         self.awaitingCommit = 0
         self._stopping = False
@@ -196,7 +198,9 @@ class RoleService(MultiService):
     def _dispatch(self, effects):
         """
         Carry out C{effects}: Persist effects to the store, the effects
-        after the first of them once the store has committed.
+        after the first of them once the store has committed. Within a
+        batch (L{batch}) the effects that wait are gathered and committed
+        together at its end.
         """
         store = self.store
         if store is None:
@@ -208,39 +212,76 @@ class RoleService(MultiService):
                 store.put(e.key, e.record)
                 if first is None:
                     first = i
+        gathered = self._gathered
+        waiting = self._holding is not None or bool(gathered)
         if first is None:
-            if self._holding is None:
+            if not waiting:
                 self.execute(effects)
-            else:
-                self._hold(self._holding, effects)
+                return
+        else:
+            if first and not waiting:
+                self.execute(effects[:first])
+                effects = effects[first:]
+            effects = [e for e in effects if type(e) is not Persist]
+        if gathered is not None:
+            gathered.append((effects, self.context))
+        elif first is None:
+            # Behind what is held already; nothing new to commit.
+            self._hold(self._holding, [(effects, self.context)])
+        else:
+            self._hold(store.commit(), [(effects, self.context)])
+
+    def batch(self, starting):
+        """
+        Around each batch of inputs read at once (L{MHPort.onBatch}): the
+        effects that wait for the store are gathered during the batch and
+        wait for one commit asked at its end (one Deferred for the batch,
+        not one per message), and the role's stream writes are held and
+        written together (L{holdWrites}).
+        """
+        if starting:
+            self._gathered = []
+            self.holdWrites()
             return
-        if self._holding is None and first:
-            self.execute(effects[:first])
-            effects = effects[first:]
-        self._hold(store.commit(), [e for e in effects if type(e) is not Persist])
+        gathered, self._gathered = self._gathered, None
+        if gathered:
+            self._hold(self.store.commit(), gathered)
+        self.flushWrites()
 
-    def _hold(self, d, effects):
-        self.awaitingCommit += 1
-        self.holdCounters["held"] += 1
+    def holdWrites(self):
+        """Start keeping what goes to stream peers, to write it at L{flushWrites}."""
+
+    def flushWrites(self):
+        """Write what was kept since L{holdWrites}."""
+
+    def _hold(self, d, held):
+        self.awaitingCommit += len(held)
+        self.holdCounters["held"] += len(held)
         self._holding = d
-        d.addCallback(self._release, effects, self.context)
+        d.addCallback(self._release, held)
 
-    def _release(self, _, effects, context):
-        self.awaitingCommit -= 1
+    def _release(self, _, held):
+        self.awaitingCommit -= len(held)
         if not self.awaitingCommit:
             self._holding = None
         if self._stopping:
             # Stopped: the change is kept, the answer is not sent; the peer
             # asks again and the restarted daemon answers from its state.
-            self.holdCounters["dropped"] += 1
+            self.holdCounters["dropped"] += len(held)
             return
-        saved, self.context = self.context, context
+        saved = self.context
+        self.holdWrites()
         try:
-            self.execute(effects)
-        except Exception:
-            self.log.failure("{role}: carrying out held effects failed", role=self.name)
+            for effects, context in held:
+                self.context = context
+                try:
+                    self.execute(effects)
+                except Exception:
+                    self.log.failure("{role}: carrying out held effects failed",
+                                     role=self.name)
         finally:
             self.context = saved
+            self.flushWrites()
 
     def execute(self, effects):
         """Carry out the core's effects (each role its own; Persist is not theirs)."""

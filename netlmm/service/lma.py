@@ -57,6 +57,8 @@ class LmaService(Refusing, RoleService):
         self.security = security
         self.port = MHPort(reactor, self._received, listen[0], listen[1], transport,
                            observer=self.observe if observer else None)
+        # The PBAcks of one batch of PBUs read at once wait for one commit.
+        self.port.onBatch = self.batch
         #: PBAcks sent, by status (the metrics' netlmm_lma_pbas_sent_total).
         self.pbaStatus = {}
         #: PBUs met while the state store could not write: refused with

@@ -105,8 +105,8 @@ class PmipService(RoleService):
         self.port = MHPort(reactor, self._mhReceived, mhBind[0], mhBind[1], transport,
                            observer=self.observe if observer else None)
         # Notifications made by one batch of PBAcks go to each MAG in one
-        # write (one TLS record): see _batch.
-        self.port.onBatch = self._batch
+        # write (one TLS record), and their records in one commit: see batch.
+        self.port.onBatch = self.batch
         self._batching = False
         self._held = []
         # What the metrics read (L{metricFamilies}); counting is all the
@@ -427,17 +427,19 @@ class PmipService(RoleService):
                                          trigger.mnId), trigger.magAddress)
         return False
 
-    def _batch(self, starting):
+    def holdWrites(self):
         """
-        Around each batch of datagrams the MH socket reads at once: the
-        MAG connections written to meanwhile hold their messages and write
-        them together at the end.
+        Around each batch of datagrams the MH socket reads at once (and the
+        Notifications released by one commit): the MAG connections written
+        to meanwhile hold their messages and write them together at the end.
         """
-        self._batching = starting
-        if not starting:
-            held, self._held = self._held, []
-            for proto in held:
-                proto.flush()
+        self._batching = True
+
+    def flushWrites(self):
+        self._batching = False
+        held, self._held = self._held, []
+        for proto in held:
+            proto.flush()
 
     def _sendTo(self, proto, notification, peer):
         if self._batching and proto not in self._held and hasattr(proto, "hold"):

@@ -590,3 +590,35 @@ class CoalescedWriteTests(SynchronousTestCase):
         pmip.port._datagram(answers[2], ("::1", 5436, 0, 0), LO.packed, 0)
         self.assertEqual(len(transport.writes), 2)
         self.assertEqual(decodeControl(transport.writes[1]).result, Result.SUCCESS)
+
+    def test_batchOfPbacksWithStore(self):
+        """
+        With a store, the Notifications of one batch of PBAcks wait for one
+        commit, asked at the end of the batch, and then leave in one write.
+        """
+        from netlmm.store import MemoryStore
+        lma = LmaCore("2001:db8:1::/64", ["::1/128"], 3600)
+        pmip = PmipService(Clock(), PmipCore(LO), (LO, 0), (LO, 0), "udp", 5436,
+                           ["::1/128"])
+        pmip.store = store = MemoryStore(automatic=False)
+        pmip.running = True
+        pmip.port.socket = _Datagrams([], 5436)
+        proto, transport = self.control()
+        pmip.connections.add(proto)
+        answers = []
+        for n in (1, 2):
+            pmip.controlReceived(Trigger(n, b"mn%d" % n, "2001:db8:ff::1",
+                                         f"2001:db8:1::{n}", AddressMode.STATIC), proto)
+            sent = mh.decodeMessage(pmip.port.socket.sent.pop(), LO, LO)
+            ba = lma.receive(sent, LO, 0)[-1].message
+            answers.append(mh.encodeMessage(ba, LO, LO))
+        pmip.port.socket.datagrams = answers
+        pmip.port.doRead()
+        self.assertEqual(transport.writes, [])
+        self.assertEqual(sorted(store._pendingWrite[1]), [b"mn1", b"mn2"])
+        store.completeWrite()
+        self.assertEqual(len(transport.writes), 1)
+        data = transport.writes[0]
+        self.assertEqual([decodeControl(data[:data[1]]).transaction,
+                          decodeControl(data[data[1]:]).transaction], [1, 2])
+        self.assertEqual(store.counters["commits"], 1)

@@ -453,15 +453,36 @@ class HeldAcknowledgementTests(TestCase):
     @inlineCallbacks
     def test_groupCommitUnderLoad(self):
         """Many PBUs while one write runs are written together, then all answered."""
-        for i in range(50):
+        self.send(pbu(1, mnId=b"mn0"))
+        yield until(lambda: self.store._pendingWrite is not None, what="the first write")
+        for i in range(1, 50):
             self.send(pbu(1, mnId=b"mn%d" % i))
         yield until(lambda: self.lma.core.counters["pbu"] == 50, what="the PBUs")
         self.store.completeWrite()
         yield until(lambda: self.store._pendingWrite is not None, what="the second write")
+        self.assertEqual(len(self.store._pendingWrite[1]), 49)
         self.store.completeWrite()
         yield until(lambda: len(self.probe.received) == 50, what="the answers")
         self.assertEqual(len(self.store.entries), 50)
         self.assertEqual(self.store.counters["commits"], 2)
+
+    @inlineCallbacks
+    def test_oneCommitPerBatch(self):
+        """
+        PBUs read in one batch (MHPort.onBatch) wait for one commit asked at
+        its end, and are answered in order once it is done.
+        """
+        for i in range(20):
+            self.send(pbu(1, mnId=b"mn%d" % i))
+        yield until(lambda: self.store._pendingWrite is not None, what="the write")
+        self.assertEqual(self.lma.core.counters["pbu"], 20)
+        self.assertEqual(len(self.store._pendingWrite[1]), 20)
+        self.assertEqual(self.lma.awaitingCommit, 20)
+        self.store.completeWrite()
+        yield until(lambda: len(self.probe.received) == 20, what="the answers")
+        self.assertEqual([a.option(mh.MobileNodeIdentifier).identifier
+                          for a in self.answers()], [b"mn%d" % i for i in range(20)])
+        self.assertEqual((self.store.counters["commits"], self.lma.awaitingCommit), (1, 0))
 
 
 def deferLaterSeconds(seconds):
