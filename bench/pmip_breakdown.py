@@ -32,6 +32,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
+import lma_breakdown  # noqa: E402
 import load  # noqa: E402
 import memory  # noqa: E402
 import pmip_rate  # noqa: E402
@@ -88,16 +89,34 @@ class TlsPair:
 
 
 class MagConnection:
-    """What the PMIP client takes for a MAG connection: keeps the octets sent."""
+    """
+    What the PMIP client takes for a MAG connection: keeps the octets of
+    each write, and holds and flushes as ControlProtocol does (one write for
+    the Notifications of a batch).
+    """
 
     def __init__(self):
         self.sent = []
+        self._held = None
         self.peer = (load.LOOPBACK, 1)
 
     def send(self, message):
         from netlmm.wire.control import encodeControl
-        self.sent.append(encodeControl(message))
+        data = encodeControl(message)
+        if self._held is not None:
+            self._held.append(data)
+        else:
+            self.sent.append(data)
         return True
+
+    def hold(self):
+        if self._held is None:
+            self._held = []
+
+    def flush(self):
+        held, self._held = self._held, None
+        if held:
+            self.sent.append(b"".join(held))
 
     def describe(self):
         return "bench MAG"
@@ -111,18 +130,42 @@ def main():
                    help="with [metrics] on: each Trigger timed to its Notification")
     args = p.parse_args()
 
-    from twisted.logger import globalLogBeginner, textFileLogObserver
-
-    from netlmm.wire.control import decodeControl
+    from netlmm.store import SqliteStore
 
     configs = load.ShippedConfigs()
     try:
         states = {role: configs.path(f"{role}.state") for role in ("lma", "pmip")}
         memory.configure(configs, states, 2 * args.mobiles)
         tls = TlsPair(configs)
-        lma, pmip = memory.build("lma", configs), memory.build("pmip", configs)
+        lma, pmip = (roleService(memory.build(role, configs)) for role in ("lma", "pmip"))
+        # The shipped stores, their writes run by this thread at the end of
+        # each batch (the daemons have a thread each for them).
+        writes = lma_breakdown.InlineWrites()
+        for s, kind in ((lma, "lma-bindings"), (pmip, "pmip-bindings")):
+            if s.store is None:
+                raise SystemExit("a shipped config keeps no state: this benchmark "
+                                 "expects it to")
+            s.store = SqliteStore(configs.path(f"bench-{kind}.db"), kind, s.reactor,
+                                  run=writes)
+        try:
+            measure(args, tls, lma, pmip, writes)
+        finally:
+            for s in (lma, pmip):
+                s.store._release()
     finally:
         configs.remove()
+
+
+def roleService(service):
+    """The role's own service of what makeService gives (a DaemonService: its first)."""
+    return getattr(service, "ordered", [service])[0]
+
+
+def measure(args, tls, lma, pmip, writes):
+    from twisted.logger import globalLogBeginner, textFileLogObserver
+
+    from netlmm.wire.control import decodeControl
+
     globalLogBeginner.beginLoggingTo([textFileLogObserver(open(os.devnull, "w"))],
                                      redirectStandardIO=False)
     for s in (lma, pmip):
@@ -137,8 +180,19 @@ def main():
     loopback = load.LOOPBACK.packed
     fromPmip, fromLma = ("::1", 40001, 0, 0), ("::1", 5436, 0, 0)
     seconds = pmip.reactor.seconds
-    clock = time.perf_counter
+    clock = time.thread_time
     names = ("tls in", "decode", "trigger", "lma", "pback", "tls out")
+
+    def datagrams(service, out, source):
+        """What one service sent, read by the other in one batch, its commit run."""
+        sent = out[:]
+        del out[:]
+        now = seconds()
+        service.batch(True)
+        for data in sent:
+            service.port._datagram(data, source, loopback, now)
+        service.batch(False)
+        writes.run()
 
     def run(first, magIndex, profile=False):
         n = args.mobiles
@@ -154,25 +208,31 @@ def main():
             profiler.enable()
         start = clock()
         cpu = time.process_time()
-        for record in records:
+        for b in range(0, n, WINDOW):
+            window = records[b:b + WINDOW]
+            triggers = []
             a = clock()
-            data = tls.serverReads(record)
+            for record in window:
+                triggers.append(tls.serverReads(record))
             b = clock()
-            trigger = decodeControl(data)
+            triggers = [decodeControl(data) for data in triggers]
             c = clock()
-            pmip.controlReceived(trigger, mag)
+            for trigger in triggers:
+                pmip.controlReceived(trigger, mag)
+            writes.run()
             d = clock()
-            lma.port._datagram(pmipOut.pop(), fromPmip, loopback, seconds())
+            datagrams(lma, pmipOut, fromPmip)
             e = clock()
-            pmip.port._datagram(lmaOut.pop(), fromLma, loopback, seconds())
+            datagrams(pmip, lmaOut, fromLma)
             f = clock()
-            # The Notification, and on a handoff the old MAG's MOVED (the
-            # same connection here).
-            for notification in mag.sent:
-                tls.serverWrites(notification)
+            # The Notifications, and on a handoff the old MAG's MOVED (the
+            # same connection here): one TLS record per write.
+            for data in mag.sent:
+                tls.serverWrites(data)
             g = clock()
-            ok[0] += any(n[4:8] == data[4:8] and pmip_rate.result(n) == 0
-                         for n in mag.sent)
+            answered = b"".join(mag.sent)
+            for t in triggers:
+                ok[0] += _succeeded(answered, t.transaction)
             mag.sent.clear()
             for i, (x, y) in enumerate(((a, b), (b, c), (c, d), (d, e), (e, f), (f, g))):
                 stages[i] += y - x
@@ -181,13 +241,17 @@ def main():
         if profiler is not None:
             import pstats
             profiler.disable()
-            pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+            stats = pstats.Stats(profiler).sort_stats("tottime")
+            stats.print_stats(30)
+            if os.environ.get("CALLERS"):
+                stats.print_callers(os.environ["CALLERS"])
         if ok[0] != len(records):
             raise SystemExit(f"{ok[0]} of {len(records)} Triggers succeeded")
         run.cpu = cpu
         return stages, total
 
-    print(f"{args.mobiles} mobiles; microseconds per Trigger:")
+    print(f"{args.mobiles} mobiles, {WINDOW} Triggers a batch; microseconds (thread CPU) "
+          "per Trigger:")
     for name, first, magIndex in (("attach", 1, 0), ("handoff", 10**6, 1)):
         stages, total = run(first, magIndex, args.profile and name == "handoff")
         n = args.mobiles
@@ -209,8 +273,24 @@ def main():
               f"{'/'.join(f'{c:.1f}' for c in cpus[False])} us, on "
               f"{'/'.join(f'{c:.1f}' for c in cpus[True])} us: medians {off:.1f} -> {on:.1f} "
               f"({(on - off) / off:+.1%})")
-        import lma_breakdown
         lma_breakdown.scrape(pmip, len(pmip.core.mobiles))
+
+
+#: Triggers in flight, as pmip_rate.py keeps them: each stage handles a
+#: window's worth at once, as the daemons read them in batches.
+WINDOW = 50
+
+
+def _succeeded(data, transaction):
+    """True when a Notification in C{data} answers C{transaction} with SUCCESS."""
+    want = transaction.to_bytes(4, "big")
+    pos = 0
+    while pos < len(data):
+        frame = data[pos:pos + data[pos + 1]]
+        if frame[4:8] == want and pmip_rate.result(frame) == 0:
+            return True
+        pos += len(frame)
+    return False
 
 
 if __name__ == "__main__":

@@ -595,7 +595,8 @@ class AnchoredCore:
         return effects + self._wrap(anchor, core.receiveDetach(detach, now), now)
 
     def receiveMH(self, message, raw, source, now):
-        found = self._byAddress.get(IPv6Address(source))
+        found = self._byAddress.get(
+            source if type(source) is IPv6Address else IPv6Address(source))
         if found is None:
             self._say("{kind} from {source}, which is none of the LMAs; dropped",
                       kind=type(message).__name__, source=source)

@@ -634,7 +634,9 @@ class PmipCore:
             self._say("{kind} from {source} is not for a PMIP client; dropped",
                       kind=type(message).__name__, source=source)
             return []
-        if IPv6Address(source) != self.lmaAddress:
+        # IPv6Address() of an IPv6Address goes through its text and back.
+        if (source if type(source) is IPv6Address else IPv6Address(source)) \
+                != self.lmaAddress:
             self._say("PBAck from {source}, which is not the LMA; dropped",
                       source=source)
             return []

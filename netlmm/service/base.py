@@ -53,6 +53,7 @@ class RoleService(MultiService):
         self._holding = None
         # Within a batch: the (effects, context) that wait for its commit.
         self._gathered = None
+        self._inBatch = False
         #: How many effects lists wait for a commit now.
         self.awaitingCommit = 0
         self._stopping = False
@@ -189,10 +190,13 @@ class RoleService(MultiService):
         except InvalidInput as e:
             self.invalidInputs += 1
             self.log.warn("{role}: {error}", role=self.name, error=e)
-            self._rearm()
+            if not self._inBatch:
+                self._rearm()
             return e
         self._dispatch(effects)
-        self._rearm()
+        if not self._inBatch:
+            # Within a batch, once at its end: no timer fires before that.
+            self._rearm()
         return None
 
     def _dispatch(self, effects):
@@ -236,16 +240,20 @@ class RoleService(MultiService):
         Around each batch of inputs read at once (L{MHPort.onBatch}): the
         effects that wait for the store are gathered during the batch and
         wait for one commit asked at its end (one Deferred for the batch,
-        not one per message), and the role's stream writes are held and
-        written together (L{holdWrites}).
+        not one per message), the core's timer is re-armed once at its end,
+        and the role's stream writes are held and written together
+        (L{holdWrites}).
         """
         if starting:
+            self._inBatch = True
             self._gathered = []
             self.holdWrites()
             return
+        self._inBatch = False
         gathered, self._gathered = self._gathered, None
         if gathered:
             self._hold(self.store.commit(), gathered)
+        self._rearm()
         self.flushWrites()
 
     def holdWrites(self):

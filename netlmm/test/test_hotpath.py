@@ -132,3 +132,37 @@ class DataPlaneCallTests(SynchronousTestCase):
         self.assertIsInstance(d, Deferred)
         self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
         self.assertIsNone(self.successResultOf(d))
+
+
+class BatchTests(SynchronousTestCase):
+    """A batch of PBUs read at once: the core's timer is re-armed once, at its end."""
+
+    def test_rearmOncePerBatch(self):
+        from twisted.internet.task import Clock
+
+        from netlmm.core.lma import AddressPool, LmaCore
+        from netlmm.dataplane.memory import MemoryDataPlane
+        from netlmm.service.lma import LmaService
+        from netlmm.test.test_services import _Datagrams
+        from netlmm.test.test_store import pbu as netlmmPbu
+        from netlmm.wire import mh
+        lo = IPv6Address("::1")
+        clock = Clock()
+        lma = LmaService(clock, LmaCore("2001:db8:1::/64", ["::1/128"], 3600,
+                                        AddressPool("2001:db8:1::100", "2001:db8:1::1ff")),
+                         (lo, 0), "udp", MemoryDataPlane())
+        lma.running = True
+        asked = []
+        nextTimer = lma.core.nextTimer
+        self.patch(lma.core, "nextTimer", lambda: asked.append(1) or nextTimer())
+        datagrams = [mh.encodeMessage(netlmmPbu(1, mnId=b"mn%d" % i), lo, lo)
+                     for i in range(3)]
+        lma.port.socket = _Datagrams(datagrams, 40000)
+        lma.port.doRead()
+        self.assertEqual((lma.core.counters["accepted"], len(lma.port.socket.sent)), (3, 3))
+        self.assertEqual(len(asked), 1)
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        # Outside a batch, every input re-arms it.
+        lma.port._datagram(mh.encodeMessage(netlmmPbu(1, mnId=b"mn9"), lo, lo),
+                           ("::1", 40000, 0, 0), lo.packed, 0)
+        self.assertEqual(len(asked), 2)
