@@ -1180,7 +1180,7 @@ class LmaCore:
             if p.profile is Profile.NETLMM and p.bu.lifetime:
                 # Authorized by _relocation (draft E.1).
                 self.counters["relocated"] += 1
-                if self._log is not None:
+                if debugging(self._log):
                     self._log.debug("binding for {homes} (MN {mnId}) taken over by PMIP "
                                     "client {client} from {holder}", homes=_homes(b),
                                     mnId=_show(b.mnId), client=source, holder=b.client)
