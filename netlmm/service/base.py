@@ -53,7 +53,8 @@ class RoleService(MultiService):
         self._holding = None
         # Within a batch: the (effects, context) that wait for its commit.
         self._gathered = None
-        self._inBatch = False
+        # How many batches are open (one, unless a transport nests them).
+        self._inBatch = 0
         #: How many effects lists wait for a commit now.
         self.awaitingCommit = 0
         self._stopping = False
@@ -245,11 +246,16 @@ class RoleService(MultiService):
         (L{holdWrites}).
         """
         if starting:
-            self._inBatch = True
-            self._gathered = []
-            self.holdWrites()
+            self._inBatch += 1
+            if self._inBatch == 1:
+                self._gathered = []
+                self.holdWrites()
             return
-        self._inBatch = False
+        self._inBatch -= 1
+        if self._inBatch:
+            # A batch inside another (a transport that delivers at once):
+            # the outer one's end does it all.
+            return
         gathered, self._gathered = self._gathered, None
         if gathered:
             self._hold(self.store.commit(), gathered)

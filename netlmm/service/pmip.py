@@ -35,6 +35,10 @@ class _MagFacing(ControlFactory):
     def messageReceived(self, message, proto):
         self.service.controlReceived(message, proto)
 
+    def batch(self, starting):
+        # The Triggers of one read: one commit, one timer re-arm, one write.
+        self.service.batch(starting)
+
 
 class _PeerFacing(ControlFactory):
     """Conflict detection with the other PMIP clients (Appendix B), both ways."""

@@ -166,3 +166,58 @@ class BatchTests(SynchronousTestCase):
         lma.port._datagram(mh.encodeMessage(netlmmPbu(1, mnId=b"mn9"), lo, lo),
                            ("::1", 40000, 0, 0), lo.packed, 0)
         self.assertEqual(len(asked), 2)
+
+    def test_nestedBatches(self):
+        """A batch opened inside another (a transport that delivers at once) ends with it."""
+        from twisted.internet.task import Clock
+
+        from netlmm.core.lma import AddressPool, LmaCore
+        from netlmm.dataplane.memory import MemoryDataPlane
+        from netlmm.service.lma import LmaService
+        from netlmm.store import MemoryStore
+        from netlmm.test.test_services import _Datagrams
+        from netlmm.test.test_store import pbu as netlmmPbu
+        from netlmm.wire import mh
+        lo = IPv6Address("::1")
+        lma = LmaService(Clock(), LmaCore("2001:db8:1::/64", ["::1/128"], 3600,
+                                          AddressPool("2001:db8:1::100", "2001:db8:1::1ff")),
+                         (lo, 0), "udp", MemoryDataPlane())
+        lma.store = store = MemoryStore(automatic=False)
+        lma.running = True
+        lma.port.socket = _Datagrams([], 40000)
+        lma.batch(True)
+        lma.batch(True)
+        lma.port._datagram(mh.encodeMessage(netlmmPbu(1, mnId=b"mn1"), lo, lo),
+                           ("::1", 40000, 0, 0), lo.packed, 0)
+        lma.batch(False)
+        self.assertIsNone(store._pendingWrite)
+        lma.port._datagram(mh.encodeMessage(netlmmPbu(1, mnId=b"mn2"), lo, lo),
+                           ("::1", 40000, 0, 0), lo.packed, 0)
+        lma.batch(False)
+        self.assertEqual(sorted(store._pendingWrite[1]), [b"mn1", b"mn2"])
+        store.completeWrite()
+        self.assertEqual(len(lma.port.socket.sent), 2)
+
+
+class ControlBatchTests(SynchronousTestCase):
+    """The messages of one read of a control connection are one batch for its owner."""
+
+    def test_oneReadOneBatch(self):
+        from netlmm.transport.control import ControlFactory, ControlProtocol
+        from netlmm.wire.control import Notification, Result, encodeControl
+        calls = []
+
+        class Factory(ControlFactory):
+            def messageReceived(self, message, proto):
+                calls.append(message.transaction)
+
+            def batch(self, starting):
+                calls.append(starting)
+        proto = ControlProtocol()
+        proto.factory = Factory()
+        proto.authenticated = True
+        one, two = (encodeControl(Notification(n, Result.SUCCESS)) for n in (1, 2))
+        proto.dataReceived(one + two + two[:3])
+        self.assertEqual(calls, [True, 1, 2, False])
+        proto.dataReceived(two[3:])
+        self.assertEqual(calls, [True, 1, 2, False, True, 2, False])

@@ -165,6 +165,17 @@ class ControlProtocol(Protocol):
         if not self.authenticated:
             return
         self._buffer += data
+        if len(self._buffer) < 2:
+            return
+        batch = self.factory.batch
+        batch(True)
+        try:
+            self._frames()
+        finally:
+            batch(False)
+
+    def _frames(self):
+        """Handle every whole message in the buffer (one batch of them)."""
         while len(self._buffer) >= 2:
             try:
                 length = peekLength(self._buffer)
@@ -374,6 +385,13 @@ class ControlFactory(Factory):
 
     def messageReceived(self, message, proto):
         """A decoded message arrived on C{proto}."""
+
+    def batch(self, starting):
+        """
+        Before (C{starting}) and after the messages of one read of a
+        connection: its owner may handle them as a batch (the PMIP client's
+        L{netlmm.service.base.RoleService.batch}).
+        """
 
 
 class Gate(Factory):
