@@ -4,7 +4,7 @@ import gc
 from itertools import islice
 
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -331,20 +331,20 @@ class RoleService(MultiService):
 
     def dataPlaneCall(self, method, *args):
         """
-        Call a data-plane method and log, not raise, its failure. Returns
-        what it returned: a Deferred from an asynchronous data plane (its
-        failure logged), the plain result of a synchronous one, which makes
-        no Deferred (the memory and kernel data planes answer at once, once
-        per new binding and per move), or None when it raised.
+        Call a data-plane method and log, not raise, its failure. Returns a
+        Deferred that fires with its result (None when it failed, once
+        logged). A synchronous data plane's answer (the memory data plane's,
+        once per new binding and per move) is wrapped in an already fired
+        Deferred, without maybeDeferred's machinery and errback.
         """
         try:
             result = method(*args)
         except Exception:
             self._dataPlaneFailed(Failure(), method)
-            return None
+            return succeed(None)
         if isinstance(result, Deferred):
-            result.addErrback(self._dataPlaneFailed, method)
-        return result
+            return result.addErrback(self._dataPlaneFailed, method)
+        return succeed(result)
 
     def _dataPlaneFailed(self, failure, method):
         self.log.failure("{role}: data plane {call} failed", failure, role=self.name,

@@ -13,6 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from netlmm import daemon
 from netlmm.core import lma as lmacore
 from netlmm.core import pmip as pmipcore
+from netlmm.service import base
 from netlmm.service.base import RoleService
 from netlmm.test.test_core_pmip import PmipTestMixin
 from netlmm.test.test_lma_rfc5213 import (
@@ -110,7 +111,7 @@ class PmipDebugLineTests(PmipTestMixin, SynchronousTestCase):
 
 
 class DataPlaneCallTests(SynchronousTestCase):
-    """L{RoleService.dataPlaneCall}: failures logged, no Deferred for a synchronous call."""
+    """L{RoleService.dataPlaneCall}: failures logged, no maybeDeferred for a synchronous call."""
 
     def setUp(self):
         self.service = RoleService(None, None)
@@ -118,13 +119,15 @@ class DataPlaneCallTests(SynchronousTestCase):
 
     def test_synchronous(self):
         calls = []
-        result = self.service.dataPlaneCall(lambda *a: calls.append(a) or "done", MAG1, 1)
-        self.assertEqual((result, calls), ("done", [(MAG1, 1)]))
+        self.patch(base, "maybeDeferred", _unbuildable)
+        d = self.service.dataPlaneCall(lambda *a: calls.append(a) or "done", MAG1, 1)
+        self.assertEqual((self.successResultOf(d), calls), ("done", [(MAG1, 1)]))
 
     def test_synchronousFailureLogged(self):
         def addRoute(phoa, pcoa):
             raise OSError("no route")
-        self.assertIsNone(self.service.dataPlaneCall(addRoute, IPv6Address("::1"), MAG1))
+        d = self.service.dataPlaneCall(addRoute, IPv6Address("::1"), MAG1)
+        self.assertIsNone(self.successResultOf(d))
         self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
 
     def test_deferredFailureLogged(self):
