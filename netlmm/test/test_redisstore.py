@@ -63,7 +63,7 @@ class RedisStoreTests(TestCase):
         s.put(b"mn3", {"n": 3})
         yield s.commit()
         self.assertEqual(sorted(self.store().load()), [
-            (MN1, {"phoa": "2001:db8:0:0:0:0:0:1", "n": 1}), (b"mn3", {"n": 3})])
+            (MN1, {"phoa": "2001:db8::1", "n": 1}), (b"mn3", {"n": 3})])
         self.assertEqual(self.raw(b"GET", b"netlmm:lma-bindings:format"), b"1")
 
     @inlineCallbacks
