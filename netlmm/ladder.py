@@ -65,6 +65,9 @@ def _handover(message):
         what = {fho.HiCode.REQUEST: "context request", fho.HiCode.ALL_CONTEXT: "context offer",
                 fho.HiCode.FORWARDING_DONE: "forwarding done"}.get(message.code,
                                                                    f"code {message.code}")
+        if message.code == fho.HiCode.REQUEST and message.flag(fho.HI_F) \
+                and message.option(fho.ContextRequest) is None:
+            what = "forwarding request"
         text = f"HI seq={message.sequence} {what}"
     else:
         text = (f"HAck seq={message.sequence} {message.code} "

@@ -9,9 +9,10 @@ One L{Session} per mobile in handover at this MAG, in one of these states:
     REQUESTING  HI sent to the neighbours  OFFERING    HI with the context sent
                 (reactive: the mobile is                 to the target (predictive:
                 here, its context is not)                the mobile is leaving)
-    PREPARED    context offered by the     FORWARDING  downlink for the mobile
-                previous MAG; the mobile                goes to the target
-                is not here yet
+    PREPARED    context offered by the     FORWARDING  context given: downlink
+                previous MAG; the mobile                held for the target until
+                is not here yet                         it asks (HI with F), then
+                                                        sent there
     RECEIVING   the mobile is here with
                 its context; forwarded
                 downlink is held until it
@@ -33,16 +34,19 @@ One L{Session} per mobile in handover at this MAG, in one of these states:
     RECEIVING / PREPARED --asked--> FORWARDING  [it moved on at once]
 
 Reactive (the mobile attaches at the new MAG, which knows nothing of it):
-the new MAG sends a HI (P and F flags, a Context Request) to its neighbours;
-the one that serves the mobile answers with a HAck carrying the context (MN
-identifier, Home Network Prefix, link-layer identifier, LMA address) and
-starts forwarding the mobile's downlink to the new MAG; the others answer
-'requested context not available'. Predictive (the previous MAG learns the
+the new MAG sends a HI (P and U flags, a Context Request) to its neighbours;
+the one that serves the mobile holds the mobile's downlink and answers with
+a HAck carrying the context (MN identifier, Home Network Prefix, link-layer
+identifier, LMA address); the others answer 'requested context not
+available'. Once the new MAG holds the mobile's downlink itself (its route
+into the hold is in) it sends that MAG a HI with the F flag, and the
+downlink held and arriving is forwarded: sent earlier, it would find no
+route at the new MAG, which would send it back to the core. Predictive (the previous MAG learns the
 mobile is leaving and to which neighbour, e.g. from an 802.11v BSS
 transition): the previous MAG holds the mobile's downlink at once (what it
 would send on the access link now reaches nobody), sends the HI with the
 context, and forwards what it held, and what follows, once the target
-accepts; if the target refuses or does not answer, it goes on holding as
+accepts (which it does once it holds); if the target refuses or does not answer, it goes on holding as
 for a mobile that left without saying where to. When the new MAG is bound
 at the LMA it sends a HI with code 'forwarding done' and the previous MAG
 stops.
@@ -234,7 +238,7 @@ class Session:
     """One mobile's handover at this MAG."""
 
     __slots__ = ("mnId", "state", "peer", "context", "sequence", "deadline", "waiting",
-                 "retransmitAt", "since")
+                 "retransmitAt", "since", "forwarding")
 
     def __init__(self, mnId, now):
         self.mnId = mnId
@@ -248,6 +252,8 @@ class Session:
         self.waiting = set()
         self.retransmitAt = None
         self.since = now
+        #: FORWARDING: the downlink goes to the peer (else held for it until asked)
+        self.forwarding = False
 
     def __repr__(self):
         return f"Session({self.mnId!r}, {self.state}, peer={self.peer})"
@@ -503,8 +509,9 @@ class HandoverCore:
         context = self.lookup(mnId)
         s = self.sessions.get(mnId)
         if context is None and s is not None and s.state in (S.PREPARED, S.RECEIVING,
-                                                            S.DEPARTED):
-            # Moved on before being bound here: what this MAG was given.
+                                                            S.DEPARTED, S.FORWARDING):
+            # Moved on before being bound here (what this MAG was given), or
+            # gone from here, its context given already.
             context = s.context
         if context is None:
             self.counters["unknown"] += 1
@@ -518,10 +525,14 @@ class HandoverCore:
         if s is not None and s.state == S.REQUESTING:
             return self._answer(hi, peer, HackCode.NOT_ACCEPTED,
                                 f"{_show(mnId)} is attaching here too")
+        # Held here already (the mobile left, or is leaving to the target).
+        holding = s is not None and s.state in (S.DEPARTED, S.OFFERING)
+        again = s is not None and s.state == S.FORWARDING and s.peer == peer
         if s is not None:
             self._step(s, "asked")
             if s.state == S.FORWARDING and s.peer != peer:
                 effects.append(StopForward(mnId, s.context.phoa, s.peer))
+                s.forwarding = False
             elif s.state in (S.PREPARED, S.RECEIVING):
                 effects.append(Release(mnId, s.context.phoa, s.peer, "moved on"))
             elif s.state == S.OFFERING:
@@ -530,24 +541,31 @@ class HandoverCore:
             s = Session(mnId, now)
             self._step(None, "asked")
             self.sessions[mnId] = s
-        again = s.state == S.FORWARDING and s.peer == peer
         s.state = S.FORWARDING
         s.peer = peer
         s.context = context
         s.deadline = now + self.forwardTimeout
         s.retransmitAt = None
-        flags = HACK_P | (HACK_F if hi.flag(HI_F) else 0)
-        hack = HandoverAcknowledge(hi.sequence, flags, HackCode.CONTEXT_ACCEPTED,
-                                   context.options())
-        # The HAck goes first: the target holds the mobile's packets once it
-        # has the context, and the forwarded packets should find it so.
-        effects.append(SendHandover(hack, peer))
+        forward = hi.flag(HI_F) and not s.forwarding
+        if again and forward:
+            self._say("{peer} holds {mnId}: forwarding its downlink there", peer=peer,
+                      mnId=_show(mnId))
         if not again:
             self.counters["forwarded"] += 1
-            self._say("context of {mnId} to {peer}; forwarding its downlink there",
-                      mnId=_show(mnId), peer=peer)
-            if hi.flag(HI_F):
-                effects.append(Forward(mnId, context.phoa, peer))
+            self._say("context of {mnId} to {peer}; {what}", mnId=_show(mnId), peer=peer,
+                      what="forwarding its downlink there" if forward
+                      else "holding its downlink until asked to forward it")
+            if not forward and not holding:
+                # U without F: hold until the target's own hold is ready (it
+                # asks again with F), which forwarding at once would outrun.
+                effects.append(Hold(mnId, context.phoa, None))
+        flags = HACK_P | (HACK_F if hi.flag(HI_F) else 0) | (HACK_U if hi.flag(HI_U) else 0)
+        hack = HandoverAcknowledge(hi.sequence, flags, HackCode.CONTEXT_ACCEPTED,
+                                   context.options())
+        effects.append(SendHandover(hack, peer))
+        if forward:
+            s.forwarding = True
+            effects.append(Forward(mnId, context.phoa, peer))
         return effects
 
     def _offered(self, hi, mnId, peer, now):
@@ -588,9 +606,12 @@ class HandoverCore:
         self._say("{peer} announces {mnId} ({phoa}), which is here already: its context",
                   peer=peer, mnId=_show(s.mnId), phoa=context.phoa)
         flags = HACK_P | (HACK_F if hi.flag(HI_F) else 0) | (HACK_U if hi.flag(HI_U) else 0)
+        # The previous MAG may take our request (which asks no forwarding)
+        # before this acceptance: forwarding is asked for in any case.
         return [Hold(s.mnId, context.phoa, peer), ContextReady(context, peer),
                 SendHandover(HandoverAcknowledge(hi.sequence, flags, HackCode.ACCEPTED,
-                                                 [mh.MobileNodeIdentifier(s.mnId)]), peer)]
+                                                 [mh.MobileNodeIdentifier(s.mnId)]), peer),
+                self._askForwarding(s.mnId, peer)]
 
     # ------------------------------------------------------------ HAck
 
@@ -611,6 +632,7 @@ class HandoverCore:
                 self._step(s, "accepted")
                 s.state = S.FORWARDING
                 s.deadline = now + self.forwardTimeout
+                s.forwarding = True
                 self.counters["forwarded"] += 1
                 return [Forward(s.mnId, s.context.phoa, peer)]
             self._say("{peer} refused {mnId}: {why}; holding until a MAG asks for it",
@@ -633,23 +655,35 @@ class HandoverCore:
         self._receiving(s, "context", context, peer, now)
         self._say("context of {mnId} from {peer}: {phoa}", mnId=_show(s.mnId), peer=peer,
                   phoa=context.phoa)
-        effects = [ContextReady(context, peer)]
-        if hack.flag(HACK_F):
-            effects.insert(0, Hold(s.mnId, context.phoa, peer))
+        effects = [Hold(s.mnId, context.phoa, peer), ContextReady(context, peer)]
+        if not hack.flag(HACK_F):
+            # The previous MAG holds the downlink: once this MAG holds too
+            # (the HI waits for the hold's route), it asks for it.
+            effects.append(self._askForwarding(s.mnId, peer))
         return effects
 
     # ------------------------------------------------------------ internals
 
     def _request(self, s, linkLayer, peers):
+        # U, not F: the previous MAG holds the mobile's downlink and sends
+        # the context; forwarding is asked for once this MAG holds too
+        # (L{_askForwarding}): what comes earlier would find no route here.
         options = [mh.MobileNodeIdentifier(s.mnId), ContextRequest(REQUESTED)]
         if linkLayer:
             options.append(mh.MobileNodeLinkLayerIdentifier(linkLayer))
-        hi = HandoverInitiate(s.sequence, HI_P | HI_F | HI_U, HiCode.REQUEST, options)
+        hi = HandoverInitiate(s.sequence, HI_P | HI_U, HiCode.REQUEST, options)
         effects = []
         for peer in sorted(peers):
             self._pending[(peer, s.sequence)] = s.mnId
             effects.append(SendHandover(hi, peer))
         return effects
+
+    def _askForwarding(self, mnId, peer):
+        """The HI (F) that asks C{peer}, which gave the context, to forward; its HAck changes nothing."""
+        hi = HandoverInitiate(self._nextSequence(), HI_P | HI_F, HiCode.REQUEST,
+                              [mh.MobileNodeIdentifier(mnId)])
+        self._answered[(peer, hi.sequence)] = True
+        return SendHandover(hi, peer)
 
     def _answer(self, hi, peer, code, reason):
         self.counters["refused"] += 1

@@ -279,16 +279,23 @@ class HandoverService(Refusing, RoleService):
 
     def execute(self, effects):
         now = self.reactor.seconds()
+        #: The hold's route, set on the data plane's worker: a message that
+        #: follows a Hold (the HAck accepting an offer, the HI asking for
+        #: forwarding) waits for it, or what it brings would find no route.
+        held = None
         for e in effects:
             kind = type(e)
             if kind is SendHandover:
-                self._send(e.message, e.peer, now)
+                if held is None:
+                    self._send(e.message, e.peer, now)
+                else:
+                    held.addCallback(self._sendLater, e.message, e.peer)
             elif kind is Forward:
                 self._forward(e.phoa, e.peer)
             elif kind is StopForward:
                 self._stopForward(e.phoa, e.linger)
             elif kind is Hold:
-                self._startHolding(e.mnId, e.phoa, e.peer)
+                held = self._startHolding(e.mnId, e.phoa, e.peer)
             elif kind is Release:
                 self._over(e.phoa, e.reason)
             elif kind is ContextReady:
@@ -299,6 +306,11 @@ class HandoverService(Refusing, RoleService):
                     self.mag.proceed(event)
             elif kind is Refused:
                 self._refuse(e.peer, "refused by the handover rules", e.reason)
+
+    def _sendLater(self, result, message, peer):
+        if self.running:
+            self._send(message, peer, self.reactor.seconds())
+        return result
 
     def _send(self, message, peer, now):
         try:
@@ -313,6 +325,11 @@ class HandoverService(Refusing, RoleService):
         timer = self._lingering.pop(phoa, None)
         if timer is not None and timer.active():
             timer.cancel()
+        entry = self._held.get(phoa)
+        if entry is not None and entry[1] is None:
+            # Held for a target that never asked for the downlink.
+            self._finish(phoa, "timeout")
+            return
 
         def restore():
             self._lingering.pop(phoa, None)
@@ -358,8 +375,7 @@ class HandoverService(Refusing, RoleService):
         if peer is not None:
             maybeDeferred(self.dataplane.acceptFrom, peer)
         if self.hold is None:
-            self.dataPlaneCall(self.dataplane.deliver, phoa)
-            return
+            return self.dataPlaneCall(self.dataplane.deliver, phoa)
         self.hold.buffer.open(phoa)
         self.hold.forget(phoa)
         # A hold without a peer is for a mobile that left: not here, whatever
@@ -367,9 +383,10 @@ class HandoverService(Refusing, RoleService):
         here = peer is not None and (mnId in self._waiting or (
             self.mag is not None and self.mag.core.attachment(mnId) is not None))
         self._held[phoa] = [mnId, peer, None, here, False]
-        self.dataPlaneCall(self.dataplane.hold, phoa, self.hold.index or self.hold.name)
+        d = self.dataPlaneCall(self.dataplane.hold, phoa, self.hold.index or self.hold.name)
         if here:
             self._probeSoon()
+        return d
 
     def _over(self, phoa, reason):
         entry = self._held.get(phoa)

@@ -15,7 +15,7 @@ from netlmm.core.handover import (
 )
 from netlmm.wire import mh
 from netlmm.wire.fho import (
-    HACK_F, HACK_P, HI_F, HI_P, HI_U, ContextRequest, HackCode, HandoverAcknowledge,
+    HACK_F, HACK_P, HACK_U, HI_F, HI_P, HI_U, ContextRequest, HackCode, HandoverAcknowledge,
     HandoverInitiate, HiCode, LmaAddress,
 )
 
@@ -70,19 +70,18 @@ class ReactiveTests(SynchronousTestCase):
         self.assertEqual(sent(effects), [("HandoverInitiate", HiCode.REQUEST, MAG1),
                                          ("HandoverInitiate", HiCode.REQUEST, MAG3)])
         hi = effects[0].message
-        self.assertEqual(hi.flags, HI_P | HI_F | HI_U)
+        self.assertEqual(hi.flags, HI_P | HI_U)  # the context; hold, do not forward yet
         self.assertEqual(hi.option(mh.MobileNodeIdentifier).identifier, MN)
         self.assertEqual(hi.option(ContextRequest).types, (22, 25, 41))
         self.assertEqual(hi.option(mh.MobileNodeLinkLayerIdentifier).identifier, MAC)
         self.assertEqual(mag2.session(MN).state, State.REQUESTING)
 
         answer = mag1.receive(hi, MAG2, 100.0, 100.001)
-        # The HAck before the forwarding: MAG2 holds once it has the context.
-        self.assertEqual([type(e) for e in answer], [SendHandover, Forward])
-        self.assertEqual(others(answer), [Forward(MN, PHOA, MAG2)])
+        # MAG1 holds the downlink (the mobile is gone from it) and gives the context.
+        self.assertEqual(others(answer), [Hold(MN, PHOA, None)])
         (hack,) = [e.message for e in answer if type(e) is SendHandover]
         self.assertEqual((hack.sequence, hack.flags, hack.code),
-                         (hi.sequence, HACK_P | HACK_F, HackCode.CONTEXT_ACCEPTED))
+                         (hi.sequence, HACK_P | HACK_U, HackCode.CONTEXT_ACCEPTED))
         self.assertEqual(Context.fromMessage(hack), CONTEXT)
         self.assertEqual(mag1.session(MN).state, State.FORWARDING)
 
@@ -90,8 +89,22 @@ class ReactiveTests(SynchronousTestCase):
                                       [mh.MobileNodeIdentifier(MN)])
         self.assertEqual(mag2.receive(unknown, MAG3, 100.0, 100.002), [])
         got = mag2.receive(hack, MAG1, 100.0, 100.003)
-        self.assertEqual(got, [Hold(MN, PHOA, MAG1), ContextReady(CONTEXT, MAG1)])
+        # MAG2 holds, then (its hold ready) asks MAG1 for the downlink.
+        self.assertEqual(others(got), [Hold(MN, PHOA, MAG1), ContextReady(CONTEXT, MAG1)])
+        self.assertEqual(sent(got), [("HandoverInitiate", HiCode.REQUEST, MAG1)])
+        self.assertEqual(type(got[-1]), SendHandover)
+        ask = got[-1].message
+        self.assertEqual((ask.flags, ask.option(mh.MobileNodeIdentifier).identifier),
+                         (HI_P | HI_F, MN))
         self.assertEqual(mag2.session(MN).state, State.RECEIVING)
+        forward = mag1.receive(ask, MAG2, 100.004, 100.005)
+        self.assertEqual(others(forward), [Forward(MN, PHOA, MAG2)])
+        (ack,) = [e.message for e in forward if type(e) is SendHandover]
+        self.assertEqual((ack.sequence, ack.flags), (ask.sequence, HACK_P | HACK_F))
+        # Its answer is expected and changes nothing; asked again, MAG1 forwards once.
+        self.assertEqual(mag2.receive(ack, MAG1, 100.005, 100.006), [])
+        self.assertEqual(others(mag1.receive(ask._replace(sequence=ask.sequence + 1), MAG2,
+                                             100.007, 100.008)), [])
 
         done = mag2.bound(MN, 100.05)
         self.assertEqual(sent(done), [("HandoverInitiate", HiCode.FORWARDING_DONE, MAG1)])
@@ -294,22 +307,42 @@ class PredictiveTests(SynchronousTestCase):
         """
         The station roams faster than MAG1 hears of it (802.11v response
         late): MAG2 asks while MAG1 offers. The offer answers MAG2's request;
-        MAG1 forwards on the request; the answers that cross are no refusals.
+        MAG1, holding, answers the request with the context; MAG2 asks for
+        the downlink once it holds, and MAG1 forwards once, whichever of the
+        acceptance and that HI comes first; the answers that cross are no
+        refusals.
         """
         mag1, mag2 = self.pair.mag1, self.pair.mag2
         request = mag2.arrive(MN, MAC, 10.0)[0].message
         offer = message(mag1.leave(MN, MAG2, 10.001))
         got = mag2.receive(offer, MAG1, 10.001, 10.002)
         self.assertEqual(others(got), [Hold(MN, PHOA, MAG1), ContextReady(CONTEXT, MAG1)])
-        self.assertEqual(sent(got), [("HandoverAcknowledge", HackCode.ACCEPTED, MAG1)])
+        self.assertEqual(sent(got), [("HandoverAcknowledge", HackCode.ACCEPTED, MAG1),
+                                     ("HandoverInitiate", HiCode.REQUEST, MAG1)])
+        accept, ask = [e.message for e in got if type(e) is SendHandover]
         self.assertEqual(mag2.session(MN).state, State.RECEIVING)
         asked = mag1.receive(request, MAG2, 10.0, 10.002)
-        self.assertEqual(others(asked), [Forward(MN, PHOA, MAG2)])
+        self.assertEqual(others(asked), [])  # holding since the offer
         self.assertEqual(mag1.session(MN).state, State.FORWARDING)
         self.assertEqual(mag2.receive(message(asked), MAG1, 10.002, 10.003), [])
-        self.assertEqual(mag1.receive(message(got), MAG2, 10.002, 10.003), [])
+        self.assertEqual(mag1.receive(accept, MAG2, 10.002, 10.003), [])
+        self.assertEqual(others(mag1.receive(ask, MAG2, 10.002, 10.004)),
+                         [Forward(MN, PHOA, MAG2)])
         self.assertEqual((mag1.counters["refused"], mag2.counters["refused"]), (0, 0))
         self.assertEqual(mag2.session(MN).state, State.RECEIVING)
+        self.assertEqual(mag1.session(MN).state, State.FORWARDING)
+
+    def test_offerCrossesRequestAcceptedFirst(self):
+        """The acceptance before the request: MAG1 forwards on it, and only once."""
+        mag1, mag2 = self.pair.mag1, self.pair.mag2
+        request = mag2.arrive(MN, MAC, 10.0)[0].message
+        offer = message(mag1.leave(MN, MAG2, 10.001))
+        accept, ask = [e.message for e in mag2.receive(offer, MAG1, 10.001, 10.002)
+                       if type(e) is SendHandover]
+        self.assertEqual(mag1.receive(accept, MAG2, 10.002, 10.003),
+                         [Forward(MN, PHOA, MAG2)])
+        self.assertEqual(others(mag1.receive(request, MAG2, 10.0, 10.004)), [])
+        self.assertEqual(others(mag1.receive(ask, MAG2, 10.002, 10.005)), [])
         self.assertEqual(mag1.session(MN).state, State.FORWARDING)
 
     def test_leaveWhileForwarding(self):
@@ -358,10 +391,13 @@ class PingPongTests(SynchronousTestCase):
         # MAG2 hands it back: it stops receiving, forwards to MAG1.
         answer = mag2.receive(request, MAG1, 100.01, 100.011)
         self.assertEqual(others(answer), [Release(MN, PHOA, MAG1, "moved on"),
-                                          Forward(MN, PHOA, MAG1)])
+                                          Hold(MN, PHOA, None)])
         got = mag1.receive([e.message for e in answer if type(e) is SendHandover][0],
                            MAG2, 100.01, 100.012)
-        self.assertEqual(got, [Hold(MN, PHOA, MAG2), ContextReady(CONTEXT, MAG2)])
+        self.assertEqual(others(got), [Hold(MN, PHOA, MAG2), ContextReady(CONTEXT, MAG2)])
+        ask = [e.message for e in got if type(e) is SendHandover][0]
+        self.assertEqual(others(mag2.receive(ask, MAG1, 100.013, 100.014)),
+                         [Forward(MN, PHOA, MAG1)])
         # Never both directions at once.
         self.assertEqual((mag1.session(MN).state, mag2.session(MN).state),
                          (State.RECEIVING, State.FORWARDING))

@@ -149,14 +149,20 @@ class TwoMags:
 class ServiceTests(TwoMags, SynchronousTestCase):
 
     def test_reactive(self):
-        """The HI and HAck cross authenticated; MAG1 forwards, MAG2 goes on with the pHoA."""
+        """
+        The HI and HAck cross authenticated; MAG2 goes on with the pHoA, asks
+        for the downlink once it holds it, and MAG1 forwards.
+        """
         event = AttachmentEvent(MN, linkLayer="02:00:00:00:aa:01")
         self.mag2.arrived(event)
         self.assertEqual(len(self.domain.deliver(MAG2)), 1)
-        self.assertEqual(self.mag1.dataplane.handovers, {PHOA: ("forward", MAG2)})
+        self.assertEqual(self.mag1.dataplane.handovers, {PHOA: ("deliver", None)})  # no hold
         self.domain.deliver(MAG1)
         self.assertEqual(self.mag2.mag.proceeded,
                          [AttachmentEvent(MN, PHOA, "02:00:00:00:aa:01")])
+        self.assertEqual(len(self.domain.deliver(MAG2)), 1)
+        self.assertEqual(self.mag1.dataplane.handovers, {PHOA: ("forward", MAG2)})
+        self.domain.deliver(MAG1)
         self.assertEqual(self.mag2.dataplane.tunnels, {PHOA: LMA})
         self.assertIn(MAG1, self.mag2.dataplane.accepted)
         self.assertEqual(self.mag2.core.session(MN).state, State.RECEIVING)
@@ -203,6 +209,40 @@ class ServiceTests(TwoMags, SynchronousTestCase):
         self.domain.deliver(MAG2)
         self.assertEqual(hold.forwarded, [(PHOA, MAG2)])
         self.assertEqual(self.mag1.core.session(MN).state, State.FORWARDING)
+
+    def test_acceptedOnceHolding(self):
+        """
+        MAG2 accepts an offer only once the route into its hold is in (set
+        on the data plane's worker): what MAG1 forwards on the acceptance
+        would otherwise be routed back to the core.
+        """
+        from twisted.internet.defer import Deferred
+        routed = Deferred()
+        self.mag2.hold = FakeHold()
+        self.mag2.dataplane.hold = lambda phoa, device: routed
+        self.mag1.accessPoints = {"02:00:00:00:02:00": MAG2}
+        self.mag1.leaving(MN, "02:00:00:00:02:00")
+        self.domain.deliver(MAG1)
+        self.assertEqual(self.mag2.core.session(MN).state, State.PREPARED)
+        self.assertEqual(self.mag2.transport.sent, [])
+        routed.callback(None)
+        self.assertEqual(len(self.domain.deliver(MAG2)), 1)
+        self.assertEqual(self.mag1.dataplane.handovers, {PHOA: ("forward", MAG2)})
+
+    def test_neverAskedToForward(self):
+        """
+        MAG2 took the context but never asked for the downlink (it went
+        down): MAG1's hold is freed after forward_timeout, its route goes.
+        """
+        self.mag1.hold, self.mag1.access = FakeHold(), FakeAccess()
+        self.mag2.arrived(AttachmentEvent(MN, linkLayer="02:00:00:00:aa:01"))
+        self.domain.deliver(MAG2)
+        self.assertEqual(self.mag1.dataplane.handovers, {PHOA: ("hold", "nlbuf0")})
+        self.assertTrue(self.mag1.hold.buffer.holding(PHOA))
+        self.clock.advance(self.mag1.core.forwardTimeout + 0.1)
+        self.assertEqual(self.mag1.dataplane.handovers, {})
+        self.assertFalse(self.mag1.hold.buffer.holding(PHOA))
+        self.assertEqual(self.mag1.counters["freed"], 1)
 
     def test_predictiveUnknownAccessPoint(self):
         """A transition to an access point of no neighbour changes nothing."""

@@ -136,6 +136,8 @@ class LadderTests(SynchronousTestCase):
     def test_described(self):
         from netlmm.ladder import describe
         self.assertEqual(describe(HI), "HI seq=7 context request MN=mn1")
+        ask = HandoverInitiate(8, HI_P | HI_F, HiCode.REQUEST, [mh.MobileNodeIdentifier(b"mn1")])
+        self.assertEqual(describe(ask), "HI seq=8 forwarding request MN=mn1")
         hack = HandoverAcknowledge(7, HACK_P, HackCode.CONTEXT_ACCEPTED, [
             mh.MobileNodeIdentifier(b"mn1"), mh.HomeNetworkPrefix("2001:db8:1::7", 128)])
         self.assertEqual(describe(hack), "HAck seq=7 5 (context transfer accepted) MN=mn1 "
