@@ -296,6 +296,8 @@ class HandoverService(Refusing, RoleService):
                 self._stopForward(e.phoa, e.linger)
             elif kind is Hold:
                 held = self._startHolding(e.mnId, e.phoa, e.peer)
+                if getattr(self.dataplane, "toHold", None) is not None:
+                    held = None  # the hold takes the packets without the route
             elif kind is Release:
                 self._over(e.phoa, e.reason)
             elif kind is ContextReady:

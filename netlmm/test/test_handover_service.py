@@ -229,6 +229,18 @@ class ServiceTests(TwoMags, SynchronousTestCase):
         self.assertEqual(len(self.domain.deliver(MAG2)), 1)
         self.assertEqual(self.mag1.dataplane.handovers, {PHOA: ("forward", MAG2)})
 
+    def test_acceptedAtOnceWhenDiverting(self):
+        """A data plane that hands held packets to the hold itself needs no route: no wait."""
+        from twisted.internet.defer import Deferred
+        self.mag2.hold = FakeHold()
+        self.mag2.dataplane.hold = lambda phoa, device: Deferred()
+        self.mag2.dataplane.toHold = lambda packet: None
+        self.mag1.accessPoints = {"02:00:00:00:02:00": MAG2}
+        self.mag1.leaving(MN, "02:00:00:00:02:00")
+        self.domain.deliver(MAG1)
+        self.assertEqual(len(self.domain.deliver(MAG2)), 1)
+        self.assertEqual(self.mag1.dataplane.handovers, {PHOA: ("forward", MAG2)})
+
     def test_neverAskedToForward(self):
         """
         MAG2 took the context but never asked for the downlink (it went
