@@ -145,6 +145,9 @@ class HandoverService(Refusing, RoleService):
         self.linger = linger
         #: pHoA -> the DelayedCall that ends its forwarding.
         self._lingering = {}
+        #: The last message sent once a hold's route is in (L{execute}): the
+        #: messages that follow go after it.
+        self._sending = None
         #: The DelayedCalls that forget released mobiles (L{_drained}).
         self._draining = set()
         self.counters = dict(refused=0, released=0, freed=0)
@@ -286,14 +289,17 @@ class HandoverService(Refusing, RoleService):
         for e in effects:
             kind = type(e)
             if kind is SendHandover:
-                if held is None:
+                wait = held
+                if wait is None and self._sending is not None and not self._sending.called:
+                    wait = self._sending  # in order: after the messages that wait
+                if wait is None:
                     self._send(e.message, e.peer, now)
                 else:
-                    held.addCallback(self._sendLater, e.message, e.peer)
+                    self._sending = wait.addCallback(self._sendLater, e.message, e.peer)
             elif kind is Forward:
                 self._forward(e.phoa, e.peer)
             elif kind is StopForward:
-                self._stopForward(e.phoa, e.linger)
+                self._stopForward(e.phoa, e.linger, e.peer)
             elif kind is Hold:
                 held = self._startHolding(e.mnId, e.phoa, e.peer)
                 if getattr(self.dataplane, "toHold", None) is not None:
@@ -323,15 +329,19 @@ class HandoverService(Refusing, RoleService):
         self.transport.sendRaw(data, (str(peer), self.port))
         self.observe("sent", message, peer)
 
-    def _stopForward(self, phoa, linger):
+    def _stopForward(self, phoa, linger, peer=None):
         timer = self._lingering.pop(phoa, None)
         if timer is not None and timer.active():
             timer.cancel()
         entry = self._held.get(phoa)
         if entry is not None and entry[1] is None:
-            # Held for a target that never asked for the downlink.
-            self._finish(phoa, "timeout")
-            return
+            if not linger:
+                # Held for a target that never asked for the downlink.
+                self._finish(phoa, "timeout")
+                return
+            # The target is bound before its request for the downlink came:
+            # what was held goes there all the same, then as forwarded.
+            self._forward(phoa, peer)
 
         def restore():
             self._lingering.pop(phoa, None)

@@ -241,6 +241,44 @@ class ServiceTests(TwoMags, SynchronousTestCase):
         self.assertEqual(len(self.domain.deliver(MAG2)), 1)
         self.assertEqual(self.mag1.dataplane.handovers, {PHOA: ("forward", MAG2)})
 
+    def boundBeforeTheRoute(self):
+        """MAG2 gets the context, is bound before its hold's route is in; MAG1 holds."""
+        from twisted.internet.defer import Deferred
+        routed = Deferred()
+        self.mag1.hold, self.mag1.access = FakeHold(), FakeAccess()
+        self.mag2.hold = FakeHold()
+        self.mag2.dataplane.hold = lambda phoa, device: routed
+        self.mag2.arrived(AttachmentEvent(MN, linkLayer="02:00:00:00:aa:01"))
+        self.domain.deliver(MAG2)
+        self.domain.deliver(MAG1)
+        self.mag2.bound(MN)
+        return routed
+
+    def test_messagesInOrder(self):
+        """
+        'Forwarding done' (bound) waits behind the request for the downlink,
+        which waits for the hold's route: MAG1 forwards, then stops.
+        """
+        routed = self.boundBeforeTheRoute()
+        self.assertEqual(self.mag2.transport.sent, [])
+        routed.callback(None)
+        self.assertEqual(len(self.domain.deliver(MAG2)), 2)
+        self.assertEqual(self.mag1.hold.forwarded, [(PHOA, MAG2)])
+        self.assertEqual((self.mag1.counters["refused"], self.mag1.counters["freed"]), (0, 0))
+
+    def test_doneBeforeAsked(self):
+        """
+        'Forwarding done' before the request for the downlink (reordered on
+        the way): what MAG1 held goes to MAG2 all the same, not freed.
+        """
+        from netlmm.wire import fho
+        self.boundBeforeTheRoute().callback(None)
+        wire = self.mag2.transport
+        wire.sent.sort(key=lambda m: fho.decodeMessage(m[0]).code != HiCode.FORWARDING_DONE)
+        self.domain.deliver(MAG2)
+        self.assertEqual(self.mag1.hold.forwarded, [(PHOA, MAG2)])
+        self.assertEqual(self.mag1.counters["freed"], 0)
+
     def test_neverAskedToForward(self):
         """
         MAG2 took the context but never asked for the downlink (it went
