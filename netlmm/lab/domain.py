@@ -156,15 +156,6 @@ class Topology(Lab):
         #: the mobile, attached to a MAG's acc0 with L{Mobile.attach}
         self.mn = WifiMobile(self, "mn", MN_MAC) if wifi else Mobile(self, "mn", MN_MAC)
 
-    def build(self):
-        """Create the namespaces, links, addresses and routes (all removed on failure)."""
-        try:
-            self._build()
-        except BaseException:
-            self.destroy()
-            raise
-        return self
-
     def _build(self):
         for node in ("cn", "lma", "pmip", "mag1", "mag2"):
             self.add(node, router=node != "cn")

@@ -139,15 +139,6 @@ class TwoDomains(MobileIpv6Lab):
 
     # ------------------------------------------------------------ building
 
-    def build(self):
-        """Namespaces, links, addresses and routes; nothing running yet."""
-        try:
-            self._build()
-        except BaseException:
-            self.destroy()
-            raise
-        return self
-
     def _build(self):
         self.add("cn")
         self.add("core", router=True)

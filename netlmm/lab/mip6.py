@@ -62,8 +62,8 @@ class MobileIpv6Lab(Lab):
     def path(self, name):
         return os.path.join(self.directory, name)
 
-    def build(self):
-        """Namespaces, links, addresses and routes; nothing running yet."""
+    def _build(self):
+        """The core router with the GMA, the correspondent, the routers, the mobile."""
         self.add("cn")
         self.add("gma", router=True)
         self.add("mn")
@@ -87,7 +87,6 @@ class MobileIpv6Lab(Lab):
         fd = os.open(keys, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(f'[[sa]]\nspi = 4000\nkey = "{KEY}"\nmn = "{MN_ID}"\n')
-        return self
 
     def startGma(self, extra="", dataplane="seg6"):
         """`twistd -n netlmm-gma` in the GMA namespace; returns when it listens."""

@@ -328,6 +328,22 @@ class Lab:
             raise result["error"]
         return result["value"]
 
+    def build(self):
+        """
+        Make the lab's namespaces, links, addresses and routes with
+        C{self._build()} (nothing running yet); everything made is removed
+        again if it fails. Returns the lab.
+        """
+        try:
+            self._build()
+        except BaseException:
+            self.destroy()
+            raise
+        return self
+
+    def _build(self):
+        """What L{build} makes: a subclass's topology (nothing here)."""
+
     def atDestroy(self, f):
         """Call C{f()} in L{destroy}, after the processes stop and the namespaces go."""
         self._atDestroy.append(f)

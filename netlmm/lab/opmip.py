@@ -205,27 +205,22 @@ class InteropTopology(Lab):
         self.mags = [f"mag{i + 1}" for i in range(mags)]
         self.mn = Mobile(self, "mn", MN_MAC)
 
-    def build(self):
-        """Make the namespaces and links (all removed again on failure)."""
-        try:
-            self.add("cn")
-            self.add("lma", router=True)
-            self.link("cn", "eth0", "lma", "cn0")
-            self.addr("cn", "eth0", f"{CN_ADDRESS}/64")
-            self.addr("lma", "cn0", "2001:db8:c::1/64")
-            self.exec("cn", "ip", "-6", "route", "add", "default", "via", "2001:db8:c::1")
-            self.bridge("lma", "core")
-            self.addr("lma", "core", f"{LMA_ADDRESS}/64")
-            for i, mag in enumerate(self.mags):
-                self.add(mag, router=True)
-                self.link(mag, "core0", "lma", f"m{i + 1}", master="core")
-                self.addr(mag, "core0", f"{MAG_ADDRESSES[i]}/64")
-                self.bridge(mag, "acc0", f"02:00:00:00:0{i + 1}:01")
-            self.mobile("mn")
-        except BaseException:
-            self.destroy()
-            raise
-        return self
+    def _build(self):
+        """The correspondent, the LMA with its core bridge, the MAGs, the mobile."""
+        self.add("cn")
+        self.add("lma", router=True)
+        self.link("cn", "eth0", "lma", "cn0")
+        self.addr("cn", "eth0", f"{CN_ADDRESS}/64")
+        self.addr("lma", "cn0", "2001:db8:c::1/64")
+        self.exec("cn", "ip", "-6", "route", "add", "default", "via", "2001:db8:c::1")
+        self.bridge("lma", "core")
+        self.addr("lma", "core", f"{LMA_ADDRESS}/64")
+        for i, mag in enumerate(self.mags):
+            self.add(mag, router=True)
+            self.link(mag, "core0", "lma", f"m{i + 1}", master="core")
+            self.addr(mag, "core0", f"{MAG_ADDRESSES[i]}/64")
+            self.bridge(mag, "acc0", f"02:00:00:00:0{i + 1}:01")
+        self.mobile("mn")
 
     def nodeDatabase(self, path, prefix=HOME_PREFIX, mnId=MN_ID, extraRouters=()):
         """
