@@ -85,19 +85,21 @@ class Ordering(enum.Enum):
     TIMESTAMP = "timestamp"
 
 
-class PeerPolicy(namedtuple("PeerPolicy", "profile ordering rfc4285")):
+class PeerPolicy(namedtuple("PeerPolicy", "profile ordering rfc4285 heartbeat")):
     """
     What the LMA expects of one peer (a MAG or PMIP client): C{profile} a
     L{Profile}, or None to tell it from each PBU; C{ordering} the
     L{Ordering} of its RFC 5213 PBUs (netlmm-dialect PBUs always use
     sequence numbers, draft 4.2); C{rfc4285} whether its PBUs must carry
-    RFC 4285 authentication (None: as the LMA's security mode says).
+    RFC 4285 authentication (None: as the LMA's security mode says);
+    C{heartbeat} whether RFC 5847 heartbeats go to it (some RFC 5213 nodes
+    choke on a Mobility Header type they do not know, doc/protocol.md 2.2).
     """
 
     __slots__ = ()
 
-    def __new__(cls, profile=None, ordering=Ordering.TIMESTAMP, rfc4285=None):
-        return super().__new__(cls, profile, ordering, rfc4285)
+    def __new__(cls, profile=None, ordering=Ordering.TIMESTAMP, rfc4285=None, heartbeat=True):
+        return super().__new__(cls, profile, ordering, rfc4285, heartbeat)
 
 
 DEFAULT_POLICY = PeerPolicy()

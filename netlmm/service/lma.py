@@ -4,6 +4,7 @@ from twisted.internet.defer import maybeDeferred
 from twisted.internet.task import LoopingCall
 
 from netlmm.core.effects import RouteAdd, RouteMove, RouteRemove, SendMH
+from netlmm.core.lma import DEFAULT_POLICY
 from netlmm.ratelimit import Refusing, TokenBucket
 from netlmm.service.base import RoleService
 from netlmm.transport.mh import MHPort
@@ -134,8 +135,12 @@ class LmaService(Refusing, RoleService):
             self._sweep.start(config.interval, now=False)
 
     def _clients(self):
-        """The PMIP clients and MAGs that hold bindings here."""
-        return {b.client for b in self.core.bindings.values()}
+        """
+        The PMIP clients and MAGs that hold bindings here, but those whose
+        [[lma.peers]] table turns heartbeats off.
+        """
+        clients = {b.client for b in self.core.bindings.values()}
+        return {c for c in clients if (self.core.policyFor(c) or DEFAULT_POLICY).heartbeat}
 
     def _watchClients(self):
         """Heartbeats go to the clients that hold bindings, and only to them."""

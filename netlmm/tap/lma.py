@@ -56,7 +56,8 @@ The [lma] table of the config file:
                   profile = 'auto' | 'netlmm' | 'rfc5213' ('auto': told from
                   each PBU, see doc/protocol.md 1.3), ordering = as above,
                   security = 'rfc4285' | 'none' (as [lma.security] says;
-                  standard MAGs sign nothing: they use IPsec, doc/security.md)
+                  standard MAGs sign nothing: they use IPsec, doc/security.md),
+                  heartbeat = false sends it no RFC 5847 heartbeats (true)
   [lma.heartbeat] RFC 5847 heartbeats to the PMIP clients and MAGs holding
                   bindings: interval = seconds between Requests (60; 0 sends
                   none, Requests from peers are answered anyway), missing =
@@ -199,12 +200,13 @@ def _peer(t, ordering, secured):
     order = t.string("ordering", ordering.value, choices=("timestamp", "sequence"))
     security = t.string("security", "rfc4285" if secured else "none",
                         choices=("rfc4285", "none"))
+    heartbeat = t.boolean("heartbeat", True)
     t.finish()
     if security == "rfc4285" and not secured:
         raise ConfigError(f"{t.where}.security: 'rfc4285' needs keys: set "
                           "[lma.security] mode = 'rfc4285'")
     return network, PeerPolicy(None if profile == "auto" else Profile(profile),
-                               Ordering(order), security == "rfc4285")
+                               Ordering(order), security == "rfc4285", heartbeat)
 
 
 def _peerNetwork(t, address):

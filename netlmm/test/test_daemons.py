@@ -230,6 +230,7 @@ min_delay_before_bce_delete = 2
 [[lma.peers]]
 address = "2001:db8:f::2"
 profile = "rfc5213"
+heartbeat = false
 [[lma.peers]]
 address = "2001:db8:e::/64"
 ordering = "timestamp"
@@ -243,10 +244,10 @@ ordering = "timestamp"
         self.assertEqual((core["policy"].ordering.value, core["timestampWindow"],
                           core["minDelayBeforeBceDelete"]), ("sequence", 0.5, 2))
         (n1, p1), (n2, p2) = core["peers"]
-        self.assertEqual((str(n1), p1.profile.value, p1.ordering.value, p1.rfc4285),
-                         ("2001:db8:f::2/128", "rfc5213", "sequence", False))
-        self.assertEqual((str(n2), p2.profile, p2.ordering.value), ("2001:db8:e::/64", None,
-                                                                    "timestamp"))
+        self.assertEqual((str(n1), p1.profile.value, p1.ordering.value, p1.rfc4285,
+                          p1.heartbeat), ("2001:db8:f::2/128", "rfc5213", "sequence", False, False))
+        self.assertEqual((str(n2), p2.profile, p2.ordering.value, p2.heartbeat),
+                         ("2001:db8:e::/64", None, "timestamp", True))
 
     def test_lmaRfc5213KeysRefused(self):
         """Each new key's bad values are refused with an error naming it."""
@@ -276,6 +277,8 @@ ordering = "timestamp"
                 ('[[lma.peers]]\naddress = "::2"\nprofil = "netlmm"\n',
                  ("lma.peers[0].profil: unknown key",)),
                 ('[lma.peers]\naddress = "::2"\n', ("lma.peers", "array of tables")),
+                ('[[lma.peers]]\naddress = "::2"\nheartbeat = "no"\n',
+                 ("lma.peers[0].heartbeat",)),
         ):
             self.assertRejected(lmaTap.Options(), self.LMA + extra, *fragments)
         for mobiles in ('"mn1"', '[""]', '[1]'):

@@ -203,3 +203,26 @@ class HeartbeatServiceTests(TestCase):
         [(data, _)] = probe.received
         self.assertEqual(mh.decodeMessage(data), mh.Heartbeat(
             9, mh.HB_R, [mh.RestartCounter(pmip.restartCounter)]))
+
+    @inlineCallbacks
+    def test_peerWithHeartbeatsOff(self):
+        """
+        A client whose [[lma.peers]] table says heartbeat = false holds
+        bindings but gets no Request from the LMA (OPMIP stops receiving
+        after one); the client still watches the LMA.
+        """
+        from netlmm.core.lma import PeerPolicy
+        lma = LmaService(reactor, LmaCore("2001:db8:1::/64", [],
+                                          peers=[("::1/128", PeerPolicy(heartbeat=False))]),
+                         (LO, 0), "udp", MemoryDataPlane(), heartbeat=FAST)
+        self.patch(self, "lma", lambda **kw: lma)
+        lma, pmip, _ = yield self.domain()
+        self.addCleanup(lma.stopService)
+        yield until(lambda: pmip.heartbeats.core.state(LO) is PeerState.REACHABLE,
+                    what="the LMA reachable from the client")
+        # Three of the client's rounds: the LMA's sweep (every 0.2 s) ran too.
+        yield until(lambda: pmip.heartbeats.core.counters["responses"] >= 3,
+                    what="three heartbeat rounds")
+        self.assertEqual(lma.heartbeats.core.counters["requestsSent"], 0)
+        self.assertEqual(lma.heartbeats.core.peers, {})
+        self.assertTrue(lma.core.bindings)

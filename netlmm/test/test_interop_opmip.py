@@ -120,6 +120,10 @@ profile = "rfc5213"
 ordering = "sequence"
 [pmip.tls]
 transport = "tcp"
+# OPMIP stops receiving after a Mobility Header type it does not know
+# (doc/protocol.md 2.2): no RFC 5847 heartbeats to it.
+[pmip.heartbeat]
+interval = 0
 """
 
 

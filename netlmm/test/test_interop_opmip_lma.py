@@ -55,6 +55,9 @@ address = "2001:db8:f::/64"
 profile = "rfc5213"
 ordering = "sequence"
 security = "none"
+# OPMIP stops receiving after a Mobility Header type it does not know
+# (doc/protocol.md 2.2): no RFC 5847 heartbeats to its MAGs.
+heartbeat = false
 
 [lma.dataplane]
 {plane}

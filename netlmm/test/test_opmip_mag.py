@@ -69,6 +69,10 @@ profile = "rfc5213"
 ordering = "sequence"
 [mag.pmip_client.tls]
 transport = "tcp"
+# OPMIP stops receiving after a Mobility Header type it does not know
+# (doc/protocol.md 2.2): no RFC 5847 heartbeats to it.
+[mag.pmip_client.heartbeat]
+interval = 0
 """
 
 class NetlmmMagOpmipLmaTests(SynchronousTestCase):

@@ -48,6 +48,10 @@ ordering = "sequence"
 access_technology = 3
 [pmip.tls]
 transport = "tcp"
+# OPMIP stops receiving after a Mobility Header type it does not know
+# (doc/protocol.md 2.2): no RFC 5847 heartbeats to it.
+[pmip.heartbeat]
+interval = 0
 """
 
 
