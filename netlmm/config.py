@@ -70,7 +70,7 @@ class Table:
         if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
             raise ConfigError(f"{self._key(key)}: expected an array of tables "
                               f"([[{self._key(key)}]]), got {value!r}")
-        return [Table(v, f"{self._key(key)}[{i}]") for i, v in enumerate(value)]
+        return [Table(v, f"{self._key(key)}[{i}]", self.base) for i, v in enumerate(value)]
 
     def string(self, key, default=None, required=False, choices=None):
         """A string; with C{choices}, one of them."""

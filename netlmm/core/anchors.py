@@ -357,9 +357,13 @@ class AnchoredCore:
     @param mags: (MAG network, LMA name) pairs: the LMA a mobile at a MAG
         inside the network should be anchored at (the first match), after
         the prefix rule and the policy's per-mobile map.
+    @param security: the default message-authentication layer
+        ([pmip.security]), asked for a mobile's key before the C{aaa}
+        policy chooses; None: the first core's that signs. Each core signs
+        and checks with its own layer (an LMA may have keys of its own).
     """
 
-    def __init__(self, cores, policy, log=None, mags=()):
+    def __init__(self, cores, policy, log=None, mags=(), security=None):
         cores = list(cores)
         checkAnchors([a for a, _ in cores])
         for a, core in cores:
@@ -376,6 +380,7 @@ class AnchoredCore:
         self.unmoved = {}
         policy.drained = self.drained
         self._log = log
+        self._security = security
         self._byName = {a.name: (a, core) for a, core in cores}
         self._byAddress = {a.address: (a, core) for a, core in cores}
         self.mags = []
@@ -405,11 +410,31 @@ class AnchoredCore:
 
     @property
     def security(self):
-        """The message-authentication layer the cores that sign share (or None)."""
+        """The default message-authentication layer (see C{security} above), or None."""
+        if self._security is not None:
+            return self._security
         for _, core in self.cores:
             if core.security is not None:
                 return core.security
         return None
+
+    @property
+    def securities(self):
+        """The distinct message-authentication layers of the cores, in config order."""
+        found = []
+        for _, core in self.cores:
+            if core.security is not None and all(core.security is not s for s in found):
+                found.append(core.security)
+        return found
+
+    def securityAt(self, address):
+        """
+        The layer that signs PBUs to the LMA at C{address} and checks its
+        PBAcks (None: it does not sign, or no LMA is there).
+        """
+        found = self._byAddress.get(
+            address if type(address) is IPv6Address else IPv6Address(address))
+        return None if found is None else found[1].security
 
     def securityFor(self, mnId, home=None):
         """The security layer of the core that takes (or would take) C{mnId}."""

@@ -475,7 +475,7 @@ class PmipService(RoleService):
         if kind is mh.BindingAcknowledgement:
             statuses = self.pbackStatus
             statuses[message.status] = statuses.get(message.status, 0) + 1
-        security = self.core.security
+        security = self._securityAt(source[0])
         if security is None:
             self.feed(self.core.receiveMH, message, raw, source[0])
             return
@@ -490,12 +490,20 @@ class PmipService(RoleService):
                                        "failed authentication; dropped", seq=message.sequence,
                                        source=source[0], port=source[1])
 
+    def _securityAt(self, address):
+        """
+        The security layer that signs PBUs to the LMA at C{address} and
+        checks its PBAcks (with several LMAs, each may have keys of its own).
+        """
+        at = getattr(self.core, "securityAt", None)
+        return self.core.security if at is None else at(address)
+
     def execute(self, effects):
         for e in effects:
             kind = type(e)
             if kind is SendMH:
                 # A signed PBU goes as the security layer encoded it.
-                signed = getattr(self.core.security, "octets", None)
+                signed = getattr(self._securityAt(e.destination), "octets", None)
                 octets = None if signed is None else signed.take(e.message)
                 port = self.lmaPorts.get(e.destination, self.lmaPort)
                 if octets is None:
@@ -643,9 +651,13 @@ class PmipService(RoleService):
                       "Proxy Binding Acknowledgements received, by status",
                       {mh.Status.name(s): n for s, n in self.pbackStatus.items()},
                       "status")
-        security = self.core.security
-        if security is not None:
-            c = security.counters
+        securities = getattr(self.core, "securities", None)
+        if securities is None:
+            securities = [] if self.core.security is None else [self.core.security]
+        if securities:
+            # One count over all LMAs' keys.
+            c = {k: sum(s.counters[k] for s in securities)
+                 for k in ("noKey", "dropped", "signed")}
             yield counter("netlmm_pmip_auth_refusals",
                           "Triggers refused for want of a key (no_key) and PBAcks "
                           "dropped by RFC 4285 authentication (dropped), by reason",

@@ -23,7 +23,10 @@ The [pmip] table of the config file:
                 goes to this LMA; no prefix may overlap another LMA's ([])
     profile, ordering, access_technology  as below, for this LMA ([pmip]'s)
     security    'rfc4285' (sign with [pmip.security]'s keys) or 'none'
-                ('rfc4285' when [pmip.security] mode is, else 'none')
+                ('rfc4285' when [pmip.security] mode is, else 'none'), or a
+                table [pmip.lmas.security] of keys for this LMA alone (an LMA
+                of another operator's domain): mode, keys, [...radius] as in
+                [pmip.security]; its PBAcks are checked with these keys only
     heartbeat   send it RFC 5847 heartbeats (true); false for an LMA that
                 does not implement them
   [pmip.anchor] which LMA anchors a mobile the client does not know yet (a
@@ -151,7 +154,7 @@ See etc/netlmm/pmip.toml for a commented example."""
         lmas = anchor = None
         anchorMags = []
         if several:
-            lmas = _lmas(table, profile, transport, security, mhBind[0])
+            lmas = _lmas(table, profile, transport, security, mhBind[0], self["config"])
             anchor, anchorMags = _anchorPolicy(table, lmas)
             if getattr(anchor, "needsAaa", False) and (security is None
                                                        or security.get("radius") is None):
@@ -209,9 +212,7 @@ def serviceFromBuilt(b, redis=None):
     from netlmm.service.pmip import PmipService
     guard = None
     if b["security"] is not None:
-        from netlmm.security.guard import PmipGuard
-        from netlmm.security.config import buildKeys
-        guard = PmipGuard(buildKeys(b["security"], reactor), b["core"]["maxOffset"])
+        guard = pmipGuard(b["security"], b["core"]["maxOffset"])
     from netlmm.service.pmip import peerKey
     peers = b.get("peers", ())
     lmaPorts = None
@@ -247,15 +248,31 @@ def anchoredCore(b, guard, peers):
     for lma in b["lmas"]:
         anchor = lma["anchor"]
         settings = dict(b["core"], lmaAddress=anchor.address)
+        security = None
+        if lma.get("security") is not None:
+            security = pmipGuard(lma["security"], b["core"]["maxOffset"])
+        elif lma["sign"]:
+            security = guard
         core = PmipCore(log=roleLogger(f"netlmm.pmip.{anchor.name}"),
-                        security=guard if lma["sign"] else None, peers=peers,
+                        security=security, peers=peers,
                         profile=profileFromBuilt(lma), **settings)
         cores.append((anchor, core))
     policy = b["anchor"]
     if getattr(policy, "needsAaa", False):
         policy.lookup = guard.keys.homeLma
     return AnchoredCore(cores, policy, log=roleLogger("netlmm.pmip"),
-                        mags=b.get("anchorMags", ()))
+                        mags=b.get("anchorMags", ()), security=guard)
+
+
+def pmipGuard(security, maxOffset):
+    """
+    The L{netlmm.security.guard.PmipGuard} over validated keys C{security}
+    ([pmip.security], or an LMA's own [pmip.lmas.security]).
+    """
+    from twisted.internet import reactor
+    from netlmm.security.config import buildKeys
+    from netlmm.security.guard import PmipGuard
+    return PmipGuard(buildKeys(security, reactor), maxOffset)
 
 
 def _profile(table, source, default=None):
@@ -288,11 +305,11 @@ def _heartbeatLmas(b):
     return [m["anchor"].address for m in b["lmas"] if m.get("heartbeat", True)]
 
 
-def _lmas(table, default, transport, security, source):
+def _lmas(table, default, transport, security, source, configPath=None):
     """
     The validated C{[[pmip.lmas]]}: name, MH endpoint, tunnel address, the
-    prefixes each anchors, its profile (the [pmip] keys are the defaults)
-    and whether PBUs to it are signed.
+    prefixes each anchors, its profile (the [pmip] keys are the defaults),
+    whether PBUs to it are signed and with which keys (L{_lmaSecurity}).
     """
     from netlmm.config import ConfigError
     from netlmm.core.anchors import Anchor, checkAnchors
@@ -310,20 +327,40 @@ def _lmas(table, default, transport, security, source):
         tunnel = t.address("tunnel")
         prefixes = t.networks("prefixes", [])
         profile = _profile(t, source, default)
-        sign = t.string("security", "none" if security is None else "rfc4285",
-                        choices=("none", "rfc4285")) == "rfc4285"
-        if sign and security is None:
-            raise ConfigError(f"{t.where}.security: 'rfc4285' needs the keys of "
-                              "[pmip.security] (mode = 'rfc4285')")
+        sign, own = _lmaSecurity(t, security, configPath)
         heartbeat = t.boolean("heartbeat", True)
         t.finish()
         lmas.append(dict(anchor=Anchor(name, address, port, tunnel, prefixes),
-                         profile=profile, sign=sign, heartbeat=heartbeat))
+                         profile=profile, sign=sign, security=own, heartbeat=heartbeat))
     try:
         checkAnchors([m["anchor"] for m in lmas])
     except ValueError as e:
         raise ConfigError(f"pmip.lmas: {e}") from None
     return lmas
+
+
+def _lmaSecurity(t, default, configPath):
+    """
+    How PBUs to the LMA of C{[[pmip.lmas]]} entry C{t} are signed:
+    C{(sign, own)}. C{security = 'rfc4285'} or C{'none'} signs with the
+    [pmip.security] keys or not at all; a C{[pmip.lmas.security]} table
+    gives the LMA keys of its own (an LMA of another operator's domain
+    shares none with the others), validated as [pmip.security] is: C{own}
+    is then what L{netlmm.security.config.securityConfig} made of it (None
+    for its mode 'none'), else None.
+    """
+    from netlmm.config import ConfigError
+    if isinstance(t.data.get("security"), dict):
+        from netlmm.security.config import securityConfig
+        own = securityConfig(t, configPath, client=True)
+        return own is not None, own
+    sign = t.string("security", "none" if default is None else "rfc4285",
+                    choices=("none", "rfc4285")) == "rfc4285"
+    if sign and default is None:
+        raise ConfigError(f"{t.where}.security: 'rfc4285' needs the keys of "
+                          "[pmip.security] (mode = 'rfc4285') or a "
+                          f"[{t.where}.security] table of its own")
+    return sign, None
 
 
 def _anchorPolicy(table, lmas):

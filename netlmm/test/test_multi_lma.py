@@ -202,7 +202,8 @@ class ConfigTests(SynchronousTestCase):
                             "profile, security, tunnel")
         self.assertRejected(TWO.replace('profile = "rfc5213"', 'security = "rfc4285"'),
                             "pmip.lmas[1].security: 'rfc4285' needs the keys of "
-                            "[pmip.security] (mode = 'rfc4285')")
+                            "[pmip.security] (mode = 'rfc4285') or a "
+                            "[pmip.lmas[1].security] table of its own")
 
     def test_refusedAtStart(self):
         """twistd netlmm-pmip with a bad [[pmip.lmas]] exits non-zero with one line."""

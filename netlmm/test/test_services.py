@@ -535,16 +535,21 @@ class _Datagrams:
         return -1
 
 
+def controlConnection():
+    """A control protocol (as a MAG's connection is) over a L{_CountingTransport}."""
+    from netlmm.transport.control import ControlFactory, ControlProtocol
+    proto = ControlProtocol()
+    proto.factory = ControlFactory()
+    transport = _CountingTransport()
+    proto.makeConnection(transport)
+    return proto, transport
+
+
 class CoalescedWriteTests(SynchronousTestCase):
     """Notifications made by one batch of PBAcks go to a MAG in one write."""
 
     def control(self):
-        from netlmm.transport.control import ControlFactory, ControlProtocol
-        proto = ControlProtocol()
-        proto.factory = ControlFactory()
-        transport = _CountingTransport()
-        proto.makeConnection(transport)
-        return proto, transport
+        return controlConnection()
 
     def test_holdAndFlush(self):
         proto, transport = self.control()
