@@ -9,6 +9,7 @@ loopback has both LMAs' addresses).
 """
 
 import os
+import sys
 from ipaddress import IPv6Address
 from pathlib import Path
 
@@ -275,3 +276,99 @@ class ConfigTests(_Keys, SynchronousTestCase):
             pmipTap.Options().parseOptions(["--config", str(base / "pmip.toml")])
         self.assertIn(f"pmip.lmas[1].security.keys: {base / 'lma2-keys.toml'}",
                       str(cm.exception))
+
+
+class DaemonTests(SynchronousTestCase):
+    """
+    The daemons as shipped (the example configs, UDP, TLS to the MAG) with
+    two LMAs, each knowing only its own key, in a namespace whose loopback
+    holds both LMAs' addresses (root).
+    """
+
+    def setUp(self):
+        from netlmm.lab import Lab
+        from netlmm.test.test_daemons import copyExamples
+        self.lab = Lab(testCase=self)
+        self.lab.add("n")
+        for address in (LMA1, LMA2):
+            self.lab.addr("n", "lo", f"{address}/128")
+        self.dir = Path(self.mktemp()).resolve()
+        self.dir.mkdir(parents=True)
+        copyExamples(self.dir)
+        writeKeyFile(self.dir / "lma1-keys.toml", [SA1])
+        writeKeyFile(self.dir / "lma2-keys.toml", [SA2])
+        shipped = (self.dir / "lma.toml").read_text()
+        for n, address in ((1, LMA1), (2, LMA2)):
+            text = (shipped.replace('listen = "[::1]:5436"', f'listen = "[{address}]:5436"')
+                    .replace('"lma-state.db"', f'"lma{n}-state.db"')
+                    .replace('keys = "keys.toml"', f'keys = "lma{n}-keys.toml"'))
+            if n == 2:
+                text = (text.replace("2001:db8:1::", "2001:db8:2::")
+                        .replace("2001:db8:100::/48", "2001:db8:200::/48")
+                        .replace("192.0.2.", "198.51.100."))
+            (self.dir / f"lma{n}.toml").write_text(text)
+        pmip = (self.dir / "pmip.toml").read_text()
+        security = '[pmip.security]\nmode = "rfc4285"\nkeys = "keys.toml"\n'
+        for old in ('lma = "[::1]:5436"\n', security):
+            self.assertIn(old, pmip)
+            pmip = pmip.replace(old, "")
+        for n, address in ((1, LMA1), (2, LMA2)):
+            pmip += (f'\n[[pmip.lmas]]\nname = "lma{n}"\naddress = "[{address}]:5436"\n'
+                     f'[pmip.lmas.security]\nmode = "rfc4285"\nkeys = "lma{n}-keys.toml"\n')
+        pmip += '\n[pmip.anchor.mobiles]\n"mn2@example.net" = "lma2"\n'
+        (self.dir / "pmip.toml").write_text(pmip)
+
+    def start(self, role, config):
+        return self.lab.twistd("n", role, self.dir / config, self.dir / f"{config}.log")
+
+    def log(self, config):
+        return (self.dir / f"{config}.log").read_text()
+
+    def waitFor(self, predicate, what, timeout=30):
+        from netlmm.lab.wait import waitFor
+        alive = lambda: all(p.poll() is None for p, _ in self.lab.processes)
+        waitFor(predicate, what, timeout, alive=alive,
+                details=lambda: "\n".join(self.log(c) for c in
+                                          ("lma1.toml", "lma2.toml", "pmip.toml", "mag.toml")
+                                          if (self.dir / f"{c}.log").exists()))
+
+    def ctl(self, *words):
+        return self.lab.exec("n", sys.executable, "-m", "netlmm.cli", "mag-ctl", "--socket",
+                             str(self.dir / "netlmm-mag1.sock"), *words, check=False)
+
+    def test_twoLmasOwnKeys(self):
+        """
+        mn1 is bound at LMA1 and mn2 at LMA2, each LMA verifying PBUs with
+        the one key it has; nothing is refused on either side. On the wire
+        (tshark), each flow carries its LMA's SPI in both directions.
+        """
+        from netlmm.lab.capture import MOBILITY
+        capture = self.lab.capture("n", "lo", str(self.dir / "lo.pcap"), filter="udp port 5436")
+        for n in (1, 2):
+            self.start("lma", f"lma{n}.toml")
+        for n in (1, 2):
+            self.waitFor(lambda: "LMA listening" in self.log(f"lma{n}.toml"), f"LMA{n}")
+        self.start("pmip", "pmip.toml")
+        self.waitFor(lambda: "MAGs connect to" in self.log("pmip.toml"), "the PMIP client")
+        self.start("mag", "mag.toml")
+        self.waitFor(lambda: "connected to PMIP client" in self.log("mag.toml"), "the MAG")
+        for mn in ("mn1@example.net", "mn2@example.net"):
+            out = self.ctl("attach", mn)
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        self.waitFor(lambda: self.ctl("list").stdout.count("BOUND") == 2, "both bindings")
+        listed = self.ctl("list").stdout
+        self.assertIn("mn1@example.net BOUND 2001:db8:1::100", listed)
+        self.assertIn("mn2@example.net BOUND 2001:db8:2::100", listed)
+        for n in (1, 2):
+            self.assertIn(f"new binding 2001:db8:{n}::100", self.log(f"lma{n}.toml"))
+            self.assertNotIn("refused with", self.log(f"lma{n}.toml"))
+        self.assertNotIn("failed authentication", self.log("pmip.toml"))
+        self.assertNotIn("no security association", self.log("pmip.toml"))
+        capture.stop(expect=4, displayFilter=MOBILITY)
+        rows = set(capture.fields(MOBILITY, "mip6.mhtype", "ipv6.src", "ipv6.dst",
+                                  "mip6.auth.mobility_spi", "mip6.ba.status"))
+        self.assertEqual(rows, {("5", "::1", str(LMA1), "1100", ""),
+                                ("6", str(LMA1), "::1", "1100", "0"),
+                                ("5", "::1", str(LMA2), "2100", ""),
+                                ("6", str(LMA2), "::1", "2100", "0")})
+        self.assertEqual(capture.expert(MOBILITY), [])
