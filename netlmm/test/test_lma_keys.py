@@ -97,13 +97,18 @@ class _Keys:
         return o
 
 
-class ServiceTests(_Keys, SynchronousTestCase):
+class _Service(_Keys):
     """The PMIP client service with two LMAs, each of its own keys."""
+
+    #: What each LMA's key file holds.
+    keys = (("lma1-keys.toml", SA1), ("lma2-keys.toml", SA2))
 
     def setUp(self):
         self.clock = Clock()
         self.clock.advance(1_000_000)
-        b = self.parse().built
+        b = pmipTap.Options()
+        b.parseOptions(["--config", str(self.directory(keys=self.keys) / "pmip.toml")])
+        b = b.built
         core = pmipTap.anchoredCore(b, None, [])
         self.pmip = PmipService(self.clock, core, (LO, 0), (LO, 0), "udp", 5436,
                                 ["::1/128"], lmaPorts={LMA1: 5436, LMA2: 5436})
@@ -112,8 +117,8 @@ class ServiceTests(_Keys, SynchronousTestCase):
         self.mag, self.magTransport = controlConnection()
         self.pmip.connections.add(self.mag)
         self.lmas = {}
-        for address, home, sa in ((LMA1, "2001:db8:1::/64", SA1),
-                                  (LMA2, "2001:db8:2::/64", SA2)):
+        for address, home, (_, sa) in zip((LMA1, LMA2), ("2001:db8:1::/64", "2001:db8:2::/64"),
+                                          self.keys):
             # Each LMA knows its own key only.
             lma = LmaService(self.clock, LmaCore(home, ["::1/128"], 3600), (address, 0),
                              "udp", MemoryDataPlane(), security=LmaGuard(KeyStore([sa])))
@@ -147,6 +152,9 @@ class ServiceTests(_Keys, SynchronousTestCase):
     def notifications(self):
         writes, self.magTransport.writes[:] = list(self.magTransport.writes), []
         return [decodeControl(w) for w in writes]
+
+class ServiceTests(_Service, SynchronousTestCase):
+    """Each LMA's PBUs signed and its PBAcks checked with its keys."""
 
     def test_eachLmaItsOwnKeys(self):
         """Each LMA gets PBUs signed with its SA and accepts them; both mobiles are bound."""
@@ -195,6 +203,31 @@ class ServiceTests(_Keys, SynchronousTestCase):
         [note] = self.notifications()
         self.assertEqual((note.transaction, note.result), (2, Result.SUCCESS))
         self.assertEqual([g.counters["verified"] for g in guards], [0, 1])
+
+
+class KeyOfTheAnchorTests(_Service, SynchronousTestCase):
+    """LMA2's key covers mn2 only: whether a mobile has a key depends on its LMA."""
+
+    keys = (("lma1-keys.toml", SA1),
+            ("lma2-keys.toml", SecurityAssociation(SA2.spi, SA2.key, SA2.algorithm,
+                                                   clients=["::1"],
+                                                   mobiles=["mn2@example.net"])))
+
+    def test_noKeyAtItsLma(self):
+        """
+        mn3, anchored at LMA2, is refused 'not-authorized' and no PBU leaves
+        (LMA1's key would cover it, but LMA1 is not its anchor); mn4,
+        anchored at LMA1, is registered there with LMA1's key.
+        """
+        self.trigger(3, "2001:db8:2::3")
+        [note] = self.notifications()
+        self.assertEqual((note.transaction, note.result), (3, Result.NOT_AUTHORIZED))
+        self.assertEqual(self.pmip.port.socket.sent, [])
+        self.assertEqual(self.pmip.core.mobiles, {})
+        self.trigger(4, "2001:db8:1::3")
+        pbu, at, ba, octets = self.atLma()
+        self.assertEqual((at, pbu.option(mh.MobilityMessageAuthentication).spi, ba.status),
+                         (LMA1, SA1.spi, 0))
 
 
 class ConfigTests(_Keys, SynchronousTestCase):
