@@ -62,7 +62,7 @@ this core checks what they say. Nothing here imports Twisted.
 
 import enum
 from collections import namedtuple
-from ipaddress import IPv6Address, IPv6Network
+from ipaddress import IPv4Interface, IPv6Address, IPv6Network
 
 from netlmm.core.effects import InvalidInput
 from netlmm.wire import mh
@@ -123,22 +123,33 @@ TRANSITIONS = {
 }
 
 #: What the target asks of the previous MAG: the mobile's prefix / address,
-#: its link-layer identifier and its LMA (RFC 5949 6.2.1).
+#: its link-layer identifier and its LMA (RFC 5949 6.2.1), and its IPv4 state
+#: (RFC 5844: home address, default router, DHCP support mode). A MAG of an
+#: earlier netlmm answers without the IPv4 options.
 REQUESTED = ((mh.HomeNetworkPrefix.TYPE, b""), (mh.MobileNodeLinkLayerIdentifier.TYPE, b""),
-             (LmaAddress.TYPE, b""))
+             (LmaAddress.TYPE, b""), (mh.IPv4HomeAddressRequest.TYPE, b""),
+             (mh.IPv4DefaultRouterAddress.TYPE, b""), (mh.IPv4DhcpSupportMode.TYPE, b""))
 
 
-class Context(namedtuple("Context", "mnId phoa linkLayer lma")):
+class Context(namedtuple("Context", "mnId phoa linkLayer lma ipv4 ipv4Router dhcpServer",
+                         defaults=(None, None, None))):
     """
     What a MAG knows of a mobile it serves: MN identifier (bytes), pHoA
     (IPv6Address) or per-MN prefix (IPv6Network), link-layer identifier
-    (bytes or None), LMA address.
+    (bytes or None), LMA address; for a dual-stack mobile (RFC 5844) its
+    IPv4 home address (IPv4Interface: address and home prefix length), IPv4
+    default router (IPv4Address) and whether the MAG serves its DHCPv4
+    (True) or relays it (False); None for an IPv6-only mobile.
     """
 
     __slots__ = ()
 
     def options(self):
-        """The context as RFC 5949 mobility options."""
+        """
+        The context as mobility options: RFC 5949's, and RFC 5844's IPv4
+        Home Address Request (type 36, the address assigned), Default-Router
+        Address (38) and DHCP Support Mode (39) for a dual-stack mobile.
+        """
         phoa = self.phoa
         options = [mh.MobileNodeIdentifier(self.mnId)]
         if isinstance(phoa, IPv6Network):
@@ -149,11 +160,20 @@ class Context(namedtuple("Context", "mnId phoa linkLayer lma")):
             options.append(mh.MobileNodeLinkLayerIdentifier(self.linkLayer))
         if self.lma is not None:
             options.append(LmaAddress(self.lma))
+        if self.ipv4 is not None and self.ipv4Router is not None:
+            options.append(mh.IPv4HomeAddressRequest(self.ipv4.ip, self.ipv4.network.prefixlen))
+            options.append(mh.IPv4DefaultRouterAddress(self.ipv4Router))
+            if self.dhcpServer is not None:
+                options.append(mh.IPv4DhcpSupportMode(self.dhcpServer))
         return options
 
     @classmethod
     def fromMessage(cls, message):
-        """The context a HI or HAck carries, or None when it lacks one."""
+        """
+        The context a HI or HAck carries, or None when it lacks one. IPv4
+        state counts only whole: a home address (not 0.0.0.0) with its
+        default router; either alone is left out.
+        """
         mnId = message.option(mh.MobileNodeIdentifier)
         hnp = message.option(mh.HomeNetworkPrefix)
         if mnId is None or hnp is None or hnp.unspecified:
@@ -164,8 +184,23 @@ class Context(namedtuple("Context", "mnId phoa linkLayer lma")):
             phoa = IPv6Network(f"{hnp.prefix}/{hnp.prefixLength}", strict=False)
         lli = message.option(mh.MobileNodeLinkLayerIdentifier)
         lma = message.option(LmaAddress)
+        ipv4 = router = dhcp = None
+        home = message.option(mh.IPv4HomeAddressRequest)
+        dra = message.option(mh.IPv4DefaultRouterAddress)
+        if home is not None and not home.unspecified and dra is not None:
+            ipv4 = IPv4Interface(f"{home.address}/{home.prefixLength or 32}")
+            router = dra.address
+            mode = message.option(mh.IPv4DhcpSupportMode)
+            dhcp = mode.server if mode is not None else None
         return cls(mnId.identifier, phoa, lli.identifier if lli else None,
-                   lma.address if lma else None)
+                   lma.address if lma else None, ipv4, router, dhcp)
+
+    @property
+    def homes(self):
+        """Every address whose downlink is this mobile's: the pHoA / prefix, the IPv4 home address."""
+        if self.ipv4 is None:
+            return (self.phoa,)
+        return (self.phoa, self.ipv4.ip)
 
 
 # ---------------------------------------------------------------- effects

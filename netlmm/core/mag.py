@@ -144,7 +144,7 @@ class Attachment:
 
     __slots__ = ("mnId", "state", "phoa", "mode", "transaction", "deadline",
                  "tunnels", "lma", "since", "linkLayerId", "homes",
-                 "request", "old")
+                 "request", "old", "ipv4Hint")
 
     def __init__(self, mnId, now, linkLayerId=None):
         self.mnId = mnId
@@ -169,6 +169,9 @@ class Attachment:
         self.request = None
         #: L{OldHome}s of an earlier anchor, deprecated.
         self.old = []
+        #: The IPv4 home address the mobile had at its previous MAG (context
+        #: transfer): the Trigger asks the LMA for it, not for a new one.
+        self.ipv4Hint = None
 
     @property
     def tunnel(self):
@@ -235,6 +238,17 @@ class MagCore:
         """The L{Homes} C{mnId} is bound with here (L{NO_HOMES} when not bound)."""
         a = self.attachments.get(mnId)
         return a.homes if a is not None and a.state is BOUND else NO_HOMES
+
+    def expectIpv4(self, mnId, ipv4):
+        """
+        C{mnId}, attached here, had the IPv4 home address C{ipv4}
+        (IPv4Interface) at its previous MAG (context transfer): with the
+        C{ipv4} policy its Trigger asks for that address. Nothing happens
+        for a mobile not attached here.
+        """
+        a = self.attachments.get(mnId)
+        if a is not None:
+            a.ipv4Hint = ipv4
 
     def oldHomes(self, mnId):
         """The L{OldHome}s C{mnId} keeps deprecated here (after an anchor move)."""
@@ -320,7 +334,7 @@ class MagCore:
         ipv4 = None
         if self.ipv4:
             # The address it has (a re-trigger), else a request for one.
-            ipv4 = a.homes.ipv4 or IPV4_REQUEST
+            ipv4 = a.homes.ipv4 or a.ipv4Hint or IPV4_REQUEST
         a.request = Trigger(
             a.transaction, mnId, self.address, a.phoa, mode,
             prefix=None if prefix is None else IPv6Network(prefix), ipv4=ipv4,

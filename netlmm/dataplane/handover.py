@@ -35,7 +35,7 @@ twice.
 import collections
 import errno
 import socket
-from ipaddress import IPv6Address, IPv6Network
+from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from socket import AF_INET, AF_INET6
 
 from twisted.logger import Logger
@@ -148,11 +148,26 @@ class HandoverRoutes:
 
 
 def _home(value):
-    """A held home: an IPv6Address, or an IPv6Network for a per-MN prefix."""
-    if isinstance(value, (IPv6Address, IPv6Network)):
+    """
+    A held home: an IPv6Address, an IPv6Network for a per-MN prefix, or the
+    IPv4Address of a dual-stack mobile (RFC 5844).
+    """
+    if isinstance(value, (IPv6Address, IPv6Network, IPv4Address)):
         return value
     text = str(value)
-    return IPv6Network(text) if "/" in text else IPv6Address(text)
+    if "/" in text:
+        return IPv6Network(text)
+    return IPv4Address(text) if ":" not in text else IPv6Address(text)
+
+
+def _destination(packet):
+    """The destination of an IPv6 or IPv4 packet, or None when it is neither (or short)."""
+    version = packet[0] >> 4 if packet else 0
+    if version == 6 and len(packet) >= 40:
+        return IPv6Address(packet[24:40])
+    if version == 4 and len(packet) >= 20:
+        return IPv4Address(packet[16:20])
+    return None
 
 
 class PacketBuffer:
@@ -422,9 +437,10 @@ class BufferDevice:
         One packet routed into the hold (C{early}: one a neighbour MAG
         forwarded here, maybe before this MAG holds for it: see L{PacketBuffer.add}).
         """
-        if len(packet) < 40 or packet[0] >> 4 != 6:
+        destination = _destination(packet)
+        if destination is None:
             return
-        destination = self._home(IPv6Address(packet[24:40]))
+        destination = self._home(destination)
         if destination in self.released:
             how, to = self.released[destination]
             if how == "mac":
@@ -449,7 +465,7 @@ class BufferDevice:
         if address in self.released or address in self.buffer.queues:
             return address
         for home in list(self.released) + list(self.buffer.queues):
-            if isinstance(home, IPv6Network) and address in home:
+            if isinstance(home, IPv6Network) and address.version == 6 and address in home:
                 return home
         return address
 
@@ -476,9 +492,13 @@ class BufferDevice:
         return len(packets)
 
     def forward(self, packet, peer):
-        """One packet to the MAG C{peer}, inside an outer IPv6 header (next header 41)."""
+        """
+        One packet to the MAG C{peer}, inside an outer IPv6 header (next
+        header 41, or 4 for an IPv4 packet).
+        """
         import struct
-        outer = struct.pack("!IHBB", 6 << 28, len(packet), 41, 64) + self.address.packed \
+        inner = 4 if packet[0] >> 4 == 4 else 41
+        outer = struct.pack("!IHBB", 6 << 28, len(packet), inner, 64) + self.address.packed \
             + peer.packed
         try:
             self.tunnel.sendto(outer + packet, (str(peer), 0))
@@ -493,8 +513,9 @@ class BufferDevice:
         self.released.pop(_home(destination), None)
 
     def send(self, packet, mac):
-        """One IPv6 packet as an Ethernet frame to C{mac} on the access interface."""
-        frame = mac + self.sourceMac + b"\x86\xdd" + packet
+        """One IPv6 (or IPv4) packet as an Ethernet frame to C{mac} on the access interface."""
+        kind = b"\x08\x00" if packet[0] >> 4 == 4 else b"\x86\xdd"
+        frame = mac + self.sourceMac + kind + packet
         try:
             self.frames.send(frame)
         except OSError as e:

@@ -228,6 +228,10 @@ class UserspaceDataPlane(HandoverRoutes, nl.NetlinkWork):
 
     name = "userspace"
     log = Logger()
+    #: A dual-stack mobile's IPv4 home address is held and forwarded in a
+    #: handover like its pHoA (L{netlmm.service.handover}); the kernel data
+    #: planes carry only the IPv6 homes there so far.
+    handoverIpv4 = True
 
     def __init__(self, role, address, accessInterface=None, tunName="netlmm0",
                  mtu=1460, uplinkTable=5213, uplinkPriority=100,
@@ -418,7 +422,7 @@ class UserspaceDataPlane(HandoverRoutes, nl.NetlinkWork):
         mobile = source if self.role == "lma" else destination
         peer = self.peers.lookup(mobile)
         outer = IPv6Address(outerSource.split("%")[0])
-        if self.toHold is not None and mobile.version == 6:
+        if self.toHold is not None:
             how = _inHomes(self._handover(), mobile)
             neighbour = peer != outer and outer in self._accepted
             if (how is not None and how[0] == "hold" and (neighbour or peer == outer)) or (

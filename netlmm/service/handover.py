@@ -150,6 +150,10 @@ class HandoverService(Refusing, RoleService):
         self._sending = None
         #: The DelayedCalls that forget released mobiles (L{_drained}).
         self._draining = set()
+        #: pHoA -> the IPv4 home address of a dual-stack mobile in handover
+        #: (RFC 5844): held, forwarded and released with the pHoA, on a data
+        #: plane that carries IPv4 in handover (C{handoverIpv4}).
+        self._ipv4 = {}
         self.counters = dict(refused=0, released=0, freed=0)
 
     # ------------------------------------------------------------ lifecycle
@@ -297,15 +301,21 @@ class HandoverService(Refusing, RoleService):
                 else:
                     self._sending = wait.addCallback(self._sendLater, e.message, e.peer)
             elif kind is Forward:
-                self._forward(e.phoa, e.peer)
+                for home in self._homes(e.mnId, e.phoa):
+                    self._forward(home, e.peer)
             elif kind is StopForward:
-                self._stopForward(e.phoa, e.linger, e.peer)
+                for home in self._homes(e.mnId, e.phoa):
+                    self._stopForward(home, e.linger, e.peer)
             elif kind is Hold:
-                held = self._startHolding(e.mnId, e.phoa, e.peer)
+                for home in self._homes(e.mnId, e.phoa):
+                    # (One worker thread: the last route in means all are.)
+                    held = self._startHolding(e.mnId, home, e.peer)
                 if getattr(self.dataplane, "toHold", None) is not None:
                     held = None  # the hold takes the packets without the route
             elif kind is Release:
-                self._over(e.phoa, e.reason)
+                for home in self._homes(e.mnId, e.phoa):
+                    self._over(home, e.reason)
+                self._ipv4.pop(e.phoa, None)
             elif kind is ContextReady:
                 self._contextReady(e.context, e.peer)
             elif kind is Fallback:
@@ -314,6 +324,24 @@ class HandoverService(Refusing, RoleService):
                     self.mag.proceed(event)
             elif kind is Refused:
                 self._refuse(e.peer, "refused by the handover rules", e.reason)
+
+    def _homes(self, mnId, phoa):
+        """
+        The homes an effect about C{phoa} concerns: C{phoa}, and the IPv4
+        home address of a dual-stack mobile (from its session's context,
+        remembered until its Release) when the data plane carries IPv4.
+        """
+        if not getattr(self.dataplane, "handoverIpv4", False):
+            return (phoa,)
+        s = self.core.session(mnId)
+        context = s.context if s is not None else None
+        if context is not None and context.phoa == phoa:
+            if context.ipv4 is not None:
+                self._ipv4[phoa] = context.ipv4.ip
+            else:
+                self._ipv4.pop(phoa, None)
+        v4 = self._ipv4.get(phoa)
+        return (phoa,) if v4 is None else (phoa, v4)
 
     def _sendLater(self, result, message, peer):
         if self.running:
@@ -374,6 +402,14 @@ class HandoverService(Refusing, RoleService):
             # The uplink goes to the mobile's LMA at once; the binding follows.
             lma = context.lma or self.mag.core.lmaAddress
             self.dataPlaneCall(self.dataplane.tunnelUp, context.mnId, context.phoa, lma)
+            if context.ipv4 is not None:
+                # A dual-stack mobile (RFC 5844): its IPv4 uplink too, its
+                # DHCPv4 lease at once (a renewal at the new MAG is answered
+                # before the binding), and its Trigger asks for the same address.
+                self.dataPlaneCall(self.dataplane.tunnelUp, context.mnId, context.ipv4.ip, lma)
+                self.mag.core.expectIpv4(context.mnId, context.ipv4)
+                if self.mag.ipv4 is not None:
+                    self.mag.ipv4.bound(context.mnId, context)
             if event is not None:
                 self.mag.proceed(AttachmentEvent(event.mnId, context.phoa, event.linkLayer))
         entry = self._held.get(context.phoa)
@@ -435,6 +471,8 @@ class HandoverService(Refusing, RoleService):
                 # The early uplink of a handover that did not complete.
                 self.dataPlaneCall(self.dataplane.tunnelDown, entry[0], phoa,
                                    self.mag.core.lmaAddress)
+                if phoa.version == 4 and self.mag.ipv4 is not None:
+                    self.mag.ipv4.unbound(entry[0])
 
     def _drained(self, result, phoa, mac):
         """The hold's route of a released mobile is gone: forget it once the device is read."""
@@ -456,7 +494,9 @@ class HandoverService(Refusing, RoleService):
         self._probe = None
         pending = False
         for phoa, entry in list(self._held.items()):
-            if entry[2] is None and entry[3] and self.access is not None:
+            if entry[2] is None and entry[3] and self.access is not None \
+                    and phoa.version == 6:
+                # (An IPv4 home goes with its pHoA's answer: L{_release}.)
                 self.access.solicit(phoa)
                 pending = True
         if self.hold is not None:
@@ -480,16 +520,24 @@ class HandoverService(Refusing, RoleService):
                 target = message.target
         if target is None:
             return
-        entry = self._held[target]
-        if entry[2] is not None:
+        if self._held[target][2] is not None:
             return
-        entry[2] = frame.sourceMac
-        count = self.hold.release(target, frame.sourceMac, self.reactor.seconds()) \
+        self._release(target, frame.sourceMac)
+        v4 = self._ipv4.get(target)
+        if v4 is not None and v4 in self._held and self._held[v4][2] is None:
+            # The dual-stack mobile answers for its IPv4 home address too.
+            self._release(v4, frame.sourceMac)
+
+    def _release(self, target, mac):
+        """The mobile holding C{target} is reachable at C{mac}: deliver what is held, in order."""
+        entry = self._held[target]
+        entry[2] = mac
+        count = self.hold.release(target, mac, self.reactor.seconds()) \
             if self.hold is not None else 0
         self.counters["released"] += 1
         self.log.info("handover: {mnId} reachable at {phoa}; {count} held packets "
                       "delivered", mnId=_show(entry[0]), phoa=target, count=count)
-        self.dataPlaneCall(self.dataplane.deliver, target, frame.sourceMac)
+        self.dataPlaneCall(self.dataplane.deliver, target, mac)
         if entry[4]:
             self._finish(target, "bound")
 

@@ -323,7 +323,9 @@ class MagService(RoleService):
             mac = macBytes(mac) if isinstance(mac, str) else mac
         except Exception:
             mac = None
-        return Context(mnId, a.phoa, mac, a.lma or self.core.lmaAddress)
+        homes = a.homes
+        return Context(mnId, a.phoa, mac, a.lma or self.core.lmaAddress, homes.ipv4,
+                       homes.ipv4Router, None if homes.ipv4 is None else self.ipv4 is not None)
 
     def enableMetrics(self):
         """Time each attachment until its binding (for the metrics)."""

@@ -72,7 +72,7 @@ class ReactiveTests(SynchronousTestCase):
         hi = effects[0].message
         self.assertEqual(hi.flags, HI_P | HI_U)  # the context; hold, do not forward yet
         self.assertEqual(hi.option(mh.MobileNodeIdentifier).identifier, MN)
-        self.assertEqual(hi.option(ContextRequest).types, (22, 25, 41))
+        self.assertEqual(hi.option(ContextRequest).types, (22, 25, 41, 36, 38, 39))
         self.assertEqual(hi.option(mh.MobileNodeLinkLayerIdentifier).identifier, MAC)
         self.assertEqual(mag2.session(MN).state, State.REQUESTING)
 
@@ -421,3 +421,42 @@ class PingPongTests(SynchronousTestCase):
         self.assertEqual(Context.fromMessage(HandoverAcknowledge(
             1, HACK_P, 5, [mh.MobileNodeIdentifier(MN), mh.HomeNetworkPrefix(PHOA, 128),
                            LmaAddress(LMA)])), Context(MN, PHOA, None, LMA))
+
+
+class DualStackContextTests(SynchronousTestCase):
+    """The IPv4 state of a dual-stack mobile in the context (RFC 5844 options)."""
+
+    V4 = ("10.200.0.7/24", "10.200.0.1")
+
+    def context(self, *extra):
+        return Context.fromMessage(HandoverAcknowledge(1, HACK_P, 5, [
+            mh.MobileNodeIdentifier(MN), mh.HomeNetworkPrefix(PHOA, 128), LmaAddress(LMA),
+            *extra]))
+
+    def test_roundTrip(self):
+        from ipaddress import IPv4Address, IPv4Interface
+        full = Context(MN, PHOA, MAC, LMA, IPv4Interface(self.V4[0]), IPv4Address(self.V4[1]),
+                       False)
+        hack = HandoverAcknowledge(1, HACK_P, 5, full.options())
+        self.assertEqual([type(o).TYPE for o in hack.options], [8, 22, 25, 41, 36, 38, 39])
+        self.assertEqual(Context.fromMessage(hack), full)
+        self.assertEqual(full.homes, (PHOA, IPv4Address("10.200.0.7")))
+
+    def test_fromEarlierMag(self):
+        """A MAG of an earlier netlmm sends no IPv4 options: an IPv6-only context."""
+        self.assertEqual(self.context(), Context(MN, PHOA, None, LMA))
+        self.assertEqual(self.context().homes, (PHOA,))
+
+    def test_partsAlone(self):
+        """An address without its router, a router alone, or 0.0.0.0: no IPv4 state."""
+        home = mh.IPv4HomeAddressRequest("10.200.0.7", 24)
+        router = mh.IPv4DefaultRouterAddress(self.V4[1])
+        for extra in ([home], [router], [mh.IPv4HomeAddressRequest(), router]):
+            self.assertEqual(self.context(*extra), Context(MN, PHOA, None, LMA), extra)
+
+    def test_noPrefixLength(self):
+        """A home address sent with prefix length 0 is taken as a /32."""
+        from ipaddress import IPv4Interface
+        got = self.context(mh.IPv4HomeAddressRequest("10.200.0.7", 0),
+                           mh.IPv4DefaultRouterAddress(self.V4[1]))
+        self.assertEqual((got.ipv4, got.dhcpServer), (IPv4Interface("10.200.0.7/32"), None))

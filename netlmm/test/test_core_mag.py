@@ -520,6 +520,18 @@ class Ipv4Tests(MagTestMixin, SynchronousTestCase):
             core.detach(MN1, 1)
             core.attachments.clear()
 
+    def test_contextNamesItsAddress(self):
+        """
+        The IPv4 home address a context transfer brought (expectIpv4) is
+        what the first Trigger at the new MAG asks for, not a new one.
+        """
+        core = self.makeMag(ipv4=True)
+        core.expectIpv4(MN1, V4)  # not attached: nothing
+        core.attach(MN1, 0, linkLayerId=MAC)
+        core.expectIpv4(MN1, V4)
+        trigger = self.sent(core.addressReady(MN1, PHOA, AddressMode.STATIC, 0))
+        self.assertEqual(trigger.ipv4, V4)
+
     def test_policyOff(self):
         """Without the ipv4 policy the Trigger asks for no IPv4 address."""
         core = self.makeMag()

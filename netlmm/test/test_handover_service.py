@@ -7,7 +7,7 @@ root: context transfer, forwarding, authentication and replay protection
 
 import os
 import tempfile
-from ipaddress import IPv6Address, IPv6Network
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Network
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -628,3 +628,105 @@ class ConfigTests(SynchronousTestCase):
         for change, message in cases:
             e = self.assertRaises(ConfigError, self.build, **change)
             self.assertTrue(str(e).startswith(message), (str(e), message))
+
+
+V4 = IPv4Interface("10.200.0.7/24")
+V4_ROUTER = IPv4Address("10.200.0.1")
+
+
+class FakeDhcp4:
+    """The MAG's DHCPv4 server, as the handover service sees it."""
+
+    def __init__(self):
+        self.leases = {}
+
+    def bound(self, mnId, homes):
+        self.leases[mnId] = (homes.ipv4, homes.ipv4Router)
+
+    def unbound(self, mnId):
+        self.leases.pop(mnId, None)
+
+
+class DualStackTests(TwoMags, SynchronousTestCase):
+    """
+    A dual-stack mobile (RFC 5844): its IPv4 state goes with the context,
+    MAG2 serves its IPv4 at once, and on a data plane that carries IPv4 in
+    handover its IPv4 home address is held, forwarded and released with its
+    pHoA.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.mag1.core.lookup = lambda mnId: Context(mnId, PHOA, MN_MAC, LMA, V4, V4_ROUTER,
+                                                     True) if mnId == MN else None
+        self.expected = []
+        self.mag2.mag.core.expectIpv4 = lambda mnId, ipv4: self.expected.append((mnId, ipv4))
+        self.mag2.mag.ipv4 = FakeDhcp4()
+        for service in (self.mag1, self.mag2):
+            service.dataplane.handoverIpv4 = True
+
+    def handover(self):
+        self.mag2.arrived(AttachmentEvent(MN, linkLayer="02:00:00:00:aa:01"))
+        self.domain.deliver(MAG2)
+        self.domain.deliver(MAG1)
+        self.domain.deliver(MAG2)
+        self.domain.deliver(MAG1)
+
+    def test_reactive(self):
+        """MAG2 has the IPv4 uplink, lease and hint at once; MAG1 forwards both homes, then stops both."""
+        self.handover()
+        self.assertEqual(self.mag2.dataplane.tunnels, {PHOA: LMA, V4.ip: LMA})
+        self.assertEqual(self.mag2.mag.ipv4.leases, {MN: (V4, V4_ROUTER)})
+        self.assertEqual(self.expected, [(MN, V4)])
+        self.assertEqual(self.mag1.dataplane.handovers,
+                         {PHOA: ("forward", MAG2), V4.ip: ("forward", MAG2)})
+        self.assertEqual(self.mag2.dataplane.handovers,
+                         {PHOA: ("deliver", None), V4.ip: ("deliver", None)})
+        self.mag2.bound(MN)
+        self.domain.deliver(MAG2)
+        self.clock.advance(1.0)
+        self.assertEqual(self.mag1.dataplane.handovers, {})
+        self.assertEqual(self.mag2.dataplane.handovers, {})
+        self.assertEqual(self.mag2._ipv4, {})
+
+    def test_ipv6OnlyDataPlane(self):
+        """A data plane without IPv4 in handover (the kernel ones): the pHoA alone is forwarded."""
+        for service in (self.mag1, self.mag2):
+            service.dataplane.handoverIpv4 = False
+        self.handover()
+        self.assertEqual(self.mag1.dataplane.handovers, {PHOA: ("forward", MAG2)})
+        self.assertEqual(self.mag2.dataplane.tunnels, {PHOA: LMA, V4.ip: LMA})
+        self.assertEqual(self.mag2.mag.ipv4.leases, {MN: (V4, V4_ROUTER)})
+
+    def test_heldAndReleasedTogether(self):
+        """
+        MAG2 holds IPv4 and IPv6 downlink; it probes the pHoA only, and the
+        mobile's answer releases both, IPv4 as IPv4 frames (EtherType 0x0800).
+        """
+        hold = BufferDevice(self.clock, PacketBuffer(), "acc0")
+        hold.frames, hold.sourceMac = FakeFrames(), bytes(6)
+        access = FakeAccess()
+        self.mag2.hold, self.mag2.access = hold, access
+        self.handover()
+        v4 = b"\x45" + bytes(11) + IPv4Address("192.0.2.1").packed + V4.ip.packed + b"v4"
+        v6 = b"\x60" + bytes(7) + IPv6Address("2001:db8:c::1").packed + PHOA.packed + b"v6"
+        hold.divert(v4)
+        hold.divert(v6)
+        self.assertEqual(hold.frames.sent, [])
+        self.clock.advance(0)
+        self.assertEqual(set(access.solicited), {PHOA})
+        self.mag2._frame(Frame(bytes(6), MN_MAC, PHOA, LMA, 64, 17, b""))
+        self.assertEqual(sorted((f[12:14], f[-2:]) for f in hold.frames.sent),
+                         [(b"\x08\x00", b"v4"), (b"\x86\xdd", b"v6")])
+        self.assertEqual(self.mag2.dataplane.handovers,
+                         {PHOA: ("deliver", MN_MAC), V4.ip: ("deliver", MN_MAC)})
+
+    def test_timeoutFreesTheEarlyLease(self):
+        """MAG2 is never bound: the IPv4 uplink and the lease it gave early go at the timeout."""
+        self.mag2.mag.core.attachments[MN] = _Attachment("ATTACHED", None, 1_700_000_000)
+        self.mag2.hold = FakeHold()
+        self.handover()
+        self.assertEqual(self.mag2.mag.ipv4.leases, {MN: (V4, V4_ROUTER)})
+        self.clock.advance(30)
+        self.assertEqual(self.mag2.mag.ipv4.leases, {})
+        self.assertNotIn(V4.ip, self.mag2.dataplane.tunnels)

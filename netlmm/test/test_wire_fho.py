@@ -158,3 +158,41 @@ class LadderTests(SynchronousTestCase):
             f.write(header + record + frame)
         (p,) = readPcap(path)
         self.assertEqual((p.proto, str(p.dst), p.payload), ("ipip", "2001:db8:ffff::12", inner))
+
+
+class DualStackContextTests(SynchronousTestCase):
+    """
+    A dual-stack mobile's context (RFC 5844 options 36, 38, 39 in a HAck):
+    tshark's mip6 dissector reads the IPv4 home address, its prefix length,
+    the default router and the DHCP support mode as meant.
+    """
+
+    if shutil.which("tshark") is None:
+        skip = "tshark is not installed"
+
+    def test_dissected(self):
+        from ipaddress import IPv4Interface
+
+        from netlmm.core.handover import Context
+        a, b = IPv6Address("2001:db8:ffff::11"), IPv6Address("2001:db8:ffff::12")
+        context = Context(b"02:00:00:00:aa:01", IPv6Address("2001:db8:1::7"),
+                          bytes.fromhex("02000000aa01"), IPv6Address("2001:db8:ffff::1"),
+                          IPv4Interface("10.200.0.7/24"), IPv4Address("10.200.0.1"), True)
+        hack = HandoverAcknowledge(9, HACK_P, HackCode.CONTEXT_ACCEPTED, context.options())
+        data = mh.encodeMessage(hack, b, a)
+        self.assertEqual(Context.fromMessage(decodeMessage(data, b, a)), context)
+        directory = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, directory)
+        path = os.path.join(directory, "fho4.pcap")
+        with open(path, "wb") as f:
+            f.write(_pcap([_ipv6(b, a, data)]))
+        fields = ["mip6.hack.code", "mip6.ipv4ha.preflen", "mip6.ipv4ha.ha",
+                  "mip6.ipv4dra.dra", "mip6.ipv4dsm.s_flag", "mip6.lmaa.ipv6",
+                  "_ws.malformed"]
+        command = ["tshark", "-n", "-r", path, "-T", "fields", "-E", "separator=|"]
+        for field in fields:
+            command += ["-e", field]
+        out = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        rows = [line.split("|") for line in out.stdout.splitlines()]
+        self.assertEqual(rows, [["5", "24", "10.200.0.7", "10.200.0.1", "1",
+                                 "2001:db8:ffff::1", ""]], out.stderr)
