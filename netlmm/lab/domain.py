@@ -413,14 +413,18 @@ class NetnsDomain:
         return self.topology.exec(node, "ping", "-c", str(count), "-i", str(interval),
                                   "-W", "2", str(target), check=False)
 
-    def attach(self, mag, timeout=20.0):
+    def attach(self, mag, timeout=20.0, onLink=None):
         """
         Bring the MN's link up at C{mag} and wait until it has its SLAAC
-        address and the LMA binds it there; returns the address.
+        address and the LMA binds it there; returns the address. C{onLink()}
+        runs as soon as the link is up (the wired lab makes a new interface:
+        e.g. to give back a configuration a Wi-Fi station would keep).
         """
         pcoa = MAG_ADDRESSES[int(mag[-1]) - 1]
         before = self._bindingsVia(pcoa)
         self.topology.mn.attach(mag)
+        if onLink is not None:
+            onLink()
         self.waitFor(lambda: self.topology.mn.address() is not None,
                      "the MN's SLAAC address", timeout)
         self.waitFor(lambda: self._bindingsVia(pcoa) > before,
@@ -477,19 +481,24 @@ class NetnsDomain:
         gaps = [b - a for a, b in zip(stamps, stamps[1:]) if b > started]
         return dict(interruption=max(gaps), lost=sent - got, sent=sent)
 
-    def move(self, mag, timeout=20.0, steer=False):
-        """Move the MN to C{mag}: a roam (or a steered one) on Wi-Fi, else a new link."""
+    def move(self, mag, timeout=20.0, steer=False, onLink=None):
+        """
+        Move the MN to C{mag}: a roam (or a steered one) on Wi-Fi, else a new
+        link (C{onLink()} runs as soon as it is up; see L{attach}).
+        """
         if self.wifi:
             self.roam(mag, timeout, steer)
         else:
             self.topology.mn.detach()
-            self.attach(mag, timeout)
+            self.attach(mag, timeout, onLink)
 
     def handoffFlow(self, mag, rate=1000.0, steer=False, timeout=20.0, settle=1.0,
-                    onMove=None):
+                    onMove=None, target=None, onLink=None):
         """
         Move the MN to C{mag} while the CN sends it a UDP stream of C{rate}
-        packets/s (L{netlmm.lab.flow}) and the MN pings the CN every 10 ms.
+        packets/s (L{netlmm.lab.flow}; to C{target}, by default its pHoA; an
+        IPv4 address as '::ffff:a.b.c.d') and the MN pings the CN every 10 ms.
+        C{onLink}: see L{move}.
         Returns L{netlmm.lab.flow.analyse}'s dict for the stream (interruption
         in seconds, lost, duplicated, reordered) plus pingSent, pingLost and
         pingInterruption.
@@ -507,14 +516,15 @@ class NetnsDomain:
         # loaded machine its start took over a second (what came before was
         # counted as lost in the handover).
         self.waitFor(lambda: os.path.exists(recordFile), "the stream's receiver", 20)
-        sender = t.start("cn", python + ["send", str(phoa), "5555", str(rate), countFile])
+        sender = t.start("cn", python + ["send", str(target or phoa), "5555", str(rate),
+                                         countFile])
         ping = t.start("mn", ["ping", "-D", "-i", "0.01", "-W", "1", CN_ADDRESS], pingLog)
         self.waitFor(lambda: len(records(recordFile)) >= rate / 5, "the stream before the "
                      "handoff", 20)
         started = time.time()
         if onMove is not None:
             onMove()
-        self.move(mag, timeout, steer)
+        self.move(mag, timeout, steer, onLink)
         moved = time.time()
         self.waitFor(lambda: any(a > moved for _, a in records(recordFile)[-50:]),
                      f"the stream to resume through {mag}", timeout)

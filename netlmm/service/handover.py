@@ -306,6 +306,7 @@ class HandoverService(Refusing, RoleService):
             elif kind is StopForward:
                 for home in self._homes(e.mnId, e.phoa):
                     self._stopForward(home, e.linger, e.peer)
+                self._ipv4.pop(e.phoa, None)
             elif kind is Hold:
                 for home in self._homes(e.mnId, e.phoa):
                     # (One worker thread: the last route in means all are.)
@@ -315,7 +316,8 @@ class HandoverService(Refusing, RoleService):
             elif kind is Release:
                 for home in self._homes(e.mnId, e.phoa):
                     self._over(home, e.reason)
-                self._ipv4.pop(e.phoa, None)
+                if e.phoa not in self._held:
+                    self._ipv4.pop(e.phoa, None)  # (else when the mobile answers)
             elif kind is ContextReady:
                 self._contextReady(e.context, e.peer)
             elif kind is Fallback:
@@ -452,6 +454,7 @@ class HandoverService(Refusing, RoleService):
 
     def _finish(self, phoa, reason):
         entry = self._held.pop(phoa, None)
+        self._ipv4.pop(phoa, None)
         if entry is not None and entry[2] is None and self.hold is not None:
             self.hold.buffer.free(phoa)
             self.counters["freed"] += 1
@@ -522,8 +525,8 @@ class HandoverService(Refusing, RoleService):
             return
         if self._held[target][2] is not None:
             return
-        self._release(target, frame.sourceMac)
         v4 = self._ipv4.get(target)
+        self._release(target, frame.sourceMac)
         if v4 is not None and v4 in self._held and self._held[v4][2] is None:
             # The dual-stack mobile answers for its IPv4 home address too.
             self._release(v4, frame.sourceMac)
