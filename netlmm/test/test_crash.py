@@ -44,7 +44,7 @@ from pathlib import Path
 from twisted.internet import reactor
 from twisted.internet.defer import gatherResults, inlineCallbacks
 from twisted.internet.task import deferLater
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from zope.interface import implementer
 
 from netlmm.access import AttachmentEvent
@@ -234,8 +234,18 @@ class Ledger:
 class LmaWire:
     """
     Every PBU to and PBAck from the LMA's UDP port, as the loopback interface
-    carried them (an AF_PACKET socket on lo: root only): which acknowledgements
-    the LMA really sent, matched to the PBUs they answer.
+    carried them (an AF_PACKET socket on lo, opened by L{start}: root only):
+    which acknowledgements the LMA really sent, matched to the PBUs they
+    answer.
+
+    A PBAck is matched as the PMIP client matches it: by the mobile's MN
+    Identifier when it carries one, else by its home (the netlmm dialect's
+    handoffs, refreshes and deregistrations name only the home), with the
+    PBU's sequence number. The sequence alone names nothing: every mobile
+    numbers its own PBUs, so several mobiles' PBUs in flight often share
+    one. A 135 (sequence out of window) names the LMA's last accepted
+    number, not the refused PBU's: it is matched to nothing, and that PBU
+    stays unanswered (it changed nothing, so this only allows more).
     """
 
     ETH_P_IPV6 = 0x86DD
@@ -243,15 +253,13 @@ class LmaWire:
 
     def __init__(self, port):
         self.port = port
-        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW,
-                                  socket.htons(self.ETH_P_IPV6))
-        self.sock.bind(("lo", 0))
-        self.sock.setblocking(False)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-        #: (sequence, mnId or pHoA) -> the PBU, for the PBAcks to name their pCoA.
+        self.sock = None
+        #: (sequence, MN identifier or home) -> the PBU, for the PBAcks to
+        #: name their pCoA: (mnId or None, home, pCoA or None, lifetime).
         self.pbus = {}
-        #: pHoA -> (mnId, pCoA or None) as the last accepting PBAck left it.
+        #: mnId -> the pCoA the last accepting PBAck left bound, or None.
         self.acked = {}
+        #: home -> the mobile the last accepting PBAck for it named.
         self.phoaOf = {}
         #: Called once, at the next accepting PBAck seen.
         self.onAck = None
@@ -266,6 +274,11 @@ class LmaWire:
         pass
 
     def start(self):
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW,
+                                  socket.htons(self.ETH_P_IPV6))
+        self.sock.bind(("lo", 0))
+        self.sock.setblocking(False)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
         reactor.addReader(self)
 
     def stop(self):
@@ -283,6 +296,7 @@ class LmaWire:
             self.packet(frame[14:])
 
     def packet(self, ip6):
+        """One IPv6 packet seen on lo."""
         from netlmm.wire import mh
         if len(ip6) < 48 or ip6[6] != 17:
             return
@@ -294,24 +308,27 @@ class LmaWire:
         hnp = message.option(mh.HomeNetworkPrefix)
         mnIdOpt = message.option(mh.MobileNodeIdentifier)
         mnId = None if mnIdOpt is None else mnIdOpt.identifier
+        home = None if hnp is None or hnp.unspecified else hnp.prefix
         if dport == self.port and type(message) is mh.BindingUpdate:
             acoa = message.option(mh.AlternateCareOfAddress)
-            entry = (mnId, hnp.prefix, None if acoa is None else acoa.address,
-                     message.lifetime)
-            self.pbus[(message.sequence, mnId)] = entry
-            self.pbus[(message.sequence, hnp.prefix)] = entry
+            entry = (mnId, home, None if acoa is None else acoa.address, message.lifetime)
+            for name in (mnId, home):
+                if name is not None:
+                    self.pbus[(message.sequence, name)] = entry
         elif sport == self.port and type(message) is mh.BindingAcknowledgement:
-            pbu = (self.pbus.pop((message.sequence, mnId), None)
-                   or self.pbus.pop((message.sequence, hnp.prefix), None))
+            if message.status == mh.Status.SEQUENCE_OUT_OF_WINDOW:
+                return
+            key = (message.sequence, mnId if mnId is not None else home)
+            pbu = self.pbus.get(key)
             if pbu is None:
                 return
-            self.pbus.pop((message.sequence, pbu[0]), None)
-            self.pbus.pop((message.sequence, pbu[1]), None)
+            for name in pbu[:2]:
+                if name is not None and self.pbus.get((message.sequence, name)) is pbu:
+                    del self.pbus[(message.sequence, name)]
             if message.status >= 128:
                 return
-            phoa = hnp.prefix
-            mnId = mnId or pbu[0] or self.phoaOf.get(phoa)
-            self.phoaOf[phoa] = mnId
+            mnId = mnId or pbu[0] or self.phoaOf.get(home)
+            self.phoaOf[home] = mnId
             self.acked[mnId] = None if pbu[3] == 0 else pbu[2]
             if self.onAck is not None:
                 onAck, self.onAck = self.onAck, None
@@ -320,14 +337,116 @@ class LmaWire:
     def unanswered(self):
         """mnId -> what the PBUs the LMA got and did not answer would make of it."""
         out = {}
-        for mnId, phoa, pcoa, lifetime in set(self.pbus.values()):
-            mnId = mnId or self.phoaOf.get(phoa)
+        for mnId, home, pcoa, lifetime in set(self.pbus.values()):
+            mnId = mnId or self.phoaOf.get(home)
             out.setdefault(mnId, set()).add(None if lifetime == 0 else pcoa)
         return out
 
     def forget(self):
         """The LMA is gone: what it did not answer it will never answer."""
         self.pbus.clear()
+
+
+class LmaWireTests(SynchronousTestCase):
+    """
+    L{LmaWire} matches each PBAck to the PBU it answers, with an LMA core
+    answering the netlmm dialect's PBUs as the PMIP client sends them (the
+    MN Identifier only until a mobile has a binding).
+    """
+
+    PORT = 5436
+    CLIENT = IPv6Address("::1")
+    LMA = IPv6Address("::2")
+
+    def setUp(self):
+        from netlmm.core.lma import LmaCore
+        from netlmm.core.pools import AddressPool
+        self.core = LmaCore("2001:db8:1::/64", ["::1/128"], 3600,
+                            AddressPool("2001:db8:1::100", "2001:db8:1::1ff"))
+        self.wire = LmaWire(self.PORT)
+        self.homes = {}
+
+    def seen(self, message, src, dst, sport, dport):
+        """C{message} as lo carries it: IPv6 header, UDP header, Mobility Header."""
+        from netlmm.wire import mh
+        data = mh.encodeMessage(message, src, dst)
+        udp = struct.pack("!HHHH", sport, dport, 8 + len(data), 0) + data
+        header = struct.pack("!IHBB", 6 << 28, len(udp), 17, 64) + src.packed + dst.packed
+        self.wire.packet(header + udp)
+
+    def send(self, mn, sequence, mag=None, withMnId=False):
+        """
+        A PBU from the PMIP client, seen on lo; returns the PBAck the LMA
+        makes of it (not seen yet): C{mag} None deregisters.
+        """
+        from netlmm.test.test_store import pbu
+        home = self.homes.get(mn, "::")
+        bu = pbu(sequence, phoa=home, lifetime=0 if mag is None else 100, mag=mag,
+                 mnId=mn if withMnId or home == "::" else None)
+        self.seen(bu, self.CLIENT, self.LMA, 40000, self.PORT)
+        (ba,) = [e.message for e in self.core.receive(bu, self.CLIENT, 0)
+                 if type(e).__name__ == "SendMH"]
+        return ba
+
+    def answer(self, mn, ba):
+        """The LMA's PBAck C{ba} for C{mn}, seen on lo."""
+        from netlmm.wire import mh
+        if ba.status < 128:
+            self.homes[mn] = str(ba.option(mh.HomeNetworkPrefix).prefix)
+        self.seen(ba, self.LMA, self.CLIENT, self.PORT, 40000)
+
+    def attach(self, *mns):
+        for mn in mns:
+            self.answer(mn, self.send(mn, 1, "2001:db8:ff::1"))
+
+    def test_sameSequenceOtherMobiles(self):
+        """
+        Two mobiles' handoffs in flight at once, numbered alike (each mobile
+        numbers its own PBUs, and they name only the home): each PBAck says
+        where its own mobile is bound. Matched by the sequence number alone,
+        the first PBAck took the other mobile's PBU.
+        """
+        self.attach(b"a", b"b")
+        toMag2 = self.send(b"a", 2, "2001:db8:ff::2")
+        toMag3 = self.send(b"b", 2, "2001:db8:ff::3")
+        self.answer(b"a", toMag2)
+        self.answer(b"b", toMag3)
+        self.assertEqual(self.wire.acked, {b"a": IPv6Address("2001:db8:ff::2"),
+                                           b"b": IPv6Address("2001:db8:ff::3")})
+        self.assertEqual(self.wire.unanswered(), {})
+
+    def test_deregistrationAmongOthers(self):
+        """
+        A deregistration answered while another mobile's PBU with its number
+        waits: the mobile is acknowledged unbound, the other's PBU still
+        waits for its answer.
+        """
+        self.attach(b"a", b"b")
+        leave = self.send(b"a", 2)
+        self.send(b"b", 2, "2001:db8:ff::2")
+        self.answer(b"a", leave)
+        self.assertEqual(self.wire.acked, {b"a": None, b"b": IPv6Address("2001:db8:ff::1")})
+        self.assertEqual(self.wire.unanswered(), {b"b": {IPv6Address("2001:db8:ff::2")}})
+
+    def test_sequenceOutOfWindow(self):
+        """
+        A 135 carries the LMA's last accepted number, not the refused PBU's:
+        it takes no other mobile's PBU of that number, and the refused one
+        stays unanswered.
+        """
+        from netlmm.wire import mh
+        self.attach(b"a", b"b")
+        self.answer(b"a", self.send(b"a", 2, "2001:db8:ff::2"))
+        inFlight = self.send(b"b", 2, "2001:db8:ff::3")
+        stale = self.send(b"a", 1, "2001:db8:ff::3")
+        self.assertEqual((stale.status, stale.sequence),
+                         (mh.Status.SEQUENCE_OUT_OF_WINDOW, 2))
+        self.answer(b"a", stale)
+        self.assertEqual(self.wire.unanswered(), {b"a": {IPv6Address("2001:db8:ff::3")},
+                                                  b"b": {IPv6Address("2001:db8:ff::3")}})
+        self.answer(b"b", inFlight)
+        self.assertEqual(self.wire.acked, {b"a": IPv6Address("2001:db8:ff::2"),
+                                           b"b": IPv6Address("2001:db8:ff::3")})
 
 
 class KillTests(TestCase):
