@@ -39,6 +39,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections import namedtuple
 from ipaddress import IPv6Address
 from pathlib import Path
 
@@ -49,6 +50,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from zope.interface import implementer
 
 from netlmm.access import AttachmentEvent
+from netlmm.core.sequence import seqGreater
 from netlmm.core.mag import MagCore
 from netlmm.dataplane.memory import MemoryDataPlane
 from netlmm.interfaces import IAddressAssignment
@@ -255,6 +257,14 @@ def _udpPortFilter(port):
     return b"".join(struct.pack("HBBI", *insn) for insn in program)
 
 
+class SeenPbu(namedtuple("SeenPbu", "mnId home pcoa lifetime sequence order")):
+    """
+    A PBU seen on its way to the LMA: its MN identifier (or None) and home
+    (None: one asked for), the pCoA it binds to (None: a deregistration),
+    its lifetime and sequence number, and its place in the order seen.
+    """
+
+
 class LmaWire:
     """
     Every PBU to and PBAck from the LMA's UDP port, as the loopback interface
@@ -267,12 +277,12 @@ class LmaWire:
     handoffs, refreshes and deregistrations name only the home), with the
     PBU's sequence number. The sequence alone names nothing: every mobile
     numbers its own PBUs, so several mobiles' PBUs in flight often share
-    one. PBUs alike in both (a pool address given to another mobile since,
-    a restarted PMIP client numbering again) are answered in the order the
-    LMA got them, as its held answers leave. A 135 (sequence out of window)
-    names the LMA's last accepted number, not the refused PBU's: it is
-    matched to nothing, and that PBU stays unanswered (it changed nothing,
-    so this only allows more).
+    one. The LMA answers in the order it got the PBUs (its held answers
+    leave in order), so PBUs alike in both (a pool address given to another
+    mobile since, a restarted PMIP client numbering again) are matched
+    oldest first; and a 135 (sequence out of window), which carries the
+    LMA's last accepted number, not the refused PBU's, answers the oldest
+    PBU waiting for that mobile with a number not greater.
     """
 
     ETH_P_IPV6 = 0x86DD
@@ -281,10 +291,10 @@ class LmaWire:
     def __init__(self, port):
         self.port = port
         self.sock = None
-        #: (sequence, MN identifier or home) -> the PBUs not answered, in
-        #: the order sent, for the PBAcks to name their pCoA: each
-        #: (mnId or None, home, pCoA or None, lifetime).
+        #: (sequence, MN identifier or home) -> the PBUs not answered
+        #: (L{SeenPbu}), for the PBAcks to name their pCoA.
         self.pbus = {}
+        self._seen = 0
         #: mnId -> the pCoA the last accepting PBAck left bound, or None.
         self.acked = {}
         #: home -> the mobile the last accepting PBAck for it named.
@@ -353,32 +363,38 @@ class LmaWire:
         home = None if hnp is None or hnp.unspecified else hnp.prefix
         if dport == self.port and type(message) is mh.BindingUpdate:
             acoa = message.option(mh.AlternateCareOfAddress)
-            entry = (mnId, home, None if acoa is None else acoa.address, message.lifetime)
+            self._seen += 1
+            entry = SeenPbu(mnId, home, None if acoa is None else acoa.address,
+                            message.lifetime, message.sequence, self._seen)
             for name in (mnId, home):
                 if name is not None:
                     self.pbus.setdefault((message.sequence, name), []).append(entry)
         elif sport == self.port and type(message) is mh.BindingAcknowledgement:
+            name = mnId if mnId is not None else home
             if message.status == mh.Status.SEQUENCE_OUT_OF_WINDOW:
-                return
-            key = (message.sequence, mnId if mnId is not None else home)
-            waiting = self.pbus.get(key)
+                waiting = [e for (number, n), entries in self.pbus.items()
+                           if n == name and not seqGreater(number, message.sequence)
+                           for e in entries]
+            else:
+                waiting = self.pbus.get((message.sequence, name))
             if not waiting:
                 return
-            pbu = waiting[0]
-            for name in pbu[:2]:
+            pbu = min(waiting, key=lambda e: e.order)
+            for name in (pbu.mnId, pbu.home):
                 if name is not None:
-                    self.answered((message.sequence, name), pbu)
+                    self.answered(name, pbu)
             if message.status >= 128:
                 return
-            mnId = mnId or pbu[0] or self.phoaOf.get(home)
+            mnId = mnId or pbu.mnId or self.phoaOf.get(home)
             self.phoaOf[home] = mnId
-            self.acked[mnId] = None if pbu[3] == 0 else pbu[2]
+            self.acked[mnId] = None if pbu.lifetime == 0 else pbu.pcoa
             if self.onAck is not None:
                 onAck, self.onAck = self.onAck, None
                 onAck()
 
-    def answered(self, key, pbu):
-        """PBU C{pbu}, waiting under C{key}, waits no more."""
+    def answered(self, name, pbu):
+        """PBU C{pbu}, waiting under C{name} (an MN identifier or home), waits no more."""
+        key = (pbu.sequence, name)
         waiting = [e for e in self.pbus.get(key, ()) if e is not pbu]
         if waiting:
             self.pbus[key] = waiting
@@ -389,9 +405,9 @@ class LmaWire:
         """mnId -> what the PBUs the LMA got and did not answer would make of it."""
         out = {}
         pbus = {id(e): e for waiting in self.pbus.values() for e in waiting}
-        for mnId, home, pcoa, lifetime in pbus.values():
-            mnId = mnId or self.phoaOf.get(home)
-            out.setdefault(mnId, set()).add(None if lifetime == 0 else pcoa)
+        for pbu in pbus.values():
+            mnId = pbu.mnId or self.phoaOf.get(pbu.home)
+            out.setdefault(mnId, set()).add(None if pbu.lifetime == 0 else pbu.pcoa)
         return out
 
     def compare(self, kept):
@@ -499,21 +515,23 @@ class LmaWireTests(SynchronousTestCase):
     def test_sequenceOutOfWindow(self):
         """
         A 135 carries the LMA's last accepted number, not the refused PBU's:
-        it takes no other mobile's PBU of that number, and the refused one
-        stays unanswered.
+        it answers the refused PBU (the mobile's oldest waiting with a number
+        not greater), not another mobile's PBU of that number.
         """
         from netlmm.wire import mh
         self.attach(b"a", b"b")
         self.answer(b"a", self.send(b"a", 2, "2001:db8:ff::2"))
         inFlight = self.send(b"b", 2, "2001:db8:ff::3")
         stale = self.send(b"a", 1, "2001:db8:ff::3")
+        later = self.send(b"a", 3, "2001:db8:ff::1")
         self.assertEqual((stale.status, stale.sequence),
                          (mh.Status.SEQUENCE_OUT_OF_WINDOW, 2))
         self.answer(b"a", stale)
-        self.assertEqual(self.wire.unanswered(), {b"a": {IPv6Address("2001:db8:ff::3")},
+        self.assertEqual(self.wire.unanswered(), {b"a": {IPv6Address("2001:db8:ff::1")},
                                                   b"b": {IPv6Address("2001:db8:ff::3")}})
+        self.answer(b"a", later)
         self.answer(b"b", inFlight)
-        self.assertEqual(self.wire.acked, {b"a": IPv6Address("2001:db8:ff::2"),
+        self.assertEqual(self.wire.acked, {b"a": IPv6Address("2001:db8:ff::1"),
                                            b"b": IPv6Address("2001:db8:ff::3")})
 
 
@@ -555,7 +573,6 @@ class HeldAnswerTests(SynchronousTestCase):
         socket_ = lma.port.socket = _Datagrams([], self.CLIENT)
         wire = LmaWire(self.PORT)
         sequences = [0] * self.MOBILES
-        stale = {}
         answered = 0
         history = []
 
@@ -577,7 +594,6 @@ class HeldAnswerTests(SynchronousTestCase):
             if kind < 0.1:
                 sequences[i] -= 1
                 message = pbu((sequences[i] - 3) & 0xFFFF, phoa=home, mnId=named, mag=mag)
-                stale.setdefault(b.phoa, []).append(message.sequence)
                 return message
             if kind < 0.3:
                 return pbu(sequences[i], phoa=home, mnId=named, lifetime=0, mag=None)
@@ -620,13 +636,6 @@ class HeldAnswerTests(SynchronousTestCase):
                 ba = mh.decodeMessage(data, LO, LO)
                 history.append(f"PBAck {ba}")
                 seen(data, False)
-                if ba.status == mh.Status.SEQUENCE_OUT_OF_WINDOW:
-                    # What the refused PBU asked is settled: nothing.
-                    home = ba.option(mh.HomeNetworkPrefix).prefix
-                    for number in stale.pop(home, []):
-                        waiting = wire.pbus.get((number, home))
-                        if waiting:
-                            wire.answered((number, home), waiting[-1])
             answered = len(socket_.sent)
             kept = {m: r["pcoa"] for m, r in store.entries.items()}
             for m, have, allowed in wire.compare(kept):
