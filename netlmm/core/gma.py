@@ -38,6 +38,10 @@ from netlmm.core.sequence import seqGreater
 from netlmm.wire import mh
 from netlmm.wire.mh import Status
 
+#: What a home agent answers with Binding Error status 2 (unknown MH type).
+_UNPROCESSED = (mh.UnknownMessage, mh.Heartbeat, mh.RevocationIndication,
+                mh.RevocationAcknowledgement)
+
 __all__ = ["Binding", "BindingState", "Event", "GmaCore", "TRANSITIONS"]
 
 
@@ -264,10 +268,11 @@ class GmaCore:
         home = None if home is None else IPv6Address(home)
         if type(message) is mh.BindingUpdate:
             return self._bindingUpdate(message, careOf, home, mobile, now)
-        if type(message) is mh.UnknownMessage or type(message) is mh.Heartbeat:
+        if type(message) in _UNPROCESSED:
             # RFC 6275 9.2: status 2, sent to the source, no routing header.
-            # A home agent has no RFC 5847 heartbeats: to it a Heartbeat is
-            # unknown, and the Binding Error tells the sender so.
+            # A home agent has no RFC 5847 heartbeats and no RFC 5846
+            # revocation: to it those are unknown, and the Binding Error
+            # tells the sender so.
             self.counters["bindingErrors"] += 1
             self._debug("unknown MH type {mhType} from {source}: Binding Error",
                         mhType=message.MH_TYPE, source=careOf)

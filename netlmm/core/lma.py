@@ -613,11 +613,13 @@ class LmaCore:
             source = IPv6Address(source)
         if type(message) is mh.BindingUpdate:
             return self._bindingUpdate(message, source, now)
-        if type(message) is mh.UnknownMessage:
+        if type(message) is mh.UnknownMessage or type(message) is mh.RevocationIndication:
+            # The LMA sends BRIs but does not take them (RFC 5846 MAG-initiated
+            # revocation): to it a BRI is as unknown as it was.
             self.counters["bindingErrors"] += 1
             self._refuseMessage(source, "unknown MH type",
                          "unknown MH type {mhType} from {peer}: Binding Error",
-                         mhType=message.mhType)
+                         mhType=message.MH_TYPE)
             return [SendMH(mh.BindingError(mh.BE_UNKNOWN_MH_TYPE), source)]
         self.counters["unexpected"] += 1
         kind = type(message).__name__

@@ -292,7 +292,11 @@ class GmaCoreTests(SynchronousTestCase):
         # RFC 5847 Heartbeats are for PMIPv6 peers: unknown to a home agent.
         effects = self.receive(mh.Heartbeat(1))
         self.assertEqual(effects, [SendToMobile(BindingError(2, HOA), COA1, None)])
-        self.assertEqual(self.core.counters["bindingErrors"], 2)
+        # So is RFC 5846 Binding Revocation (MH type 16), both kinds.
+        for message in (mh.RevocationIndication(1, 1), mh.RevocationAcknowledgement(0, 1)):
+            effects = self.receive(message)
+            self.assertEqual(effects, [SendToMobile(BindingError(2, HOA), COA1, None)])
+        self.assertEqual(self.core.counters["bindingErrors"], 4)
         self.assertEqual(self.receive(BindingAcknowledgement(0)), [])
         self.assertEqual(self.core.counters["unexpected"], 1)
 

@@ -568,6 +568,16 @@ class ValidationTests(LmaTestMixin, SynchronousTestCase):
         self.assertEqual(be.status, 2)
         self.assertEqual(lma.counters["bindingErrors"], 1)
 
+    def test_revocationIndication(self):
+        """
+        A Binding Revocation Indication (RFC 5846, from a MAG) is not taken
+        by the LMA: Binding Error status 2, as before MH type 16 decoded.
+        """
+        lma = self.makeLma()
+        effects = self.send(lma, mh.RevocationIndication(1, 5), 0)
+        self.assertEqual([(type(e.message), e.message.status, e.destination) for e in effects],
+                         [(BindingError, mh.BE_UNKNOWN_MH_TYPE, PMIP)])
+
     def test_notForLma(self):
         """A BA sent to the LMA is dropped."""
         lma = self.makeLma()

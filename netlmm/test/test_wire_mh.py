@@ -56,6 +56,10 @@ from netlmm.wire.mh import (
     MobilityMessageAuthentication,
     MobilityMessageReplayProtection,
     RestartCounter,
+    RevocationAcknowledgement,
+    RevocationIndication,
+    RevocationStatus,
+    RevocationTrigger,
     Status,
     Timestamp,
     UnknownMessage,
@@ -361,6 +365,22 @@ KNOWN = [
         "unsolicited Heartbeat Response: U and R",
         Heartbeat(0, mh.HB_U | mh.HB_R, [RestartCounter(0x80000001)]),
         "3b 02 0d 00 0000  0003 00000000  01 00  1c 04 80000001  01 02 0000",
+    ),
+    (
+        "Binding Revocation Indication (RFC 5846 6.1): type 16, B.R. Type 1, "
+        "trigger 1, seq, P, MN-ID at 12, HNP (4n) at 20",
+        RevocationIndication(RevocationTrigger.ADMINISTRATIVE_REASON, 7, mh.BR_P, [
+            MobileNodeIdentifier(b"mn1@x"),
+            HomeNetworkPrefix("2001:db8::1", 128)]),
+        "3b 04 10 00 0000  01 01 0007 8000  08 06 01 6d6e314078  16 12 00 80 "
+        "20010db8000000000000000000000001",
+    ),
+    (
+        "Binding Revocation Acknowledgement (RFC 5846 6.2): B.R. Type 2, status, "
+        "P and G",
+        RevocationAcknowledgement(RevocationStatus.BINDING_DOES_NOT_EXIST, 0xFFFF,
+                                  mh.BR_P | mh.BR_G),
+        "3b 01 10 00 0000  02 80 ffff a000  01 02 0000",
     ),
 ]
 
@@ -710,9 +730,13 @@ class KnownValuesTests(SynchronousTestCase):
         """MH and option type numbers match the IANA registry."""
         self.assertEqual(
             [BindingRefreshRequest.MH_TYPE, BindingUpdate.MH_TYPE,
-             BindingAcknowledgement.MH_TYPE, BindingError.MH_TYPE, Heartbeat.MH_TYPE],
-            [0, 5, 6, 7, 13],
+             BindingAcknowledgement.MH_TYPE, BindingError.MH_TYPE, Heartbeat.MH_TYPE,
+             RevocationIndication.MH_TYPE, RevocationAcknowledgement.MH_TYPE],
+            [0, 5, 6, 7, 13, 16, 16],
         )
+        self.assertEqual([RevocationIndication.BR_TYPE, RevocationAcknowledgement.BR_TYPE],
+                         [1, 2])
+        self.assertEqual([mh.BR_P, mh.BR_V, mh.BR_G], [0x8000, 0x4000, 0x2000])
         self.assertEqual(
             {cls.__name__: number for number, cls in mh.OPTION_TYPES.items()},
             {
@@ -1036,6 +1060,9 @@ messages = st.one_of(
     st.builds(BindingRefreshRequest, optionLists()),
     st.builds(Heartbeat, u32, st.sampled_from([0, mh.HB_R, mh.HB_U | mh.HB_R]),
               optionLists()),
+    *(st.builds(kind, u8, u16, st.sampled_from(
+        [0, mh.BR_P, mh.BR_P | mh.BR_G, mh.BR_P | mh.BR_V | mh.BR_G]), optionLists())
+      for kind in (RevocationIndication, RevocationAcknowledgement)),
 )
 
 
@@ -1233,6 +1260,58 @@ class HeartbeatTests(SynchronousTestCase):
         with self.assertRaises(DecodeError) as caught:
             decodeMessage(h("3b 00 0d 00 0000  0001"))
         self.assertEqual(str(caught.exception), "Heartbeat needs 12 octets, header is 8")
+
+
+class RevocationTests(SynchronousTestCase):
+    """RFC 5846 Binding Revocation messages: two kinds in one MH type."""
+
+    def test_flags(self):
+        """P, V and G read as the properties say."""
+        bri = RevocationIndication(1, 1, mh.BR_P | mh.BR_V | mh.BR_G)
+        self.assertEqual((bri.proxy, bri.ipv4Only, bri.globalRevocation), (True, True, True))
+        bra = RevocationAcknowledgement(0, 1, 0)
+        self.assertEqual((bra.proxy, bra.ipv4Only, bra.globalRevocation),
+                         (False, False, False))
+
+    def test_accepted(self):
+        """A BRA status below 128 is a success (RFC 5846 6.2)."""
+        self.assertTrue(RevocationAcknowledgement(RevocationStatus.PARTIAL_SUCCESS, 1).accepted)
+        self.assertFalse(RevocationAcknowledgement(
+            RevocationStatus.BINDING_DOES_NOT_EXIST, 1).accepted)
+
+    def test_reservedBitsIgnored(self):
+        """Reserved bits set by a peer are ignored, not kept."""
+        message = decodeMessage(h("3b 01 10 00 0000  01 05 0009 9fff  01 02 0000"))
+        self.assertEqual(message, RevocationIndication(
+            RevocationTrigger.USER_INITIATED_SESSION_TERMINATION, 9, mh.BR_P))
+
+    def test_unknownType(self):
+        """A B.R. Type other than 1 and 2 is a DecodeError naming it."""
+        for kind in (0, 3, 255):
+            with self.assertRaises(DecodeError) as caught:
+                decodeMessage(h("3b 01 10 00 0000") + bytes((kind,)) + h("00 0001 8000 01020000"))
+            self.assertEqual(str(caught.exception), f"Binding Revocation type {kind}: only 1 "
+                             "(Indication) and 2 (Acknowledgement) exist")
+
+    def test_truncated(self):
+        """A Binding Revocation without its whole fixed part is a DecodeError."""
+        with self.assertRaises(DecodeError) as caught:
+            decodeMessage(h("3b 00 10 00 0000  0100"))
+        self.assertEqual(str(caught.exception),
+                         "BindingRevocation needs 12 octets, header is 8")
+
+    def test_refused(self):
+        """Out-of-range fields and flags that do not exist are EncodeErrors."""
+        for cls in (RevocationIndication, RevocationAcknowledgement):
+            for args in ((256, 1), (-1, 1), (1, 1 << 16), (1, 1, 0x1000), (1, 1, 0, ["x"])):
+                self.assertRaises(EncodeError, cls, *args)
+
+    def test_names(self):
+        """Trigger and status values have their registry names."""
+        self.assertEqual((RevocationTrigger.name(1), RevocationTrigger.name(128),
+                          RevocationStatus.name(134), RevocationStatus.name(99)),
+                         ("ADMINISTRATIVE_REASON", "PER_PEER_POLICY",
+                          "REVOCATION_FUNCTION_NOT_SUPPORTED", "99"))
 
 
 class UnknownTests(SynchronousTestCase):
@@ -1801,6 +1880,39 @@ class TsharkTests(SynchronousTestCase):
               int(r["mip6.hb.seqnr"]), r["mip6.rc"]) for r in rows],
             [("13", 0, 0, 0x89ABCDEF, ""), ("13", 0, 1, 0x89ABCDEF, str(0xFEDCBA98)),
              ("13", 1, 1, 0, "3")])
+        for row in rows:
+            self.assertEqual((row["_ws.expert.message"], row["_ws.malformed"]), ("", ""))
+
+    def test_bindingRevocation(self):
+        """
+        RFC 5846 BRI and BRA: MH type 16, B.R. Type, trigger or status,
+        sequence number, the P/V/G flags of each kind, and the options; no
+        expert warning.
+        """
+        fields = ["mip6.mhtype", "mip6.bri_br.type", "mip6.bri_r.trigger", "mip6.bri_status",
+                  "mip6.bri_seqnr", "mip6.bri_ip", "mip6.bri_iv", "mip6.bri_ig",
+                  "mip6.bri_ap", "mip6.bri_ag", "mip6.mnid.identifier",
+                  "mip6.nemo.mnp.mnp", "_ws.expert.message", "_ws.malformed"]
+        rows = self.decode([
+            (RevocationIndication(RevocationTrigger.ADMINISTRATIVE_REASON, 0x1234, mh.BR_P, [
+                MobileNodeIdentifier(b"mn1@example.net"),
+                HomeNetworkPrefix("2001:db8:1::5", 128)]), LMA, MAG),
+            (RevocationAcknowledgement(RevocationStatus.SUCCESS, 0x1234, mh.BR_P | mh.BR_G,
+                                       [MobileNodeIdentifier(b"mn1@example.net")]), MAG, LMA),
+        ], fields)
+
+        def flag(value):
+            return {"1": 1, "True": 1, "true": 1, "0": 0, "False": 0, "false": 0}.get(value, "")
+
+        self.assertEqual(
+            [(r["mip6.mhtype"], r["mip6.bri_br.type"], r["mip6.bri_r.trigger"],
+              r["mip6.bri_status"], int(r["mip6.bri_seqnr"]), flag(r["mip6.bri_ip"]),
+              flag(r["mip6.bri_iv"]), flag(r["mip6.bri_ig"]), flag(r["mip6.bri_ap"]),
+              flag(r["mip6.bri_ag"]), r["mip6.mnid.identifier"], r["mip6.nemo.mnp.mnp"])
+             for r in rows],
+            [("16", "1", "1", "", 0x1234, 1, 0, 0, "", "", "mn1@example.net",
+              "2001:db8:1::5"),
+             ("16", "2", "", "0", 0x1234, "", "", "", 1, 1, "mn1@example.net", "")])
         for row in rows:
             self.assertEqual((row["_ws.expert.message"], row["_ws.malformed"]), ("", ""))
 

@@ -35,6 +35,18 @@ MH_BU = 5
 MH_BA = 6
 MH_BE = 7
 MH_HEARTBEAT = 13
+MH_BINDING_REVOCATION = 16
+
+# Binding Revocation (RFC 5846 6.1): the B.R. Type octet after the checksum.
+BR_INDICATION = 1
+BR_ACKNOWLEDGEMENT = 2
+
+# Binding Revocation flags, the top bits of the 16-bit word after the
+# sequence number (RFC 5846 6.1, 6.2): P proxy binding, V IPv4 home address
+# bindings only, G global (all the bindings of a peer).
+BR_P = 0x8000
+BR_V = 0x4000
+BR_G = 0x2000
 
 # Heartbeat flags, the last two bits of the 16-bit word after the checksum
 # (RFC 5847 5.1): U unsolicited Response, R Response (clear: a Request).
@@ -107,6 +119,40 @@ class Status:
             if value == code and key.isupper():
                 return key
         return str(code)
+
+
+class RevocationTrigger:
+    """Revocation Trigger values of a BRI (RFC 5846 6.1.1, IANA registry)."""
+
+    UNSPECIFIED = 0
+    ADMINISTRATIVE_REASON = 1
+    INTER_MAG_HANDOVER_SAME_ACCESS_TYPE = 2
+    INTER_MAG_HANDOVER_DIFFERENT_ACCESS_TYPE = 3
+    INTER_MAG_HANDOVER_UNKNOWN = 4
+    USER_INITIATED_SESSION_TERMINATION = 5
+    ACCESS_NETWORK_SESSION_TERMINATION = 6
+    POSSIBLE_OUT_OF_SYNC_BCE_STATE = 7
+    PER_PEER_POLICY = 128
+    REVOKING_MOBILITY_NODE_LOCAL_POLICY = 129
+
+    name = classmethod(Status.name.__func__)
+
+
+class RevocationStatus:
+    """Status values of a BRA (RFC 5846 6.2, IANA registry): below 128 success."""
+
+    SUCCESS = 0
+    PARTIAL_SUCCESS = 1
+    BINDING_DOES_NOT_EXIST = 128
+    IPV4_HOME_ADDRESS_OPTION_REQUIRED = 129
+    GLOBAL_REVOCATION_NOT_AUTHORIZED = 130
+    REVOKED_MOBILE_NODES_IDENTITY_REQUIRED = 131
+    REVOCATION_FAILED_MN_IS_ATTACHED = 132
+    REVOCATION_TRIGGER_NOT_SUPPORTED = 133
+    REVOCATION_FUNCTION_NOT_SUPPORTED = 134
+    PROXY_BINDING_REVOCATION_NOT_SUPPORTED = 135
+
+    name = classmethod(Status.name.__func__)
 
 
 _UNSPECIFIED = IPv6Address("::")
@@ -994,6 +1040,106 @@ class Heartbeat(MobilityMessage, namedtuple("_HB", "sequence flags options")):
         return bool(self.flags & HB_U)
 
 
+class BindingRevocation:
+    """
+    The Binding Revocation message (MH type 16, RFC 5846 6.1): its first
+    octet, the B.R. Type, says whether it is a L{RevocationIndication} (1)
+    or a L{RevocationAcknowledgement} (2); both then carry an 8-bit code
+    (the Revocation Trigger or the Status), a 16-bit sequence number, the P,
+    V and G flags (L{BR_P}, L{BR_V}, L{BR_G}) over 13 reserved bits, and
+    options. Reserved bits are sent as zero and ignored on receipt; another
+    B.R. Type is a L{DecodeError}.
+    """
+
+    MH_TYPE = MH_BINDING_REVOCATION
+    FIXED = 6
+    _FLAGS = BR_P | BR_V | BR_G
+
+    @classmethod
+    def _fromFixed(cls, fixed, options):
+        kind, code, sequence, flags = struct.unpack("!BBHH", fixed)
+        message = _REVOCATIONS.get(kind)
+        if message is None:
+            raise DecodeError(f"Binding Revocation type {kind}: only 1 (Indication) and "
+                              "2 (Acknowledgement) exist")
+        return tuple.__new__(message, (code, sequence, flags & cls._FLAGS, options))
+
+
+class _Revocation(MobilityMessage):
+    """What a Binding Revocation Indication and Acknowledgement share."""
+
+    __slots__ = ()
+    MH_TYPE = MH_BINDING_REVOCATION
+    FIXED = 6
+
+    @classmethod
+    def _make(cls, code, sequence, flags, options):
+        flags = _u16("flags", flags)
+        if flags & ~BindingRevocation._FLAGS:
+            raise EncodeError(f"Binding Revocation flags {flags:#06x}: only P (0x8000), "
+                              "V (0x4000) and G (0x2000) exist")
+        return tuple.__new__(cls, (_u8(cls._CODE, code), _u16("sequence number", sequence),
+                                   flags, _options(options)))
+
+    def fixed(self):
+        return struct.pack("!BBHH", self.BR_TYPE, self[0], self.sequence, self.flags)
+
+    @property
+    def proxy(self):
+        """True for a proxy binding (P flag)."""
+        return bool(self.flags & BR_P)
+
+    @property
+    def ipv4Only(self):
+        """True when only the IPv4 home address bindings are meant (V flag)."""
+        return bool(self.flags & BR_V)
+
+    @property
+    def globalRevocation(self):
+        """True for all the bindings of the peer (G flag)."""
+        return bool(self.flags & BR_G)
+
+
+class RevocationIndication(_Revocation, namedtuple("_BRI", "trigger sequence flags options")):
+    """
+    Binding Revocation Indication (RFC 5846 6.1): the revoking node asks
+    its peer to end the bindings the options name, for C{trigger} (a
+    L{RevocationTrigger} value).
+    """
+
+    __slots__ = ()
+    BR_TYPE = BR_INDICATION
+    _CODE = "revocation trigger"
+
+    def __new__(cls, trigger, sequence, flags=BR_P, options=()):
+        return cls._make(trigger, sequence, flags, options)
+
+
+class RevocationAcknowledgement(
+        _Revocation, namedtuple("_BRA", "status sequence flags options")):
+    """
+    Binding Revocation Acknowledgement (RFC 5846 6.2): the answer to a
+    L{RevocationIndication}, with its sequence number and a
+    L{RevocationStatus} value.
+    """
+
+    __slots__ = ()
+    BR_TYPE = BR_ACKNOWLEDGEMENT
+    _CODE = "status"
+
+    def __new__(cls, status, sequence, flags=BR_P, options=()):
+        return cls._make(status, sequence, flags, options)
+
+    @property
+    def accepted(self):
+        """True when the status is below 128 (success, partial success)."""
+        return self.status < 128
+
+
+_REVOCATIONS = {BR_INDICATION: RevocationIndication,
+                BR_ACKNOWLEDGEMENT: RevocationAcknowledgement}
+
+
 class UnknownMessage(MobilityMessage, namedtuple("_UM", "mhType data")):
     """
     A Mobility Header of a type netlmm does not process: the message data
@@ -1024,7 +1170,7 @@ class UnknownMessage(MobilityMessage, namedtuple("_UM", "mhType data")):
 MESSAGE_TYPES = {
     cls.MH_TYPE: cls
     for cls in (BindingRefreshRequest, BindingUpdate, BindingAcknowledgement, BindingError,
-                Heartbeat)
+                Heartbeat, BindingRevocation)
 }
 
 
