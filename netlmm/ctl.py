@@ -4,7 +4,7 @@ sends one command line over a UNIX socket and reads the reply; the daemon
 closes the connection after it. A reply starts "ok ..." (then rows) or
 "error ...". The MAG's 'control' attachment detector (attach/detach/list,
 L{netlmm.access.control}) and the LMA's and PMIP client's [control] table
-(list/show bindings; deregister one at the PMIP client) serve it; `netlmm ctl --socket PATH WORDS...` is the
+(list/show bindings; deregister one) serve it; `netlmm ctl --socket PATH WORDS...` is the
 client (`netlmm mag-ctl` the same for the MAG).
 
 Who may command: the socket is created mode 0600, and each connection's
@@ -157,7 +157,7 @@ def bindingCommand(words, entries, count, find, row, detail, deregister=None):
                         a home address, a pCoA), its fields as 'name value'
                         lines, a blank line between bindings
         deregister KEY  ->  ok 1  then one line saying what was done, when
-                        KEY names one binding (the PMIP client only)
+                        KEY names one binding
 
     C{entries()} iterates the bindings, C{count} is how many there are,
     C{find(key)} returns those KEY names, C{row(entry)} and C{detail(entry)}
@@ -169,9 +169,7 @@ def bindingCommand(words, entries, count, find, row, detail, deregister=None):
         raise ValueError(f"empty command; expected {usage}")
     verb, args = words[0], words[1:]
     if verb == "deregister" and deregister is None:
-        raise ValueError("deregister: not here; an LMA that drops a binding must tell its "
-                         "MAG (RFC 5846 Binding Revocation, not implemented): deregister "
-                         "it at its PMIP client")
+        raise ValueError("deregister: not here")
     if verb == "deregister" and len(args) == 1:
         found = find(args[0])
         if len(found) != 1:

@@ -29,7 +29,11 @@ state machine driven by L{TRANSITIONS} through L{LmaCore.step}:
     ABSENT --register--> REGISTERED --refresh / move--> REGISTERED
     REGISTERED --deregister--> DELETING (RFC 5213 MinDelayBeforeBCEDelete)
     DELETING --refresh / move--> REGISTERED
-    REGISTERED / DELETING --delete / expire--> ABSENT
+    REGISTERED / DELETING --delete / expire / revoke--> ABSENT
+
+An operator revokes a session (L{LmaCore.revoke}, `netlmm ctl deregister`
+at the LMA): it ends at once and an RFC 5846 Binding Revocation Indication
+tells the peer that holds it (L{netlmm.core.revocation}).
 
 A session is found by a home (pHoA, prefix or IPv4 address) or, for an
 RFC 5213 PBU asking for assignment, by MN identifier, Handoff Indicator,
@@ -48,6 +52,7 @@ from netlmm.core.effects import (
 from netlmm.core.expiry import Expiries
 from netlmm.core.pools import AddressPool, PrefixPool
 from netlmm.core.records import fields
+from netlmm.core.revocation import Revocations
 from netlmm.core.sequence import seqGreater
 from netlmm.wire import mh
 from netlmm.wire.control import showMnId
@@ -85,21 +90,24 @@ class Ordering(enum.Enum):
     TIMESTAMP = "timestamp"
 
 
-class PeerPolicy(namedtuple("PeerPolicy", "profile ordering rfc4285 heartbeat")):
+class PeerPolicy(namedtuple("PeerPolicy", "profile ordering rfc4285 heartbeat revocation")):
     """
     What the LMA expects of one peer (a MAG or PMIP client): C{profile} a
     L{Profile}, or None to tell it from each PBU; C{ordering} the
     L{Ordering} of its RFC 5213 PBUs (netlmm-dialect PBUs always use
     sequence numbers, draft 4.2); C{rfc4285} whether its PBUs must carry
     RFC 4285 authentication (None: as the LMA's security mode says);
-    C{heartbeat} whether RFC 5847 heartbeats go to it (some RFC 5213 nodes
-    choke on a Mobility Header type they do not know, doc/protocol.md 2.2).
+    C{heartbeat} whether RFC 5847 heartbeats go to it, C{revocation}
+    whether a session the operator ends is revoked with an RFC 5846
+    Binding Revocation Indication to it (some RFC 5213 nodes choke on a
+    Mobility Header type they do not know, doc/protocol.md 1.7 and 1.8).
     """
 
     __slots__ = ()
 
-    def __new__(cls, profile=None, ordering=Ordering.TIMESTAMP, rfc4285=None, heartbeat=True):
-        return super().__new__(cls, profile, ordering, rfc4285, heartbeat)
+    def __new__(cls, profile=None, ordering=Ordering.TIMESTAMP, rfc4285=None, heartbeat=True,
+                revocation=True):
+        return super().__new__(cls, profile, ordering, rfc4285, heartbeat, revocation)
 
 
 DEFAULT_POLICY = PeerPolicy()
@@ -132,6 +140,8 @@ class Event(enum.Enum):
     STALE_DEREGISTER = "stale deregister"
     DELETE = "delete"
     EXPIRE = "expire"
+    #: The operator ended it (RFC 5846 revocation).
+    REVOKE = "revoke"
 
 
 _ABSENT, _REGISTERED, _DELETING = (
@@ -146,12 +156,14 @@ TRANSITIONS = {
     (_REGISTERED, Event.STALE_DEREGISTER): (_REGISTERED, None),
     (_REGISTERED, Event.DELETE): (_ABSENT, "remove"),
     (_REGISTERED, Event.EXPIRE): (_ABSENT, "remove"),
+    (_REGISTERED, Event.REVOKE): (_ABSENT, "remove"),
     (_DELETING, Event.REFRESH): (_REGISTERED, None),
     (_DELETING, Event.MOVE): (_REGISTERED, "move"),
     (_DELETING, Event.DEREGISTER): (_DELETING, None),
     (_DELETING, Event.STALE_DEREGISTER): (_DELETING, None),
     (_DELETING, Event.DELETE): (_ABSENT, "remove"),
     (_DELETING, Event.EXPIRE): (_ABSENT, "remove"),
+    (_DELETING, Event.REVOKE): (_ABSENT, "remove"),
 }
 
 
@@ -345,6 +357,9 @@ class LmaCore:
     @param minDelayBeforeBceDelete: seconds an RFC 5213 session is kept
         after its deregistration (RFC 5213 5.3.5).
     @param timestampWindow: TimestampValidityWindow, seconds (RFC 5213 5.5).
+    @param revocations: the L{Revocations} that send and retransmit the
+        Binding Revocation Indications of L{revoke} (RFC 5846 defaults
+        when not given).
     """
 
     def __init__(self, homePrefix, authorizedClients, maxLifetime=3600,
@@ -352,7 +367,7 @@ class LmaCore:
                  ipv4PrefixLength=24, ipv4Router=None, ipv4DhcpServer=None,
                  peers=(), policy=DEFAULT_POLICY, mobiles=(),
                  minDelayBeforeBceDelete=MIN_DELAY_BEFORE_BCE_DELETE,
-                 timestampWindow=TIMESTAMP_VALIDITY_WINDOW):
+                 timestampWindow=TIMESTAMP_VALIDITY_WINDOW, revocations=None):
         self.homePrefix = IPv6Network(homePrefix)
         self.authorizedClients = tuple(IPv6Network(n) for n in authorizedClients)
         if not 4 <= maxLifetime <= mh.MAX_LIFETIME_UNITS * mh.LIFETIME_UNIT:
@@ -375,6 +390,7 @@ class LmaCore:
             raise ValueError("minDelayBeforeBceDelete must not be negative")
         self.minDelayBeforeBceDelete = minDelayBeforeBceDelete
         self.timestampWindow = timestampWindow
+        self.revocations = Revocations() if revocations is None else revocations
         self._log = log
         #: Session key -> L{Binding}.
         self.bindings = {}
@@ -399,7 +415,7 @@ class LmaCore:
             "pbu": 0, "accepted": 0, "rejected": 0, "new": 0, "deregistered": 0,
             "expired": 0, "bindingErrors": 0, "unexpected": 0,
             "retransmissions": 0, "moved": 0, "created": 0, "relocated": 0,
-            "relocationsRefused": 0, "released": 0,
+            "relocationsRefused": 0, "released": 0, "revoked": 0,
         }
 
     # ------------------------------------------------------------ persistence
@@ -524,7 +540,9 @@ class LmaCore:
 
     def nextTimer(self):
         """When L{handleTimer} must next run, or None."""
-        return self._expiries.next(self._current)
+        due = self._expiries.next(self._current)
+        bri = self.revocations.nextTimer()
+        return due if bri is None or (due is not None and due < bri) else bri
 
     def _current(self, key, expiry):
         b = self.bindings.get(key)
@@ -566,8 +584,18 @@ class LmaCore:
     # ------------------------------------------------------------ inputs
 
     def handleTimer(self, now):
-        """End the sessions whose lifetime or deletion delay has run out."""
+        """
+        End the sessions whose lifetime or deletion delay has run out; send
+        again the Binding Revocation Indications due.
+        """
         effects = []
+        if self.revocations.outstanding:
+            again, given = self.revocations.handleTimer(now)
+            effects.extend(again)
+            for o in given:
+                self._say("no Binding Revocation Acknowledgement from {peer} for {mnId} "
+                          "after {n} BRIs; its binding here is gone anyway", peer=o.peer,
+                          mnId=_show(o.mnId), n=o.retries + 1)
         for expiry, key in self._expiries.due(now):
             b = self.bindings.get(key)
             if b is None or b.expiry != expiry:
@@ -607,12 +635,56 @@ class LmaCore:
                            n=len(gone), client=client)
         return effects
 
+    def revokes(self, client):
+        """
+        True when a session of peer C{client} that the operator ends is
+        revoked with a BRI: its policy allows it and it did not answer one
+        with "unknown MH type".
+        """
+        policy = self.policyFor(client)
+        return ((policy or DEFAULT_POLICY).revocation
+                and client not in self.revocations.unsupported)
+
+    def revoke(self, b, indicate, now, trigger=mh.RevocationTrigger.ADMINISTRATIVE_REASON):
+        """
+        The operator ends session C{b} (`netlmm ctl deregister` at the
+        LMA): its routes go at once and its record is deleted; with
+        C{indicate} (as L{revokes} says, unless the service cannot protect
+        it), an RFC 5846 Binding Revocation Indication for
+        C{trigger} (P flag, the MN identifier, a Home Network Prefix option
+        per home) goes to the PMIP client or MAG that holds it, sent again
+        until a Binding Revocation Acknowledgement comes (L{Revocations}).
+        """
+        if self.bindings.get(b.key) is not b:
+            raise InvalidInput(Event.REVOKE.value, "ABSENT")
+        effects = self.step(b, Event.REVOKE)
+        effects.append(Persist(_storeKey(b), None))
+        self.counters["revoked"] += 1
+        if indicate:
+            options = [mh.MobileNodeIdentifier(b.mnId)] + [_hnp(h) for h in b.homes]
+            effects.append(self.revocations.indicate(b.client, b.mnId, options, trigger, now))
+            sent = "Binding Revocation Indication sent"
+        else:
+            sent = "not told (no Binding Revocation Indication)"
+        self._say("binding for {homes} (MN {mnId}) revoked by the operator; {client}: "
+                  "{sent}", homes=_homes(b), mnId=_show(b.mnId), client=b.client, sent=sent)
+        return effects
+
     def receive(self, message, source, now):
         """Process one Mobility Header message from C{source}."""
         if type(source) is not IPv6Address:
             source = IPv6Address(source)
         if type(message) is mh.BindingUpdate:
             return self._bindingUpdate(message, source, now)
+        if type(message) is mh.RevocationAcknowledgement:
+            return self._revocationAcknowledged(message, source)
+        if type(message) is mh.BindingError:
+            for o in self.revocations.bindingError(message, source):
+                self._say("{peer} does not know Binding Revocation (Binding Error, "
+                          "unknown MH type): no BRA for {mnId}, and no more BRIs to it; "
+                          "set revocation = false in its [[lma.peers]] table", peer=source,
+                          mnId=_show(o.mnId))
+            return []
         if type(message) is mh.UnknownMessage or type(message) is mh.RevocationIndication:
             # The LMA sends BRIs but does not take them (RFC 5846 MAG-initiated
             # revocation): to it a BRI is as unknown as it was.
@@ -625,6 +697,22 @@ class LmaCore:
         kind = type(message).__name__
         self._refuseMessage(source, f"{kind} not for an LMA",
                      "{kind} from {peer} is not for an LMA; dropped", kind=kind)
+        return []
+
+    def _revocationAcknowledged(self, bra, source):
+        o = self.revocations.acknowledged(bra, source)
+        if o is None:
+            self.counters["unexpected"] += 1
+            self._refuseMessage(source, "BRA answers no BRI",
+                                "Binding Revocation Acknowledgement seq {seq} from {peer} "
+                                "answers no BRI outstanding; dropped", seq=bra.sequence)
+        elif bra.accepted:
+            if debugging(self._log):
+                self._log.debug("{peer} acknowledged the revocation of {mnId}", peer=source,
+                                mnId=_show(o.mnId))
+        else:
+            self._say("{peer} answered the revocation of {mnId} with {status}", peer=source,
+                      mnId=_show(o.mnId), status=mh.RevocationStatus.name(bra.status))
         return []
 
     def knows(self, bu):

@@ -93,6 +93,8 @@ class Event(str, enum.Enum):
     ACCEPTED = "accepted"
     FAILED = "failed"
     UNUSABLE = "unusable"
+    #: The LMA revoked the binding (RFC 5846).
+    REVOKED = "revoked"
 
     def __str__(self):
         return self.value
@@ -147,6 +149,8 @@ TRANSITIONS = {
     (REGISTERING, Event.UNUSABLE): DEREGISTERING,
     (HANDING_OVER, Event.UNUSABLE): DEREGISTERING,
     (REFRESHING, Event.UNUSABLE): DEREGISTERING,
+    # The LMA ended the binding (RFC 5846 revocation), whatever was under way.
+    **{(state, Event.REVOKED): None for state in State},
 }
 
 #: The Notification result for an LMA's refusal (the log says which status).
@@ -334,7 +338,8 @@ class PmipCore:
         #: Per-binding events, counted rather than logged one by one.
         self.counters = {"bound": 0, "handoffs": 0, "refreshed": 0,
                          "deregistered": 0, "rejected": 0, "unusable": 0,
-                         "lost": 0, "unreachable": 0, "reregistered": 0}
+                         "lost": 0, "unreachable": 0, "reregistered": 0, "revoked": 0,
+                         "revocationsDropped": 0}
         self.mobiles = {}
         self._byHome = {}
         #: Sequence number -> the mobiles with a PBU in flight carrying it,
@@ -630,6 +635,8 @@ class PmipCore:
             self._say("Binding Error {status} from {source}", status=message.status,
                       source=source)
             return []
+        if type(message) is mh.RevocationIndication:
+            return self._revocation(message, raw, source, now)
         if type(message) is not mh.BindingAcknowledgement:
             self._say("{kind} from {source} is not for a PMIP client; dropped",
                       kind=type(message).__name__, source=source)
@@ -668,6 +675,71 @@ class PmipCore:
                 return []
         effects = self._ack(m, message, raw, now)
         self._reschedule(m)
+        return effects
+
+    def _revocation(self, bri, raw, source, now):
+        """
+        The LMA revoked a binding (RFC 5846 Binding Revocation Indication,
+        its operator ran `netlmm ctl deregister`): the mobile its MN
+        Identifier option (or else its first Home Network Prefix option)
+        names is dropped as the LMA already dropped it, the MAG whose tunnel
+        carries it is told (unsolicited binding-lost: it takes the tunnel
+        down and withdraws the prefix), a Trigger in hand is answered
+        superseded; the Binding Revocation Acknowledgement says success, or
+        128 (binding does not exist) for a mobile this client does not
+        have. A BRI from another node than the LMA is dropped; with RFC
+        4285, one that is not authentic too (L{PmipGuard.acceptRevocation}),
+        and the BRA is signed with the BRI's SA.
+        """
+        if (source if type(source) is IPv6Address else IPv6Address(source)) \
+                != self.lmaAddress:
+            self._say("Binding Revocation Indication from {source}, which is not the LMA; "
+                      "dropped", source=source)
+            return []
+        sa = None
+        if self.security is not None:
+            sa = self.security.acceptRevocation(bri, raw, now)
+            if type(sa) is str:
+                self.counters["revocationsDropped"] += 1
+                self._say("Binding Revocation Indication seq {seq} from {source} dropped: "
+                          "{why}", seq=bri.sequence, source=source, why=sa)
+                return []
+
+        def answer(status):
+            bra = mh.RevocationAcknowledgement(status, bri.sequence, bri.flags & mh.BR_P,
+                                               options)
+            if sa is not None:
+                bra = self.security.answerRevocation(bra, bri, sa)
+            return SendMH(bra, source)
+        mnIdOpt = bri.option(mh.MobileNodeIdentifier)
+        if mnIdOpt is not None:
+            m = self.mobiles.get(mnIdOpt.identifier)
+        else:
+            hnp = bri.option(mh.HomeNetworkPrefix)
+            m = None if hnp is None else self._byHome.get(_homeOfOption(hnp))
+        options = [] if mnIdOpt is None else [mnIdOpt]
+        if m is None:
+            self._say("the LMA revoked {what}, which this client does not have",
+                      what=showMnId(mnIdOpt.identifier) if mnIdOpt is not None
+                      else "a binding it names by no MN-ID or known home")
+            return [answer(mh.RevocationStatus.BINDING_DOES_NOT_EXIST)]
+        self.counters["revoked"] += 1
+        self._say("the LMA revoked {mnId}'s binding ({trigger}); the MAG is told",
+                  mnId=showMnId(m.mnId), trigger=mh.RevocationTrigger.name(bri.trigger))
+        effects = []
+        if m.detach is not None:
+            # The MAG's Detach asked for this very end: answered done.
+            transaction, mag = m.detach
+            m.detach = None
+            effects.append(Notify(self._notification(transaction, Result.SUCCESS, m), mag))
+        elif m.pcoa is not None and m.state is not DEREGISTERING:
+            # The MAG whose tunnel carries it takes the tunnel down.
+            effects.append(Notify(self._notification(0, Result.BINDING_LOST, m), m.pcoa))
+        effects.extend(self._supersede(m, None))
+        self._step(m, Event.REVOKED)
+        # The record goes before the answer that acknowledges the end.
+        effects = self._forget(m) + effects
+        effects.append(answer(mh.RevocationStatus.SUCCESS))
         return effects
 
     def deregister(self, mnId, now):

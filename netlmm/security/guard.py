@@ -32,6 +32,15 @@ Answers to PBUs that authenticated are signed with the same SA and echo the
 PBU's timestamp; the PMIP client accepts a PBAck only when it echoes a
 timestamp of a PBU it sent (each at most once), which also stops PBAcks
 from being replayed.
+
+RFC 5846 Binding Revocation goes the other way through the same layer
+(RFC 5846 section 12 asks BRI and BRA to be protected as the BU and BA
+are): the LMA signs each BRI it sends (L{LmaGuard.protectRevocation}) with
+the SA the client's PBUs for that mobile use, with a fresh timestamp; the
+PMIP client checks it as the LMA checks a PBU (SA, mobile, timestamp within
+the window and later than the last, L{PmipGuard.acceptRevocation}) and
+signs its BRA with that SA, echoing the timestamp; the LMA accepts a BRA
+only when it echoes a BRI it sent (L{LmaGuard.acceptRevocation}).
 """
 
 from collections import namedtuple
@@ -91,6 +100,9 @@ class LmaGuard:
         self.octets = SignedOctets()
         # (SPI, client address as int) -> (SA, whether it may use it).
         self._clients = {}
+        # (client address as int, BRI sequence number) -> the timestamps of
+        # the copies of that BRI sent, until it is answered or given up.
+        self._revocations = {}
         self.counters = {"verified": 0, "authFailed": 0, "unauthorized": 0,
                          "missingReplay": 0, "replayed": 0}
 
@@ -162,6 +174,45 @@ class LmaGuard:
             timestamp = verdict.timestamp
         return _signed(ba, timestamp, verdict.sa, coaHoa, self.octets)
 
+    def protectRevocation(self, bri, mnId, client, now):
+        """
+        Binding Revocation Indication C{bri} about C{mnId} to PMIP client
+        C{client}, with replay protection (now) and signed with the SA that
+        client's PBUs for the mobile use; its octets wait in L{octets}.
+        None when no SA is at hand.
+        """
+        sa = self.keys.forMobile(mnId, client) if hasattr(self.keys, "forMobile") else None
+        if sa is None:
+            return None
+        timestamp = toNtp(now)
+        key = (int(client), bri.sequence)
+        # The timestamps of the copies sent (a retransmission is signed again).
+        sent = self._revocations.pop(key, ())[-3:] + (timestamp,)
+        if len(self._revocations) >= 4096:
+            # BRIs given up long ago: the oldest go.
+            del self._revocations[next(iter(self._revocations))]
+        self._revocations[key] = sent
+        return _signed(bri, timestamp, sa, None, self.octets)
+
+    def acceptRevocation(self, bra, raw, mnId, client):
+        """
+        None when Binding Revocation Acknowledgement C{bra} (decoded from
+        C{raw}) from C{client} is authentic, signed with an SA for C{mnId}
+        and C{client}, and echoes the timestamp of a BRI sent to it with its
+        sequence number (forgotten then); otherwise the reason to drop it.
+        """
+        sa = _signer(bra, raw, self.keys, "BRA")
+        if type(sa) is str:
+            return sa
+        if not (sa.allowsMobile(mnId) and sa.allowsClient(client)):
+            return f"BRA signed with SPI {sa.spi}, which is not for this mobile and client"
+        replay = bra.option(Replay)
+        key = (int(client), bra.sequence)
+        if replay is None or replay.timestamp not in self._revocations.get(key, ()):
+            return "BRA timestamp echoes no BRI sent (replayed BRA?)"
+        del self._revocations[key]
+        return None
+
     def rejection(self, bu, verdict, now):
         """The (protected) PBAck that refuses C{bu} with C{verdict.status}."""
         options = []
@@ -200,6 +251,8 @@ class PmipGuard:
         self.octets = SignedOctets()
         self._lastSent = {}
         self._sent = {}
+        # SPI -> the timestamp of the last BRI accepted.
+        self._lastRevocation = {}
         self.counters = {"signed": 0, "noKey": 0, "verified": 0, "dropped": 0,
                          "resyncs": 0}
 
@@ -260,17 +313,9 @@ class PmipGuard:
         return why
 
     def _check(self, ba, raw, mnId, now, coaHoa=None):
-        try:
-            option, mhData = locate(ba, raw)
-        except AuthenticationError as e:
-            return f"unauthenticated PBAck: {e}"
-        sa = self.keys.bySpi(option.spi)
-        if sa is None:
-            return f"PBAck with unknown SPI {option.spi}"
-        try:
-            verifyLocated(ba, option, mhData, sa, coaHoa)
-        except AuthenticationError as e:
-            return f"PBAck SPI {sa.spi}: {e}"
+        sa = _signer(ba, raw, self.keys, "PBAck", coaHoa)
+        if type(sa) is str:
+            return sa
         if not sa.allowsMobile(mnId):
             return f"PBAck signed with SPI {sa.spi}, which is not {mnId!r}'s"
         replay = ba.option(Replay)
@@ -289,10 +334,65 @@ class PmipGuard:
             del self._sent[mnId]
         return OK
 
+    def acceptRevocation(self, bri, raw, now, window=DEFAULT_WINDOW):
+        """
+        The SA of Binding Revocation Indication C{bri} (decoded from C{raw})
+        when it is authentic, names its mobile by MN identifier, is signed
+        with an SA for it, and its timestamp is within C{window} seconds of
+        the LMA's clock (as far as we know it) and later than the last BRI's
+        of that SA; otherwise the reason to drop it (a str).
+        """
+        sa = _signer(bri, raw, self.keys, "BRI")
+        if type(sa) is str:
+            return sa
+        mnIdOpt = bri.option(mh.MobileNodeIdentifier)
+        if mnIdOpt is None or not sa.allowsMobile(mnIdOpt.identifier):
+            return f"BRI signed with SPI {sa.spi} names no mobile of that SA"
+        replay = bri.option(Replay)
+        if replay is None:
+            return "BRI without replay protection option"
+        skew = fromNtp(replay.timestamp) - (now + self.offset)
+        if abs(skew) > window:
+            return f"BRI timestamp is {skew:+.3f} s from the LMA's clock (window {window:g} s)"
+        last = self._lastRevocation.get(sa.spi)
+        if last is not None and replay.timestamp <= last:
+            return "BRI timestamp is not later than the last one accepted (replay)"
+        self._lastRevocation[sa.spi] = replay.timestamp
+        return sa
+
+    def answerRevocation(self, bra, bri, sa):
+        """
+        BRA C{bra} answering C{bri} (which L{acceptRevocation} took),
+        echoing its timestamp and signed with its SA C{sa}; its octets wait
+        in L{octets}.
+        """
+        return _signed(bra, bri.option(Replay).timestamp, sa, None, self.octets)
+
     def _resync(self, lmaTime, now):
         """Follow the LMA's time from an authentic 144, within bounds."""
         why = self.clock.follow(fromNtp(lmaTime), now)
         return RESYNC if why is None else f"144: {why}"
+
+
+def _signer(message, raw, keys, what, coaHoa=None):
+    """
+    The SA (from C{keys}) whose authenticator C{message}, decoded from
+    C{raw}, carries and verifies (C{coaHoa} as for
+    L{netlmm.security.auth.signEncoded}); otherwise the reason, naming the
+    message as C{what}.
+    """
+    try:
+        option, mhData = locate(message, raw)
+    except AuthenticationError as e:
+        return f"unauthenticated {what}: {e}"
+    sa = keys.bySpi(option.spi)
+    if sa is None:
+        return f"{what} with unknown SPI {option.spi}"
+    try:
+        verifyLocated(message, option, mhData, sa, coaHoa)
+    except AuthenticationError as e:
+        return f"{what} SPI {sa.spi}: {e}"
+    return sa
 
 
 def _signed(message, timestamp, sa, coaHoa, octets):

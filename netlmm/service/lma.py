@@ -205,7 +205,19 @@ class LmaService(Refusing, RoleService):
                     # A watched client that restarted may use another port.
                     self._clientPorts[source[0]] = source[1]
                 heartbeats.received(message, source[0], source[1])
+            if kind is mh.BindingError and self.core.revocations.outstanding:
+                # It may refuse a Binding Revocation Indication.
+                self.feed(self.core.receive, message, source[0])
             return
+        if kind is mh.RevocationAcknowledgement and self._signed(source[0]):
+            o = self.core.revocations.outstanding.get(message.sequence)
+            if o is not None and o.peer == source[0]:
+                why = self.security.acceptRevocation(message, raw, o.mnId, source[0])
+                if why is not None:
+                    self._refused(source[0], "BRA not authentic",
+                                  "BRA seq {seq} from [{peer}]:{port} dropped: {why}",
+                                  seq=message.sequence, port=source[1], why=why)
+                    return
         signed = kind is mh.BindingUpdate and self._signed(source[0])
         if not fetched and signed and self._mustFetch(message, raw, source):
             return
@@ -318,6 +330,10 @@ class LmaService(Refusing, RoleService):
                     replyTo, verdict = self.context
                     if replyTo[0] is e.destination or replyTo[0] == e.destination:
                         port = replyTo[1]
+                else:
+                    # Not an answer (a Binding Revocation Indication): to the
+                    # port the client's accepted PBUs came from.
+                    port = self._clientPorts.get(e.destination)
                 message = e.message
                 if type(message) is mh.BindingError and not self.bindingErrors.take(
                         self.reactor.seconds()):
@@ -328,7 +344,12 @@ class LmaService(Refusing, RoleService):
                     if port and message.status < 128:
                         # Where the heartbeats to this client go.
                         self._clientPorts[e.destination] = port
-                if verdict is not None and type(message) is mh.BindingAcknowledgement:
+                if type(message) is mh.RevocationIndication and self._signed(e.destination):
+                    message = self._signedRevocation(message, e.destination)
+                    if message is not None:
+                        self.port.send(message, e.destination, port,
+                                       octets=self.security.octets.take(message))
+                elif verdict is not None and type(message) is mh.BindingAcknowledgement:
                     # Signed in one encoding: sent as the security layer encoded it.
                     message = self.security.answer(message, verdict, self.reactor.seconds())
                     self.port.send(message, e.destination, port,
@@ -341,6 +362,16 @@ class LmaService(Refusing, RoleService):
                 self.dataPlaneCall(self.dataplane.moveRoute, e.phoa, e.old, e.new)
             elif kind is RouteRemove:
                 self.dataPlaneCall(self.dataplane.removeRoute, e.phoa, e.pcoa)
+
+    def _signedRevocation(self, bri, client):
+        """C{bri} signed for C{client} (RFC 4285), or None (logged) when no SA is at hand."""
+        mnId = bri.option(mh.MobileNodeIdentifier).identifier
+        signed = self.security.protectRevocation(bri, mnId, client, self.reactor.seconds())
+        if signed is None:
+            self.log.warn("LMA: no RFC 4285 SA for {mnId} and {client} any more; BRI seq "
+                          "{seq} not sent", mnId=showMnId(mnId), client=client,
+                          seq=bri.sequence)
+        return signed
 
     def metricFamilies(self):
         """The LMA's Prometheus metrics (L{netlmm.metrics}), read at a scrape."""
@@ -386,6 +417,11 @@ class LmaService(Refusing, RoleService):
                     "pmip6BindingCacheTable)",
                     tally(core.bindings.values(), "state", lambda s: s.value), "state")
         yield from self.storeMetricFamilies("netlmm_lma")
+        yield counter("netlmm_lma_revocations",
+                      "Bindings the operator ended (netlmm ctl deregister), and the "
+                      "RFC 5846 Binding Revocation Indications sent for them, by "
+                      "outcome", dict(self.core.revocations.counters,
+                                      revoked=core.counters["revoked"]), "outcome")
         yield counter("netlmm_lma_released",
                       "Bindings released because their client restarted (RFC 5847)",
                       core.counters["released"])
@@ -395,9 +431,11 @@ class LmaService(Refusing, RoleService):
 
     def command(self, words):
         """
-        A command from the local control socket (L{netlmm.ctl}): C{list} or
-        C{show KEY}, KEY an MN identifier, a home address (an address inside
-        a per-mobile prefix too) or a pCoA.
+        A command from the local control socket (L{netlmm.ctl}): C{list},
+        C{show KEY} or C{deregister KEY}, KEY an MN identifier, a home
+        address (an address inside a per-mobile prefix too) or a pCoA;
+        C{deregister} ends the binding and revokes it at its peer (RFC 5846,
+        L{LmaCore.revoke}).
         """
         from netlmm.ctl import addressOrNone, bindingCommand
         core = self.core
@@ -425,8 +463,30 @@ class LmaService(Refusing, RoleService):
                     f"client {b.client}", f"profile {b.profile.value}",
                     f"sequence {b.sequence}", f"lifetime {b.lifetime}",
                     f"expires-in {max(0, b.expiry - now):.0f}"]
+
+        def deregister(b):
+            why = self._unrevocable(b)
+            error = self.feed(core.revoke, b, why is None)
+            if error is not None:
+                raise ValueError(f"cannot deregister {showMnId(b.mnId)}: {error}")
+            if why is None:
+                return (f"deregistered {showMnId(b.mnId)}; Binding Revocation Indication "
+                        f"sent to {b.client}")
+            return (f"deregistered {showMnId(b.mnId)}; {b.client} not told ({why}): its "
+                    "binding there ends with its lifetime")
         return bindingCommand(words, core.bindings.values, len(core.bindings), find, row,
-                              detail)
+                              detail, deregister)
+
+    def _unrevocable(self, b):
+        """
+        Why binding C{b} the operator ends is not revoked at its client
+        with a BRI, or None when it is.
+        """
+        if not self.core.revokes(b.client):
+            return "revocation off for it"
+        if self._signed(b.client) and self.security.keys.forMobile(b.mnId, b.client) is None:
+            return "no RFC 4285 SA at hand to sign a BRI"
+        return None
 
     def bindingTable(self, now=None):
         """The binding cache as text lines, one binding a line."""

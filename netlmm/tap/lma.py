@@ -57,7 +57,10 @@ The [lma] table of the config file:
                   each PBU, see doc/protocol.md 1.3), ordering = as above,
                   security = 'rfc4285' | 'none' (as [lma.security] says;
                   standard MAGs sign nothing: they use IPsec, doc/security.md),
-                  heartbeat = false sends it no RFC 5847 heartbeats (true)
+                  heartbeat = false sends it no RFC 5847 heartbeats (true),
+                  revocation = false: a binding of it that `netlmm ctl
+                  deregister` ends is not revoked at it with an RFC 5846
+                  Binding Revocation Indication (true)
   [lma.heartbeat] RFC 5847 heartbeats to the PMIP clients and MAGs holding
                   bindings: interval = seconds between Requests (60; 0 sends
                   none, Requests from peers are answered anyway), missing =
@@ -201,12 +204,14 @@ def _peer(t, ordering, secured):
     security = t.string("security", "rfc4285" if secured else "none",
                         choices=("rfc4285", "none"))
     heartbeat = t.boolean("heartbeat", True)
+    revocation = t.boolean("revocation", True)
     t.finish()
     if security == "rfc4285" and not secured:
         raise ConfigError(f"{t.where}.security: 'rfc4285' needs keys: set "
                           "[lma.security] mode = 'rfc4285'")
     return network, PeerPolicy(None if profile == "auto" else Profile(profile),
-                               Ordering(order), security == "rfc4285", heartbeat)
+                               Ordering(order), security == "rfc4285", heartbeat,
+                               revocation)
 
 
 def _peerNetwork(t, address):

@@ -108,16 +108,35 @@ class ControlSocketTests(TestCase):
         self.assertIsNotNone(self.domain.lma.core.bindingFor(MOBILES[0]))
 
     @inlineCallbacks
-    def test_lmaDeregisterRefused(self):
+    def test_lmaDeregister(self):
         """
-        The LMA cannot deregister (it would have to tell the MAG, RFC 5846):
-        it says so and where to do it; the binding stays.
+        `deregister` at the LMA, by MN identifier: the binding ends there at
+        once, an RFC 5846 Binding Revocation Indication goes to the PMIP
+        client, which drops the mobile and tells MAG1 (it takes the tunnel
+        down) and answers with a Binding Revocation Acknowledgement; the
+        other mobile is untouched.
         """
-        status, lines = yield self.ctl("lma", "deregister", "mn1@example.net")
-        self.assertEqual(status, 1)
-        self.assertIn("RFC 5846", lines[0])
-        self.assertIn("deregister it at its PMIP client", lines[0])
-        self.assertIsNotNone(self.domain.lma.core.bindingFor(MOBILES[0]))
+        mag1 = self.domain.mags[0]
+        lma, client = self.domain.lma, self.domain.pmip
+        phoa = client.core.mobile(MOBILES[1]).phoa
+        self.assertIn(phoa, mag1.dataplane.tunnels)
+        status, lines = yield self.ctl("lma", "deregister", "mn2@example.net")
+        self.assertEqual((status, lines), (0, [
+            "ok 1", f"deregistered mn2@example.net; Binding Revocation Indication sent to "
+            f"{lma.core.bindingFor(MOBILES[0]).client}"]))
+        self.assertIsNone(lma.core.bindingFor(MOBILES[1]))
+        yield until(lambda: lma.core.revocations.counters["acknowledged"] == 1,
+                    what="the Binding Revocation Acknowledgement")
+        self.assertIsNone(client.core.mobile(MOBILES[1]))
+        self.assertEqual(client.core.counters["revoked"], 1)
+        yield until(lambda: phoa not in mag1.dataplane.tunnels, what="the MAG told")
+        self.assertEqual(lma.core.bindingFor(MOBILES[0]).state, BindingState.REGISTERED)
+        self.assertEqual(lma.core.revocations.outstanding, {})
+        # Both ways signed (RFC 4285): the BRA echoed the BRI's timestamp.
+        self.assertIsNotNone(client.core.security)
+        self.assertEqual(lma.security._revocations, {})
+        status, lines = yield self.ctl("lma", "deregister", "mn2@example.net")
+        self.assertEqual((status, lines), (1, ["error no binding for 'mn2@example.net'"]))
 
     @inlineCallbacks
     def test_pmipDeregister(self):

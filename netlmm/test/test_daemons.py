@@ -234,6 +234,7 @@ heartbeat = false
 [[lma.peers]]
 address = "2001:db8:e::/64"
 ordering = "timestamp"
+revocation = false
 ''')])
         core = o.built["core"]
         self.assertEqual((str(core["prefixPool"].network), core["prefixPool"].length),
@@ -248,6 +249,7 @@ ordering = "timestamp"
                           p1.heartbeat), ("2001:db8:f::2/128", "rfc5213", "sequence", False, False))
         self.assertEqual((str(n2), p2.profile, p2.ordering.value, p2.heartbeat),
                          ("2001:db8:e::/64", None, "timestamp", True))
+        self.assertEqual((p1.revocation, p2.revocation), (True, False))
 
     def test_lmaRfc5213KeysRefused(self):
         """Each new key's bad values are refused with an error naming it."""
@@ -276,6 +278,8 @@ ordering = "timestamp"
                  ("lma.peers[0].security", "mode = 'rfc4285'")),
                 ('[[lma.peers]]\naddress = "::2"\nprofil = "netlmm"\n',
                  ("lma.peers[0].profil: unknown key",)),
+                ('[[lma.peers]]\naddress = "::2"\nrevocation = "no"\n',
+                 ("lma.peers[0].revocation",)),
                 ('[lma.peers]\naddress = "::2"\n', ("lma.peers", "array of tables")),
                 ('[[lma.peers]]\naddress = "::2"\nheartbeat = "no"\n',
                  ("lma.peers[0].heartbeat",)),
@@ -430,7 +434,7 @@ transport = "tcp"
                                 "[lma.ipv4]", "router", "dhcp", "[lma.rfc5213]",
                                 "ordering", "timestamp_window",
                                 "min_delay_before_bce_delete", "[[lma.peers]]",
-                                "address", "profile", "security",
+                                "address", "profile", "security", "revocation",
                                 "[lma.pool]", "first", "last", "[lma.security]",
                                 "[lma.dataplane]", "[lma.security]", "mode", "keys",
                                 "replay_window", "[lma.heartbeat]", "interval",
