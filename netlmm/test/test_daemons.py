@@ -558,6 +558,39 @@ class DaemonTests(SynchronousTestCase):
                           "Port ", " object at 0x"):
                 self.assertNotIn(noise, self.log(role))
 
+    def test_lmaRevokes(self):
+        """
+        `netlmm ctl deregister` at the LMA daemon (shipped configs plus a
+        [control] socket): the binding goes, the PMIP client daemon takes
+        the signed RFC 5846 Binding Revocation Indication, drops the mobile
+        and tells the MAG daemon, whose tunnel goes; the LMA gets its
+        Binding Revocation Acknowledgement.
+        """
+        if not (portFree(5436) and portFree(5437)):
+            raise SkipTest("ports 5436/5437 on ::1 are in use")
+        with open(self.dir / "lma.toml", "a") as f:
+            f.write('\n[control]\nsocket = "lma.sock"\n')
+        self.start("lma", "--log-level", "debug")
+        self.waitFor(lambda: "LMA listening" in self.log("lma"), "the LMA")
+        self.start("pmip")
+        self.waitFor(lambda: "MAGs connect to" in self.log("pmip"), "the PMIP client")
+        self.start("mag")
+        self.waitFor(lambda: "connected to PMIP client" in self.log("mag"), "the MAG")
+        self.assertEqual(self.ctl("attach", "mn1@example.net")[0], 0)
+        self.waitFor(lambda: "BOUND" in self.ctl("list")[1], "the binding")
+        out = subprocess.run([sys.executable, "-m", "netlmm.cli", "ctl", "--socket",
+                              str(self.dir / "lma.sock"), "deregister", "mn1@example.net"],
+                             capture_output=True, text=True, timeout=10,
+                             env=codeEnvironment())
+        self.assertEqual((out.returncode, out.stdout.splitlines()), (0, [
+            "ok 1", "deregistered mn1@example.net; Binding Revocation Indication sent to ::1"]))
+        self.waitFor(lambda: "acknowledged the revocation of mn1@example.net"
+                     in self.log("lma"), "the Binding Revocation Acknowledgement")
+        self.assertIn("the LMA revoked mn1@example.net's binding (ADMINISTRATIVE_REASON)",
+                      self.log("pmip"))
+        self.waitFor(lambda: "BOUND" not in self.ctl("list")[1], "the MAG told")
+        self.assertNotIn("dropped", self.log("pmip"))
+
     def test_colocatedPmipClient(self):
         """
         A MAG with [mag.pmip_client] runs the PMIP client in its own process
