@@ -187,6 +187,34 @@ class Rfc5213ServiceTests(TestCase):
         self.assertEqual(self.lma.refusals, 1)
         self.assertEqual(self.plane.routes, {})
 
+    @inlineCallbacks
+    def test_revokedAtMagWithoutRfc5846(self):
+        """
+        `deregister` at the LMA: the MAG gets an (unsigned: its PBUs are
+        not) RFC 5846 BRI at the port its PBUs came from; it answers Binding
+        Error status 2 (it does not know MH type 16): the BRI ends, the
+        routes stay removed, and the MAG gets no more BRIs.
+        """
+        self.port.write(mh.encodeMessage(self.pbu(1), LO, LO), ("::1", self.lma.port.port))
+        yield until(lambda: self.probe.received, what="the PBA")
+        self.assertEqual(self.lma.command(["deregister", "mn1@example.net"]), [
+            "ok 1", "deregistered mn1@example.net; Binding Revocation Indication sent to ::1"])
+        self.assertEqual(self.plane.routes, {})
+        yield until(lambda: len(self.probe.received) == 2, what="the BRI")
+        bri = mh.decodeMessage(self.probe.received[1][0], LO, LO)
+        self.assertEqual((type(bri), bri.trigger, bri.flags, bri.option(
+            mh.MobileNodeIdentifier).identifier, bri.option(mh.HomeNetworkPrefix).prefixLength,
+            bri.option(mh.MobilityMessageAuthentication)),
+            (mh.RevocationIndication, mh.RevocationTrigger.ADMINISTRATIVE_REASON, mh.BR_P,
+             b"mn1@example.net", 64, None))
+        self.port.write(mh.encodeMessage(mh.BindingError(mh.BE_UNKNOWN_MH_TYPE), LO, LO),
+                        ("::1", self.lma.port.port))
+        revocations = self.lma.core.revocations
+        yield until(lambda: not revocations.outstanding, what="the Binding Error taken")
+        self.assertEqual(revocations.counters["unsupported"], 1)
+        self.assertFalse(self.lma.core.revokes(LO))
+        self.assertIsNone(self.lma.core.bindingFor(b"mn1@example.net"))
+
 
 class RawTransportTests(TestCase):
     """MH over raw IPv6 sockets (protocol 135): needs root."""
