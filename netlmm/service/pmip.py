@@ -684,6 +684,12 @@ class PmipService(RoleService):
         yield counter("netlmm_pmip_reregistered",
                       "Bindings registered again because their LMA restarted (RFC 5847)",
                       self.core.counters["reregistered"])
+        counters = self.core.counters
+        yield counter("netlmm_pmip_revocations",
+                      "RFC 5846 Binding Revocation Indications from the LMA, by outcome: "
+                      "revoked (the mobile dropped), dropped (not authentic)",
+                      {"revoked": counters["revoked"],
+                       "dropped": counters["revocationsDropped"]}, "outcome")
         if self.heartbeats is not None:
             yield from self.heartbeats.metricFamilies("netlmm_pmip")
         yield from self.port.metricFamilies("netlmm_pmip")

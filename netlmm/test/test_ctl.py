@@ -135,6 +135,11 @@ class ControlSocketTests(TestCase):
         # Both ways signed (RFC 4285): the BRA echoed the BRI's timestamp.
         self.assertIsNotNone(client.core.security)
         self.assertEqual(lma.security._revocations, {})
+        self.assertEqual(samples(lma, "netlmm_lma_revocations"), {
+            "revoked": 1, "sent": 1, "acknowledged": 1, "retransmitted": 0, "refused": 0,
+            "unanswered": 0, "unsupported": 0})
+        self.assertEqual(samples(client, "netlmm_pmip_revocations"),
+                         {"revoked": 1, "dropped": 0})
         status, lines = yield self.ctl("lma", "deregister", "mn2@example.net")
         self.assertEqual((status, lines), (1, ["error no binding for 'mn2@example.net'"]))
 
@@ -196,3 +201,10 @@ class ControlConfigTests(TestCase):
         e = self.assertRaises(ConfigError, controlConfig,
                               Table({"control": {"path": "x"}}, ""), "/")
         self.assertIn("control.socket", str(e))
+
+
+def samples(service, name):
+    """{label value: value} of counter family C{name} among C{service}'s metrics."""
+    [family] = [f for f in service.metricFamilies() if f.name == name]
+    return {s.labels["outcome"]: s.value for s in family.samples
+            if s.name.endswith("_total")}
