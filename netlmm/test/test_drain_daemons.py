@@ -312,6 +312,10 @@ class DrainTests(TestCase):
         live = {m.decode(): str(old[m]) for m in ENDING + ENDLESS}
         yield until(lambda: self.bindings("lma1") == live, 30,
                     "only the old bindings in use left at LMA1", interval=0.1)
+        # The MAG keeps the tunnels of the old prefixes in use to LMA1.
+        self.assertEqual({p: self.plane.tunnels.get(p) for p in old.values()},
+                         {old[m]: IPv6Address(LMA1) if m in ENDING + ENDLESS else None
+                          for m in MOBILES})
         # (The PMIP client forgets an old binding once LMA1 acknowledged
         # its deregistration, a moment after LMA1 dropped it.)
         yield until(lambda: self.ctl("pmip", "lmas") == [
