@@ -266,7 +266,12 @@ class DaemonService(MultiService):
         return maybeDeferred(service.startService)
 
     def _startedAll(self, _):
-        self._report(b"0")
+        # Tell the waiting parent only once the reactor runs: before that
+        # (twistd starts the services in a "before startup" trigger) its
+        # SIGTERM handler is not installed, and a SIGTERM sent as soon as the
+        # parent exited would kill the daemon without its stop (pid file
+        # left behind).
+        self.reactor.callWhenRunning(self._report, b"0")
         self.ready.callback(None)
 
     def _failed(self, failure):

@@ -335,6 +335,12 @@ class _Reactor(task.Clock):
     def addSystemEventTrigger(self, phase, event, f, *args):
         self.triggers.append((phase, event, f, args))
 
+    def callWhenRunning(self, f, *args):
+        if self.running:
+            f(*args)
+        else:
+            self.addSystemEventTrigger("after", "startup", f, *args)
+
     def stop(self):
         self.stopped = True
 
@@ -441,6 +447,28 @@ class DaemonServiceTests(SynchronousTestCase):
                 [(_, _, end, args)] = reactor.triggers
                 end(*args)
             self.assertEqual(os.read(r, 100), expected)
+
+    def test_statusPipeOnceTheReactorRuns(self):
+        """
+        A start complete before the reactor runs (twistd starts services in
+        a "before startup" trigger) is told to the parent only once it runs,
+        when its SIGTERM handler is in place: a SIGTERM sent as soon as the
+        parent exited then stops the daemon cleanly.
+        """
+        r, w = os.pipe()
+        self.addCleanup(os.close, r)
+        os.set_blocking(r, False)
+        reactor = _Reactor(running=False)
+        daemon = DaemonService("netlmm-x", [_Step("a")], config={"statusPipe": w, "pidfile": None},
+                               reactor=reactor, exit=self.exits.append)
+        daemon.startService()
+        self.successResultOf(daemon.ready)
+        with self.assertRaises(BlockingIOError):
+            os.read(r, 100)
+        [(phase, event, tell, args)] = reactor.triggers
+        self.assertEqual((phase, event), ("after", "startup"))
+        tell(*args)
+        self.assertEqual(os.read(r, 100), b"0")
 
     def test_startupStepNamesTheStep(self):
         """A step's failure is a StartupError that says which step failed."""
