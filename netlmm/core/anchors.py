@@ -440,8 +440,10 @@ class AnchoredCore:
         """The security layer of the core that takes (or would take) C{mnId}."""
         found = self._current(mnId)
         if found is None and getattr(self.policy, "needsAaa", False):
-            # The policy reads the AAA server's answer: ask it first.
-            return self.security
+            keys = getattr(self.security, "keys", None)
+            if not hasattr(keys, "fresh") or not keys.fresh(mnId):
+                # The policy reads the AAA server's answer: ask it first.
+                return self.security
         if found is None:
             anchor = self.policy.choose(mnId, home)
             found = None if anchor is None else self._byName[anchor.name]

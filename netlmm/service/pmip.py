@@ -382,12 +382,16 @@ class PmipService(RoleService):
             self._sendTo(proto, Notification(message.transaction, Result.MALFORMED,
                                              message.mnId), message.magAddress)
 
-    def _mayProtect(self, trigger, proto):
+    def _mayProtect(self, trigger, proto, asked=()):
         """
         With security on, a mobile needs an SA before its first PBU; a
         Trigger for a mobile without one is answered 'not-authorized'. With
         keys from AAA (Appendix C) the key is fetched first when none is
         cached or it has expired, and the Trigger is processed once it came.
+        With several LMAs the keys are those of the mobile's LMA; under the
+        'aaa' anchor policy that LMA is known once the [pmip.security] key
+        came, and the check is made again with its keys (C{asked}: the key
+        stores asked already, not asked twice for one Trigger).
         """
         security = self.core.security
         if hasattr(self.core, "securityFor"):
@@ -396,9 +400,11 @@ class PmipService(RoleService):
         if security is None:
             return True
         keys = security.keys
-        if hasattr(keys, "fetch") and not keys.fresh(trigger.mnId):
+        if (hasattr(keys, "fetch") and not keys.fresh(trigger.mnId)
+                and all(keys is not k for k in asked)):
+            asked += (keys,)
             d = keys.fetch(trigger.mnId)
-            d.addCallbacks(lambda sa: self._keyArrived(trigger, proto, sa),
+            d.addCallbacks(lambda sa: self._keyArrived(trigger, proto, sa, asked),
                            lambda f: self._keyFailed(trigger, proto, f))
             return False
         if security.hasKey(trigger.mnId):
@@ -406,10 +412,12 @@ class PmipService(RoleService):
         self._refuseTrigger(trigger, proto)
         return False
 
-    def _keyArrived(self, trigger, proto, sa):
+    def _keyArrived(self, trigger, proto, sa, asked=()):
         self.log.info("PMIP client: AAA gave SPI {spi} for MN {mnId}", spi=sa.spi,
                       mnId=showMnId(trigger.mnId))
         if proto not in self.connections or not self.running:
+            return
+        if not self._mayProtect(trigger, proto, asked):
             return
         problem = self.feed(self.core.receiveTrigger, trigger)
         if problem is not None:

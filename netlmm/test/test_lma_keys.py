@@ -102,14 +102,17 @@ class _Service(_Keys):
 
     #: What each LMA's key file holds.
     keys = (("lma1-keys.toml", SA1), ("lma2-keys.toml", SA2))
+    #: The PMIP client's config.
+    config = CONFIG
 
     def setUp(self):
         self.clock = Clock()
         self.clock.advance(1_000_000)
         b = pmipTap.Options()
-        b.parseOptions(["--config", str(self.directory(keys=self.keys) / "pmip.toml")])
+        b.parseOptions(["--config", str(self.directory(self.config, self.keys) / "pmip.toml")])
         b = b.built
-        core = pmipTap.anchoredCore(b, None, [])
+        default = None if b["security"] is None else pmipTap.pmipGuard(b["security"], 60)
+        core = pmipTap.anchoredCore(b, default, [])
         self.pmip = PmipService(self.clock, core, (LO, 0), (LO, 0), "udp", 5436,
                                 ["::1/128"], lmaPorts={LMA1: 5436, LMA2: 5436})
         self.pmip.running = True
@@ -128,8 +131,9 @@ class _Service(_Keys):
             self.lmas[address] = lma
 
     def trigger(self, n, phoa):
-        self.pmip.controlReceived(Trigger(n, b"mn%d@example.net" % n, MAG, phoa,
-                                          AddressMode.STATIC), self.mag)
+        mode = AddressMode.LMA_ASSIGNED if phoa is None else AddressMode.STATIC
+        self.pmip.controlReceived(Trigger(n, b"mn%d@example.net" % n, MAG, phoa, mode),
+                                  self.mag)
 
     def pbu(self):
         """The PBU the client sent last, as the LMA it went to receives it."""
@@ -228,6 +232,71 @@ class KeyOfTheAnchorTests(_Service, SynchronousTestCase):
         pbu, at, ba, octets = self.atLma()
         self.assertEqual((at, pbu.option(mh.MobilityMessageAuthentication).spi, ba.status),
                          (LMA1, SA1.spi, 0))
+
+
+class _Aaa:
+    """An AAA server's answers (SA, home LMA) by MN identifier, for L{AaaKeys}."""
+
+    def __init__(self, answers):
+        self.answers = answers
+        self.homeLmas = {}
+        self.asked = []
+
+    def fetch(self, mnId):
+        from twisted.internet.defer import succeed
+        self.asked.append(mnId)
+        sa, lma = self.answers[mnId]
+        if lma is not None:
+            self.homeLmas[mnId] = lma
+        return succeed(sa)
+
+
+class AaaPolicyTests(_Service, SynchronousTestCase):
+    """
+    policy = 'aaa': the [pmip.security.radius] answer names the LMA, whose
+    own keys (lma2: a key file covering mn2 only) then decide.
+    """
+
+    keys = KeyOfTheAnchorTests.keys
+    config = (CONFIG.replace('[pmip.lmas.security]\nmode = "rfc4285"\nkeys = "lma1-keys.toml"\n', "")
+              + '[pmip.security]\nmode = "rfc4285"\n[pmip.security.radius]\n'
+              'servers = ["[::1]:1812"]\nsecret = "s3cret"\n'
+              '[pmip.anchor]\npolicy = "aaa"\n')
+
+    def setUp(self):
+        super().setUp()
+        keys = self.pmip.core.security.keys
+        self.aaa = keys.client = _Aaa({
+            b"mn2@example.net": (SecurityAssociation(3002, b"k" * 20, mnId="mn2@example.net"),
+                                 LMA2),
+            b"mn3@example.net": (SecurityAssociation(3003, b"k" * 20, mnId="mn3@example.net"),
+                                 LMA2),
+            b"mn4@example.net": (SecurityAssociation(3004, b"k" * 20, mnId="mn4@example.net"),
+                                 None)})
+        keys.clock = self.clock
+
+    def test_lmaNamedByAaaSignsWithItsKeys(self):
+        """
+        mn2, placed at LMA2 by AAA, is registered there with LMA2's own key;
+        mn4, placed nowhere, goes to the default LMA1 with the AAA key.
+        """
+        for n, at, spi in ((2, LMA2, SA2.spi), (4, LMA1, 3004)):
+            self.trigger(n, None)
+            pbu, destination = self.pbu()[0::2]
+            self.assertEqual((destination, pbu.option(mh.MobilityMessageAuthentication).spi),
+                             (at, spi))
+        self.assertEqual(self.aaa.asked, [b"mn2@example.net", b"mn4@example.net"])
+
+    def test_noKeyAtTheLmaAaaNamed(self):
+        """
+        mn3, placed at LMA2 by AAA, has no SA in LMA2's keys: 'not-authorized'
+        at once, no PBU (not a PBU never sent and a MAG left waiting).
+        """
+        self.trigger(3, None)
+        [note] = self.notifications()
+        self.assertEqual((note.transaction, note.result), (3, Result.NOT_AUTHORIZED))
+        self.assertEqual(self.pmip.port.socket.sent, [])
+        self.assertEqual(self.aaa.asked, [b"mn3@example.net"])
 
 
 class ConfigTests(_Keys, SynchronousTestCase):
