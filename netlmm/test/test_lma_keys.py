@@ -209,6 +209,37 @@ class ServiceTests(_Service, SynchronousTestCase):
         self.assertEqual([g.counters["verified"] for g in guards], [0, 1])
 
 
+    def test_revocationCheckedWithItsLmasKey(self):
+        """
+        RFC 5846: a BRI from LMA2 signed with LMA1's key is dropped and
+        counted, the mobile stays; LMA2's own BRI revokes it, and the BRA
+        goes back to LMA2 signed with LMA2's key.
+        """
+        self.trigger(2, "2001:db8:2::2")
+        pbu, at, ba, octets = self.atLma()
+        self.deliver(octets, LMA2)
+        self.assertEqual(len(self.notifications()), 1)
+        lma2 = self.lmas[LMA2]
+        lma2.command(["deregister", "mn2@example.net"])
+        bri, signed = lma2.answers.pop()
+        self.assertIsInstance(bri, mh.RevocationIndication)
+        forger = LmaGuard(KeyStore([SA1]))
+        forged = forger.protectRevocation(bri, b"mn2@example.net", LO, self.clock.seconds())
+        self.deliver(forger.octets.take(forged), LMA2)
+        self.assertEqual(self.pmip.port.socket.sent, [])
+        self.assertIn(b"mn2@example.net", self.pmip.core.mobiles)
+        self.assertEqual(metric(self.pmip, "netlmm_pmip_revocations"),
+                         {"revoked": 0, "dropped": 1})
+        self.deliver(signed, LMA2)
+        bra, data, destination = self.pbu()
+        self.assertIsInstance(bra, mh.RevocationAcknowledgement)
+        self.assertEqual((destination, bra.option(mh.MobilityMessageAuthentication).spi),
+                         (LMA2, SA2.spi))
+        self.assertNotIn(b"mn2@example.net", self.pmip.core.mobiles)
+        self.assertEqual(metric(self.pmip, "netlmm_pmip_revocations"),
+                         {"revoked": 1, "dropped": 1})
+
+
 class KeyOfTheAnchorTests(_Service, SynchronousTestCase):
     """LMA2's key covers mn2 only: whether a mobile has a key depends on its LMA."""
 
