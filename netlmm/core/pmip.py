@@ -170,6 +170,12 @@ _RESULTS = {
 #: registration: the LMA has no binding any more (it restarted, or the
 #: binding expired).
 _LOST = (mh.Status.MISSING_MN_IDENTIFIER_OPTION, mh.Status.NOT_HOME_AGENT_FOR_MN)
+#: A deregistration's answers that leave the mobile with no binding: accepted,
+#: no binding for the home (133), the home bound to another mobile (the LMA's
+#: answer to a PBU naming the mobile: DAD failed for an address, not authorized
+#: for a prefix).
+_GONE = (mh.Status.ACCEPTED, mh.Status.NOT_HOME_AGENT_FOR_MN, mh.Status.DAD_FAILED,
+         mh.Status.NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX)
 #: Statuses whose PBA carries the LMA's time (RFC 5213 5.5).
 _CLOCK = (mh.Status.TIMESTAMP_MISMATCH, mh.Status.TIMESTAMP_LOWER_THAN_PREV_ACCEPTED)
 #: PBUs a second when every binding is registered again with a restarted LMA.
@@ -1075,9 +1081,10 @@ class PmipCore:
             self._say("LMA does not know {mnId}'s binding ({status}); registering again",
                       mnId=showMnId(m.mnId), status=mh.Status.name(status))
             return self._resend(m, p, now)
-        if p.kind == "deregister" and status in (mh.Status.ACCEPTED,
-                                                mh.Status.NOT_HOME_AGENT_FOR_MN):
-            # 133: nothing to deregister any more, the outcome wanted.
+        if p.kind == "deregister" and status in _GONE:
+            # 133, or the home is another mobile's now (the LMA deleted this
+            # binding and gave the home away before its PBAck arrived):
+            # nothing to deregister any more, the outcome wanted.
             return self._deregistered(m, raw)
         if not ba.accepted:
             self.counters["rejected"] += 1

@@ -126,10 +126,14 @@ class NetlmmDialect:
         options = [homeOption(m.home, m.mode)]
         if p.kind != "deregister":
             options.append(mh.AlternateCareOfAddress(p.pcoa))
-        if m.pcoa is None or p.withMnId or m.restored:
+        if m.pcoa is None or p.withMnId or m.restored or p.kind == "deregister":
             # Initial attachment: the LMA needs the MN identifier (4.1 step 4).
             # After a restart too, until acknowledged: the LMA may have given
-            # the home to another mobile, whose binding must not move.
+            # the home to another mobile, whose binding must not move. And
+            # leaving: a deregistration sent again after the LMA deleted the
+            # binding (its PBAck lost, or the LMA killed before sending it)
+            # may find the home given to another mobile since, whose binding
+            # it must not end.
             options.append(mh.MobileNodeIdentifier(m.mnId))
         v4 = ipv4Option(m)
         if v4 is not None:

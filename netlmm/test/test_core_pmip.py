@@ -505,7 +505,9 @@ class DetachTests(PmipTestMixin, SynchronousTestCase):
         self.assertEqual(bu.sequence, (first.sequence + 1) & 0xFFFF)
         self.assertEqual(bu.option(HomeNetworkPrefix).prefix, PHOA)
         self.assertIsNone(bu.option(AlternateCareOfAddress))
-        self.assertIsNone(bu.option(MobileNodeIdentifier))
+        # The mobile named: its home may be another mobile's by the time the
+        # LMA reads this (ReassignedHomeTests).
+        self.assertEqual(bu.option(MobileNodeIdentifier).identifier, MN1)
         self.assertEqual(m.state, pmip.DEREGISTERING)
         effects, raw = self.ack(core, bu, lifetime=0, now=101.6)
         self.assertEqual(self.afterPersist(effects, deleted=True),
@@ -996,3 +998,63 @@ class PersistenceTests(PmipTestMixin, SynchronousTestCase):
         self.assertEqual(log.lines, [
             "Detach 4 from 2001:db8:a::1 for mn1@example.net, which this client does "
             "not know: answered unknown-mn; deregistering what the LMA may hold for it"])
+
+
+class ReassignedHomeTests(PmipTestMixin, SynchronousTestCase):
+    """A PMIP client and an LMA core together, the LMA's answers as it makes them."""
+
+    def setUp(self):
+        from netlmm.core.lma import LmaCore
+        from netlmm.core.pools import AddressPool
+        self.lma = LmaCore("2001:db8:1::/64", [f"{PMIP}/128"], 3600,
+                           AddressPool("2001:db8:1::100", "2001:db8:1::1ff"))
+        self.pmip = self.makePmip()
+        self.now = 0
+
+    def toLma(self, effects):
+        """The PBUs among C{effects}, to the LMA; the PBAcks it answers."""
+        answers = []
+        for e in effects:
+            if type(e) is SendMH:
+                answers += [a.message for a in self.lma.receive(e.message, PMIP, self.now)
+                            if type(a) is SendMH]
+        return answers
+
+    def toPmip(self, answers):
+        effects = []
+        for ba in answers:
+            effects += self.pmip.receiveMH(ba, mh.encodeMessage(ba, LMA, PMIP), LMA, self.now)
+        return effects
+
+    def until(self, when):
+        """The client's timers up to C{when}; their effects."""
+        effects = []
+        while (due := self.pmip.nextTimer()) is not None and due <= when:
+            self.now = due
+            effects += self.pmip.handleTimer(due)
+        self.now = when
+        return effects
+
+    def test_lateDeregistrationLeavesTheNewOwner(self):
+        """
+        A deregistration the LMA carried out but whose PBAck was lost (or the
+        LMA was killed before sending it), sent again after the LMA gave the
+        address to another mobile: it names its mobile, so the LMA refuses
+        it instead of ending the other mobile's binding (or refusing it with
+        a 135 the client matches to the other mobile, and retrying for ever),
+        and the client takes that answer for the deregistration done.
+        """
+        self.toPmip(self.toLma(self.trigger(self.pmip, 1, mnId=MN1)))
+        home = self.lma.bindingFor(MN1).phoa
+        self.toLma(self.detach(self.pmip, 2, mnId=MN1) + self.until(5))
+        self.assertIsNone(self.lma.bindingFor(MN1))
+        self.toPmip(self.toLma(self.trigger(self.pmip, 3, mag=MAG2, mnId=MN2, now=5)))
+        self.assertEqual((self.lma.bindingFor(MN2).phoa, self.lma.bindingFor(MN2).pcoa),
+                         (home, MAG2))
+        effects = self.toPmip(self.toLma(self.until(60)))
+        self.assertEqual((self.lma.bindingFor(MN2).phoa, self.lma.bindingFor(MN2).pcoa),
+                         (home, MAG2))
+        self.assertEqual([(n.notification.transaction, n.notification.result, n.mag)
+                          for n in self.notifies(effects)], [(2, Result.SUCCESS, MAG1)])
+        self.assertNotIn(MN1, self.pmip.mobiles)
+        self.assertEqual(self.pmip.mobiles[MN2].home, home)
