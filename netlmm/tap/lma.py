@@ -61,6 +61,10 @@ The [lma] table of the config file:
                   revocation = false: a binding of it that `netlmm ctl
                   deregister` ends is not revoked at it with an RFC 5846
                   Binding Revocation Indication (true)
+  [lma.revocation] RFC 5846 Binding Revocation Indications (sent when `netlmm
+                  ctl deregister` ends a binding): min_delay_bris = seconds
+                  before one is sent again without an answer (1),
+                  max_retries = times it is sent again, then given up (1)
   [lma.heartbeat] RFC 5847 heartbeats to the PMIP clients and MAGs holding
                   bindings: interval = seconds between Requests (60; 0 sends
                   none, Requests from peers are answered anyway), missing =
@@ -124,6 +128,7 @@ See etc/netlmm/lma.toml for a commented example."""
         rfc.finish()
         from netlmm.service.heartbeat import HeartbeatConfig
         heartbeat = HeartbeatConfig.fromTable(table.table("heartbeat"))
+        revocations = _revocations(table.table("revocation"))
         from netlmm.security.config import securityConfig
         security = securityConfig(table, self["config"])
         policy = PeerPolicy(ordering=ordering)
@@ -138,7 +143,17 @@ See etc/netlmm/lma.toml for a commented example."""
                               maxLifetime=maxLifetime, pool=pool, prefixPool=prefixPool,
                               peers=peers, policy=policy, mobiles=mobiles,
                               minDelayBeforeBceDelete=delay, timestampWindow=window,
-                              **ipv4))
+                              revocations=revocations, **ipv4))
+
+
+def _revocations(t):
+    """The [lma.revocation] table: the L{Revocations} of RFC 5846 (its defaults)."""
+    from netlmm.core.revocation import BRI_MAX_RETRIES_NUMBER, MIN_DELAY_BRIS, Revocations
+    delay = t.number("min_delay_bris", MIN_DELAY_BRIS, minimum=0.01, maximum=60)
+    retries = t.number("max_retries", BRI_MAX_RETRIES_NUMBER, minimum=0, maximum=10,
+                       integer=True)
+    t.finish()
+    return Revocations(delay, retries)
 
 
 def _patterns(table, key):

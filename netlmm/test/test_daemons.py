@@ -235,6 +235,9 @@ heartbeat = false
 address = "2001:db8:e::/64"
 ordering = "timestamp"
 revocation = false
+[lma.revocation]
+min_delay_bris = 2.5
+max_retries = 3
 ''')])
         core = o.built["core"]
         self.assertEqual((str(core["prefixPool"].network), core["prefixPool"].length),
@@ -250,6 +253,7 @@ revocation = false
         self.assertEqual((str(n2), p2.profile, p2.ordering.value, p2.heartbeat),
                          ("2001:db8:e::/64", None, "timestamp", True))
         self.assertEqual((p1.revocation, p2.revocation), (True, False))
+        self.assertEqual((core["revocations"].delay, core["revocations"].retries), (2.5, 3))
 
     def test_lmaRfc5213KeysRefused(self):
         """Each new key's bad values are refused with an error naming it."""
@@ -280,6 +284,10 @@ revocation = false
                  ("lma.peers[0].profil: unknown key",)),
                 ('[[lma.peers]]\naddress = "::2"\nrevocation = "no"\n',
                  ("lma.peers[0].revocation",)),
+                ('[lma.revocation]\nmin_delay_bris = 0\n', ("lma.revocation.min_delay_bris",)),
+                ('[lma.revocation]\nmax_retries = 1.5\n', ("lma.revocation.max_retries",
+                                                           "integer")),
+                ('[lma.revocation]\nretries = 1\n', ("lma.revocation.retries: unknown key",)),
                 ('[lma.peers]\naddress = "::2"\n', ("lma.peers", "array of tables")),
                 ('[[lma.peers]]\naddress = "::2"\nheartbeat = "no"\n',
                  ("lma.peers[0].heartbeat",)),
@@ -438,6 +446,7 @@ transport = "tcp"
                                 "[lma.pool]", "first", "last", "[lma.security]",
                                 "[lma.dataplane]", "[lma.security]", "mode", "keys",
                                 "replay_window", "[lma.heartbeat]", "interval",
+                                "[lma.revocation]", "min_delay_bris", "max_retries",
                                 "missing", "--config"]),
             (pmipTap.Options(), ["listen", "lma", "mh_bind", "transport", "lifetime",
                                  "allowed_mags", "detach_delay", "state_file", "peers",
