@@ -19,6 +19,11 @@ in-process MAG's data plane reports use as the userspace one does
 sessions themselves, with real mobiles, are
 L{netlmm.test.test_multi_lma_netns}.
 
+L{DrainTests.test_drainWithMagDaemon} runs the MAG as a daemon too (the
+shipped mag.toml, 'prefix' strategy, 'control' detector, memory data plane:
+old prefixes last old_prefix_lifetime). The MAG lives in a namespace of its
+own, linked to the core's, so its MAG channel comes from its address.
+
 Root only (network namespaces); skipped with the reason elsewhere.
 """
 
@@ -60,6 +65,7 @@ MAG = "2001:db8:ff::1"
 HOMES = {"lma1": "2001:db8:1::/64", "lma2": "2001:db8:2::/64"}
 POOLS = {"lma1": "2001:db8:100::/48", "lma2": "2001:db8:200::/48"}
 ADDRESSES = {"lma1": LMA1, "lma2": LMA2}
+MAG_NET = IPv6Network("2001:db8:ff::/64")
 MOBILES = [b"drain%02d@example.net" % i for i in range(50)]
 #: Mobiles whose old address carries a session that ends during the test,
 #: and a session that outlives the old prefix's lifetime.
@@ -114,6 +120,29 @@ def pmipConfig(case):
         text = _replace(case, text, old, new)
     return (text + lmas + '[pmip.anchor]\npolicy = "static"\ndefault = "lma1"\n'
 )
+
+
+def magConfig(case, socketPath, lifetime):
+    """
+    The shipped mag.toml at MAG, per-MN prefixes on the access bridge acc0,
+    the channel plain TCP, the old prefixes kept C{lifetime} seconds.
+    """
+    text = (examples() / "mag.toml").read_text()
+    for old, new in (
+            ('address = "2001:db8:ff::1"', f'address = "{MAG}"'),
+            ('lma_address = "::1"', f'lma_address = "{LMA1}"'),
+            ('pmip = "[::1]:5437"', f'pmip = "[{PMIP}]:5437"'),
+            ('access_technology = "ethernet"\n',
+             f'access_technology = "ethernet"\nold_prefix_lifetime = {lifetime}\n'),
+            ('strategy = "lma-assigned"', 'strategy = "prefix"\n[mag.access]\ninterface = "acc0"'),
+            ('socket = "netlmm-mag1.sock"', f'socket = "{socketPath}"'),
+            ('[mag.tls]\ntransport = "tls"\n', '[mag.tls]\ntransport = "tcp"\n'),
+            ('ca = "pki/ca.pem"\n', ""),
+            ('certificate = "pki/mag-MAG1.pem"\n', ""),
+            ('key = "pki/mag-MAG1.key"\n', ""),
+            ('pmip_name = "pmip1"\n', "")):
+        text = _replace(case, text, old, new)
+    return text
 
 
 def keysConfig(case):
@@ -201,14 +230,23 @@ class DrainTests(TestCase):
 
     @inlineCallbacks
     def setUp(self):
-        self.lab = lab = Lab(self)
         self.dir = Path(self.mktemp()).resolve()
-        # Short: a UNIX socket's path must fit in 108 bytes.
+        # Short: a UNIX socket's path must fit in 108 bytes. Removed after
+        # the lab stopped the daemons (cleanups run last added, first).
         self.sockets = Path(tempfile.mkdtemp(prefix="netlmm-drain-"))
         self.addCleanup(shutil.rmtree, self.sockets, True)
+        self.lab = lab = Lab(self)
         lab.add("core")
-        for address in (LMA1, LMA2, PMIP, MAG):
+        for address in (LMA1, LMA2, PMIP):
             lab.addr("core", "lo", f"{address}/128")
+        # The MAG's namespace: its address on the link to the core (the
+        # source of its MAG channel), an access bridge for a MAG daemon.
+        lab.add("mag")
+        lab.link("mag", "up0", "core", "mag0")
+        lab.addr("mag", "up0", f"{MAG}/64")
+        lab.addr("core", "mag0", f"{MAG_NET[0xfe]}/64")
+        lab.exec("mag", "ip", "-6", "route", "add", "2001:db8::/32", "via", str(MAG_NET[0xfe]))
+        lab.bridge("mag", "acc0")
         self.logs, self.procs = {}, {}
         for role, text in (("lma1", lmaConfig(self, "lma1")), ("lma2", lmaConfig(self, "lma2")),
                            ("pmip", pmipConfig(self))):
@@ -236,7 +274,7 @@ class DrainTests(TestCase):
         self.mag = MagService(
             reactor, MagCore(MAG, LMA1, ipv4=ipv4, oldLifetime=LIFETIME, idleRelease=IDLE),
             (PMIP, 5437), PrefixStrategy(), self.plane, name="MAG1",
-            channel=NetnsChannel(self.lab, "core", MAG))
+            channel=NetnsChannel(self.lab, "mag", MAG))
         yield self.mag.startService()
         self.addCleanup(self.mag.stopService)
         yield until(lambda: self.mag.connection is not None, 20, "the MAG's connection")
@@ -378,3 +416,53 @@ class DrainTests(TestCase):
         self.assertEqual(self.bindings("lma2"), {})
         self.assertTrue(all(self.attachment(m).lma == IPv6Address(LMA1)
                             and self.mag.oldHomes(m) == () for m in mobiles))
+
+    @inlineCallbacks
+    def test_drainWithMagDaemon(self):
+        """
+        The MAG a daemon too (twistd netlmm-mag, the shipped mag.toml with the
+        'prefix' strategy and the 'control' detector, memory data plane): 50
+        mobiles attached over its control socket, `drain lma1`: all move to
+        LMA2; the memory data plane cannot tell whether an old prefix is in
+        use, so every old binding stays at LMA1 until old_prefix_lifetime
+        after the move, then goes.
+        """
+        lifetime = 8
+        d = self.dir / "mag"
+        d.mkdir()
+        (d / "mag.toml").write_text(magConfig(self, self.controlSocket("mag"), lifetime))
+        self.logs["mag"] = d / "mag.log"
+        self.procs["mag"] = self.lab.start("mag", [
+            sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+            "-n", "--pidfile=", "netlmm-mag", "--config", "mag.toml"], self.logs["mag"], cwd=d)
+        yield until(lambda: self.controlSocket("mag").exists() or self.exited("mag"), 30,
+                    "the MAG started", interval=0.05)
+        self.assertFalse(self.exited("mag"), self.log("mag"))
+        macs = [f"02:00:00:00:01:{i:02x}" for i in range(50)]
+        for mac in macs:
+            self.assertEqual(self.ctl("mag", "attach", mac), [f"ok attached {mac}"])
+        yield until(lambda: len(self.bindings("lma1")) == len(macs), 60,
+                    "the 50 mobiles bound at LMA1", interval=0.1)
+        old = self.bindings("lma1")
+        self.assertEqual(sorted(old), macs)
+
+        started = time.monotonic()
+        rows = self.ctl("pmip", "drain", "lma1")
+        self.assertEqual(rows, ["ok 50"] + [f"{mac} MOVING lma1 -> lma2" for mac in macs])
+        yield until(lambda: len(self.bindings("lma2")) == len(macs), 60,
+                    "every mobile registered at LMA2", interval=0.05)
+        moved = time.monotonic() - started
+        new = self.bindings("lma2")
+        self.assertTrue(all(IPv6Network(new[mac]).subnet_of(IPv6Network(POOLS["lma2"]))
+                            for mac in macs))
+        # The MAG learnt the new prefixes (REANCHORED): its mobiles are bound there.
+        yield until(lambda: self.log("mag").count(" re-anchored at ") == len(macs), 30,
+                    "the MAG re-anchored every mobile", interval=0.1)
+        self.assertEqual(self.bindings("lma1"), old)
+        yield until(lambda: self.bindings("lma1") == {}, lifetime + 30,
+                    "the old bindings gone at the end of old_prefix_lifetime", interval=0.2)
+        self.assertGreaterEqual(time.monotonic() - started, lifetime - 1)
+        self.assertEqual(self.bindings("lma2"), new)
+        print(f"\ndrain of 50 mobiles of a MAG daemon: all at LMA2 {moved:.2f} s after the "
+              f"command; old bindings at LMA1 gone {time.monotonic() - started:.1f} s after it "
+              f"(old_prefix_lifetime {lifetime} s)")
