@@ -106,13 +106,14 @@ class TunnelDown(namedtuple("TunnelDown", "mnId phoa lma")):
     __slots__ = ()
 
 
-class Bound(namedtuple("Bound", "mnId phoa prefix ipv4 ipv4Router",
-                       defaults=(None, None, None))):
+class Bound(namedtuple("Bound", "mnId phoa prefix ipv4 ipv4Router peerMag",
+                       defaults=(None, None, None, None))):
     """
     MAG: the mobile is bound; the address strategy may now answer it. Besides
     its pHoA: its per-MN prefix (IPv6Network), its IPv4 home address
     (IPv4Interface) and IPv4 default router (IPv4Address), each None when
-    the binding has none.
+    the binding has none; C{peerMag}: the MAG the binding moved from, when
+    the PMIP client names it (a handoff), else None.
     """
 
     __slots__ = ()

@@ -326,7 +326,7 @@ class HandoverCore:
         #: (peer, sequence) of HIs answered or given up lately: late HAcks are expected.
         self._answered = {}
         self.counters = dict(requested=0, contexts=0, fallbacks=0, forwarded=0, offered=0,
-                             prepared=0, refused=0, unknown=0)
+                             prepared=0, refused=0, unknown=0, learned=0, late=0)
 
     # ------------------------------------------------------------ queries
 
@@ -384,6 +384,44 @@ class HandoverCore:
         self.sessions[mnId] = s
         self.counters["requested"] += 1
         return effects + self._request(s, linkLayer, s.waiting)
+
+    def learn(self, peer):
+        """
+        The PMIP client named C{peer} as the other MAG of a handoff: a
+        neighbour from now on (asked for contexts, heard), besides the
+        configured ones. True when it is new. (Whether this MAG shares a key
+        with it is the service's to check.)
+        """
+        peer = IPv6Address(peer)
+        if peer == self.address or peer in self.neighbors:
+            return False
+        self.neighbors.append(peer)
+        self.counters["learned"] += 1
+        self._say("{peer} is a neighbour (named by the PMIP client)", peer=peer)
+        return True
+
+    def late(self, mnId, peer, now):
+        """
+        C{mnId} is bound here and came from C{peer}, which this MAG did not
+        ask for its context (a neighbour just learned, L{learn}): ask it now,
+        with F, so that what it holds for the departed mobile is forwarded
+        here at once, and say 'forwarding done' straight after (this MAG is
+        bound: forwarding lingers a moment, then stops). Their answers are
+        expected and change nothing. Nothing for a mobile in handover here.
+        """
+        peer = IPv6Address(peer)
+        if mnId in self.sessions or peer not in self.neighbors:
+            return []
+        self._say("{mnId} came from {peer}: asking it for what it holds", mnId=_show(mnId),
+                  peer=peer)
+        self.counters["late"] += 1
+        ask = HandoverInitiate(self._nextSequence(), HI_P | HI_U | HI_F, HiCode.REQUEST,
+                               [mh.MobileNodeIdentifier(mnId), ContextRequest(REQUESTED)])
+        done = HandoverInitiate(self._nextSequence(), HI_P | HI_F, HiCode.FORWARDING_DONE,
+                                [mh.MobileNodeIdentifier(mnId)])
+        for hi in (ask, done):
+            self._answered[(peer, hi.sequence)] = True
+        return [SendHandover(ask, peer), SendHandover(done, peer)]
 
     def depart(self, mnId, now):
         """

@@ -466,7 +466,7 @@ class MagCore:
         effects += [TunnelUp(a.mnId, h, lma) for h in wanted if h not in a.tunnels]
         a.tunnels = wanted
         a.lma = lma
-        effects.append(Bound(a.mnId, a.phoa, n.prefix, ipv4, router))
+        effects.append(Bound(a.mnId, a.phoa, n.prefix, ipv4, router, n.peerMag))
         return effects
 
     def _fail(self, a, result, reason):

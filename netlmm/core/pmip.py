@@ -52,6 +52,7 @@ from netlmm.security.replay import DEFAULT_MAX_OFFSET, ClockOffset
 from netlmm.wire import mh
 from netlmm.wire.control import (
     AddressMode, Conflict, Notification, Result, mnIdProblem, showMnId, withContainer,
+    withPeerMag,
 )
 
 _ZERO = IPv6Address("::")
@@ -1131,11 +1132,14 @@ class PmipCore:
         m.savedMag = m.mag
         m.restored = False
         effects = [_persist(m)]
+        # A handoff: each MAG is told the other (its neighbour, Appendix D).
+        moved = old is not None and old != m.pcoa
         if p.transaction is not None:
-            effects.append(Notify(self._notification(p.transaction, Result.SUCCESS, m, raw,
-                                                     assigned=True), p.mag))
-        if old is not None and old != m.pcoa:
-            effects.append(Notify(self._notification(0, Result.MOVED, m), old))
+            n = self._notification(p.transaction, Result.SUCCESS, m, raw, assigned=True)
+            effects.append(Notify(withPeerMag(n, old) if moved else n, p.mag))
+        if moved:
+            effects.append(Notify(withPeerMag(self._notification(0, Result.MOVED, m),
+                                              m.pcoa), old))
         return effects
 
     def _readHome(self, m, ba):

@@ -269,7 +269,8 @@ class NetnsDomain:
     def __init__(self, workdir, dataplane=None, prefix=None, detachDelay=5.0,
                  assignment='strategy = "slaac"', accessExtra="", lmaExtra="",
                  testCase=None, wifi=False, handover=False, sharedRouter=None,
-                 handoverExtra="", mobileSysctls=(), sharedPrefix=True, magExtra=""):
+                 handoverExtra="", mobileSysctls=(), sharedPrefix=True, magExtra="",
+                 neighbours=True):
         # assignment: the [mag.assignment] table's body (TOML lines);
         # accessExtra: more [mag.access] lines (each ending in a newline);
         # lmaExtra: more LMA config (whole tables, e.g. [lma.pool]);
@@ -289,6 +290,9 @@ class NetnsDomain:
         #: Context transfer and forwarding between the MAGs (Appendix D).
         self.handover = handover
         self.handoverExtra = handoverExtra
+        #: False: no [mag.handover] neighbors; the MAGs learn each other
+        #: from the PMIP client's Notifications.
+        self.neighbours = neighbours
         #: One router identity on every access link (by default with handover).
         self.sharedRouter = handover if sharedRouter is None else sharedRouter
         self.topology = Topology(prefix, testCase, needs=(needs,), wifi=wifi,
@@ -383,7 +387,7 @@ class NetnsDomain:
             return ""
         i = int(mag[-1]) - 1
         other = MAG_ADDRESSES[1 - i]
-        lines = ["[mag.handover]", f'neighbors = ["{other}"]',
+        lines = ["[mag.handover]", f'neighbors = ["{other}"]' if self.neighbours else "",
                  f'keys = "{self.path("handover-keys.toml")}"',
                  f"context_timeout = {0.5 * kernel.timeScale():g}",
                  f"prepare_timeout = {3 * kernel.timeScale():g}",

@@ -154,6 +154,8 @@ class HandoverService(Refusing, RoleService):
         #: (RFC 5844): held, forwarded and released with the pHoA, on a data
         #: plane that carries IPv4 in handover (C{handoverIpv4}).
         self._ipv4 = {}
+        #: Peers the PMIP client named that share no key with this MAG (logged once).
+        self._keyless = set()
         self.counters = dict(refused=0, released=0, freed=0)
 
     # ------------------------------------------------------------ lifecycle
@@ -240,6 +242,41 @@ class HandoverService(Refusing, RoleService):
         """The mobile is bound through this MAG."""
         self.feed(self.core.bound, mnId)
 
+    def learnNeighbour(self, peer):
+        """
+        The PMIP client named C{peer} as the other MAG of a handoff: a
+        neighbour from now on if this MAG shares a key with it (else logged
+        once and left out: its messages could not be authenticated). True
+        when it is a neighbour now.
+        """
+        peer = IPv6Address(peer)
+        if peer in self.core.neighbors:
+            return True
+        if peer == self.core.address:
+            return False
+        if not any(sa.mnId is None and sa.allowsClient(peer)
+                   and sa.allowsClient(self.core.address) for sa in self.guard.keys):
+            if peer not in self._keyless:
+                self._keyless.add(peer)
+                self.log.warn("handover: the PMIP client names {peer} as a neighbour, but no "
+                              "key of {keys} is shared with it: not a neighbour", peer=peer,
+                              keys="[mag.handover] keys")
+            return False
+        if self.core.learn(peer):
+            maybeDeferred(self.dataplane.acceptFrom, peer)
+        return True
+
+    def learned(self, mnId, peer):
+        """
+        C{mnId}, being bound here, came from the MAG C{peer} (the PMIP
+        client says): C{peer} becomes a neighbour (L{learnNeighbour}); if it
+        is new, nobody was asked for the mobile's context, so C{peer} is asked
+        now for what it holds (L{netlmm.core.handover.HandoverCore.late}).
+        """
+        known = IPv6Address(peer) in self.core.neighbors
+        if self.learnNeighbour(peer) and not known and self.running:
+            self.feed(self.core.late, mnId, peer)
+
     def detached(self, mnId):
         """
         The mobile left this MAG's access link: its downlink is held until
@@ -271,7 +308,20 @@ class HandoverService(Refusing, RoleService):
         except AuthenticationError as e:
             self._refuse(peer, "failed authentication", str(e))
             return
+        if IPv6Address(peer) not in self.core.neighbors and self._asksForOurs(message):
+            # The PMIP client named this MAG to that one, and its MOVED
+            # naming that one here is still on its way: authenticated with
+            # a key both share, it asks for a mobile this MAG has.
+            self.learnNeighbour(peer)
         self.feed(self.core.receive, message, peer, sentAt)
+
+    def _asksForOurs(self, message):
+        """True for a HI asking for the context of a mobile this MAG serves or holds."""
+        if type(message) is not fho.HandoverInitiate or message.code != fho.HiCode.REQUEST:
+            return False
+        mnId = message.option(mh.MobileNodeIdentifier)
+        return mnId is not None and (self.core.session(mnId.identifier) is not None
+                                     or self.core.lookup(mnId.identifier) is not None)
 
     def _refuse(self, peer, key, detail):
         """
@@ -618,9 +668,10 @@ def fromConfig(magTable, reactor, address, dataplane, access, configDir=None):
         magTable._get("handover", None, False)
         return None
     t = magTable.table("handover")
-    value = t._get("neighbors", None, True)
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{t._key('neighbors')}: expected a non-empty list of the "
+    # Empty (or left out): the neighbours are those the PMIP client names.
+    value = t._get("neighbors", [], False)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{t._key('neighbors')}: expected a list of the "
                           f"neighbour MAGs' addresses, got {value!r}")
     neighbors = []
     for v in value:

@@ -18,7 +18,7 @@ from netlmm.interfaces import IMagControl
 from netlmm.service.base import RoleService
 from netlmm.transport.channel import Channel
 from netlmm.transport.control import ControlFactory
-from netlmm.wire.control import Notification, showMnId
+from netlmm.wire.control import Notification, Result, showMnId
 
 
 class _PmipFacing(ControlFactory):
@@ -439,6 +439,10 @@ class MagService(RoleService):
             return
         results = self.notificationResults
         results[message.result] = results.get(message.result, 0) + 1
+        if message.result == Result.MOVED and message.peerMag is not None and \
+                self.handover is not None:
+            # The mobile went to that MAG: a neighbour (its HI may follow).
+            self.handover.learnNeighbour(message.peerMag)
         self.feed(self.core.receiveNotification, message)
 
     def _send(self, message, upstream=None):
@@ -468,6 +472,10 @@ class MagService(RoleService):
                     self.ipv4.bound(e.mnId, self.core.homes(e.mnId))
                 self.strategy.bound(e.mnId, e.phoa)
                 if self.handover is not None:
+                    if e.peerMag is not None:
+                        # Before 'bound': a mobile whose context came from
+                        # nowhere is asked for late (HandoverService.learned).
+                        self.handover.learned(e.mnId, e.peerMag)
                     self.handover.bound(e.mnId)
             elif kind is Unbound:
                 if self.core.attachment(e.mnId) is None:

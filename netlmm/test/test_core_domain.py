@@ -228,7 +228,8 @@ class DomainTests(SynchronousTestCase):
         self.assertEqual(len(pbus), 1)
         self.assertIsNone(pbus[0].option(mh.MobileNodeIdentifier))
         self.assertIn_(RouteMove(phoa, MAG1, MAG2), effects)
-        self.assertIn_(Notify(Notification(0, Result.MOVED, MN, phoa), MAG1), effects)
+        self.assertIn_(Notify(Notification(0, Result.MOVED, MN, phoa, peerMag=MAG2), MAG1),
+                       effects)
         self.assertIn_(TunnelDown(MN, phoa, LMA), effects)
         self.assertIn_(Unbound(MN, phoa, Result.MOVED, "moved"), effects)
         self.assertEqual(d.routes, {phoa: MAG2})

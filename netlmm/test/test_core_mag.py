@@ -394,6 +394,16 @@ class LinkTests(MagTestMixin, SynchronousTestCase):
         detach = self.sent(core.detach(MN1, 1))
         self.assertEqual(detach.linkLayerId, MAC)
 
+    def test_peerMag(self):
+        """The MAG a handoff came from (Notification option 13) goes with the Bound effect."""
+        core = self.makeMag()
+        core.attach(MN1, 0, linkLayerId=MAC)
+        trigger = self.sent(core.addressReady(MN1, PHOA, AddressMode.STATIC, 0))
+        previous = IPv6Address("2001:db8:ffff::11")
+        effects = self.notify(core, Notification(trigger.transaction, Result.SUCCESS, MN1,
+                                                 PHOA, peerMag=previous))
+        self.assertEqual(effects[-1], Bound(MN1, PHOA, None, None, None, previous))
+
     def test_withoutThem(self):
         """No MAC known and no access technology configured: neither option is sent."""
         core = self.makeMag()

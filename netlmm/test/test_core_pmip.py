@@ -303,9 +303,10 @@ class HandoffTests(PmipTestMixin, SynchronousTestCase):
         self.assertEqual(core.mobile(MN1).state, pmip.HANDING_OVER)
 
         effects, raw = self.ack(core, bu, now=10.1)
+        # Each MAG is told the other: its neighbour for context transfer.
         self.assertEqual(self.notifies(effects), [
-            Notify(Notification(40, Result.SUCCESS, MN1, PHOA, raw), MAG2),
-            Notify(Notification(0, Result.MOVED, MN1, PHOA), MAG1),
+            Notify(Notification(40, Result.SUCCESS, MN1, PHOA, raw, peerMag=MAG1), MAG2),
+            Notify(Notification(0, Result.MOVED, MN1, PHOA, peerMag=MAG2), MAG1),
         ])
         m = core.mobile(MN1)
         self.assertEqual((m.state, m.pcoa, m.mag), (pmip.BOUND, MAG2, MAG2))
@@ -536,7 +537,8 @@ class DetachTests(PmipTestMixin, SynchronousTestCase):
         self.assertEqual(core.nextTimer(), 102)
         effects, raw = self.ack(core, bu, now=101.6)
         self.assertEqual(self.afterPersist(effects)[0],
-                         Notify(Notification(5, Result.SUCCESS, MN1, PHOA, raw), MAG2))
+                         Notify(Notification(5, Result.SUCCESS, MN1, PHOA, raw,
+                                             peerMag=MAG1), MAG2))
         self.assertEqual(core.mobile(MN1).state, pmip.BOUND)
         self.assertEqual(core.mobile(MN1).pcoa, MAG2)
         self.assertGreater(core.nextTimer(), 1000)

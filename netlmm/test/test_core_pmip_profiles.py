@@ -103,8 +103,9 @@ class NetlmmPrefixTests(ProfileMixin, SynchronousTestCase):
         self.assertEqual(bu.option(mh.AlternateCareOfAddress).address, MAG2)
         effects, raw = self.ack(core, bu, [_hnp(PREFIX)], now=NOW + 5)
         self.assertEqual(self.notifies(effects), [
-            Notify(Notification(2, Result.SUCCESS, MN1, pback=raw, prefix=PREFIX), MAG2),
-            Notify(Notification(0, Result.MOVED, MN1, prefix=PREFIX), MAG1)])
+            Notify(Notification(2, Result.SUCCESS, MN1, pback=raw, prefix=PREFIX,
+                                peerMag=MAG1), MAG2),
+            Notify(Notification(0, Result.MOVED, MN1, prefix=PREFIX, peerMag=MAG2), MAG1)])
 
     def test_triggerForAnotherPrefix(self):
         """A Trigger naming another prefix than the cache's: phoa-mismatch."""

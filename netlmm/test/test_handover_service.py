@@ -609,9 +609,17 @@ class ConfigTests(SynchronousTestCase):
         self.assertIsNone(service.hold)
         self.assertIsNone(fromConfig(Table({}, "mag"), Clock(), MAG1, None, None))
 
+    def test_neighboursLearnedOnly(self):
+        """No configured neighbours: those the PMIP client names (learnNeighbour)."""
+        service = self.build(neighbors=[])
+        self.assertEqual(service.core.neighbors, [])
+        service = fromConfig(Table({"handover": dict(keys=self.keys, buffer=False)}, "mag"),
+                             Clock(), MAG1, MemoryDataPlane(), None)
+        self.assertEqual(service.core.neighbors, [])
+
     def test_errors(self):
         cases = [
-            (dict(neighbors=[]), "mag.handover.neighbors: expected a non-empty list"),
+            (dict(neighbors="x"), "mag.handover.neighbors: expected a list"),
             (dict(neighbors=["x"]), "mag.handover.neighbors: 'x' is not an IPv6 address"),
             (dict(neighbors=[str(MAG1)]), f"mag.handover.neighbors: {MAG1} is this MAG"),
             (dict(neighbors=["2001:db8::99"]), "mag.handover.keys: "),
@@ -730,3 +738,61 @@ class DualStackTests(TwoMags, SynchronousTestCase):
         self.clock.advance(30)
         self.assertEqual(self.mag2.mag.ipv4.leases, {})
         self.assertNotIn(V4.ip, self.mag2.dataplane.tunnels)
+
+
+class LearnedNeighbourTests(TwoMags, SynchronousTestCase):
+    """
+    Neighbours from the PMIP client (draft Appendix D): MAG2, which has no
+    configured neighbour, is told that the mobile bound there came from MAG1
+    (Notification option 13): MAG1 becomes its neighbour, and MAG1, told of
+    MAG2 by its MOVED, forwards what it held for the departed mobile.
+    """
+
+    def setUp(self):
+        super().setUp()
+        for service in (self.mag1, self.mag2):
+            service.core.neighbors = []
+
+    def test_lateContextAndForwarding(self):
+        self.mag1.detached(MN)  # held at MAG1, nobody asks: MAG2 does not know it
+        self.assertEqual(self.mag1.dataplane.handovers, {PHOA: ("deliver", None)})
+        self.mag2.learned(MN, MAG1)  # the SUCCESS naming MAG1, before 'bound'
+        # (MAG1's MOVED naming MAG2 comes after MAG2's HI: MAG1 learns MAG2 from it.)
+        self.assertEqual(self.mag2.core.neighbors, [MAG1])
+        self.assertIn(MAG1, self.mag2.dataplane.accepted)
+        self.assertEqual(len(self.domain.deliver(MAG2)), 2)  # HI (F), 'forwarding done'
+        self.assertEqual(self.mag1.dataplane.handovers, {PHOA: ("forward", MAG2)})
+        self.assertEqual(len(self.domain.deliver(MAG1)), 2)  # their HAcks, expected
+        self.clock.advance(self.mag1.linger)
+        self.assertEqual(self.mag1.dataplane.handovers, {})
+        self.assertEqual((self.mag1.counters["refused"], self.mag2.counters["refused"]), (0, 0))
+        self.assertEqual(self.mag1.core.neighbors, [MAG2])
+        self.mag1.learnNeighbour(MAG2)  # the MOVED, late: nothing new
+        self.assertEqual(self.mag1.core.neighbors, [MAG2])
+        # Known now: told again, nothing more is asked.
+        self.mag2.learned(MN, MAG1)
+        self.assertEqual(self.domain.deliver(MAG2), [])
+
+    def test_strangerAskingForAnother(self):
+        """A keyed MAG asking for a mobile this MAG does not have stays a stranger: refused."""
+        self.mag2.learned(MN, MAG1)  # MAG1 does not serve it any more
+        self.mag1.mag.core.attachments.clear()
+        self.domain.deliver(MAG2)
+        self.assertEqual(self.mag1.core.neighbors, [])
+        self.assertEqual(self.mag1.counters["refused"], 2)
+
+    def test_noSharedKey(self):
+        """A MAG this one shares no key with is not made a neighbour; said once."""
+        other = IPv6Address("2001:db8:ffff::99")
+        from twisted.logger import capturedLogs, formatEvent
+        with capturedLogs() as events:
+            self.mag2.learned(MN, other)
+            self.mag2.learned(MN, other)
+        said = [formatEvent(e) for e in events]
+        self.assertEqual(self.mag2.core.neighbors, [])
+        self.assertEqual(self.domain.deliver(MAG2), [])
+        self.assertEqual(len([e for e in said if "no key" in e]), 1)
+
+    def test_itself(self):
+        self.assertFalse(self.mag2.learnNeighbour(MAG2))
+        self.assertEqual(self.mag2.core.neighbors, [])

@@ -612,7 +612,7 @@ ipv4Addresses = st.binary(min_size=4, max_size=4).map(IPv4Address)
 linkLayerIds = st.binary(min_size=1, max_size=32)
 containers = st.integers(1, 30).flatmap(lambda n: st.binary(min_size=8 * n, max_size=8 * n))
 extras = st.lists(
-    st.builds(ExtraOption, st.integers(13, 255), st.binary(max_size=40)), max_size=3
+    st.builds(ExtraOption, st.integers(14, 255), st.binary(max_size=40)), max_size=3
 )
 modes = st.sampled_from(sorted(AddressMode.NAMES))
 
@@ -646,6 +646,7 @@ controlMessages = st.one_of(
         st.none() | ipv4s,
         st.none() | ipv4Addresses,
         st.none() | addresses,
+        st.none() | addresses,
     ),
 )
 
@@ -671,6 +672,7 @@ def _size(message):
         size += optional(message.pback, len(message.pback or b""))
         size += optional(message.ipv4Router, 4)
         size += optional(message.lma, 16)
+        size += optional(message.peerMag, 16)
     else:
         size += 2 + len(message.mnId)
         size += 18 if isinstance(message, (Trigger, Detach)) else 0
@@ -823,30 +825,30 @@ class ConstructorTests(SynchronousTestCase):
         refused = self.assertRefused
         refused(ExtraOption, 256, b"", reason="option type must be")
         refused(ExtraOption, -1, b"", reason="option type must be")
-        refused(ExtraOption, 13, b"x" * 256, reason="option data must be 0..255")
-        refused(ExtraOption, 13, "text", reason="option data must be bytes")
-        for known in range(1, 12):
+        refused(ExtraOption, 99, b"x" * 256, reason="option data must be 0..255")
+        refused(ExtraOption, 99, "text", reason="option data must be bytes")
+        for known in range(1, 14):
             # It would decode as the known option, not as an extra one.
             refused(ExtraOption, known, b"\x00",
                     reason=f"option type {known} is a known option")
         ExtraOption(0, b"")
-        ExtraOption(13, b"x" * 255)
+        ExtraOption(99, b"x" * 255)
 
     def test_tooLong(self):
         """
         The 8-bit Length allows 255 octets: 255 is sent, 256 refused with
         an error that says so.
         """
-        fits = Notification(1, 0, pback=b"x" * 240, extra=[ExtraOption(13, b"")])
+        fits = Notification(1, 0, pback=b"x" * 240, extra=[ExtraOption(99, b"")])
         self.assertEqual(len(encodeControl(fits)), 255)  # 8 + 3 + 242 + 2
         error = self.assertRefused(
             encodeControl, Notification(1, 0, pback=b"x" * 240,
-                                        extra=[ExtraOption(13, b"y")]),
+                                        extra=[ExtraOption(99, b"y")]),
             reason="Notification would be 256 octets; the 8-bit Length field "
                    "allows at most 255")
         error = self.assertRefused(
             encodeControl,
-            Trigger(1, b"x" * 64, MAG, A1, 1, [ExtraOption(13, b"y" * 150)]),
+            Trigger(1, b"x" * 64, MAG, A1, 1, [ExtraOption(99, b"y" * 150)]),
             reason="Trigger would be 265 octets")
         self.assertIn("255", str(error))
 
@@ -897,7 +899,7 @@ class LimitTests(SynchronousTestCase):
         self.assertEqual(fits.pback, b"\x3b" * 152)
         self.assertEqual(len(encodeControl(fits)), 249)
         self.assertIs(withContainer(base, b"\x3b" * 160), base)  # 257
-        exact = withContainer(base._replace(extra=(ExtraOption(13, b"1234"),)),
+        exact = withContainer(base._replace(extra=(ExtraOption(99, b"1234"),)),
                               b"\x3b" * 152)  # 255
         self.assertEqual(len(encodeControl(exact)), 255)
         with self.assertRaises(EncodeError):

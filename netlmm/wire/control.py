@@ -74,6 +74,10 @@ OPT_ACCESS_TECHNOLOGY = 11
 #: The address of the LMA that anchors the mobile, where the MAG's tunnel
 #: goes (draft 4.4: a MAG with tunnels to several LMAs).
 OPT_LMA_ADDRESS = 12
+#: The other MAG of a handoff (16 octets): in the Notification that answers
+#: a handoff's Trigger, the MAG the binding moved from; in a MOVED, the MAG
+#: it moved to. The MAGs learn their neighbours from it (draft Appendix D).
+OPT_PEER_MAG = 13
 
 
 class AddressMode:
@@ -366,7 +370,7 @@ class Detach(
 class Notification(
     ControlMessage,
     namedtuple("_Notification", "transaction result mnId phoa pback extra "
-                                "prefix ipv4 ipv4Router lma"),
+                                "prefix ipv4 ipv4Router lma peerMag"),
 ):
     """
     PMIP client -> MAG: the outcome of the Trigger or Detach with the same
@@ -376,17 +380,18 @@ class Notification(
     On SUCCESS C{prefix}, C{ipv4} and C{ipv4Router} carry what the LMA
     assigned, when it did, and C{lma} the tunnel address of the LMA that
     anchors the mobile when the PMIP client has several (draft 4.4; None:
-    the MAG's configured LMA).
+    the MAG's configured LMA). C{peerMag}: the other MAG of a handoff (the
+    previous one in a SUCCESS, the new one in a MOVED), else None.
     """
 
     __slots__ = ()
     TYPE = NOTIFICATION
     OPTIONS = (OPT_RESULT, OPT_L2_ID, OPT_IP_ADDRESS, OPT_PREFIX, OPT_IPV4,
-               OPT_IPV4_ROUTER, OPT_LMA_ADDRESS, OPT_CONTAINER)
+               OPT_IPV4_ROUTER, OPT_LMA_ADDRESS, OPT_PEER_MAG, OPT_CONTAINER)
     REQUIRED = (OPT_RESULT,)
 
     def __new__(cls, transaction, result, mnId=None, phoa=None, pback=None,
-                extra=(), prefix=None, ipv4=None, ipv4Router=None, lma=None):
+                extra=(), prefix=None, ipv4=None, ipv4Router=None, lma=None, peerMag=None):
         return tuple.__new__(cls, (
             _u32("transaction number", transaction),
             _u8("result", result),
@@ -398,6 +403,7 @@ class Notification(
             _optional(_ipv4, "IPv4 home address", ipv4),
             _optional(_ipv4Address, "IPv4 default router", ipv4Router),
             _optional(_addr, "LMA address", lma),
+            _optional(_addr, "peer MAG", peerMag),
         ))
 
 
@@ -527,6 +533,7 @@ _OPTIONS = {
     OPT_ACCESS_TECHNOLOGY: _Option("access technology type", "accessTechnology",
                                    _decodeOctet, lambda v: bytes((v,))),
     OPT_LMA_ADDRESS: _Option("LMA address", "lma", _decodeAddress, lambda a: a.packed),
+    OPT_PEER_MAG: _Option("peer MAG", "peerMag", _decodeAddress, lambda a: a.packed),
 }
 
 
@@ -565,6 +572,18 @@ def withLma(notification, lma):
     MAG needs the anchor, the container is informational).
     """
     named = notification._replace(lma=_addr("LMA address", lma))
+    if named.pback is not None and encodedLength(named) > MAX_LENGTH:
+        named = named._replace(pback=None)
+    return named
+
+
+def withPeerMag(notification, mag):
+    """
+    C{notification} naming C{mag} (an IPv6 address) as the other MAG of a
+    handoff; like L{withLma}, its container is left out when both would not
+    fit in 255 octets.
+    """
+    named = notification._replace(peerMag=_addr("peer MAG", mag))
     if named.pback is not None and encodedLength(named) > MAX_LENGTH:
         named = named._replace(pback=None)
     return named
